@@ -1,0 +1,24 @@
+import { Sidecar } from '../sidecar/sidecar.js';
+import { createAudit } from '../telemetry/audit.js';
+import { createLogger } from '../telemetry/logger.js';
+import { loadSidecarConfig, readCaFiles } from './load.js';
+
+/** `leash sidecar --config FILE`: config → logger → sidecar → signals. Resolves with the exit status. */
+export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const config = loadSidecarConfig(configPath, env);
+  const caFiles = readCaFiles(config);
+  const logger = createLogger({ level: config.log.level });
+  const sidecar = new Sidecar({ config, env, caFiles, logger, audit: createAudit(logger) });
+  await sidecar.start();
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, 'signal received');
+      process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+      resolve();
+    };
+    process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  });
+  await sidecar.stop();
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  return 0;
+}

@@ -1,0 +1,50 @@
+import { z } from 'zod';
+import { parseDuration } from '../core/duration.js';
+
+/** Building blocks shared by every config schema. */
+
+export const duration = (what = 'a duration') =>
+  z.string({ error: `must be ${what} like "90s", "15m" or "1h"` }).transform((text, ctx) => {
+    const ms = parseDuration(text);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `must be ${what} like "90s", "15m" or "1h"` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** `host:port` or `[v6]:port`; port 0 asks the OS for a free one (tests). */
+export const hostPort = z.string({ error: 'must be "host:port"' }).transform((text, ctx): HostPort => {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: 'must be "host:port", e.g. "127.0.0.1:8080"' });
+    return z.NEVER;
+  }
+  return { host: (m[1] ?? m[2])!, port };
+});
+
+/** A secret is never written inline (DESIGN §4): it comes from a file or an environment variable. */
+export const secretSource = z.union(
+  [
+    z.strictObject({ file: z.string().min(1, 'must be a file path') }),
+    z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name') }),
+  ],
+  { error: 'must be { file: PATH } or { env: NAME }; secrets are never written inline' },
+);
+export type SecretSource = z.infer<typeof secretSource>;
+
+export const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,116 @@
+import { z } from 'zod';
+import { deepFreeze, duration, hostPort, logLevel, secretSource } from './common.js';
+import { parseRule, type AllowRule } from './rules.js';
+
+/** The sidecar's configuration (DESIGN §4), validated once and frozen. */
+
+const ROUTE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Header names that may never be chosen for injection: they frame or route the request. */
+const RESERVED_INJECT = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'expect']);
+
+const upstreamUrl = z.string({ error: 'must be an http(s) URL' }).transform((text, ctx) => {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !/^https?:\/\//i.test(text)) {
+    ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL' });
+    return z.NEVER;
+  }
+  if (url.username || url.password) {
+    ctx.addIssue({ code: 'custom', message: 'must not carry user:password; use inject.basic with a credential source' });
+    return z.NEVER;
+  }
+  if (url.search || url.hash) {
+    ctx.addIssue({ code: 'custom', message: 'must not have a query or fragment' });
+    return z.NEVER;
+  }
+  return url;
+});
+
+const headerName = z
+  .string()
+  .regex(HEADER_NAME, 'must be an HTTP header name')
+  .transform((h) => h.toLowerCase());
+
+const inject = z.union(
+  [
+    z.strictObject({
+      header: headerName.refine((h) => !RESERVED_INJECT.has(h), 'is reserved for framing the request and cannot carry a credential'),
+      format: z
+        .string()
+        .refine((f) => f.split('{{credential}}').length === 2, 'must contain "{{credential}}" exactly once')
+        .refine((f) => !/[\r\n\0]/.test(f), 'must not contain CR, LF or NUL')
+        .default('{{credential}}'),
+    }),
+    z.strictObject({ query: z.string().regex(/^[A-Za-z0-9_.~-]+$/, 'must be a query parameter name') }),
+    z.strictObject({ basic: z.strictObject({ username: z.string().refine((u) => !/[:\r\n\0]/.test(u), 'must not contain ":", CR, LF or NUL') }) }),
+  ],
+  { error: 'must be { header, format } or { query } or { basic: { username } }' },
+);
+export type InjectConfig = z.infer<typeof inject>;
+
+const allowRule = z.string({ error: 'must be a string "METHOD /path"' }).transform((text, ctx): AllowRule => {
+  const rule = parseRule(text);
+  if (typeof rule === 'string') {
+    ctx.addIssue({ code: 'custom', message: rule });
+    return z.NEVER;
+  }
+  return rule;
+});
+
+const route = z.strictObject({
+  upstream: upstreamUrl,
+  credential: z.union([z.string().min(1), secretSource], {
+    error: 'must be a lease name, { file: PATH } or { env: NAME }',
+  }),
+  inject,
+  allow: z.array(allowRule, { error: 'must be a list of "METHOD /path" rules (an empty list denies everything)' }),
+  stripHeaders: z.array(headerName).default([]),
+  caFile: z.string().min(1).optional(),
+  timeouts: z
+    .strictObject({
+      connect: duration().default(10_000),
+      idle: duration().default(300_000),
+    })
+    .prefault({}),
+  maxSockets: z.int().positive().default(256),
+  websocket: z.boolean().default(true),
+});
+export type RouteConfig = z.infer<typeof route>;
+
+export const sidecarSchema = z
+  .strictObject({
+    instance: z.strictObject({ id: z.string().default('') }).prefault({}),
+    listen: hostPort.default({ host: '127.0.0.1', port: 8080 }),
+    admin: hostPort.default({ host: '127.0.0.1', port: 9090 }),
+    shutdown: z.strictObject({ grace: duration().default(30_000) }).prefault({}),
+    log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
+    credentialFiles: z.strictObject({ pollInterval: duration().default(2_000) }).prefault({}),
+    routes: z
+      .record(z.string(), route)
+      .superRefine((routes, ctx) => {
+        const names = Object.keys(routes);
+        if (names.length === 0) ctx.addIssue({ code: 'custom', message: 'must define at least one route' });
+        for (const name of names) {
+          if (!ROUTE_NAME.test(name)) {
+            ctx.addIssue({ code: 'custom', path: [name], message: `route name "${name}" must be lower-case letters, digits, "-" or "_"` });
+          }
+          const cred = routes[name]!.credential;
+          if (typeof cred === 'string') {
+            // Leases come from the authority ([2/5]); until one is configured a name cannot resolve.
+            ctx.addIssue({
+              code: 'custom',
+              path: [name, 'credential'],
+              message: 'a lease name needs an authority section; use { file: PATH } or { env: NAME } for a local secret',
+            });
+          }
+        }
+      }),
+  })
+  .transform((c) => deepFreeze(c));
+
+export type SidecarConfig = z.output<typeof sidecarSchema>;

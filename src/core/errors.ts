@@ -1,0 +1,139 @@
+/**
+ * Coded errors. Every failure leash reports has a stable `code`; the ones an agent can
+ * see over HTTP also carry the DESIGN §5 `type` and status. docs/errors.md documents each
+ * code and a test fails when one is missing there.
+ *
+ * Messages never contain a secret: callers pass names, fingerprints and paths only.
+ */
+
+export type ErrorContext = Record<string, string | number | boolean | undefined>;
+
+export class LeashError extends Error {
+  readonly code: string;
+  readonly context: ErrorContext;
+  constructor(code: string, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.context = context;
+  }
+}
+
+/** The agent-facing error types of DESIGN §5, with their HTTP status. */
+export const HTTP_ERROR_TYPES = {
+  leash_no_route: 404,
+  leash_denied: 403,
+  leash_bad_request: 400,
+  leash_credential_unavailable: 503,
+  leash_upstream_unreachable: 502,
+  leash_upstream_timeout: 504,
+  leash_shutting_down: 503,
+} as const;
+
+export type HttpErrorType = keyof typeof HTTP_ERROR_TYPES;
+
+/** An error that is answered to the agent as a DESIGN §5 JSON body. */
+export class LeashHttpError extends LeashError {
+  readonly type: HttpErrorType;
+  readonly status: number;
+  readonly route: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
+  constructor(
+    code: string,
+    type: HttpErrorType,
+    message: string,
+    context: ErrorContext & { route?: string; retryAfterSeconds?: number } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, context, options);
+    this.type = type;
+    this.status = HTTP_ERROR_TYPES[type];
+    this.route = context.route;
+    this.retryAfterSeconds = context.retryAfterSeconds;
+  }
+}
+
+export class NoRouteError extends LeashHttpError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super('LEASH_ERR_NO_ROUTE', 'leash_no_route', message, context);
+  }
+}
+
+export class DeniedError extends LeashHttpError {
+  constructor(message: string, context: ErrorContext & { route?: string } = {}) {
+    super('LEASH_ERR_DENIED', 'leash_denied', message, context);
+  }
+}
+
+export class BadRequestError extends LeashHttpError {
+  constructor(message: string, context: ErrorContext & { route?: string } = {}) {
+    super('LEASH_ERR_BAD_REQUEST', 'leash_bad_request', message, context);
+  }
+}
+
+export class CredentialUnavailableError extends LeashHttpError {
+  constructor(message: string, context: ErrorContext & { route?: string; retryAfterSeconds?: number } = {}) {
+    super('LEASH_ERR_CREDENTIAL_UNAVAILABLE', 'leash_credential_unavailable', message, {
+      retryAfterSeconds: 1,
+      ...context,
+    });
+  }
+}
+
+export class UpstreamUnreachableError extends LeashHttpError {
+  constructor(message: string, context: ErrorContext & { route?: string } = {}, options?: { cause?: unknown }) {
+    super('LEASH_ERR_UPSTREAM_UNREACHABLE', 'leash_upstream_unreachable', message, context, options);
+  }
+}
+
+export class UpstreamTimeoutError extends LeashHttpError {
+  constructor(message: string, context: ErrorContext & { route?: string } = {}) {
+    super('LEASH_ERR_UPSTREAM_TIMEOUT', 'leash_upstream_timeout', message, context);
+  }
+}
+
+export class ShuttingDownError extends LeashHttpError {
+  constructor(context: ErrorContext & { route?: string } = {}) {
+    super('LEASH_ERR_SHUTTING_DOWN', 'leash_shutting_down', 'leash is shutting down; retry on another instance', {
+      retryAfterSeconds: 1,
+      ...context,
+    });
+  }
+}
+
+/** Invalid configuration: the message names the key path and the reason. */
+export class ConfigError extends LeashError {
+  readonly issues: readonly string[];
+  constructor(issues: readonly string[], context: ErrorContext = {}) {
+    super('LEASH_ERR_CONFIG', issues.length === 1 ? issues[0]! : `invalid configuration:\n  ${issues.join('\n  ')}`, context);
+    this.issues = issues;
+  }
+}
+
+/** A credential source (file or environment) that cannot produce a usable value. */
+export class CredentialSourceError extends LeashError {
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super('LEASH_ERR_CREDENTIAL_SOURCE', message, context, options);
+  }
+}
+
+/** Bad command-line usage. */
+export class UsageError extends LeashError {
+  constructor(message: string) {
+    super('LEASH_ERR_USAGE', message);
+  }
+}
+
+/** Every code leash can produce; docs/errors.md must document each (test/unit/errors.test.ts). */
+export const ERROR_CODES = [
+  'LEASH_ERR_NO_ROUTE',
+  'LEASH_ERR_DENIED',
+  'LEASH_ERR_BAD_REQUEST',
+  'LEASH_ERR_CREDENTIAL_UNAVAILABLE',
+  'LEASH_ERR_UPSTREAM_UNREACHABLE',
+  'LEASH_ERR_UPSTREAM_TIMEOUT',
+  'LEASH_ERR_SHUTTING_DOWN',
+  'LEASH_ERR_CONFIG',
+  'LEASH_ERR_CREDENTIAL_SOURCE',
+  'LEASH_ERR_USAGE',
+] as const;

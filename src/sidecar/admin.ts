@@ -1,0 +1,67 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+/**
+ * The admin listener: /healthz (process alive), /readyz (every route holds a usable
+ * credential and leash is not shutting down), /status (what is held, by fingerprint —
+ * never a value) and /metrics.
+ */
+export interface AdminSource {
+  ready(): { ready: boolean; unavailable: string[]; shuttingDown: boolean };
+  status(): unknown;
+  registry: Registry;
+}
+
+export class AdminServer {
+  readonly server: Server;
+  constructor(source: AdminSource) {
+    this.server = createServer((req, res) => {
+      const json = (status: number, body: unknown) => {
+        const text = JSON.stringify(body);
+        res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        res.end(text);
+      };
+      if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
+      const path = (req.url ?? '/').split('?')[0];
+      switch (path) {
+        case '/healthz':
+          return json(200, { status: 'ok' });
+        case '/readyz': {
+          const r = source.ready();
+          return json(r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', ...r });
+        }
+        case '/status':
+          return json(200, source.status());
+        case '/metrics':
+          source.registry.metrics().then(
+            (text) => {
+              res.writeHead(200, { 'content-type': source.registry.contentType });
+              res.end(text);
+            },
+            () => json(500, { error: 'metrics collection failed' }),
+          );
+          return;
+        default:
+          return json(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', '/metrics'] });
+      }
+    });
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}

@@ -1,0 +1,166 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Clock } from '../../core/clock.js';
+import { CredentialSourceError } from '../../core/errors.js';
+import { fingerprint } from '../../core/fingerprint.js';
+import type { CredentialEvent, CredentialProvider, HeldCredential } from './types.js';
+
+/** A value that can go into a header, a query or basic auth without smuggling anything in. */
+const isHeaderSafe = (value: string): boolean => /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value);
+
+/** Keep the previous value for scrubbing so a late echo of it is still caught. */
+function held(value: string, clock: Clock): HeldCredential {
+  return { value, fingerprint: fingerprint(value), acquiredAtMs: clock.monotonicMs(), expiresAtMs: undefined, lease: undefined };
+}
+
+/** A secret from an environment variable: read once at start, never changes. */
+export class EnvCredential implements CredentialProvider {
+  readonly description: string;
+  private cred: HeldCredential | undefined;
+  constructor(
+    private readonly name: string,
+    private readonly env: Readonly<Record<string, string | undefined>>,
+    private readonly clock: Clock,
+    private readonly onEvent: (e: CredentialEvent) => void,
+  ) {
+    this.description = `env:${name}`;
+  }
+  async start(): Promise<void> {
+    const value = this.env[this.name]?.trim();
+    if (!value || !isHeaderSafe(value)) {
+      const why = value ? 'holds control or non-ASCII characters' : 'is not set or empty';
+      const error = new CredentialSourceError(`environment variable ${this.name} ${why}`, { source: this.description });
+      this.onEvent({ kind: 'refresh_failed', error });
+      return;
+    }
+    this.cred = held(value, this.clock);
+    this.onEvent({ kind: 'acquired', fingerprint: this.cred.fingerprint });
+  }
+  current(): HeldCredential | undefined {
+    return this.cred;
+  }
+  recentValues(): readonly string[] {
+    return this.cred ? [this.cred.value] : [];
+  }
+  async refresh(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+/**
+ * A secret in a file, re-read when it changes. Kubernetes updates a Secret volume by
+ * swapping a `..data` symlink in the directory, so the directory is watched (fs.watch on
+ * the file itself would follow the old inode), with a stat poll as the fallback for
+ * filesystems without inotify. A missing or empty file makes the route unavailable:
+ * removing a secret stops its use (fail closed).
+ */
+export class FileCredential implements CredentialProvider {
+  readonly description: string;
+  private cred: HeldCredential | undefined;
+  private previous: string | undefined;
+  private watcher: FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private lastStat = '';
+  private inFlight: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly pollIntervalMs: number,
+    private readonly clock: Clock,
+    private readonly onEvent: (e: CredentialEvent) => void,
+  ) {
+    this.description = `file:${path}`;
+  }
+
+  async start(): Promise<void> {
+    await this.refresh();
+    try {
+      this.watcher = watch(dirname(this.path), { persistent: false }, () => this.scheduleReload());
+      this.watcher.on('error', () => undefined); // the poll below still covers changes
+    } catch {
+      // no inotify for this path; polling alone
+    }
+    this.poll = setInterval(() => void this.checkStat(), this.pollIntervalMs);
+    this.poll.unref();
+  }
+
+  current(): HeldCredential | undefined {
+    return this.cred;
+  }
+
+  recentValues(): readonly string[] {
+    const out: string[] = [];
+    if (this.cred) out.push(this.cred.value);
+    if (this.previous !== undefined && this.previous !== this.cred?.value) out.push(this.previous);
+    return out;
+  }
+
+  /** Re-read the file now; concurrent callers share one read. */
+  refresh(): Promise<void> {
+    this.inFlight ??= this.reload().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.watcher?.close();
+    if (this.poll) clearInterval(this.poll);
+    if (this.debounce) clearTimeout(this.debounce);
+    await this.inFlight;
+  }
+
+  private scheduleReload(): void {
+    if (this.closed) return;
+    // Writers that truncate then write produce several events; read once they settle.
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.refresh(), 25);
+    this.debounce.unref();
+  }
+
+  private async checkStat(): Promise<void> {
+    const key = await stat(this.path).then(
+      (s) => `${s.ino}:${s.size}:${s.mtimeMs}`,
+      () => 'missing',
+    );
+    if (key !== this.lastStat) await this.refresh();
+  }
+
+  private async reload(): Promise<void> {
+    if (this.closed) return;
+    let value: string;
+    try {
+      const s = await stat(this.path);
+      this.lastStat = `${s.ino}:${s.size}:${s.mtimeMs}`;
+      value = (await readFile(this.path, 'utf8')).trim();
+      if (!value) throw new CredentialSourceError(`credential file ${this.path} is empty`, { source: this.description });
+      if (!isHeaderSafe(value)) {
+        throw new CredentialSourceError(`credential file ${this.path} holds control or non-ASCII characters`, { source: this.description });
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.lastStat = 'missing';
+      const error =
+        err instanceof CredentialSourceError
+          ? err
+          : new CredentialSourceError(`cannot read credential file ${this.path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
+              source: this.description,
+            });
+      if (this.cred) this.previous = this.cred.value;
+      this.cred = undefined;
+      this.onEvent({ kind: 'refresh_failed', error });
+      return;
+    }
+    if (value === this.cred?.value) return;
+    const before = this.cred;
+    if (before) this.previous = before.value;
+    this.cred = held(value, this.clock);
+    this.onEvent(
+      before
+        ? { kind: 'rotated', fingerprint: this.cred.fingerprint, previousFingerprint: before.fingerprint }
+        : { kind: 'acquired', fingerprint: this.cred.fingerprint },
+    );
+  }
+}

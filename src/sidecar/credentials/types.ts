@@ -1,0 +1,29 @@
+/** What the proxy needs from a credential, whichever source holds it. */
+export interface HeldCredential {
+  readonly value: string;
+  readonly fingerprint: string;
+  /** Monotonic ms when this value was acquired. */
+  readonly acquiredAtMs: number;
+  /** Monotonic ms when it stops being usable; undefined for sources without expiry. */
+  readonly expiresAtMs: number | undefined;
+  readonly lease: string | undefined;
+}
+
+export type CredentialEvent =
+  | { kind: 'acquired'; fingerprint: string; lease?: string }
+  | { kind: 'rotated'; fingerprint: string; previousFingerprint: string; lease?: string }
+  | { kind: 'refresh_failed'; error: Error }
+  | { kind: 'expired'; fingerprint: string };
+
+export interface CredentialProvider {
+  /** How /status and `leash check` name the source ("file:/path", "env:NAME", a lease name). */
+  readonly description: string;
+  /** The credential to inject now, or undefined when none is usable (fail closed). */
+  current(): HeldCredential | undefined;
+  /** Every value held recently (the current one and its predecessor), for scrubbing echoes. */
+  recentValues(): readonly string[];
+  /** Re-acquire after an upstream 401/403. Concurrent calls share one attempt. */
+  refresh(): Promise<void>;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}

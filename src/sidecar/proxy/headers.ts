@@ -1,0 +1,59 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/**
+ * Header hygiene for both directions. Hop-by-hop headers (RFC 9110 §7.6.1) belong to one
+ * connection and are never forwarded; http-proxy copies every client header, so they are
+ * removed here. Credential-carrying headers from the agent are dropped before leash
+ * injects its own, so the upstream sees exactly one.
+ */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization'];
+export const INBOUND_CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'x-api-key', 'api-key', 'x-goog-api-key', 'cookie'];
+/** Response headers that describe the connection or the framing leash re-does. */
+const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP, 'transfer-encoding']);
+
+function connectionTokens(value: string | string[] | undefined): string[] {
+  if (!value) return [];
+  const text = Array.isArray(value) ? value.join(',') : value;
+  return text
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter(Boolean);
+}
+
+/** Mutates the incoming headers: hop-by-hop, Expect, agent credentials and `extra` removed. */
+export function stripRequestHeaders(headers: IncomingHttpHeaders, extra: readonly string[]): void {
+  for (const t of connectionTokens(headers.connection)) delete headers[t];
+  for (const h of HOP_BY_HOP) delete headers[h];
+  // Node answers `100 Continue` to the agent itself; forwarding Expect would also make
+  // http-proxy skip its request hooks (PITFALLS.md, GHSA-6x33-pw7p-hmpq).
+  delete headers.expect;
+  for (const h of INBOUND_CREDENTIAL_HEADERS) delete headers[h];
+  for (const h of extra) delete headers[h];
+}
+
+/** Response header names leash does not pass back: hop-by-hop plus those the connection header lists. */
+export function responseSkipSet(connection: string | string[] | undefined): Set<string> {
+  const tokens = connectionTokens(connection);
+  if (tokens.length === 0) return RESPONSE_HOP_BY_HOP;
+  const set = new Set(RESPONSE_HOP_BY_HOP);
+  for (const t of tokens) set.add(t);
+  return set;
+}
+
+/** True when the raw headers carry more than one Host: Node keeps the first, an upstream may take another. */
+export function hasDuplicateHost(rawHeaders: readonly string[]): boolean {
+  let seen = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host' && ++seen > 1) return true;
+  }
+  return false;
+}
+
+/** Accept-Encoding narrowed to what leash can decode when it has to scrub an error body. */
+const DECODABLE = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
+export function decodableAcceptEncoding(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const kept = value.split(',').filter((part) => DECODABLE.has(part.split(';')[0]!.trim().toLowerCase()));
+  return kept.length ? kept.join(',') : 'identity';
+}

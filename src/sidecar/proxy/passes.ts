@@ -1,0 +1,115 @@
+import type { IncomingMessage } from 'node:http';
+import { firstMatch } from '../../config/rules.js';
+import {
+  BadRequestError,
+  CredentialUnavailableError,
+  DeniedError,
+  type LeashHttpError,
+  NoRouteError,
+  ShuttingDownError,
+} from '../../core/errors.js';
+import type { HeldCredential } from '../credentials/types.js';
+import { decodableAcceptEncoding, hasDuplicateHost, stripRequestHeaders } from './headers.js';
+import type { RouteRuntime } from './route.js';
+import { parseTarget, withoutQueryParam, type Target } from './target.js';
+
+/**
+ * The ordered request passes (STYLE 9): each looks at the request and its context and
+ * either returns an error (the request is answered by leash and never forwarded) or
+ * fills in the context. Nothing is forwarded until every pass has run.
+ */
+export interface RequestContext {
+  readonly startedAt: number;
+  readonly upgrade: boolean;
+  route: RouteRuntime | undefined;
+  target: Target | undefined;
+  credential: HeldCredential | undefined;
+  /** Path and query sent upstream. */
+  upstreamPath: string;
+  /** Headers http-proxy sets on the outgoing request after copying the agent's. */
+  outgoingHeaders: Record<string, string>;
+}
+
+export interface PassEnv {
+  shuttingDown(): boolean;
+  route(name: string): RouteRuntime | undefined;
+  /** Monotonic now, for the safety margin. */
+  now(): number;
+  safetyMarginMs(cred: HeldCredential): number;
+}
+
+type Pass = (req: IncomingMessage, ctx: RequestContext, env: PassEnv) => LeashHttpError | undefined;
+
+const refuseWhileShuttingDown: Pass = (_req, _ctx, env) => (env.shuttingDown() ? new ShuttingDownError() : undefined);
+
+const refuseSmuggling: Pass = (req) => {
+  if (req.method === 'CONNECT') return new BadRequestError('CONNECT is not supported: leash is a reverse proxy');
+  if (hasDuplicateHost(req.rawHeaders)) return new BadRequestError('more than one Host header');
+  return undefined;
+};
+
+const resolveRoute: Pass = (req, ctx, env) => {
+  const target = parseTarget(req.url ?? '');
+  if (target instanceof BadRequestError || target instanceof NoRouteError) return target;
+  const route = env.route(target.route);
+  if (!route) return new NoRouteError(`no route named "${target.route}"`);
+  ctx.target = target;
+  ctx.route = route;
+  return undefined;
+};
+
+const enforceAllowlist: Pass = (req, ctx) => {
+  const route = ctx.route!;
+  const method = req.method ?? 'GET';
+  if (ctx.upgrade && !route.config.websocket) return new DeniedError('WebSocket is disabled on this route', { route: route.name });
+  if (!firstMatch(route.config.allow, method, ctx.target!.segments)) {
+    return new DeniedError(`${method} ${ctx.target!.rawPath} is not allowed on this route`, { route: route.name });
+  }
+  return undefined;
+};
+
+/** Fail closed: no credential, or one inside the safety margin of its expiry, is never sent. */
+const takeCredential: Pass = (_req, ctx, env) => {
+  const route = ctx.route!;
+  const cred = route.provider.current();
+  if (!cred || (cred.expiresAtMs !== undefined && env.now() >= cred.expiresAtMs - env.safetyMarginMs(cred))) {
+    void route.provider.refresh().catch(() => undefined);
+    return new CredentialUnavailableError('no valid credential is held for this route', { route: route.name });
+  }
+  ctx.credential = cred;
+  return undefined;
+};
+
+const buildOutgoing: Pass = (req, ctx) => {
+  const route = ctx.route!;
+  const value = ctx.credential!.value;
+  stripRequestHeaders(req.headers, route.strip);
+  const ae = decodableAcceptEncoding(req.headers['accept-encoding']);
+  if (ae !== undefined) req.headers['accept-encoding'] = ae;
+  const out = ctx.outgoingHeaders;
+  out.host = route.hostHeader;
+  if (ctx.upgrade) {
+    out.connection = 'Upgrade';
+    out.upgrade = 'websocket';
+  }
+  const header = route.credentialHeader(value);
+  let query = ctx.target!.query;
+  if (header) out[header[0]] = header[1];
+  else {
+    const inject = route.config.inject as { query: string };
+    const rest = withoutQueryParam(query, inject.query);
+    query = `${rest ? `${rest}&` : '?'}${inject.query}=${encodeURIComponent(value)}`;
+  }
+  ctx.upstreamPath = `${route.basePath}${ctx.target!.rawPath}${query}`;
+  return undefined;
+};
+
+export const PASSES: readonly Pass[] = [refuseWhileShuttingDown, refuseSmuggling, resolveRoute, enforceAllowlist, takeCredential, buildOutgoing];
+
+export function runPasses(req: IncomingMessage, ctx: RequestContext, env: PassEnv): LeashHttpError | undefined {
+  for (const pass of PASSES) {
+    const err = pass(req, ctx, env);
+    if (err) return err;
+  }
+  return undefined;
+}

@@ -1,0 +1,70 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { RouteConfig } from '../../config/sidecar.js';
+import type { CredentialProvider, HeldCredential } from '../credentials/types.js';
+import { Scrubber } from './scrub.js';
+
+/** A configured route with what it needs at run time: its pool, its credential, its scrubber. */
+export class RouteRuntime {
+  readonly target: { protocol: string; host: string; hostname: string; port: number };
+  readonly origin: string;
+  readonly hostHeader: string;
+  /** The upstream URL's path without a trailing slash ('' for the root). */
+  readonly basePath: string;
+  readonly agent: HttpAgent;
+  readonly strip: readonly string[];
+  private scrubFor: HeldCredential | undefined | null = null;
+  private scrubber = new Scrubber([]);
+
+  constructor(
+    readonly name: string,
+    readonly config: RouteConfig,
+    readonly provider: CredentialProvider,
+    ca: string | undefined,
+  ) {
+    const u = config.upstream;
+    const https = u.protocol === 'https:';
+    const hostname = u.hostname.replace(/^\[|\]$/g, '');
+    const port = u.port ? Number(u.port) : https ? 443 : 80;
+    this.target = { protocol: u.protocol, host: hostname, hostname, port };
+    this.origin = u.origin;
+    this.hostHeader = u.host;
+    this.basePath = u.pathname.replace(/\/+$/, '');
+    // Keep-alive pool per route. TLS is always verified; a route's caFile replaces the
+    // system roots for that route (private PKI), it never disables verification.
+    const poolOptions = { keepAlive: true, maxSockets: config.maxSockets, maxFreeSockets: 64, scheduling: 'lifo' as const };
+    this.agent = https ? new HttpsAgent({ ...poolOptions, ca, rejectUnauthorized: true }) : new HttpAgent(poolOptions);
+    const inject = config.inject;
+    this.strip = 'header' in inject ? [...config.stripHeaders, inject.header] : config.stripHeaders;
+  }
+
+  /** The scrubber for what this route holds now (rebuilt only when the credential changes). */
+  currentScrubber(): Scrubber {
+    const cred = this.provider.current();
+    if (cred !== this.scrubFor) {
+      this.scrubFor = cred;
+      const values = this.provider.recentValues();
+      const forms: string[] = [];
+      for (const v of values) {
+        forms.push(v);
+        const enc = encodeURIComponent(v);
+        if (enc !== v) forms.push(enc);
+        if ('basic' in this.config.inject) forms.push(Buffer.from(`${this.config.inject.basic.username}:${v}`).toString('base64'));
+      }
+      this.scrubber = new Scrubber(forms);
+    }
+    return this.scrubber;
+  }
+
+  /** The header leash sets (name, value), or undefined for query injection. */
+  credentialHeader(value: string): [string, string] | undefined {
+    const inject = this.config.inject;
+    if ('header' in inject) return [inject.header, inject.format.replace('{{credential}}', value)];
+    if ('basic' in inject) return ['authorization', `Basic ${Buffer.from(`${inject.basic.username}:${value}`).toString('base64')}`];
+    return undefined;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}

@@ -1,0 +1,259 @@
+import { createServer, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+import type { Logger } from 'pino';
+import { BadRequestError, type LeashHttpError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
+import type { HeldCredential } from '../credentials/types.js';
+import { runPasses, type PassEnv, type RequestContext } from './passes.js';
+import { sendError, sendSocketError } from './respond.js';
+import { forwardResponse } from './response.js';
+import type { RouteRuntime } from './route.js';
+
+/**
+ * The agent-facing reverse proxy. http-proxy 1.18.1 moves the bytes; everything that
+ * decides anything happens before it is called (the passes) or after it answers
+ * (forwardResponse). Around it, the fixes for its known faults (PITFALLS.md):
+ * - the credential goes in `options.headers`, never in a `proxyReq` hook (pooled sockets
+ *   and Expect: 100-continue sent requests without it);
+ * - the upstream request is destroyed when the agent goes away (it only listens for
+ *   `aborted`, which Node ≥ 16 no longer emits when a client disconnects);
+ * - followRedirects is never enabled; the upstream path is built by the passes;
+ * - both sides of a WebSocket are torn down together (its socket leak on Node ≥ 15.5);
+ * - every error is handled: an unhandled http-proxy error would throw.
+ */
+export interface RequestOutcome {
+  route: string | undefined;
+  method: string;
+  path: string | undefined;
+  status: number;
+  durationMs: number;
+  credential: HeldCredential | undefined;
+  denied: LeashHttpError | undefined;
+}
+
+export interface ProxyHooks {
+  requestDone(outcome: RequestOutcome): void;
+  upstreamAuthFailure(route: RouteRuntime, status: number): void;
+}
+
+const CTX = Symbol('leash.ctx');
+type Tracked = RequestContext & { proxyReq?: ClientRequest; clientGone?: boolean; timedOut?: boolean };
+type WithCtx = IncomingMessage & { [CTX]?: Tracked };
+
+/** Client went away before the answer finished (nginx's 499). */
+const CLIENT_CLOSED = 499;
+
+export class ProxyServer {
+  readonly server: Server;
+  private readonly proxy = httpProxy.createProxyServer({ xfwd: false, selfHandleResponse: true, ws: true, prependPath: false });
+  private inflight = 0;
+  private readonly upgraded = new Set<Duplex>();
+  private closing: Promise<void> | undefined;
+  private idle: (() => void) | undefined;
+
+  constructor(
+    private readonly env: PassEnv,
+    private readonly hooks: ProxyHooks,
+    private readonly log: Logger,
+  ) {
+    this.server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => this.handle(req as WithCtx, res));
+    this.server.on('upgrade', (req: WithCtx, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable) return void socket.destroy();
+      const body = JSON.stringify({ error: { type: 'leash_bad_request', message: 'malformed HTTP request', route: null } });
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nx-leash-error: leash_bad_request\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+      this.log.debug({ code: err.code }, 'malformed request refused');
+    });
+    this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: WithCtx) => this.onProxyReq(proxyReq, req));
+    this.proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: WithCtx, socket: Duplex) => this.onProxyReqWs(proxyReq, req, socket));
+    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: WithCtx, res: ServerResponse) => {
+      const ctx = req[CTX]!;
+      const status = proxyRes.statusCode ?? 0;
+      if (status === 401 || status === 403) this.hooks.upstreamAuthFailure(ctx.route!, status);
+      forwardResponse(proxyRes, res, ctx.route!, req.method ?? 'GET');
+    });
+    // Without a listener http-proxy throws; per-call callbacks below answer the agent.
+    this.proxy.on('error', (err: Error) => this.log.warn({ err }, 'proxy error'));
+    this.proxy.on('econnreset', () => undefined);
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  get inFlight(): number {
+    return this.inflight;
+  }
+
+  private newContext(upgrade: boolean): Tracked {
+    return {
+      startedAt: performance.now(),
+      upgrade,
+      route: undefined,
+      target: undefined,
+      credential: undefined,
+      upstreamPath: '',
+      outgoingHeaders: {},
+    };
+  }
+
+  private handle(req: WithCtx, res: ServerResponse): void {
+    const ctx = this.newContext(false);
+    req[CTX] = ctx;
+    this.inflight++;
+    const method = req.method ?? 'GET';
+    let denied: LeashHttpError | undefined;
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        // The agent went away: cancel the upstream now so it stops generating (and billing).
+        ctx.clientGone = true;
+        ctx.proxyReq?.destroy();
+      }
+      this.hooks.requestDone({
+        route: ctx.route?.name,
+        method,
+        path: ctx.target?.rawPath,
+        status: res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED,
+        durationMs: performance.now() - ctx.startedAt,
+        credential: ctx.credential,
+        denied,
+      });
+      if (--this.inflight === 0) this.idle?.();
+    });
+    denied = runPasses(req, ctx, this.env);
+    if (denied) {
+      req.resume();
+      sendError(res, denied, this.closing !== undefined);
+      return;
+    }
+    const route = ctx.route!;
+    req.url = ctx.upstreamPath;
+    this.proxy.web(req, res, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders }, (err: Error) =>
+      this.onProxyError(err, req, res),
+    );
+  }
+
+  private onProxyReq(proxyReq: ClientRequest, req: WithCtx): void {
+    const ctx = req[CTX]!;
+    ctx.proxyReq = proxyReq;
+    if (ctx.clientGone) {
+      proxyReq.destroy();
+      return;
+    }
+    this.armTimeouts(proxyReq, ctx);
+  }
+
+  private armTimeouts(proxyReq: ClientRequest, ctx: Tracked): void {
+    const { connect, idle } = ctx.route!.config.timeouts;
+    const timeout = () => {
+      ctx.timedOut = true;
+      proxyReq.destroy(Object.assign(new Error('upstream timeout'), { code: 'LEASH_UPSTREAM_TIMEOUT' }));
+    };
+    const socket = proxyReq.socket;
+    if (socket?.connecting) {
+      const timer = setTimeout(timeout, connect);
+      socket.once('connect', () => clearTimeout(timer));
+      proxyReq.once('close', () => clearTimeout(timer));
+    }
+    if (!ctx.upgrade) proxyReq.setTimeout(idle, timeout);
+  }
+
+  private onProxyError(err: Error, req: WithCtx, res: ServerResponse): void {
+    const ctx = req[CTX]!;
+    if (ctx.clientGone || res.writableEnded) return;
+    const route = ctx.route?.name;
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    const answer = ctx.timedOut
+      ? new UpstreamTimeoutError('the upstream did not answer in time', { route })
+      : new UpstreamUnreachableError(`the upstream could not be reached or answered garbage (${code})`, { route }, { cause: err });
+    this.log.warn({ route, code }, answer.message);
+    sendError(res, answer);
+  }
+
+  private handleUpgrade(req: WithCtx, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const ctx = this.newContext(true);
+    req[CTX] = ctx;
+    this.inflight++;
+    this.upgraded.add(socket);
+    let denied: LeashHttpError | undefined;
+    socket.once('close', () => {
+      this.upgraded.delete(socket);
+      ctx.proxyReq?.destroy();
+      this.hooks.requestDone({
+        route: ctx.route?.name,
+        method: req.method ?? 'GET',
+        path: ctx.target?.rawPath,
+        status: denied ? denied.status : ctx.timedOut ? 504 : 101,
+        durationMs: performance.now() - ctx.startedAt,
+        credential: ctx.credential,
+        denied,
+      });
+      if (--this.inflight === 0) this.idle?.();
+    });
+    denied =
+      req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET'
+        ? new BadRequestError('only WebSocket upgrades (GET) are proxied')
+        : runPasses(req, ctx, this.env);
+    if (denied) return sendSocketError(socket, denied);
+    const route = ctx.route!;
+    req.url = ctx.upstreamPath;
+    this.proxy.ws(req, socket, head, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders }, (err: Error) => {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      this.log.warn({ route: route.name, code }, 'websocket upstream failed');
+      sendSocketError(
+        socket,
+        ctx.timedOut
+          ? new UpstreamTimeoutError('the upstream did not answer in time', { route: route.name })
+          : new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route: route.name }),
+      );
+    });
+  }
+
+  private onProxyReqWs(proxyReq: ClientRequest, req: WithCtx, socket: Duplex): void {
+    const ctx = req[CTX]!;
+    ctx.proxyReq = proxyReq;
+    if (socket.destroyed) return void proxyReq.destroy();
+    this.armTimeouts(proxyReq, ctx);
+    // Tie both sockets' lifetimes together (http-proxy leaks them on Node ≥ 15.5, PR #1559).
+    proxyReq.on('upgrade', (_res: IncomingMessage, proxySocket: Duplex) => {
+      socket.once('close', () => proxySocket.destroy());
+      proxySocket.once('close', () => socket.destroy());
+      proxySocket.on('error', () => socket.destroy());
+    });
+  }
+
+  /**
+   * Stop accepting, let in-flight requests and streams finish for up to `graceMs`, then
+   * cut what is left. New requests on open connections are answered leash_shutting_down
+   * by the first pass. Idempotent.
+   */
+  close(graceMs: number): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.server.close();
+      this.server.closeIdleConnections();
+      const finish = () => {
+        clearTimeout(timer);
+        this.idle = undefined;
+        this.server.closeAllConnections();
+        for (const s of this.upgraded) s.destroy();
+        this.proxy.close();
+        resolve();
+      };
+      const timer = setTimeout(finish, graceMs);
+      timer.unref();
+      if (this.inflight === 0) finish();
+      else this.idle = finish;
+    });
+    return this.closing;
+  }
+}

@@ -1,0 +1,181 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { SidecarConfig } from '../config/sidecar.js';
+import { type Clock, systemClock } from '../core/clock.js';
+import type { Audit } from '../telemetry/audit.js';
+import { SidecarMetrics, NO_ROUTE } from '../telemetry/metrics.js';
+import { AdminServer } from './admin.js';
+import { EnvCredential, FileCredential } from './credentials/static-sources.js';
+import type { CredentialEvent, CredentialProvider, HeldCredential } from './credentials/types.js';
+import type { PassEnv } from './proxy/passes.js';
+import { RouteRuntime } from './proxy/route.js';
+import { ProxyServer, type RequestOutcome } from './proxy/server.js';
+
+/**
+ * The sidecar: routes with their credentials, the proxy, the admin listener, and the
+ * wiring of outcomes to metrics and audit. Receives everything it needs (config,
+ * environment, CA files' contents, logger, clock); reads no files or env itself beyond
+ * the credential sources it is given.
+ */
+export interface SidecarDeps {
+  config: SidecarConfig;
+  env: Readonly<Record<string, string | undefined>>;
+  /** caFile path → PEM text, read by the entry point. */
+  caFiles: ReadonlyMap<string, string>;
+  logger: Logger;
+  audit: Audit;
+  clock?: Clock;
+}
+
+export interface SidecarAddresses {
+  proxy: AddressInfo;
+  admin: AddressInfo;
+}
+
+/** Default safety margin (DESIGN §6): 5 s or 5 % of the TTL, whichever is larger. */
+const safetyMarginMs = (cred: HeldCredential) =>
+  cred.expiresAtMs === undefined ? 0 : Math.max(5_000, 0.05 * (cred.expiresAtMs - cred.acquiredAtMs));
+
+export class Sidecar {
+  readonly instanceId: string;
+  readonly routes = new Map<string, RouteRuntime>();
+  readonly metrics: SidecarMetrics;
+  private readonly proxy: ProxyServer;
+  private readonly admin: AdminServer;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private shuttingDown = false;
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly deps: SidecarDeps) {
+    const { config, logger } = deps;
+    this.clock = deps.clock ?? systemClock;
+    this.instanceId = config.instance.id || `${hostname()}-${randomBytes(3).toString('hex')}`;
+    this.log = logger.child({ instance: this.instanceId });
+    for (const [name, rc] of Object.entries(config.routes)) {
+      const provider = this.makeProvider(name, rc.credential as { file: string } | { env: string });
+      this.routes.set(name, new RouteRuntime(name, rc, provider, rc.caFile ? deps.caFiles.get(rc.caFile) : undefined));
+    }
+    this.metrics = new SidecarMetrics(() => this.credentialStates());
+    const env: PassEnv = {
+      shuttingDown: () => this.shuttingDown,
+      route: (name) => this.routes.get(name),
+      now: () => this.clock.monotonicMs(),
+      safetyMarginMs,
+    };
+    this.proxy = new ProxyServer(env, { requestDone: (o) => this.requestDone(o), upstreamAuthFailure: (r, s) => this.metrics.upstreamAuthFailure(r.name, s) }, this.log);
+    this.admin = new AdminServer({ ready: () => this.readiness(), status: () => this.status(), registry: this.metrics.registry });
+  }
+
+  private makeProvider(route: string, source: { file: string } | { env: string }): CredentialProvider {
+    const onEvent = (e: CredentialEvent) => this.credentialEvent(route, e);
+    return 'file' in source
+      ? new FileCredential(source.file, this.deps.config.credentialFiles.pollInterval, this.clock, onEvent)
+      : new EnvCredential(source.env, this.deps.env, this.clock, onEvent);
+  }
+
+  private credentialEvent(route: string, e: CredentialEvent): void {
+    const base = { instance: this.instanceId, route, credential: this.routes.get(route)?.provider.description };
+    switch (e.kind) {
+      case 'acquired':
+        this.deps.audit.emit('credential.acquired', { ...base, fingerprint: e.fingerprint, lease: e.lease });
+        break;
+      case 'rotated':
+        this.deps.audit.emit('credential.rotated', { ...base, fingerprint: e.fingerprint, previousFingerprint: e.previousFingerprint, lease: e.lease });
+        break;
+      case 'refresh_failed':
+        this.deps.audit.emit('credential.refresh_failed', { ...base, error: e.error.message });
+        break;
+      case 'expired':
+        this.deps.audit.emit('credential.expired', { ...base, fingerprint: e.fingerprint });
+        break;
+    }
+  }
+
+  private requestDone(o: RequestOutcome): void {
+    const route = o.route ?? NO_ROUTE;
+    this.metrics.requestFinished(route, o.method, o.status, o.durationMs / 1000);
+    const fields = {
+      instance: this.instanceId,
+      route: o.route,
+      method: o.method,
+      path: o.path,
+      status: o.status,
+      durationMs: Math.round(o.durationMs * 1000) / 1000,
+      fingerprint: o.credential?.fingerprint,
+    };
+    if (o.denied) {
+      this.metrics.requestDenied(route, o.denied.type);
+      this.deps.audit.emit('request.denied', { ...fields, reason: o.denied.type });
+    } else {
+      this.deps.audit.emit('request', fields);
+    }
+  }
+
+  private credentialStates() {
+    const now = this.clock.monotonicMs();
+    return [...this.routes.values()].map((r) => {
+      const c = r.provider.current();
+      return {
+        route: r.name,
+        available: c !== undefined && (c.expiresAtMs === undefined || now < c.expiresAtMs - safetyMarginMs(c)),
+        ageSeconds: c ? (now - c.acquiredAtMs) / 1000 : undefined,
+        ttlRemainingSeconds: c?.expiresAtMs !== undefined ? Math.max(0, (c.expiresAtMs - now) / 1000) : undefined,
+      };
+    });
+  }
+
+  readiness() {
+    const unavailable = this.credentialStates()
+      .filter((s) => !s.available)
+      .map((s) => s.route);
+    return { ready: !this.shuttingDown && unavailable.length === 0, unavailable, shuttingDown: this.shuttingDown };
+  }
+
+  status() {
+    const now = this.clock.monotonicMs();
+    const routes: Record<string, unknown> = {};
+    for (const r of this.routes.values()) {
+      const c = r.provider.current();
+      routes[r.name] = {
+        upstream: r.origin + r.basePath,
+        credential: r.provider.description,
+        lease: c?.lease ?? null,
+        fingerprint: c?.fingerprint ?? null,
+        ageSeconds: c ? Math.round((now - c.acquiredAtMs) / 1000) : null,
+        ttlRemainingSeconds: c?.expiresAtMs !== undefined ? Math.max(0, Math.round((c.expiresAtMs - now) / 1000)) : null,
+        available: this.credentialStates().find((s) => s.route === r.name)?.available ?? false,
+      };
+    }
+    return { instance: { id: this.instanceId, identity: null }, shuttingDown: this.shuttingDown, routes };
+  }
+
+  async start(): Promise<SidecarAddresses> {
+    await Promise.all([...this.routes.values()].map((r) => r.provider.start()));
+    const { listen, admin } = this.deps.config;
+    const adminAddr = await this.admin.listen(admin.host, admin.port);
+    const proxyAddr = await this.proxy.listen(listen.host, listen.port);
+    this.log.info(
+      { listen: `${proxyAddr.address}:${proxyAddr.port}`, admin: `${adminAddr.address}:${adminAddr.port}`, routes: [...this.routes.keys()] },
+      'leash sidecar started',
+    );
+    return { proxy: proxyAddr, admin: adminAddr };
+  }
+
+  /** Orderly shutdown (STYLE 11): refuse new work, drain up to the grace, release everything. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.shuttingDown = true;
+      const grace = this.deps.config.shutdown.grace;
+      this.log.info({ inFlight: this.proxy.inFlight, graceMs: grace }, 'shutting down: draining');
+      await this.proxy.close(grace);
+      await Promise.all([...this.routes.values()].map((r) => r.provider.close()));
+      for (const r of this.routes.values()) r.close();
+      await this.admin.close();
+      this.log.info('leash sidecar stopped');
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,79 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The sidecar's metrics (DESIGN §8), each defined once behind a named helper. Labels
+ * are bounded: routes come from config, methods are folded into a fixed set, statuses
+ * are numbers. No label ever carries a credential or a path.
+ */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+export const NO_ROUTE = '_none';
+
+export interface CredentialGaugeState {
+  route: string;
+  available: boolean;
+  ageSeconds: number | undefined;
+  ttlRemainingSeconds: number | undefined;
+}
+
+export class SidecarMetrics {
+  readonly registry = new Registry();
+  private readonly requests = new Counter({
+    name: 'leash_requests_total',
+    help: 'Requests answered by the sidecar, by route, method and status.',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+  private readonly duration = new Histogram({
+    name: 'leash_request_duration_seconds',
+    help: 'Time from request received to response finished (streams included).',
+    labelNames: ['route'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+  private readonly denied = new Counter({
+    name: 'leash_requests_denied_total',
+    help: 'Requests refused before forwarding, by route and reason (leash error type).',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  });
+  private readonly upstreamAuth = new Counter({
+    name: 'leash_upstream_auth_failures_total',
+    help: 'Upstream 401/403 answers, by route and status.',
+    labelNames: ['route', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(credentialStates: () => readonly CredentialGaugeState[]) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'leash_' });
+    const gauge = (name: string, help: string, pick: (s: CredentialGaugeState) => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['route'] as const,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const s of credentialStates()) {
+            const v = pick(s);
+            if (v !== undefined) this.set({ route: s.route }, v);
+          }
+        },
+      });
+    gauge('leash_credential_available', '1 when the route holds a usable credential, else 0.', (s) => (s.available ? 1 : 0));
+    gauge('leash_credential_age_seconds', 'Seconds since the credential in use was acquired.', (s) => s.ageSeconds);
+    gauge('leash_credential_ttl_remaining_seconds', 'Seconds until the credential in use expires (absent for non-expiring sources).', (s) => s.ttlRemainingSeconds);
+  }
+
+  requestFinished(route: string, method: string, status: number, seconds: number): void {
+    this.requests.inc({ route, method: METHODS.has(method) ? method : 'OTHER', status });
+    this.duration.observe({ route }, seconds);
+  }
+
+  requestDenied(route: string, reason: string): void {
+    this.denied.inc({ route, reason });
+  }
+
+  upstreamAuthFailure(route: string, status: number): void {
+    this.upstreamAuth.inc({ route, status });
+  }
+}
