@@ -89,8 +89,9 @@ const buildOutgoing: Pass = (req, ctx) => {
   const out = ctx.outgoingHeaders;
   out.host = route.hostHeader;
   if (ctx.upgrade) {
-    out.connection = 'Upgrade';
-    out.upgrade = 'websocket';
+    // Put back what the hop-by-hop strip removed: http-proxy's ws path checks req.headers.upgrade.
+    req.headers.connection = 'Upgrade';
+    req.headers.upgrade = 'websocket';
   }
   const header = route.credentialHeader(value);
   let query = ctx.target!.query;
