@@ -65,7 +65,7 @@ export class Sidecar {
       now: () => this.clock.monotonicMs(),
       safetyMarginMs,
     };
-    this.proxy = new ProxyServer(env, { requestDone: (o) => this.requestDone(o), upstreamAuthFailure: (r, s) => this.metrics.upstreamAuthFailure(r.name, s) }, this.log);
+    this.proxy = new ProxyServer(env, { requestDone: (o) => this.requestDone(o), upstreamAuthFailure: (r, s) => this.upstreamAuthFailure(r, s) }, this.log);
     this.admin = new AdminServer({ ready: () => this.readiness(), status: () => this.status(), registry: this.metrics.registry });
   }
 
@@ -83,15 +83,23 @@ export class Sidecar {
         this.deps.audit.emit('credential.acquired', { ...base, fingerprint: e.fingerprint, lease: e.lease });
         break;
       case 'rotated':
+        this.metrics.credentialRotation(route, 'success');
         this.deps.audit.emit('credential.rotated', { ...base, fingerprint: e.fingerprint, previousFingerprint: e.previousFingerprint, lease: e.lease });
         break;
       case 'refresh_failed':
+        this.metrics.credentialRotation(route, 'failure');
         this.deps.audit.emit('credential.refresh_failed', { ...base, error: e.error.message });
         break;
       case 'expired':
         this.deps.audit.emit('credential.expired', { ...base, fingerprint: e.fingerprint });
         break;
     }
+  }
+
+  /** An upstream 401/403: count it and re-acquire once (concurrent failures share the attempt). */
+  private upstreamAuthFailure(route: RouteRuntime, status: number): void {
+    this.metrics.upstreamAuthFailure(route.name, status);
+    void route.provider.refresh().catch((err: unknown) => this.log.warn({ route: route.name, err }, 'refresh after upstream auth failure failed'));
   }
 
   private requestDone(o: RequestOutcome): void {

@@ -43,6 +43,13 @@ export class SidecarMetrics {
     registers: [this.registry],
   });
 
+  private readonly rotations = new Counter({
+    name: 'leash_credential_rotations_total',
+    help: 'Credential changes picked up (success) and failed refreshes (failure), by route.',
+    labelNames: ['route', 'result'] as const,
+    registers: [this.registry],
+  });
+
   constructor(credentialStates: () => readonly CredentialGaugeState[]) {
     collectDefaultMetrics({ register: this.registry, prefix: 'leash_' });
     const gauge = (name: string, help: string, pick: (s: CredentialGaugeState) => number | undefined) =>
@@ -71,6 +78,10 @@ export class SidecarMetrics {
 
   requestDenied(route: string, reason: string): void {
     this.denied.inc({ route, reason });
+  }
+
+  credentialRotation(route: string, result: 'success' | 'failure'): void {
+    this.rotations.inc({ route, result });
   }
 
   upstreamAuthFailure(route: string, status: number): void {
