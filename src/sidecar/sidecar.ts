@@ -8,6 +8,7 @@ import type { Audit } from '../telemetry/audit.js';
 import { SidecarMetrics, NO_ROUTE } from '../telemetry/metrics.js';
 import { AdminServer } from './admin.js';
 import { EnvCredential, FileCredential } from './credentials/static-sources.js';
+import { safetyMarginMs as leaseSafetyMarginMs } from './credentials/rotation.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './credentials/types.js';
 import type { PassEnv } from './proxy/passes.js';
 import { RouteRuntime } from './proxy/route.js';
@@ -34,9 +35,9 @@ export interface SidecarAddresses {
   admin: AddressInfo;
 }
 
-/** Default safety margin (DESIGN §6): 5 s or 5 % of the TTL, whichever is larger. */
+/** DESIGN §6 safety margin for a held credential; none for sources without expiry. */
 const safetyMarginMs = (cred: HeldCredential) =>
-  cred.expiresAtMs === undefined ? 0 : Math.max(5_000, 0.05 * (cred.expiresAtMs - cred.acquiredAtMs));
+  cred.expiresAtMs === undefined ? 0 : leaseSafetyMarginMs(cred.expiresAtMs - cred.acquiredAtMs);
 
 export class Sidecar {
   readonly instanceId: string;

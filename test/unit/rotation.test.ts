@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { fullJitterDelay } from '../../src/core/backoff.js';
+import { DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, safetyMarginMs, usableUntilMs } from '../../src/sidecar/credentials/rotation.js';
+
+const hour = 3_600_000;
+
+describe('rotation decision (pure, injected time and randomness)', () => {
+  it('refreshes at half the TTL ± 10 % after receipt', () => {
+    const lease = { receivedAtMs: 1_000, ttlMs: hour };
+    expect(refreshAtMs(lease, 0.5)).toBe(1_000 + hour / 2);
+    expect(refreshAtMs(lease, 0)).toBe(1_000 + hour * 0.4);
+    expect(refreshAtMs(lease, 0.999999)).toBeCloseTo(1_000 + hour * 0.6, -1);
+  });
+
+  it('depends only on the monotonic receipt time, not on wall-clock', () => {
+    // Same lease received at two monotonic instants: the schedule shifts by exactly that.
+    const a = refreshAtMs({ receivedAtMs: 0, ttlMs: 60_000 }, 0.3);
+    const b = refreshAtMs({ receivedAtMs: 5_000, ttlMs: 60_000 }, 0.3);
+    expect(b - a).toBe(5_000);
+  });
+
+  it('keeps a safety margin of max(5 s, 5 % TTL), never more than half the lease', () => {
+    expect(safetyMarginMs(hour)).toBe(0.05 * hour);
+    expect(safetyMarginMs(60_000)).toBe(5_000);
+    expect(safetyMarginMs(2_000)).toBe(1_000);
+    const lease = { receivedAtMs: 0, ttlMs: 60_000 };
+    expect(usableUntilMs(lease)).toBe(55_000);
+    expect(isUsable(lease, 54_999)).toBe(true);
+    expect(isUsable(lease, 55_000)).toBe(false);
+  });
+
+  it('refreshes before the credential becomes unusable even for tiny TTLs', () => {
+    for (const ttlMs of [1_000, 2_000, 10_000]) {
+      for (const r of [0, 0.5, 0.9999]) {
+        const lease = { receivedAtMs: 0, ttlMs };
+        expect(refreshAtMs(lease, r)).toBeLessThanOrEqual(usableUntilMs(lease));
+      }
+    }
+  });
+
+  it('backs off with full jitter, capped, and never past the usable deadline', () => {
+    const p = DEFAULT_ROTATION.backoff;
+    expect(fullJitterDelay(p, 0, 0.999)).toBeLessThan(p.baseMs);
+    expect(fullJitterDelay(p, 3, 0.5)).toBe(Math.floor(0.5 * p.baseMs * 8));
+    expect(fullJitterDelay(p, 100, 0.999)).toBeLessThan(p.capMs);
+    expect(fullJitterDelay(p, 100, 0)).toBe(0);
+    const lease = { receivedAtMs: 0, ttlMs: 60_000 };
+    // 10 failures would wait up to 30 s, but the credential stops being usable at 55 s.
+    expect(retryAtMs(lease, 50_000, 10, 0.99)).toBe(55_000);
+    // Once nothing valid is held, plain backoff applies.
+    expect(retryAtMs(lease, 56_000, 2, 0.5)).toBe(56_000 + 1_000);
+    expect(retryAtMs(undefined, 0, 1, 0.5)).toBe(500);
+  });
+});
