@@ -1,7 +1,12 @@
 import type { z } from 'zod';
 
-/** Keys whose values are never echoed back in an error message, whatever they hold. */
-const SENSITIVE_KEY = /credential|secret|token|password|key$/i;
+/**
+ * Keys whose values are never echoed back in an error message, whatever they hold.
+ * `format` is among them: a format without {{credential}} is usually a secret written inline.
+ */
+const SENSITIVE_KEY = /credential|secret|token|password|key$|^format$/i;
+/** The user:password part of a URL (e.g. an upstream written with one) is not echoed either. */
+const USERINFO = /(\/\/)[^/?#@\s"]*@/g;
 const MAX_ECHO = 80;
 
 /**
@@ -9,7 +14,7 @@ const MAX_ECHO = 80;
  * value up in the input so the user sees what they wrote.
  */
 export function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown): string[] {
-  return issues.map((issue) => {
+  return issues.flatMap(specific).map((issue) => {
     const path = issue.path.map(String);
     const where = formatPath(path) || '(root)';
     if (issue.code === 'unrecognized_keys') {
@@ -17,9 +22,37 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown
     }
     const value = lookup(input, path);
     const sensitive = path.some((p) => SENSITIVE_KEY.test(p));
-    const got = value === undefined ? ' (missing)' : sensitive ? '' : ` (got ${echo(value)})`;
+    const got = NO_ECHO.has(issue) || sensitive ? '' : value === undefined ? ' (missing)' : ` (got ${echo(value)})`;
     return `${where}: ${issue.message}${got}`;
   });
+}
+
+const NO_ECHO = new WeakSet<object>();
+
+/** A branch of a union that failed only on its details, not on the shape of the input. */
+const fitsShape = (branch: readonly z.core.$ZodIssue[]) =>
+  !branch.some((i) => i.path.length === 0 && (i.code === 'invalid_type' || i.code === 'unrecognized_keys' || i.code === 'invalid_union'));
+
+/**
+ * The most specific issues behind a generic one: a bad record key reports its own rule,
+ * and a union where exactly one alternative fits the shape reports that alternative's
+ * problems ("a lease name needs an authority section") instead of "must be A or B".
+ */
+function specific(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code === 'invalid_key') {
+    // The key is at fault, not its value: say so without echoing the whole value.
+    const key = String(issue.path[issue.path.length - 1]);
+    return issue.issues.map((i) => {
+      const out = { code: 'custom', path: issue.path.slice(0, -1), message: `key ${JSON.stringify(key)}: ${i.message}` } as z.core.$ZodIssue;
+      NO_ECHO.add(out);
+      return out;
+    });
+  }
+  if (issue.code === 'invalid_union') {
+    const fitting = issue.errors.filter(fitsShape);
+    if (fitting.length === 1) return fitting[0]!.flatMap((i) => specific({ ...i, path: [...issue.path, ...i.path] } as z.core.$ZodIssue));
+  }
+  return [issue];
 }
 
 export function formatPath(path: readonly string[]): string {
@@ -38,6 +71,8 @@ function lookup(input: unknown, path: readonly string[]): unknown {
 }
 
 function echo(value: unknown): string {
-  const text = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+  // Inside an echoed object or list, values under sensitive keys are hidden too.
+  const hide = (k: string, v: unknown) => (k !== '' && SENSITIVE_KEY.test(k) ? '…' : v);
+  const text = (JSON.stringify(value, hide) ?? String(value)).replace(USERINFO, '$1…@');
   return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}…` : text;
 }

@@ -16,15 +16,15 @@ export function parseRule(text: string): AllowRule | string {
   const parts = text.trim().split(/\s+/);
   if (parts.length !== 2) return 'must be "METHOD /path", e.g. "POST /v1/chat/completions"';
   const [method, path] = parts as [string, string];
-  if (!METHOD.test(method)) return `method must be upper-case letters or "*" (got "${method}")`;
-  if (!path.startsWith('/')) return `path must start with "/" (got "${path}")`;
+  if (!METHOD.test(method)) return `method must be upper-case letters or "*"`;
+  if (!path.startsWith('/')) return `path must start with "/"`;
   const segments = path === '/' ? [] : path.slice(1).split('/');
   for (let i = 0; i < segments.length; i++) {
     const s = segments[i]!;
-    if (s === '') return `path has an empty segment (got "${path}")`;
-    if (s === '.' || s === '..') return `path may not contain dot-segments (got "${path}")`;
-    if (s === '**' && i !== segments.length - 1) return `"**" may only be the last segment (got "${path}")`;
-    if (s !== '*' && s !== '**' && s.includes('*')) return `"*" must be a whole segment (got "${path}")`;
+    if (s === '') return `path has an empty segment`;
+    if (s === '.' || s === '..') return `path may not contain dot-segments`;
+    if (s === '**' && i !== segments.length - 1) return `"**" may only be the last segment`;
+    if (s !== '*' && s !== '**' && s.includes('*')) return `"*" must be a whole segment`;
   }
   return { text, method, segments };
 }

@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Readable, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { responseSkipSet } from './headers.js';
@@ -16,10 +17,14 @@ export const ERROR_BODY_LIMIT = 64 * 1024;
 export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, route: RouteRuntime, method: string): void {
   const status = proxyRes.statusCode ?? 502;
   const isError = status >= 400;
+  // A redirect's body usually repeats its target URL (framework "Redirecting to …" pages):
+  // with query injection that URL carries the credential, so it is scrubbed like an error body.
+  const isRedirect = status >= 300 && status < 400;
   const scrubber = route.currentScrubber();
   const contentType = proxyRes.headers['content-type'] ?? '';
   const stream = contentType.startsWith('text/event-stream');
-  const scrubBody = isError && !stream && method !== 'HEAD' && status !== 204 && status !== 304;
+  // An error is scrubbed whatever its content type (a 401 sent as an event stream included).
+  const scrubBody = (isError || (isRedirect && !stream)) && method !== 'HEAD' && status !== 204 && status !== 304;
   const skip = responseSkipSet(proxyRes.headers.connection);
   const raw = proxyRes.rawHeaders;
   const headers: string[] = [];
@@ -124,4 +129,37 @@ export function rewriteLocation(location: string, route: RouteRuntime): string {
   if (base && path !== base && !path.startsWith(`${base}/`) && !path.startsWith(`${base}?`)) return `${route.origin}${path}`;
   const rest = path.slice(base.length);
   return `/${route.name}${rest.startsWith('/') ? rest : `/${rest}`}`;
+}
+
+/**
+ * An upstream's answer written raw to an upgrade socket (a refused WebSocket handshake):
+ * hop-by-hop headers dropped, headers and body fully scrubbed, the connection closed.
+ */
+export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, route: RouteRuntime): void {
+  const scrubber = route.currentScrubber();
+  const skip = responseSkipSet(proxyRes.headers.connection);
+  const status = proxyRes.statusCode ?? 502;
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  const raw = proxyRes.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase();
+    if (skip.has(lower) || lower === 'content-length' || lower === 'content-encoding') continue;
+    head += `${raw[i]}: ${scrubber.full(raw[i + 1]!)}\r\n`;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  proxyRes.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > ERROR_BODY_LIMIT) {
+      proxyRes.destroy();
+      socket.destroy();
+    } else chunks.push(c);
+  });
+  proxyRes.on('error', () => socket.destroy());
+  proxyRes.on('end', () => {
+    const encoded = proxyRes.headers['content-encoding'];
+    const text = encoded && encoded !== 'identity' ? '' : scrubber.full(Buffer.concat(chunks).toString('utf8'));
+    const body = Buffer.from(text, 'utf8');
+    socket.end(`${head}content-length: ${body.length}\r\nconnection: close\r\n\r\n${text}`);
+  });
 }

@@ -7,7 +7,7 @@ import { BadRequestError, type LeashHttpError, UpstreamTimeoutError, UpstreamUnr
 import type { HeldCredential } from '../credentials/types.js';
 import { runPasses, type PassEnv, type RequestContext } from './passes.js';
 import { sendError, sendSocketError } from './respond.js';
-import { forwardResponse } from './response.js';
+import { forwardResponse, writeRawResponse } from './response.js';
 import type { RouteRuntime } from './route.js';
 
 /**
@@ -38,7 +38,7 @@ export interface ProxyHooks {
 }
 
 const CTX = Symbol('leash.ctx');
-type Tracked = RequestContext & { proxyReq?: ClientRequest; clientGone?: boolean; timedOut?: boolean };
+type Tracked = RequestContext & { proxyReq?: ClientRequest; clientGone?: boolean; timedOut?: boolean; status?: number };
 type WithCtx = IncomingMessage & { [CTX]?: Tracked };
 
 /** Client went away before the answer finished (nginx's 499). */
@@ -59,6 +59,11 @@ export class ProxyServer {
   ) {
     this.server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => this.handle(req as WithCtx, res));
     this.server.on('upgrade', (req: WithCtx, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+    // Without a 'connect' listener Node drops a CONNECT without a word; answer it as DESIGN §5 says.
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      sendSocketError(socket, new BadRequestError('CONNECT is not supported: leash is a reverse proxy'));
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable) return void socket.destroy();
       const body = JSON.stringify({ error: { type: 'leash_bad_request', message: 'malformed HTTP request', route: null } });
@@ -164,7 +169,8 @@ export class ProxyServer {
       socket.once('connect', () => clearTimeout(timer));
       proxyReq.once('close', () => clearTimeout(timer));
     }
-    if (!ctx.upgrade) proxyReq.setTimeout(idle, timeout);
+    // For an upgrade this bounds the handshake; http-proxy clears it once upgraded (setupSocket).
+    proxyReq.setTimeout(idle, timeout);
   }
 
   private onProxyError(err: Error, req: WithCtx, res: ServerResponse): void {
@@ -193,7 +199,7 @@ export class ProxyServer {
         route: ctx.route?.name,
         method: req.method ?? 'GET',
         path: ctx.target?.rawPath,
-        status: denied ? denied.status : ctx.timedOut ? 504 : 101,
+        status: denied ? denied.status : ctx.timedOut ? 504 : (ctx.status ?? 502),
         durationMs: performance.now() - ctx.startedAt,
         credential: ctx.credential,
         denied,
@@ -221,15 +227,37 @@ export class ProxyServer {
 
   private onProxyReqWs(proxyReq: ClientRequest, req: WithCtx, socket: Duplex): void {
     const ctx = req[CTX]!;
+    const route = ctx.route!;
     ctx.proxyReq = proxyReq;
     if (socket.destroyed) return void proxyReq.destroy();
-    this.armTimeouts(proxyReq, ctx);
-    // Tie both sockets' lifetimes together (http-proxy leaks them on Node ≥ 15.5, PR #1559).
-    proxyReq.on('upgrade', (_res: IncomingMessage, proxySocket: Duplex) => {
+    // http-proxy emits this before the request has a socket: arm the timeouts when it does.
+    proxyReq.once('socket', () => this.armTimeouts(proxyReq, ctx));
+    // These listeners run before http-proxy's own (registered right after this event).
+    proxyReq.on('upgrade', (proxyRes: IncomingMessage, proxySocket: Duplex) => {
+      ctx.status = 101;
+      const scrubber = route.currentScrubber();
+      for (const [name, value] of Object.entries(proxyRes.headers)) {
+        if (typeof value === 'string') proxyRes.headers[name] = scrubber.whole(value);
+      }
+      // Tie both sockets' lifetimes together (http-proxy leaks them on Node ≥ 15.5, PR #1559).
       socket.once('close', () => proxySocket.destroy());
       proxySocket.once('close', () => socket.destroy());
       proxySocket.on('error', () => socket.destroy());
     });
+    proxyReq.on('response', (proxyRes: IncomingMessage) => {
+      ctx.status = proxyRes.statusCode ?? 502;
+      if (ctx.status === 401 || ctx.status === 403) this.hooks.upstreamAuthFailure(route, ctx.status);
+      writeRawResponse(proxyRes, socket, route);
+    });
+    // A refused handshake: http-proxy registers, right after this event, a 'response'
+    // listener that copies the answer to the agent raw (an echoed key included). Skip that
+    // one registration; the listener above answers scrubbed instead.
+    const on = proxyReq.on;
+    proxyReq.on = function (this: ClientRequest, event: string | symbol, listener: (...args: any[]) => void) {
+      if (event !== 'response') return on.call(this, event, listener);
+      proxyReq.on = on;
+      return this;
+    } as typeof on;
   }
 
   /**
