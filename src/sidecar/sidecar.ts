@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { type Clock, systemClock } from '../core/clock.js';
+import { ConfigError } from '../core/errors.js';
 import type { Audit } from '../telemetry/audit.js';
 import { SidecarMetrics, NO_ROUTE } from '../telemetry/metrics.js';
 import { AdminServer } from './admin.js';
@@ -57,7 +58,10 @@ export class Sidecar {
     this.log = logger.child({ instance: this.instanceId });
     for (const [name, rc] of Object.entries(config.routes)) {
       const provider = this.makeProvider(name, rc.credential as { file: string } | { env: string });
-      this.routes.set(name, new RouteRuntime(name, rc, provider, rc.caFile ? deps.caFiles.get(rc.caFile) : undefined));
+      const ca = rc.caFile === undefined ? undefined : deps.caFiles.get(rc.caFile);
+      // A configured CA that was not loaded must not fall back to the system roots silently.
+      if (rc.caFile !== undefined && ca === undefined) throw new ConfigError([`routes.${name}.caFile: ${rc.caFile} was not loaded`]);
+      this.routes.set(name, new RouteRuntime(name, rc, provider, ca));
     }
     this.metrics = new SidecarMetrics(() => this.credentialStates());
     const env: PassEnv = {

@@ -1,0 +1,75 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import forge from 'node-forge';
+
+/**
+ * A throwaway PKI for HTTPS upstreams: keys from node:crypto (forge's pure-JS keygen
+ * blocks the event loop, PITFALLS.md), certificates built with node-forge.
+ */
+export interface TestCa {
+  certPem: string;
+  keyPem: string;
+  cert: forge.pki.Certificate;
+  key: forge.pki.rsa.PrivateKey;
+}
+
+export interface ServerCert {
+  certPem: string;
+  keyPem: string;
+}
+
+function rsaKeys(): { privatePem: string; publicPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    privatePem: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+    publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+}
+
+function serial(): string {
+  // Positive, non-zero leading nibble.
+  return `1${randomBytes(15).toString('hex')}`;
+}
+
+function validity(cert: forge.pki.Certificate): void {
+  cert.validity.notBefore = new Date(Date.now() - 60_000);
+  cert.validity.notAfter = new Date(Date.now() + 24 * 3_600_000);
+}
+
+export function makeCa(commonName = 'leash test CA'): TestCa {
+  const keys = rsaKeys();
+  const key = forge.pki.privateKeyFromPem(keys.privatePem) as forge.pki.rsa.PrivateKey;
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicPem);
+  cert.serialNumber = serial();
+  validity(cert);
+  const name = [{ name: 'commonName', value: commonName }];
+  cert.setSubject(name);
+  cert.setIssuer(name);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(key, forge.md.sha256.create());
+  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privatePem, cert, key };
+}
+
+/** A server certificate for 127.0.0.1 / localhost, signed by `ca`. */
+export function issueServerCert(ca: TestCa, names: { ips?: string[]; dns?: string[] } = { ips: ['127.0.0.1'], dns: ['localhost'] }): ServerCert {
+  const keys = rsaKeys();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicPem);
+  cert.serialNumber = serial();
+  validity(cert);
+  cert.setSubject([{ name: 'commonName', value: names.dns?.[0] ?? names.ips?.[0] ?? 'server' }]);
+  cert.setIssuer(ca.cert.subject.attributes);
+  const altNames = [...(names.dns ?? []).map((value) => ({ type: 2, value })), ...(names.ips ?? []).map((ip) => ({ type: 7, ip }))];
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'subjectAltName', altNames },
+  ]);
+  cert.sign(ca.key, forge.md.sha256.create());
+  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privatePem };
+}
