@@ -15,18 +15,23 @@ export function runCheck(configPath: string, env: NodeJS.ProcessEnv, out: (line:
   for (const [name, r] of Object.entries(config.routes)) {
     const inject = r.inject;
     const how = 'header' in inject ? `header ${inject.header}: ${inject.format}` : 'query' in inject ? `query parameter ${inject.query}` : `basic auth as ${inject.basic.username}`;
-    const cred = r.credential as { file: string } | { env: string };
-    const source = 'file' in cred ? `file ${cred.file}` : `env ${cred.env}`;
+    const cred = r.credential;
+    const source = typeof cred === 'string' ? `lease "${cred}" from ${config.authority!.url.href}` : 'file' in cred ? `file ${cred.file}` : `env ${cred.env}`;
     out(`route /${name}/ → ${r.upstream.href}`);
     out(`  credential from ${source}, injected as ${how}`);
     out(`  timeouts connect ${formatDuration(r.timeouts.connect)} idle ${formatDuration(r.timeouts.idle)}; pool ${r.maxSockets}; websocket ${r.websocket ? 'on' : 'off'}${r.caFile ? `; CA ${r.caFile}` : ''}`);
     if (r.allow.length === 0) out('  allow: nothing (every request is denied)');
     for (const rule of r.allow) out(`  allow ${rule.text}`);
-    if ('file' in cred && !existsSync(cred.file)) warnings.push(`routes.${name}.credential: file ${cred.file} does not exist yet; the route is unavailable until it does`);
-    if ('env' in cred && !env[cred.env]) warnings.push(`routes.${name}.credential: environment variable ${cred.env} is not set; the route is unavailable`);
+    if (typeof cred === 'object' && 'file' in cred && !existsSync(cred.file)) warnings.push(`routes.${name}.credential: file ${cred.file} does not exist yet; the route is unavailable until it does`);
+    if (typeof cred === 'object' && 'env' in cred && !env[cred.env]) warnings.push(`routes.${name}.credential: environment variable ${cred.env} is not set; the route is unavailable`);
     if (r.upstream.protocol === 'http:' && !['127.0.0.1', 'localhost', '[::1]'].includes(r.upstream.hostname)) {
       warnings.push(`routes.${name}.upstream: plain http sends the credential unencrypted`);
     }
+  }
+  if (config.authority) {
+    const jt = config.authority.bootstrap.joinToken;
+    out(`authority ${config.authority.url.href} (CA ${config.authority.caFile}); join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}`);
+    out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}`);
   }
   for (const w of warnings) out(`warning: ${w}`);
   return 0;

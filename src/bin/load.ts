@@ -23,3 +23,17 @@ export function readCaFiles(config: SidecarConfig): Map<string, string> {
   }
   return out;
 }
+
+/** The join token, read when bootstrap asks for it (a Kubernetes-mounted file may appear late). */
+export function joinTokenReader(config: SidecarConfig, env: NodeJS.ProcessEnv): (() => string | undefined) | undefined {
+  const source = config.authority?.bootstrap.joinToken;
+  if (!source) return undefined;
+  if ('env' in source) return () => env[source.env]?.trim() || undefined;
+  return () => {
+    try {
+      return readFileSync(source.file, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}

@@ -1,14 +1,15 @@
 import { Sidecar } from '../sidecar/sidecar.js';
 import { createAudit } from '../telemetry/audit.js';
 import { createLogger } from '../telemetry/logger.js';
-import { loadSidecarConfig, readCaFiles } from './load.js';
+import { joinTokenReader, loadSidecarConfig, readCaFiles, readText } from './load.js';
 
 /** `leash sidecar --config FILE`: config → logger → sidecar → signals. Resolves with the exit status. */
 export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Promise<number> {
   const config = loadSidecarConfig(configPath, env);
   const caFiles = readCaFiles(config);
   const logger = createLogger({ level: config.log.level });
-  const sidecar = new Sidecar({ config, env, caFiles, logger, audit: createAudit(logger) });
+  const authorityCa = config.authority ? readText(config.authority.caFile, 'authority.caFile') : undefined;
+  const sidecar = new Sidecar({ config, env, caFiles, logger, audit: createAudit(logger), authorityCa, joinToken: joinTokenReader(config, env) });
   await sidecar.start();
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {

@@ -5,6 +5,7 @@ import { parseRule, type AllowRule } from './rules.js';
 /** The sidecar's configuration (DESIGN §4), validated once and frozen. */
 
 const ROUTE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const LEASE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Header names that may never be chosen for injection: they frame or route the request. */
 const RESERVED_INJECT = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'expect']);
@@ -64,17 +65,9 @@ const allowRule = z.string({ error: 'must be a string "METHOD /path"' }).transfo
 
 const route = z.strictObject({
   upstream: upstreamUrl,
-  credential: z.union(
-    [
-      secretSource,
-      // Leases come from the authority ([2/5]); until one is configured a name cannot resolve.
-      z.string().transform((_name, ctx) => {
-        ctx.addIssue({ code: 'custom', message: 'a lease name needs an authority section; use { file: PATH } or { env: NAME } for a local secret' });
-        return z.NEVER;
-      }),
-    ],
-    { error: 'must be a lease name, { file: PATH } or { env: NAME }' },
-  ),
+  credential: z.union([z.string().regex(LEASE_NAME, 'a lease name must be lower-case letters, digits, ".", "-" or "_"'), secretSource], {
+    error: 'must be a lease name, { file: PATH } or { env: NAME }',
+  }),
   inject,
   allow: z.array(allowRule, { error: 'must be a list of "METHOD /path" rules (an empty list denies everything)' }),
   stripHeaders: z.array(headerName).default([]),
@@ -98,9 +91,35 @@ export const sidecarSchema = z
     shutdown: z.strictObject({ grace: duration().default(30_000) }).prefault({}),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
     credentialFiles: z.strictObject({ pollInterval: duration().default(2_000) }).prefault({}),
+    authority: z
+      .strictObject({
+        url: z.url({ protocol: /^https$/, error: 'must be an https URL' }).transform((u) => new URL(u)),
+        caFile: z.string().min(1, 'must be a file path'),
+        bootstrap: z.strictObject({ joinToken: secretSource }),
+        timeout: duration().default(5_000),
+      })
+      .optional(),
+    rotation: z
+      .strictObject({
+        at: z.number().gt(0.1).lt(0.9).default(0.5),
+        jitter: z.number().min(0).lt(0.3).default(0.1),
+      })
+      .prefault({}),
     routes: z
       .record(z.string().regex(ROUTE_NAME, 'route names must be lower-case letters, digits, "-" or "_" (at most 63)'), route)
       .refine((routes) => Object.keys(routes).length > 0, 'must define at least one route'),
+  })
+  .superRefine((c, ctx) => {
+    if (c.authority) return;
+    for (const [name, r] of Object.entries(c.routes)) {
+      if (typeof r.credential === 'string') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', name, 'credential'],
+          message: 'a lease name needs an authority section; use { file: PATH } or { env: NAME } for a local secret',
+        });
+      }
+    }
   })
   .transform((c) => deepFreeze(c));
 

@@ -124,6 +124,28 @@ export class UsageError extends LeashError {
   }
 }
 
+/**
+ * A call from the sidecar (or admin CLI) to the authority failed. `kind` sorts it
+ * (STYLE 6): `retryable` (network, timeout, 5xx, 429: keep what is held, back off),
+ * `refused` (401/403/404 and other 4xx: drop the lease at once), `malformed` (a 2xx
+ * whose body fails validation: rejected and counted, what is held is kept while valid).
+ */
+export type AuthorityFailure = 'retryable' | 'refused' | 'malformed';
+const AUTHORITY_CODES: Record<AuthorityFailure, string> = {
+  retryable: 'LEASH_ERR_AUTHORITY_UNAVAILABLE',
+  refused: 'LEASH_ERR_AUTHORITY_REFUSED',
+  malformed: 'LEASH_ERR_LEASE_MALFORMED',
+};
+export class AuthorityCallError extends LeashError {
+  readonly kind: AuthorityFailure;
+  readonly status: number | undefined;
+  constructor(kind: AuthorityFailure, message: string, context: ErrorContext & { status?: number } = {}, options?: { cause?: unknown }) {
+    super(AUTHORITY_CODES[kind], message, context, options);
+    this.kind = kind;
+    this.status = context.status;
+  }
+}
+
 /** Every code leash can produce; docs/errors.md must document each (test/unit/errors.test.ts). */
 export const ERROR_CODES = [
   'LEASH_ERR_NO_ROUTE',
@@ -136,4 +158,37 @@ export const ERROR_CODES = [
   'LEASH_ERR_CONFIG',
   'LEASH_ERR_CREDENTIAL_SOURCE',
   'LEASH_ERR_USAGE',
+  'LEASH_ERR_AUTHORITY_UNAVAILABLE',
+  'LEASH_ERR_AUTHORITY_REFUSED',
+  'LEASH_ERR_LEASE_MALFORMED',
+  // authority API answers (src/authority/errors.ts)
+  'LEASH_ERR_AUTHORITY_BAD_REQUEST',
+  'LEASH_ERR_UNAUTHENTICATED',
+  'LEASH_ERR_POLICY_DENIED',
+  'LEASH_ERR_NOT_FOUND',
+  'LEASH_ERR_ISSUE_FAILED',
+  'LEASH_ERR_INTERNAL',
+  // CA and certificates (src/authority/ca, src/core/x509.ts)
+  'LEASH_ERR_CSR_INVALID',
+  'LEASH_ERR_KEY_UNSUPPORTED',
+  'LEASH_ERR_SPIFFE_ID_INVALID',
+  'LEASH_ERR_CA_INVALID',
+  'LEASH_ERR_CERT_REQUEST_INVALID',
+  'LEASH_ERR_CLIENT_CERT_INVALID',
+  'LEASH_ERR_X509_INVALID',
+  // issuers (src/authority/issuers/errors.ts)
+  'LEASH_ERR_ISSUER_SOURCE',
+  'LEASH_ERR_ISSUER_KEYS',
+  'LEASH_ERR_ISSUER_UPSTREAM',
+  'LEASH_ERR_ISSUER_TIMEOUT',
+  'LEASH_ERR_ISSUER_RESPONSE',
+  'LEASH_ERR_ISSUER_EXEC',
+  'LEASH_ERR_ISSUER_CONFIG',
+  'LEASH_ERR_ISSUER_CLOSED',
+  // store, join tokens, policy (src/authority/leases, src/authority/policy)
+  'LEASH_ERR_STORE',
+  'LEASH_ERR_STORE_RECORD',
+  'LEASH_ERR_JOIN_TOKEN',
+  'LEASH_ERR_JOIN_TOKEN_REQUEST',
+  'LEASH_ERR_POLICY',
 ] as const;

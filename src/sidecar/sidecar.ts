@@ -4,12 +4,15 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { type Clock, systemClock } from '../core/clock.js';
-import { ConfigError } from '../core/errors.js';
+import { AuthorityCallError, ConfigError } from '../core/errors.js';
+import { AuthorityClient } from './credentials/authority-client.js';
+import { IdentityManager, type IdentityEvent } from './credentials/identity.js';
+import { LeaseCredential } from './credentials/lease-credential.js';
 import type { Audit } from '../telemetry/audit.js';
 import { SidecarMetrics, NO_ROUTE } from '../telemetry/metrics.js';
 import { AdminServer } from './admin.js';
 import { EnvCredential, FileCredential } from './credentials/static-sources.js';
-import { safetyMarginMs as leaseSafetyMarginMs } from './credentials/rotation.js';
+import { DEFAULT_ROTATION, safetyMarginMs as leaseSafetyMarginMs, type RotationPolicy } from './credentials/rotation.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './credentials/types.js';
 import type { PassEnv } from './proxy/passes.js';
 import { RouteRuntime } from './proxy/route.js';
@@ -29,6 +32,10 @@ export interface SidecarDeps {
   logger: Logger;
   audit: Audit;
   clock?: Clock;
+  /** PEM of the authority's CA (config authority.caFile), read by the entry point. */
+  authorityCa?: string;
+  /** The one-time join token, read by the entry point when bootstrap needs it. */
+  joinToken?: () => string | undefined;
 }
 
 export interface SidecarAddresses {
@@ -50,20 +57,29 @@ export class Sidecar {
   private readonly log: Logger;
   private shuttingDown = false;
   private stopping: Promise<void> | undefined;
+  private readonly rotation: RotationPolicy;
+  private readonly authority: AuthorityClient | undefined;
+  readonly identity: IdentityManager | undefined;
 
   constructor(private readonly deps: SidecarDeps) {
     const { config, logger } = deps;
     this.clock = deps.clock ?? systemClock;
     this.instanceId = config.instance.id || `${hostname()}-${randomBytes(3).toString('hex')}`;
     this.log = logger.child({ instance: this.instanceId });
+    this.rotation = { ...DEFAULT_ROTATION, refreshFraction: config.rotation.at, jitterFraction: config.rotation.jitter };
+    if (config.authority) {
+      if (deps.authorityCa === undefined) throw new ConfigError([`authority.caFile: ${config.authority.caFile} was not loaded`]);
+      this.authority = new AuthorityClient(config.authority.url, deps.authorityCa, config.authority.timeout);
+      this.identity = new IdentityManager(this.authority, deps.joinToken ?? (() => undefined), this.clock, (e) => this.identityEvent(e), this.rotation);
+    }
     for (const [name, rc] of Object.entries(config.routes)) {
-      const provider = this.makeProvider(name, rc.credential as { file: string } | { env: string });
+      const provider = this.makeProvider(name, rc.credential);
       const ca = rc.caFile === undefined ? undefined : deps.caFiles.get(rc.caFile);
       // A configured CA that was not loaded must not fall back to the system roots silently.
       if (rc.caFile !== undefined && ca === undefined) throw new ConfigError([`routes.${name}.caFile: ${rc.caFile} was not loaded`]);
       this.routes.set(name, new RouteRuntime(name, rc, provider, ca));
     }
-    this.metrics = new SidecarMetrics(() => this.credentialStates());
+    this.metrics = new SidecarMetrics(() => this.credentialStates(), () => this.identity?.ttlRemainingSeconds());
     const env: PassEnv = {
       shuttingDown: () => this.shuttingDown,
       route: (name) => this.routes.get(name),
@@ -74,8 +90,9 @@ export class Sidecar {
     this.admin = new AdminServer({ ready: () => this.readiness(), status: () => this.status(), registry: this.metrics.registry });
   }
 
-  private makeProvider(route: string, source: { file: string } | { env: string }): CredentialProvider {
+  private makeProvider(route: string, source: string | { file: string } | { env: string }): CredentialProvider {
     const onEvent = (e: CredentialEvent) => this.credentialEvent(route, e);
+    if (typeof source === 'string') return new LeaseCredential(source, this.authority!, this.clock, onEvent, this.rotation);
     return 'file' in source
       ? new FileCredential(source.file, this.deps.config.credentialFiles.pollInterval, this.clock, onEvent)
       : new EnvCredential(source.env, this.deps.env, this.clock, onEvent);
@@ -92,11 +109,32 @@ export class Sidecar {
         this.deps.audit.emit('credential.rotated', { ...base, fingerprint: e.fingerprint, previousFingerprint: e.previousFingerprint, lease: e.lease });
         break;
       case 'refresh_failed':
-        this.metrics.credentialRotation(route, 'failure');
+        this.metrics.credentialRotation(route, e.error instanceof AuthorityCallError && e.error.kind === 'malformed' ? 'rejected' : 'failure');
         this.deps.audit.emit('credential.refresh_failed', { ...base, error: e.error.message });
         break;
       case 'expired':
-        this.deps.audit.emit('credential.expired', { ...base, fingerprint: e.fingerprint });
+        this.metrics.credentialExpired(route);
+        this.deps.audit.emit('credential.expired', { ...base, fingerprint: e.fingerprint, lease: e.lease });
+        break;
+      case 'revoked':
+        this.deps.audit.emit('credential.revoked', { ...base, fingerprint: e.fingerprint, lease: e.lease, reason: e.reason });
+        break;
+    }
+  }
+
+  private identityEvent(e: IdentityEvent): void {
+    switch (e.kind) {
+      case 'bootstrapped':
+      case 'renewed':
+        this.deps.audit.emit(e.kind === 'bootstrapped' ? 'instance.bootstrapped' : 'instance.renewed', { instance: this.instanceId, identity: e.identity });
+        // Leases that failed for want of an identity are tried again now, not after their backoff.
+        if (e.kind === 'bootstrapped') for (const r of this.routes.values()) if (!r.provider.current()) void r.provider.refresh();
+        break;
+      case 'failed':
+        this.log.warn({ err: e.error }, 'identity bootstrap/renewal failed');
+        break;
+      case 'lost':
+        this.deps.audit.emit('instance.revoked', { instance: this.instanceId, identity: e.identity, reason: 'refused by the authority' });
         break;
     }
   }
@@ -162,10 +200,11 @@ export class Sidecar {
         available: this.credentialStates().find((s) => s.route === r.name)?.available ?? false,
       };
     }
-    return { instance: { id: this.instanceId, identity: null }, shuttingDown: this.shuttingDown, routes };
+    return { instance: { id: this.instanceId, identity: this.identity?.identity ?? null }, shuttingDown: this.shuttingDown, routes };
   }
 
   async start(): Promise<SidecarAddresses> {
+    await this.identity?.start();
     await Promise.all([...this.routes.values()].map((r) => r.provider.start()));
     const { listen, admin } = this.deps.config;
     const adminAddr = await this.admin.listen(admin.host, admin.port);
@@ -184,7 +223,10 @@ export class Sidecar {
       const grace = this.deps.config.shutdown.grace;
       this.log.info({ inFlight: this.proxy.inFlight, graceMs: grace }, 'shutting down: draining');
       await this.proxy.close(grace);
+      // Providers release their leases, then the identity and its client go.
       await Promise.all([...this.routes.values()].map((r) => r.provider.close()));
+      await this.identity?.close();
+      this.authority?.close();
       for (const r of this.routes.values()) r.close();
       await this.admin.close();
       this.log.info('leash sidecar stopped');

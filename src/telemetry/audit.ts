@@ -23,6 +23,7 @@ export type AuditEvent = (typeof AUDIT_EVENTS)[number];
 
 export interface AuditFields {
   instance?: string;
+  identity?: string;
   route?: string;
   credential?: string;
   fingerprint?: string;

@@ -50,7 +50,24 @@ export class SidecarMetrics {
     registers: [this.registry],
   });
 
-  constructor(credentialStates: () => readonly CredentialGaugeState[]) {
+  private readonly expired = new Counter({
+    name: 'leash_credential_expired_total',
+    help: 'Credentials that reached their safety margin before a replacement arrived, by route.',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(credentialStates: () => readonly CredentialGaugeState[], identityTtl: () => number | undefined = () => undefined) {
+    new Gauge({
+      name: 'leash_identity_ttl_remaining_seconds',
+      help: 'Seconds until the sidecar identity certificate expires (absent without an authority).',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const v = identityTtl();
+        if (v !== undefined) this.set(v);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'leash_' });
     const gauge = (name: string, help: string, pick: (s: CredentialGaugeState) => number | undefined) =>
       new Gauge({
@@ -80,7 +97,11 @@ export class SidecarMetrics {
     this.denied.inc({ route, reason });
   }
 
-  credentialRotation(route: string, result: 'success' | 'failure'): void {
+  credentialExpired(route: string): void {
+    this.expired.inc({ route });
+  }
+
+  credentialRotation(route: string, result: 'success' | 'failure' | 'rejected'): void {
     this.rotations.inc({ route, result });
   }
 

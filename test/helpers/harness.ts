@@ -57,7 +57,7 @@ export interface RunningSidecar {
 /** Start a sidecar from a config object (as YAML would give), on ports chosen by the OS. */
 export async function startSidecar(
   config: Record<string, unknown>,
-  options: { env?: Record<string, string>; caFiles?: Map<string, string> } = {},
+  options: { env?: Record<string, string>; caFiles?: Map<string, string>; authorityCa?: string; joinToken?: () => string | undefined } = {},
 ): Promise<RunningSidecar> {
   const env = options.env ?? {};
   const parsed = parseConfig(
@@ -67,7 +67,15 @@ export async function startSidecar(
   );
   const logs = new LogSink();
   const logger = createLogger({ level: 'debug', destination: logs });
-  const sidecar = new Sidecar({ config: parsed, env, caFiles: options.caFiles ?? new Map(), logger, audit: createAudit(logger) });
+  const sidecar = new Sidecar({
+    config: parsed,
+    env,
+    caFiles: options.caFiles ?? new Map(),
+    logger,
+    audit: createAudit(logger),
+    authorityCa: options.authorityCa,
+    joinToken: options.joinToken,
+  });
   const addrs = await sidecar.start();
   return {
     sidecar,

@@ -19,21 +19,23 @@ describe('rotation decision (pure, injected time and randomness)', () => {
     expect(b - a).toBe(5_000);
   });
 
-  it('keeps a safety margin of max(5 s, 5 % TTL), never more than half the lease', () => {
+  it('keeps a safety margin of max(5 s, 5 % TTL), never more than a quarter of the lease', () => {
     expect(safetyMarginMs(hour)).toBe(0.05 * hour);
     expect(safetyMarginMs(60_000)).toBe(5_000);
-    expect(safetyMarginMs(2_000)).toBe(1_000);
+    expect(safetyMarginMs(2_000)).toBe(500);
+    expect(safetyMarginMs(10_000)).toBe(2_500);
     const lease = { receivedAtMs: 0, ttlMs: 60_000 };
     expect(usableUntilMs(lease)).toBe(55_000);
     expect(isUsable(lease, 54_999)).toBe(true);
     expect(isUsable(lease, 55_000)).toBe(false);
   });
 
-  it('refreshes before the credential becomes unusable even for tiny TTLs', () => {
-    for (const ttlMs of [1_000, 2_000, 10_000]) {
+  it('refreshes well before the credential becomes unusable even for tiny TTLs', () => {
+    for (const ttlMs of [1_000, 2_000, 10_000, 3_600_000]) {
       for (const r of [0, 0.5, 0.9999]) {
         const lease = { receivedAtMs: 0, ttlMs };
-        expect(refreshAtMs(lease, r)).toBeLessThanOrEqual(usableUntilMs(lease));
+        // At least 15 % of the lease is left for the refresh call to complete.
+        expect(usableUntilMs(lease) - refreshAtMs(lease, r)).toBeGreaterThanOrEqual(0.15 * ttlMs - 1);
       }
     }
   });

@@ -30,8 +30,9 @@ export const DEFAULT_ROTATION: RotationPolicy = {
 };
 
 export function safetyMarginMs(ttlMs: number, policy: RotationPolicy = DEFAULT_ROTATION): number {
-  // A margin can never eat the whole lease: at most half of it.
-  return Math.min(ttlMs / 2, Math.max(policy.safetyMargin.minMs, policy.safetyMargin.fraction * ttlMs));
+  // For short leases the 5 s floor would eat most of the lease and leave the refresh
+  // (at ½ TTL ± 10 %) no time to land before the credential becomes unusable: cap at ¼.
+  return Math.min(ttlMs / 4, Math.max(policy.safetyMargin.minMs, policy.safetyMargin.fraction * ttlMs));
 }
 
 /** The instant after which the credential must not be injected. */

@@ -13,7 +13,8 @@ export type CredentialEvent =
   | { kind: 'acquired'; fingerprint: string; lease?: string }
   | { kind: 'rotated'; fingerprint: string; previousFingerprint: string; lease?: string }
   | { kind: 'refresh_failed'; error: Error }
-  | { kind: 'expired'; fingerprint: string };
+  | { kind: 'expired'; fingerprint: string; lease?: string }
+  | { kind: 'revoked'; fingerprint: string; lease?: string; reason: string };
 
 export interface CredentialProvider {
   /** How /status and `leash check` name the source ("file:/path", "env:NAME", a lease name). */

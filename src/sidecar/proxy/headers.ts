@@ -34,7 +34,8 @@ export function stripRequestHeaders(headers: IncomingHttpHeaders, extra: readonl
 /** Response header names leash does not pass back: hop-by-hop plus those the connection header lists. */
 export function responseSkipSet(connection: string | string[] | undefined): Set<string> {
   const tokens = connectionTokens(connection);
-  if (tokens.length === 0) return RESPONSE_HOP_BY_HOP;
+  // Usually "keep-alive" or "close": nothing beyond the fixed set, so no new Set per response.
+  if (tokens.every((t) => RESPONSE_HOP_BY_HOP.has(t) || t === 'close')) return RESPONSE_HOP_BY_HOP;
   const set = new Set(RESPONSE_HOP_BY_HOP);
   for (const t of tokens) set.add(t);
   return set;

@@ -1,0 +1,385 @@
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+
+/**
+ * Benchmark plumbing: a raw keep-alive HTTP/1.1 client (so the load generator's own
+ * overhead is small and identical for every target), an open-loop paced runner,
+ * /proc readers and child-process helpers. Nothing here is used by leash itself.
+ */
+
+export const nowNs = (): bigint => process.hrtime.bigint();
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface RawResponse {
+  status: number;
+  /** Request written → response complete. */
+  latencyUs: number;
+  /** Request written → end of response headers. */
+  headersUs: number;
+  /** Request written → first SSE event terminator ("\n\n") in the body, if any. */
+  firstEventUs: number | undefined;
+  /** process.hrtime.bigint() when the first event arrived (CLOCK_MONOTONIC, comparable across processes). */
+  firstEventAtNs: bigint | undefined;
+  body: Buffer;
+}
+
+interface Pending {
+  start: bigint;
+  headerEnd: number;
+  headersAt: bigint;
+  status: number;
+  length: number; // -1 chunked
+  firstEventAt: bigint | undefined;
+  onEvent: (() => void) | undefined;
+  resolve: (r: RawResponse) => void;
+  reject: (e: Error) => void;
+}
+
+const CRLF2 = Buffer.from('\r\n\r\n');
+const LF2 = Buffer.from('\n\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+const usSince = (t0: bigint, t1: bigint): number => Number(t1 - t0) / 1000;
+
+/** One keep-alive connection, one request at a time (no pipelining). */
+export class RawConn {
+  private buf: Buffer = Buffer.alloc(0);
+  private cur: Pending | undefined;
+  closed = false;
+
+  private constructor(private readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    const fail = (err?: Error) => {
+      this.closed = true;
+      const p = this.cur;
+      this.cur = undefined;
+      p?.reject(err ?? new Error('connection closed'));
+    };
+    socket.on('error', fail);
+    socket.on('close', () => fail());
+  }
+
+  static open(host: string, port: number): Promise<RawConn> {
+    return new Promise((resolve, reject) => {
+      const s = connect({ host, port });
+      s.once('connect', () => {
+        s.off('error', reject);
+        resolve(new RawConn(s));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  request(payload: Buffer, onEvent?: () => void): Promise<RawResponse> {
+    if (this.closed) return Promise.reject(new Error('connection closed'));
+    if (this.cur) return Promise.reject(new Error('request already in flight'));
+    return new Promise((resolve, reject) => {
+      this.cur = { start: nowNs(), headerEnd: -1, headersAt: 0n, status: 0, length: 0, firstEventAt: undefined, onEvent, resolve, reject };
+      this.socket.write(payload);
+    });
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    const p = this.cur;
+    if (!p) return;
+    const t = nowNs();
+    if (p.headerEnd < 0) {
+      const idx = this.buf.indexOf(CRLF2);
+      if (idx < 0) return;
+      const head = this.buf.toString('latin1', 0, idx);
+      p.status = Number(head.slice(9, 12));
+      p.headerEnd = idx + 4;
+      p.headersAt = t;
+      const cl = /\r\ncontent-length:[ \t]*(\d+)/i.exec(head);
+      p.length = cl ? Number(cl[1]) : /\r\ntransfer-encoding:[ \t]*chunked/i.test(head) ? -1 : 0;
+    }
+    const body = this.buf.subarray(p.headerEnd);
+    if (p.firstEventAt === undefined && body.indexOf(LF2) >= 0) {
+      p.firstEventAt = t;
+      p.onEvent?.();
+    }
+    let end = -1;
+    if (p.length >= 0) {
+      if (body.length >= p.length) end = p.headerEnd + p.length;
+    } else if (body.subarray(0, 5).equals(LAST_CHUNK)) end = p.headerEnd + 5;
+    else {
+      const i = body.indexOf('\r\n0\r\n\r\n');
+      if (i >= 0) end = p.headerEnd + i + 7;
+    }
+    if (end < 0) return;
+    const res: RawResponse = {
+      status: p.status,
+      latencyUs: usSince(p.start, t),
+      headersUs: usSince(p.start, p.headersAt),
+      firstEventUs: p.firstEventAt === undefined ? undefined : usSince(p.start, p.firstEventAt),
+      firstEventAtNs: p.firstEventAt,
+      body: this.buf.subarray(p.headerEnd, end),
+    };
+    this.buf = this.buf.subarray(end);
+    this.cur = undefined;
+    p.resolve(res);
+  }
+}
+
+export function httpGet(host: string, port: number, path: string, headers: Record<string, string> = {}): Buffer {
+  let text = `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\n`;
+  for (const [k, v] of Object.entries(headers)) text += `${k}: ${v}\r\n`;
+  return Buffer.from(`${text}\r\n`, 'latin1');
+}
+
+/** A single request on a fresh connection (control calls). */
+export async function once(host: string, port: number, path: string): Promise<RawResponse> {
+  const c = await RawConn.open(host, port);
+  try {
+    return await c.request(httpGet(host, port, path));
+  } finally {
+    c.destroy();
+  }
+}
+
+export interface Stats {
+  n: number;
+  mean: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+export function stats(values: ArrayLike<number>): Stats {
+  const a = Float64Array.from(values).sort();
+  const q = (p: number) => (a.length ? a[Math.min(a.length - 1, Math.max(0, Math.ceil(p * a.length) - 1))]! : NaN);
+  let sum = 0;
+  for (const v of a) sum += v;
+  return { n: a.length, mean: a.length ? sum / a.length : NaN, p50: q(0.5), p90: q(0.9), p99: q(0.99), p999: q(0.999), max: a.length ? a[a.length - 1]! : NaN };
+}
+
+export interface PacedResult {
+  sent: number;
+  ok: number;
+  errors: number;
+  /** Sends that found no free connection and waited for one (open-loop schedule slipped). */
+  queued: number;
+  achievedRate: number;
+  latency: Stats;
+}
+
+/**
+ * Open-loop load at a fixed rate over `connections` keep-alive connections. Requests are
+ * released on a 1 ms timer according to the elapsed time, so the schedule does not drift;
+ * latency is measured from the moment a request is written to its last byte.
+ */
+export async function paced(o: { host: string; port: number; payload: Buffer; rate: number; durationMs: number; connections: number }): Promise<PacedResult> {
+  const free: RawConn[] = [];
+  for (let i = 0; i < o.connections; i++) free.push(await RawConn.open(o.host, o.port));
+  const all = [...free];
+  const lat: number[] = [];
+  let scheduled = 0;
+  let waiting = 0;
+  let queued = 0;
+  let inflight = 0;
+  let ok = 0;
+  let errors = 0;
+  let stopped = false;
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>((r) => (done = r));
+  const t0 = performance.now();
+
+  const send = (c: RawConn): void => {
+    inflight++;
+    c.request(o.payload).then(
+      (r) => {
+        inflight--;
+        lat.push(r.latencyUs);
+        if (r.status === 200) ok++;
+        else errors++;
+        release(c);
+      },
+      () => {
+        inflight--;
+        errors++;
+        RawConn.open(o.host, o.port).then((n) => {
+          all.push(n);
+          release(n);
+        }, () => undefined);
+      },
+    );
+  };
+  const release = (c: RawConn): void => {
+    if (waiting > 0) {
+      waiting--;
+      send(c);
+    } else {
+      free.push(c);
+      if (stopped && inflight === 0) done();
+    }
+  };
+  const tick = (): void => {
+    const elapsed = performance.now() - t0;
+    const due = Math.floor((Math.min(elapsed, o.durationMs) * o.rate) / 1000);
+    while (scheduled < due) {
+      scheduled++;
+      const c = free.pop();
+      if (c) send(c);
+      else {
+        waiting++;
+        queued++;
+      }
+    }
+    if (elapsed < o.durationMs) setTimeout(tick, 1);
+    else {
+      stopped = true;
+      if (inflight === 0 && waiting === 0) done();
+    }
+  };
+  tick();
+  await finished;
+  const wall = performance.now() - t0;
+  for (const c of all) c.destroy();
+  return { sent: scheduled, ok, errors, queued, achievedRate: (ok + errors) / (wall / 1000), latency: stats(lat) };
+}
+
+// ---- /proc ----
+
+const CLK_TCK = 100; // USER_HZ on Linux; utime/stime are in these ticks.
+
+/** utime + stime of a process, in µs. */
+export function cpuUs(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+}
+
+/** VmRSS and VmHWM in MB. */
+export function memory(pid: number): { rssMB: number; hwmMB: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+  return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024 };
+}
+
+// ---- processes ----
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Spawns `node <args>` and resolves with the child and the first JSON line it prints. */
+export function spawnNodeWithHello<T>(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; hello: T }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const rl = createInterface({ input: child.stdout! });
+    rl.once('line', (line) => {
+      resolve({ child, hello: JSON.parse(line) as T });
+      child.stdout!.resume();
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code} before it was ready`)));
+    child.once('error', reject);
+  });
+}
+
+export function spawnNode(args: string[], env: NodeJS.ProcessEnv, stdio: StdioOptions): ChildProcess {
+  return spawn(process.execPath, args, { env, stdio });
+}
+
+export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 5_000): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+    child.kill(signal);
+  });
+}
+
+/** Polls GET path until it answers 200. */
+export async function waitReady(host: string, port: number, path: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const r = await once(host, port, path);
+      if (r.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${host}:${port}${path} not ready after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+// ---- other load on the machine ----
+
+/** Busy CPU of the whole machine (all cores), in µs, from /proc/stat. */
+export function machineBusyUs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
+  return (busy * 1e6) / CLK_TCK;
+}
+
+/**
+ * CPU used on the machine by processes other than `ours` (and this one) over a phase,
+ * in cores: the benchmark shares the machine, and a busy neighbour skews every figure.
+ */
+export function foreignMeter(ours: () => number[]): () => number {
+  const sum = () => ours().reduce((a, pid) => a + safeCpu(pid), cpuUs(process.pid));
+  const [m0, o0, w0] = [machineBusyUs(), sum(), performance.now()];
+  return () => {
+    const [m1, o1, w1] = [machineBusyUs(), sum(), performance.now()];
+    return Math.max(0, m1 - m0 - (o1 - o0)) / ((w1 - w0) * 1000);
+  };
+}
+
+function safeCpu(pid: number): number {
+  try {
+    return cpuUs(pid);
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits (up to `maxMs`) until other processes use less than `cores` for two 1 s windows in a row. */
+let waitBudgetMs = 15_000;
+/** Whole seconds of quiet-waiting left for this run (the run must stay short). */
+export const waitBudgetLeft = (): number => waitBudgetMs;
+export async function waitQuiet(ours: () => number[], cores: number, maxMs: number, log: (m: string) => void): Promise<number> {
+  const started = Date.now();
+  const deadline = started + Math.min(maxMs, waitBudgetMs);
+  try {
+    return await waitQuietUntil(ours, cores, deadline, log);
+  } finally {
+    waitBudgetMs = Math.max(0, waitBudgetMs - (Date.now() - started));
+  }
+}
+
+async function waitQuietUntil(ours: () => number[], cores: number, deadline: number, log: (m: string) => void): Promise<number> {
+  let calm = 0;
+  let last = 0;
+  while (Date.now() < deadline) {
+    const m = foreignMeter(ours);
+    await sleep(1_000);
+    last = m();
+    calm = last < cores ? calm + 1 : 0;
+    if (calm >= 2) return last;
+    if (calm === 0) log(`machine busy: other processes use ${last.toFixed(2)} cores; waiting for quiet`);
+  }
+  if (calm === 0) log(`machine still busy (${last.toFixed(2)} cores used by others); measuring anyway — figures are skewed`);
+  return last;
+}

@@ -1,0 +1,142 @@
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
+import { type Clock, systemClock } from '../core/clock.js';
+import { createAudit } from '../telemetry/audit.js';
+import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
+import { Authority } from './authority.js';
+import { CertificateAuthority } from './ca/ca.js';
+import { AuthorityServer } from './http/server.js';
+import { createIssuer, JwtKeyRing, type Issuer, type IssuerSpec, type SecretValue } from './issuers/index.js';
+import { JoinTokens } from './leases/join-tokens.js';
+import { MemoryStore } from './leases/memory.js';
+import { RedisStore } from './leases/redis.js';
+import type { AuthorityStore } from './leases/types.js';
+import { compilePolicy } from './policy/policy.js';
+
+/**
+ * Builds a running authority from a validated config and what the entry point read
+ * (CA and TLS PEMs, the admin token, secrets resolved to values or readers). Used by
+ * `leash authority` and by `leash dev`, so both run the same code.
+ */
+export interface AuthorityInputs {
+  config: AuthorityConfig;
+  env: Readonly<Record<string, string | undefined>>;
+  /** CA cert + key PEMs (config `ca`); absent: a CA is generated (dev only). */
+  ca?: { certPem: string; keyPem: string };
+  /** TLS cert + key for the listener (config `tls`); absent: issued by the CA for `hostnames`. */
+  tls?: { certPem: string; keyPem: string };
+  adminToken?: string;
+  /** Resolves a `{ file }` / `{ env }` secret source to a value reader. */
+  secret: (source: { file: string } | { env: string }) => SecretValue;
+  /** PEMs of files named in credentials (oauth2 caFile), read by the entry point. */
+  files: ReadonlyMap<string, string>;
+  logger: Logger;
+  clock?: Clock;
+  /** Use this store instead of the one the config names (tests). */
+  store?: AuthorityStore;
+}
+
+export interface RunningAuthority {
+  authority: Authority;
+  server: AuthorityServer;
+  ca: CertificateAuthority;
+  keys: JwtKeyRing;
+  store: AuthorityStore;
+  metrics: AuthorityMetrics;
+  close(): Promise<void>;
+}
+
+function issuerSpec(c: CredentialConfig, inputs: AuthorityInputs): IssuerSpec {
+  switch (c.kind) {
+    case 'static':
+      return { kind: 'static', source: c.source, ttlMs: c.ttl };
+    case 'jwt':
+      return { kind: 'jwt', audience: c.audience, scopes: [...c.scopes], ttlMs: c.ttl };
+    case 'oauth2':
+      return {
+        kind: 'oauth2',
+        tokenUrl: c.tokenUrl,
+        clientId: c.clientId,
+        clientSecret: inputs.secret(c.clientSecret),
+        scope: c.scope,
+        audience: c.audience,
+        authMethod: c.clientAuth === 'post' ? 'client_secret_post' : 'client_secret_basic',
+        timeoutMs: c.timeout,
+        caPem: c.caFile ? inputs.files.get(c.caFile) : undefined,
+        ttlMs: c.ttl,
+      };
+    case 'exec':
+      return { kind: 'exec', command: [...c.command], timeoutMs: c.timeout, ttlMs: c.ttl };
+  }
+}
+
+export async function createAuthority(inputs: AuthorityInputs): Promise<RunningAuthority> {
+  const { config, logger } = inputs;
+  const clock = inputs.clock ?? systemClock;
+  const ca = inputs.ca
+    ? CertificateAuthority.load(inputs.ca.certPem, inputs.ca.keyPem, config.trustDomain)
+    : CertificateAuthority.generate(config.trustDomain);
+  if (!inputs.ca) logger.warn('no ca configured: generated an in-memory CA (dev only; identities do not survive a restart)');
+  const tls =
+    inputs.tls ??
+    (() => {
+      const ips = config.hostnames.filter((h) => isIP(h));
+      const names = config.hostnames.filter((h) => !isIP(h));
+      const c = ca.serverCertificate(names, ips, 30 * 86_400_000, clock.wallMs());
+      return { certPem: c.certPem, keyPem: c.keyPem };
+    })();
+  const keys = config.signing ? await JwtKeyRing.fromDir(config.signing.keysDir, { clock }) : await JwtKeyRing.generate({ clock });
+  const jwtIssuer = config.signing?.issuer ?? `https://${config.hostnames[0] ?? 'leash-authority'}`;
+  const issuers = new Map<string, { issuer: Issuer; ttlMs: number }>();
+  for (const [name, c] of Object.entries(config.credentials)) {
+    issuers.set(name, { issuer: createIssuer(issuerSpec(c, inputs), { credential: name, keys, jwtIssuer, env: inputs.env }), ttlMs: c.ttl });
+  }
+  const store =
+    inputs.store ?? (config.redis ? new RedisStore(config.redis, { prefix: config.keyPrefix, clock }) : new MemoryStore({ clock }));
+  const policy = compilePolicy(
+    config.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })),
+    config.trustDomain,
+  );
+  const metrics = new AuthorityMetrics(async () => {
+    const now = clock.wallMs();
+    return (await store.listLeases()).map((l) => ({ credential: l.credential, ageSeconds: (now - l.issuedAtMs) / 1000 }));
+  });
+  const audit = createAudit(logger);
+  const authority = new Authority({
+    trustDomain: config.trustDomain,
+    ca,
+    issuers,
+    store,
+    joinTokens: new JoinTokens(store),
+    policy,
+    identityTtlMs: config.identity.ttl,
+    joinTokenMaxTtlMs: config.joinTokens.maxTtl,
+    metrics,
+    audit,
+    logger,
+    clock,
+  });
+  const server = new AuthorityServer(authority, {
+    cert: tls.certPem,
+    key: tls.keyPem,
+    caPem: ca.caPem,
+    jwks: () => keys.jwks(),
+    adminToken: inputs.adminToken,
+    registry: metrics.registry,
+    logger,
+  });
+  return {
+    authority,
+    server,
+    ca,
+    keys,
+    store,
+    metrics,
+    async close() {
+      await server.close();
+      await Promise.all([...issuers.values()].map((i) => i.issuer.close()));
+      if (!inputs.store) await store.close();
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import { type ErrorContext, LeashError } from '../core/errors.js';
+
+/**
+ * Errors the authority answers with: `{"error":{"code","message"}}` and the status here.
+ * The sidecar sorts them by status (5xx/429 retry, 401/403/404 drop the lease).
+ */
+export class AuthorityError extends LeashError {
+  readonly status: number;
+  constructor(code: string, status: number, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(code, message, context, options);
+    this.status = status;
+  }
+}
+
+export const badRequest = (message: string) => new AuthorityError('LEASH_ERR_AUTHORITY_BAD_REQUEST', 400, message);
+export const unauthenticated = (message = 'a valid client certificate is required') => new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, message);
+export const forbidden = (message: string, context: ErrorContext = {}) => new AuthorityError('LEASH_ERR_POLICY_DENIED', 403, message, context);
+export const notFound = (message: string) => new AuthorityError('LEASH_ERR_NOT_FOUND', 404, message);
+
+export const AUTHORITY_ERROR_CODES = [
+  'LEASH_ERR_AUTHORITY_BAD_REQUEST',
+  'LEASH_ERR_UNAUTHENTICATED',
+  'LEASH_ERR_POLICY_DENIED',
+  'LEASH_ERR_NOT_FOUND',
+  'LEASH_ERR_ISSUE_FAILED',
+] as const;

@@ -1,0 +1,173 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { parseDuration } from '../../core/duration.js';
+import { API } from '../../core/protocol.js';
+import type { Authority } from '../authority.js';
+import { AuthorityError, badRequest, notFound } from '../errors.js';
+import { StoreError } from '../leases/errors.js';
+
+/**
+ * The authority's HTTPS API (JSON). TLS always; client certificates are requested on
+ * every connection and required (verified by TLS against the CA, then by Node's crypto
+ * in Authority.identify) on every call but bootstrap, the JWKS and health. Admin calls
+ * take a bearer token compared in constant time.
+ */
+const MAX_BODY = 64 * 1024;
+
+export interface AuthorityServerOptions {
+  cert: string;
+  key: string;
+  caPem: string;
+  jwks: () => unknown;
+  adminToken: string | undefined;
+  registry: Registry;
+  logger: Logger;
+}
+
+type Handler = (req: IncomingMessage, body: unknown, params: string[]) => Promise<unknown> | unknown;
+
+export class AuthorityServer {
+  readonly server: Server;
+  private readonly adminDigest: Buffer | undefined;
+  private readonly routes: Array<{ method: string; pattern: RegExp; handler: Handler }>;
+
+  constructor(
+    private readonly authority: Authority,
+    private readonly opts: AuthorityServerOptions,
+  ) {
+    this.adminDigest = opts.adminToken ? digest(opts.adminToken) : undefined;
+    const peer = (req: IncomingMessage) => {
+      const socket = req.socket as TLSSocket;
+      return socket.authorized ? socket.getPeerX509Certificate() : undefined;
+    };
+    this.routes = [
+      { method: 'GET', pattern: /^\/healthz$/, handler: () => ({ status: 'ok' }) },
+      { method: 'GET', pattern: /^\/\.well-known\/jwks\.json$/, handler: () => opts.jwks() },
+      { method: 'POST', pattern: route(API.bootstrap), handler: (_r, body) => authority.bootstrap(body as never) },
+      { method: 'POST', pattern: route(API.renewIdentity), handler: (r, body) => authority.renewIdentity(authority.identify(peer(r)), body as never) },
+      { method: 'POST', pattern: route(API.leases), handler: (r, body) => authority.lease(authority.identify(peer(r)), body as never) },
+      {
+        method: 'DELETE',
+        pattern: /^\/v1\/leases\/([^/]+)$/,
+        handler: async (r, _b, [id]) => {
+          await authority.release(authority.identify(peer(r)), decodeURIComponent(id!));
+          return { released: true };
+        },
+      },
+      {
+        method: 'POST',
+        pattern: route(API.adminTokens),
+        handler: (r, body) => {
+          const actor = this.admin(r);
+          const b = body as { identity?: unknown; ttl?: unknown };
+          const ttlMs = typeof b?.ttl === 'string' ? parseDuration(b.ttl) : 600_000;
+          if (typeof b?.identity !== 'string' || ttlMs === undefined) throw badRequest('identity (string) and ttl (duration) are required');
+          return authority.createJoinToken(actor, b.identity, ttlMs);
+        },
+      },
+      {
+        method: 'GET',
+        pattern: route(API.adminLeases),
+        handler: async (r) => {
+          this.admin(r);
+          const q = new URL(r.url ?? '/', 'https://x').searchParams;
+          return { leases: await authority.listLeases({ instance: q.get('instance') ?? undefined, credential: q.get('credential') ?? undefined }) };
+        },
+      },
+    ];
+    this.server = createServer(
+      { cert: opts.cert, key: opts.key, ca: opts.caPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+      (req, res) => void this.handle(req, res),
+    );
+    this.server.on('tlsClientError', () => undefined);
+  }
+
+  private admin(req: IncomingMessage): string {
+    const header = req.headers.authorization ?? '';
+    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+    if (!this.adminDigest || !token || !timingSafeEqual(digest(token), this.adminDigest)) {
+      throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token required');
+    }
+    const actor = req.headers['x-leash-actor'];
+    return typeof actor === 'string' && /^[\w.@-]{1,64}$/.test(actor) ? actor : 'admin';
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (req.method === 'GET' && path === '/metrics') {
+      const text = await this.opts.registry.metrics();
+      res.writeHead(200, { 'content-type': this.opts.registry.contentType });
+      return void res.end(text);
+    }
+    try {
+      const match = this.routes.find((r) => r.method === req.method && r.pattern.test(path));
+      if (!match) throw notFound(`no ${req.method} ${path}`);
+      const params = match.pattern.exec(path)!.slice(1);
+      const body = req.method === 'POST' ? await readJson(req) : undefined;
+      const result = await match.handler(req, body, params);
+      send(res, 200, result);
+    } catch (err) {
+      if (err instanceof AuthorityError) return send(res, err.status, { error: { code: err.code, message: err.message } });
+      if (err instanceof StoreError) {
+        // The store is down: a retryable 503, so sidecars keep what they hold and back off.
+        this.opts.logger.warn({ err }, 'store unavailable');
+        return send(res, 503, { error: { code: err.code, message: 'authority store unavailable' } });
+      }
+      this.opts.logger.error({ err }, 'authority request failed');
+      send(res, 500, { error: { code: 'LEASH_ERR_INTERNAL', message: 'internal error' } });
+    }
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
+const route = (path: string) => new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`);
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body ?? null);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new AuthorityError('LEASH_ERR_AUTHORITY_BAD_REQUEST', 413, 'request body too large'));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('error', reject);
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null'));
+      } catch {
+        reject(badRequest('request body is not JSON'));
+      }
+    });
+  });
+}

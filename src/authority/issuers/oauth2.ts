@@ -1,0 +1,196 @@
+import http from 'node:http';
+import https from 'node:https';
+import { fingerprint } from '../../core/fingerprint.js';
+import { IssuerError, issuerLabel } from './errors.js';
+import type { IssueRequest, Issued, Issuer } from './types.js';
+
+/** The client secret, or a function that reads its current value (a rotating file). */
+export type SecretValue = string | (() => string | Promise<string>);
+
+export interface OAuth2IssuerOptions {
+  /** The token endpoint. https, or http only to a loopback host (tests, a local IdP proxy). */
+  tokenUrl: string;
+  clientId: string;
+  clientSecret: SecretValue;
+  /** `scope` form parameter (space-separated), optional. */
+  scope?: string;
+  /** `audience` form parameter (Auth0, Okta and others), optional. */
+  audience?: string;
+  /** RFC 6749 §2.3.1: HTTP Basic (default) or the client_id/client_secret form parameters. */
+  authMethod?: 'client_secret_basic' | 'client_secret_post';
+  /** Whole-exchange timeout, ms. Default 10 s. */
+  timeoutMs?: number;
+  /** PEM CA bundle for a private CA; replaces the default roots. Verification is always on. */
+  caPem?: string;
+  /** Cap on the lease lifetime, and the lifetime when the endpoint sends no expires_in. */
+  ttlMs?: number;
+  /** Credential name, for error messages. */
+  credential?: string;
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+/** RFC 6749 §5.2: error = 1*( %x20-21 / %x23-5B / %x5D-7E ). */
+const ERROR_CODE = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
+
+/** RFC 6749 Appendix B: form-urlencode, as required for the Basic credentials too (§2.3.1). */
+const formEncode = (s: string): string => new URLSearchParams({ v: s }).toString().slice(2);
+
+/**
+ * OAuth 2.0 client-credentials grant (RFC 6749 §4.4): one token endpoint call per lease,
+ * nothing cached across leases, so every instance holds its own token and revoking one
+ * lease never touches another's. Lease lifetime = min(expires_in, ttl, maxTtl).
+ * Errors carry the endpoint, the HTTP status and the RFC 6749 `error` code — never the
+ * client secret, a token or the response body.
+ */
+export class OAuth2Issuer implements Issuer {
+  readonly kind = 'oauth2' as const;
+  private readonly url: URL;
+  private readonly agent: http.Agent;
+  private readonly inFlight = new Set<http.ClientRequest>();
+  private closed = false;
+
+  constructor(private readonly options: OAuth2IssuerOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.tokenUrl);
+    } catch {
+      throw this.configError(`tokenUrl is not a URL`);
+    }
+    const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+    if (!(url.protocol === 'https:' || (url.protocol === 'http:' && loopback))) {
+      throw this.configError(`tokenUrl must be https (http only to a loopback host), got ${url.protocol}//${url.host}`);
+    }
+    if (url.username || url.password) throw this.configError('tokenUrl must not carry credentials');
+    if (!options.clientId) throw this.configError('clientId is empty');
+    this.url = url;
+    // rejectUnauthorized is Node's default; it is spelled out so nobody turns it off here.
+    this.agent =
+      url.protocol === 'https:'
+        ? new https.Agent({ keepAlive: true, rejectUnauthorized: true, ...(options.caPem ? { ca: options.caPem } : {}) })
+        : new http.Agent({ keepAlive: true });
+  }
+
+  async issue(req: IssueRequest): Promise<Issued> {
+    if (this.closed) throw new IssuerError('LEASH_ERR_ISSUER_CLOSED', `${this.label(req)} is closed`, this.ctx(req));
+    const secret = typeof this.options.clientSecret === 'function' ? await this.options.clientSecret() : this.options.clientSecret;
+    if (!secret) throw new IssuerError('LEASH_ERR_ISSUER_CONFIG', `${this.label(req)}: the client secret is empty`, this.ctx(req));
+
+    const form = new URLSearchParams({ grant_type: 'client_credentials' });
+    if (this.options.scope) form.set('scope', this.options.scope);
+    if (this.options.audience) form.set('audience', this.options.audience);
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+    };
+    if ((this.options.authMethod ?? 'client_secret_basic') === 'client_secret_basic') {
+      const pair = `${formEncode(this.options.clientId)}:${formEncode(secret)}`;
+      headers.authorization = `Basic ${Buffer.from(pair, 'utf8').toString('base64')}`;
+    } else {
+      form.set('client_id', this.options.clientId);
+      form.set('client_secret', secret);
+    }
+    const body = Buffer.from(form.toString(), 'utf8');
+    headers['content-length'] = String(body.length);
+
+    const { status, text } = await this.post(body, headers, req);
+    return this.parse(status, text, req);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const r of this.inFlight) r.destroy();
+    this.agent.destroy();
+  }
+
+  private post(body: Buffer, headers: Record<string, string>, req: IssueRequest): Promise<{ status: number; text: string }> {
+    const timeoutMs = this.options.timeoutMs ?? 10_000;
+    const where = `${this.url.origin}${this.url.pathname}`;
+    const request = this.url.protocol === 'https:' ? https.request : http.request;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (err: IssuerError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        r.destroy();
+        reject(err);
+      };
+      const r = request(this.url, { method: 'POST', headers, agent: this.agent }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_BODY_BYTES) {
+            fail(new IssuerError('LEASH_ERR_ISSUER_RESPONSE', `${this.label(req)}: token endpoint ${where} answered more than ${MAX_BODY_BYTES} bytes`, this.ctx(req)));
+            return;
+          }
+          chunks.push(c);
+        });
+        res.on('end', () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        });
+        res.on('error', (err) => fail(this.unreachable(where, err, req)));
+      });
+      this.inFlight.add(r);
+      r.on('close', () => this.inFlight.delete(r));
+      r.on('error', (err) => fail(this.closed ? new IssuerError('LEASH_ERR_ISSUER_CLOSED', `${this.label(req)} is closed`, this.ctx(req)) : this.unreachable(where, err, req)));
+      const timer = setTimeout(
+        () => fail(new IssuerError('LEASH_ERR_ISSUER_TIMEOUT', `${this.label(req)}: token endpoint ${where} did not answer within ${timeoutMs}ms`, this.ctx(req))),
+        timeoutMs,
+      );
+      r.end(body);
+    });
+  }
+
+  private parse(status: number, text: string, req: IssueRequest): Issued {
+    const where = `${this.url.origin}${this.url.pathname}`;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const obj = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : undefined;
+    if (status < 200 || status > 299) {
+      // Only the RFC 6749 §5.2 error code is repeated: error_description and the rest of
+      // the body are the endpoint's free text and could echo anything.
+      const code = typeof obj?.error === 'string' && ERROR_CODE.test(obj.error) ? obj.error : undefined;
+      const ctx = { ...this.ctx(req), status, ...(code ? { oauthError: code } : {}) };
+      throw new IssuerError('LEASH_ERR_ISSUER_UPSTREAM', `${this.label(req)}: token endpoint ${where} answered ${status}${code ? ` ${code}` : ''}`, ctx);
+    }
+    const bad = (why: string): IssuerError =>
+      new IssuerError('LEASH_ERR_ISSUER_RESPONSE', `${this.label(req)}: token endpoint ${where} answered ${status} but ${why}`, { ...this.ctx(req), status });
+    if (!obj) throw bad('the body is not a JSON object');
+    const token = obj.access_token;
+    if (typeof token !== 'string' || token.length === 0) throw bad('without an access_token');
+    // expires_in is RECOMMENDED (§5.1) and some servers send it as a string.
+    const raw = obj.expires_in;
+    const expiresIn = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : undefined;
+    if (raw !== undefined && (expiresIn === undefined || !Number.isFinite(expiresIn))) throw bad('with an unreadable expires_in');
+    if (expiresIn !== undefined && expiresIn <= 0) throw bad(`with expires_in ${expiresIn}`);
+    if (expiresIn === undefined && this.options.ttlMs === undefined) throw bad('without expires_in and no ttl is configured');
+    const ttlMs = Math.min(expiresIn === undefined ? Infinity : expiresIn * 1000, this.options.ttlMs ?? Infinity, req.maxTtlMs);
+    if (!(ttlMs >= 1000)) throw bad(`with a lifetime under one second`);
+    return { value: token, version: fingerprint(token), issuedAtMs: req.nowMs, expiresAtMs: req.nowMs + ttlMs };
+  }
+
+  private unreachable(where: string, err: Error, req: IssueRequest): IssuerError {
+    const code = (err as NodeJS.ErrnoException).code ?? err.name;
+    return new IssuerError('LEASH_ERR_ISSUER_UPSTREAM', `${this.label(req)}: token endpoint ${where} unreachable: ${code}`, this.ctx(req), { cause: err });
+  }
+
+  private configError(message: string): IssuerError {
+    return new IssuerError('LEASH_ERR_ISSUER_CONFIG', `${this.label()}: ${message}`, this.ctx());
+  }
+
+  private ctx(req?: IssueRequest): { issuer: string; credential: string | undefined } {
+    return { issuer: 'oauth2', credential: req?.credential ?? this.options.credential };
+  }
+
+  private label(req?: IssueRequest): string {
+    return issuerLabel('oauth2', req?.credential ?? this.options.credential);
+  }
+}

@@ -1,0 +1,224 @@
+import { createHash } from 'node:crypto';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { LeashError } from '../../core/errors.js';
+import { systemClock, type Clock } from '../../core/clock.js';
+import type { LeaseRecord } from '../../core/protocol.js';
+import { StoreError, StoreRecordError } from './errors.js';
+import { checkJoinTokenRecord, checkLeaseRecord, parseJoinTokenRecord, parseLeaseRecord } from './record.js';
+import type { AuthorityStore, JoinTokenRecord, LeaseFilter } from './types.js';
+
+export interface CorruptRecord {
+  /** Full Redis key (prefix included) whose content could not be used. */
+  key: string;
+  kind: 'lease' | 'join-token';
+}
+
+export interface RedisStoreOptions {
+  /** Key prefix, default `leash:` (DESIGN §7: configurable). */
+  prefix?: string;
+  /** Wall clock deciding what listing treats as expired; default the system clock. */
+  clock?: Pick<Clock, 'wallMs'>;
+  /** Told about a record that does not parse; the record is then treated as absent. */
+  onCorrupt?: (record: CorruptRecord) => void;
+}
+
+/**
+ * Keys (prefix `leash:` by default):
+ *   lease:<id>                          JSON LeaseRecord (fingerprint, never a value), PXAT = expiresAtMs
+ *   leases:by-instance:<instance>       ZSET id → expiresAtMs; key PEXPIREAT = its highest score
+ *   leases:by-credential:<credential>   ZSET id → expiresAtMs; same
+ *   leases:all                          ZSET id → expiresAtMs; same (unfiltered listing)
+ *   join:<sha256 hex of the token>      JSON JoinTokenRecord, PXAT = expiresAtMs, taken with GETDEL
+ *
+ * Every command touches exactly one key (no MULTI, no multi-key script), so the store works
+ * unchanged on Redis Cluster without hash tags. Writes go index first, record second: a
+ * crash in between leaves an index entry without a record, which listing drops and
+ * cleans, never a stored lease that listing (and so `revoke --instance`) would miss.
+ */
+export const DEFAULT_PREFIX = 'leash:';
+
+/**
+ * ZADD, then set the key's expiry to its highest score: an index outlives none of its
+ * entries by more than nothing and is never left without a TTL. One key, so Cluster-safe.
+ * Scores are integer ms, which Redis prints as plain integers, valid for PEXPIREAT.
+ */
+const INDEX_ADD = `redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], top[2])
+return 1`;
+const INDEX_ADD_SHA = createHash('sha1').update(INDEX_ADD).digest('hex');
+
+export class RedisStore implements AuthorityStore {
+  readonly #client: Redis | Cluster;
+  readonly #owned: boolean;
+  readonly #prefix: string;
+  readonly #clock: Pick<Clock, 'wallMs'>;
+  readonly #onCorrupt: ((record: CorruptRecord) => void) | undefined;
+  #closed = false;
+
+  /**
+   * Pass a client to share it (close() then leaves it open: the caller owns it), or a URL
+   * / RedisOptions to let the store create and own one.
+   */
+  constructor(client: Redis | Cluster | RedisOptions | string, options: RedisStoreOptions = {}) {
+    if (client instanceof Redis || client instanceof Cluster) {
+      this.#client = client;
+      this.#owned = false;
+    } else {
+      this.#client = typeof client === 'string' ? new Redis(client) : new Redis(client);
+      this.#owned = true;
+    }
+    this.#prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.#clock = options.clock ?? systemClock;
+    this.#onCorrupt = options.onCorrupt;
+  }
+
+  /** The keys this store uses, for operators and tests. */
+  keys() {
+    const p = this.#prefix;
+    return {
+      lease: (id: string) => `${p}lease:${id}`,
+      byInstance: (instance: string) => `${p}leases:by-instance:${instance}`,
+      byCredential: (credential: string) => `${p}leases:by-credential:${credential}`,
+      all: `${p}leases:all`,
+      joinToken: (hash: string) => `${p}join:${hash}`,
+    };
+  }
+
+  async putLease(record: LeaseRecord): Promise<void> {
+    const r = checkLeaseRecord(record);
+    const k = this.keys();
+    await this.#run('store a lease', async () => {
+      const expireAt = Math.ceil(r.expiresAtMs);
+      if (expireAt <= this.#clock.wallMs()) {
+        // Already expired: storing it would be invisible anyway; an overwrite still removes the old one.
+        await this.#client.del(k.lease(r.id));
+        return;
+      }
+      await Promise.all([k.byInstance(r.instance), k.byCredential(r.credential), k.all].map((key) => this.#indexAdd(key, expireAt, r.id)));
+      await this.#client.set(k.lease(r.id), JSON.stringify(r), 'PXAT', expireAt);
+    });
+  }
+
+  async getLease(id: string): Promise<LeaseRecord | undefined> {
+    const key = this.keys().lease(id);
+    const text = await this.#run('read a lease', () => this.#client.get(key));
+    return this.#liveLease(key, id, text, this.#clock.wallMs());
+  }
+
+  async deleteLease(id: string): Promise<boolean> {
+    const k = this.keys();
+    return this.#run('delete a lease', async () => {
+      const text = await this.#client.getdel(k.lease(id));
+      if (text === null) return false;
+      const r = this.#liveLease(k.lease(id), id, text, this.#clock.wallMs());
+      const parsed = r ?? parseLeaseRecord(text);
+      if (parsed) await Promise.all([k.byInstance(parsed.instance), k.byCredential(parsed.credential), k.all].map((key) => this.#client.zrem(key, id)));
+      return r !== undefined;
+    });
+  }
+
+  async listLeases(filter: LeaseFilter = {}): Promise<LeaseRecord[]> {
+    const k = this.keys();
+    const index = filter.instance !== undefined ? k.byInstance(filter.instance) : filter.credential !== undefined ? k.byCredential(filter.credential) : k.all;
+    return this.#run('list leases', async () => {
+      const now = this.#clock.wallMs();
+      // Lazy cleanup: entries at or past their expiry leave the index on every read.
+      await this.#client.zremrangebyscore(index, '-inf', now);
+      const ids = await this.#client.zrangebyscore(index, `(${now}`, '+inf');
+      // One GET per record (not MGET): keys of different records live in different Cluster slots.
+      const texts = await Promise.all(ids.map((id) => this.#client.get(k.lease(id))));
+      const out: LeaseRecord[] = [];
+      const stale: string[] = [];
+      ids.forEach((id, i) => {
+        const text = texts[i] ?? null;
+        const r = this.#liveLease(k.lease(id), id, text, now);
+        if (!r) {
+          if (text === null) stale.push(id); // record gone (deleted, expired, or never written)
+          return;
+        }
+        // The id may have been re-put under another instance/credential: that index entry is stale.
+        if (filter.instance !== undefined && r.instance !== filter.instance) return void stale.push(id);
+        if (filter.credential !== undefined && r.credential !== filter.credential) {
+          if (filter.instance === undefined) stale.push(id);
+          return;
+        }
+        out.push(r);
+      });
+      if (stale.length > 0) await this.#client.zrem(index, ...stale);
+      return out.sort((a, b) => a.expiresAtMs - b.expiresAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    });
+  }
+
+  async putJoinToken(hash: string, record: JoinTokenRecord): Promise<void> {
+    const r = checkJoinTokenRecord(hash, record);
+    const expireAt = Math.ceil(r.expiresAtMs);
+    if (expireAt <= this.#clock.wallMs()) return; // could never be redeemed
+    const ok = await this.#run('store a join token', () => this.#client.set(this.keys().joinToken(hash), JSON.stringify(r), 'PXAT', expireAt, 'NX'));
+    // 256-bit random tokens do not collide; a repeat means a caller stored the same token twice.
+    if (ok === null) throw new StoreRecordError('join token refused: one with the same hash already exists');
+  }
+
+  async takeJoinToken(hash: string, nowMs: number): Promise<JoinTokenRecord | undefined> {
+    const key = this.keys().joinToken(hash);
+    // GETDEL is atomic: of any number of concurrent takers, on any number of connections, one gets it.
+    const text = await this.#run('take a join token', () => this.#client.getdel(key));
+    if (text === null) return undefined;
+    const r = parseJoinTokenRecord(text);
+    if (!r) {
+      this.#corrupt(key, 'join-token');
+      return undefined;
+    }
+    return r.expiresAtMs > nowMs ? r : undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this.#owned) return;
+    try {
+      await this.#client.quit();
+    } catch {
+      this.#client.disconnect();
+    }
+  }
+
+  #liveLease(key: string, id: string, text: string | null, now: number): LeaseRecord | undefined {
+    if (text === null) return undefined;
+    const r = parseLeaseRecord(text);
+    if (!r || r.id !== id) {
+      this.#corrupt(key, 'lease');
+      return undefined;
+    }
+    return r.expiresAtMs > now ? r : undefined;
+  }
+
+  #corrupt(key: string, kind: CorruptRecord['kind']): void {
+    try {
+      this.#onCorrupt?.({ key, kind });
+    } catch {
+      // A reporting hook must not turn a bad record into a failed request.
+    }
+  }
+
+  async #indexAdd(key: string, score: number, id: string): Promise<void> {
+    try {
+      await this.#client.evalsha(INDEX_ADD_SHA, 1, key, score, id);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      await this.#client.eval(INDEX_ADD, 1, key, score, id);
+    }
+  }
+
+  /** Backend failures surface as StoreError (coded); our own coded errors pass through. */
+  async #run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new StoreError('the lease store is closed');
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof LeashError) throw err;
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new StoreError(`lease store (redis) could not ${what}: ${reason}`, {}, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,79 @@
+import { z } from 'zod';
+import { deepFreeze, duration, hostPort, logLevel, secretSource } from './common.js';
+
+/** The authority's configuration (DESIGN §4), validated once and frozen. */
+
+const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const TRUST_DOMAIN = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
+
+const ttl = duration('a TTL').refine((ms) => ms >= 1_000, 'must be at least 1s');
+
+const credential = z.discriminatedUnion(
+  'kind',
+  [
+    z.strictObject({ kind: z.literal('static'), source: secretSource, ttl: ttl.default(900_000) }),
+    z.strictObject({
+      kind: z.literal('jwt'),
+      audience: z.string().min(1),
+      scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be a scope token (RFC 6749 §3.3)')).default([]),
+      ttl: ttl.default(300_000),
+    }),
+    z.strictObject({
+      kind: z.literal('oauth2'),
+      tokenUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+      clientId: z.string().min(1),
+      clientSecret: secretSource,
+      scope: z.string().optional(),
+      audience: z.string().optional(),
+      clientAuth: z.enum(['basic', 'post']).default('basic'),
+      caFile: z.string().min(1).optional(),
+      timeout: duration().default(10_000),
+      ttl: ttl.default(3_600_000),
+    }),
+    z.strictObject({
+      kind: z.literal('exec'),
+      command: z.array(z.string().min(1)).min(1, 'must name the program and its arguments'),
+      timeout: duration().default(10_000),
+      ttl: ttl.default(1_800_000),
+    }),
+  ],
+  { error: 'must have kind static, jwt, oauth2 or exec' },
+);
+export type CredentialConfig = z.infer<typeof credential>;
+
+const policy = z.strictObject({
+  identities: z.array(z.string().min(1)).min(1),
+  credentials: z.array(z.string().min(1)).min(1),
+  maxTtl: ttl.default(3_600_000),
+});
+
+export const authoritySchema = z
+  .strictObject({
+    listen: hostPort.default({ host: '0.0.0.0', port: 8443 }),
+    trustDomain: z.string().regex(TRUST_DOMAIN, 'must be a lower-case DNS-like trust domain').default('leash.local'),
+    /** Names and addresses the authority's TLS certificate is issued for (when it issues its own). */
+    hostnames: z.array(z.string().min(1)).default(['localhost', '127.0.0.1']),
+    ca: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
+    tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
+    signing: z.strictObject({ keysDir: z.string().min(1), issuer: z.string().min(1).optional() }).optional(),
+    admin: z.strictObject({ token: secretSource }).optional(),
+    redis: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+    keyPrefix: z.string().regex(/^[A-Za-z0-9:_-]+$/).default('leash:'),
+    identity: z.strictObject({ ttl: ttl.default(3_600_000) }).prefault({}),
+    joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),
+    log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
+    credentials: z.record(z.string().regex(NAME, 'credential names must be lower-case letters, digits, ".", "-" or "_"'), credential),
+    policies: z.array(policy).default([]),
+  })
+  .superRefine((c, ctx) => {
+    c.policies.forEach((p, i) =>
+      p.credentials.forEach((name, j) => {
+        if (name !== '*' && !(name in c.credentials)) {
+          ctx.addIssue({ code: 'custom', path: ['policies', i, 'credentials', j], message: `names no credential defined under credentials (got "${name}")` });
+        }
+      }),
+    );
+  })
+  .transform((c) => deepFreeze(c));
+
+export type AuthorityConfig = z.output<typeof authoritySchema>;

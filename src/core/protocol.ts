@@ -1,0 +1,76 @@
+/**
+ * Wire types between sidecar (and admin CLI) and authority: JSON over HTTPS. Shared by
+ * both sides, imported by neither's internals (DESIGN §9). Every field the sidecar
+ * relies on is validated on receipt (src/sidecar/credentials/lease-response.ts); a
+ * malformed answer is rejected, never half-used.
+ */
+
+/** POST /v1/bootstrap — one-time join token + CSR → identity certificate. No client cert. */
+export interface BootstrapRequest {
+  joinToken: string;
+  /** PEM PKCS#10 CSR made by the sidecar with its own fresh key. */
+  csr: string;
+}
+
+/** POST /v1/identity/renew — mTLS with the current identity + a CSR for a new key. */
+export interface RenewIdentityRequest {
+  csr: string;
+}
+
+export interface IdentityResponse {
+  /** spiffe://<trustDomain>/... */
+  identity: string;
+  /** PEM leaf certificate. */
+  certificate: string;
+  /** PEM CA certificate(s) to trust for the authority and verify peers. */
+  ca: string;
+  issuedAt: string; // ISO
+  expiresAt: string; // ISO
+  ttlSeconds: number;
+}
+
+/** POST /v1/leases — mTLS; lease a credential by name. */
+export interface LeaseRequest {
+  credential: string;
+  /** Requested TTL; capped by policy and issuer. */
+  ttlSeconds?: number;
+}
+
+export interface LeaseResponse {
+  lease: string; // lease id
+  credential: string; // credential name
+  value: string; // the secret (only ever in this body)
+  fingerprint: string; // sha256:<12 hex>
+  version: string;
+  issuedAt: string; // ISO
+  expiresAt: string; // ISO
+  ttlSeconds: number;
+}
+
+/** Any non-2xx answer from the authority. */
+export interface AuthorityErrorBody {
+  error: { code: string; message: string };
+}
+
+/** What the lease store keeps: never the value, only its fingerprint. */
+export interface LeaseRecord {
+  id: string;
+  instance: string; // identity URI
+  credential: string;
+  fingerprint: string;
+  version: string;
+  issuedAtMs: number; // wall-clock ms
+  expiresAtMs: number;
+}
+
+export const API = {
+  bootstrap: '/v1/bootstrap',
+  renewIdentity: '/v1/identity/renew',
+  leases: '/v1/leases',
+  /** DELETE /v1/leases/<id> releases it. */
+  lease: (id: string) => `/v1/leases/${encodeURIComponent(id)}`,
+  jwks: '/.well-known/jwks.json',
+  adminTokens: '/v1/admin/tokens',
+  adminLeases: '/v1/admin/leases',
+  healthz: '/healthz',
+} as const;

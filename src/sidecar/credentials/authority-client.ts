@@ -1,0 +1,129 @@
+import { Agent, request } from 'node:https';
+import { AuthorityCallError } from '../../core/errors.js';
+import { API, type IdentityResponse, type LeaseResponse } from '../../core/protocol.js';
+import { checkLeaseResponse, MAX_LEASE_BODY } from './lease-response.js';
+
+/**
+ * The sidecar's HTTPS client for the authority. TLS to the authority is verified
+ * against the configured CA; once the sidecar has an identity every call is mTLS with
+ * it. Answers are sorted into retryable / refused / malformed (AuthorityCallError).
+ */
+export interface Identity {
+  certificate: string;
+  privateKey: string;
+}
+
+export class AuthorityClient {
+  private agent: Agent;
+
+  constructor(
+    private readonly baseUrl: URL,
+    private readonly caPem: string,
+    private readonly timeoutMs = 5_000,
+  ) {
+    this.agent = this.makeAgent(undefined);
+  }
+
+  /** Use this identity for every later call (called on bootstrap and on each renewal). */
+  setIdentity(identity: Identity | undefined): void {
+    const old = this.agent;
+    this.agent = this.makeAgent(identity);
+    // Let calls already in flight finish on the old pool; close it once idle.
+    setTimeout(() => old.destroy(), this.timeoutMs * 2).unref();
+  }
+
+  private makeAgent(identity: Identity | undefined): Agent {
+    return new Agent({ keepAlive: true, maxSockets: 8, ca: this.caPem, cert: identity?.certificate, key: identity?.privateKey, rejectUnauthorized: true });
+  }
+
+  async lease(credential: string, ttlSeconds?: number): Promise<LeaseResponse> {
+    const body = await this.call('POST', API.leases, { credential, ...(ttlSeconds ? { ttlSeconds } : {}) });
+    const checked = checkLeaseResponse(body, credential);
+    if (!checked.ok) throw new AuthorityCallError('malformed', `lease answer rejected: ${checked.reason}`, { credential });
+    return checked.lease;
+  }
+
+  async release(leaseId: string): Promise<void> {
+    await this.call('DELETE', API.lease(leaseId));
+  }
+
+  bootstrap(joinToken: string, csr: string): Promise<IdentityResponse> {
+    return this.identityCall(API.bootstrap, { joinToken, csr });
+  }
+
+  renewIdentity(csr: string): Promise<IdentityResponse> {
+    return this.identityCall(API.renewIdentity, { csr });
+  }
+
+  private async identityCall(path: string, payload: unknown): Promise<IdentityResponse> {
+    const body = (await this.call('POST', path, payload)) as Partial<IdentityResponse> | null;
+    if (
+      !body ||
+      typeof body.identity !== 'string' ||
+      !body.identity.startsWith('spiffe://') ||
+      typeof body.certificate !== 'string' ||
+      !body.certificate.includes('BEGIN CERTIFICATE') ||
+      typeof body.ttlSeconds !== 'number' ||
+      !(body.ttlSeconds > 0)
+    ) {
+      throw new AuthorityCallError('malformed', 'identity answer rejected: missing or bad fields');
+    }
+    return body as IdentityResponse;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** One JSON call. Resolves with the parsed 2xx body; throws AuthorityCallError otherwise. */
+  private call(method: string, path: string, payload?: unknown): Promise<unknown> {
+    const url = new URL(path, this.baseUrl);
+    const data = payload === undefined ? undefined : JSON.stringify(payload);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method,
+          agent: this.agent,
+          timeout: this.timeoutMs,
+          headers: { accept: 'application/json', ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > MAX_LEASE_BODY) {
+              req.destroy();
+              reject(new AuthorityCallError(status >= 200 && status < 300 ? 'malformed' : 'retryable', `authority answer larger than ${MAX_LEASE_BODY} bytes`, { status }));
+            } else chunks.push(c);
+          });
+          res.on('error', (err) => reject(new AuthorityCallError('retryable', `authority answer cut off (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { status })));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let body: unknown;
+            try {
+              body = text ? JSON.parse(text) : null;
+            } catch {
+              body = undefined;
+            }
+            if (status >= 200 && status < 300) {
+              if (body === undefined) return reject(new AuthorityCallError('malformed', 'authority answer is not JSON', { status }));
+              return resolve(body);
+            }
+            const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
+            const detail = typeof code === 'string' ? ` (${code.slice(0, 64)})` : '';
+            const kind = status >= 500 || status === 429 || status === 408 ? 'retryable' : 'refused';
+            reject(new AuthorityCallError(kind, `authority answered ${status}${detail} to ${method} ${path.split('/').slice(0, 3).join('/')}`, { status }));
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+      req.on('error', (err) =>
+        reject(new AuthorityCallError('retryable', `authority unreachable (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {}, { cause: err })),
+      );
+      req.end(data);
+    });
+  }
+}

@@ -1,0 +1,148 @@
+import type { Clock } from '../../core/clock.js';
+import { AuthorityCallError } from '../../core/errors.js';
+import type { LeaseResponse } from '../../core/protocol.js';
+import { DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, type LeaseTiming, type RotationPolicy } from './rotation.js';
+import type { CredentialEvent, CredentialProvider, HeldCredential } from './types.js';
+
+/**
+ * A credential leased from the authority and kept fresh (DESIGN §6). The decisions are
+ * the pure functions in rotation.ts; this is the loop that acts on them:
+ * - lease at start; refresh at ½ TTL ± 10 % after the request was sent (monotonic clock,
+ *   so a stepped wall clock changes nothing; the send time is conservative by the RTT);
+ * - the new credential serves new requests at once; in-flight ones keep the old object;
+ * - failure sorting: retryable → keep, back off with full jitter, never past expiry;
+ *   refused (401/403/404) → drop at once; malformed → reject, count, keep while valid;
+ * - one refresh in flight at a time, shared by every caller (upstream 401s included);
+ * - the lease is released on close.
+ */
+export interface LeaseSource {
+  lease(credential: string): Promise<LeaseResponse>;
+  release(leaseId: string): Promise<void>;
+}
+
+interface Held extends HeldCredential {
+  readonly timing: LeaseTiming;
+  readonly leaseId: string;
+}
+
+export class LeaseCredential implements CredentialProvider {
+  readonly description: string;
+  private cred: Held | undefined;
+  private previous: Held | undefined;
+  private failures = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+  private closed = false;
+  private expiredReported: Held | undefined;
+
+  constructor(
+    private readonly credential: string,
+    private readonly source: LeaseSource,
+    private readonly clock: Clock,
+    private readonly onEvent: (e: CredentialEvent) => void,
+    private readonly policy: RotationPolicy = DEFAULT_ROTATION,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.description = `lease:${credential}`;
+  }
+
+  /** Resolves after the first attempt, successful or not; readiness reports the outcome. */
+  async start(): Promise<void> {
+    await this.refresh();
+  }
+
+  current(): HeldCredential | undefined {
+    const c = this.cred;
+    if (!c) return undefined;
+    if (isUsable(c.timing, this.clock.monotonicMs(), this.policy)) return c;
+    if (this.expiredReported !== c) {
+      this.expiredReported = c;
+      this.onEvent({ kind: 'expired', fingerprint: c.fingerprint, lease: c.leaseId });
+    }
+    return undefined;
+  }
+
+  recentValues(): readonly string[] {
+    const out: string[] = [];
+    if (this.cred) out.push(this.cred.value);
+    if (this.previous) out.push(this.previous.value);
+    return out;
+  }
+
+  refresh(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.inFlight ??= this.attempt().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  /** Drop what is held at once (revocation, refusal); a new lease is sought right away. */
+  drop(reason: string): void {
+    if (this.cred) this.onEvent({ kind: 'revoked', fingerprint: this.cred.fingerprint, lease: this.cred.leaseId, reason });
+    this.previous = this.cred ?? this.previous;
+    this.cred = undefined;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.inFlight?.catch(() => undefined);
+    const held = this.cred;
+    this.cred = undefined;
+    if (held) await this.source.release(held.leaseId).catch(() => undefined);
+  }
+
+  private async attempt(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    const sentAt = this.clock.monotonicMs();
+    let lease: LeaseResponse;
+    try {
+      lease = await this.source.lease(this.credential);
+    } catch (err) {
+      this.failed(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (this.closed) {
+      await this.source.release(lease.lease).catch(() => undefined);
+      return;
+    }
+    const timing = { receivedAtMs: sentAt, ttlMs: lease.ttlSeconds * 1000 };
+    const next: Held = {
+      value: lease.value,
+      fingerprint: lease.fingerprint,
+      acquiredAtMs: sentAt,
+      expiresAtMs: sentAt + timing.ttlMs,
+      lease: lease.lease,
+      leaseId: lease.lease,
+      timing,
+    };
+    const before = this.cred;
+    this.previous = before ?? this.previous;
+    this.cred = next;
+    this.failures = 0;
+    this.onEvent(
+      before
+        ? { kind: 'rotated', fingerprint: next.fingerprint, previousFingerprint: before.fingerprint, lease: next.leaseId }
+        : { kind: 'acquired', fingerprint: next.fingerprint, lease: next.leaseId },
+    );
+    // The old lease stays valid upstream until its own expiry; it is not released early,
+    // so requests still in flight with it complete.
+    this.schedule(refreshAtMs(timing, this.random(), this.policy));
+  }
+
+  private failed(error: Error): void {
+    if (error instanceof AuthorityCallError && error.kind === 'refused') this.drop(error.message);
+    this.onEvent({ kind: 'refresh_failed', error });
+    const now = this.clock.monotonicMs();
+    const held = this.cred && isUsable(this.cred.timing, now, this.policy) ? this.cred.timing : undefined;
+    this.schedule(retryAtMs(held, now, this.failures++, this.random(), this.policy));
+  }
+
+  private schedule(atMs: number): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.refresh(), Math.max(0, atMs - this.clock.monotonicMs()));
+    this.timer.unref();
+  }
+}
