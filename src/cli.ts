@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { adminTarget, listLeases, tokenCreate } from './bin/admin.js';
+import { runAuthority } from './bin/authority.js';
 import { runCheck } from './bin/check.js';
+import { runDev } from './bin/dev.js';
 import { runSidecar } from './bin/sidecar.js';
 import { LeashError, UsageError } from './core/errors.js';
 
@@ -9,22 +12,92 @@ import { LeashError, UsageError } from './core/errors.js';
 const HELP = `leash — a credential-rotation sidecar for AI agent fleets
 
 Usage:
-  leash sidecar --config FILE   run the sidecar (agent-facing proxy + admin listener)
-  leash check --config FILE     validate a config, print what it would do, exit 0/1
+  leash dev [--config FILE] [--redis URL]   authority + sidecar in one process (built-in example without --config)
+  leash sidecar --config FILE               run the sidecar (agent-facing proxy + admin listener)
+  leash authority --config FILE             run the authority (identities, policy, leases)
+  leash check --config FILE                 validate a sidecar, authority or dev config; exit 0/1
+  leash token create --identity NAME [--ttl 10m]      one-time join token (admin)
+  leash leases [--instance ID] [--credential NAME] [--json]   active leases (admin)
   leash --help | --version
 
+Admin commands reach the authority at --authority URL / LEASH_AUTHORITY_URL, trust its CA
+from --ca FILE / LEASH_CA_FILE, and authenticate with LEASH_ADMIN_TOKEN.
 Every command takes --help. Docs: README.md and docs/.`;
 
-const COMMAND_HELP: Record<string, string> = {
-  sidecar: `Usage: leash sidecar --config FILE
+const ADMIN_OPTIONS = { authority: { type: 'string' }, ca: { type: 'string' } } as const;
+
+interface Command {
+  help: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  run(values: Record<string, string | boolean | undefined>): Promise<number> | number;
+}
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const err = (line: string) => process.stderr.write(`${line}\n`);
+const need = (v: string | boolean | undefined, what: string, command: string): string => {
+  if (typeof v !== 'string' || !v) throw new UsageError(`leash ${command} needs ${what}`);
+  return v;
+};
+
+const COMMANDS: Record<string, Command> = {
+  sidecar: {
+    help: `Usage: leash sidecar --config FILE
 
 Runs the sidecar: the agent calls http://<listen>/<route>/... and leash forwards to the
 route's upstream with the credential injected. SIGTERM drains in-flight requests for up
-to shutdown.grace, then exits 0. See docs/configuration.md.`,
-  check: `Usage: leash check --config FILE
+to shutdown.grace, releases leases, then exits 0. See docs/configuration.md.`,
+    options: { config: { type: 'string', short: 'c' } },
+    run: (v) => runSidecar(need(v.config, '--config FILE', 'sidecar'), process.env),
+  },
+  authority: {
+    help: `Usage: leash authority --config FILE
 
-Validates the config (every problem, each with its key path) and prints the routes,
-credential sources (never values), injection and allow rules. Exit 0 if valid, 1 if not.`,
+Runs the authority: bootstraps sidecar identities (join token + CSR → X.509 with a SPIFFE
+URI SAN), decides by policy which identity may lease which credential, issues leases, and
+publishes the JWKS at /.well-known/jwks.json. See docs/authority.md.`,
+    options: { config: { type: 'string', short: 'c' } },
+    run: (v) => runAuthority(need(v.config, '--config FILE', 'authority'), process.env),
+  },
+  dev: {
+    help: `Usage: leash dev [--config FILE] [--redis URL]
+
+Authority and sidecar in one process, over the same HTTPS/mTLS code paths as production,
+with an in-memory store and a generated CA. Without --config: a built-in example whose
+demo upstream accepts only leash JWTs (LEASH_LISTEN, LEASH_ADMIN and LEASH_DEMO_TTL
+override its addresses and token TTL). With --config: { authority: …, sidecar: … }.`,
+    options: { config: { type: 'string', short: 'c' }, redis: { type: 'string' } },
+    run: (v) => runDev({ config: v.config as string | undefined, redis: v.redis as string | undefined }, process.env, err),
+  },
+  check: {
+    help: `Usage: leash check --config FILE
+
+Validates a sidecar, authority or dev config (every problem, each with its key path) and
+prints what it would do (never a secret). Exit 0 if valid, 1 if not.`,
+    options: { config: { type: 'string', short: 'c' } },
+    run: (v) => runCheck(need(v.config, '--config FILE', 'check'), process.env, out),
+  },
+  token: {
+    help: `Usage: leash token create --identity NAME [--ttl 10m] [--authority URL] [--ca FILE]
+
+Creates a one-time join token for identity NAME (spiffe://<trustDomain>/join/NAME) and
+prints it alone on stdout, so TOKEN=$(leash token create --identity x) works.`,
+    options: { identity: { type: 'string' }, ttl: { type: 'string' }, ...ADMIN_OPTIONS },
+    run: async (v) => {
+      out(await tokenCreate(adminTarget(v as { authority?: string; ca?: string }, process.env), need(v.identity, '--identity NAME', 'token create'), (v.ttl as string) ?? '10m'));
+      return 0;
+    },
+  },
+  leases: {
+    help: `Usage: leash leases [--instance ID] [--credential NAME] [--json] [--authority URL] [--ca FILE]
+
+Lists active leases (id, credential, fingerprint, expiry, instance) — never a value.`,
+    options: { instance: { type: 'string' }, credential: { type: 'string' }, json: { type: 'boolean' }, ...ADMIN_OPTIONS },
+    run: async (v) => {
+      const target = adminTarget(v as { authority?: string; ca?: string }, process.env);
+      out(await listLeases(target, { instance: v.instance as string | undefined, credential: v.credential as string | undefined }, v.json === true));
+      return 0;
+    },
+  },
 };
 
 function version(): string {
@@ -33,35 +106,43 @@ function version(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${HELP}\n`);
-    return command === undefined ? 1 : 0;
+  let [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    out(HELP);
+    return name === undefined ? 1 : 0;
   }
-  if (command === '--version' || command === '-v') {
-    process.stdout.write(`${version()}\n`);
+  if (name === '--version' || name === '-v') {
+    out(version());
     return 0;
   }
-  if (!(command in COMMAND_HELP)) throw new UsageError(`unknown command "${command}" (see leash --help)`);
-  let values: { config?: string; help?: boolean };
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`unknown command "${name}" (see leash --help)`);
+  if (name === 'token') {
+    if (rest[0] === '--help' || rest[0] === '-h') {
+      out(command.help);
+      return 0;
+    }
+    if (rest[0] !== 'create') throw new UsageError('usage: leash token create --identity NAME [--ttl 10m]');
+    rest = rest.slice(1);
+    name = 'token create';
+  }
+  let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see leash ${command} --help)`);
+    ({ values } = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split('\n')[0]} (see leash ${name} --help)`);
   }
   if (values.help) {
-    process.stdout.write(`${COMMAND_HELP[command]}\n`);
+    out(command.help);
     return 0;
   }
-  if (!values.config) throw new UsageError(`leash ${command} needs --config FILE`);
-  if (command === 'check') return runCheck(values.config, process.env, (line) => process.stdout.write(`${line}\n`));
-  return runSidecar(values.config, process.env);
+  return command.run(values);
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  (err: unknown) => {
-    const message = err instanceof LeashError ? err.message : `unexpected error: ${(err as Error)?.message ?? String(err)}`;
+  (e: unknown) => {
+    const message = e instanceof LeashError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
     process.stderr.write(`leash: ${message}\n`);
     process.exit(1);
   },

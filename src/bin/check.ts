@@ -1,13 +1,44 @@
 import { existsSync } from 'node:fs';
+import { authoritySchema, type AuthorityConfig } from '../config/authority.js';
+import { readDocument, validateConfig } from '../config/load.js';
+import { sidecarSchema, type SidecarConfig } from '../config/sidecar.js';
 import { formatDuration } from '../core/duration.js';
-import { loadSidecarConfig, readCaFiles } from './load.js';
+import { readCaFiles, readText } from './load.js';
 
-/** `leash check --config FILE`: validate and print what the sidecar would do. Never prints a secret. */
+/**
+ * `leash check --config FILE`: validate a sidecar, authority or `leash dev` config and
+ * print what it would do. Never prints a secret. The kind is told from the top-level keys.
+ */
 export function runCheck(configPath: string, env: NodeJS.ProcessEnv, out: (line: string) => void): number {
-  const config = loadSidecarConfig(configPath, env);
+  const doc = readDocument(readText(configPath, '--config'), env, configPath);
+  const keys = Object.keys(doc);
+  if (keys.includes('sidecar') && keys.includes('authority') && keys.length === 2) {
+    out(`config ${configPath}: a leash dev config`);
+    checkAuthority(validateConfig(authoritySchema, { listen: '127.0.0.1:0', ...(doc.authority as object) }, 'authority'), out);
+    const placeholder = { url: 'https://127.0.0.1:1', caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } };
+    return checkSidecar(validateConfig(sidecarSchema, { ...(doc.sidecar as object), authority: placeholder }, 'sidecar'), configPath, env, out, true);
+  }
+  if (keys.includes('credentials') || keys.includes('policies') || keys.includes('trustDomain')) {
+    out(`config ${configPath}: valid (authority)`);
+    checkAuthority(validateConfig(authoritySchema, doc), out);
+    return 0;
+  }
+  return checkSidecar(validateConfig(sidecarSchema, doc), configPath, env, out, false);
+}
+
+function checkAuthority(c: AuthorityConfig, out: (line: string) => void): void {
+  out(`authority listen ${c.listen.host}:${c.listen.port}   trust domain ${c.trustDomain}   identity TTL ${formatDuration(c.identity.ttl)}`);
+  out(`  CA ${c.ca ? c.ca.certFile : 'generated in memory (dev only)'}; JWT signing keys ${c.signing ? c.signing.keysDir : 'generated (dev only)'}`);
+  out(`  store ${c.redis ? `Redis ${c.redis.replace(/\/\/[^@/]*@/, '//…@')}` : 'in memory (one replica only)'}; admin API ${c.admin ? 'enabled' : 'disabled (no admin.token)'}`);
+  for (const [name, cred] of Object.entries(c.credentials)) out(`  credential ${name}: ${cred.kind}, TTL ${formatDuration(cred.ttl)}`);
+  if (c.policies.length === 0) out('  policies: none (every lease is denied)');
+  for (const p of c.policies) out(`  policy ${p.identities.join(', ')} → ${p.credentials.join(', ')} (max TTL ${formatDuration(p.maxTtl)})`);
+}
+
+function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.ProcessEnv, out: (line: string) => void, dev: boolean): number {
   readCaFiles(config);
   const warnings: string[] = [];
-  out(`config ${configPath}: valid`);
+  if (!dev) out(`config ${configPath}: valid`);
   out(`listen ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}   shutdown grace ${formatDuration(config.shutdown.grace)}`);
   if (!['127.0.0.1', '::1', 'localhost'].includes(config.listen.host)) {
     warnings.push(`listen ${config.listen.host}: the agent-facing port is reachable beyond this host; anyone who reaches it uses the credentials`);
@@ -28,7 +59,7 @@ export function runCheck(configPath: string, env: NodeJS.ProcessEnv, out: (line:
       warnings.push(`routes.${name}.upstream: plain http sends the credential unencrypted`);
     }
   }
-  if (config.authority) {
+  if (config.authority && !dev) {
     const jt = config.authority.bootstrap.joinToken;
     out(`authority ${config.authority.url.href} (CA ${config.authority.caFile}); join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}`);
     out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}`);

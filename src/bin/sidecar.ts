@@ -1,6 +1,7 @@
 import { Sidecar } from '../sidecar/sidecar.js';
 import { createAudit } from '../telemetry/audit.js';
 import { createLogger } from '../telemetry/logger.js';
+import { untilSignal } from './signals.js';
 import { joinTokenReader, loadSidecarConfig, readCaFiles, readText } from './load.js';
 
 /** `leash sidecar --config FILE`: config → logger → sidecar → signals. Resolves with the exit status. */
@@ -11,14 +12,7 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
   const authorityCa = config.authority ? readText(config.authority.caFile, 'authority.caFile') : undefined;
   const sidecar = new Sidecar({ config, env, caFiles, logger, audit: createAudit(logger), authorityCa, joinToken: joinTokenReader(config, env) });
   await sidecar.start();
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, 'signal received');
-      process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
-  });
+  await untilSignal(logger);
   await sidecar.stop();
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return 0;

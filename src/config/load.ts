@@ -14,6 +14,11 @@ export function parseConfig<S extends z.ZodType>(
   env: Readonly<Record<string, string | undefined>>,
   source = 'config',
 ): z.output<S> {
+  return validateConfig(schema, readDocument(text, env, source));
+}
+
+/** YAML text → a plain object with `${VAR}` expanded (no schema yet). */
+export function readDocument(text: string, env: Readonly<Record<string, string | undefined>>, source = 'config'): Record<string, unknown> {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
     throw new ConfigError(doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`));
@@ -22,8 +27,15 @@ export function parseConfig<S extends z.ZodType>(
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError([`${source}: must be a mapping of keys to values`]);
   }
-  const expanded = expandEnv(raw, env);
-  const result = schema.safeParse(expanded);
-  if (!result.success) throw new ConfigError(formatIssues(result.error.issues, expanded));
+  return expandEnv(raw, env) as Record<string, unknown>;
+}
+
+/** Validate an expanded document; `prefix` names where it sits in a larger file (`leash dev`). */
+export function validateConfig<S extends z.ZodType>(schema: S, doc: unknown, prefix = ''): z.output<S> {
+  const result = schema.safeParse(doc);
+  if (!result.success) {
+    const lines = formatIssues(result.error.issues, doc);
+    throw new ConfigError(prefix ? lines.map((l) => (l.startsWith('(root): ') ? `${prefix}: ${l.slice(8)}` : `${prefix}.${l}`)) : lines);
+  }
   return result.data;
 }

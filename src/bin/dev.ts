@@ -1,0 +1,87 @@
+import { randomBytes } from 'node:crypto';
+import { createAuthority } from '../authority/assemble.js';
+import { authoritySchema } from '../config/authority.js';
+import { expandEnv } from '../config/expand.js';
+import { readDocument, validateConfig } from '../config/load.js';
+import { sidecarSchema } from '../config/sidecar.js';
+import { ConfigError } from '../core/errors.js';
+import { startDemoUpstream, type DemoUpstream } from '../dev/demo-upstream.js';
+import { Sidecar } from '../sidecar/sidecar.js';
+import { createAudit } from '../telemetry/audit.js';
+import { createLogger } from '../telemetry/logger.js';
+import { authorityInputs } from './authority.js';
+import { readCaFiles, readText } from './load.js';
+import { untilSignal } from './signals.js';
+
+/**
+ * `leash dev [--config FILE] [--redis URL]`: authority + sidecar in one process, the same
+ * code as production (the sidecar reaches the authority over HTTPS with mTLS), with an
+ * in-memory store and a generated CA. Without --config it runs the built-in example: a
+ * demo upstream that only accepts leash JWTs, so one curl shows a rotating credential.
+ */
+const DEMO_ROUTE = '__demo__';
+const BUILTIN = {
+  authority: {
+    listen: '127.0.0.1:0',
+    trustDomain: 'leash.local',
+    hostnames: ['127.0.0.1', 'localhost'],
+    credentials: { demo: { kind: 'jwt', audience: 'leash-demo', scopes: ['demo:read'], ttl: '${LEASH_DEMO_TTL:-30s}' } },
+    policies: [{ identities: ['join:dev-*'], credentials: ['demo'], maxTtl: '1h' }],
+  },
+  sidecar: {
+    listen: '${LEASH_LISTEN:-127.0.0.1:8080}',
+    admin: '${LEASH_ADMIN:-127.0.0.1:9090}',
+    routes: {
+      demo: { upstream: DEMO_ROUTE, credential: 'demo', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**', 'POST /**'] },
+    },
+  },
+};
+
+export async function runDev(opts: { config?: string; redis?: string }, env: NodeJS.ProcessEnv, say: (line: string) => void): Promise<number> {
+  const doc = opts.config ? readDocument(readText(opts.config, '--config'), env, opts.config) : (expandEnv(BUILTIN, env) as typeof BUILTIN);
+  const extra = Object.keys(doc).filter((k) => k !== 'authority' && k !== 'sidecar');
+  if (extra.length || !doc.authority || !doc.sidecar) {
+    throw new ConfigError([`${opts.config}: leash dev takes { authority: …, sidecar: … }${extra.length ? ` (unknown: ${extra.join(', ')})` : ''}`]);
+  }
+  const authorityDoc = { listen: '127.0.0.1:0', ...(doc.authority as object), ...(opts.redis ? { redis: opts.redis } : {}) };
+  const authorityConfig = validateConfig(authoritySchema, authorityDoc, 'authority');
+  const logger = createLogger({ level: authorityConfig.log.level });
+  const authority = await createAuthority(authorityInputs(authorityConfig, env, logger.child({ component: 'authority' })));
+  const addr = await authority.server.listen(authorityConfig.listen.host, authorityConfig.listen.port);
+  const authorityUrl = `https://127.0.0.1:${addr.port}`;
+
+  let demo: DemoUpstream | undefined;
+  const sidecarDoc = structuredClone(doc.sidecar) as { routes?: Record<string, { upstream?: string }> };
+  for (const route of Object.values(sidecarDoc.routes ?? {})) {
+    if (route.upstream !== DEMO_ROUTE) continue;
+    demo ??= await startDemoUpstream(new URL('/.well-known/jwks.json', authorityUrl), authority.ca.caPem, 'leash-demo');
+    route.upstream = demo.url;
+  }
+  const identityName = `dev-${randomBytes(3).toString('hex')}`;
+  const { token } = await authority.authority.createJoinToken('leash dev', identityName, 600_000);
+  const sidecarConfig = validateConfig(
+    sidecarSchema,
+    { ...sidecarDoc, authority: { url: authorityUrl, caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } } },
+    'sidecar',
+  );
+  const sidecar = new Sidecar({
+    config: sidecarConfig,
+    env,
+    caFiles: readCaFiles(sidecarConfig),
+    logger: logger.child({ component: 'sidecar' }),
+    audit: createAudit(logger.child({ component: 'sidecar' })),
+    authorityCa: authority.ca.caPem,
+    joinToken: () => token,
+  });
+  const addrs = await sidecar.start();
+  const base = `http://${addrs.proxy.address}:${addrs.proxy.port}`;
+  say(`leash dev: authority ${authorityUrl} (in-memory${opts.redis ? ', Redis store' : ''}), sidecar ${base} as ${sidecar.identity?.identity ?? identityName}`);
+  for (const name of sidecar.routes.keys()) say(`  route /${name}/ → ${sidecar.routes.get(name)!.origin}`);
+  if (demo) say(`try:  curl ${base}/demo/whoami     (again in 15 s: a new token)\n      curl http://${addrs.admin.address}:${addrs.admin.port}/status`);
+  await untilSignal(logger);
+  await sidecar.stop();
+  await demo?.close();
+  await authority.close();
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  return 0;
+}
