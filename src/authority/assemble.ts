@@ -2,7 +2,8 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
 import { type Clock, systemClock } from '../core/clock.js';
-import { createAudit } from '../telemetry/audit.js';
+import { Redis } from 'ioredis';
+import { createAudit, redisAuditSink } from '../telemetry/audit.js';
 import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
 import { Authority } from './authority.js';
 import { CertificateAuthority } from './ca/ca.js';
@@ -92,8 +93,10 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
   for (const [name, c] of Object.entries(config.credentials)) {
     issuers.set(name, { issuer: createIssuer(issuerSpec(c, inputs), { credential: name, keys, jwtIssuer, env: inputs.env }), ttlMs: c.ttl });
   }
-  const store =
-    inputs.store ?? (config.redis ? new RedisStore(config.redis, { prefix: config.keyPrefix, clock }) : new MemoryStore({ clock }));
+  // One Redis connection for the store and the audit stream; closed with the authority.
+  const redis = config.redis && !inputs.store ? new Redis(config.redis, { maxRetriesPerRequest: 2 }) : undefined;
+  redis?.on('error', (err: Error) => logger.warn({ code: (err as NodeJS.ErrnoException).code }, 'redis connection error'));
+  const store = inputs.store ?? (redis ? new RedisStore(redis, { prefix: config.keyPrefix, clock }) : new MemoryStore({ clock }));
   const policy = compilePolicy(
     config.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })),
     config.trustDomain,
@@ -102,7 +105,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     const now = clock.wallMs();
     return (await store.listLeases()).map((l) => ({ credential: l.credential, ageSeconds: (now - l.issuedAtMs) / 1000 }));
   });
-  const audit = createAudit(logger);
+  const audit = createAudit(logger, redis ? redisAuditSink(redis, `${config.keyPrefix}audit`, logger) : undefined);
   const authority = new Authority({
     trustDomain: config.trustDomain,
     ca,
@@ -137,6 +140,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
       await server.close();
       await Promise.all([...issuers.values()].map((i) => i.issuer.close()));
       if (!inputs.store) await store.close();
+      await redis?.quit().catch(() => redis.disconnect());
     },
   };
 }

@@ -41,11 +41,39 @@ export interface Audit {
   emit(event: AuditEvent, fields: AuditFields): void;
 }
 
-export function createAudit(logger: Logger): Audit {
+/** Somewhere audit events are copied to besides the log (the Redis stream `leash:audit`). */
+export type AuditSink = (event: AuditEvent | string, fields: AuditFields, at: string) => void;
+
+export function createAudit(logger: Logger, sink?: AuditSink): Audit {
   const log = logger.child({ audit: true });
   return {
     emit(event, fields) {
       log.info({ event, ...fields });
+      sink?.(event, fields, new Date().toISOString());
     },
+  };
+}
+
+/**
+ * Appends audit events to a Redis stream (DESIGN §8), capped at about `maxLen` entries.
+ * Best effort: a Redis outage never blocks or fails the operation being audited (the log
+ * line is the record of last resort); failures are counted in the log at most once a minute.
+ */
+export function redisAuditSink(
+  client: { xadd(key: string, ...args: (string | number)[]): Promise<unknown> },
+  key: string,
+  logger: Logger,
+  maxLen = 100_000,
+): AuditSink {
+  let lastWarn = 0;
+  return (event, fields, at) => {
+    const flat: string[] = ['event', event, 'at', at];
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined) flat.push(k, String(v));
+    client.xadd(key, 'MAXLEN', '~', maxLen, '*', ...flat).catch((err: unknown) => {
+      if (Date.now() - lastWarn > 60_000) {
+        lastWarn = Date.now();
+        logger.warn({ err }, 'audit stream append failed');
+      }
+    });
   };
 }
