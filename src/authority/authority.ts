@@ -7,6 +7,7 @@ import type { BootstrapRequest, IdentityResponse, LeaseRecord, LeaseRequest, Lea
 import type { Audit } from '../telemetry/audit.js';
 import type { AuthorityMetrics } from '../telemetry/authority-metrics.js';
 import type { CertificateAuthority } from './ca/ca.js';
+import { verifyCsr } from './ca/csr.js';
 import { CaInvalidError } from './ca/errors.js';
 import { verifyClientCertificate } from './ca/verify.js';
 import { AuthorityError, badRequest, forbidden, notFound, unauthenticated } from './errors.js';
@@ -54,6 +55,12 @@ export class Authority {
 
   async bootstrap(body: BootstrapRequest): Promise<IdentityResponse> {
     if (typeof body?.joinToken !== 'string' || typeof body.csr !== 'string') throw badRequest('joinToken and csr are required');
+    // Check the CSR before spending the single-use token on it.
+    try {
+      verifyCsr(body.csr);
+    } catch (err) {
+      throw badRequest(`certificate request refused: ${(err as Error).message}`);
+    }
     let name: string;
     try {
       name = await this.d.joinTokens.redeem(body.joinToken, this.d.clock.wallMs());
@@ -105,7 +112,8 @@ export class Authority {
     const verdict = decide(this.d.policy, identity, name);
     if (!entry || !verdict.allowed) {
       // Unknown and forbidden look the same to the caller: a name is not an oracle.
-      this.d.metrics.policyDenied(name.slice(0, 64));
+      // Metric labels stay bounded: a caller cannot mint series with made-up names.
+      this.d.metrics.policyDenied(entry ? name : '_unknown');
       this.d.metrics.leaseIssued(entry ? name : '_unknown', 'denied');
       this.d.audit.emit('policy.denied', { identity, credential: name.slice(0, 64), reason: entry ? (verdict as { reason: string }).reason : 'no such credential' });
       throw forbidden(`identity may not lease credential "${name.slice(0, 64)}"`);

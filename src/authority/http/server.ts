@@ -55,7 +55,7 @@ export class AuthorityServer {
         method: 'DELETE',
         pattern: /^\/v1\/leases\/([^/]+)$/,
         handler: async (r, _b, [id]) => {
-          await authority.release(authority.identify(peer(r)), decodeURIComponent(id!));
+          await authority.release(authority.identify(peer(r)), decodeLeaseId(id!));
           return { released: true };
         },
       },
@@ -81,7 +81,17 @@ export class AuthorityServer {
       },
     ];
     this.server = createServer(
-      { cert: opts.cert, key: opts.key, ca: opts.caPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+      {
+        cert: opts.cert,
+        key: opts.key,
+        ca: opts.caPem,
+        requestCert: true,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+        // API calls are small: a client trickling headers or a body is cut early.
+        headersTimeout: 10_000,
+        requestTimeout: 30_000,
+      },
       (req, res) => void this.handle(req, res),
     );
     this.server.on('tlsClientError', () => undefined);
@@ -150,19 +160,41 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/** A malformed percent-encoding is an id no lease has (404), not an internal error. */
+function decodeLeaseId(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return '';
+  }
+}
+
+/** After a 413, this much more of the body is read and discarded (so the client can read the answer), then the connection is cut. */
+const MAX_DRAIN = 1024 * 1024;
+
 function readJson(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
+        // Answer 413 at once without buffering more. Destroying the request here reset the
+        // connection before the answer could be sent, so the rest is drained (bounded).
+        req.off('data', onData);
+        chunks.length = 0;
+        let drained = 0;
+        req.on('data', (d: Buffer) => {
+          drained += d.length;
+          if (drained > MAX_DRAIN) req.destroy();
+        });
         reject(new AuthorityError('LEASH_ERR_AUTHORITY_BAD_REQUEST', 413, 'request body too large'));
-        req.destroy();
       } else chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('error', reject);
     req.on('end', () => {
+      if (size > MAX_BODY) return;
       try {
         resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null'));
       } catch {

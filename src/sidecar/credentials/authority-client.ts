@@ -113,7 +113,8 @@ export class AuthorityClient {
               return resolve(body);
             }
             const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
-            const detail = typeof code === 'string' ? ` (${code.slice(0, 64)})` : '';
+            // Only a code-shaped code is shown: anything else is body text, which never goes into an error.
+            const detail = typeof code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? ` (${code})` : '';
             const kind = status >= 500 || status === 429 || status === 408 ? 'retryable' : 'refused';
             reject(new AuthorityCallError(kind, `authority answered ${status}${detail} to ${method} ${path.split('/').slice(0, 3).join('/')}`, { status }));
           });

@@ -41,15 +41,17 @@ export function checkLeaseResponse(body: unknown, credential: string): LeaseChec
 function checkJwtShape(value: string): string | undefined {
   const parts = value.split('.');
   if (parts.length !== 3 || !parts.every((p) => /^[A-Za-z0-9_-]*$/.test(p))) return undefined;
-  let header: Record<string, unknown>;
-  let payload: Record<string, unknown>;
+  // JSON null parses fine but has no properties: read both through optional chaining, never throw.
+  let header: Record<string, unknown> | null;
+  let payload: Record<string, unknown> | null;
   try {
-    header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as Record<string, unknown>;
-    payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as Record<string, unknown> | null;
+    payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as Record<string, unknown> | null;
   } catch {
     return undefined; // not a JWT after all: an opaque token with dots
   }
-  if (typeof header.alg !== 'string' || header.alg.toLowerCase() === 'none' || parts[2] === '') return 'JWT is unsigned (alg none)';
-  if (typeof payload.exp === 'number' && typeof payload.iat === 'number' && payload.exp <= payload.iat) return 'JWT exp is not after iat';
+  const alg = header?.alg;
+  if (typeof alg !== 'string' || alg.toLowerCase() === 'none' || parts[2] === '') return 'JWT is unsigned (alg none)';
+  if (typeof payload?.exp === 'number' && typeof payload.iat === 'number' && payload.exp <= payload.iat) return 'JWT exp is not after iat';
   return undefined;
 }
