@@ -2,6 +2,7 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { readFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 
 /**
  * Benchmark plumbing: a raw keep-alive HTTP/1.1 client (so the load generator's own
@@ -65,6 +66,18 @@ export class RawConn {
     return new Promise((resolve, reject) => {
       const s = connect({ host, port });
       s.once('connect', () => {
+        s.off('error', reject);
+        resolve(new RawConn(s));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  /** The same over TLS (keep-alive HTTPS; mTLS when `tls` carries a cert and key). */
+  static openTls(host: string, port: number, tls: ConnectionOptions): Promise<RawConn> {
+    return new Promise((resolve, reject) => {
+      const s = tlsConnect({ host, port, ...tls });
+      s.once('secureConnect', () => {
         s.off('error', reject);
         resolve(new RawConn(s));
       });

@@ -35,6 +35,9 @@ import { summarise, type ProfileSummary } from './profile.js';
  *   node dist/bench/proxy.js --quick      short phases, for checking the harness
  *   --leash-dist=DIR  measure the leash compiled in DIR instead of ./dist/src
  *   flags: --no-baseline --no-warn --no-profile --no-wait (don't wait for a quiet machine)
+ *   --rotation    also run leash in rotation mode (`leash dev --config`: in-process authority,
+ *                 jwt credential with a 5 s TTL, so it rotates about every 2.5 s) and compare
+ *                 its latency @1k and saturation with the static-credential leash of this run
  *
  * Prints a Markdown table and writes dist/bench/last-run.json.
  */
@@ -45,6 +48,9 @@ const BASELINE = !argv.has('--no-baseline');
 const WARN = !argv.has('--no-warn');
 const PROFILE = !argv.has('--no-profile');
 const WAIT = !argv.has('--no-wait');
+const ROTATION = argv.has('--rotation');
+/** TTL of the rotating jwt credential (--rotation). */
+const ROTATION_TTL = '5s';
 /** Other processes' CPU (cores) above which a phase is measured again once. */
 const NOISY = 0.25;
 const D = {
@@ -134,6 +140,61 @@ async function startLeash(tag: string, upstreamPort: number, level: string, node
     throw new Error(`${err.message}\n${stderr.join('')}`);
   });
   return { child, pid: child.pid!, port, logPath, stderr };
+}
+
+/**
+ * leash in rotation mode: `leash dev --config` (authority + sidecar in one process, the
+ * sidecar bootstraps over mTLS and leases a jwt of TTL ROTATION_TTL, refreshed at ~50 %).
+ * The bench upstream does not verify the JWT; what counts is that no request fails while
+ * the credential changes under load.
+ */
+async function startLeashRotation(tag: string, upstreamPort: number, level: string): Promise<Leash & { admin: number }> {
+  const [port, admin] = [await freePort(), await freePort()];
+  const cfg = join(TMP, `${tag}.json`);
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      authority: {
+        trustDomain: 'leash.local',
+        hostnames: [HOST],
+        log: { level },
+        credentials: { bench: { kind: 'jwt', audience: 'bench-api', scopes: ['bench:read'], ttl: ROTATION_TTL } },
+        policies: [{ identities: ['join:dev-*'], credentials: ['bench'], maxTtl: '1h' }],
+      },
+      sidecar: {
+        listen: `${HOST}:${port}`,
+        admin: `${HOST}:${admin}`,
+        shutdown: { grace: '1s' },
+        log: { level },
+        routes: {
+          bench: {
+            upstream: `http://${HOST}:${upstreamPort}`,
+            credential: 'bench',
+            inject: { header: 'authorization', format: 'Bearer {{credential}}' },
+            allow: ['GET /v1/**', 'POST /v1/**'],
+          },
+        },
+      },
+    }),
+  );
+  const logPath = join(TMP, `${tag}.log`);
+  const fd = openSync(logPath, 'w');
+  const child = spawnNode([CLI, 'dev', '--config', cfg], env, ['ignore', fd, 'pipe']);
+  closeSync(fd);
+  children.push(child);
+  const stderr: string[] = [];
+  child.stderr!.on('data', (b: Buffer) => stderr.push(b.toString()));
+  await waitReady(HOST, port, '/bench/v1/ok').catch((err: Error) => {
+    throw new Error(`${err.message}\n${stderr.join('')}`);
+  });
+  return { child, pid: child.pid!, port, logPath, stderr, admin };
+}
+
+/** leash_credential_rotations_total{route="bench",result=…} from a sidecar's admin /metrics. */
+async function rotationCount(adminPort: number): Promise<{ success: number; failure: number }> {
+  const text = (await once(HOST, adminPort, '/metrics')).body.toString();
+  const get = (result: string) => Number(new RegExp(`^leash_credential_rotations_total\\{[^}]*result="${result}"[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { success: get('success'), failure: get('failure') };
 }
 
 // ---------------------------------------------------------------- phases
@@ -330,6 +391,15 @@ async function main(): Promise<void> {
   const l = await startLeash('leash-info', up.hello.port, 'info');
   const leash: Target = { name: 'leash', port: l.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: l.pid };
   const targets = [direct, ...(fwd ? [fwd] : []), leash];
+  let rot: (Leash & { admin: number }) | undefined;
+  let rotT: Target | undefined;
+  let rotStartupBadAuth = 0; // its readiness probe carries a JWT too
+  if (ROTATION) {
+    const before = JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { badAuth: number };
+    rot = await startLeashRotation('leash-rotation', up.hello.port, 'info');
+    rotStartupBadAuth = (JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { badAuth: number }).badAuth - before.badAuth;
+    rotT = { name: 'leash (rotation)', port: rot.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: rot.pid };
+  }
   await sleep(1_000);
   const quietAtStart = WAIT ? await waitQuiet(ourPids, NOISY / 2, 30_000, log) : undefined;
   const idle = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined };
@@ -339,6 +409,30 @@ async function main(): Promise<void> {
   for (const t of targets) latency[t.name] = await latencyAt1k(t);
   const sat: Record<string, Saturation> = {};
   for (const t of targets) sat[t.name] = await saturation(t, upstreamPid);
+  // Rotation mode: the same two phases, right after the static leash's. Its requests carry a
+  // JWT, not BENCH_KEY, so the upstream's "without the expected credential" count is
+  // taken around them and left out of the static check.
+  const rotation = { badAuth: rotStartupBadAuth, requests: 0, rotationsAt1k: { success: 0, failure: 0 }, rotationsSat: { success: 0, failure: 0 }, rssMB: 0 };
+  if (rot && rotT) {
+    const upStats = async () => JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { requests: number; badAuth: number };
+    const around = async <T>(fn: () => Promise<T>, into: { success: number; failure: number }): Promise<T> => {
+      const [s0, r0] = [await upStats(), await rotationCount(rot.admin)];
+      const out = await fn();
+      const [s1, r1] = [await upStats(), await rotationCount(rot.admin)];
+      rotation.badAuth += s1.badAuth - s0.badAuth;
+      rotation.requests += s1.requests - s0.requests;
+      into.success += r1.success - r0.success;
+      into.failure += r1.failure - r0.failure;
+      return out;
+    };
+    latency[rotT.name] = await around(() => latencyAt1k(rotT), rotation.rotationsAt1k);
+    // The static leash once more, right after: a drift between the two static runs is the noise floor.
+    latency['leash (again)'] = await latencyAt1k({ ...leash, name: 'leash (again)' });
+    sat[rotT.name] = await around(() => saturation(rotT, upstreamPid), rotation.rotationsSat);
+    rotation.rssMB = memory(rot.pid).rssMB;
+    log(`rotation: ${rotation.rotationsAt1k.success} rotations during @1k, ${rotation.rotationsSat.success} during saturation, ${rotation.rotationsAt1k.failure + rotation.rotationsSat.failure} failed refreshes`);
+    await stopChild(rot.child);
+  }
   const sse = await sseFirstEvent(targets);
   const aborts: Record<string, AbortResult> = {};
   for (const t of targets) aborts[t.name] = await abortPropagation(t, up.hello.port, t.name);
@@ -363,6 +457,7 @@ async function main(): Promise<void> {
   const prof = PROFILE ? await profileLeash(up.hello.port) : undefined;
 
   const upstreamStats = JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { requests: number; badAuth: number };
+  upstreamStats.badAuth -= rotation.badAuth; // rotation-mode requests carry a JWT by design
   for (const c of children) await stopChild(c);
 
   // ------------------------------------------------------------ report
@@ -421,21 +516,48 @@ async function main(): Promise<void> {
       ].join('\n')
     : '';
 
+  let rotText = '';
+  if (rotT) {
+    const R = latency[rotT.name]!;
+    const A = latency['leash (again)']!;
+    const SR = sat[rotT.name]!;
+    const SL = sat.leash!;
+    const rrow = (name: string, st: string, again: string, ro: string) => `| ${name} | ${st} | ${again} | ${ro} |`;
+    rotText = [
+      `\n### leash with rotation (jwt TTL ${ROTATION_TTL}, \`leash dev --config\`) vs static credential, same run\n`,
+      '| metric | leash static | leash static (again, after) | leash rotation |',
+      '| --- | --- | --- | --- |',
+      rrow('p50 @1k req/s (µs)', us(L.latency.p50), us(A.latency.p50), us(R.latency.p50)),
+      rrow('p99 @1k req/s (µs)', us(L.latency.p99), us(A.latency.p99), us(R.latency.p99)),
+      rrow('p99.9 @1k req/s (µs)', us(L.latency.p999), us(A.latency.p999), us(R.latency.p999)),
+      rrow('added p50 / p99 vs direct (µs)', `${plus(addP50)} / ${plus(addP99)}`, `${plus(A.latency.p50 - d.latency.p50)} / ${plus(A.latency.p99 - d.latency.p99)}`, `${plus(R.latency.p50 - d.latency.p50)} / ${plus(R.latency.p99 - d.latency.p99)}`),
+      rrow('proxy CPU @1k (µs/req)', us(L.proxyCpuUsPerReq), us(A.proxyCpuUsPerReq), us(R.proxyCpuUsPerReq)),
+      rrow('failed requests @1k (non-200 or error)', String(L.errors), String(A.errors), `**${R.errors}** of ${R.sent}`),
+      rrow('credential rotations during @1k', '–', '–', `${rotation.rotationsAt1k.success} (failed refreshes ${rotation.rotationsAt1k.failure})`),
+      rrow('saturation (req/s, 10 conns)', us(SL.rps), '–', us(SR.rps)),
+      rrow('proxy CPU @saturation (µs/req)', us(SL.proxyCpuUsPerReq), '–', us(SR.proxyCpuUsPerReq)),
+      rrow('failed requests @saturation (errors + non-2xx)', String(SL.errors + SL.non2xx), '–', `**${SR.errors + SR.non2xx}** of ${SR.total}`),
+      rrow('credential rotations during saturation', '–', '–', `${rotation.rotationsSat.success} (failed refreshes ${rotation.rotationsSat.failure})`),
+      rrow('other processes during @1k / saturation (cores)', `${L.foreignCores.toFixed(2)} / ${SL.foreignCores.toFixed(2)}`, `${A.foreignCores.toFixed(2)} / –`, `${R.foreignCores.toFixed(2)} / ${SR.foreignCores.toFixed(2)}`),
+      rrow('RSS after the phases (MB)', '–', '–', mb(rotation.rssMB)),
+    ].join('\n');
+  }
   const checks = [
     `upstream saw ${upstreamStats.requests} requests, ${upstreamStats.badAuth} without the expected credential (must be 0)`,
     `leash (info) wrote ${auditLines} "request" audit lines`,
     `latency runs: errors direct ${d.errors}, leash ${L.errors}${F ? `, http-proxy ${F.errors}` : ''}; queued sends direct ${d.queued}, leash ${L.queued}`,
   ];
   process.stdout.write(
-    `\n## leash proxy benchmark ${QUICK ? '(QUICK)' : ''}\n\nmachine: ${machine.nproc} × ${machine.cpu}, node ${machine.node}, ${machine.date}\n\n${table}\n${profText}\n\n${checks.map((c) => `- ${c}`).join('\n')}\n`,
+    `\n## leash proxy benchmark ${QUICK ? '(QUICK)' : ''}\n\nmachine: ${machine.nproc} × ${machine.cpu}, node ${machine.node}, ${machine.date}\n\n${table}\n${profText}${rotText}\n\n${checks.map((c) => `- ${c}`).join('\n')}\n`,
   );
   writeFileSync(
     join(HERE, 'last-run.json'),
-    JSON.stringify({ machine, quietAtStart, params: D, latency, saturation: sat, sse: Object.fromEntries(sse), aborts, idle, after, warn, profile: prof, upstreamStats, auditLines }, null, 2),
+    JSON.stringify({ machine, quietAtStart, params: D, latency, saturation: sat, rotation, sse: Object.fromEntries(sse), aborts, idle, after, warn, profile: prof, upstreamStats, auditLines }, null, 2),
   );
   rmSync(TMP, { recursive: true, force: true });
   log(`done; details in ${join(HERE, 'last-run.json')}`);
   if (upstreamStats.badAuth !== 0) process.exitCode = 1;
+  if (rotT && (latency[rotT.name]!.errors !== 0 || sat[rotT.name]!.errors + sat[rotT.name]!.non2xx !== 0)) process.exitCode = 1;
 }
 
 main().catch((err: unknown) => {

@@ -2,7 +2,8 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
 import { type Clock, systemClock } from '../core/clock.js';
-import { Redis } from 'ioredis';
+import { redisConnector, type RedisTarget } from '../bus/connect.js';
+import type { RedisTargetConfig } from '../config/common.js';
 import { createAudit, redisAuditSink } from '../telemetry/audit.js';
 import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
 import { Authority } from './authority.js';
@@ -72,6 +73,18 @@ function issuerSpec(c: CredentialConfig, inputs: AuthorityInputs): IssuerSpec {
   }
 }
 
+/** Config's Redis target with its password source read now (connections are made at start). */
+export function redisTargetOf(target: RedisTargetConfig, inputs: Pick<AuthorityInputs, 'secret'>): RedisTarget {
+  if (typeof target === 'string') return target;
+  const password = target.password === undefined ? undefined : (() => {
+    const v = inputs.secret(target.password);
+    return typeof v === 'function' ? (v() as string) : v;
+  })();
+  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password } : { cluster: target.cluster, password };
+}
+
+const SERVER_CERT_TTL_MS = 30 * 86_400_000;
+
 export async function createAuthority(inputs: AuthorityInputs): Promise<RunningAuthority> {
   const { config, logger } = inputs;
   const clock = inputs.clock ?? systemClock;
@@ -79,14 +92,18 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     ? CertificateAuthority.load(inputs.ca.certPem, inputs.ca.keyPem, config.trustDomain)
     : CertificateAuthority.generate(config.trustDomain);
   if (!inputs.ca) logger.warn('no ca configured: generated an in-memory CA (dev only; identities do not survive a restart)');
-  const tls =
-    inputs.tls ??
-    (() => {
-      const ips = config.hostnames.filter((h) => isIP(h));
-      const names = config.hostnames.filter((h) => !isIP(h));
-      const c = ca.serverCertificate(names, ips, 30 * 86_400_000, clock.wallMs());
-      return { certPem: c.certPem, keyPem: c.keyPem };
-    })();
+  // Without a configured TLS pair the authority issues its own listener certificate from
+  // its CA, valid 30 days, and replaces it every 15 days while running.
+  const ownTls = () => {
+    const c = ca.serverCertificate(
+      config.hostnames.filter((h) => !isIP(h)),
+      config.hostnames.filter((h) => isIP(h)),
+      SERVER_CERT_TTL_MS,
+      clock.wallMs(),
+    );
+    return { certPem: c.certPem, keyPem: c.keyPem };
+  };
+  const tls = inputs.tls ?? ownTls();
   const keys = config.signing ? await JwtKeyRing.fromDir(config.signing.keysDir, { clock }) : await JwtKeyRing.generate({ clock });
   const jwtIssuer = config.signing?.issuer ?? `https://${config.hostnames[0] ?? 'leash-authority'}`;
   const issuers = new Map<string, { issuer: Issuer; ttlMs: number }>();
@@ -94,7 +111,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     issuers.set(name, { issuer: createIssuer(issuerSpec(c, inputs), { credential: name, keys, jwtIssuer, env: inputs.env }), ttlMs: c.ttl });
   }
   // One Redis connection for the store and the audit stream; closed with the authority.
-  const redis = config.redis && !inputs.store ? new Redis(config.redis, { maxRetriesPerRequest: 2 }) : undefined;
+  const redis = config.redis && !inputs.store ? redisConnector(redisTargetOf(config.redis, inputs), { maxRetriesPerRequest: 2 })() : undefined;
   redis?.on('error', (err: Error) => logger.warn({ code: (err as NodeJS.ErrnoException).code }, 'redis connection error'));
   const store = inputs.store ?? (redis ? new RedisStore(redis, { prefix: config.keyPrefix, clock }) : new MemoryStore({ clock }));
   const policy = compilePolicy(
@@ -129,6 +146,21 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     registry: metrics.registry,
     logger,
   });
+  const timers: NodeJS.Timeout[] = [];
+  if (!inputs.tls) {
+    timers.push(
+      setInterval(() => {
+        const next = ownTls();
+        server.server.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: ca.caPem });
+        logger.info('authority TLS certificate renewed');
+      }, SERVER_CERT_TTL_MS / 2),
+    );
+  }
+  if (config.signing) {
+    // New key files are picked up without a restart; removed ones are retired gracefully.
+    timers.push(setInterval(() => void keys.reload().catch((err: unknown) => logger.warn({ err }, 'signing keys reload failed')), 60_000));
+  }
+  for (const t of timers) t.unref();
   return {
     authority,
     server,
@@ -137,6 +169,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     store,
     metrics,
     async close() {
+      for (const t of timers) clearInterval(t);
       await server.close();
       await Promise.all([...issuers.values()].map((i) => i.issuer.close()));
       if (!inputs.store) await store.close();

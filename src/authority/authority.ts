@@ -12,7 +12,7 @@ import { CaInvalidError } from './ca/errors.js';
 import { verifyClientCertificate } from './ca/verify.js';
 import { AuthorityError, badRequest, forbidden, notFound, unauthenticated } from './errors.js';
 import type { Issuer } from './issuers/types.js';
-import { JoinTokenRequestError } from './leases/errors.js';
+import { JoinTokenError, JoinTokenRequestError } from './leases/errors.js';
 import type { JoinTokens } from './leases/join-tokens.js';
 import type { AuthorityStore, LeaseFilter } from './leases/types.js';
 import { decide, type CompiledPolicy } from './policy/policy.js';
@@ -45,12 +45,22 @@ export class Authority {
 
   /** The identity behind a TLS client certificate, verified with Node's crypto (PITFALLS: never forge). */
   identify(peer: X509Certificate | undefined): string {
+    return this.verifyPeer(peer).identity;
+  }
+
+  /** As identify, with the certificate's end, so a caller may remember the answer for one TLS connection. */
+  verifyPeer(peer: X509Certificate | undefined): { identity: string; notAfterMs: number } {
     if (!peer) throw unauthenticated();
     try {
-      return verifyClientCertificate(peer, this.d.ca.certificate, this.d.trustDomain, this.d.clock.wallMs()).identity;
+      const v = verifyClientCertificate(peer, this.d.ca.certificate, this.d.trustDomain, this.d.clock.wallMs());
+      return { identity: v.identity, notAfterMs: v.notAfter.getTime() };
     } catch (err) {
       throw unauthenticated(`client certificate refused: ${(err as Error).message}`);
     }
+  }
+
+  now(): number {
+    return this.d.clock.wallMs();
   }
 
   async bootstrap(body: BootstrapRequest): Promise<IdentityResponse> {
@@ -66,7 +76,9 @@ export class Authority {
       name = await this.d.joinTokens.redeem(body.joinToken, this.d.clock.wallMs());
     } catch (err) {
       this.d.metrics.bootstrap('join_token', 'failure');
-      throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, (err as Error).message);
+      // Only a bad token is the caller's fault; a store outage stays a retryable 503.
+      if (err instanceof JoinTokenError) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, err.message);
+      throw err;
     }
     const identity = `spiffe://${this.d.trustDomain}/join/${name}`;
     const answer = this.sign(body.csr, identity);
@@ -175,7 +187,7 @@ export class Authority {
       if (err instanceof JoinTokenRequestError) throw badRequest(err.message);
       throw err;
     }
-    this.d.logger.info({ audit: true, event: 'token.created', identityName, by: actor }, 'join token created');
+    this.d.audit.emit('token.created', { identity: `spiffe://${this.d.trustDomain}/join/${identityName}`, by: actor });
     return { token, expiresAt: new Date(now + ttlMs).toISOString() };
   }
 

@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import { compilePolicy } from '../authority/policy/policy.js';
+import type { RedisTargetConfig } from '../config/common.js';
 import { authoritySchema, type AuthorityConfig } from '../config/authority.js';
 import { readDocument, validateConfig } from '../config/load.js';
 import { sidecarSchema, type SidecarConfig } from '../config/sidecar.js';
@@ -15,7 +17,8 @@ export function runCheck(configPath: string, env: NodeJS.ProcessEnv, out: (line:
   if (keys.includes('sidecar') && keys.includes('authority') && keys.length === 2) {
     out(`config ${configPath}: a leash dev config`);
     checkAuthority(validateConfig(authoritySchema, { listen: '127.0.0.1:0', ...(doc.authority as object) }, 'authority'), out);
-    const placeholder = { url: 'https://127.0.0.1:1', caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } };
+    // leash dev fills the sidecar's authority section in itself.
+    const placeholder = { url: 'https://in-process.invalid', caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } };
     return checkSidecar(validateConfig(sidecarSchema, { ...(doc.sidecar as object), authority: placeholder }, 'sidecar'), configPath, env, out, true);
   }
   if (keys.includes('credentials') || keys.includes('policies') || keys.includes('trustDomain')) {
@@ -27,9 +30,14 @@ export function runCheck(configPath: string, env: NodeJS.ProcessEnv, out: (line:
 }
 
 function checkAuthority(c: AuthorityConfig, out: (line: string) => void): void {
+  // What `leash authority` would refuse at start is refused here too.
+  compilePolicy(
+    c.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })),
+    c.trustDomain,
+  );
   out(`authority listen ${c.listen.host}:${c.listen.port}   trust domain ${c.trustDomain}   identity TTL ${formatDuration(c.identity.ttl)}`);
   out(`  CA ${c.ca ? c.ca.certFile : 'generated in memory (dev only)'}; JWT signing keys ${c.signing ? c.signing.keysDir : 'generated (dev only)'}`);
-  out(`  store ${c.redis ? `Redis ${c.redis.replace(/\/\/[^@/]*@/, '//…@')}` : 'in memory (one replica only)'}; admin API ${c.admin ? 'enabled' : 'disabled (no admin.token)'}`);
+  out(`  store ${c.redis ? `Redis ${describeRedis(c.redis)}` : 'in memory (one replica only)'}; admin API ${c.admin ? 'enabled' : 'disabled (no admin.token)'}`);
   for (const [name, cred] of Object.entries(c.credentials)) out(`  credential ${name}: ${cred.kind}, TTL ${formatDuration(cred.ttl)}`);
   if (c.policies.length === 0) out('  policies: none (every lease is denied)');
   for (const p of c.policies) out(`  policy ${p.identities.join(', ')} → ${p.credentials.join(', ')} (max TTL ${formatDuration(p.maxTtl)})`);
@@ -47,7 +55,7 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
     const inject = r.inject;
     const how = 'header' in inject ? `header ${inject.header}: ${inject.format}` : 'query' in inject ? `query parameter ${inject.query}` : `basic auth as ${inject.basic.username}`;
     const cred = r.credential;
-    const source = typeof cred === 'string' ? `lease "${cred}" from ${config.authority!.url.href}` : 'file' in cred ? `file ${cred.file}` : `env ${cred.env}`;
+    const source = typeof cred === 'string' ? `lease "${cred}" from ${dev ? 'the in-process authority' : config.authority!.url.href}` : 'file' in cred ? `file ${cred.file}` : `env ${cred.env}`;
     out(`route /${name}/ → ${r.upstream.href}`);
     out(`  credential from ${source}, injected as ${how}`);
     out(`  timeouts connect ${formatDuration(r.timeouts.connect)} idle ${formatDuration(r.timeouts.idle)}; pool ${r.maxSockets}; websocket ${r.websocket ? 'on' : 'off'}${r.caFile ? `; CA ${r.caFile}` : ''}`);
@@ -59,6 +67,7 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
       warnings.push(`routes.${name}.upstream: plain http sends the credential unencrypted`);
     }
   }
+  if (dev) out('authority: the in-process one above (leash dev)');
   if (config.authority && !dev) {
     const jt = config.authority.bootstrap.joinToken;
     out(`authority ${config.authority.url.href} (CA ${config.authority.caFile}); join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}`);
@@ -66,4 +75,10 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
   }
   for (const w of warnings) out(`warning: ${w}`);
   return 0;
+}
+
+function describeRedis(target: RedisTargetConfig): string {
+  if (typeof target === 'string') return target.replace(/\/\/[^@/]*@/, '//…@');
+  if ('sentinels' in target) return `Sentinel "${target.name}" via ${target.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')}`;
+  return `Cluster via ${target.cluster.map((n) => `${n.host}:${n.port}`).join(', ')}`;
 }

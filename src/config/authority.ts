@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { deepFreeze, duration, hostPort, logLevel, secretSource } from './common.js';
+import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
 
 /** The authority's configuration (DESIGN §4), validated once and frozen. */
 
@@ -57,7 +57,7 @@ export const authoritySchema = z
     tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
     signing: z.strictObject({ keysDir: z.string().min(1), issuer: z.string().min(1).optional() }).optional(),
     admin: z.strictObject({ token: secretSource }).optional(),
-    redis: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+    redis: redisTarget.optional(),
     keyPrefix: z.string().regex(/^[A-Za-z0-9:_-]+$/).default('leash:'),
     identity: z.strictObject({ ttl: ttl.default(3_600_000) }).prefault({}),
     joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),

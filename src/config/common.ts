@@ -48,3 +48,15 @@ export function deepFreeze<T>(value: T): T {
   }
   return value;
 }
+
+const redisNode = z.strictObject({ host: z.string().min(1), port: z.int().min(1).max(65535) });
+/** Redis: a redis:// URL (single node), a Sentinel group, or Cluster seed nodes. */
+export const redisTarget = z.union(
+  [
+    z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+    z.strictObject({ sentinels: z.array(redisNode).min(1), name: z.string().min(1), password: secretSource.optional() }),
+    z.strictObject({ cluster: z.array(redisNode).min(1), password: secretSource.optional() }),
+  ],
+  { error: 'must be a redis:// URL, { sentinels: [{host, port}], name } or { cluster: [{host, port}] }' },
+);
+export type RedisTargetConfig = z.infer<typeof redisTarget>;

@@ -18,6 +18,8 @@ export const AUDIT_EVENTS = [
   'credential.revoked',
   'request',
   'request.denied',
+  // extensions of DESIGN §8
+  'token.created',
 ] as const;
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];
 
@@ -35,6 +37,7 @@ export interface AuditFields {
   durationMs?: number;
   reason?: string;
   error?: string;
+  by?: string;
 }
 
 export interface Audit {

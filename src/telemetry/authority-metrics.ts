@@ -42,27 +42,37 @@ export class AuthorityMetrics {
 
   constructor(activeLeases: () => Promise<readonly ActiveLeaseView[]>) {
     collectDefaultMetrics({ register: this.registry, prefix: 'leash_authority_' });
-    // Both views are computed from the store at scrape time, so every replica reports the fleet.
-    const active = new Gauge({ name: 'leash_authority_leases_active', help: 'Unexpired leases, by credential.', labelNames: ['credential'] as const, registers: [this.registry] });
-    const ages = new Histogram({
+    // Both views are computed from the store at scrape time, so every replica reports the
+    // fleet. One store read serves both collectors of a scrape.
+    let snapshot: { at: number; leases: Promise<readonly ActiveLeaseView[]> } | undefined;
+    const leases = () => {
+      const now = Date.now();
+      if (!snapshot || now - snapshot.at > 1_000) snapshot = { at: now, leases: activeLeases().catch(() => []) };
+      return snapshot.leases;
+    };
+    new Gauge({
+      name: 'leash_authority_leases_active',
+      help: 'Unexpired leases, by credential.',
+      labelNames: ['credential'] as const,
+      registers: [this.registry],
+      async collect() {
+        const counts = new Map<string, number>();
+        for (const l of await leases()) counts.set(l.credential, (counts.get(l.credential) ?? 0) + 1);
+        this.reset();
+        for (const [credential, n] of counts) this.set({ credential }, n);
+      },
+    });
+    new Histogram({
       name: 'leash_authority_active_lease_age_seconds',
       help: 'Distribution of the age of unexpired leases at scrape time.',
       buckets: [10, 30, 60, 300, 900, 1800, 3600, 7200, 86400],
       registers: [this.registry],
+      async collect() {
+        const all = await leases();
+        this.reset();
+        for (const l of all) this.observe(l.ageSeconds);
+      },
     });
-    const collect = async () => {
-      const leases = await activeLeases();
-      active.reset();
-      ages.reset();
-      const counts = new Map<string, number>();
-      for (const l of leases) {
-        counts.set(l.credential, (counts.get(l.credential) ?? 0) + 1);
-        ages.observe(l.ageSeconds);
-      }
-      for (const [credential, n] of counts) active.set({ credential }, n);
-    };
-    // prom-client awaits a gauge's async collect; the histogram is filled by the same pass.
-    (active as unknown as { collect: () => Promise<void> }).collect = collect;
   }
 
   leaseIssued(credential: string, result: 'issued' | 'denied' | 'failed', seconds?: number): void {

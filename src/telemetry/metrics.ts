@@ -45,7 +45,7 @@ export class SidecarMetrics {
 
   private readonly rotations = new Counter({
     name: 'leash_credential_rotations_total',
-    help: 'Credential changes picked up (success) and failed refreshes (failure), by route.',
+    help: 'Credential changes picked up (success), failed refreshes (failure) and refused lease answers (rejected), by route.',
     labelNames: ['route', 'result'] as const,
     registers: [this.registry],
   });
