@@ -103,6 +103,14 @@ export const sidecarSchema = z
       .strictObject({
         at: z.number().gt(0.1).lt(0.9).default(0.5),
         jitter: z.number().min(0).lt(0.3).default(0.1),
+        // Retries of a failed refresh: full jitter in [0, min(cap, base·2^n)) (DESIGN §6).
+        backoff: z
+          .strictObject({
+            base: duration().refine((ms) => ms >= 10, 'must be at least 10ms').default(500),
+            cap: duration().refine((ms) => ms >= 10, 'must be at least 10ms').default(30_000),
+          })
+          .refine((b) => b.cap >= b.base, { message: 'cap must not be below base', path: ['cap'] })
+          .prefault({}),
       })
       .prefault({}),
     routes: z

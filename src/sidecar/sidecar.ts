@@ -66,7 +66,12 @@ export class Sidecar {
     this.clock = deps.clock ?? systemClock;
     this.instanceId = config.instance.id || `${hostname()}-${randomBytes(3).toString('hex')}`;
     this.log = logger.child({ instance: this.instanceId });
-    this.rotation = { ...DEFAULT_ROTATION, refreshFraction: config.rotation.at, jitterFraction: config.rotation.jitter };
+    this.rotation = {
+      ...DEFAULT_ROTATION,
+      refreshFraction: config.rotation.at,
+      jitterFraction: config.rotation.jitter,
+      backoff: { baseMs: config.rotation.backoff.base, capMs: config.rotation.backoff.cap },
+    };
     if (config.authority) {
       if (deps.authorityCa === undefined) throw new ConfigError([`authority.caFile: ${config.authority.caFile} was not loaded`]);
       this.authority = new AuthorityClient(config.authority.url, deps.authorityCa, config.authority.timeout);
@@ -86,7 +91,7 @@ export class Sidecar {
       now: () => this.clock.monotonicMs(),
       safetyMarginMs,
     };
-    this.proxy = new ProxyServer(env, { requestDone: (o) => this.requestDone(o), upstreamAuthFailure: (r, s) => this.upstreamAuthFailure(r, s) }, this.log);
+    this.proxy = new ProxyServer(env, { requestDone: (o) => this.requestDone(o), upstreamAuthFailure: (r, s, c) => this.upstreamAuthFailure(r, s, c) }, this.log);
     this.admin = new AdminServer({ ready: () => this.readiness(), status: () => this.status(), registry: this.metrics.registry });
   }
 
@@ -139,10 +144,10 @@ export class Sidecar {
     }
   }
 
-  /** An upstream 401/403: count it and re-acquire once (concurrent failures share the attempt). */
-  private upstreamAuthFailure(route: RouteRuntime, status: number): void {
+  /** An upstream 401/403: count it and re-acquire once per refused credential (concurrent failures share the attempt). */
+  private upstreamAuthFailure(route: RouteRuntime, status: number, credential: HeldCredential | undefined): void {
     this.metrics.upstreamAuthFailure(route.name, status);
-    void route.provider.refresh().catch((err: unknown) => this.log.warn({ route: route.name, err }, 'refresh after upstream auth failure failed'));
+    void route.provider.refresh(credential).catch((err: unknown) => this.log.warn({ route: route.name, err }, 'refresh after upstream auth failure failed'));
   }
 
   private requestDone(o: RequestOutcome): void {

@@ -76,7 +76,7 @@ export class AuthorityClient {
   }
 
   /** One JSON call. Resolves with the parsed 2xx body; throws AuthorityCallError otherwise. */
-  private call(method: string, path: string, payload?: unknown): Promise<unknown> {
+  private call(method: string, path: string, payload?: unknown, retried = false): Promise<unknown> {
     const url = new URL(path, this.baseUrl);
     const data = payload === undefined ? undefined : JSON.stringify(payload);
     return new Promise((resolve, reject) => {
@@ -121,9 +121,14 @@ export class AuthorityClient {
         },
       );
       req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) =>
-        reject(new AuthorityCallError('retryable', `authority unreachable (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {}, { cause: err })),
-      );
+      req.on('error', (err) => {
+        // A pooled connection the server closed while idle fails on first use: try once
+        // more on a fresh one (Node's documented pattern for keep-alive races).
+        if (!retried && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+          return void this.call(method, path, payload, true).then(resolve, reject);
+        }
+        reject(new AuthorityCallError('retryable', `authority unreachable (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {}, { cause: err }));
+      });
       req.end(data);
     });
   }

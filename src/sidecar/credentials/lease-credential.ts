@@ -13,7 +13,7 @@ import type { CredentialEvent, CredentialProvider, HeldCredential } from './type
  * - failure sorting: retryable → keep, back off with full jitter, never past expiry;
  *   refused (401/403/404) → drop at once; malformed → reject, count, keep while valid;
  * - one refresh in flight at a time, shared by every caller (upstream 401s included);
- * - the lease is released on close.
+ * - the lease and its predecessor are released on close.
  */
 export interface LeaseSource {
   lease(credential: string): Promise<LeaseResponse>;
@@ -69,8 +69,10 @@ export class LeaseCredential implements CredentialProvider {
     return out;
   }
 
-  refresh(): Promise<void> {
+  refresh(refused?: HeldCredential): Promise<void> {
     if (this.closed) return Promise.resolve();
+    // Refused after it was replaced (or dropped, which already seeks a new one): stale news.
+    if (refused && refused.fingerprint !== this.cred?.fingerprint) return this.inFlight ?? Promise.resolve();
     this.inFlight ??= this.attempt().finally(() => {
       this.inFlight = undefined;
     });
@@ -88,9 +90,13 @@ export class LeaseCredential implements CredentialProvider {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     await this.inFlight?.catch(() => undefined);
-    const held = this.cred;
+    // The predecessor was kept for requests in flight; the proxy has drained by now, so
+    // release it too rather than leave it live at the authority until it expires.
+    const held = [this.cred, this.previous].filter((c): c is Held => c !== undefined);
     this.cred = undefined;
-    if (held) await this.source.release(held.leaseId).catch(() => undefined);
+    this.previous = undefined;
+    const ids = [...new Set(held.map((c) => c.leaseId))];
+    await Promise.all(ids.map((id) => this.source.release(id).catch(() => undefined)));
   }
 
   private async attempt(): Promise<void> {

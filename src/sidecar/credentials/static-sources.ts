@@ -97,6 +97,10 @@ export class FileCredential implements CredentialProvider {
     return out;
   }
 
+  onUnavailable(): void {
+    void this.refresh();
+  }
+
   /** Re-read the file now; concurrent callers share one read. */
   refresh(): Promise<void> {
     this.inFlight ??= this.reload().finally(() => {

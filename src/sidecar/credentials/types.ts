@@ -23,8 +23,19 @@ export interface CredentialProvider {
   current(): HeldCredential | undefined;
   /** Every value held recently (the current one and its predecessor), for scrubbing echoes. */
   recentValues(): readonly string[];
-  /** Re-acquire after an upstream 401/403. Concurrent calls share one attempt. */
-  refresh(): Promise<void>;
+  /**
+   * Re-acquire after an upstream 401/403. Concurrent calls share one attempt. `refused` is
+   * the credential the upstream refused: when it is no longer the one held (a refresh
+   * already replaced it), nothing is done, so 401s that trickle in afterwards for requests
+   * sent with the old value do not each lease again.
+   */
+  refresh(refused?: HeldCredential): Promise<void>;
+  /**
+   * A request found nothing usable. Sources that are cheap to re-read (a file) look again
+   * now; leased credentials ignore it: their own schedule and backoff decide when to ask
+   * the authority, so agents retrying every second cannot drive the authority's load.
+   */
+  onUnavailable?(): void;
   start(): Promise<void>;
   close(): Promise<void>;
 }

@@ -73,7 +73,7 @@ const takeCredential: Pass = (_req, ctx, env) => {
   const route = ctx.route!;
   const cred = route.provider.current();
   if (!cred || (cred.expiresAtMs !== undefined && env.now() >= cred.expiresAtMs - env.safetyMarginMs(cred))) {
-    void route.provider.refresh().catch(() => undefined);
+    route.provider.onUnavailable?.();
     return new CredentialUnavailableError('no valid credential is held for this route', { route: route.name });
   }
   ctx.credential = cred;

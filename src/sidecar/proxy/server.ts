@@ -34,7 +34,8 @@ export interface RequestOutcome {
 
 export interface ProxyHooks {
   requestDone(outcome: RequestOutcome): void;
-  upstreamAuthFailure(route: RouteRuntime, status: number): void;
+  /** `credential` is the one the refused request carried (undefined if none was injected). */
+  upstreamAuthFailure(route: RouteRuntime, status: number, credential: HeldCredential | undefined): void;
 }
 
 const CTX = Symbol('leash.ctx');
@@ -77,7 +78,7 @@ export class ProxyServer {
     this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: WithCtx, res: ServerResponse) => {
       const ctx = req[CTX]!;
       const status = proxyRes.statusCode ?? 0;
-      if (status === 401 || status === 403) this.hooks.upstreamAuthFailure(ctx.route!, status);
+      if (status === 401 || status === 403) this.hooks.upstreamAuthFailure(ctx.route!, status, ctx.credential);
       forwardResponse(proxyRes, res, ctx.route!, req.method ?? 'GET');
     });
     // Without a listener http-proxy throws; per-call callbacks below answer the agent.
@@ -246,7 +247,7 @@ export class ProxyServer {
     });
     proxyReq.on('response', (proxyRes: IncomingMessage) => {
       ctx.status = proxyRes.statusCode ?? 502;
-      if (ctx.status === 401 || ctx.status === 403) this.hooks.upstreamAuthFailure(route, ctx.status);
+      if (ctx.status === 401 || ctx.status === 403) this.hooks.upstreamAuthFailure(route, ctx.status, ctx.credential);
       writeRawResponse(proxyRes, socket, route);
     });
     // A refused handshake: http-proxy registers, right after this event, a 'response'
