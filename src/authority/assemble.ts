@@ -111,7 +111,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     issuers.set(name, { issuer: createIssuer(issuerSpec(c, inputs), { credential: name, keys, jwtIssuer, env: inputs.env }), ttlMs: c.ttl });
   }
   // One Redis connection for the store and the audit stream; closed with the authority.
-  const redis = config.redis && !inputs.store ? redisConnector(redisTargetOf(config.redis, inputs), { maxRetriesPerRequest: 2 })() : undefined;
+  const redis = config.redis && !inputs.store ? redisConnector(redisTargetOf(config.redis, inputs), { maxRetriesPerRequest: 2, enableAutoPipelining: true })() : undefined;
   redis?.on('error', (err: Error) => logger.warn({ code: (err as NodeJS.ErrnoException).code }, 'redis connection error'));
   const store = inputs.store ?? (redis ? new RedisStore(redis, { prefix: config.keyPrefix, clock }) : new MemoryStore({ clock }));
   const policy = compilePolicy(
