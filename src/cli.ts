@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { adminTarget, listLeases, tokenCreate } from './bin/admin.js';
-import { runAuthority } from './bin/authority.js';
-import { runCheck } from './bin/check.js';
-import { runDev } from './bin/dev.js';
-import { runSidecar } from './bin/sidecar.js';
 import { LeashError, UsageError } from './core/errors.js';
+
+// Each command loads only its own code: the sidecar's resident memory should not carry
+// the authority, its CA and issuers, or the admin client (bench/RESULTS.md, idle RSS).
+const admin = () => import('./bin/admin.js');
 
 /** Parses argv and dispatches; the only place that calls process.exit. */
 const HELP = `leash — a credential-rotation sidecar for AI agent fleets
@@ -47,7 +46,7 @@ Runs the sidecar: the agent calls http://<listen>/<route>/... and leash forwards
 route's upstream with the credential injected. SIGTERM drains in-flight requests for up
 to shutdown.grace, releases leases, then exits 0. See docs/configuration.md.`,
     options: { config: { type: 'string', short: 'c' } },
-    run: (v) => runSidecar(need(v.config, '--config FILE', 'sidecar'), process.env),
+    run: async (v) => (await import('./bin/sidecar.js')).runSidecar(need(v.config, '--config FILE', 'sidecar'), process.env),
   },
   authority: {
     help: `Usage: leash authority --config FILE
@@ -56,7 +55,7 @@ Runs the authority: bootstraps sidecar identities (join token + CSR → X.509 wi
 URI SAN), decides by policy which identity may lease which credential, issues leases, and
 publishes the JWKS at /.well-known/jwks.json. See docs/authority.md.`,
     options: { config: { type: 'string', short: 'c' } },
-    run: (v) => runAuthority(need(v.config, '--config FILE', 'authority'), process.env),
+    run: async (v) => (await import('./bin/authority.js')).runAuthority(need(v.config, '--config FILE', 'authority'), process.env),
   },
   dev: {
     help: `Usage: leash dev [--config FILE] [--redis URL]
@@ -66,7 +65,7 @@ with an in-memory store and a generated CA. Without --config: a built-in example
 demo upstream accepts only leash JWTs (LEASH_LISTEN, LEASH_ADMIN and LEASH_DEMO_TTL
 override its addresses and token TTL). With --config: { authority: …, sidecar: … }.`,
     options: { config: { type: 'string', short: 'c' }, redis: { type: 'string' } },
-    run: (v) => runDev({ config: v.config as string | undefined, redis: v.redis as string | undefined }, process.env, err),
+    run: async (v) => (await import('./bin/dev.js')).runDev({ config: v.config as string | undefined, redis: v.redis as string | undefined }, process.env, err),
   },
   check: {
     help: `Usage: leash check --config FILE
@@ -74,7 +73,7 @@ override its addresses and token TTL). With --config: { authority: …, sidecar:
 Validates a sidecar, authority or dev config (every problem, each with its key path) and
 prints what it would do (never a secret). Exit 0 if valid, 1 if not.`,
     options: { config: { type: 'string', short: 'c' } },
-    run: (v) => runCheck(need(v.config, '--config FILE', 'check'), process.env, out),
+    run: async (v) => (await import('./bin/check.js')).runCheck(need(v.config, '--config FILE', 'check'), process.env, out),
   },
   token: {
     help: `Usage: leash token create --identity NAME [--ttl 10m] [--authority URL] [--ca FILE]
@@ -83,6 +82,7 @@ Creates a one-time join token for identity NAME (spiffe://<trustDomain>/join/NAM
 prints it alone on stdout, so TOKEN=$(leash token create --identity x) works.`,
     options: { identity: { type: 'string' }, ttl: { type: 'string' }, ...ADMIN_OPTIONS },
     run: async (v) => {
+      const { adminTarget, tokenCreate } = await admin();
       out(await tokenCreate(adminTarget(v as { authority?: string; ca?: string }, process.env), need(v.identity, '--identity NAME', 'token create'), (v.ttl as string) ?? '10m'));
       return 0;
     },
@@ -93,6 +93,7 @@ prints it alone on stdout, so TOKEN=$(leash token create --identity x) works.`,
 Lists active leases (id, credential, fingerprint, expiry, instance) — never a value.`,
     options: { instance: { type: 'string' }, credential: { type: 'string' }, json: { type: 'boolean' }, ...ADMIN_OPTIONS },
     run: async (v) => {
+      const { adminTarget, listLeases } = await admin();
       const target = adminTarget(v as { authority?: string; ca?: string }, process.env);
       out(await listLeases(target, { instance: v.instance as string | undefined, credential: v.credential as string | undefined }, v.json === true));
       return 0;

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '../config/load.js';
 import { sidecarSchema, type SidecarConfig } from '../config/sidecar.js';
+import type { RedisTarget } from '../bus/connect.js';
+import type { RedisTargetConfig } from '../config/common.js';
 import { ConfigError } from '../core/errors.js';
 
 /** Entry-point helpers: the only code that reads config and CA files from disk. */
@@ -36,4 +38,12 @@ export function joinTokenReader(config: SidecarConfig, env: NodeJS.ProcessEnv): 
       return undefined;
     }
   };
+}
+
+/** A Redis target from config with its password source read now (the entry point reads secrets). */
+export function resolveRedisTarget(target: RedisTargetConfig, env: NodeJS.ProcessEnv, where: string): RedisTarget {
+  if (typeof target === 'string') return target;
+  const pw = target.password;
+  const password = pw === undefined ? undefined : 'env' in pw ? env[pw.env] : readText(pw.file, `${where}.password`).trim();
+  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password } : { cluster: target.cluster, password };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { deepFreeze, duration, hostPort, logLevel, secretSource } from './common.js';
+import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
 import { parseRule, type AllowRule } from './rules.js';
 
 /** The sidecar's configuration (DESIGN §4), validated once and frozen. */
@@ -97,6 +97,12 @@ export const sidecarSchema = z
         caFile: z.string().min(1, 'must be a file path'),
         bootstrap: z.strictObject({ joinToken: secretSource }),
         timeout: duration().default(5_000),
+      })
+      .optional(),
+    revocations: z
+      .strictObject({
+        redis: redisTarget,
+        prefix: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'must be letters, digits, ":", "_" or "-"').default('leash:'),
       })
       .optional(),
     rotation: z

@@ -6,13 +6,17 @@ import type { SidecarConfig } from '../config/sidecar.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { AuthorityCallError, ConfigError } from '../core/errors.js';
 import { AuthorityClient } from './credentials/authority-client.js';
-import { IdentityManager, type IdentityEvent } from './credentials/identity.js';
+import type { IdentityEvent, IdentityManager } from './credentials/identity.js';
 import { LeaseCredential } from './credentials/lease-credential.js';
 import type { Audit } from '../telemetry/audit.js';
 import { SidecarMetrics, NO_ROUTE } from '../telemetry/metrics.js';
 import { AdminServer } from './admin.js';
 import { EnvCredential, FileCredential } from './credentials/static-sources.js';
 import { DEFAULT_ROTATION, safetyMarginMs as leaseSafetyMarginMs, type RotationPolicy } from './credentials/rotation.js';
+import type { MemoryRevocationBus } from '../bus/memory.js';
+import type { RedisTarget } from '../bus/connect.js';
+import type { Revocation, RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
+import { decideRevocation } from './revocations.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './credentials/types.js';
 import type { PassEnv } from './proxy/passes.js';
 import { RouteRuntime } from './proxy/route.js';
@@ -36,6 +40,10 @@ export interface SidecarDeps {
   authorityCa?: string;
   /** The one-time join token, read by the entry point when bootstrap needs it. */
   joinToken?: () => string | undefined;
+  /** `leash dev`: the in-process bus shared with the authority (instead of Redis). */
+  revocationBus?: MemoryRevocationBus;
+  /** config.revocations.redis with its password read by the entry point. */
+  revocationsRedis?: RedisTarget;
 }
 
 export interface SidecarAddresses {
@@ -56,10 +64,15 @@ export class Sidecar {
   private readonly clock: Clock;
   private readonly log: Logger;
   private shuttingDown = false;
+  private revocations: RevocationSubscriber | undefined;
+  /** The channel was not up when leasing began: revocations may have been missed. */
+  private reconcileOnUp = false;
+  private channelUp = false;
   private stopping: Promise<void> | undefined;
   private readonly rotation: RotationPolicy;
   private readonly authority: AuthorityClient | undefined;
-  readonly identity: IdentityManager | undefined;
+  /** Made at start when an authority is configured (loaded lazily: it brings the CSR code). */
+  identity: IdentityManager | undefined;
 
   constructor(private readonly deps: SidecarDeps) {
     const { config, logger } = deps;
@@ -75,7 +88,6 @@ export class Sidecar {
     if (config.authority) {
       if (deps.authorityCa === undefined) throw new ConfigError([`authority.caFile: ${config.authority.caFile} was not loaded`]);
       this.authority = new AuthorityClient(config.authority.url, deps.authorityCa, config.authority.timeout);
-      this.identity = new IdentityManager(this.authority, deps.joinToken ?? (() => undefined), this.clock, (e) => this.identityEvent(e), this.rotation);
     }
     for (const [name, rc] of Object.entries(config.routes)) {
       const provider = this.makeProvider(name, rc.credential);
@@ -208,8 +220,70 @@ export class Sidecar {
     return { instance: { id: this.instanceId, identity: this.identity?.identity ?? null }, shuttingDown: this.shuttingDown, routes };
   }
 
+  private leaseProviders(): Array<{ route: string; provider: LeaseCredential }> {
+    const out: Array<{ route: string; provider: LeaseCredential }> = [];
+    for (const r of this.routes.values()) if (r.provider instanceof LeaseCredential) out.push({ route: r.name, provider: r.provider });
+    return out;
+  }
+
+  private applyRevocation(r: Revocation): void {
+    const held = this.leaseProviders().map(({ route, provider }) => ({ route, credential: provider.credentialName, leaseIds: provider.leaseIds() }));
+    const action = decideRevocation(r, this.identity?.identity, held);
+    const reason = `revoked (${r.scope}${r.reason ? `: ${r.reason}` : ''})`;
+    if (action.kind === 'cut-off') {
+      this.identity?.revoke();
+      for (const { provider } of this.leaseProviders()) void provider.revoke(reason, false);
+    } else if (action.kind === 'relase') {
+      for (const route of action.routes) void (this.routes.get(route)!.provider as LeaseCredential).revoke(reason, true);
+    }
+    this.metrics.revocationApplied(r.scope, (this.clock.wallMs() - Date.parse(r.at)) / 1000);
+    this.log.info({ revocation: r.id, scope: r.scope, target: r.target, by: r.by, action: action.kind }, 'revocation applied');
+  }
+
+  /** Revocations may have been missed: every lease is dropped and leased again (the authority refuses revoked ones). */
+  private async reconcile(why: string): Promise<void> {
+    this.log.warn({ why }, 'reconciling every lease with the authority');
+    await Promise.all(this.leaseProviders().map(({ provider }) => provider.revoke(`reconcile: ${why}`, true)));
+  }
+
+  private async startRevocations(): Promise<void> {
+    const events: SubscriberEvents = {
+      revocation: (r) => this.applyRevocation(r),
+      channel: (up) => {
+        this.channelUp = up;
+        this.metrics.revocationChannel(up);
+        if (up && this.reconcileOnUp) {
+          this.reconcileOnUp = false;
+          void this.reconcile('the revocation channel came up after leasing began');
+        }
+      },
+      gap: () => this.reconcile('the revocation stream was trimmed past our position'),
+      malformed: (reason) => this.log.warn({ reason }, 'malformed revocation skipped'),
+    };
+    if (this.deps.revocationBus) this.revocations = this.deps.revocationBus.subscriber(events);
+    else if (this.deps.config.revocations) {
+      const [{ RedisRevocationSubscriber }, { redisConnector }] = await Promise.all([import('../bus/redis.js'), import('../bus/connect.js')]);
+      const target = this.deps.revocationsRedis ?? (this.deps.config.revocations.redis as RedisTarget);
+      this.revocations = new RedisRevocationSubscriber({ connect: redisConnector(target), prefix: this.deps.config.revocations.prefix }, events);
+    }
+    if (!this.revocations) return;
+    this.metrics.revocationChannel(false);
+    // Subscribe before leasing, so no revocation of a lease we are about to get can fall
+    // between. If Redis is unreachable now, start anyway and reconcile once it is back.
+    const started = await Promise.race([this.revocations.start().then(() => true, () => false), sleep(5_000).then(() => false)]);
+    if (!started || !this.channelUp) {
+      this.reconcileOnUp = true;
+      this.log.warn('revocation channel not up at start: serving, and reconciling every lease once it is');
+    }
+  }
+
   async start(): Promise<SidecarAddresses> {
-    await this.identity?.start();
+    await this.startRevocations();
+    if (this.authority) {
+      const { IdentityManager } = await import('./credentials/identity.js');
+      this.identity = new IdentityManager(this.authority, this.deps.joinToken ?? (() => undefined), this.clock, (e) => this.identityEvent(e), this.rotation);
+      await this.identity.start();
+    }
     await Promise.all([...this.routes.values()].map((r) => r.provider.start()));
     const { listen, admin } = this.deps.config;
     const adminAddr = await this.admin.listen(admin.host, admin.port);
@@ -228,6 +302,7 @@ export class Sidecar {
       const grace = this.deps.config.shutdown.grace;
       this.log.info({ inFlight: this.proxy.inFlight, graceMs: grace }, 'shutting down: draining');
       await this.proxy.close(grace);
+      await this.revocations?.close();
       // Providers release their leases, then the identity and its client go.
       await Promise.all([...this.routes.values()].map((r) => r.provider.close()));
       await this.identity?.close();
@@ -239,3 +314,5 @@ export class Sidecar {
     return this.stopping;
   }
 }
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());

@@ -57,6 +57,24 @@ export class SidecarMetrics {
     registers: [this.registry],
   });
 
+  private readonly revocationsApplied = new Counter({
+    name: 'leash_revocations_applied_total',
+    help: 'Revocations received and applied, by scope (including those that matched nothing held).',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+  private readonly revocationLag = new Histogram({
+    name: 'leash_revocation_lag_seconds',
+    help: 'Time from a revocation being published to this sidecar applying it.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  private readonly channelUp = new Gauge({
+    name: 'leash_revocation_channel_up',
+    help: '1 while the revocation channel is subscribed, caught up and answering heartbeats.',
+    registers: [this.registry],
+  });
+
   constructor(credentialStates: () => readonly CredentialGaugeState[], identityTtl: () => number | undefined = () => undefined) {
     new Gauge({
       name: 'leash_identity_ttl_remaining_seconds',
@@ -95,6 +113,15 @@ export class SidecarMetrics {
 
   requestDenied(route: string, reason: string): void {
     this.denied.inc({ route, reason });
+  }
+
+  revocationApplied(scope: string, lagSeconds: number): void {
+    this.revocationsApplied.inc({ scope });
+    this.revocationLag.observe(Math.max(0, lagSeconds));
+  }
+
+  revocationChannel(up: boolean): void {
+    this.channelUp.set(up ? 1 : 0);
   }
 
   credentialExpired(route: string): void {

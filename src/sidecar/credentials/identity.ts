@@ -92,6 +92,13 @@ export class IdentityManager {
     this.schedule(refreshAtMs(timing, this.random(), this.policy));
   }
 
+  /** Revoked by the authority: gone for good (a new identity needs a new join token). */
+  revoke(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.lose();
+  }
+
   private lose(): void {
     const c = this.current;
     this.current = undefined;

@@ -33,6 +33,7 @@ export class LeaseCredential implements CredentialProvider {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private closed = false;
+  private epoch = 0;
   private expiredReported: Held | undefined;
 
   constructor(
@@ -79,11 +80,35 @@ export class LeaseCredential implements CredentialProvider {
     return this.inFlight;
   }
 
-  /** Drop what is held at once (revocation, refusal); a new lease is sought right away. */
+  /** Drop what is held at once (revocation, refusal). */
   drop(reason: string): void {
+    // Anything a lease call already under way brings back was issued before this drop:
+    // it is discarded (see attempt), so a revoked lease cannot slip back in by a race.
+    this.epoch++;
     if (this.cred) this.onEvent({ kind: 'revoked', fingerprint: this.cred.fingerprint, lease: this.cred.leaseId, reason });
     this.previous = this.cred ?? this.previous;
     this.cred = undefined;
+  }
+
+  /** The credential name this provider leases. */
+  get credentialName(): string {
+    return this.credential;
+  }
+
+  /** Lease ids held: the one in use and its predecessor. */
+  leaseIds(): string[] {
+    return [this.cred?.leaseId, this.previous?.leaseId].filter((id): id is string => id !== undefined);
+  }
+
+  /** A revocation: drop at once, and (unless the identity itself is gone) lease anew now. */
+  revoke(reason: string, relase: boolean): Promise<void> {
+    this.drop(reason);
+    if (!relase) {
+      if (this.timer) clearTimeout(this.timer);
+      return Promise.resolve();
+    }
+    // A call under way is discarded when it lands and retried at once (see attempt).
+    return this.inFlight ?? this.refresh();
   }
 
   async close(): Promise<void> {
@@ -102,11 +127,18 @@ export class LeaseCredential implements CredentialProvider {
   private async attempt(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     const sentAt = this.clock.monotonicMs();
+    const epoch = this.epoch;
     let lease: LeaseResponse;
     try {
       lease = await this.source.lease(this.credential);
     } catch (err) {
       this.failed(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (epoch !== this.epoch) {
+      // Revoked while this call was under way: the answer may predate the revocation.
+      await this.source.release(lease.lease).catch(() => undefined);
+      if (!this.closed) this.schedule(this.clock.monotonicMs());
       return;
     }
     if (this.closed) {

@@ -1,0 +1,29 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { RedisClient } from './redis.js';
+
+/**
+ * Redis connections for the revocation bus: single node (URL), Sentinel or Cluster.
+ * Reconnects are capped at 500 ms (ioredis' default grows to 5 s: too slow for
+ * revocations); commands time out so a half-open command connection cannot hang a
+ * catch-up; autoResubscribe is off because the subscriber resubscribes itself.
+ */
+export type RedisTarget =
+  | string
+  | { sentinels: { host: string; port: number }[]; name: string; password?: string }
+  | { cluster: { host: string; port: number }[]; password?: string };
+
+const BASE: RedisOptions = {
+  autoResubscribe: false,
+  maxRetriesPerRequest: 1,
+  commandTimeout: 2_000,
+  connectTimeout: 2_000,
+  retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 500),
+};
+
+export function redisConnector(target: RedisTarget, extra: RedisOptions = {}): () => RedisClient {
+  if (typeof target === 'string') return () => new Redis(target, { ...BASE, ...extra });
+  if ('sentinels' in target) {
+    return () => new Redis({ ...BASE, ...extra, sentinels: target.sentinels, name: target.name, password: target.password });
+  }
+  return () => new Cluster(target.cluster, { redisOptions: { ...BASE, ...extra, password: target.password }, clusterRetryStrategy: (n) => Math.min(50 * 2 ** n, 500) });
+}
