@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { listen } from '../core/listen.js';
 
 /**
  * The admin listener: /healthz (process alive), /readyz (every route holds a usable
@@ -49,13 +50,7 @@ export class AdminServer {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listen(this.server, host, port);
   }
 
   close(): Promise<void> {

@@ -10,6 +10,7 @@ import { API } from '../../core/protocol.js';
 import type { Authority } from '../authority.js';
 import { AuthorityError, badRequest, notFound } from '../errors.js';
 import { StoreError } from '../leases/errors.js';
+import { listen } from '../../core/listen.js';
 
 /**
  * The authority's HTTPS API (JSON). TLS always; client certificates are requested on
@@ -142,13 +143,7 @@ export class AuthorityServer {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listen(this.server, host, port);
   }
 
   /** Stop accepting; let calls in flight finish (API calls are short), cut what is left after `graceMs`. */

@@ -9,6 +9,7 @@ import { runPasses, type PassEnv, type RequestContext } from './passes.js';
 import { sendError, sendSocketError } from './respond.js';
 import { forwardResponse, writeRawResponse } from './response.js';
 import type { RouteRuntime } from './route.js';
+import { listen } from '../../core/listen.js';
 
 /**
  * The agent-facing reverse proxy. http-proxy 1.18.1 moves the bytes; everything that
@@ -87,13 +88,7 @@ export class ProxyServer {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listen(this.server, host, port);
   }
 
   get inFlight(): number {
