@@ -17,6 +17,7 @@ Usage:
   leash check --config FILE                 validate a sidecar, authority or dev config; exit 0/1
   leash token create --identity NAME [--ttl 10m]      one-time join token (admin)
   leash leases [--instance ID] [--credential NAME] [--json]   active leases (admin)
+  leash revoke --lease ID | --instance ID | --credential NAME | --all [--reason TEXT]   revoke (admin)
   leash --help | --version
 
 Admin commands reach the authority at --authority URL / LEASH_AUTHORITY_URL, trust its CA
@@ -96,6 +97,36 @@ Lists active leases (id, credential, fingerprint, expiry, instance) — never a 
       const { adminTarget, listLeases } = await admin();
       const target = adminTarget(v as { authority?: string; ca?: string }, process.env);
       out(await listLeases(target, { instance: v.instance as string | undefined, credential: v.credential as string | undefined }, v.json === true));
+      return 0;
+    },
+  },
+  revoke: {
+    help: `Usage: leash revoke (--lease ID | --instance ID | --credential NAME | --all) [--reason TEXT]
+                    [--actor NAME] [--authority URL] [--ca FILE]
+
+Revokes, with exactly one scope, and prints "revoked <scope> <target> (<id>)":
+  --lease ID          that lease (ids from leash leases); its sidecar drops it and leases anew
+  --instance ID       an instance: its SPIFFE ID, or join:NAME for spiffe://<trustDomain>/join/NAME.
+                      It is cut off (identity and every lease) and cannot renew, lease or
+                      bootstrap again under that name until its longest certificate would have expired
+  --credential NAME   every lease of that credential; sidecars lease it again from the current source
+  --all               every lease of every credential
+The revocation is published on the revocation stream and channel (seconds to reach every
+sidecar) and audited with --reason and --actor (default "admin", header x-leash-actor).`,
+    options: {
+      lease: { type: 'string' },
+      instance: { type: 'string' },
+      credential: { type: 'string' },
+      all: { type: 'boolean' },
+      reason: { type: 'string' },
+      actor: { type: 'string' },
+      ...ADMIN_OPTIONS,
+    },
+    run: async (v) => {
+      const { adminTarget, revoke, revokeRequest } = await admin();
+      const opts = v as { lease?: string; instance?: string; credential?: string; all?: boolean; reason?: string; actor?: string };
+      revokeRequest(opts); // usage errors before looking for the authority
+      out(await revoke(adminTarget(v as { authority?: string; ca?: string }, process.env), opts));
       return 0;
     },
   },

@@ -3,6 +3,9 @@ import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { redisConnector, type RedisTarget } from '../bus/connect.js';
+import { MemoryRevocationBus } from '../bus/memory.js';
+import { RedisRevocationPublisher } from '../bus/redis.js';
+import type { RevocationPublisher } from '../bus/types.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { createAudit, redisAuditSink } from '../telemetry/audit.js';
 import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
@@ -37,6 +40,12 @@ export interface AuthorityInputs {
   clock?: Clock;
   /** Use this store instead of the one the config names (tests). */
   store?: AuthorityStore;
+  /**
+   * Where revocations are published. Absent: the Redis stream + channel `<keyPrefix>revocations`
+   * when `redis` is configured, else an in-process bus (`leash dev` passes the one its
+   * sidecar subscribes to). A bus passed here is not closed with the authority.
+   */
+  revocations?: RevocationPublisher;
 }
 
 export interface RunningAuthority {
@@ -46,7 +55,21 @@ export interface RunningAuthority {
   keys: JwtKeyRing;
   store: AuthorityStore;
   metrics: AuthorityMetrics;
+  /** The revocation publisher in use (inputs.revocations, Redis, or an in-process bus). */
+  revocations: RevocationPublisher;
   close(): Promise<void>;
+}
+
+/**
+ * How long a revocation matters: the longest any credential, policy or identity certificate
+ * could last. Older stream entries concern nothing anyone can still hold (DESIGN §7 trim).
+ */
+export function revocationWindowMs(config: AuthorityConfig): number {
+  return Math.max(
+    config.identity.ttl,
+    ...Object.values(config.credentials).map((c) => c.ttl),
+    ...config.policies.map((p) => p.maxTtl),
+  );
 }
 
 function issuerSpec(c: CredentialConfig, inputs: AuthorityInputs): IssuerSpec {
@@ -110,10 +133,14 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
   for (const [name, c] of Object.entries(config.credentials)) {
     issuers.set(name, { issuer: createIssuer(issuerSpec(c, inputs), { credential: name, keys, jwtIssuer, env: inputs.env }), ttlMs: c.ttl });
   }
-  // One Redis connection for the store and the audit stream; closed with the authority.
-  const redis = config.redis && !inputs.store ? redisConnector(redisTargetOf(config.redis, inputs), { maxRetriesPerRequest: 2, enableAutoPipelining: true })() : undefined;
+  // One Redis connection for the store, the revocation stream and the audit stream; closed with the authority.
+  const redis = config.redis && (!inputs.store || !inputs.revocations) ? redisConnector(redisTargetOf(config.redis, inputs), { maxRetriesPerRequest: 2, enableAutoPipelining: true })() : undefined;
   redis?.on('error', (err: Error) => logger.warn({ code: (err as NodeJS.ErrnoException).code }, 'redis connection error'));
   const store = inputs.store ?? (redis ? new RedisStore(redis, { prefix: config.keyPrefix, clock }) : new MemoryStore({ clock }));
+  const revocations =
+    inputs.revocations ??
+    (redis ? new RedisRevocationPublisher(redis, revocationWindowMs(config), { prefix: config.keyPrefix, clock: () => clock.wallMs() }) : new MemoryRevocationBus(() => clock.wallMs()));
+  if (!inputs.revocations && !redis) logger.warn('no redis configured: revocations go to an in-process bus (reaches only a sidecar in this process)');
   const policy = compilePolicy(
     config.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })),
     config.trustDomain,
@@ -133,6 +160,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     identityTtlMs: config.identity.ttl,
     joinTokenMaxTtlMs: config.joinTokens.maxTtl,
     metrics,
+    revocations,
     audit,
     logger,
     clock,
@@ -168,11 +196,13 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     keys,
     store,
     metrics,
+    revocations,
     async close() {
       for (const t of timers) clearInterval(t);
       await server.close();
       await Promise.all([...issuers.values()].map((i) => i.issuer.close()));
       if (!inputs.store) await store.close();
+      if (!inputs.revocations) await revocations.close();
       await redis?.quit().catch(() => redis.disconnect());
     },
   };

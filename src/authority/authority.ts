@@ -4,16 +4,18 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { fingerprint } from '../core/fingerprint.js';
 import type { BootstrapRequest, IdentityResponse, LeaseRecord, LeaseRequest, LeaseResponse, RenewIdentityRequest } from '../core/protocol.js';
+import { REVOCATION_SCOPES, type Revocation, type RevocationPublisher, type RevocationScope } from '../bus/types.js';
 import type { Audit } from '../telemetry/audit.js';
 import type { AuthorityMetrics } from '../telemetry/authority-metrics.js';
 import type { CertificateAuthority } from './ca/ca.js';
 import { verifyCsr } from './ca/csr.js';
+import { parseSpiffeId } from './ca/spiffe.js';
 import { CaInvalidError } from './ca/errors.js';
 import { verifyClientCertificate } from './ca/verify.js';
 import { AuthorityError, badRequest, forbidden, notFound, unauthenticated } from './errors.js';
 import type { Issuer } from './issuers/types.js';
 import { JoinTokenError, JoinTokenRequestError } from './leases/errors.js';
-import type { JoinTokens } from './leases/join-tokens.js';
+import { isValidIdentityName, type JoinTokens } from './leases/join-tokens.js';
 import type { AuthorityStore, LeaseFilter } from './leases/types.js';
 import { decide, type CompiledPolicy } from './policy/policy.js';
 
@@ -33,12 +35,27 @@ export interface AuthorityDeps {
   identityTtlMs: number;
   joinTokenMaxTtlMs: number;
   metrics: AuthorityMetrics;
+  /** Where revocations are published (DESIGN §7): Redis stream + pub/sub, or the in-process bus. */
+  revocations: RevocationPublisher;
   audit: Audit;
   logger: Logger;
   clock: Clock;
 }
 
 const LEASE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/** Printable, no control characters; what the stream's parser keeps (512). */
+const REASON = /^[^\x00-\x1f\x7f]{0,512}$/;
+/** Leases deleted concurrently by one revocation. */
+const DELETE_BATCH = 256;
+
+export interface RevokeResult {
+  revocation: Revocation;
+  /** Leases deleted from the store by this revocation. */
+  leases: number;
+}
+
+/** Refused: the identity is revoked. 401, so a sidecar drops it (it treats 401/403 as refused). */
+const revokedIdentity = () => unauthenticated('identity revoked');
 
 export class Authority {
   constructor(private readonly d: AuthorityDeps) {}
@@ -81,18 +98,37 @@ export class Authority {
       throw err;
     }
     const identity = `spiffe://${this.d.trustDomain}/join/${name}`;
+    // A revoked name cannot come back while its mark lasts, not even with a fresh token.
+    if (await this.d.store.isIdentityRevoked(identity)) {
+      this.d.metrics.bootstrap('join_token', 'failure');
+      this.d.audit.emit('policy.denied', { identity, instance: identity, reason: 'identity revoked' });
+      throw revokedIdentity();
+    }
     const answer = this.sign(body.csr, identity);
+    await this.d.store.putIdentity(identity, Date.parse(answer.expiresAt));
     this.d.metrics.bootstrap('join_token', 'success');
     this.d.audit.emit('instance.bootstrapped', { identity, instance: identity });
     return answer;
   }
 
-  renewIdentity(identity: string, body: RenewIdentityRequest): IdentityResponse {
+  async renewIdentity(identity: string, body: RenewIdentityRequest): Promise<IdentityResponse> {
     if (typeof body?.csr !== 'string') throw badRequest('csr is required');
+    await this.assertNotRevoked(identity, 'renew');
     const answer = this.sign(body.csr, identity);
+    await this.d.store.putIdentity(identity, Date.parse(answer.expiresAt));
     this.d.metrics.bootstrap('renew', 'success');
     this.d.audit.emit('instance.renewed', { identity, instance: identity });
     return answer;
+  }
+
+  /**
+   * Every call made with an identity certificate checks the revocation mark, each time:
+   * the server caches the certificate's verification per connection, never this answer.
+   */
+  private async assertNotRevoked(identity: string, method?: 'renew'): Promise<void> {
+    if (!(await this.d.store.isIdentityRevoked(identity))) return;
+    if (method) this.d.metrics.bootstrap(method, 'failure');
+    throw revokedIdentity();
   }
 
   private sign(csr: string, identity: string): IdentityResponse {
@@ -120,6 +156,7 @@ export class Authority {
     const started = performance.now();
     const name = body?.credential;
     if (typeof name !== 'string') throw badRequest('credential is required');
+    await this.assertNotRevoked(identity);
     const entry = this.d.issuers.get(name);
     const verdict = decide(this.d.policy, identity, name);
     if (!entry || !verdict.allowed) {
@@ -153,6 +190,13 @@ export class Authority {
       expiresAtMs: issued.expiresAtMs,
     };
     await this.d.store.putLease(record);
+    // A revocation of this identity that landed while the lease was being issued may have
+    // listed its leases before this one was stored: look again now it is, and take it back.
+    if (await this.d.store.isIdentityRevoked(identity)) {
+      await this.d.store.deleteLease(leaseId);
+      this.d.metrics.leaseIssued(name, 'denied');
+      throw revokedIdentity();
+    }
     this.d.metrics.leaseIssued(name, 'issued', (performance.now() - started) / 1000);
     this.d.audit.emit('lease.issued', { identity, credential: name, lease: leaseId, fingerprint: fp });
     return {
@@ -170,6 +214,7 @@ export class Authority {
 
   /** Release a lease. Another instance's lease is "not found": identities cannot touch each other's. */
   async release(identity: string, leaseId: string): Promise<void> {
+    await this.assertNotRevoked(identity);
     if (!LEASE_ID.test(leaseId)) throw notFound('no such lease');
     const record = await this.d.store.getLease(leaseId);
     if (!record || record.instance !== identity) throw notFound('no such lease');
@@ -193,5 +238,128 @@ export class Authority {
 
   listLeases(filter: LeaseFilter): Promise<LeaseRecord[]> {
     return this.d.store.listLeases(filter);
+  }
+
+  /**
+   * Revoke (DESIGN §7), by an admin `actor`: record it in the store (the authority refuses
+   * what is revoked from now on, on every replica), publish it on the bus (sidecars and
+   * verifiers apply it), delete the leases it covers, count and audit it.
+   *   lease       target = lease id; must exist (404). The lease is deleted.
+   *   instance    target = SPIFFE ID (or `join:NAME`); must be a known identity (404). Marked
+   *               revoked until the longest certificate it could hold has expired, so it can
+   *               neither renew, lease nor bootstrap again under that name; all its leases go.
+   *   credential  target = a configured credential name (404); all its leases go. Sidecars
+   *               lease it again from the current source.
+   *   all         target = '*'; every lease goes.
+   * The store is changed before publishing where a retry must still find the target
+   * (instance: the mark), after publishing where it would not (lease: a retry after a failed
+   * publish must not answer 404). A failed publish is a 503: the operator retries.
+   */
+  async revoke(actor: string, scope: unknown, target: unknown, reason: unknown = ''): Promise<RevokeResult> {
+    if (typeof scope !== 'string' || !(REVOCATION_SCOPES as readonly string[]).includes(scope)) {
+      throw badRequest(`scope must be one of ${REVOCATION_SCOPES.join(', ')}`);
+    }
+    if (reason === undefined || reason === null) reason = '';
+    if (typeof reason !== 'string' || !REASON.test(reason)) throw badRequest('reason must be a string of at most 512 characters without control characters');
+    if (typeof target !== 'string' || target.length === 0 || target.length > 2048) throw badRequest('target must be a non-empty string');
+    const s = scope as RevocationScope;
+    switch (s) {
+      case 'lease':
+        return this.revokeLease(actor, target, reason);
+      case 'instance':
+        return this.revokeInstance(actor, target, reason);
+      case 'credential':
+        if (!this.d.issuers.has(target)) throw notFound('no such credential');
+        return this.revokeLeases(actor, s, target, reason, { credential: target });
+      case 'all':
+        if (target !== '*') throw badRequest('scope all takes target "*"');
+        return this.revokeLeases(actor, s, '*', reason, {});
+    }
+  }
+
+  /** `join:NAME` → spiffe://<td>/join/NAME; a SPIFFE ID of our trust domain as is; anything else 400. */
+  private instanceId(target: string): string {
+    if (target.startsWith('join:')) {
+      const name = target.slice('join:'.length);
+      if (!isValidIdentityName(name)) throw badRequest(`instance: "join:${name.slice(0, 64)}" is not a valid identity name`);
+      return `spiffe://${this.d.trustDomain}/join/${name}`;
+    }
+    let trustDomain: string;
+    try {
+      trustDomain = parseSpiffeId(target).trustDomain;
+    } catch (err) {
+      throw badRequest(`instance: ${(err as Error).message}`);
+    }
+    if (trustDomain !== this.d.trustDomain) throw badRequest(`instance: not an identity of trust domain ${this.d.trustDomain}`);
+    return target;
+  }
+
+  private async revokeLease(actor: string, leaseId: string, reason: string): Promise<RevokeResult> {
+    const record = LEASE_ID.test(leaseId) ? await this.d.store.getLease(leaseId) : undefined;
+    if (!record) throw notFound('no such lease');
+    const revocation = await this.publish('lease', leaseId, reason, actor);
+    const deleted = await this.d.store.deleteLease(leaseId);
+    this.d.audit.emit('lease.revoked', {
+      identity: record.instance,
+      instance: record.instance,
+      credential: record.credential,
+      lease: leaseId,
+      fingerprint: record.fingerprint,
+      reason,
+      by: actor,
+    });
+    return { revocation, leases: deleted ? 1 : 0 };
+  }
+
+  private async revokeInstance(actor: string, target: string, reason: string): Promise<RevokeResult> {
+    const identity = this.instanceId(target);
+    const [known, revoked, leases] = await Promise.all([
+      this.d.store.hasIdentity(identity),
+      this.d.store.isIdentityRevoked(identity),
+      this.d.store.listLeases({ instance: identity }),
+    ]);
+    // Known: certified since the registry exists, already revoked (a retry), or holding
+    // leases (an identity certified before the registry did, not yet renewed).
+    if (!known && !revoked && leases.length === 0) throw notFound('no such instance');
+    // Mark first: from here on no replica serves it, whatever happens next.
+    await this.d.store.revokeIdentity(identity, this.d.clock.wallMs() + this.d.identityTtlMs);
+    const revocation = await this.publish('instance', identity, reason, actor);
+    // Listed again: a lease stored between the first listing and the mark is included.
+    const n = await this.deleteAll(await this.d.store.listLeases({ instance: identity }), reason, actor);
+    this.d.audit.emit('instance.revoked', { identity, instance: identity, reason, by: actor });
+    return { revocation, leases: n };
+  }
+
+  private async revokeLeases(actor: string, scope: 'credential' | 'all', target: string, reason: string, filter: LeaseFilter): Promise<RevokeResult> {
+    const revocation = await this.publish(scope, target, reason, actor);
+    const n = await this.deleteAll(await this.d.store.listLeases(filter), reason, actor);
+    this.d.audit.emit('credential.revoked', { credential: target, reason, by: actor });
+    return { revocation, leases: n };
+  }
+
+  private async deleteAll(records: LeaseRecord[], reason: string, actor: string): Promise<number> {
+    let n = 0;
+    for (let i = 0; i < records.length; i += DELETE_BATCH) {
+      const batch = records.slice(i, i + DELETE_BATCH);
+      const deleted = await Promise.all(batch.map((r) => this.d.store.deleteLease(r.id)));
+      batch.forEach((r, j) => {
+        if (!deleted[j]) return;
+        n++;
+        this.d.audit.emit('lease.revoked', { identity: r.instance, instance: r.instance, credential: r.credential, lease: r.id, fingerprint: r.fingerprint, reason, by: actor });
+      });
+    }
+    return n;
+  }
+
+  private async publish(scope: RevocationScope, target: string, reason: string, by: string): Promise<Revocation> {
+    let revocation: Revocation;
+    try {
+      revocation = await this.d.revocations.publish({ scope, target, reason, by });
+    } catch (err) {
+      this.d.logger.warn({ err, scope, target }, 'revocation could not be published');
+      throw new AuthorityError('LEASH_ERR_STORE', 503, 'the revocation could not be published (revocation bus unavailable); retry', {}, { cause: err });
+    }
+    this.d.metrics.revoked(scope);
+    return revocation;
   }
 }

@@ -1,7 +1,7 @@
 import { request } from 'node:https';
 import { parseDuration } from '../core/duration.js';
 import { UsageError, LeashError } from '../core/errors.js';
-import { API, type LeaseRecord } from '../core/protocol.js';
+import { API, type LeaseRecord, type RevokeRequest, type RevokeResponse } from '../core/protocol.js';
 import { readText } from './load.js';
 
 /**
@@ -37,7 +37,7 @@ export class AdminError extends LeashError {
   }
 }
 
-function call(target: AdminTarget, method: string, path: string, body?: unknown): Promise<unknown> {
+function call(target: AdminTarget, method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<unknown> {
   const data = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = request(
@@ -49,6 +49,7 @@ function call(target: AdminTarget, method: string, path: string, body?: unknown)
         headers: {
           authorization: `Bearer ${target.token}`,
           accept: 'application/json',
+          ...extraHeaders,
           ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}),
         },
       },
@@ -93,4 +94,40 @@ export async function listLeases(target: AdminTarget, filter: { instance?: strin
   if (json) return JSON.stringify(answer.leases, null, 2);
   const rows = answer.leases.map((l) => `${l.id}  ${l.credential}  ${l.fingerprint}  expires ${new Date(l.expiresAtMs).toISOString()}  ${l.instance}`);
   return rows.length ? rows.join('\n') : '(no active leases)';
+}
+
+/** What `leash revoke` was asked: exactly one scope flag. */
+export interface RevokeOptions {
+  lease?: string;
+  instance?: string;
+  credential?: string;
+  all?: boolean;
+  reason?: string;
+  actor?: string;
+}
+
+const ACTOR = /^[\w.@-]{1,64}$/;
+
+/** The one scope and target of `leash revoke` flags; a UsageError unless exactly one scope is given. */
+export function revokeRequest(o: RevokeOptions): RevokeRequest {
+  const given: RevokeRequest[] = [];
+  if (o.lease !== undefined) given.push({ scope: 'lease', target: o.lease });
+  if (o.instance !== undefined) given.push({ scope: 'instance', target: o.instance });
+  if (o.credential !== undefined) given.push({ scope: 'credential', target: o.credential });
+  if (o.all) given.push({ scope: 'all', target: '*' });
+  if (given.length !== 1) throw new UsageError('leash revoke needs exactly one of --lease ID, --instance ID, --credential NAME, --all');
+  const r = given[0]!;
+  if (!r.target) throw new UsageError(`--${r.scope}: needs a value`);
+  if (o.reason !== undefined) r.reason = o.reason;
+  return r;
+}
+
+/** `leash revoke --lease ID | --instance ID | --credential NAME | --all [--reason TEXT] [--actor NAME]`: one line. */
+export async function revoke(target: AdminTarget, options: RevokeOptions): Promise<string> {
+  const body = revokeRequest(options);
+  if (options.actor !== undefined && !ACTOR.test(options.actor)) throw new UsageError('--actor: 1-64 characters of letters, digits, _ . @ -');
+  const answer = (await call(target, 'POST', API.adminRevoke, body, options.actor ? { 'x-leash-actor': options.actor } : {})) as Partial<RevokeResponse>;
+  const r = answer.revocation;
+  if (!r || typeof r.id !== 'string' || typeof r.target !== 'string') throw new AdminError('authority answer has no revocation');
+  return `revoked ${r.scope} ${r.target} (${r.id})`;
 }

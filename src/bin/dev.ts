@@ -1,5 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { createAuthority } from '../authority/assemble.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAuthority, redisTargetOf } from '../authority/assemble.js';
+import { MemoryRevocationBus } from '../bus/memory.js';
 import { authoritySchema } from '../config/authority.js';
 import { expandEnv } from '../config/expand.js';
 import { readDocument, validateConfig } from '../config/load.js';
@@ -46,12 +50,22 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
   const authorityDoc = { listen: '127.0.0.1:0', ...(doc.authority as object), ...(opts.redis ? { redis: opts.redis } : {}) };
   const authorityConfig = validateConfig(authoritySchema, authorityDoc, 'authority');
   const logger = createLogger({ level: authorityConfig.log.level });
-  const authority = await createAuthority(authorityInputs(authorityConfig, env, logger.child({ component: 'authority' })));
+  // Without Redis: one in-process revocation bus, the authority publishes and the sidecar
+  // subscribes (DESIGN §2). With Redis the authority publishes to the Redis stream and
+  // channel, and the sidecar subscribes there (below), as in production.
+  const bus = authorityConfig.redis ? undefined : new MemoryRevocationBus();
+  const inputs = authorityInputs(authorityConfig, env, logger.child({ component: 'authority' }));
+  // Admin commands against dev mode: with LEASH_ADMIN_TOKEN set (and no admin section),
+  // that token is the admin token, and the CA is written to a file the CLI can trust.
+  const adminToken = inputs.adminToken ?? (env.LEASH_ADMIN_TOKEN || undefined);
+  const authority = await createAuthority({ ...inputs, adminToken, revocations: bus });
   const addr = await authority.server.listen(authorityConfig.listen.host, authorityConfig.listen.port);
   const authorityUrl = `https://127.0.0.1:${addr.port}`;
 
   let demo: DemoUpstream | undefined;
-  const sidecarDoc = structuredClone(doc.sidecar) as { routes?: Record<string, { upstream?: string }> };
+  const sidecarDoc = structuredClone(doc.sidecar) as { routes?: Record<string, { upstream?: string }>; revocations?: unknown };
+  const sharedRedis = !bus && sidecarDoc.revocations === undefined ? authorityConfig.redis : undefined;
+  if (sharedRedis) sidecarDoc.revocations = { redis: sharedRedis, prefix: authorityConfig.keyPrefix };
   for (const route of Object.values(sidecarDoc.routes ?? {})) {
     if (route.upstream !== DEMO_ROUTE) continue;
     demo ??= await startDemoUpstream(new URL('/.well-known/jwks.json', authorityUrl), authority.ca.caPem, 'leash-demo');
@@ -72,16 +86,26 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
     audit: createAudit(logger.child({ component: 'sidecar' })),
     authorityCa: authority.ca.caPem,
     joinToken: () => token,
+    revocationBus: bus,
+    // The authority's Redis, its password (if any) already read.
+    revocationsRedis: sharedRedis ? redisTargetOf(sharedRedis, inputs) : undefined,
   });
   const addrs = await sidecar.start();
   const base = `http://${addrs.proxy.address}:${addrs.proxy.port}`;
   say(`leash dev: authority ${authorityUrl} (in-memory${opts.redis ? ', Redis store' : ''}), sidecar ${base} as ${sidecar.identity?.identity ?? identityName}`);
   for (const name of sidecar.routes.keys()) say(`  route /${name}/ → ${sidecar.routes.get(name)!.origin}`);
+  if (adminToken) {
+    const dir = mkdtempSync(join(tmpdir(), 'leash-dev-'));
+    const caFile = join(dir, 'ca.pem');
+    writeFileSync(caFile, authority.ca.caPem);
+    say(`admin:  export LEASH_AUTHORITY_URL=${authorityUrl} LEASH_CA_FILE=${caFile}   (and your LEASH_ADMIN_TOKEN), then e.g. leash revoke --all`);
+  }
   if (demo) say(`try:  curl ${base}/demo/whoami     (again in 15 s: a new token)\n      curl http://${addrs.admin.address}:${addrs.admin.port}/status`);
   await untilSignal(logger);
   await sidecar.stop();
   await demo?.close();
   await authority.close();
+  await bus?.close();
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return 0;
 }

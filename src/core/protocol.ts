@@ -63,6 +63,32 @@ export interface LeaseRecord {
   expiresAtMs: number;
 }
 
+/** POST /v1/admin/revoke — admin bearer token; actor from the `x-leash-actor` header. */
+export interface RevokeRequest {
+  scope: 'lease' | 'instance' | 'credential' | 'all';
+  /** Lease id, SPIFFE ID (or `join:NAME`), credential name, or '*' for all. */
+  target: string;
+  reason?: string;
+}
+
+/** A published revocation (DESIGN §7), as in the stream `leash:revocations`. */
+export interface RevocationEntry {
+  /** Stream id `<ms>-<seq>`. */
+  id: string;
+  scope: 'lease' | 'instance' | 'credential' | 'all';
+  /** For instance: the SPIFFE ID (a `join:NAME` request is answered with the full ID). */
+  target: string;
+  reason: string;
+  at: string; // ISO
+  by: string;
+}
+
+export interface RevokeResponse {
+  revocation: RevocationEntry;
+  /** Leases this revocation deleted at the authority. */
+  leases: number;
+}
+
 export const API = {
   bootstrap: '/v1/bootstrap',
   renewIdentity: '/v1/identity/renew',
@@ -72,5 +98,6 @@ export const API = {
   jwks: '/.well-known/jwks.json',
   adminTokens: '/v1/admin/tokens',
   adminLeases: '/v1/admin/leases',
+  adminRevoke: '/v1/admin/revoke',
   healthz: '/healthz',
 } as const;

@@ -78,8 +78,8 @@ describe('leash processes', () => {
     expect(await authority.exit).toBe(0);
   });
 
-  it('leash dev runs the built-in example: one curl gets a verified, rotating JWT', async () => {
-    const dev = spawnLeash(['dev'], { LEASH_LISTEN: '127.0.0.1:0', LEASH_ADMIN: '127.0.0.1:0', LEASH_DEMO_TTL: '4s' });
+  it('leash dev runs the built-in example: one curl gets a verified, rotating JWT; leash revoke reaches its sidecar', async () => {
+    const dev = spawnLeash(['dev'], { LEASH_LISTEN: '127.0.0.1:0', LEASH_ADMIN: '127.0.0.1:0', LEASH_DEMO_TTL: '4s', LEASH_ADMIN_TOKEN: ADMIN });
     procs.push(dev);
     const started = await dev.waitFor((l) => l.msg === 'leash sidecar started');
     const base = `http://127.0.0.1:${port(started)}/demo/whoami`;
@@ -91,6 +91,17 @@ describe('leash processes', () => {
     const second = (await (await fetch(base)).json()) as { verified: boolean; jti: string };
     expect(second.verified).toBe(true);
     expect(second.jti).not.toBe(first.jti);
+    // The banner tells how to point admin commands at the in-process authority.
+    const banner = /export LEASH_AUTHORITY_URL=(\S+) LEASH_CA_FILE=(\S+)/.exec(dev.stderr.join(''));
+    expect(banner).not.toBeNull();
+    const env = { PATH: process.env.PATH ?? '', LEASH_AUTHORITY_URL: banner![1]!, LEASH_CA_FILE: banner![2]!, LEASH_ADMIN_TOKEN: ADMIN };
+    const { stdout } = await run(process.execPath, [CLI, 'revoke', '--all', '--reason', 'e2e'], { env });
+    expect(stdout.trim()).toMatch(/^revoked all \* \(\d+-\d+\)$/);
+    await dev.waitFor((l) => l.msg === 'revocation applied' && l.scope === 'all', 3_000);
+    await dev.waitFor((l) => l.event === 'credential.revoked' && l.component === 'sidecar', 3_000);
+    const third = (await (await fetch(base)).json()) as { verified: boolean; jti: string };
+    expect(third.verified).toBe(true);
+    expect(third.jti).not.toBe(second.jti);
     dev.child.kill('SIGTERM');
     expect(await dev.exit).toBe(0);
   });

@@ -302,6 +302,51 @@ describe.each(HARNESSES)('%s: AuthorityStore contract', (_name, makeHarness) => 
     });
   });
 
+  describe('identities and revocation marks', () => {
+    const A = 'spiffe://leash.local/join/a';
+    const B = 'spiffe://leash.local/ns/agents/sa/b';
+
+    it('an identity is known until its certificate ends; replicas agree; a shorter put never shortens it', async () => {
+      setup();
+      const [a, b] = h.replicas();
+      expect(await a.hasIdentity(A)).toBe(false);
+      await a.putIdentity(A, h.now() + 600);
+      await a.putIdentity(A, h.now() + 300); // an earlier end: ignored
+      expect(await b.hasIdentity(A)).toBe(true);
+      expect(await b.hasIdentity(B)).toBe(false);
+      await h.pass(350);
+      expect(await a.hasIdentity(A)).toBe(true);
+      await h.pass(300);
+      await expect.poll(() => a.hasIdentity(A), { timeout: 2000, interval: 50 }).toBe(false);
+      await a.putIdentity(B, h.now() - 1); // already over: nothing kept
+      expect(await a.hasIdentity(B)).toBe(false);
+    });
+
+    it('a revocation mark lasts until its end, on every replica, and is never shortened', async () => {
+      setup();
+      const [a, b] = h.replicas();
+      expect(await a.isIdentityRevoked(A)).toBe(false);
+      await a.revokeIdentity(A, h.now() + 600);
+      await b.revokeIdentity(A, h.now() + 300);
+      expect(await b.isIdentityRevoked(A)).toBe(true);
+      expect(await a.isIdentityRevoked(B)).toBe(false);
+      // The registry and the marks are separate: revoking does not make an identity known.
+      expect(await a.hasIdentity(A)).toBe(false);
+      await h.pass(350);
+      expect(await b.isIdentityRevoked(A)).toBe(true);
+      await h.pass(300);
+      await expect.poll(() => a.isIdentityRevoked(A), { timeout: 2000, interval: 50 }).toBe(false);
+    });
+
+    it('refuses malformed identities and times', async () => {
+      setup();
+      for (const [id, ms] of [['', h.now() + 1000], ['has space', h.now() + 1000], [A, Number.NaN], [A, -1]] as [string, number][]) {
+        await expect(store.putIdentity(id, ms)).rejects.toMatchObject({ code: 'LEASH_ERR_STORE_RECORD' });
+        await expect(store.revokeIdentity(id, ms)).rejects.toMatchObject({ code: 'LEASH_ERR_STORE_RECORD' });
+      }
+    });
+  });
+
   it('after close(), every operation fails with LEASH_ERR_STORE; close is idempotent', async () => {
     setup();
     await store.close();
@@ -309,5 +354,24 @@ describe.each(HARNESSES)('%s: AuthorityStore contract', (_name, makeHarness) => 
     await expect(store.getLease('x')).rejects.toMatchObject({ code: 'LEASH_ERR_STORE' });
     await expect(store.listLeases()).rejects.toMatchObject({ code: 'LEASH_ERR_STORE' });
     await expect(store.takeJoinToken(hashJoinToken('x'), h.now())).rejects.toMatchObject({ code: 'LEASH_ERR_STORE' });
+    await expect(store.hasIdentity('spiffe://leash.local/join/a')).rejects.toMatchObject({ code: 'LEASH_ERR_STORE' });
+    await expect(store.isIdentityRevoked('spiffe://leash.local/join/a')).rejects.toMatchObject({ code: 'LEASH_ERR_STORE' });
+  });
+});
+
+describe('RedisStore: identity keys', () => {
+  it('uses <prefix>identity:<id> and <prefix>revoked:instance:<id>, expiring at the given end, holding only the time', async () => {
+    const client = new Redis(redis.url);
+    clients.push(client);
+    const store = new RedisStore(client, { prefix: 'keys:' });
+    stores.push(store);
+    const id = 'spiffe://leash.local/join/k';
+    const end = Date.now() + 60_000;
+    await store.putIdentity(id, end);
+    await store.revokeIdentity(id, end + 5_000);
+    expect(await client.get(`keys:identity:${id}`)).toBe(String(end));
+    expect(await client.get(`keys:revoked:instance:${id}`)).toBe(String(end + 5_000));
+    expect(await client.pexpiretime(`keys:identity:${id}`)).toBe(end);
+    expect(await client.pexpiretime(`keys:revoked:instance:${id}`)).toBe(end + 5_000);
   });
 });

@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { parseDuration } from '../../core/duration.js';
-import { API } from '../../core/protocol.js';
+import { API, type RevokeRequest, type RevokeResponse } from '../../core/protocol.js';
 import type { Authority } from '../authority.js';
 import { AuthorityError, badRequest, notFound } from '../errors.js';
 import { StoreError } from '../leases/errors.js';
@@ -44,7 +44,10 @@ export class AuthorityServer {
     this.adminDigest = opts.adminToken ? digest(opts.adminToken) : undefined;
     // A TLS connection's client certificate cannot change, so its verified identity is
     // remembered for the connection (until the certificate's end): re-verifying it on
-    // every keep-alive call cost ~19 % of the authority's CPU per lease.
+    // every keep-alive call cost ~19 % of the authority's CPU per lease. Only the
+    // certificate check is remembered: whether the identity is revoked is asked of the
+    // store on every call (Authority.lease / renewIdentity / release), so a revocation
+    // cuts off connections that are already open.
     const identities = new WeakMap<TLSSocket, { identity: string; notAfterMs: number }>();
     const who = (req: IncomingMessage): string => {
       const socket = req.socket as TLSSocket;
@@ -77,6 +80,17 @@ export class AuthorityServer {
           const ttlMs = typeof b?.ttl === 'string' ? parseDuration(b.ttl) : 600_000;
           if (typeof b?.identity !== 'string' || ttlMs === undefined) throw badRequest('identity (string) and ttl (duration) are required');
           return authority.createJoinToken(actor, b.identity, ttlMs);
+        },
+      },
+      {
+        method: 'POST',
+        pattern: route(API.adminRevoke),
+        handler: async (r, body) => {
+          const actor = this.admin(r);
+          const b = (body && typeof body === 'object' ? body : {}) as RevokeRequest;
+          const { revocation, leases } = await authority.revoke(actor, b.scope, b.target, b.reason);
+          const answer: RevokeResponse = { revocation, leases };
+          return answer;
         },
       },
       {

@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { LeaseRecord } from '../../core/protocol.js';
 import { StoreError } from './errors.js';
-import { checkJoinTokenRecord, checkLeaseRecord, copyLease } from './record.js';
+import { checkIdentityEntry, checkJoinTokenRecord, checkLeaseRecord, copyLease } from './record.js';
 import type { AuthorityStore, JoinTokenRecord, LeaseFilter } from './types.js';
 
 export interface MemoryStoreOptions {
@@ -18,6 +18,10 @@ export class MemoryStore implements AuthorityStore {
   readonly #clock: Pick<Clock, 'wallMs'>;
   readonly #leases = new Map<string, LeaseRecord>();
   readonly #joinTokens = new Map<string, JoinTokenRecord>();
+  /** identity → end of its longest recorded certificate. */
+  readonly #identities = new Map<string, number>();
+  /** identity → end of its revocation mark. */
+  readonly #revoked = new Map<string, number>();
   #writesSinceSweep = 0;
   #closed = false;
 
@@ -77,10 +81,50 @@ export class MemoryStore implements AuthorityStore {
     return { ...r };
   }
 
+  async putIdentity(identity: string, expiresAtMs: number): Promise<void> {
+    this.#open();
+    checkIdentityEntry(identity, expiresAtMs, 'identity');
+    this.#maybeSweep();
+    this.#extend(this.#identities, identity, expiresAtMs);
+  }
+
+  async hasIdentity(identity: string): Promise<boolean> {
+    this.#open();
+    return this.#lasts(this.#identities, identity);
+  }
+
+  async revokeIdentity(identity: string, untilMs: number): Promise<void> {
+    this.#open();
+    checkIdentityEntry(identity, untilMs, 'revocation');
+    this.#maybeSweep();
+    this.#extend(this.#revoked, identity, untilMs);
+  }
+
+  async isIdentityRevoked(identity: string): Promise<boolean> {
+    this.#open();
+    return this.#lasts(this.#revoked, identity);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#leases.clear();
     this.#joinTokens.clear();
+    this.#identities.clear();
+    this.#revoked.clear();
+  }
+
+  /** Set `key`'s end to `untilMs` unless it already lasts longer; an end already past stores nothing. */
+  #extend(map: Map<string, number>, key: string, untilMs: number): void {
+    if (untilMs <= this.#clock.wallMs()) return;
+    if ((map.get(key) ?? 0) < untilMs) map.set(key, untilMs);
+  }
+
+  #lasts(map: Map<string, number>, key: string): boolean {
+    const until = map.get(key);
+    if (until === undefined) return false;
+    if (until > this.#clock.wallMs()) return true;
+    map.delete(key);
+    return false;
   }
 
   #open(): void {
@@ -104,5 +148,6 @@ export class MemoryStore implements AuthorityStore {
     const now = this.#clock.wallMs();
     for (const [id, r] of this.#leases) if (r.expiresAtMs <= now) this.#leases.delete(id);
     for (const [h, r] of this.#joinTokens) if (r.expiresAtMs <= now) this.#joinTokens.delete(h);
+    for (const map of [this.#identities, this.#revoked]) for (const [k, until] of map) if (until <= now) map.delete(k);
   }
 }

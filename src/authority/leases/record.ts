@@ -45,6 +45,12 @@ export function checkJoinTokenRecord(hash: string, record: JoinTokenRecord): Joi
   return { identity: record.identity, expiresAtMs: record.expiresAtMs };
 }
 
+/** An identity (SPIFFE ID) and a time for the identity registry or a revocation mark; throws StoreRecordError. */
+export function checkIdentityEntry(identity: string, ms: number, what: 'identity' | 'revocation'): void {
+  if (!isKeyPart(identity)) throw new StoreRecordError(`${what} refused: identity must be 1-256 printable characters without spaces`);
+  if (!isMs(ms)) throw new StoreRecordError(`${what} refused: the expiry must be a finite, non-negative number of ms`, { identity: identity.slice(0, 128) });
+}
+
 /** Only the known fields, so nothing a caller (or Redis) slipped in travels further. */
 export function copyLease(r: LeaseRecord): LeaseRecord {
   return {

@@ -4,7 +4,7 @@ import { LeashError } from '../../core/errors.js';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { LeaseRecord } from '../../core/protocol.js';
 import { StoreError, StoreRecordError } from './errors.js';
-import { checkJoinTokenRecord, checkLeaseRecord, parseJoinTokenRecord, parseLeaseRecord } from './record.js';
+import { checkIdentityEntry, checkJoinTokenRecord, checkLeaseRecord, parseJoinTokenRecord, parseLeaseRecord } from './record.js';
 import type { AuthorityStore, JoinTokenRecord, LeaseFilter } from './types.js';
 
 export interface CorruptRecord {
@@ -29,6 +29,8 @@ export interface RedisStoreOptions {
  *   leases:by-credential:<credential>   ZSET id → expiresAtMs; same
  *   leases:all                          ZSET id → expiresAtMs; same (unfiltered listing)
  *   join:<sha256 hex of the token>      JSON JoinTokenRecord, PXAT = expiresAtMs, taken with GETDEL
+ *   identity:<identity>                 end (ms) of its longest certificate, PXAT = that end
+ *   revoked:instance:<identity>         end (ms) of the revocation mark, PXAT = that end
  *
  * Every command touches exactly one key (no MULTI, no multi-key script), so the store works
  * unchanged on Redis Cluster without hash tags. Writes go index first, record second: a
@@ -47,6 +49,16 @@ local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], top[2])
 return 1`;
 const INDEX_ADD_SHA = createHash('sha1').update(INDEX_ADD).digest('hex');
+
+/**
+ * Set KEYS[1] to ARGV[1] (an end in ms) expiring then, unless it already holds a later end:
+ * an identity entry or revocation mark is extended, never shortened. One key: Cluster-safe.
+ */
+const EXTEND = `local cur = tonumber(redis.call('GET', KEYS[1]) or '')
+if cur and cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1])
+return 1`;
+const EXTEND_SHA = createHash('sha1').update(EXTEND).digest('hex');
 
 export class RedisStore implements AuthorityStore {
   readonly #client: Redis | Cluster;
@@ -82,6 +94,8 @@ export class RedisStore implements AuthorityStore {
       byCredential: (credential: string) => `${p}leases:by-credential:${credential}`,
       all: `${p}leases:all`,
       joinToken: (hash: string) => `${p}join:${hash}`,
+      identity: (identity: string) => `${p}identity:${identity}`,
+      revokedInstance: (identity: string) => `${p}revoked:instance:${identity}`,
     };
   }
 
@@ -172,6 +186,34 @@ export class RedisStore implements AuthorityStore {
     return r.expiresAtMs > nowMs ? r : undefined;
   }
 
+  async putIdentity(identity: string, expiresAtMs: number): Promise<void> {
+    checkIdentityEntry(identity, expiresAtMs, 'identity');
+    await this.#extend('record an identity', this.keys().identity(identity), expiresAtMs);
+  }
+
+  async hasIdentity(identity: string): Promise<boolean> {
+    const key = this.keys().identity(identity);
+    return (await this.#run('read an identity', () => this.#client.exists(key))) === 1;
+  }
+
+  async revokeIdentity(identity: string, untilMs: number): Promise<void> {
+    checkIdentityEntry(identity, untilMs, 'revocation');
+    await this.#extend('mark an identity revoked', this.keys().revokedInstance(identity), untilMs);
+  }
+
+  async isIdentityRevoked(identity: string): Promise<boolean> {
+    const key = this.keys().revokedInstance(identity);
+    return (await this.#run('read a revocation mark', () => this.#client.exists(key))) === 1;
+  }
+
+  async #extend(what: string, key: string, untilMs: number): Promise<void> {
+    const until = Math.ceil(untilMs);
+    await this.#run(what, async () => {
+      if (until <= this.#clock.wallMs()) return; // already over: nothing to keep
+      await this.#script(EXTEND_SHA, EXTEND, key, until);
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -201,12 +243,17 @@ export class RedisStore implements AuthorityStore {
     }
   }
 
-  async #indexAdd(key: string, score: number, id: string): Promise<void> {
+  #indexAdd(key: string, score: number, id: string): Promise<void> {
+    return this.#script(INDEX_ADD_SHA, INDEX_ADD, key, score, id);
+  }
+
+  /** A one-key script by its SHA, loaded on NOSCRIPT. */
+  async #script(sha: string, source: string, key: string, ...args: (string | number)[]): Promise<void> {
     try {
-      await this.#client.evalsha(INDEX_ADD_SHA, 1, key, score, id);
+      await this.#client.evalsha(sha, 1, key, ...args);
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      await this.#client.eval(INDEX_ADD, 1, key, score, id);
+      await this.#client.eval(source, 1, key, ...args);
     }
   }
 

@@ -3,7 +3,8 @@ import type { LeaseRecord } from '../../core/protocol.js';
 /**
  * Where the authority keeps state, so several replicas can serve one fleet: lease
  * records (never the secret value, only its fingerprint) expiring with the lease, and
- * one-time join tokens stored by hash. Redis in production, memory for `leash dev`.
+ * one-time join tokens stored by hash, the identities the authority has certified and the
+ * ones it has revoked (names and times only). Redis in production, memory for `leash dev`.
  */
 export interface LeaseFilter {
   instance?: string;
@@ -25,5 +26,20 @@ export interface AuthorityStore {
   putJoinToken(hash: string, record: JoinTokenRecord): Promise<void>;
   /** Atomically take a join token: the first caller gets it, every later caller undefined. */
   takeJoinToken(hash: string, nowMs: number): Promise<JoinTokenRecord | undefined>;
+  /**
+   * Identity registry: `identity` (a SPIFFE ID) holds a certificate valid until
+   * `expiresAtMs`. Written at bootstrap and renewal; the entry expires on its own. A later
+   * call never shortens an entry (a renewal with a shorter certificate keeps the longer end).
+   */
+  putIdentity(identity: string, expiresAtMs: number): Promise<void>;
+  /** True while some certificate recorded by putIdentity is unexpired. */
+  hasIdentity(identity: string): Promise<boolean>;
+  /**
+   * Mark `identity` revoked until `untilMs` (the end of the longest certificate it could
+   * hold). A later call never shortens the mark.
+   */
+  revokeIdentity(identity: string, untilMs: number): Promise<void>;
+  /** True while a revocation mark for `identity` lasts. */
+  isIdentityRevoked(identity: string): Promise<boolean>;
   close(): Promise<void>;
 }
