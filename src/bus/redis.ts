@@ -56,6 +56,12 @@ export interface RedisSubscriberOptions extends RedisBusOptions {
   overlapMs?: number;
   /** Ids remembered for deduplication. */
   remember?: number;
+  /**
+   * Re-read the stream this often even while the channel is up (0: never), so a
+   * revocation whose PUBLISH never happened (publisher died between XADD and PUBLISH,
+   * or its PUBLISH failed) still arrives without waiting for a reconnect. Default 30 s.
+   */
+  pollMs?: number;
 }
 
 type Entry = [string, string[]];
@@ -65,6 +71,12 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   private readonly sub: RedisClient;
   private readonly cmd: RedisClient;
   private readonly seen = new Set<string>();
+  /**
+   * Anything at or below this id counts as seen: the stream tip at first start (older
+   * revocations predate us, and a later overlap re-read must not deliver them), raised to
+   * the highest id the dedupe set forgets.
+   */
+  private floor: string | undefined;
   private lastId: string | undefined;
   private catchingUp = false;
   private held: Revocation[] = [];
@@ -72,6 +84,12 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
   private syncing: Promise<void> | undefined;
+  /** Bumped on every (re)connection of the subscriber connection. */
+  private generation = 0;
+  /** A 'ready' (or a failed sync) arrived while a sync was running: run another. */
+  private again = false;
+  private lastPoll = 0;
+  private polling = false;
 
   constructor(
     private readonly options: RedisSubscriberOptions,
@@ -82,8 +100,16 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     this.cmd = options.connect();
     for (const c of [this.sub, this.cmd]) c.on('error', () => undefined); // reconnects on its own; state is reported via channel()
     this.sub.on('message', (_channel: string, message: string) => this.onMessage(message));
-    this.sub.on('ready', () => void this.resync());
-    for (const ev of ['close', 'end', 'reconnecting']) this.sub.on(ev, () => this.setUp(false));
+    this.sub.on('ready', () => {
+      this.generation++;
+      void this.resync();
+    });
+    for (const ev of ['close', 'end', 'reconnecting']) {
+      this.sub.on(ev, () => {
+        this.generation++;
+        this.setUp(false);
+      });
+    }
   }
 
   /** Resolves once subscribed and caught up the first time (or rejects if Redis is not reachable now). */
@@ -93,7 +119,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     this.heartbeat.unref();
     if ((this.sub as Redis).status === 'ready') await this.resync();
     else await new Promise<void>((resolve) => this.sub.once('ready', () => resolve()));
-    await this.syncing;
+    while (this.syncing) await this.syncing;
   }
 
   private setUp(up: boolean): void {
@@ -102,8 +128,21 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     this.events.channel(up);
   }
 
+  /**
+   * One sync at a time; a 'ready' that arrives while one runs is not dropped (the running
+   * sync may belong to a connection that is already gone): another sync follows it.
+   */
   private resync(): Promise<void> {
-    this.syncing ??= this.subscribeAndCatchUp().finally(() => {
+    if (this.syncing) {
+      this.again = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      do {
+        this.again = false;
+        await this.subscribeAndCatchUp();
+      } while (this.again && !this.closed && (this.sub as Redis).status === 'ready');
+    })().finally(() => {
       this.syncing = undefined;
     });
     return this.syncing;
@@ -111,21 +150,36 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
 
   private async subscribeAndCatchUp(): Promise<void> {
     if (this.closed) return;
+    const generation = this.generation;
     this.catchingUp = true;
     this.held = [];
     try {
-      await this.sub.subscribe(this.key); // resolves on the server's acknowledgement
+      // Resolves on the server's acknowledgement; only then is the catch-up safe (a
+      // revocation published from now on reaches us by pub/sub, earlier ones by the stream).
+      await this.sub.subscribe(this.key);
       await this.catchUp();
       this.catchingUp = false;
       const held = this.held.sort((a, b) => compareIds(a.id, b.id));
       this.held = [];
-      for (const r of held) this.apply(r);
+      // The connection we subscribed on died meanwhile: its replacement is not subscribed.
+      const lost = generation !== this.generation || (this.sub as Redis).status !== 'ready';
+      for (const r of held) this.apply(r, !lost);
+      if (lost) {
+        this.again = true;
+        return;
+      }
       this.setUp(true);
     } catch {
       this.catchingUp = false;
+      const held = this.held;
+      this.held = [];
+      // Applied at once, but our position stays where the stream was last read up to:
+      // moving it past the range we failed to read would skip that range for good.
+      for (const r of held) this.apply(r, false);
       this.setUp(false);
-      // The connection will come back with another 'ready'; a failed catch-up is retried then,
-      // or at the next heartbeat if the connection stayed up.
+      // A command connection that timed out may be half-open (commands queue on it
+      // forever): replace it. The sync is retried at the next 'ready' or heartbeat.
+      if ((this.cmd as Redis).status === 'ready') this.cmd.disconnect(true);
     }
   }
 
@@ -135,6 +189,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       // never held (the authority refuses revoked identities itself). Start at the tip.
       const last = (await this.cmd.xrevrange(this.key, '+', '-', 'COUNT', 1)) as Entry[];
       this.lastId = last[0]?.[0] ?? '0-0';
+      this.floor = this.lastId;
       return;
     }
     if (await this.trimmedPastUs()) await this.events.gap();
@@ -148,17 +203,40 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     }
   }
 
-  /** True when Redis deleted an entry newer than our position (XINFO max-deleted-entry-id, Redis ≥ 7). */
+  /**
+   * True when revocations newer than our position may be gone:
+   * - our last seen entry was trimmed: the oldest entry left is newer than it (XTRIM and
+   *   XADD MINID do not update max-deleted-entry-id, measured on Redis 7.0, so this is
+   *   the only trace a trim leaves). Conservative: if nothing had been published between
+   *   our entry and the oldest one left, nothing was lost, but that cannot be known;
+   * - the stream is empty but ids past ours were generated, or had nothing to read yet
+   *   (position 0-0) and something was deleted;
+   * - an entry newer than our position was deleted (max-deleted-entry-id, XDEL);
+   * - the stream itself is gone although we had read from it (deleted, or lost by a
+   *   restart without persistence).
+   */
   private async trimmedPastUs(): Promise<boolean> {
+    const lastId = this.lastId;
+    if (lastId === undefined) return false;
     let info: unknown[];
     try {
       info = (await this.cmd.xinfo('STREAM', this.key)) as unknown[];
-    } catch {
-      return false; // no stream yet: nothing was ever published, nothing lost
+    } catch (err) {
+      if (/no such key/i.test(String((err as Error)?.message))) return lastId !== '0-0';
+      throw err;
     }
-    const i = info.indexOf('max-deleted-entry-id');
-    const maxDeleted = i >= 0 ? String(info[i + 1]) : '0-0';
-    return this.lastId !== undefined && compareIds(maxDeleted, this.lastId) > 0;
+    const field = (name: string): unknown => {
+      const i = info.indexOf(name);
+      return i >= 0 ? info[i + 1] : undefined;
+    };
+    const maxDeleted = String(field('max-deleted-entry-id') ?? '0-0');
+    if (compareIds(maxDeleted, lastId) > 0) return true;
+    const length = Number(field('length') ?? 0);
+    const added = Number(field('entries-added') ?? length);
+    const first = field('first-entry') as Entry | null | undefined;
+    if (!first) return compareIds(String(field('last-generated-id') ?? '0-0'), lastId) > 0;
+    if (lastId === '0-0') return added > length;
+    return compareIds(first[0], lastId) > 0;
   }
 
   private onEntry(id: string, fields: string[]): void {
@@ -180,14 +258,22 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     const r = parseRevocation(body as Record<string, unknown>, String((body as { id?: unknown }).id));
     if (typeof r === 'string') return this.events.malformed(`pub/sub message: ${r}`);
     if (this.catchingUp) this.held.push(r);
-    else this.apply(r);
+    // Outside a synced subscription (a catch-up failed, or the channel is down) a message
+    // is applied but does not move our position: only a completed catch-up, or a message
+    // on a subscription that has been continuous since one, may.
+    else this.apply(r, this.up);
   }
 
-  private apply(r: Revocation): void {
+  private apply(r: Revocation, advance = true): void {
     if (this.seen.has(r.id)) return;
+    if (this.floor !== undefined && compareIds(r.id, this.floor) <= 0) return;
     this.seen.add(r.id);
-    if (this.seen.size > (this.options.remember ?? 10_000)) this.seen.delete(this.seen.values().next().value!);
-    if (this.lastId === undefined || compareIds(r.id, this.lastId) > 0) this.lastId = r.id;
+    if (this.seen.size > (this.options.remember ?? 10_000)) {
+      const old = this.seen.values().next().value!;
+      this.seen.delete(old);
+      if (this.floor === undefined || compareIds(old, this.floor) > 0) this.floor = old;
+    }
+    if (advance && (this.lastId === undefined || compareIds(r.id, this.lastId) > 0)) this.lastId = r.id;
     this.events.revocation(r);
   }
 
@@ -195,18 +281,45 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   private async beat(): Promise<void> {
     if (this.closed) return;
     const sub = this.sub as Redis;
+    // The command connection can be half-open too (catch-ups would time out on it until
+    // the OS notices, minutes later): same deadline, it is replaced when missed.
+    void this.ping(this.cmd as Redis).then((ok) => ok || this.closed || (this.cmd as Redis).status !== 'ready' || this.cmd.disconnect(true));
     if (sub.status !== 'ready') return;
-    const deadline = this.options.heartbeatDeadlineMs ?? 3_000;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), deadline)));
-    const answer = await Promise.race([sub.ping().then(() => 'ok' as const, () => 'error' as const), timedOut]);
-    clearTimeout(timer);
+    const answer = (await this.ping(sub)) ? 'ok' : 'timeout';
+    if (this.closed) return;
     if (answer === 'ok') {
       if (!this.up && !this.syncing) void this.resync();
+      else if (this.up && !this.syncing) void this.poll();
       return;
     }
     this.setUp(false);
     sub.disconnect(true);
+  }
+
+  private async ping(c: Redis): Promise<boolean> {
+    if (c.status !== 'ready') return true;
+    const deadline = this.options.heartbeatDeadlineMs ?? 3_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), deadline)));
+    const answer = await Promise.race([c.ping().then(() => true, () => false), timedOut]);
+    clearTimeout(timer);
+    return answer;
+  }
+
+  /** The periodic re-read of the stream while up (see pollMs). */
+  private async poll(): Promise<void> {
+    const every = this.options.pollMs ?? 30_000;
+    const now = Date.now();
+    if (every <= 0 || this.polling || now - this.lastPoll < every) return;
+    this.lastPoll = now;
+    this.polling = true;
+    try {
+      await this.catchUp();
+    } catch {
+      if ((this.cmd as Redis).status === 'ready') this.cmd.disconnect(true);
+    } finally {
+      this.polling = false;
+    }
   }
 
   async close(): Promise<void> {

@@ -45,6 +45,8 @@ describe('JwtIssuer', () => {
       iat,
       nbf: iat,
       exp: Math.floor((req.nowMs + 300_500) / 1000),
+      leash_cred: req.credential,
+      leash_iat_ms: req.nowMs,
     });
     expect(out).toEqual({ value: out.value, version: req.leaseId, issuedAtMs: req.nowMs, expiresAtMs: payload.exp! * 1000 });
     expect(out.expiresAtMs).toBeLessThanOrEqual(req.nowMs + req.maxTtlMs);

@@ -264,7 +264,21 @@ export class JwtIssuer implements Issuer {
     // Signed with node:crypto on a KeyObject made once per key: jose's WebCrypto path cost
     // ~22 % of the authority's CPU per lease (bench/RESULTS.md). jose still verifies.
     const header = { alg: ALG, kid, typ: 'JWT' };
-    const payload = { ...claims, iss: this.options.issuer, sub: req.identity, aud: this.options.audience, jti, iat, nbf: iat, exp };
+    // leash_cred: the credential name, so leash/verify can apply `credential` revocations.
+    // leash_iat_ms: issue time to the millisecond; `iat` has whole seconds, so a token
+    // re-leased right after a revocation would otherwise look issued before it.
+    const payload = {
+      ...claims,
+      iss: this.options.issuer,
+      sub: req.identity,
+      aud: this.options.audience,
+      jti,
+      iat,
+      nbf: iat,
+      exp,
+      leash_cred: req.credential,
+      leash_iat_ms: req.nowMs,
+    };
     const input = `${b64(header)}.${b64(payload)}`;
     const signature = nodeSign('sha256', Buffer.from(input), { key: keyObject(key), dsaEncoding: 'ieee-p1363' });
     const value = `${input}.${signature.toString('base64url')}`;

@@ -1,0 +1,219 @@
+import type { Redis } from 'ioredis';
+import { redisConnector, type RedisTarget } from '../bus/connect.js';
+import type { MemoryRevocationBus } from '../bus/memory.js';
+import { RedisRevocationSubscriber, type RedisClient } from '../bus/redis.js';
+import { parseRevocation, type Revocation, type RevocationSubscriber, type SubscriberEvents } from '../bus/types.js';
+
+/**
+ * The verifier's revocation deny-set (DESIGN §7 applied to tokens):
+ *   lease       deny the token whose jti is the lease id;
+ *   instance    deny tokens with sub = target and iat ≤ the revocation's time;
+ *   credential  deny tokens with leash_cred = target and iat ≤ the revocation's time;
+ *   all         deny every token with iat ≤ the revocation's time.
+ * `iat` has one-second precision: unless the token also carries `leash_iat_ms`, a token
+ * issued in the same second as a revocation, even just after it, counts as issued before
+ * it (fail closed).
+ * An entry is kept for retainMs after its revocation time (the longest a token issued
+ * before it can live), then dropped: nothing it could deny is still valid.
+ */
+export interface Denied {
+  scope: Revocation['scope'] | 'gap';
+  target: string;
+  id: string;
+}
+
+interface Cutoff {
+  /** Tokens issued (ms) at or before atMs are denied. */
+  atMs: number;
+  untilMs: number;
+  id: string;
+}
+
+export class DenySet {
+  private readonly leases = new Map<string, { untilMs: number; id: string }>();
+  private readonly instances = new Map<string, Cutoff>();
+  private readonly credentials = new Map<string, Cutoff>();
+  private all: (Cutoff & { scope: 'all' | 'gap' }) | undefined;
+  private lastPrune = 0;
+
+  constructor(
+    private readonly retainMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  apply(r: Revocation): void {
+    const atMs = Date.parse(r.at);
+    const entry: Cutoff = { atMs, untilMs: atMs + this.retainMs, id: r.id };
+    if (entry.untilMs <= this.now()) return; // too old to matter (a catch-up of an old entry)
+    switch (r.scope) {
+      case 'lease':
+        if (!this.leases.has(r.target)) this.leases.set(r.target, { untilMs: entry.untilMs, id: r.id });
+        break;
+      case 'instance':
+        later(this.instances, r.target, entry);
+        break;
+      case 'credential':
+        later(this.credentials, r.target, entry);
+        break;
+      case 'all':
+        if (!this.all || this.all.atMs < atMs) this.all = { ...entry, scope: 'all' };
+        break;
+    }
+  }
+
+  /** Revocations may have been lost (stream gap): deny everything issued up to `atMs`. */
+  failClosed(atMs: number): void {
+    if (!this.all || this.all.atMs < atMs) this.all = { atMs, untilMs: atMs + this.retainMs, id: 'gap', scope: 'gap' };
+  }
+
+  check(t: { jti: string; sub: string; credential: string | undefined; issuedMs: number }): Denied | undefined {
+    const now = this.now();
+    if (now - this.lastPrune > 60_000) this.prune(now);
+    const issuedMs = t.issuedMs;
+    const live = (c: { untilMs: number } | undefined) => c !== undefined && c.untilMs > now;
+    const lease = this.leases.get(t.jti);
+    if (live(lease)) return { scope: 'lease', target: t.jti, id: lease!.id };
+    const inst = this.instances.get(t.sub);
+    if (live(inst) && issuedMs <= inst!.atMs) return { scope: 'instance', target: t.sub, id: inst!.id };
+    if (t.credential !== undefined) {
+      const cred = this.credentials.get(t.credential);
+      if (live(cred) && issuedMs <= cred!.atMs) return { scope: 'credential', target: t.credential, id: cred!.id };
+    }
+    if (live(this.all) && issuedMs <= this.all!.atMs) return { scope: this.all!.scope, target: '*', id: this.all!.id };
+    return undefined;
+  }
+
+  /** Entries held (for diagnostics and tests). */
+  get size(): number {
+    return this.leases.size + this.instances.size + this.credentials.size + (this.all ? 1 : 0);
+  }
+
+  prune(now = this.now()): void {
+    this.lastPrune = now;
+    for (const m of [this.leases, this.instances, this.credentials] as Map<string, { untilMs: number }>[]) {
+      for (const [k, v] of m) if (v.untilMs <= now) m.delete(k);
+    }
+    if (this.all && this.all.untilMs <= now) this.all = undefined;
+  }
+}
+
+function later(map: Map<string, Cutoff>, key: string, entry: Cutoff): void {
+  const had = map.get(key);
+  if (!had || had.atMs < entry.atMs) map.set(key, entry);
+}
+
+export type RevocationSource = { redis: RedisTarget; prefix?: string } | { bus: MemoryRevocationBus };
+
+export interface ChannelEvents {
+  revocation(r: Revocation): void;
+  channel(up: boolean): void;
+  gap(): void;
+  malformed(reason: string): void;
+}
+
+/**
+ * One subscription to the revocation bus. The Redis subscriber starts at the stream's tip
+ * (right for a sidecar, whose leases postdate it); a verifier must also deny tokens revoked
+ * before it started, so once subscribed it reads the whole stream (trimmed by the
+ * authority to the longest TTL window) once. Duplicates are harmless (the deny-set is
+ * idempotent). The channel counts as up once both are done and while the subscriber is up.
+ */
+export class RevocationChannel {
+  private readonly subscriber: RevocationSubscriber;
+  private readonly connect: (() => RedisClient) | undefined;
+  private readonly key: string | undefined;
+  private subscriberUp = false;
+  private backfilled: boolean;
+  private closed = false;
+  private backfilling: Promise<void> | undefined;
+  private readonly waiters = new Set<() => void>();
+  private lastReported = false;
+
+  constructor(
+    source: RevocationSource,
+    private readonly events: ChannelEvents,
+  ) {
+    const relay: SubscriberEvents = {
+      revocation: (r) => events.revocation(r),
+      channel: (up) => this.onSubscriber(up),
+      gap: () => events.gap(),
+      malformed: (reason) => events.malformed(reason),
+    };
+    if ('bus' in source) {
+      this.subscriber = source.bus.subscriber(relay);
+      this.backfilled = true; // in-process: no history to read
+    } else {
+      const prefix = source.prefix ?? 'leash:';
+      this.connect = redisConnector(source.redis);
+      this.key = `${prefix}revocations`;
+      this.subscriber = new RedisRevocationSubscriber({ connect: this.connect, prefix }, relay);
+      this.backfilled = false;
+    }
+  }
+
+  get up(): boolean {
+    return this.subscriberUp && this.backfilled && !this.closed;
+  }
+
+  /** Starts the subscription; resolves when the channel is up the first time (never rejects; close() ends the wait). */
+  async start(): Promise<void> {
+    void this.subscriber.start().catch(() => undefined); // the subscriber reconnects by itself
+    if (!this.up) await new Promise<void>((resolve) => this.waiters.add(resolve));
+  }
+
+  private onSubscriber(up: boolean): void {
+    this.subscriberUp = up;
+    if (up && !this.backfilled) void this.backfill();
+    this.report();
+  }
+
+  private report(): void {
+    const up = this.up;
+    if (up !== this.lastReported) {
+      this.lastReported = up;
+      this.events.channel(up);
+    }
+    if (this.up || this.closed) {
+      for (const w of this.waiters) w();
+      this.waiters.clear();
+    }
+  }
+
+  /** Read every entry of the stream once (paged); retried at the next channel-up if it fails. */
+  private backfill(): Promise<void> {
+    this.backfilling ??= (async () => {
+      const client = this.connect!();
+      client.on('error', () => undefined);
+      try {
+        let start = '-';
+        for (;;) {
+          const page = (await client.xrange(this.key!, start, '+', 'COUNT', 500)) as [string, string[]][];
+          for (const [id, fields] of page) {
+            const obj: Record<string, string> = {};
+            for (let i = 0; i + 1 < fields.length; i += 2) obj[fields[i]!] = fields[i + 1]!;
+            const r = parseRevocation(obj, id);
+            if (typeof r === 'string') this.events.malformed(`stream entry ${id}: ${r}`);
+            else this.events.revocation(r);
+          }
+          if (page.length < 500) break;
+          start = `(${page[page.length - 1]![0]}`;
+        }
+        this.backfilled = true;
+      } catch {
+        // Redis went away mid-read: the next channel-up tries again.
+      } finally {
+        (client as Redis).disconnect();
+        this.backfilling = undefined;
+        this.report();
+      }
+    })();
+    return this.backfilling;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.subscriber.close();
+    await this.backfilling;
+    this.report();
+  }
+}
