@@ -86,8 +86,14 @@ export class LeaseCredential implements CredentialProvider {
     // it is discarded (see attempt), so a revoked lease cannot slip back in by a race.
     this.epoch++;
     if (this.cred) this.onEvent({ kind: 'revoked', fingerprint: this.cred.fingerprint, lease: this.cred.leaseId, reason });
+    this.releaseDisplaced(this.cred);
     this.previous = this.cred ?? this.previous;
     this.cred = undefined;
+  }
+
+  private releaseDisplaced(incoming: Held | undefined): void {
+    const old = this.previous;
+    if (incoming && old && old.leaseId !== incoming.leaseId) void this.source.release(old.leaseId).catch(() => undefined);
   }
 
   /** The credential name this provider leases. */
@@ -156,6 +162,10 @@ export class LeaseCredential implements CredentialProvider {
       timing,
     };
     const before = this.cred;
+    // Only the newest predecessor is kept for requests still in flight; the one it
+    // displaces was replaced a whole refresh interval ago, so its record is released now
+    // rather than left live at the authority until it expires.
+    this.releaseDisplaced(before);
     this.previous = before ?? this.previous;
     this.cred = next;
     this.failures = 0;
