@@ -92,7 +92,8 @@ describe('leased credentials', () => {
       const res = await fetch(`${second.url}/search/x`);
       expect(res.status).toBe(503);
       const metrics = await authority.running.metrics.registry.metrics();
-      expect(metrics).toMatch(/leash_authority_bootstrap_total\{method="join_token",result="failure"\} 1/);
+      // At least the first attempt; the sidecar may already have retried (with backoff).
+      expect(metrics).toMatch(/leash_authority_bootstrap_total\{method="join_token",result="failure"\} [1-9]/);
     } finally {
       await second.stop();
     }
