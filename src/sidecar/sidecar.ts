@@ -68,6 +68,8 @@ export class Sidecar {
   /** The channel was not up when leasing began: revocations may have been missed. */
   private reconcileOnUp = false;
   private channelUp = false;
+  /** This instance was revoked (DESIGN §7): nothing is leased again, whatever arrives later. */
+  private cutOff = false;
   private stopping: Promise<void> | undefined;
   private readonly rotation: RotationPolicy;
   private readonly authority: AuthorityClient | undefined;
@@ -151,7 +153,7 @@ export class Sidecar {
         this.log.warn({ err: e.error }, 'identity bootstrap/renewal failed');
         break;
       case 'lost':
-        this.deps.audit.emit('instance.revoked', { instance: this.instanceId, identity: e.identity, reason: 'refused by the authority' });
+        this.deps.audit.emit('instance.revoked', { instance: this.instanceId, identity: e.identity, reason: e.reason });
         break;
     }
   }
@@ -228,10 +230,12 @@ export class Sidecar {
 
   private applyRevocation(r: Revocation): void {
     const held = this.leaseProviders().map(({ route, provider }) => ({ route, credential: provider.credentialName, leaseIds: provider.leaseIds() }));
-    const action = decideRevocation(r, this.identity?.identity, held);
+    // Once cut off there is no identity to lease with: later revocations change nothing here.
+    const action = this.cutOff ? ({ kind: 'none' } as const) : decideRevocation(r, this.identity?.identity, held);
     const reason = `revoked (${r.scope}${r.reason ? `: ${r.reason}` : ''})`;
     if (action.kind === 'cut-off') {
-      this.identity?.revoke();
+      this.cutOff = true;
+      this.identity?.revoke(reason);
       for (const { provider } of this.leaseProviders()) void provider.revoke(reason, false);
     } else if (action.kind === 'relase') {
       for (const route of action.routes) void (this.routes.get(route)!.provider as LeaseCredential).revoke(reason, true);
@@ -242,6 +246,7 @@ export class Sidecar {
 
   /** Revocations may have been missed: every lease is dropped and leased again (the authority refuses revoked ones). */
   private async reconcile(why: string): Promise<void> {
+    if (this.cutOff) return;
     this.log.warn({ why }, 'reconciling every lease with the authority');
     await Promise.all(this.leaseProviders().map(({ provider }) => provider.revoke(`reconcile: ${why}`, true)));
   }

@@ -15,7 +15,7 @@ export type IdentityEvent =
   | { kind: 'bootstrapped'; identity: string }
   | { kind: 'renewed'; identity: string }
   | { kind: 'failed'; error: Error }
-  | { kind: 'lost'; identity: string };
+  | { kind: 'lost'; identity: string; reason: string };
 
 export class IdentityManager {
   private current: { identity: string; timing: LeaseTiming } | undefined;
@@ -93,17 +93,17 @@ export class IdentityManager {
   }
 
   /** Revoked by the authority: gone for good (a new identity needs a new join token). */
-  revoke(): void {
+  revoke(reason: string): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    this.lose();
+    this.lose(reason);
   }
 
-  private lose(): void {
+  private lose(reason = 'refused by the authority'): void {
     const c = this.current;
     this.current = undefined;
     this.client.setIdentity(undefined);
-    if (c) this.onEvent({ kind: 'lost', identity: c.identity });
+    if (c) this.onEvent({ kind: 'lost', identity: c.identity, reason });
   }
 
   private schedule(atMs: number): void {
