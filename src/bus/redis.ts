@@ -13,6 +13,10 @@ import { compareIds, parseRevocation, type NewRevocation, type Revocation, type 
  * - a half-open socket goes unnoticed for minutes → PING on the subscriber connection
  *   with a deadline; a missed deadline forces a reconnect;
  * - the subscriber has its own connection (a subscribed connection can't run XRANGE);
+ * - on Redis Cluster, ioredis subscribes on a connection of its own that it replaces (and
+ *   re-subscribes) silently when it drops: the Cluster emits nothing and a PING on it
+ *   goes to another node. That connection is tracked (trackClusterSubscriber) so its loss
+ *   triggers the same catch-up, and the heartbeat PINGs it;
  * - secrets never go into a command: revocations carry ids and names only.
  */
 export type RedisClient = Redis | Cluster;
@@ -90,6 +94,8 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   private again = false;
   private lastPoll = 0;
   private polling = false;
+  /** Cluster only: the ioredis subscriber connection we listen to (see trackClusterSubscriber). */
+  private tracked: Redis | undefined;
 
   constructor(
     private readonly options: RedisSubscriberOptions,
@@ -157,12 +163,13 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       // Resolves on the server's acknowledgement; only then is the catch-up safe (a
       // revocation published from now on reaches us by pub/sub, earlier ones by the stream).
       await this.sub.subscribe(this.key);
+      this.trackClusterSubscriber();
       await this.catchUp();
       this.catchingUp = false;
       const held = this.held.sort((a, b) => compareIds(a.id, b.id));
       this.held = [];
       // The connection we subscribed on died meanwhile: its replacement is not subscribed.
-      const lost = generation !== this.generation || (this.sub as Redis).status !== 'ready';
+      const lost = generation !== this.generation || (this.sub as Redis).status !== 'ready' || this.subscribedConnection()?.status !== 'ready';
       for (const r of held) this.apply(r, !lost);
       if (lost) {
         this.again = true;
@@ -277,15 +284,65 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     this.events.revocation(r);
   }
 
+  /**
+   * The connection that carries our subscription: the client itself, or for a Cluster the
+   * one ioredis picked (private `subscriber.getInstance()`, ioredis 5/6; undefined when
+   * that is gone, and then only the periodic poll covers a lost subscription).
+   */
+  private subscribedConnection(): Redis | undefined {
+    if (!this.sub.isCluster) return this.sub as Redis;
+    const inner = (this.sub as unknown as { subscriber?: { getInstance?: () => Redis | null } }).subscriber;
+    return inner?.getInstance?.() ?? undefined;
+  }
+
+  /**
+   * Cluster only. ioredis' ClusterSubscriber never reconnects its subscriber connection:
+   * when it ends, it opens a new one (maybe to another node) and re-subscribes there,
+   * without any event on the Cluster. Whatever was published in between reached nobody,
+   * so follow that connection: its loss takes the channel down, its replacement's 'ready'
+   * (or finding a replacement already ready) runs a catch-up, as a reconnect does.
+   */
+  private trackClusterSubscriber(): void {
+    if (!this.sub.isCluster || this.closed) return;
+    const conn = this.subscribedConnection();
+    if (!conn || conn === this.tracked) return;
+    const replaced = this.tracked !== undefined;
+    this.tracked = conn;
+    conn.on('ready', () => {
+      if (this.tracked !== conn || this.closed) return;
+      this.generation++;
+      void this.resync();
+    });
+    for (const ev of ['close', 'end']) {
+      conn.on(ev, () => {
+        if (this.tracked !== conn || this.closed) return;
+        this.generation++;
+        this.setUp(false);
+        // ClusterSubscriber creates the replacement in its own 'end' handler.
+        setImmediate(() => this.trackClusterSubscriber());
+      });
+    }
+    if (replaced) {
+      this.generation++;
+      this.setUp(false);
+      if (conn.status === 'ready') void this.resync();
+      // Otherwise its 'ready' resyncs; a replacement nobody uses stays lazily unconnected,
+      // and the heartbeat resyncs then (our SUBSCRIBE connects it).
+    }
+  }
+
   /** PING with a deadline: a half-open connection is cut and reconnected (ioredis #240, #1451). */
   private async beat(): Promise<void> {
     if (this.closed) return;
+    this.trackClusterSubscriber();
     const sub = this.sub as Redis;
     // The command connection can be half-open too (catch-ups would time out on it until
     // the OS notices, minutes later): same deadline, it is replaced when missed.
     void this.ping(this.cmd as Redis).then((ok) => ok || this.closed || (this.cmd as Redis).status !== 'ready' || this.cmd.disconnect(true));
     if (sub.status !== 'ready') return;
-    const answer = (await this.ping(sub)) ? 'ok' : 'timeout';
+    // On a Cluster, sub.ping() would go to any node: PING the subscribed connection itself.
+    const conn = this.subscribedConnection() ?? sub;
+    const answer = (await this.ping(conn)) ? 'ok' : 'timeout';
     if (this.closed) return;
     if (answer === 'ok') {
       if (!this.up && !this.syncing) void this.resync();
@@ -293,7 +350,8 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       return;
     }
     this.setUp(false);
-    sub.disconnect(true);
+    // A Cluster's subscriber connection does not reconnect: ending it makes ioredis open another.
+    conn.disconnect(true);
   }
 
   private async ping(c: Redis): Promise<boolean> {
