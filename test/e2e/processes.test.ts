@@ -5,6 +5,7 @@ import { CertificateAuthority } from '../../src/authority/ca/ca.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { CLI, spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 
+/** (Every secret in this file is a fake test value.) */
 /** The CLI as an operator uses it: `leash authority`, `leash token create`, `leash sidecar`, `leash leases`, `leash dev`. */
 const run = promisify(execFile);
 const ADMIN = 'e2e-admin-token-0123456789abcdef';
