@@ -17,6 +17,7 @@ Usage:
   leash check --config FILE                 validate a sidecar, authority or dev config; exit 0/1
   leash token create --identity NAME [--ttl 10m]      one-time join token (admin)
   leash leases [--instance ID] [--credential NAME] [--json]   active leases (admin)
+  leash trace SECRET_OR_FINGERPRINT [--json]            who held a value and what it did (admin)
   leash revoke --lease ID | --instance ID | --credential NAME | --all [--reason TEXT]   revoke (admin)
   leash --help | --version
 
@@ -29,7 +30,15 @@ const ADMIN_OPTIONS = { authority: { type: 'string' }, ca: { type: 'string' } } 
 interface Command {
   help: string;
   options: NonNullable<ParseArgsConfig['options']>;
-  run(values: Record<string, string | boolean | undefined>): Promise<number> | number;
+  /** Takes positional arguments (only `trace`). */
+  positionals?: boolean;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> | number;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -85,6 +94,22 @@ prints it alone on stdout, so TOKEN=$(leash token create --identity x) works.`,
     run: async (v) => {
       const { adminTarget, tokenCreate } = await admin();
       out(await tokenCreate(adminTarget(v as { authority?: string; ca?: string }, process.env), need(v.identity, '--identity NAME', 'token create'), (v.ttl as string) ?? '10m'));
+      return 0;
+    },
+  },
+  trace: {
+    help: `Usage: leash trace SECRET_OR_FINGERPRINT [--json] [--authority URL] [--ca FILE]
+
+Which lease and instance held a credential value, and what it did (audit events from the
+authority's Redis stream). A value is fingerprinted locally and only sha256:<12 hex> is
+sent; pass "-" to read the value from stdin instead of the command line.`,
+    options: { json: { type: 'boolean' }, ...ADMIN_OPTIONS },
+    positionals: true,
+    run: async (v, positionals) => {
+      const { adminTarget, trace } = await admin();
+      if (positionals.length !== 1) throw new UsageError('usage: leash trace SECRET_OR_FINGERPRINT (or "-" to read it from stdin)');
+      const arg = positionals[0] === '-' ? await readStdin() : positionals[0]!;
+      out(await trace(adminTarget(v as { authority?: string; ca?: string }, process.env), arg, v.json === true));
       return 0;
     },
   },
@@ -159,8 +184,9 @@ async function main(argv: string[]): Promise<number> {
     name = 'token create';
   }
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+    ({ values, positionals } = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: command.positionals === true }));
   } catch (e) {
     throw new UsageError(`${(e as Error).message.split('\n')[0]} (see leash ${name} --help)`);
   }
@@ -168,7 +194,7 @@ async function main(argv: string[]): Promise<number> {
     out(command.help);
     return 0;
   }
-  return command.run(values);
+  return command.run(values, positionals);
 }
 
 main(process.argv.slice(2)).then(

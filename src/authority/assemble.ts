@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { redisConnector, type RedisTarget } from '../bus/connect.js';
+import type { RedisClient } from '../bus/redis.js';
 import { MemoryRevocationBus } from '../bus/memory.js';
 import { RedisRevocationPublisher } from '../bus/redis.js';
 import type { RevocationPublisher } from '../bus/types.js';
@@ -162,6 +163,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     metrics,
     revocations,
     audit,
+    auditSearch: redis ? auditSearcher(redis, `${config.keyPrefix}audit`) : undefined,
     logger,
     clock,
   });
@@ -205,5 +207,22 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
       if (!inputs.revocations) await revocations.close();
       await redis?.quit().catch(() => redis.disconnect());
     },
+  };
+}
+
+/**
+ * Audit events naming a fingerprint (as `fingerprint` or `previousFingerprint`), oldest
+ * first, from the newest `scan` entries of the audit stream.
+ */
+function auditSearcher(redis: RedisClient, key: string, scan = 20_000) {
+  return async (fingerprint: string): Promise<Array<Record<string, string>>> => {
+    const entries = (await redis.xrevrange(key, '+', '-', 'COUNT', scan)) as Array<[string, string[]]>;
+    const out: Array<Record<string, string>> = [];
+    for (const [id, fields] of entries) {
+      const e: Record<string, string> = { id };
+      for (let i = 0; i + 1 < fields.length; i += 2) e[fields[i]!] = fields[i + 1]!;
+      if (e.fingerprint === fingerprint || e.previousFingerprint === fingerprint) out.push(e);
+    }
+    return out.reverse();
   };
 }

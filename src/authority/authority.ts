@@ -3,6 +3,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { fingerprint } from '../core/fingerprint.js';
+import type { TraceResponse } from '../core/protocol.js';
 import type { BootstrapRequest, IdentityResponse, LeaseRecord, LeaseRequest, LeaseResponse, RenewIdentityRequest } from '../core/protocol.js';
 import { REVOCATION_SCOPES, type Revocation, type RevocationPublisher, type RevocationScope } from '../bus/types.js';
 import type { Audit } from '../telemetry/audit.js';
@@ -38,6 +39,8 @@ export interface AuthorityDeps {
   /** Where revocations are published (DESIGN §7): Redis stream + pub/sub, or the in-process bus. */
   revocations: RevocationPublisher;
   audit: Audit;
+  /** The audit stream, when Redis keeps one: events naming a fingerprint, oldest first. */
+  auditSearch?: (fingerprint: string) => Promise<Array<Record<string, string>>>;
   logger: Logger;
   clock: Clock;
 }
@@ -234,6 +237,14 @@ export class Authority {
     }
     this.d.audit.emit('token.created', { identity: `spiffe://${this.d.trustDomain}/join/${identityName}`, by: actor });
     return { token, expiresAt: new Date(now + ttlMs).toISOString() };
+  }
+
+  /** `leash trace`: which lease/instance held a value (by fingerprint) and what it did. */
+  async trace(fingerprint: string): Promise<TraceResponse> {
+    if (!/^sha256:[0-9a-f]{12}$/.test(fingerprint)) throw badRequest('fingerprint must be sha256:<12 hex>');
+    const leases = (await this.d.store.listLeases({})).filter((l) => l.fingerprint === fingerprint);
+    const events = this.d.auditSearch ? await this.d.auditSearch(fingerprint) : [];
+    return { fingerprint, leases, events, auditStream: this.d.auditSearch !== undefined };
   }
 
   listLeases(filter: LeaseFilter): Promise<LeaseRecord[]> {

@@ -1,7 +1,8 @@
 import { request } from 'node:https';
 import { parseDuration } from '../core/duration.js';
 import { UsageError, LeashError } from '../core/errors.js';
-import { API, type LeaseRecord, type RevokeRequest, type RevokeResponse } from '../core/protocol.js';
+import { fingerprint } from '../core/fingerprint.js';
+import { API, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
 import { readText } from './load.js';
 
 /**
@@ -130,4 +131,32 @@ export async function revoke(target: AdminTarget, options: RevokeOptions): Promi
   const r = answer.revocation;
   if (!r || typeof r.id !== 'string' || typeof r.target !== 'string') throw new AdminError('authority answer has no revocation');
   return `revoked ${r.scope} ${r.target} (${r.id})`;
+}
+
+const FINGERPRINT = /^sha256:[0-9a-f]{12}$/;
+
+/**
+ * `leash trace SECRET_OR_FINGERPRINT`: a value is fingerprinted here and only the
+ * fingerprint goes to the authority — the secret never leaves this process.
+ */
+export async function trace(target: AdminTarget, secretOrFingerprint: string, json: boolean): Promise<string> {
+  const value = secretOrFingerprint.trim();
+  if (!value) throw new UsageError('leash trace needs a secret or a fingerprint (sha256:<12 hex>); "-" reads it from stdin');
+  const fp = FINGERPRINT.test(value) ? value : fingerprint(value);
+  const answer = (await call(target, 'GET', `${API.adminTrace}?fingerprint=${encodeURIComponent(fp)}`)) as TraceResponse;
+  if (json) return JSON.stringify(answer, null, 2);
+  const lines = [`${fp}`];
+  if (answer.leases.length === 0) lines.push('  no active lease holds it');
+  for (const l of answer.leases) lines.push(`  lease ${l.id}  ${l.credential}  held by ${l.instance}  issued ${new Date(l.issuedAtMs).toISOString()}  expires ${new Date(l.expiresAtMs).toISOString()}`);
+  if (!answer.auditStream) lines.push('  (no audit stream: the authority runs without Redis; see its log for events)');
+  else if (answer.events.length === 0) lines.push('  no audit events name it');
+  for (const e of answer.events) {
+    const { id: _id, event, at, ...rest } = e;
+    const detail = Object.entries(rest)
+      .filter(([k]) => k !== 'fingerprint')
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    lines.push(`  ${at ?? ''}  ${event ?? ''}  ${detail}`);
+  }
+  return lines.join('\n');
 }

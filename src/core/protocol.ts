@@ -99,5 +99,18 @@ export const API = {
   adminTokens: '/v1/admin/tokens',
   adminLeases: '/v1/admin/leases',
   adminRevoke: '/v1/admin/revoke',
+  /** GET ?fingerprint=sha256:<12 hex> — leases and audit events of one credential value. */
+  adminTrace: '/v1/admin/trace',
   healthz: '/healthz',
 } as const;
+
+/** GET /v1/admin/trace answer: what held a credential value (by fingerprint) and what it did. */
+export interface TraceResponse {
+  fingerprint: string;
+  /** Unexpired leases with this fingerprint. */
+  leases: LeaseRecord[];
+  /** Audit events naming this fingerprint, oldest first (from the Redis audit stream; empty without Redis). */
+  events: Array<Record<string, string>>;
+  /** False when no audit stream is kept (in-memory store). */
+  auditStream: boolean;
+}

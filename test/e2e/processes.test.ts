@@ -66,6 +66,17 @@ describe('leash processes', () => {
     expect(leases[0]).toMatchObject({ instance: 'spiffe://leash.local/join/agent-7', credential: 'api' });
     expect(listed).not.toContain('sk-e2e-static-secret-value');
 
+    // leash trace: the value is fingerprinted locally (read from stdin here), never sent.
+    const traced = await new Promise<{ stdout: string; code: number | null }>((resolve) => {
+      const child = execFile(process.execPath, [CLI, 'trace', '-'], { env: adminEnv }, (_e, stdout) => resolve({ stdout, code: child.exitCode }));
+      child.stdin!.end('sk-e2e-static-secret-value\n');
+    });
+    expect(traced.stdout).toContain(leases[0]!.fingerprint);
+    expect(traced.stdout).toContain('held by spiffe://leash.local/join/agent-7');
+    expect(traced.stdout).not.toContain('sk-e2e-static-secret-value');
+    const { stdout: byFp } = await run(process.execPath, [CLI, 'trace', leases[0]!.fingerprint, '--json'], { env: adminEnv });
+    expect(JSON.parse(byFp)).toMatchObject({ fingerprint: leases[0]!.fingerprint, auditStream: false, leases: [{ credential: 'api' }] });
+
     sidecar.child.kill('SIGTERM');
     expect(await sidecar.exit).toBe(0);
     const { stdout: after } = await run(process.execPath, [CLI, 'leases', '--json'], { env: adminEnv });

@@ -57,6 +57,12 @@ describe('audit stream', () => {
       expect(issued.fingerprint).toMatch(/^sha256:[0-9a-f]{12}$/);
       expect(issued.identity).toBe('spiffe://leash.local/join/a-1');
       expect(JSON.stringify(entries)).not.toContain(SECRET);
+      // leash trace's view: the lease holding this value and the events naming it.
+      const traced = await authority.running.authority.trace(String(issued.fingerprint));
+      expect(traced.auditStream).toBe(true);
+      expect(traced.leases.map((l) => l.instance)).toEqual(['spiffe://leash.local/join/a-1']);
+      expect(traced.events.map((e) => e.event)).toContain('lease.issued');
+      await expect(authority.running.authority.trace('not-a-fingerprint')).rejects.toMatchObject({ status: 400 });
     } finally {
       client.disconnect();
     }

@@ -95,6 +95,14 @@ export class AuthorityServer {
       },
       {
         method: 'GET',
+        pattern: route(API.adminTrace),
+        handler: (r) => {
+          this.admin(r);
+          return authority.trace(new URL(r.url ?? '/', 'https://x').searchParams.get('fingerprint') ?? '');
+        },
+      },
+      {
+        method: 'GET',
         pattern: route(API.adminLeases),
         handler: async (r) => {
           this.admin(r);
