@@ -1,5 +1,6 @@
 import { Sidecar } from '../sidecar/sidecar.js';
-import { createAudit } from '../telemetry/audit.js';
+import type { RedisClient } from '../bus/redis.js';
+import { createAudit, PER_REQUEST_EVENTS, redisAuditSink } from '../telemetry/audit.js';
 import { createLogger } from '../telemetry/logger.js';
 import { untilSignal } from './signals.js';
 import { joinTokenReader, loadSidecarConfig, readCaFiles, readText, resolveRedisTarget } from './load.js';
@@ -11,10 +12,21 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
   const logger = createLogger({ level: config.log.level });
   const authorityCa = config.authority ? readText(config.authority.caFile, 'authority.caFile') : undefined;
   const revocationsRedis = config.revocations ? resolveRedisTarget(config.revocations.redis, env, 'revocations.redis') : undefined;
-  const sidecar = new Sidecar({ config, env, caFiles, logger, audit: createAudit(logger), authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis });
+  // With Redis configured, lifecycle audit events also go to the shared stream <prefix>audit
+  // (DESIGN §8); per-request events stay in the log (one XADD per request is too much).
+  let auditRedis: RedisClient | undefined;
+  let audit = createAudit(logger);
+  if (revocationsRedis && config.revocations) {
+    const { redisConnector } = await import('../bus/connect.js');
+    auditRedis = redisConnector(revocationsRedis, { enableAutoPipelining: true })();
+    auditRedis.on('error', () => undefined);
+    audit = createAudit(logger, redisAuditSink(auditRedis, `${config.revocations.prefix}audit`, logger, undefined, PER_REQUEST_EVENTS));
+  }
+  const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis });
   await sidecar.start();
   await untilSignal(logger);
   await sidecar.stop();
+  await auditRedis?.quit().catch(() => auditRedis?.disconnect());
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return 0;
 }

@@ -57,6 +57,9 @@ export function createAudit(logger: Logger, sink?: AuditSink): Audit {
   };
 }
 
+/** Per-request events: logged, but not copied to the shared stream (one XADD per proxied request). */
+export const PER_REQUEST_EVENTS: ReadonlySet<string> = new Set(['request', 'request.denied']);
+
 /**
  * Appends audit events to a Redis stream (DESIGN §8), capped at about `maxLen` entries.
  * Best effort: a Redis outage never blocks or fails the operation being audited (the log
@@ -67,9 +70,11 @@ export function redisAuditSink(
   key: string,
   logger: Logger,
   maxLen = 100_000,
+  skip: ReadonlySet<string> = new Set(),
 ): AuditSink {
   let lastWarn = 0;
   return (event, fields, at) => {
+    if (skip.has(event)) return;
     const flat: string[] = ['event', event, 'at', at];
     for (const [k, v] of Object.entries(fields)) if (v !== undefined) flat.push(k, String(v));
     client.xadd(key, 'MAXLEN', '~', maxLen, '*', ...flat).catch((err: unknown) => {

@@ -233,6 +233,11 @@ describe('a fleet of separate processes', () => {
     const staticFingerprint = before[0]!.routes.llm.fingerprint!;
     expect(staticFingerprint).toMatch(/^sha256:[0-9a-f]{12}$/);
     expect(redisSeen.some((x) => x.what.endsWith(' leash:audit') && x.text.includes(staticFingerprint))).toBe(true);
+    // Sidecars copy their lifecycle events to the same stream (per-request events stay in their logs).
+    const auditText = redisFinal.filter((x) => x.what.endsWith(' leash:audit')).map((x) => x.text).join('\n');
+    expect(auditText).toContain('credential.acquired');
+    expect(auditText).toContain('credential.revoked');
+    expect(auditText).not.toMatch(/\bevent\W+request\b(?!\.)/);
     expect(logLines.some((l) => l.text.includes(staticFingerprint))).toBe(true);
     expect(logLines.some((l) => l.text.includes(lease1))).toBe(true);
 
