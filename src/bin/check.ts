@@ -71,8 +71,10 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
   if (config.authority && !dev) {
     const jt = config.authority.bootstrap.joinToken;
     out(`authority ${config.authority.url.href} (CA ${config.authority.caFile}); join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}`);
-    out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}`);
+    out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}; retries back off from ${formatDuration(config.rotation.backoff.base)} to ${formatDuration(config.rotation.backoff.cap)}`);
   }
+  if (config.revocations) out(`revocations from Redis ${describeRedis(config.revocations.redis)} (stream and channel ${config.revocations.prefix}revocations)`);
+  else if (config.authority && !dev) warnings.push('no revocations section: leased credentials cannot be revoked before they expire');
   for (const w of warnings) out(`warning: ${w}`);
   return 0;
 }
