@@ -1,8 +1,8 @@
 import { IssuerError } from './errors.js';
-import { ExecIssuer } from './exec.js';
+import { ExecIssuer, type ExecIssuerOptions } from './exec.js';
 import { JwtIssuer, JwtKeyRing } from './jwt.js';
-import { OAuth2Issuer, type SecretValue } from './oauth2.js';
-import { StaticIssuer, type StaticSource } from './static.js';
+import { OAuth2Issuer, type OAuth2IssuerOptions } from './oauth2.js';
+import { StaticIssuer, type StaticIssuerOptions } from './static.js';
 import type { Issuer } from './types.js';
 
 export type { IssueRequest, Issued, Issuer } from './types.js';
@@ -27,33 +27,10 @@ export type IssuerSpec =
       /** `iss` claim; default deps.jwtIssuer (the authority's own issuer name). */
       issuer?: string;
     }
-  | {
-      kind: 'static';
-      source: StaticSource;
-      ttlMs: number;
-      pollIntervalMs?: number;
-    }
-  | {
-      kind: 'oauth2';
-      tokenUrl: string;
-      clientId: string;
-      clientSecret: SecretValue;
-      scope?: string;
-      audience?: string;
-      authMethod?: 'client_secret_basic' | 'client_secret_post';
-      timeoutMs?: number;
-      caPem?: string;
-      ttlMs?: number;
-    }
-  | {
-      kind: 'exec';
-      command: string[];
-      ttlMs?: number;
-      timeoutMs?: number;
-      maxOutputBytes?: number;
-      passEnv?: string[];
-      cwd?: string;
-    };
+  /** Each other kind takes its issuer's own options; what comes from deps is left out. */
+  | ({ kind: 'static' } & Omit<StaticIssuerOptions, 'env' | 'credential' | 'onChange'>)
+  | ({ kind: 'oauth2' } & Omit<OAuth2IssuerOptions, 'credential'>)
+  | ({ kind: 'exec' } & Omit<ExecIssuerOptions, 'env' | 'credential'>);
 
 export type IssuerKind = IssuerSpec['kind'];
 
