@@ -14,13 +14,12 @@ import { ScrubStream, type Scrubber } from './scrub.js';
  */
 export const ERROR_BODY_LIMIT = 64 * 1024;
 
-export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, route: RouteRuntime, method: string): void {
+export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, route: RouteRuntime, method: string, scrubber: Scrubber): void {
   const status = proxyRes.statusCode ?? 502;
   const isError = status >= 400;
   // A redirect's body usually repeats its target URL (framework "Redirecting to …" pages):
   // with query injection that URL carries the credential, so it is scrubbed like an error body.
   const isRedirect = status >= 300 && status < 400;
-  const scrubber = route.currentScrubber();
   const contentType = proxyRes.headers['content-type'] ?? '';
   const stream = contentType.startsWith('text/event-stream');
   // An error is scrubbed whatever its content type (a 401 sent as an event stream included).
@@ -135,8 +134,7 @@ export function rewriteLocation(location: string, route: RouteRuntime): string {
  * An upstream's answer written raw to an upgrade socket (a refused WebSocket handshake):
  * hop-by-hop headers dropped, headers and body fully scrubbed, the connection closed.
  */
-export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, route: RouteRuntime): void {
-  const scrubber = route.currentScrubber();
+export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, scrubber: Scrubber): void {
   const skip = responseSkipSet(proxyRes.headers.connection);
   const status = proxyRes.statusCode ?? 502;
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;

@@ -38,22 +38,34 @@ export class RouteRuntime {
     this.strip = 'header' in inject ? [...config.stripHeaders, inject.header] : config.stripHeaders;
   }
 
+  /** A value and the forms leash sends it in. */
+  private formsOf(v: string): string[] {
+    const forms = [v];
+    const enc = encodeURIComponent(v);
+    if (enc !== v) forms.push(enc);
+    if ('basic' in this.config.inject) forms.push(Buffer.from(`${this.config.inject.basic.username}:${v}`).toString('base64'));
+    return forms;
+  }
+
   /** The scrubber for what this route holds now (rebuilt only when the credential changes). */
   currentScrubber(): Scrubber {
     const cred = this.provider.current();
     if (cred !== this.scrubFor) {
       this.scrubFor = cred;
       const values = this.provider.recentValues();
-      const forms: string[] = [];
-      for (const v of values) {
-        forms.push(v);
-        const enc = encodeURIComponent(v);
-        if (enc !== v) forms.push(enc);
-        if ('basic' in this.config.inject) forms.push(Buffer.from(`${this.config.inject.basic.username}:${v}`).toString('base64'));
-      }
-      this.scrubber = new Scrubber(forms);
+      this.scrubber = new Scrubber(values.flatMap((v) => this.formsOf(v)));
     }
     return this.scrubber;
+  }
+
+  /**
+   * The scrubber for one response: everything the route holds now, and always the value
+   * the request itself carried (it may have been rotated out while the request ran).
+   */
+  scrubberFor(carried: HeldCredential | undefined): Scrubber {
+    const current = this.currentScrubber();
+    if (!carried || current.covers(carried.value)) return current;
+    return new Scrubber([...current.values, ...this.formsOf(carried.value)]);
   }
 
   /** The header leash sets (name, value), or undefined for query injection. */

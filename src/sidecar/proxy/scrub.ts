@@ -20,12 +20,21 @@ export class Scrubber {
   private readonly fragments: ReadonlySet<string>;
   readonly longest: number;
 
+  /** The values this scrubber was built from. */
+  readonly values: readonly string[];
+
   constructor(values: readonly string[]) {
+    this.values = values;
     this.secrets = [...new Set(values.filter((v) => v.length > 0))].sort((a, b) => b.length - a.length);
     const frags = new Set<string>();
     for (const s of this.secrets) for (let i = 0; i + FRAGMENT <= s.length; i++) frags.add(s.slice(i, i + FRAGMENT));
     this.fragments = frags;
     this.longest = this.secrets[0]?.length ?? 0;
+  }
+
+  /** True when `value` is one of the secrets this scrubber removes. */
+  covers(value: string): boolean {
+    return this.secrets.includes(value);
   }
 
   /** Whole-value replacement only: cheap enough for every response header. */

@@ -80,7 +80,7 @@ export class ProxyServer {
       const ctx = req[CTX]!;
       const status = proxyRes.statusCode ?? 0;
       if (status === 401 || status === 403) this.hooks.upstreamAuthFailure(ctx.route!, status, ctx.credential);
-      forwardResponse(proxyRes, res, ctx.route!, req.method ?? 'GET');
+      forwardResponse(proxyRes, res, ctx.route!, req.method ?? 'GET', ctx.route!.scrubberFor(ctx.credential));
     });
     // Without a listener http-proxy throws; per-call callbacks below answer the agent.
     this.proxy.on('error', (err: Error) => this.log.warn({ err }, 'proxy error'));
@@ -231,7 +231,7 @@ export class ProxyServer {
     // These listeners run before http-proxy's own (registered right after this event).
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, proxySocket: Duplex) => {
       ctx.status = 101;
-      const scrubber = route.currentScrubber();
+      const scrubber = route.scrubberFor(ctx.credential);
       for (const [name, value] of Object.entries(proxyRes.headers)) {
         if (typeof value === 'string') proxyRes.headers[name] = scrubber.whole(value);
       }
@@ -243,7 +243,7 @@ export class ProxyServer {
     proxyReq.on('response', (proxyRes: IncomingMessage) => {
       ctx.status = proxyRes.statusCode ?? 502;
       if (ctx.status === 401 || ctx.status === 403) this.hooks.upstreamAuthFailure(route, ctx.status, ctx.credential);
-      writeRawResponse(proxyRes, socket, route);
+      writeRawResponse(proxyRes, socket, route.scrubberFor(ctx.credential));
     });
     // A refused handshake: http-proxy registers, right after this event, a 'response'
     // listener that copies the answer to the agent raw (an echoed key included). Skip that
