@@ -5,7 +5,7 @@ import httpProxy from 'http-proxy';
 /**
  * Baseline: the barest http-proxy forwarder (keep-alive pool, credential header,
  * `/bench` prefix stripped), so leash's own cost can be told apart from http-proxy's.
- * Usage: node forwarder.js <upstream port>; prints {"port":N}.
+ * Usage: node forwarder.js <upstream port> [listen port]; prints {"port":N}.
  */
 const upstreamPort = Number(process.argv[2]);
 const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
@@ -20,7 +20,7 @@ const server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => {
   req.url = (req.url ?? '/').replace(/^\/bench/, '');
   proxy.web(req, res, { target, agent, headers });
 });
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(process.argv[3] ?? 0), '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
 });
 process.on('SIGTERM', () => {
