@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { sidecarSchema } from '../../src/config/sidecar.js';
 import type { Clock } from '../../src/core/clock.js';
+import { ConfigError } from '../../src/core/errors.js';
 import type { LeaseResponse } from '../../src/core/protocol.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { AuthFailureRefresher } from '../../src/sidecar/credentials/auth-failure.js';
@@ -231,5 +234,33 @@ describe('AuthFailureRefresher (stepped clock)', () => {
     expect(t.skipped).toEqual(Array(100).fill('refused-value'));
     expect(t.futile).toHaveLength(1);
     await t.close();
+  });
+});
+
+describe('config: rotation.authFailure and revocations.auditStream', () => {
+  const base = { routes: { api: { upstream: 'https://api.example', credential: { env: 'K' }, inject: { header: 'x-api-key' }, allow: ['GET /**'] } } };
+  const parse = (extra: Record<string, unknown>) => parseConfig(sidecarSchema, JSON.stringify({ ...base, ...extra }), {});
+
+  it('defaults: 30 s window doubling to 10 min; 100 entries at once, 30 a minute', () => {
+    const c = parse({ revocations: { redis: 'redis://127.0.0.1:6379' } });
+    expect(c.rotation.authFailure).toEqual({ window: 30_000, cap: 600_000 });
+    expect(c.revocations!.auditStream).toEqual({ burst: 100, perMinute: 30 });
+    expect(parse({ rotation: { authFailure: { window: '5s', cap: '1m' } } }).rotation.authFailure).toEqual({ window: 5_000, cap: 60_000 });
+  });
+
+  it('refuses a cap below the window, a tiny window and a non-positive budget, naming the key', () => {
+    const issues = (extra: Record<string, unknown>) => {
+      try {
+        parse(extra);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).issues.join('\n');
+      }
+      throw new Error('expected a ConfigError');
+    };
+    expect(issues({ rotation: { authFailure: { window: '1m', cap: '30s' } } })).toContain('rotation.authFailure.cap');
+    expect(issues({ rotation: { authFailure: { window: '10ms' } } })).toContain('rotation.authFailure.window');
+    expect(issues({ revocations: { redis: 'redis://127.0.0.1:6379', auditStream: { burst: 0 } } })).toContain('revocations.auditStream.burst');
+    expect(issues({ revocations: { redis: 'redis://127.0.0.1:6379', auditStream: { perMinute: -1 } } })).toContain('revocations.auditStream.perMinute');
   });
 });
