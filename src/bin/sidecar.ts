@@ -1,6 +1,6 @@
 import { Sidecar } from '../sidecar/sidecar.js';
 import type { RedisClient } from '../bus/redis.js';
-import { createAudit, PER_REQUEST_EVENTS, redisAuditSink } from '../telemetry/audit.js';
+import { createAudit, PER_REQUEST_EVENTS, redisAuditSink, type RedisAuditSink } from '../telemetry/audit.js';
 import { createLogger } from '../telemetry/logger.js';
 import { untilSignal } from './signals.js';
 import { joinTokenReader, loadSidecarConfig, readCaFiles, readText, resolveRedisTarget } from './load.js';
@@ -15,17 +15,21 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
   // With Redis configured, lifecycle audit events also go to the shared stream <prefix>audit
   // (DESIGN §8); per-request events stay in the log (one XADD per request is too much).
   let auditRedis: RedisClient | undefined;
+  let auditSink: RedisAuditSink | undefined;
   let audit = createAudit(logger);
   if (revocationsRedis && config.revocations) {
     const { redisConnector } = await import('../bus/connect.js');
     auditRedis = redisConnector(revocationsRedis, { enableAutoPipelining: true })();
     auditRedis.on('error', () => undefined);
-    audit = createAudit(logger, redisAuditSink(auditRedis, `${config.revocations.prefix}audit`, logger, undefined, PER_REQUEST_EVENTS));
+    // Bounded per instance: a sidecar in trouble must not flush the fleet's history out of the stream.
+    auditSink = redisAuditSink(auditRedis, `${config.revocations.prefix}audit`, logger, undefined, PER_REQUEST_EVENTS, config.revocations.auditStream);
+    audit = createAudit(logger, auditSink);
   }
   const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis });
   await sidecar.start();
   await untilSignal(logger);
   await sidecar.stop();
+  auditSink?.close();
   await auditRedis?.quit().catch(() => auditRedis?.disconnect());
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return 0;

@@ -103,6 +103,13 @@ export const sidecarSchema = z
       .strictObject({
         redis: redisTarget,
         prefix: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'must be letters, digits, ":", "_" or "-"').default('leash:'),
+        // This instance's budget in the shared audit stream <prefix>audit (the log keeps everything).
+        auditStream: z
+          .strictObject({
+            burst: z.int().positive().default(100),
+            perMinute: z.number().positive().default(30),
+          })
+          .prefault({}),
       })
       .optional(),
     rotation: z
@@ -116,6 +123,15 @@ export const sidecarSchema = z
             cap: duration().refine((ms) => ms >= 10, 'must be at least 10ms').default(30_000),
           })
           .refine((b) => b.cap >= b.base, { message: 'cap must not be below base', path: ['cap'] })
+          .prefault({}),
+        // Refreshes after upstream 401/403: at most one per route per window, the window
+        // doubling (up to cap) while each refreshed credential is refused again (DESIGN §6).
+        authFailure: z
+          .strictObject({
+            window: duration().refine((ms) => ms >= 100, 'must be at least 100ms').default(30_000),
+            cap: duration().refine((ms) => ms >= 100, 'must be at least 100ms').default(600_000),
+          })
+          .refine((b) => b.cap >= b.window, { message: 'cap must not be below window', path: ['cap'] })
           .prefault({}),
       })
       .prefault({}),

@@ -12,7 +12,8 @@ import type { Audit } from '../telemetry/audit.js';
 import { SidecarMetrics, NO_ROUTE } from '../telemetry/metrics.js';
 import { AdminServer } from './admin.js';
 import { EnvCredential, FileCredential } from './credentials/static-sources.js';
-import { DEFAULT_ROTATION, safetyMarginMs as leaseSafetyMarginMs, type RotationPolicy } from './credentials/rotation.js';
+import { DEFAULT_ROTATION, safetyMarginMs as leaseSafetyMarginMs, type AuthFailurePolicy, type RotationPolicy } from './credentials/rotation.js';
+import { AuthFailureRefresher } from './credentials/auth-failure.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
 import type { RedisTarget } from '../bus/connect.js';
 import type { Revocation, RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
@@ -72,6 +73,8 @@ export class Sidecar {
   private cutOff = false;
   private stopping: Promise<void> | undefined;
   private readonly rotation: RotationPolicy;
+  /** Per route: refreshes after upstream 401/403, bounded (at most one per window, none for a value re-issued unchanged). */
+  private readonly authFailures = new Map<string, AuthFailureRefresher>();
   private readonly authority: AuthorityClient | undefined;
   /** Made at start when an authority is configured (loaded lazily: it brings the CSR code). */
   identity: IdentityManager | undefined;
@@ -97,6 +100,7 @@ export class Sidecar {
       // A configured CA that was not loaded must not fall back to the system roots silently.
       if (rc.caFile !== undefined && ca === undefined) throw new ConfigError([`routes.${name}.caFile: ${rc.caFile} was not loaded`]);
       this.routes.set(name, new RouteRuntime(name, rc, provider, ca));
+      this.authFailures.set(name, this.makeAuthFailureRefresher(name, provider));
     }
     this.metrics = new SidecarMetrics(() => this.credentialStates(), () => this.identity?.ttlRemainingSeconds());
     const env: PassEnv = {
@@ -115,6 +119,26 @@ export class Sidecar {
     return 'file' in source
       ? new FileCredential(source.file, this.deps.config.credentialFiles.pollInterval, this.clock, onEvent)
       : new EnvCredential(source.env, this.deps.env, this.clock, onEvent);
+  }
+
+  private makeAuthFailureRefresher(route: string, provider: CredentialProvider): AuthFailureRefresher {
+    const { window, cap } = this.deps.config.rotation.authFailure;
+    const policy: AuthFailurePolicy = { windowMs: window, capMs: cap };
+    return new AuthFailureRefresher(
+      provider,
+      this.clock,
+      {
+        skipped: (reason) => this.metrics.upstreamAuthRefreshSkipped(route, reason),
+        // Once per fingerprint: leasing again would only hand back the same refused value.
+        refusedValue: (fingerprint) =>
+          this.log.warn(
+            { route, credential: provider.description, fingerprint },
+            'the upstream refuses the credential the authority issues: not refreshing on 401/403 until another value is held',
+          ),
+        failed: (err) => this.log.warn({ route, err }, 'refresh after upstream auth failure failed'),
+      },
+      policy,
+    );
   }
 
   private credentialEvent(route: string, e: CredentialEvent): void {
@@ -158,10 +182,10 @@ export class Sidecar {
     }
   }
 
-  /** An upstream 401/403: count it and re-acquire once per refused credential (concurrent failures share the attempt). */
+  /** An upstream 401/403: count it; the route's refresher decides whether it re-acquires (rotation.ts decideAuthFailure). */
   private upstreamAuthFailure(route: RouteRuntime, status: number, credential: HeldCredential | undefined): void {
     this.metrics.upstreamAuthFailure(route.name, status);
-    void route.provider.refresh(credential).catch((err: unknown) => this.log.warn({ route: route.name, err }, 'refresh after upstream auth failure failed'));
+    void this.authFailures.get(route.name)?.onAuthFailure(credential);
   }
 
   private requestDone(o: RequestOutcome): void {

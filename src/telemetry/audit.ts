@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { type Clock, systemClock } from '../core/clock.js';
 
 /**
  * Audit events (DESIGN §8): log lines with `"audit":true,"event":"<name>"`. Credentials
@@ -61,9 +62,45 @@ export function createAudit(logger: Logger, sink?: AuditSink): Audit {
 export const PER_REQUEST_EVENTS: ReadonlySet<string> = new Set(['request', 'request.denied']);
 
 /**
+ * A budget for one writer's entries in the shared audit stream: `burst` at once, refilled
+ * at `perMinute`. Without one, a sidecar in a refresh loop appended ~135 lifecycle events
+ * a second and pushed the whole fleet's history out of the capped stream in minutes.
+ */
+export interface AuditStreamLimit {
+  readonly burst: number;
+  readonly perMinute: number;
+}
+
+export const DEFAULT_AUDIT_STREAM_LIMIT: AuditStreamLimit = { burst: 100, perMinute: 30 };
+
+/** A token bucket on a monotonic clock: `tokens` as of `atMs`. */
+export interface TokenBucket {
+  readonly tokens: number;
+  readonly atMs: number;
+}
+
+/** Refill to `nowMs` and take one token if there is one (pure). */
+export function takeToken(bucket: TokenBucket, nowMs: number, limit: AuditStreamLimit): { ok: boolean; bucket: TokenBucket } {
+  const tokens = Math.min(limit.burst, bucket.tokens + (Math.max(0, nowMs - bucket.atMs) * limit.perMinute) / 60_000);
+  return tokens >= 1 ? { ok: true, bucket: { tokens: tokens - 1, atMs: nowMs } } : { ok: false, bucket: { tokens, atMs: Math.max(nowMs, bucket.atMs) } };
+}
+
+/** How long until the bucket holds a whole token again. */
+export function msUntilToken(bucket: TokenBucket, limit: AuditStreamLimit): number {
+  return Math.max(0, Math.ceil(((1 - bucket.tokens) * 60_000) / limit.perMinute));
+}
+
+/** The sink, plus `close()`: writes a pending suppressed summary at once (outside the budget) and stops its timer. */
+export type RedisAuditSink = AuditSink & { close(): void };
+
+/**
  * Appends audit events to a Redis stream (DESIGN §8), capped at about `maxLen` entries.
  * Best effort: a Redis outage never blocks or fails the operation being audited (the log
  * line is the record of last resort); failures are counted in the log at most once a minute.
+ * With `limit`, this writer appends at most burst + perMinute·t/60 000 entries in any t ms
+ * (+1 summary at close): events over the budget stay in the log only and are counted into
+ * one `audit.suppressed` entry (count, events by name, first and last time), written when
+ * the budget allows, so the stream shows the gap instead of silence.
  */
 export function redisAuditSink(
   client: { xadd(key: string, ...args: (string | number)[]): Promise<unknown> },
@@ -71,17 +108,67 @@ export function redisAuditSink(
   logger: Logger,
   maxLen = 100_000,
   skip: ReadonlySet<string> = new Set(),
-): AuditSink {
+  limit?: AuditStreamLimit,
+  clock: Clock = systemClock,
+): RedisAuditSink {
   let lastWarn = 0;
-  return (event, fields, at) => {
-    if (skip.has(event)) return;
-    const flat: string[] = ['event', event, 'at', at];
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) flat.push(k, String(v));
-    client.xadd(key, 'MAXLEN', '~', maxLen, '*', ...flat).catch((err: unknown) => {
+  const append = (flat: string[]) =>
+    void client.xadd(key, 'MAXLEN', '~', maxLen, '*', ...flat).catch((err: unknown) => {
       if (Date.now() - lastWarn > 60_000) {
         lastWarn = Date.now();
         logger.warn({ err }, 'audit stream append failed');
       }
     });
+  let bucket: TokenBucket = { tokens: limit?.burst ?? 0, atMs: clock.monotonicMs() };
+  let pending: { count: number; events: Map<string, number>; first: string; last: string; instance: string | undefined } | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const take = (): boolean => {
+    const t = takeToken(bucket, clock.monotonicMs(), limit!);
+    bucket = t.bucket;
+    return t.ok;
   };
+  const writeSummary = () => {
+    const p = pending!;
+    pending = undefined;
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    const events = [...p.events].map(([e, n]) => `${e}=${n}`).join(',');
+    const flat = ['event', 'audit.suppressed', 'at', new Date(clock.wallMs()).toISOString()];
+    if (p.instance !== undefined) flat.push('instance', p.instance);
+    append([...flat, 'count', String(p.count), 'events', events, 'first', p.first, 'last', p.last]);
+    logger.warn({ suppressed: p.count, events }, 'audit stream budget exceeded: these events are in the log only');
+  };
+  // When the writer falls silent after a burst, the summary still goes out once a token is back.
+  const scheduleSummary = () => {
+    if (timer || !limit) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (pending && take()) writeSummary();
+      else if (pending) scheduleSummary();
+    }, msUntilToken(bucket, limit));
+    timer.unref();
+  };
+  const sink = ((event, fields, at) => {
+    if (skip.has(event)) return;
+    if (limit) {
+      if (pending && take()) writeSummary();
+      if (pending || !take()) {
+        pending ??= { count: 0, events: new Map(), first: at, last: at, instance: fields.instance };
+        pending.count++;
+        pending.last = at;
+        pending.events.set(event, (pending.events.get(event) ?? 0) + 1);
+        scheduleSummary();
+        return;
+      }
+    }
+    const flat: string[] = ['event', event, 'at', at];
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined) flat.push(k, String(v));
+    append(flat);
+  }) as RedisAuditSink;
+  sink.close = () => {
+    if (pending) writeSummary();
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  };
+  return sink;
 }

@@ -42,6 +42,12 @@ export class SidecarMetrics {
     labelNames: ['route', 'status'] as const,
     registers: [this.registry],
   });
+  private readonly authRefreshSkipped = new Counter({
+    name: 'leash_upstream_auth_refresh_skipped_total',
+    help: 'Upstream 401/403 answers that started no credential refresh, by route and reason (stale, coalesced, window, refused-value).',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  });
 
   private readonly rotations = new Counter({
     name: 'leash_credential_rotations_total',
@@ -134,5 +140,9 @@ export class SidecarMetrics {
 
   upstreamAuthFailure(route: string, status: number): void {
     this.upstreamAuth.inc({ route, status });
+  }
+
+  upstreamAuthRefreshSkipped(route: string, reason: string): void {
+    this.authRefreshSkipped.inc({ route, reason });
   }
 }
