@@ -45,6 +45,7 @@ export class RedisRevocationPublisher implements RevocationPublisher {
   private readonly epochKey: string;
   /** The epoch seen last (undefined: not looked yet). */
   private epoch: string | null | undefined;
+  private checking: Promise<boolean> | undefined;
   constructor(
     private readonly client: RedisClient,
     private readonly windowMs: number,
@@ -59,7 +60,13 @@ export class RedisRevocationPublisher implements RevocationPublisher {
    * look — the stream was reset — after onReset has run. Called before every publication,
    * and by the authority at start and periodically.
    */
-  async checkEpoch(): Promise<boolean> {
+  checkEpoch(): Promise<boolean> {
+    // One at a time, shared by concurrent callers: a reset is acted on (onReset) once.
+    this.checking ??= this.lookAtEpoch().finally(() => (this.checking = undefined));
+    return this.checking;
+  }
+
+  private async lookAtEpoch(): Promise<boolean> {
     const now = (this.options.clock ?? Date.now)();
     const epoch = await currentEpoch(this.client, this.epochKey, true, now);
     const reset = epochReset(this.epoch, epoch);
