@@ -187,7 +187,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     logger,
     clock,
     revocationMemory: memory,
-    resetCheck: redisPublisher && (() => redisPublisher.checkEpoch()),
+    resetCheck: redisPublisher && { check: () => redisPublisher.checkEpoch(), resets: () => redisPublisher.resets },
   });
   const server = new AuthorityServer(authority, {
     cert: tls.certPem,

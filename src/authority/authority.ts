@@ -55,7 +55,7 @@ export interface AuthorityDeps {
    * Asked when the store says an identity is not revoked: that answer may come from an
    * emptied Redis. Absent: no Redis.
    */
-  resetCheck?: () => Promise<boolean>;
+  resetCheck?: { check(): Promise<boolean>; resets(): number };
 }
 
 const LEASE_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -163,16 +163,21 @@ export class Authority {
    * emptied Redis would otherwise let a revoked instance's valid certificate lease again).
    */
   private async isRevoked(identity: string): Promise<boolean> {
+    const resetsBefore = this.d.resetCheck?.resets();
     if (await this.d.store.isIdentityRevoked(identity)) return true;
     if (!this.d.resetCheck) return false;
     let reset: boolean;
     try {
-      reset = await this.d.resetCheck();
+      // Resolves once any write-back under way has finished (checks are shared).
+      reset = await this.d.resetCheck.check();
     } catch (err) {
       // Fail closed: whether the answer above is still true cannot be known now.
       throw new AuthorityError('LEASH_ERR_STORE', 503, 'the store is unavailable; retry', {}, { cause: err });
     }
-    return reset ? this.d.store.isIdentityRevoked(identity) : false;
+    // A reset noticed by another check while the store was being asked counts too: the
+    // answer may predate that check's write-back.
+    if (!reset && this.d.resetCheck.resets() === resetsBefore) return false;
+    return this.d.store.isIdentityRevoked(identity);
   }
 
   private sign(csr: string, identity: string): IdentityResponse {

@@ -46,6 +46,7 @@ export class RedisRevocationPublisher implements RevocationPublisher {
   /** The epoch seen last (undefined: not looked yet). */
   private epoch: string | null | undefined;
   private checking: Promise<boolean> | undefined;
+  private resetCount = 0;
   constructor(
     private readonly client: RedisClient,
     private readonly windowMs: number,
@@ -70,9 +71,17 @@ export class RedisRevocationPublisher implements RevocationPublisher {
     const now = (this.options.clock ?? Date.now)();
     const epoch = await currentEpoch(this.client, this.epochKey, true, now);
     const reset = epochReset(this.epoch, epoch);
-    if (reset) await this.options.onReset?.();
+    if (reset) {
+      this.resetCount++;
+      await this.options.onReset?.();
+    }
     this.epoch = epoch;
     return reset;
+  }
+
+  /** Resets seen so far (counted when noticed, before onReset runs). */
+  get resets(): number {
+    return this.resetCount;
   }
 
   async publish(r: NewRevocation): Promise<Revocation> {
