@@ -19,6 +19,8 @@ import { MemoryStore } from './leases/memory.js';
 import { RedisStore } from './leases/redis.js';
 import type { AuthorityStore } from './leases/types.js';
 import { compilePolicy } from './policy/policy.js';
+import { checkPersistence, logPersistence } from './redis-persistence.js';
+import { RevocationMemory, reseed } from './revocation-memory.js';
 
 /**
  * Builds a running authority from a validated config and what the entry point read
@@ -108,6 +110,8 @@ export function redisTargetOf(target: RedisTargetConfig, inputs: Pick<AuthorityI
 }
 
 const SERVER_CERT_TTL_MS = 30 * 86_400_000;
+/** How often the authority looks at the revocation stream's epoch besides at each (re)connection. */
+const EPOCH_CHECK_MS = 5_000;
 
 export async function createAuthority(inputs: AuthorityInputs): Promise<RunningAuthority> {
   const { config, logger } = inputs;
@@ -138,9 +142,25 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
   const redis = config.redis && (!inputs.store || !inputs.revocations) ? redisConnector(redisTargetOf(config.redis, inputs), { maxRetriesPerRequest: 2, enableAutoPipelining: true })() : undefined;
   redis?.on('error', (err: Error) => logger.warn({ code: (err as NodeJS.ErrnoException).code }, 'redis connection error'));
   const store = inputs.store ?? (redis ? new RedisStore(redis, { prefix: config.keyPrefix, clock }) : new MemoryStore({ clock }));
-  const revocations =
-    inputs.revocations ??
-    (redis ? new RedisRevocationPublisher(redis, revocationWindowMs(config), { prefix: config.keyPrefix, clock: () => clock.wallMs() }) : new MemoryRevocationBus(() => clock.wallMs()));
+  // With a Redis of our own, this replica remembers what it revoked and writes it back when
+  // Redis comes back empty (the stream's epoch changed): see revocation-memory.ts.
+  const memory = redis && !inputs.revocations ? new RevocationMemory(revocationWindowMs(config)) : undefined;
+  const redisPublisher =
+    redis && !inputs.revocations
+      ? new RedisRevocationPublisher(redis, revocationWindowMs(config), {
+          prefix: config.keyPrefix,
+          clock: () => clock.wallMs(),
+          onReset: async () => {
+            const plan = memory!.plan(clock.wallMs());
+            logger.warn(
+              { instances: plan.instances.length, revocations: plan.revocations.length },
+              'redis lost its data (revocation stream epoch changed): writing back the revocations and revoked-instance marks this replica remembers',
+            );
+            await reseed(plan, { revokeIdentity: (i, until) => store.revokeIdentity(i, until), republish: (r) => redisPublisher!.republish(r) });
+          },
+        })
+      : undefined;
+  const revocations = inputs.revocations ?? redisPublisher ?? new MemoryRevocationBus(() => clock.wallMs());
   if (!inputs.revocations && !redis) logger.warn('no redis configured: revocations go to an in-process bus (reaches only a sidecar in this process)');
   const policy = compilePolicy(
     config.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })),
@@ -166,6 +186,8 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     auditSearch: redis ? auditSearcher(redis, `${config.keyPrefix}audit`) : undefined,
     logger,
     clock,
+    revocationMemory: memory,
+    resetCheck: redisPublisher && { check: () => redisPublisher.checkEpoch(), resets: () => redisPublisher.resets },
   });
   const server = new AuthorityServer(authority, {
     cert: tls.certPem,
@@ -189,6 +211,17 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
   if (config.signing) {
     // New key files are picked up without a restart; removed ones are retired gracefully.
     timers.push(setInterval(() => void keys.reload().catch((err: unknown) => logger.warn({ err }, 'signing keys reload failed')), 60_000));
+  }
+  if (redis && redisPublisher) {
+    const epochCheck = () => void redisPublisher.checkEpoch().catch((err: unknown) => logger.warn({ err }, 'revocation stream epoch check failed'));
+    // At every (re)connection — a restart of Redis is one — and periodically: a reset is
+    // re-seeded even when nothing is being leased or revoked (a verifier that starts now
+    // reads the stream whole).
+    redis.on('ready', epochCheck);
+    timers.push(setInterval(epochCheck, EPOCH_CHECK_MS));
+  }
+  if (redis) {
+    redis.once('ready', () => void checkPersistence(redis).then((p) => logPersistence(logger, p), () => undefined));
   }
   for (const t of timers) t.unref();
   return {

@@ -19,6 +19,7 @@ import { JoinTokenError, JoinTokenRequestError } from './leases/errors.js';
 import { isValidIdentityName, type JoinTokens } from './leases/join-tokens.js';
 import type { AuthorityStore, LeaseFilter } from './leases/types.js';
 import { decide, type CompiledPolicy } from './policy/policy.js';
+import type { RevocationMemory } from './revocation-memory.js';
 
 /**
  * The authority's decisions, independent of HTTP: who an instance is (bootstrap and
@@ -43,6 +44,18 @@ export interface AuthorityDeps {
   auditSearch?: (fingerprint: string) => Promise<Array<Record<string, string>>>;
   logger: Logger;
   clock: Clock;
+  /**
+   * What this replica revoked, for re-seeding a Redis that came back empty (see
+   * revocation-memory.ts). Absent: nothing is remembered (in-memory store and bus).
+   */
+  revocationMemory?: RevocationMemory;
+  /**
+   * Has Redis been reset (restarted empty) since last looked? When it has, the marks and
+   * revocations this replica remembers are written back before this resolves (true).
+   * Asked when the store says an identity is not revoked: that answer may come from an
+   * emptied Redis. Absent: no Redis.
+   */
+  resetCheck?: { check(): Promise<boolean>; resets(): number };
 }
 
 const LEASE_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -55,7 +68,17 @@ export interface RevokeResult {
   revocation: Revocation;
   /** Leases deleted from the store by this revocation. */
   leases: number;
+  /** Set when the target was unknown here and the revocation was published anyway. */
+  warning?: string;
 }
+
+/**
+ * After Redis lost its data the authority cannot tell a lease or instance that never
+ * existed from one it forgot, and a revocation of something that does not exist harms
+ * nothing: the revocation goes out anyway, and the answer says so.
+ */
+export const UNKNOWN_LEASE = 'unknown lease: revocation published anyway';
+export const UNKNOWN_INSTANCE = 'unknown instance: revoked and published anyway';
 
 /** Refused: the identity is revoked. 401, so a sidecar drops it (it treats 401/403 as refused). */
 const revokedIdentity = () => unauthenticated('identity revoked');
@@ -102,7 +125,7 @@ export class Authority {
     }
     const identity = `spiffe://${this.d.trustDomain}/join/${name}`;
     // A revoked name cannot come back while its mark lasts, not even with a fresh token.
-    if (await this.d.store.isIdentityRevoked(identity)) {
+    if (await this.isRevoked(identity)) {
       this.d.metrics.bootstrap('join_token', 'failure');
       this.d.audit.emit('policy.denied', { identity, instance: identity, reason: 'identity revoked' });
       throw revokedIdentity();
@@ -129,9 +152,32 @@ export class Authority {
    * the server caches the certificate's verification per connection, never this answer.
    */
   private async assertNotRevoked(identity: string, method?: 'renew'): Promise<void> {
-    if (!(await this.d.store.isIdentityRevoked(identity))) return;
+    if (!(await this.isRevoked(identity))) return;
     if (method) this.d.metrics.bootstrap(method, 'failure');
     throw revokedIdentity();
+  }
+
+  /**
+   * The store's answer, unless Redis came back empty since we last looked: then the marks
+   * this replica remembers are written back first and the store is asked again (an
+   * emptied Redis would otherwise let a revoked instance's valid certificate lease again).
+   */
+  private async isRevoked(identity: string): Promise<boolean> {
+    const resetsBefore = this.d.resetCheck?.resets();
+    if (await this.d.store.isIdentityRevoked(identity)) return true;
+    if (!this.d.resetCheck) return false;
+    let reset: boolean;
+    try {
+      // Resolves once any write-back under way has finished (checks are shared).
+      reset = await this.d.resetCheck.check();
+    } catch (err) {
+      // Fail closed: whether the answer above is still true cannot be known now.
+      throw new AuthorityError('LEASH_ERR_STORE', 503, 'the store is unavailable; retry', {}, { cause: err });
+    }
+    // A reset noticed by another check while the store was being asked counts too: the
+    // answer may predate that check's write-back.
+    if (!reset && this.d.resetCheck.resets() === resetsBefore) return false;
+    return this.d.store.isIdentityRevoked(identity);
   }
 
   private sign(csr: string, identity: string): IdentityResponse {
@@ -255,8 +301,11 @@ export class Authority {
    * Revoke (DESIGN §7), by an admin `actor`: record it in the store (the authority refuses
    * what is revoked from now on, on every replica), publish it on the bus (sidecars and
    * verifiers apply it), delete the leases it covers, count and audit it.
-   *   lease       target = lease id; must exist (404). The lease is deleted.
-   *   instance    target = SPIFFE ID (or `join:NAME`); must be a known identity (404). Marked
+   *   lease       target = lease id (400 unless it could be one). The lease is deleted. An
+   *               unknown one (expired, or forgotten by a Redis that lost its data) is
+   *               revoked anyway: published, answered with a warning (UNKNOWN_LEASE).
+   *   instance    target = SPIFFE ID (or `join:NAME`); unknown ones are marked and published
+   *               anyway, with a warning (UNKNOWN_INSTANCE), for the same reason. Marked
    *               revoked until the longest certificate it could hold has expired, so it can
    *               neither renew, lease nor bootstrap again under that name; all its leases go.
    *   credential  target = a configured credential name (404); all its leases go. Sidecars
@@ -306,8 +355,14 @@ export class Authority {
   }
 
   private async revokeLease(actor: string, leaseId: string, reason: string): Promise<RevokeResult> {
-    const record = LEASE_ID.test(leaseId) ? await this.d.store.getLease(leaseId) : undefined;
-    if (!record) throw notFound('no such lease');
+    if (!LEASE_ID.test(leaseId)) throw badRequest('lease: not a lease id');
+    const record = await this.d.store.getLease(leaseId);
+    if (!record) {
+      const revocation = await this.publish('lease', leaseId, reason, actor);
+      this.d.logger.warn({ lease: leaseId, revocation: revocation.id }, UNKNOWN_LEASE);
+      this.d.audit.emit('lease.revoked', { lease: leaseId, reason, by: actor, error: 'unknown lease' });
+      return { revocation, leases: 0, warning: UNKNOWN_LEASE };
+    }
     const revocation = await this.publish('lease', leaseId, reason, actor);
     const deleted = await this.d.store.deleteLease(leaseId);
     this.d.audit.emit('lease.revoked', {
@@ -330,15 +385,19 @@ export class Authority {
       this.d.store.listLeases({ instance: identity }),
     ]);
     // Known: certified since the registry exists, already revoked (a retry), or holding
-    // leases (an identity certified before the registry did, not yet renewed).
-    if (!known && !revoked && leases.length === 0) throw notFound('no such instance');
+    // leases (an identity certified before the registry did, not yet renewed). Unknown:
+    // never certified, or forgotten by a Redis that lost its data — revoked all the same.
+    const unknown = !known && !revoked && leases.length === 0;
     // Mark first: from here on no replica serves it, whatever happens next.
-    await this.d.store.revokeIdentity(identity, this.d.clock.wallMs() + this.d.identityTtlMs);
+    const untilMs = this.d.clock.wallMs() + this.d.identityTtlMs;
+    await this.d.store.revokeIdentity(identity, untilMs);
+    this.d.revocationMemory?.markInstance(identity, untilMs);
     const revocation = await this.publish('instance', identity, reason, actor);
     // Listed again: a lease stored between the first listing and the mark is included.
     const n = await this.deleteAll(await this.d.store.listLeases({ instance: identity }), reason, actor);
-    this.d.audit.emit('instance.revoked', { identity, instance: identity, reason, by: actor });
-    return { revocation, leases: n };
+    this.d.audit.emit('instance.revoked', { identity, instance: identity, reason, by: actor, ...(unknown ? { error: 'unknown instance' } : {}) });
+    if (unknown) this.d.logger.warn({ instance: identity, revocation: revocation.id }, UNKNOWN_INSTANCE);
+    return { revocation, leases: n, ...(unknown ? { warning: UNKNOWN_INSTANCE } : {}) };
   }
 
   private async revokeLeases(actor: string, scope: 'credential' | 'all', target: string, reason: string, filter: LeaseFilter): Promise<RevokeResult> {
@@ -371,6 +430,7 @@ export class Authority {
       throw new AuthorityError('LEASH_ERR_STORE', 503, 'the revocation could not be published (revocation bus unavailable); retry', {}, { cause: err });
     }
     this.d.metrics.revoked(scope);
+    this.d.revocationMemory?.published(revocation);
     return revocation;
   }
 }

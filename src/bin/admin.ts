@@ -130,7 +130,9 @@ export async function revoke(target: AdminTarget, options: RevokeOptions): Promi
   const answer = (await call(target, 'POST', API.adminRevoke, body, options.actor ? { 'x-leash-actor': options.actor } : {})) as Partial<RevokeResponse>;
   const r = answer.revocation;
   if (!r || typeof r.id !== 'string' || typeof r.target !== 'string') throw new AdminError('authority answer has no revocation');
-  return `revoked ${r.scope} ${r.target} (${r.id})`;
+  // An unknown target was revoked anyway (the authority may have lost its records): say so.
+  const warning = typeof answer.warning === 'string' ? `; ${answer.warning.replace(/[\x00-\x1f\x7f]/g, '').slice(0, 200)}` : '';
+  return `revoked ${r.scope} ${r.target} (${r.id})${warning}`;
 }
 
 const FINGERPRINT = /^sha256:[0-9a-f]{12}$/;

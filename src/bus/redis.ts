@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { currentEpoch, epochKeyOf, epochReset } from './epoch.js';
 import { compareIds, parseRevocation, type NewRevocation, type Revocation, type RevocationPublisher, type RevocationSubscriber, type SubscriberEvents } from './types.js';
 
 /**
@@ -17,6 +18,9 @@ import { compareIds, parseRevocation, type NewRevocation, type Revocation, type 
  *   re-subscribes) silently when it drops: the Cluster emits nothing and a PING on it
  *   goes to another node. That connection is tracked (trackClusterSubscriber) so its loss
  *   triggers the same catch-up, and the heartbeat PINGs it;
+ * - a Redis that restarts without persistence comes back with no stream at all, which a
+ *   subscriber at position 0-0 cannot tell from "nothing published yet": the stream's
+ *   epoch (epoch.ts), read on every catch-up, tells a reset apart;
  * - secrets never go into a command: revocations carry ids and names only.
  */
 export type RedisClient = Redis | Cluster;
@@ -28,22 +32,78 @@ export interface RedisBusOptions {
 
 const keyOf = (prefix: string) => `${prefix}revocations`;
 
+export interface RedisPublisherOptions extends RedisBusOptions {
+  /**
+   * The stream's epoch changed since this publisher last saw it (a reset: Redis lost its
+   * data). Called once per change, before the publication that noticed it is written.
+   */
+  onReset?: () => Promise<void> | void;
+}
+
 export class RedisRevocationPublisher implements RevocationPublisher {
   private readonly key: string;
+  private readonly epochKey: string;
+  /** The epoch seen last (undefined: not looked yet). */
+  private epoch: string | null | undefined;
+  private checking: Promise<boolean> | undefined;
+  private resetCount = 0;
   constructor(
     private readonly client: RedisClient,
     private readonly windowMs: number,
-    private readonly options: RedisBusOptions = {},
+    private readonly options: RedisPublisherOptions = {},
   ) {
     this.key = keyOf(options.prefix ?? 'leash:');
+    this.epochKey = epochKeyOf(this.key);
+  }
+
+  /**
+   * Read (and create when absent) the stream's epoch; true when it changed since the last
+   * look — the stream was reset — after onReset has run. Called before every publication,
+   * and by the authority at start and periodically.
+   */
+  checkEpoch(): Promise<boolean> {
+    // One at a time, shared by concurrent callers: a reset is acted on (onReset) once.
+    this.checking ??= this.lookAtEpoch().finally(() => (this.checking = undefined));
+    return this.checking;
+  }
+
+  private async lookAtEpoch(): Promise<boolean> {
+    const now = (this.options.clock ?? Date.now)();
+    const epoch = await currentEpoch(this.client, this.epochKey, true, now);
+    const reset = epochReset(this.epoch, epoch);
+    if (reset) {
+      this.resetCount++;
+      await this.options.onReset?.();
+    }
+    this.epoch = epoch;
+    return reset;
+  }
+
+  /** Resets seen so far (counted when noticed, before onReset runs). */
+  get resets(): number {
+    return this.resetCount;
   }
 
   async publish(r: NewRevocation): Promise<Revocation> {
+    // An absent epoch is written before the entry: a subscriber that remembered the
+    // previous one sees the reset however the two interleave with its catch-up.
+    await this.checkEpoch();
     const now = (this.options.clock ?? Date.now)();
-    const at = new Date(now).toISOString();
+    return this.write({ ...r, at: new Date(now).toISOString() }, now);
+  }
+
+  /**
+   * Write a revocation seen before a reset again, with its original time (`at` decides
+   * what a verifier denies): the authority re-seeds a reset stream with what it remembers.
+   */
+  async republish(r: Omit<Revocation, 'id'>): Promise<Revocation> {
+    return this.write(r, (this.options.clock ?? Date.now)());
+  }
+
+  private async write(r: Omit<Revocation, 'id'>, now: number): Promise<Revocation> {
     // Entries older than the longest lease are of no use to anyone: trim by time, not count.
-    const id = (await this.client.xadd(this.key, 'MINID', '~', `${Math.max(0, now - this.windowMs)}-0`, '*', 'scope', r.scope, 'target', r.target, 'reason', r.reason, 'at', at, 'by', r.by)) as string;
-    const full: Revocation = { id, ...r, at };
+    const id = (await this.client.xadd(this.key, 'MINID', '~', `${Math.max(0, now - this.windowMs)}-0`, '*', 'scope', r.scope, 'target', r.target, 'reason', r.reason, 'at', r.at, 'by', r.by)) as string;
+    const full: Revocation = { id, scope: r.scope, target: r.target, reason: r.reason, at: r.at, by: r.by };
     await this.client.publish(this.key, JSON.stringify(full));
     return full;
   }
@@ -66,12 +126,21 @@ export interface RedisSubscriberOptions extends RedisBusOptions {
    * or its PUBLISH failed) still arrives without waiting for a reconnect. Default 30 s.
    */
   pollMs?: number;
+  /**
+   * Create the stream's epoch when absent (default true). A subscriber whose Redis user may
+   * not write only reads it; until some publisher has written one it cannot detect a reset
+   * at position 0-0 (docs/revocation.md).
+   */
+  writeEpoch?: boolean;
 }
 
 type Entry = [string, string[]];
 
 export class RedisRevocationSubscriber implements RevocationSubscriber {
   private readonly key: string;
+  private readonly epochKey: string;
+  /** The stream's epoch at our last catch-up (undefined: before the first; null: none written yet). */
+  private epoch: string | null | undefined;
   private readonly sub: RedisClient;
   private readonly cmd: RedisClient;
   private readonly seen = new Set<string>();
@@ -102,6 +171,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     private readonly events: SubscriberEvents,
   ) {
     this.key = keyOf(options.prefix ?? 'leash:');
+    this.epochKey = epochKeyOf(this.key);
     this.sub = options.connect();
     this.cmd = options.connect();
     for (const c of [this.sub, this.cmd]) c.on('error', () => undefined); // reconnects on its own; state is reported via channel()
@@ -191,15 +261,33 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   }
 
   private async catchUp(): Promise<void> {
+    // Read before the stream: a reset after this read drops our connections, and the
+    // catch-up that follows the reconnection reads the epoch again.
+    const epoch = await currentEpoch(this.cmd, this.epochKey, this.options.writeEpoch ?? true, (this.options.clock ?? Date.now)());
     if (this.lastId === undefined) {
       // First start: revocations published before this sidecar existed concern leases it
       // never held (the authority refuses revoked identities itself). Start at the tip.
       const last = (await this.cmd.xrevrange(this.key, '+', '-', 'COUNT', 1)) as Entry[];
       this.lastId = last[0]?.[0] ?? '0-0';
       this.floor = this.lastId;
+      this.epoch = epoch;
       return;
     }
-    if (await this.trimmedPastUs()) await this.events.gap();
+    if (epochReset(this.epoch, epoch)) {
+      // The stream was recreated from nothing: whatever was published before it may be
+      // lost, our position included (even 0-0: "nothing yet" then is no proof now). The
+      // owner reconciles; only then does the new stream become our history, read whole
+      // (its ids are a new series: the old position, floor and dedupe set mean nothing).
+      await this.events.gap('reset');
+      this.epoch = epoch;
+      this.lastId = '0-0';
+      this.floor = undefined;
+      this.seen.clear();
+    } else {
+      // First epoch we can see (none had been written when we looked): remember it.
+      if (this.epoch === null) this.epoch = epoch;
+      if (await this.trimmedPastUs()) await this.events.gap('trimmed');
+    }
     const [ms] = this.lastId.split('-');
     let start = `${Math.max(0, Number(ms) - (this.options.overlapMs ?? 5_000))}-0`;
     for (;;) {
@@ -220,7 +308,9 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
    *   (position 0-0) and something was deleted;
    * - an entry newer than our position was deleted (max-deleted-entry-id, XDEL);
    * - the stream itself is gone although we had read from it (deleted, or lost by a
-   *   restart without persistence).
+   *   restart without persistence);
+   * - the stream went back: its newest id ever is older than our position (Redis restarted
+   *   from an older snapshot, RDB; the epoch is in the snapshot too, unchanged).
    */
   private async trimmedPastUs(): Promise<boolean> {
     const lastId = this.lastId;
@@ -238,6 +328,8 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     };
     const maxDeleted = String(field('max-deleted-entry-id') ?? '0-0');
     if (compareIds(maxDeleted, lastId) > 0) return true;
+    const lastGenerated = field('last-generated-id');
+    if (typeof lastGenerated === 'string' && /^\d+-\d+$/.test(lastGenerated) && compareIds(lastGenerated, lastId) < 0) return true;
     const length = Number(field('length') ?? 0);
     const added = Number(field('entries-added') ?? length);
     const first = field('first-entry') as Entry | null | undefined;

@@ -21,16 +21,21 @@ export interface Revocation {
 
 export type NewRevocation = Omit<Revocation, 'id' | 'at'>;
 
+/** Why revocations may have been lost: see SubscriberEvents.gap. */
+export type GapReason = 'trimmed' | 'reset';
+
 export interface SubscriberEvents {
   /** A revocation not seen before, in stream order where it can be known. */
   revocation(r: Revocation): void;
   /** The channel is usable (subscribed, caught up, heartbeat answered) or not. */
   channel(up: boolean): void;
   /**
-   * The stream was trimmed past our position (offline too long): revocations may have
-   * been lost. The owner reconciles everything it holds before serving again.
+   * Revocations may have been lost: the stream was trimmed past our position (offline too
+   * long), or it was reset — recreated from nothing, its epoch changed (Redis restarted
+   * without persistence; see epoch.ts). The owner reconciles everything it holds before
+   * serving again.
    */
-  gap(): Promise<void> | void;
+  gap(why: GapReason): Promise<void> | void;
   /** A message that is not a revocation: logged and skipped, never a crash. */
   malformed(reason: string): void;
 }

@@ -87,6 +87,8 @@ export interface RevokeResponse {
   revocation: RevocationEntry;
   /** Leases this revocation deleted at the authority. */
   leases: number;
+  /** Present when the target was unknown to the authority and the revocation was published anyway. */
+  warning?: string;
 }
 
 export const API = {

@@ -286,7 +286,7 @@ export class Sidecar {
           void this.reconcile('the revocation channel came up after leasing began');
         }
       },
-      gap: () => this.reconcile('the revocation stream was trimmed past our position'),
+      gap: (why) => this.reconcile(why === 'reset' ? 'the revocation stream was reset (Redis lost its data)' : 'the revocation stream was trimmed past our position'),
       malformed: (reason) => this.log.warn({ reason }, 'malformed revocation skipped'),
     };
     if (this.deps.revocationBus) this.revocations = this.deps.revocationBus.subscriber(events);

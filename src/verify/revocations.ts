@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { redisConnector, type RedisTarget } from '../bus/connect.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
 import { RedisRevocationSubscriber, type RedisClient } from '../bus/redis.js';
-import { parseRevocation, type Revocation, type RevocationSubscriber, type SubscriberEvents } from '../bus/types.js';
+import { parseRevocation, type GapReason, type Revocation, type RevocationSubscriber, type SubscriberEvents } from '../bus/types.js';
 
 /**
  * The verifier's revocation deny-set (DESIGN §7 applied to tokens):
@@ -107,7 +107,8 @@ export type RevocationSource = { redis: RedisTarget; prefix?: string } | { bus: 
 export interface ChannelEvents {
   revocation(r: Revocation): void;
   channel(up: boolean): void;
-  gap(): void;
+  /** Revocations may have been lost: the stream was trimmed past our position, or reset (Redis lost its data). */
+  gap(why: GapReason): void;
   malformed(reason: string): void;
 }
 
@@ -136,7 +137,7 @@ export class RevocationChannel {
     const relay: SubscriberEvents = {
       revocation: (r) => events.revocation(r),
       channel: (up) => this.onSubscriber(up),
-      gap: () => events.gap(),
+      gap: (why) => events.gap(why),
       malformed: (reason) => events.malformed(reason),
     };
     if ('bus' in source) {

@@ -95,11 +95,14 @@ export function createVerifier(options: VerifierOptions): Verifier {
       channel: (up) => {
         if (!up && !closed) warn({}, 'leash/verify: revocation channel down; revocations published meanwhile apply once it is back');
       },
-      gap: () => {
+      gap: (why) => {
         const at = clock.wallMs();
-        if (options.onGap === 'warn') return warn({}, 'leash/verify: revocations may have been lost (stream trimmed past our position); onGap=warn: accepting tokens');
+        // A reset (Redis came back without the stream) is a gap of unknown extent: we cannot
+        // know what was revoked while we were away, so nothing issued until now is trusted.
+        const what = why === 'reset' ? 'the revocation stream was reset: Redis lost its data' : 'stream trimmed past our position';
+        if (options.onGap === 'warn') return warn({ why }, `leash/verify: revocations may have been lost (${what}); onGap=warn: accepting tokens`);
         deny.failClosed(at);
-        warn({ at: new Date(at).toISOString() }, 'leash/verify: revocations may have been lost (stream trimmed past our position): refusing every token issued until now');
+        warn({ why, at: new Date(at).toISOString() }, `leash/verify: revocations may have been lost (${what}): refusing every token issued until now`);
       },
       malformed: (reason) => warn({ reason }, 'leash/verify: malformed revocation skipped'),
     });

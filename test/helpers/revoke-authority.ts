@@ -69,6 +69,7 @@ export async function joinInstance(baseUrl: string, caPem: string, joinToken: st
 export interface RevokeAnswer {
   revocation?: { id: string; scope: string; target: string; reason: string; at: string; by: string };
   leases?: number;
+  warning?: string;
   error?: { code: string; message: string };
 }
 

@@ -88,8 +88,8 @@ export class AuthorityServer {
         handler: async (r, body) => {
           const actor = this.admin(r);
           const b = (body && typeof body === 'object' ? body : {}) as RevokeRequest;
-          const { revocation, leases } = await authority.revoke(actor, b.scope, b.target, b.reason);
-          const answer: RevokeResponse = { revocation, leases };
+          const { revocation, leases, warning } = await authority.revoke(actor, b.scope, b.target, b.reason);
+          const answer: RevokeResponse = { revocation, leases, ...(warning ? { warning } : {}) };
           return answer;
         },
       },
