@@ -147,6 +147,15 @@ describe('answers leash refuses with 502 leash_upstream_bad_response', () => {
     expectBadResponse(await exchange(get('/h/v1/x')));
   });
 
+  it('on a WebSocket upgrade: a refusal with status 000, and a 101 with DEL in a header', async () => {
+    const upgrade =
+      'GET /h/socket HTTP/1.1\r\nhost: leash\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n';
+    answer = () => `HTTP/1.1 000 Key ${SECRET}\r\ncontent-length: 0\r\n\r\n`;
+    expectBadResponse(await exchange(upgrade));
+    answer = () => `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nx-bad: a\x7fb\r\n\r\n`;
+    expectBadResponse(await exchange(upgrade));
+  });
+
   it('status 000 and a reason with DEL (each used to end the process); the sidecar keeps serving', async () => {
     answer = () => `HTTP/1.1 000 Zero\r\ncontent-length: 0\r\n\r\n`;
     expectBadResponse(await exchange(get('/h/v1/x')));

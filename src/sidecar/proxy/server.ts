@@ -45,6 +45,18 @@ const CTX = Symbol('leash.ctx');
 type Tracked = RequestContext & { proxyReq?: ClientRequest; proxyRes?: IncomingMessage; clientGone?: boolean; timedOut?: boolean; status?: number };
 type WithCtx = IncomingMessage & { [CTX]?: Tracked };
 
+/**
+ * Pure: the answer for an upstream request that failed before its response could be
+ * relayed. HPE_* is Node's HTTP parser refusing the upstream's answer (bad status line,
+ * header or framing): the upstream was reached, what it said cannot be relayed.
+ */
+export function upstreamFailure(err: Error, timedOut: boolean, route: string | undefined): LeashHttpError {
+  const code = (err as NodeJS.ErrnoException).code ?? 'error';
+  if (timedOut) return new UpstreamTimeoutError('the upstream did not answer in time', { route });
+  if (code.startsWith('HPE_')) return new UpstreamBadResponseError(`the upstream answered a malformed HTTP response (${code})`, { route });
+  return new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route }, { cause: err });
+}
+
 /** Client went away before the answer finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
 
@@ -215,13 +227,7 @@ export class ProxyServer {
       this.log.debug({ route, code }, 'upstream sent bytes after its answer');
       return;
     }
-    // HPE_* is Node's HTTP parser refusing the upstream's answer (bad status line, header
-    // or framing): the upstream was reached, what it said cannot be relayed.
-    const answer = ctx.timedOut
-      ? new UpstreamTimeoutError('the upstream did not answer in time', { route })
-      : code.startsWith('HPE_')
-        ? new UpstreamBadResponseError(`the upstream answered a malformed HTTP response (${code})`, { route })
-        : new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route }, { cause: err });
+    const answer = upstreamFailure(err, ctx.timedOut === true, route);
     this.log.warn({ route, code }, answer.message);
     sendError(res, answer);
   }
@@ -257,12 +263,7 @@ export class ProxyServer {
     this.proxy.ws(req, socket, head, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders }, (err: Error) => {
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       this.log.warn({ route: route.name, code }, 'websocket upstream failed');
-      sendSocketError(
-        socket,
-        ctx.timedOut
-          ? new UpstreamTimeoutError('the upstream did not answer in time', { route: route.name })
-          : new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route: route.name }),
-      );
+      sendSocketError(socket, upstreamFailure(err, ctx.timedOut === true, route.name));
     });
   }
 
