@@ -28,6 +28,7 @@ export const HTTP_ERROR_TYPES = {
   leash_upstream_unreachable: 502,
   leash_upstream_timeout: 504,
   leash_shutting_down: 503,
+  leash_upstream_bad_response: 502,
 } as const;
 
 export type HttpErrorType = keyof typeof HTTP_ERROR_TYPES;
@@ -89,6 +90,17 @@ export class UpstreamUnreachableError extends LeashHttpError {
 export class UpstreamTimeoutError extends LeashHttpError {
   constructor(message: string, context: ErrorContext & { route?: string } = {}) {
     super('LEASH_ERR_UPSTREAM_TIMEOUT', 'leash_upstream_timeout', message, context);
+  }
+}
+
+/**
+ * The upstream answered something leash cannot relay safely (an invalid status, a
+ * transfer-coding it cannot re-frame, an unsolicited `101`, a response the HTTP parser
+ * rejects). The message names the problem, never the upstream's bytes.
+ */
+export class UpstreamBadResponseError extends LeashHttpError {
+  constructor(message: string, context: ErrorContext & { route?: string } = {}, options?: { cause?: unknown }) {
+    super('LEASH_ERR_UPSTREAM_BAD_RESPONSE', 'leash_upstream_bad_response', message, context, options);
   }
 }
 
@@ -154,6 +166,7 @@ export const ERROR_CODES = [
   'LEASH_ERR_CREDENTIAL_UNAVAILABLE',
   'LEASH_ERR_UPSTREAM_UNREACHABLE',
   'LEASH_ERR_UPSTREAM_TIMEOUT',
+  'LEASH_ERR_UPSTREAM_BAD_RESPONSE',
   'LEASH_ERR_SHUTTING_DOWN',
   'LEASH_ERR_CONFIG',
   'LEASH_ERR_CREDENTIAL_SOURCE',

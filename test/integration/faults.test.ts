@@ -139,9 +139,9 @@ describe('upstream faults', () => {
     expect(outcome.received).toBeLessThan(4000);
   });
 
-  it('an upstream that answers garbage bytes gives 502', async () => {
+  it('an upstream that answers garbage bytes gives 502 leash_upstream_bad_response', async () => {
     const r = await rawRequest(`${leash.url}/garbage/v1/models`);
-    expectLeashError(r, 'leash_upstream_unreachable', 502, 'garbage');
+    expectLeashError(r, 'leash_upstream_bad_response', 502, 'garbage');
   });
 
   it('after all of that the sidecar still serves a good request, and each failure was logged without the secret', async () => {

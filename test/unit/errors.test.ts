@@ -13,6 +13,7 @@ const DESIGN_TYPES: Record<string, number> = {
   leash_upstream_unreachable: 502,
   leash_upstream_timeout: 504,
   leash_shutting_down: 503,
+  leash_upstream_bad_response: 502,
 };
 
 /** Every LeashHttpError subclass, with the DESIGN type it must carry. */
@@ -24,6 +25,7 @@ const HTTP_SUBCLASSES: Record<string, { type: string; make: () => LeashHttpError
   UpstreamUnreachableError: { type: 'leash_upstream_unreachable', make: () => new errors.UpstreamUnreachableError('m', { route: 'r' }) },
   UpstreamTimeoutError: { type: 'leash_upstream_timeout', make: () => new errors.UpstreamTimeoutError('m', { route: 'r' }) },
   ShuttingDownError: { type: 'leash_shutting_down', make: () => new errors.ShuttingDownError() },
+  UpstreamBadResponseError: { type: 'leash_upstream_bad_response', make: () => new errors.UpstreamBadResponseError('m', { route: 'r' }) },
 };
 
 const isClass = (v: unknown): v is abstract new (...a: never[]) => unknown => typeof v === 'function' && /^class\b/.test(Function.prototype.toString.call(v));

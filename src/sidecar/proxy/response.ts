@@ -1,8 +1,10 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Readable, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import { UpstreamBadResponseError } from '../../core/errors.js';
 import { responseSkipSet } from './headers.js';
+import { sendError, sendSocketError } from './respond.js';
 import type { RouteRuntime } from './route.js';
 import { ScrubStream, type Scrubber } from './scrub.js';
 
@@ -11,11 +13,149 @@ import { ScrubStream, type Scrubber } from './scrub.js';
  * selfHandleResponse, so this is the only place a response is written): hop-by-hop
  * headers dropped, held secrets scrubbed from headers, same-origin redirects rewritten to
  * the local prefix, bodies piped unbuffered — except error bodies, which are scrubbed.
+ *
+ * Nothing the upstream sends is written raw: the status must be a valid final status, the
+ * reason phrase is always leash's own (an upstream may echo the key there), and a header
+ * that cannot be written safely is dropped (docs/secret-hygiene.md).
  */
 export const ERROR_BODY_LIMIT = 64 * 1024;
 
-export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, route: RouteRuntime, method: string, scrubber: Scrubber): void {
-  const status = proxyRes.statusCode ?? 502;
+/** Headers that carry URLs (and so, with query injection, the key): fully scrubbed on every status. */
+const URL_HEADERS = new Set(['location', 'content-location', 'refresh']);
+/** leash's own headers (x-leash-error tells a leash answer from the upstream's): never taken from an upstream. */
+const LEASH_PREFIX = 'x-leash-';
+/** RFC 9110 token: what Node accepts as a header name. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What Node refuses in a header value (it accepts HTAB, SP, VCHAR and obs-text). */
+const BAD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** The reason phrase leash sends: the standard one for the status, never the upstream's. */
+export function reasonPhrase(status: number): string {
+  return STATUS_CODES[status] ?? 'Unknown';
+}
+
+/**
+ * Pure: why an upstream's final status cannot be relayed, or undefined. Node hands 1xx
+ * interim answers (100, 102, 103) to 'information' and a flagged 101 to 'upgrade'; what
+ * reaches a response handler must be 200–599 (Node itself would write 000 or 999, or throw).
+ */
+export function statusProblem(status: number | undefined): string | undefined {
+  if (status === undefined || !Number.isInteger(status)) return 'no status code';
+  if (status === 101) return 'status 101 without a completed upgrade';
+  if (status < 200 || status > 599) return `invalid status code ${status}`;
+  return undefined;
+}
+
+/**
+ * Pure: the response's transfer-codings, when leash cannot relay them. Node removes
+ * `chunked` and leash frames the answer itself; any other coding (`gzip, chunked`) would
+ * leave a coded body that the agent cannot read without the header leash drops, and that
+ * error-body scrubbing cannot see into — so the answer is refused.
+ */
+export function transferCodingProblem(rawHeaders: readonly string[]): string | undefined {
+  const codings: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() !== 'transfer-encoding') continue;
+    for (const c of rawHeaders[i + 1]!.split(',')) if (c.trim()) codings.push(c.trim().toLowerCase());
+  }
+  if (codings.length === 0 || (codings.length === 1 && codings[0] === 'chunked')) return undefined;
+  return 'a transfer-coding other than chunked';
+}
+
+export interface RelayedHeaders {
+  /** Flat name/value list, ready for writeHead. */
+  headers: string[];
+  /** How many headers were dropped as unsafe (their names are not reported: one could hold a secret). */
+  dropped: number;
+}
+
+/**
+ * Pure: the upstream's raw headers as leash may write them. Hop-by-hop and `x-leash-*` names are skipped;
+ * `valueOf` scrubs (and rewrites) a value. A header is dropped, never written raw, when its
+ * name is not a token or holds a secret (scrubbing a name would not leave a valid name),
+ * or when its value, once scrubbed, holds a byte Node refuses to write (writeHead throws).
+ */
+export function relayHeaders(
+  raw: readonly string[],
+  skip: ReadonlySet<string>,
+  scrubber: Scrubber,
+  valueOf: (lower: string, value: string) => string,
+): RelayedHeaders {
+  const headers: string[] = [];
+  let dropped = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (skip.has(lower) || lower.startsWith(LEASH_PREFIX)) continue;
+    if (!TOKEN.test(name) || scrubber.full(name) !== name) {
+      dropped++;
+      continue;
+    }
+    const value = valueOf(lower, raw[i + 1]!);
+    if (BAD_VALUE_CHAR.test(value)) {
+      dropped++;
+      continue;
+    }
+    headers.push(name, value);
+  }
+  return { headers, dropped };
+}
+
+/**
+ * Mutates the headers of an upstream's `101` (http-proxy writes `proxyRes.headers` raw to
+ * the agent's socket): every value — each element of an array such as `set-cookie` too —
+ * fully scrubbed; a header whose name is not a token or holds a secret, or whose value
+ * holds a byte that is not allowed, removed. Returns how many were removed.
+ */
+export function scrubUpgradeHeaders(headers: IncomingHttpHeaders, scrubber: Scrubber): number {
+  let dropped = 0;
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (name.startsWith(LEASH_PREFIX)) {
+      delete headers[name];
+      continue;
+    }
+    const values = (Array.isArray(value) ? value : [value]).map((v) => scrubber.full(v));
+    if (!TOKEN.test(name) || scrubber.full(name) !== name || values.some((v) => BAD_VALUE_CHAR.test(v))) {
+      delete headers[name];
+      dropped++;
+      continue;
+    }
+    headers[name] = Array.isArray(value) ? values : values[0];
+  }
+  return dropped;
+}
+
+export interface ForwardOutcome {
+  /** Set when the answer was refused (the agent got this error instead). */
+  refused: UpstreamBadResponseError | undefined;
+  dropped: number;
+}
+
+/** The upstream's answer is abandoned: its socket is not reused (its framing is suspect). */
+function abandon(proxyRes: IncomingMessage): void {
+  proxyRes.on('error', () => undefined);
+  proxyRes.destroy();
+}
+
+function refusal(problem: string, route: string): UpstreamBadResponseError {
+  return new UpstreamBadResponseError(`the upstream's answer cannot be relayed: ${problem}`, { route });
+}
+
+/**
+ * Relays one upstream answer. May still throw on something unforeseen; the caller turns
+ * that into a 502 (or cuts the response once headers are out) instead of a crash.
+ */
+export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, route: RouteRuntime, method: string, scrubber: Scrubber): ForwardOutcome {
+  const problem = statusProblem(proxyRes.statusCode) ?? transferCodingProblem(proxyRes.rawHeaders);
+  if (problem !== undefined) {
+    abandon(proxyRes);
+    const refused = refusal(problem, route.name);
+    sendError(res, refused);
+    return { refused, dropped: 0 };
+  }
+  const status = proxyRes.statusCode!;
+  const reason = reasonPhrase(status);
   const isError = status >= 400;
   // A redirect's body usually repeats its target URL (framework "Redirecting to …" pages):
   // with query injection that URL carries the credential, so it is scrubbed like an error body.
@@ -24,26 +164,28 @@ export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, 
   const stream = contentType.startsWith('text/event-stream');
   // An error is scrubbed whatever its content type (a 401 sent as an event stream included).
   const scrubBody = (isError || (isRedirect && !stream)) && method !== 'HEAD' && status !== 204 && status !== 304;
-  const skip = responseSkipSet(proxyRes.headers.connection);
-  const raw = proxyRes.rawHeaders;
-  const headers: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (skip.has(lower)) continue;
-    if (scrubBody && (lower === 'content-length' || lower === 'content-encoding')) continue;
-    let value = isError ? scrubber.full(raw[i + 1]!) : scrubber.whole(raw[i + 1]!);
-    if (lower === 'location') value = rewriteLocation(value, route);
-    headers.push(name, value);
-  }
-  proxyRes.on('error', () => res.destroy());
+  const hop = responseSkipSet(proxyRes.headers.connection);
+  // A scrubbed body is decoded and re-framed by leash: the upstream's framing does not apply.
+  const skip = scrubBody ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
+  const { headers, dropped } = relayHeaders(proxyRes.rawHeaders, skip, scrubber, (lower, raw) => {
+    const value = isError || URL_HEADERS.has(lower) ? scrubber.full(raw) : scrubber.whole(raw);
+    return lower === 'location' ? rewriteLocation(value, route) : value;
+  });
+  // The upstream's answer broke off (premature close, bad chunking): a 502 while nothing
+  // has been written to the agent (a buffered error body), a cut connection after.
+  const broken = () => {
+    abandon(proxyRes);
+    if (!res.writableEnded) sendError(res, refusal('it broke off or is malformed', route.name));
+  };
+  proxyRes.on('error', broken);
   if (!scrubBody) {
-    res.writeHead(status, proxyRes.statusMessage, headers);
+    res.writeHead(status, reason, headers);
     if (stream) res.flushHeaders();
     proxyRes.pipe(res);
-    return;
+    return { refused: undefined, dropped };
   }
-  scrubErrorBody(proxyRes, res, status, headers, scrubber);
+  scrubErrorBody(proxyRes, res, status, reason, headers, scrubber, broken);
+  return { refused: undefined, dropped };
 }
 
 function decoderFor(encoding: string | undefined): Transform | 'identity' | undefined {
@@ -63,21 +205,26 @@ function decoderFor(encoding: string | undefined): Transform | 'identity' | unde
   }
 }
 
-function scrubErrorBody(proxyRes: IncomingMessage, res: ServerResponse, status: number, headers: string[], scrubber: Scrubber): void {
+function scrubErrorBody(
+  proxyRes: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  reason: string,
+  headers: string[],
+  scrubber: Scrubber,
+  broken: () => void,
+): void {
   const decoder = decoderFor(proxyRes.headers['content-encoding']);
   if (decoder === undefined) {
     // An encoding leash cannot decode cannot be scrubbed: withhold the body, keep the status.
     proxyRes.resume();
-    res.writeHead(status, proxyRes.statusMessage, [...headers, 'content-length', '0', 'x-leash-body-withheld', 'unscrubbable-encoding']);
+    res.writeHead(status, reason, [...headers, 'content-length', '0', 'x-leash-body-withheld', 'unscrubbable-encoding']);
     res.end();
     return;
   }
   let source: Readable = proxyRes;
   if (decoder !== 'identity') {
-    decoder.on('error', () => {
-      proxyRes.destroy();
-      res.destroy();
-    });
+    decoder.on('error', broken);
     source = proxyRes.pipe(decoder);
   }
   const chunks: Buffer[] = [];
@@ -89,7 +236,7 @@ function scrubErrorBody(proxyRes: IncomingMessage, res: ServerResponse, status: 
     // Too large to hold: stream the rest, scrubbing whole secrets across chunk borders.
     source.off('data', onData).off('end', onEnd);
     source.pause();
-    res.writeHead(status, proxyRes.statusMessage, headers);
+    res.writeHead(status, reason, headers);
     const scrub = new ScrubStream(scrubber);
     scrub.pipe(res);
     for (const c of chunks) scrub.write(c);
@@ -101,7 +248,7 @@ function scrubErrorBody(proxyRes: IncomingMessage, res: ServerResponse, status: 
     const text = body.toString('utf8');
     const scrubbed = scrubber.full(text);
     const out = scrubbed === text ? body : Buffer.from(scrubbed, 'utf8');
-    res.writeHead(status, proxyRes.statusMessage, [...headers, 'content-length', String(out.length)]);
+    res.writeHead(status, reason, [...headers, 'content-length', String(out.length)]);
     res.end(out);
   };
   source.on('data', onData).on('end', onEnd);
@@ -132,18 +279,22 @@ export function rewriteLocation(location: string, route: RouteRuntime): string {
 
 /**
  * An upstream's answer written raw to an upgrade socket (a refused WebSocket handshake):
- * hop-by-hop headers dropped, headers and body fully scrubbed, the connection closed.
+ * the same status and header checks as forwardResponse, hop-by-hop headers dropped,
+ * headers and body fully scrubbed, the connection closed.
  */
-export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, scrubber: Scrubber): void {
-  const skip = responseSkipSet(proxyRes.headers.connection);
-  const status = proxyRes.statusCode ?? 502;
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
-  const raw = proxyRes.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const lower = raw[i]!.toLowerCase();
-    if (skip.has(lower) || lower === 'content-length' || lower === 'content-encoding') continue;
-    head += `${raw[i]}: ${scrubber.full(raw[i + 1]!)}\r\n`;
+export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, scrubber: Scrubber, route: string): ForwardOutcome {
+  const problem = statusProblem(proxyRes.statusCode) ?? transferCodingProblem(proxyRes.rawHeaders);
+  if (problem !== undefined) {
+    abandon(proxyRes);
+    const refused = refusal(problem, route);
+    sendSocketError(socket, refused);
+    return { refused, dropped: 0 };
   }
+  const status = proxyRes.statusCode!;
+  const skip = new Set([...responseSkipSet(proxyRes.headers.connection), 'content-length', 'content-encoding']);
+  const { headers, dropped } = relayHeaders(proxyRes.rawHeaders, skip, scrubber, (_lower, value) => scrubber.full(value));
+  let head = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   const chunks: Buffer[] = [];
   let size = 0;
   proxyRes.on('data', (c: Buffer) => {
@@ -158,6 +309,8 @@ export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, scru
     const encoded = proxyRes.headers['content-encoding'];
     const text = encoded && encoded !== 'identity' ? '' : scrubber.full(Buffer.concat(chunks).toString('utf8'));
     const body = Buffer.from(text, 'utf8');
-    socket.end(`${head}content-length: ${body.length}\r\nconnection: close\r\n\r\n${text}`);
+    // Header values are latin1 strings (obs-text round-trips byte for byte); the body is UTF-8.
+    socket.end(Buffer.concat([Buffer.from(`${head}content-length: ${body.length}\r\nconnection: close\r\n\r\n`, 'latin1'), body]));
   });
+  return { refused: undefined, dropped };
 }

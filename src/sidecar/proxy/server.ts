@@ -3,11 +3,11 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
-import { BadRequestError, type LeashHttpError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
+import { BadRequestError, type LeashHttpError, UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
 import { runPasses, type PassEnv, type RequestContext } from './passes.js';
 import { sendError, sendSocketError } from './respond.js';
-import { forwardResponse, writeRawResponse } from './response.js';
+import { forwardResponse, scrubUpgradeHeaders, writeRawResponse, type ForwardOutcome } from './response.js';
 import type { RouteRuntime } from './route.js';
 import { listen } from '../../core/listen.js';
 
@@ -21,7 +21,9 @@ import { listen } from '../../core/listen.js';
  *   `aborted`, which Node ≥ 16 no longer emits when a client disconnects);
  * - followRedirects is never enabled; the upstream path is built by the passes;
  * - both sides of a WebSocket are torn down together (its socket leak on Node ≥ 15.5);
- * - every error is handled: an unhandled http-proxy error would throw.
+ * - every error is handled: an unhandled http-proxy error would throw;
+ * - nothing an upstream answers may throw out of a handler (that would end the process,
+ *   and every route with it): a bad answer becomes leash_upstream_bad_response.
  */
 export interface RequestOutcome {
   route: string | undefined;
@@ -40,8 +42,20 @@ export interface ProxyHooks {
 }
 
 const CTX = Symbol('leash.ctx');
-type Tracked = RequestContext & { proxyReq?: ClientRequest; clientGone?: boolean; timedOut?: boolean; status?: number };
+type Tracked = RequestContext & { proxyReq?: ClientRequest; proxyRes?: IncomingMessage; clientGone?: boolean; timedOut?: boolean; status?: number };
 type WithCtx = IncomingMessage & { [CTX]?: Tracked };
+
+/**
+ * Pure: the answer for an upstream request that failed before its response could be
+ * relayed. HPE_* is Node's HTTP parser refusing the upstream's answer (bad status line,
+ * header or framing): the upstream was reached, what it said cannot be relayed.
+ */
+export function upstreamFailure(err: Error, timedOut: boolean, route: string | undefined): LeashHttpError {
+  const code = (err as NodeJS.ErrnoException).code ?? 'error';
+  if (timedOut) return new UpstreamTimeoutError('the upstream did not answer in time', { route });
+  if (code.startsWith('HPE_')) return new UpstreamBadResponseError(`the upstream answered a malformed HTTP response (${code})`, { route });
+  return new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route }, { cause: err });
+}
 
 /** Client went away before the answer finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
@@ -74,13 +88,22 @@ export class ProxyServer {
       );
       this.log.debug({ code: err.code }, 'malformed request refused');
     });
-    this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: WithCtx) => this.onProxyReq(proxyReq, req));
+    this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: WithCtx, res: ServerResponse) => this.onProxyReq(proxyReq, req, res));
     this.proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: WithCtx, socket: Duplex) => this.onProxyReqWs(proxyReq, req, socket));
     this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: WithCtx, res: ServerResponse) => {
       const ctx = req[CTX]!;
+      ctx.proxyRes = proxyRes;
       const status = proxyRes.statusCode ?? 0;
       if (status === 401 || status === 403) this.hooks.upstreamAuthFailure(ctx.route!, status, ctx.credential);
-      forwardResponse(proxyRes, res, ctx.route!, req.method ?? 'GET', ctx.route!.scrubberFor(ctx.credential));
+      const route = ctx.route!.name;
+      try {
+        this.noteOutcome(route, forwardResponse(proxyRes, res, ctx.route!, req.method ?? 'GET', ctx.route!.scrubberFor(ctx.credential)));
+      } catch (err) {
+        // Only the code is logged: a Node message can quote a header name or value.
+        this.log.warn({ route, code: (err as NodeJS.ErrnoException).code ?? 'error' }, 'upstream answer could not be written');
+        proxyRes.on('error', () => undefined).destroy();
+        this.refuse(res, new UpstreamBadResponseError("the upstream's answer cannot be relayed", { route }));
+      }
     });
     // Without a listener http-proxy throws; per-call callbacks below answer the agent.
     this.proxy.on('error', (err: Error) => this.log.warn({ err }, 'proxy error'));
@@ -143,7 +166,7 @@ export class ProxyServer {
     );
   }
 
-  private onProxyReq(proxyReq: ClientRequest, req: WithCtx): void {
+  private onProxyReq(proxyReq: ClientRequest, req: WithCtx, res: ServerResponse): void {
     const ctx = req[CTX]!;
     ctx.proxyReq = proxyReq;
     if (ctx.clientGone) {
@@ -151,6 +174,30 @@ export class ProxyServer {
       return;
     }
     this.armTimeouts(proxyReq, ctx);
+    // A 101 to a request that did not ask to upgrade: Node hands the socket to an 'upgrade'
+    // listener and, without one, destroys it without emitting 'response' or 'error' — the
+    // agent would wait forever. Close the upstream connection and answer 502.
+    proxyReq.once('upgrade', (_proxyRes: IncomingMessage, proxySocket: Duplex) => {
+      proxySocket.destroy();
+      const route = ctx.route?.name;
+      const err = new UpstreamBadResponseError('the upstream switched protocols (101) on a request that did not ask to upgrade', { route });
+      this.log.warn({ route, code: err.code }, err.message);
+      if (!ctx.clientGone) this.refuse(res, err);
+    });
+  }
+
+  /** Answer a leash error, or cut the response if it has started; never throws. */
+  private refuse(res: ServerResponse, err: LeashHttpError): void {
+    try {
+      sendError(res, err);
+    } catch {
+      res.destroy();
+    }
+  }
+
+  private noteOutcome(route: string | undefined, outcome: ForwardOutcome): void {
+    if (outcome.refused) this.log.warn({ route, code: outcome.refused.code }, outcome.refused.message);
+    if (outcome.dropped > 0) this.log.warn({ route, dropped: outcome.dropped }, 'upstream response headers dropped: not safe to relay');
   }
 
   private armTimeouts(proxyReq: ClientRequest, ctx: Tracked): void {
@@ -174,9 +221,13 @@ export class ProxyServer {
     if (ctx.clientGone || res.writableEnded) return;
     const route = ctx.route?.name;
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    const answer = ctx.timedOut
-      ? new UpstreamTimeoutError('the upstream did not answer in time', { route })
-      : new UpstreamUnreachableError(`the upstream could not be reached or answered garbage (${code})`, { route }, { cause: err });
+    if (ctx.proxyRes?.complete) {
+      // Bytes after a complete answer (a 204 or 304 that carried a body): Node's parser
+      // fails on them, but the answer itself is whole and still flows to the agent.
+      this.log.debug({ route, code }, 'upstream sent bytes after its answer');
+      return;
+    }
+    const answer = upstreamFailure(err, ctx.timedOut === true, route);
     this.log.warn({ route, code }, answer.message);
     sendError(res, answer);
   }
@@ -212,12 +263,7 @@ export class ProxyServer {
     this.proxy.ws(req, socket, head, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders }, (err: Error) => {
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       this.log.warn({ route: route.name, code }, 'websocket upstream failed');
-      sendSocketError(
-        socket,
-        ctx.timedOut
-          ? new UpstreamTimeoutError('the upstream did not answer in time', { route: route.name })
-          : new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route: route.name }),
-      );
+      sendSocketError(socket, upstreamFailure(err, ctx.timedOut === true, route.name));
     });
   }
 
@@ -231,10 +277,9 @@ export class ProxyServer {
     // These listeners run before http-proxy's own (registered right after this event).
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, proxySocket: Duplex) => {
       ctx.status = 101;
-      const scrubber = route.scrubberFor(ctx.credential);
-      for (const [name, value] of Object.entries(proxyRes.headers)) {
-        if (typeof value === 'string') proxyRes.headers[name] = scrubber.whole(value);
-      }
+      // http-proxy writes these headers raw to the agent right after this listener.
+      const dropped = scrubUpgradeHeaders(proxyRes.headers, route.scrubberFor(ctx.credential));
+      if (dropped > 0) this.log.warn({ route: route.name, dropped }, 'upstream response headers dropped: not safe to relay');
       // Tie both sockets' lifetimes together (http-proxy leaks them on Node ≥ 15.5, PR #1559).
       socket.once('close', () => proxySocket.destroy());
       proxySocket.once('close', () => socket.destroy());
@@ -243,7 +288,14 @@ export class ProxyServer {
     proxyReq.on('response', (proxyRes: IncomingMessage) => {
       ctx.status = proxyRes.statusCode ?? 502;
       if (ctx.status === 401 || ctx.status === 403) this.hooks.upstreamAuthFailure(route, ctx.status, ctx.credential);
-      writeRawResponse(proxyRes, socket, route.scrubberFor(ctx.credential));
+      try {
+        const outcome = writeRawResponse(proxyRes, socket, route.scrubberFor(ctx.credential), route.name);
+        if (outcome.refused) ctx.status = outcome.refused.status;
+        this.noteOutcome(route.name, outcome);
+      } catch (err) {
+        this.log.warn({ route: route.name, code: (err as NodeJS.ErrnoException).code ?? 'error' }, 'upstream answer could not be written');
+        socket.destroy();
+      }
     });
     // A refused handshake: http-proxy registers, right after this event, a 'response'
     // listener that copies the answer to the agent raw (an echoed key included). Skip that

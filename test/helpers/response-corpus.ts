@@ -1,0 +1,224 @@
+import { gzipSync } from 'node:zlib';
+
+/**
+ * A corpus of hostile upstream answers, generated here: malformed status lines, reason
+ * phrases with every control byte, bad header names and values, framing conflicts, bad
+ * chunking, premature closes, 1xx sequences, unsolicited 101s, oversized heads. Each case
+ * is the exact bytes a raw `net` upstream writes, and what the agent may see in return.
+ *
+ * `expect`:
+ * - `relay`   the upstream's status reaches the agent (no x-leash-error);
+ * - `refuse`  502 leash_upstream_bad_response;
+ * - `leash502` a leash 502 (bad response, or unreachable when the upstream closed early);
+ * - `any`     any well-formed answer (which one is Node's parser's call, not leash's).
+ * `mayCut`: the agent's connection may be cut (headers sent, then the upstream failed).
+ */
+export type Expectation = 'relay' | 'refuse' | 'leash502' | 'any';
+
+export interface Case {
+  name: string;
+  bytes: Buffer;
+  /** After writing: end the connection (default) or reset it. */
+  close?: 'end' | 'reset';
+  method?: 'GET' | 'HEAD';
+  expect: Expectation;
+  /** The status expected with `relay`. */
+  status?: number;
+  mayCut?: boolean;
+  /** Extra check on what the agent got: a failure message, or undefined. */
+  check?: (got: { headers: Record<string, string | string[] | undefined>; body: string }) => string | undefined;
+}
+
+const bin = (s: string) => Buffer.from(s, 'latin1');
+const hex2 = (n: number) => n.toString(16).padStart(2, '0');
+
+/** A response with an automatic content-length. */
+function resp(statusLine: string, headers: string[] = [], body = ''): Buffer {
+  return bin(`${statusLine}\r\n${headers.map((h) => `${h}\r\n`).join('')}content-length: ${Buffer.byteLength(body, 'latin1')}\r\n\r\n${body}`);
+}
+/** A response written exactly as given (no framing added). */
+function raw(text: string): Buffer {
+  return bin(text);
+}
+
+const absent = (name: string) => (got: { headers: Record<string, unknown> }) => (got.headers[name] === undefined ? undefined : `header ${name} should have been dropped`);
+
+export function buildCorpus(secret: string): Case[] {
+  const cases: Case[] = [];
+  const add = (c: Case) => cases.push(c);
+
+  // --- A. status codes -------------------------------------------------------------
+  for (const code of ['000', '001', '099', '600', '700', '999']) add({ name: `status ${code}`, bytes: resp(`HTTP/1.1 ${code} Whatever`), expect: 'refuse' });
+  for (const code of [200, 201, 202, 204, 206, 299, 304, 399, 404, 418, 451, 499, 500, 599]) {
+    add({ name: `status ${code} relayed`, bytes: resp(`HTTP/1.1 ${code} Whatever`), expect: 'relay', status: code });
+  }
+  for (const code of ['1000', '2000', '-1', '-200', 'abc', '2O0', '20', '2', '', ' 200', '+200', '0x1', '20 0', '\u0662\u0660\u0660', '200.0', '2\u0000\u00000']) {
+    add({ name: `status ${JSON.stringify(code)} unparsable`, bytes: resp(`HTTP/1.1 ${code} Whatever`), expect: 'leash502' });
+  }
+  // A 1xx as the only answer: Node waits for the final one, then the upstream closes.
+  for (const code of ['100', '102', '199']) add({ name: `${code} then close`, bytes: resp(`HTTP/1.1 ${code} Interim`), expect: 'leash502' });
+
+  // --- B. reason phrases -----------------------------------------------------------
+  for (let b = 0; b < 0x20; b++) add({ name: `reason with 0x${hex2(b)}`, bytes: resp(`HTTP/1.1 200 Ok${String.fromCharCode(b)}ay`), expect: 'any' });
+  add({ name: 'reason with DEL', bytes: resp('HTTP/1.1 200 Ok\u007fay'), expect: 'any' });
+  add({ name: 'reason with DEL on 401', bytes: resp('HTTP/1.1 401 Bad\u007fkey'), expect: 'any' });
+  for (const b of [0x00, 0x01, 0x09, 0x0b, 0x1b, 0x7f]) {
+    add({ name: `401 reason with secret and 0x${hex2(b)}`, bytes: resp(`HTTP/1.1 401 Invalid key ${secret}${String.fromCharCode(b)}`), expect: 'any' });
+  }
+  for (const b of [0x80, 0xa0, 0xe9, 0xff]) add({ name: `reason with obs-text 0x${hex2(b)}`, bytes: resp(`HTTP/1.1 200 Ok${String.fromCharCode(b)}`), expect: 'relay', status: 200 });
+  add({ name: 'reason in UTF-8', bytes: Buffer.concat([bin('HTTP/1.1 200 '), Buffer.from('Résumé ✓', 'utf8'), bin('\r\ncontent-length: 0\r\n\r\n')]), expect: 'relay', status: 200 });
+  for (const code of [200, 201, 302, 401, 403, 429, 500, 503]) {
+    add({ name: `${code} reason holds the secret`, bytes: resp(`HTTP/1.1 ${code} Invalid key ${secret}`), expect: 'relay', status: code });
+  }
+  add({ name: '999 reason holds the secret', bytes: resp(`HTTP/1.1 999 Invalid key ${secret}`), expect: 'refuse' });
+  add({ name: '000 reason holds the secret', bytes: resp(`HTTP/1.1 000 Invalid key ${secret}`), expect: 'refuse' });
+  add({ name: 'reason is the secret alone', bytes: resp(`HTTP/1.1 401 ${secret}`), expect: 'relay', status: 401 });
+  add({ name: 'reason holds a fragment of the secret', bytes: resp(`HTTP/1.1 401 key ${secret.slice(4, 16)} refused`), expect: 'relay', status: 401 });
+  add({ name: 'empty reason', bytes: resp('HTTP/1.1 200 '), expect: 'relay', status: 200 });
+  add({ name: 'no reason, no space', bytes: resp('HTTP/1.1 200'), expect: 'relay', status: 200 });
+  add({ name: 'reason of spaces', bytes: resp('HTTP/1.1 200      '), expect: 'relay', status: 200 });
+  add({ name: 'reason a tab', bytes: resp('HTTP/1.1 200 \t'), expect: 'any' });
+  add({ name: 'reason 4000 chars', bytes: resp(`HTTP/1.1 200 ${'r'.repeat(4000)}`), expect: 'relay', status: 200 });
+  add({ name: 'reason with header injection attempt', bytes: resp('HTTP/1.1 200 OK\rx-injected: 1'), expect: 'any', check: absent('x-injected') });
+
+  // --- C. header names -------------------------------------------------------------
+  for (const c of [' ', '"', '(', ')', ',', '/', ';', '<', '=', '>', '?', '@', '[', '\\', ']', '{', '}', '\t', '\u007f', '\u0001', '\u0000', '\u00e9', '\u00ff']) {
+    add({ name: `header name with ${JSON.stringify(c)}`, bytes: resp('HTTP/1.1 200 OK', [`x-bad${c}name: v`]), expect: 'any' });
+  }
+  add({ name: 'empty header name', bytes: resp('HTTP/1.1 200 OK', [': v']), expect: 'any' });
+  add({ name: 'space before colon', bytes: resp('HTTP/1.1 200 OK', ['x-a : v']), expect: 'any' });
+  add({ name: 'header line without colon', bytes: resp('HTTP/1.1 200 OK', ['x-no-colon']), expect: 'any' });
+  add({ name: 'header name is the secret', bytes: resp('HTTP/1.1 200 OK', [`${secret}: 1`]), expect: 'relay', status: 200 });
+  add({ name: 'header name holds the secret', bytes: resp('HTTP/1.1 200 OK', [`x-${secret}: 1`, 'x-kept: yes']), expect: 'relay', status: 200, check: (g) => (g.headers['x-kept'] === 'yes' ? undefined : 'a good header was lost') });
+  add({ name: 'header name holds the secret on 401', bytes: resp('HTTP/1.1 401 Unauthorized', [`x-${secret}: 1`]), expect: 'relay', status: 401 });
+  add({ name: 'header name holds the secret on 302', bytes: resp('HTTP/1.1 302 Found', [`x-${secret}: 1`, 'location: /x']), expect: 'relay', status: 302 });
+  add({ name: 'header name 200 chars', bytes: resp('HTTP/1.1 200 OK', [`x-${'n'.repeat(200)}: v`]), expect: 'relay', status: 200 });
+
+  // --- D. header values ------------------------------------------------------------
+  for (let b = 0; b < 0x20; b++) {
+    if (b === 0x09 || b === 0x0a || b === 0x0d) continue;
+    add({ name: `header value with 0x${hex2(b)}`, bytes: resp('HTTP/1.1 200 OK', [`x-v: a${String.fromCharCode(b)}b`, 'x-kept: yes']), expect: 'any' });
+  }
+  add({ name: 'header value with DEL', bytes: resp('HTTP/1.1 200 OK', ['x-v: a\u007fb', 'x-kept: yes']), expect: 'any' });
+  add({ name: 'header value with DEL on 401', bytes: resp('HTTP/1.1 401 Unauthorized', ['x-v: a\u007fb']), expect: 'any' });
+  add({ name: 'header value with bare CR', bytes: resp('HTTP/1.1 200 OK', ['x-v: a\rx-injected: 1']), expect: 'any', check: absent('x-injected') });
+  add({ name: 'header value with bare LF', bytes: resp('HTTP/1.1 200 OK', ['x-v: a\nx-injected: 1']), expect: 'any' });
+  add({ name: 'header value with CR LF NUL', bytes: resp('HTTP/1.1 200 OK', ['x-v: a\r\u0000\nb']), expect: 'any' });
+  for (const b of [0x80, 0xa0, 0xff]) add({ name: `header value with obs-text 0x${hex2(b)}`, bytes: resp('HTTP/1.1 200 OK', [`x-v: a${String.fromCharCode(b)}b`]), expect: 'relay', status: 200 });
+  add({ name: 'header value in UTF-8', bytes: Buffer.concat([bin('HTTP/1.1 200 OK\r\nx-v: '), Buffer.from('naïve ✓', 'utf8'), bin('\r\ncontent-length: 0\r\n\r\n')]), expect: 'relay', status: 200 });
+  add({ name: 'obs-fold', bytes: resp('HTTP/1.1 200 OK', ['x-v: a', '  folded']), expect: 'any' });
+  add({ name: 'obs-fold carrying the secret', bytes: resp('HTTP/1.1 401 Unauthorized', ['x-v: key', ` ${secret}`]), expect: 'any' });
+  add({ name: 'empty header value', bytes: resp('HTTP/1.1 200 OK', ['x-v:']), expect: 'relay', status: 200 });
+  add({ name: 'header value only whitespace', bytes: resp('HTTP/1.1 200 OK', ['x-v: \t ']), expect: 'relay', status: 200 });
+  for (const code of [200, 204, 302, 401, 500]) {
+    add({ name: `${code}: secret in a header value`, bytes: resp(`HTTP/1.1 ${code} X`, [`x-debug: key=${secret}`]), expect: 'relay', status: code });
+    add({ name: `${code}: set-cookie list with the secret`, bytes: resp(`HTTP/1.1 ${code} X`, [`set-cookie: k=${secret}`, `set-cookie: j=${secret}; Path=/`]), expect: 'relay', status: code });
+    add({ name: `${code}: location with the secret`, bytes: resp(`HTTP/1.1 ${code} X`, [`location: https://elsewhere.example/cb?key=${secret}`]), expect: 'relay', status: code });
+    add({ name: `${code}: refresh with the secret`, bytes: resp(`HTTP/1.1 ${code} X`, [`refresh: 0; url=/next?key=${secret}`]), expect: 'relay', status: code });
+    add({ name: `${code}: masked secret in location`, bytes: resp(`HTTP/1.1 ${code} X`, [`location: /cb?key=${secret.slice(0, 6)}****${secret.slice(-4)}`]), expect: 'relay', status: code });
+    add({ name: `${code}: fragment of the secret in refresh`, bytes: resp(`HTTP/1.1 ${code} X`, [`refresh: 5; url=/x?k=${secret.slice(3, 15)}`]), expect: 'relay', status: code });
+  }
+  add({ name: 'content-location with the secret', bytes: resp('HTTP/1.1 200 OK', [`content-location: /x?key=${secret}`]), expect: 'relay', status: 200 });
+  add({ name: 'fragment of the secret in a 401 header', bytes: resp('HTTP/1.1 401 X', [`x-hint: ${secret.slice(2, 14)}`]), expect: 'relay', status: 401 });
+  add({ name: 'connection lists a header holding the secret', bytes: resp('HTTP/1.1 200 OK', ['connection: x-private', `x-private: ${secret}`]), expect: 'relay', status: 200, check: absent('x-private') });
+  add({ name: 'x-leash-error from the upstream', bytes: resp('HTTP/1.1 403 Forbidden', ['x-leash-error: leash_denied', 'X-Leash-Body-Withheld: no']), expect: 'relay', status: 403, check: absent('x-leash-error') });
+
+  // --- E. framing ------------------------------------------------------------------
+  add({ name: 'duplicate content-length, same', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello'), expect: 'any' });
+  add({ name: 'duplicate content-length, different', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!'), expect: 'leash502' });
+  add({ name: 'content-length list', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\nhello'), expect: 'any' });
+  for (const cl of ['-1', 'abc', '+5', '0x5', '5 5', '99999999999999999999', '5\u0000']) {
+    add({ name: `content-length ${JSON.stringify(cl)}`, bytes: raw(`HTTP/1.1 200 OK\r\ncontent-length: ${cl}\r\n\r\nhello`), expect: 'any', mayCut: true });
+  }
+  add({ name: 'content-length and transfer-encoding', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'), expect: 'any', mayCut: true });
+  add({ name: 'transfer-encoding chunked twice (two lines)', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'), expect: 'leash502', mayCut: true });
+  add({ name: 'transfer-encoding "chunked, chunked"', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'), expect: 'leash502', mayCut: true });
+  const gz = gzipSync(Buffer.from(`{"error":"bad key ${secret}"}`));
+  const chunkedGz = Buffer.concat([bin(`${gz.length.toString(16)}\r\n`), gz, bin('\r\n0\r\n\r\n')]);
+  add({ name: 'transfer-encoding "gzip, chunked" on 401', bytes: Buffer.concat([bin('HTTP/1.1 401 Unauthorized\r\ntransfer-encoding: gzip, chunked\r\n\r\n'), chunkedGz]), expect: 'refuse' });
+  add({ name: 'transfer-encoding "gzip, chunked" on 200', bytes: Buffer.concat([bin('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n'), chunkedGz]), expect: 'refuse' });
+  add({ name: 'transfer-encoding gzip, read to close', bytes: Buffer.concat([bin('HTTP/1.1 401 Unauthorized\r\ntransfer-encoding: gzip\r\n\r\n'), gz]), expect: 'leash502' });
+  add({ name: 'transfer-encoding identity', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: identity\r\n\r\nhello'), expect: 'leash502' });
+  add({ name: 'transfer-encoding "chunked, gzip"', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\nhello'), expect: 'leash502' });
+  add({ name: 'transfer-encoding with obs-text', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: ch\u00e9nked\r\n\r\nhello'), expect: 'leash502' });
+  add({ name: 'chunk size not hex', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n'), expect: 'any', mayCut: true });
+  add({ name: 'chunk size overflow', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffffffff\r\nhello\r\n0\r\n\r\n'), expect: 'any', mayCut: true });
+  add({ name: 'chunk data longer than its size', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n'), expect: 'any', mayCut: true });
+  add({ name: 'chunk extension with a control byte', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=\u0001\r\nhello\r\n0\r\n\r\n'), expect: 'any', mayCut: true });
+  add({ name: 'missing last chunk, then close', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n'), expect: 'any', mayCut: true });
+  add({ name: 'trailer holds the secret', bytes: raw(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n5\r\nhello\r\n0\r\nx-t: ${secret}\r\n\r\n`), expect: 'relay', status: 200 });
+  add({ name: 'trailer with a control byte', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-t: a\u0001b\r\n\r\n'), expect: 'any', mayCut: true });
+  add({ name: '401 chunked body splits the secret', bytes: raw(`HTTP/1.1 401 X\r\ntransfer-encoding: chunked\r\n\r\n${(5).toString(16)}\r\n${secret.slice(0, 5)}\r\n${(secret.length - 5).toString(16)}\r\n${secret.slice(5)}\r\n0\r\n\r\n`), expect: 'relay', status: 401 });
+  add({ name: '401 gzip body holds the secret', bytes: Buffer.concat([bin(`HTTP/1.1 401 X\r\ncontent-encoding: gzip\r\ncontent-length: ${gz.length}\r\n\r\n`), gz]), expect: 'relay', status: 401 });
+  add({ name: '401 unknown content-encoding', bytes: raw(`HTTP/1.1 401 X\r\ncontent-encoding: zstd\r\ncontent-length: ${secret.length}\r\n\r\n${secret}`), expect: 'relay', status: 401 });
+  add({ name: '401 corrupt gzip body', bytes: raw('HTTP/1.1 401 X\r\ncontent-encoding: gzip\r\ncontent-length: 10\r\n\r\nnot-gzip!!'), expect: 'refuse' });
+  add({ name: '200 read to close', bytes: raw('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close'), expect: 'relay', status: 200 });
+  add({ name: 'HEAD with content-length and no body', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n'), method: 'HEAD', expect: 'relay', status: 200 });
+  add({ name: '204 with a body', bytes: raw('HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\nhello'), expect: 'any' });
+  add({ name: '304 chunked', bytes: raw('HTTP/1.1 304 Not Modified\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n'), expect: 'any' });
+  add({ name: '302 body holds the secret', bytes: resp('HTTP/1.1 302 Found', ['location: /next'], `Redirecting to /next?key=${secret}`), expect: 'relay', status: 302 });
+  add({ name: '500 body holds a masked secret', bytes: resp('HTTP/1.1 500 X', ['content-type: application/json'], `{"m":"key ${secret.slice(0, 7)}*****${secret.slice(-4)}"}`), expect: 'relay', status: 500 });
+
+  // --- F. premature close ----------------------------------------------------------
+  add({ name: 'close without a byte', bytes: Buffer.alloc(0), expect: 'leash502' });
+  add({ name: 'reset without a byte', bytes: Buffer.alloc(0), close: 'reset', expect: 'leash502' });
+  add({ name: 'close inside the status line', bytes: raw('HTTP/1.1 2'), expect: 'leash502' });
+  add({ name: 'close after the status line', bytes: raw('HTTP/1.1 200 OK\r\n'), expect: 'leash502' });
+  add({ name: 'close inside the headers', bytes: raw('HTTP/1.1 200 OK\r\ncontent-ty'), expect: 'leash502' });
+  add({ name: 'close inside the body (content-length)', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b'), expect: 'any', mayCut: true });
+  add({ name: 'close inside a chunk', bytes: raw('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n64\r\nonly ten b'), expect: 'any', mayCut: true });
+  add({ name: 'reset inside the body', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b'), close: 'reset', expect: 'any', mayCut: true });
+  add({ name: '401 closes inside a body holding the secret', bytes: raw(`HTTP/1.1 401 X\r\ncontent-length: 500\r\n\r\nbad key ${secret}`), expect: 'refuse' });
+  add({ name: '401 chunked closes after the secret', bytes: raw(`HTTP/1.1 401 X\r\ntransfer-encoding: chunked\r\n\r\n${secret.length.toString(16)}\r\n${secret}\r\n`), expect: 'refuse' });
+  add({ name: '100 Continue then close', bytes: raw('HTTP/1.1 100 Continue\r\n\r\n'), expect: 'leash502' });
+
+  // --- G. 1xx sequences ------------------------------------------------------------
+  const ok = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+  add({ name: '100 then 200', bytes: raw(`HTTP/1.1 100 Continue\r\n\r\n${ok}`), expect: 'relay', status: 200 });
+  add({ name: '102 then 200', bytes: raw(`HTTP/1.1 102 Processing\r\n\r\n${ok}`), expect: 'relay', status: 200 });
+  add({ name: '103 Early Hints then 200', bytes: raw(`HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n${ok}`), expect: 'relay', status: 200 });
+  add({ name: '103 with the secret then 200', bytes: raw(`HTTP/1.1 103 Early Hints ${secret}\r\nlink: </x?key=${secret}>; rel=preload\r\n\r\n${ok}`), expect: 'relay', status: 200 });
+  add({ name: 'five 100s then 200', bytes: raw(`${'HTTP/1.1 100 Continue\r\n\r\n'.repeat(5)}${ok}`), expect: 'relay', status: 200 });
+  add({ name: '200 interim 103s then 200', bytes: raw(`${'HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n'.repeat(200)}${ok}`), expect: 'relay', status: 200 });
+  add({ name: '100, 103, then 401 with the secret', bytes: raw(`HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 401 X\r\ncontent-length: ${secret.length}\r\n\r\n${secret}`), expect: 'relay', status: 401 });
+  add({ name: '1xx with a control byte in a header, then 200', bytes: raw(`HTTP/1.1 103 Early Hints\r\nx-v: a\u0001b\r\n\r\n${ok}`), expect: 'any' });
+  add({ name: '1xx with DEL in its reason, then 200', bytes: raw(`HTTP/1.1 100 Co\u007fntinue\r\n\r\n${ok}`), expect: 'any' });
+  add({ name: '199 then 200', bytes: raw(`HTTP/1.1 199 Odd\r\n\r\n${ok}`), expect: 'relay', status: 200 });
+  add({ name: '100 then 000', bytes: raw('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 000 Zero\r\ncontent-length: 0\r\n\r\n'), expect: 'refuse' });
+  add({ name: '100 then 999', bytes: raw('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 999 Odd\r\ncontent-length: 0\r\n\r\n'), expect: 'refuse' });
+  add({ name: '100 then 101', bytes: raw('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n'), expect: 'refuse' });
+  add({ name: '100 with a body, then 200', bytes: raw(`HTTP/1.1 100 Continue\r\ncontent-length: 5\r\n\r\nhello${ok}`), expect: 'any' });
+
+  // --- H. 101 on a request that did not ask to upgrade --------------------------------
+  add({ name: 'unsolicited 101 websocket', bytes: raw('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n'), expect: 'refuse' });
+  add({ name: 'unsolicited 101 h2c', bytes: raw('HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n'), expect: 'refuse' });
+  add({ name: 'unsolicited 101, no headers', bytes: raw('HTTP/1.1 101 Switching Protocols\r\n\r\n'), expect: 'refuse' });
+  add({ name: 'unsolicited 101 with set-cookie secret', bytes: raw(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nset-cookie: k=${secret}\r\n\r\n`), expect: 'refuse' });
+  add({ name: 'unsolicited 101 then bytes holding the secret', bytes: raw(`HTTP/1.1 101 Switching Protocols ${secret}\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nframe ${secret}`), expect: 'refuse' });
+  add({ name: 'unsolicited 101 with content-length', bytes: raw('HTTP/1.1 101 Switching Protocols\r\ncontent-length: 5\r\n\r\nhello'), expect: 'refuse' });
+
+  // --- I. oversized heads ------------------------------------------------------------
+  add({ name: 'header value 17 KB', bytes: resp('HTTP/1.1 200 OK', [`x-big: ${'v'.repeat(17_000)}`]), expect: 'refuse' });
+  add({ name: 'reason 20 KB', bytes: resp(`HTTP/1.1 200 ${'r'.repeat(20_000)}`), expect: 'refuse' });
+  add({ name: 'header name 20 KB', bytes: resp('HTTP/1.1 200 OK', [`x-${'n'.repeat(20_000)}: v`]), expect: 'refuse' });
+  add({ name: '3000 headers', bytes: resp('HTTP/1.1 200 OK', Array.from({ length: 3000 }, (_, i) => `x-${i}: v`)), expect: 'refuse' });
+  add({ name: '150 set-cookies with the secret on 401', bytes: resp('HTTP/1.1 401 X', Array.from({ length: 150 }, (_, i) => `set-cookie: c${i}=${secret}`)), expect: 'relay', status: 401 });
+  add({ name: '150 set-cookies with the secret on 200', bytes: resp('HTTP/1.1 200 OK', Array.from({ length: 150 }, (_, i) => `set-cookie: c${i}=${secret}`)), expect: 'relay', status: 200 });
+
+  // --- J. not quite HTTP/1.1 -----------------------------------------------------------
+  add({ name: 'HTTP/1.0', bytes: resp('HTTP/1.0 200 OK'), expect: 'relay', status: 200 });
+  add({ name: 'HTTP/2.0 status line', bytes: resp('HTTP/2.0 200 OK'), expect: 'any' });
+  add({ name: 'HTTP/0.9 body only', bytes: raw('hello'), expect: 'leash502' });
+  add({ name: 'lower-case http', bytes: resp('http/1.1 200 OK'), expect: 'leash502' });
+  add({ name: 'double space before status', bytes: resp('HTTP/1.1  200 OK'), expect: 'leash502' });
+  add({ name: 'LF-only line endings', bytes: raw('HTTP/1.1 200 OK\ncontent-length: 2\n\nok'), expect: 'any' });
+  add({ name: 'NUL bytes', bytes: Buffer.alloc(64), expect: 'leash502' });
+  add({ name: 'binary noise', bytes: Buffer.from(Array.from({ length: 256 }, (_, i) => (i * 73 + 41) & 0xff)), expect: 'leash502' });
+  add({ name: 'ICY status line', bytes: resp('ICY 200 OK'), expect: 'leash502' });
+  add({ name: 'RTSP status line', bytes: resp('RTSP/1.0 200 OK'), expect: 'any' });
+  add({ name: 'leading CRLF before the status line', bytes: Buffer.concat([bin('\r\n'), resp('HTTP/1.1 200 OK')]), expect: 'any' });
+  add({ name: 'TLS record to a plain request', bytes: Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]), expect: 'leash502' });
+  add({ name: 'status line with the secret as version', bytes: resp(`${secret} 200 OK`), expect: 'leash502' });
+  add({ name: 'two responses back to back', bytes: raw(`${ok}HTTP/1.1 401 ${secret}\r\ncontent-length: 0\r\n\r\n`), expect: 'relay', status: 200 });
+  return cases;
+}
