@@ -177,17 +177,7 @@ describe('request framing matrix (strict upstream, one pooled keep-alive socket)
     expect(probe.status).toBe(200);
     expect(probe.headers.get('x-upstream-url')).toBe(`/base/v1/models/${c.id}-probe`);
 
-    if (c.forwarded) {
-      expect(agent.responses.map((r) => r.status)).toEqual([200, 200]);
-      expect(agent.responses.map((r) => r.header('x-upstream-url'))).toEqual([`/base/v1/models/${c.id}`, `/base/v1/models/${c.id}-follow`]);
-    } else {
-      // One leash error, and the connection is closed: the follow-up is never answered.
-      // (Checked on the raw bytes: an answer to HEAD has a Content-Length but no body.)
-      expect(agent.raw.match(/^HTTP\/1\.1 \d{3}/gm)).toEqual(['HTTP/1.1 400']);
-      expect(agent.raw.toLowerCase()).toContain('\r\nx-leash-error: leash_bad_request\r\n');
-      expect(agent.closed).toBe(true);
-    }
-
+    // What the upstream parsed first: that is the security property.
     const expected = [
       ...(c.forwarded
         ? [
@@ -198,8 +188,20 @@ describe('request framing matrix (strict upstream, one pooled keep-alive socket)
       { method: 'GET', url: `/base/v1/models/${c.id}-probe`, body: '' },
     ];
     expect(up.parseErrors).toEqual([]);
-    expect(up.seen.map((r) => ({ method: r.method, url: r.url, body: r.body }))).toEqual(expected);
+    const show = (r: { method: string; url: string; body: string | undefined }) => `${r.method} ${r.url} body=${JSON.stringify(r.body)}`;
+    expect(up.seen.map(show)).toEqual(expected.map(show));
     for (const r of up.seen) checkUpstreamRequest(r);
+
+    if (c.forwarded) {
+      expect(agent.responses.map((r) => r.status)).toEqual([200, 200]);
+      expect(agent.responses.map((r) => r.header('x-upstream-url'))).toEqual([`/base/v1/models/${c.id}`, `/base/v1/models/${c.id}-follow`]);
+    } else {
+      // One leash error, and the connection is closed: the follow-up is never answered.
+      // (Checked on the raw bytes: an answer to HEAD has a Content-Length but no body.)
+      expect(agent.raw.match(/^HTTP\/1\.1 \d{3}/gm)).toEqual(['HTTP/1.1 400']);
+      expect(agent.raw.toLowerCase()).toContain('\r\nx-leash-error: leash_bad_request\r\n');
+      expect(agent.closed).toBe(true);
+    }
   });
 });
 
@@ -219,4 +221,29 @@ describe('pipelined requests on one agent connection', () => {
     ]);
     for (const r of up.seen) checkUpstreamRequest(r);
   });
+});
+
+describe('method and URL override headers never reach the upstream', () => {
+  const OVERRIDES: [string, string][] = [
+    ['X-HTTP-Method-Override', 'DELETE'],
+    ['X-HTTP-Method', 'DELETE'],
+    ['X-Method-Override', 'DELETE'],
+    ['X-Original-URL', '/v1/files'],
+    ['X-Rewrite-URL', '/v1/files'],
+  ];
+  it.each(OVERRIDES.flatMap(([name, value]) => [[name, value, name] as const, [name, value, name.toUpperCase()] as const]))(
+    '%s: %s (sent as %s) is removed',
+    async (name, value, sentAs) => {
+      up.seen.length = 0;
+      const agent = await rawRequest(leashPort, `POST /api/v1/models/o HTTP/1.1\r\nHost: l\r\n${sentAs}: ${value}\r\n${name}: ${value}\r\nContent-Length: 2\r\n\r\n{}`, {
+        expectResponses: 1,
+      });
+      expect(agent.responses[0]?.status).toBe(200);
+      expect(up.seen).toHaveLength(1);
+      const names = rawPairs(up.seen[0]!.rawHeaders).map(([n]) => n);
+      expect(names).not.toContain(name.toLowerCase());
+      expect(up.seen[0]!.method).toBe('POST');
+      expect(up.seen[0]!.body).toBe('{}');
+    },
+  );
 });
