@@ -100,6 +100,11 @@ export class ProxyServer {
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable) return void socket.destroy();
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        // connections.proxy.idleTimeout: no complete request headers in time (listener-limits.ts). As Node itself answers.
+        socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
       const body = JSON.stringify({ error: { type: 'leash_bad_request', message: 'malformed HTTP request', route: null } });
       socket.end(
         `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nx-leash-error: leash_bad_request\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
