@@ -83,11 +83,23 @@ const route = z.strictObject({
 });
 export type RouteConfig = z.infer<typeof route>;
 
+/** One listener's connection limits (listener-limits.ts); the idle timeout is at least 50ms. */
+const listenerLimits = (maxConnections: number, idleTimeout: number) =>
+  z
+    .strictObject({
+      maxConnections: z.int().positive().default(maxConnections),
+      idleTimeout: duration()
+        .refine((ms) => ms >= 50, 'must be at least 50ms')
+        .default(idleTimeout),
+    })
+    .prefault({});
+
 export const sidecarSchema = z
   .strictObject({
     instance: z.strictObject({ id: z.string().default('') }).prefault({}),
     listen: hostPort.default({ host: '127.0.0.1', port: 8080 }),
     admin: hostPort.default({ host: '127.0.0.1', port: 9090 }),
+    connections: z.strictObject({ proxy: listenerLimits(512, 30_000), admin: listenerLimits(64, 10_000) }).prefault({}),
     shutdown: z.strictObject({ grace: duration().default(30_000) }).prefault({}),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
     credentialFiles: z.strictObject({ pollInterval: duration().default(2_000) }).prefault({}),

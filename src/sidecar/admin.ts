@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { listen } from '../core/listen.js';
+import { listenerOptions, type ListenerLimits } from './listener-limits.js';
 
 /**
  * The admin listener: /healthz (process alive), /readyz (every route holds a usable
@@ -14,10 +15,13 @@ export interface AdminSource {
   registry: Registry;
 }
 
+export const DEFAULT_ADMIN_LIMITS: ListenerLimits = { maxConnections: 64, idleTimeout: 10_000 };
+
 export class AdminServer {
   readonly server: Server;
-  constructor(source: AdminSource) {
-    this.server = createServer((req, res) => {
+  constructor(source: AdminSource, limits: ListenerLimits = DEFAULT_ADMIN_LIMITS) {
+    // Admin requests are small GETs: the body (if any) is bounded like the headers.
+    this.server = createServer(listenerOptions(limits, limits.idleTimeout), (req, res) => {
       const json = (status: number, body: unknown) => {
         const text = JSON.stringify(body);
         res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
@@ -47,6 +51,7 @@ export class AdminServer {
           return json(404, { error: 'not found', paths: ['/healthz', '/readyz', '/status', '/metrics'] });
       }
     });
+    this.server.maxConnections = limits.maxConnections;
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {

@@ -109,8 +109,8 @@ export class Sidecar {
       now: () => this.clock.monotonicMs(),
       safetyMarginMs,
     };
-    this.proxy = new ProxyServer(env, { requestDone: (o) => this.requestDone(o), upstreamAuthFailure: (r, s, c) => this.upstreamAuthFailure(r, s, c) }, this.log);
-    this.admin = new AdminServer({ ready: () => this.readiness(), status: () => this.status(), registry: this.metrics.registry });
+    this.proxy = new ProxyServer(env, { requestDone: (o) => this.requestDone(o), upstreamAuthFailure: (r, s, c) => this.upstreamAuthFailure(r, s, c) }, this.log, deps.config.connections.proxy);
+    this.admin = new AdminServer({ ready: () => this.readiness(), status: () => this.status(), registry: this.metrics.registry }, deps.config.connections.admin);
   }
 
   private makeProvider(route: string, source: string | { file: string } | { env: string }): CredentialProvider {

@@ -8,6 +8,20 @@ import type { IncomingHttpHeaders } from 'node:http';
  */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization'];
 export const INBOUND_CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'x-api-key', 'api-key', 'x-goog-api-key', 'cookie'];
+/**
+ * Headers that make an upstream run another method or path than the one leash checked
+ * against the allow list (Rails/Symfony/Express method-override, IIS/Symfony URL rewrite).
+ * Always removed, with no per-route opt-in: leash forwards every method and path as it is,
+ * so an agent never needs to tunnel one through a header, and honouring them would let an
+ * allowed `POST /x` become `DELETE /x` or `GET /admin` behind leash's back.
+ */
+export const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'];
+/**
+ * Never removable through `Connection`: they frame and address the request, and leash
+ * alone sets them (framing.ts). Node has already read the body by the framing the agent
+ * sent; letting the agent strip it would send that body upstream unframed.
+ */
+const CONNECTION_PROTECTED = new Set(['content-length', 'transfer-encoding', 'host']);
 /** Response headers that describe the connection or the framing leash re-does. */
 const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP, 'transfer-encoding']);
 
@@ -20,14 +34,15 @@ function connectionTokens(value: string | string[] | undefined): string[] {
     .filter(Boolean);
 }
 
-/** Mutates the incoming headers: hop-by-hop, Expect, agent credentials and `extra` removed. */
+/** Mutates the incoming headers: hop-by-hop, Expect, overrides, agent credentials and `extra` removed. */
 export function stripRequestHeaders(headers: IncomingHttpHeaders, extra: readonly string[]): void {
-  for (const t of connectionTokens(headers.connection)) delete headers[t];
+  for (const t of connectionTokens(headers.connection)) if (!CONNECTION_PROTECTED.has(t)) delete headers[t];
   for (const h of HOP_BY_HOP) delete headers[h];
   // Node answers `100 Continue` to the agent itself; forwarding Expect would also make
   // http-proxy skip its request hooks (PITFALLS.md, GHSA-6x33-pw7p-hmpq).
   delete headers.expect;
   for (const h of INBOUND_CREDENTIAL_HEADERS) delete headers[h];
+  for (const h of OVERRIDE_HEADERS) delete headers[h];
   for (const h of extra) delete headers[h];
 }
 

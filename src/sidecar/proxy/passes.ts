@@ -9,6 +9,7 @@ import {
   ShuttingDownError,
 } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
+import { decideFraming, framingHeader, type Framing } from './framing.js';
 import { decodableAcceptEncoding, hasDuplicateHost, stripRequestHeaders } from './headers.js';
 import type { RouteRuntime } from './route.js';
 import { parseTarget, withoutQueryParam, type Target } from './target.js';
@@ -24,6 +25,8 @@ export interface RequestContext {
   route: RouteRuntime | undefined;
   target: Target | undefined;
   credential: HeldCredential | undefined;
+  /** How the body is framed upstream (framing.ts); set by the first checks. */
+  framing: Framing;
   /** Path and query sent upstream. */
   upstreamPath: string;
   /** Headers http-proxy sets on the outgoing request after copying the agent's. */
@@ -42,9 +45,12 @@ type Pass = (req: IncomingMessage, ctx: RequestContext, env: PassEnv) => LeashHt
 
 const refuseWhileShuttingDown: Pass = (_req, _ctx, env) => (env.shuttingDown() ? new ShuttingDownError() : undefined);
 
-const refuseSmuggling: Pass = (req) => {
+const refuseSmuggling: Pass = (req, ctx) => {
   if (req.method === 'CONNECT') return new BadRequestError('CONNECT is not supported: leash is a reverse proxy');
   if (hasDuplicateHost(req.rawHeaders)) return new BadRequestError('more than one Host header');
+  const framing = decideFraming(req.method ?? 'GET', req.rawHeaders);
+  if (framing instanceof BadRequestError) return framing;
+  ctx.framing = framing;
   return undefined;
 };
 
@@ -84,10 +90,15 @@ const buildOutgoing: Pass = (req, ctx) => {
   const route = ctx.route!;
   const value = ctx.credential!.value;
   stripRequestHeaders(req.headers, route.strip);
+  // The agent's framing headers never go upstream as sent: leash's own replace them.
+  delete req.headers['content-length'];
+  delete req.headers['transfer-encoding'];
   const ae = decodableAcceptEncoding(req.headers['accept-encoding']);
   if (ae !== undefined) req.headers['accept-encoding'] = ae;
   const out = ctx.outgoingHeaders;
   out.host = route.hostHeader;
+  const frame = framingHeader(ctx.framing);
+  if (frame) out[frame[0]] = frame[1];
   if (ctx.upgrade) {
     // Put back what the hop-by-hop strip removed: http-proxy's ws path checks req.headers.upgrade.
     req.headers.connection = 'Upgrade';

@@ -10,6 +10,7 @@ import { sendError, sendSocketError } from './respond.js';
 import { forwardResponse, scrubUpgradeHeaders, writeRawResponse, type ForwardOutcome } from './response.js';
 import type { RouteRuntime } from './route.js';
 import { listen } from '../../core/listen.js';
+import { listenerOptions, type ListenerLimits } from '../listener-limits.js';
 
 /**
  * The agent-facing reverse proxy. http-proxy 1.18.1 moves the bytes; everything that
@@ -23,7 +24,10 @@ import { listen } from '../../core/listen.js';
  * - both sides of a WebSocket are torn down together (its socket leak on Node ≥ 15.5);
  * - every error is handled: an unhandled http-proxy error would throw;
  * - nothing an upstream answers may throw out of a handler (that would end the process,
- *   and every route with it): a bad answer becomes leash_upstream_bad_response.
+ *   and every route with it): a bad answer becomes leash_upstream_bad_response;
+ * - its `deleteLength` pass is removed: leash frames every body itself (framing.ts), and
+ *   that pass turns a chunked DELETE/OPTIONS into `Content-Length: 0` with the chunks
+ *   still piped behind it, i.e. a smuggled request on the pooled socket.
  */
 export interface RequestOutcome {
   route: string | undefined;
@@ -42,6 +46,13 @@ export interface ProxyHooks {
 }
 
 const CTX = Symbol('leash.ctx');
+/**
+ * Set on an agent socket once leash refused a malformed request on it. Node parses and
+ * emits pipelined requests before the refusal's `connection: close` takes effect; none of
+ * them is forwarded, since nothing after a mis-framed request can be trusted to be where
+ * the agent's framing says it is.
+ */
+const POISONED = new WeakSet<object>();
 type Tracked = RequestContext & { proxyReq?: ClientRequest; proxyRes?: IncomingMessage; clientGone?: boolean; timedOut?: boolean; status?: number };
 type WithCtx = IncomingMessage & { [CTX]?: Tracked };
 
@@ -60,6 +71,16 @@ export function upstreamFailure(err: Error, timedOut: boolean, route: string | u
 /** Client went away before the answer finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
 
+export const DEFAULT_PROXY_LIMITS: ListenerLimits = { maxConnections: 512, idleTimeout: 30_000 };
+
+/** Removes http-proxy's `deleteLength` web pass; throws if it is not where 1.18.1 keeps it (fail closed on an upgrade). */
+function dropDeleteLengthPass(proxy: httpProxy): void {
+  const passes = (proxy as unknown as { webPasses?: { name: string }[] }).webPasses;
+  const at = passes?.findIndex((p) => p.name === 'deleteLength') ?? -1;
+  if (at === -1) throw new Error('http-proxy internals changed: the deleteLength pass was not found (leash must own request framing)');
+  passes!.splice(at, 1);
+}
+
 export class ProxyServer {
   readonly server: Server;
   private readonly proxy = httpProxy.createProxyServer({ xfwd: false, selfHandleResponse: true, ws: true, prependPath: false });
@@ -72,8 +93,19 @@ export class ProxyServer {
     private readonly env: PassEnv,
     private readonly hooks: ProxyHooks,
     private readonly log: Logger,
+    limits: ListenerLimits = DEFAULT_PROXY_LIMITS,
   ) {
-    this.server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => this.handle(req as WithCtx, res));
+    dropDeleteLengthPass(this.proxy);
+    // No limit on reading a body (slow uploads are legitimate; a stalled one is bounded by the route's upstream idle timeout).
+    this.server = createServer(listenerOptions(limits, 0), (req, res) => this.handle(req as WithCtx, res));
+    this.server.maxConnections = limits.maxConnections;
+    let lastDropLog = -Infinity;
+    this.server.on('drop', () => {
+      // Node closes the connection itself; one line a second at most, however hard the flood.
+      if (performance.now() - lastDropLog < 1_000) return;
+      lastDropLog = performance.now();
+      this.log.warn({ maxConnections: limits.maxConnections }, 'agent connections refused: listener at maxConnections');
+    });
     this.server.on('upgrade', (req: WithCtx, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
     // Without a 'connect' listener Node drops a CONNECT without a word; answer it as DESIGN §5 says.
     this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
@@ -82,6 +114,11 @@ export class ProxyServer {
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable) return void socket.destroy();
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        // connections.proxy.idleTimeout: no complete request headers in time (listener-limits.ts). As Node itself answers.
+        socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
       const body = JSON.stringify({ error: { type: 'leash_bad_request', message: 'malformed HTTP request', route: null } });
       socket.end(
         `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nx-leash-error: leash_bad_request\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
@@ -125,6 +162,7 @@ export class ProxyServer {
       route: undefined,
       target: undefined,
       credential: undefined,
+      framing: { kind: 'none' },
       upstreamPath: '',
       outgoingHeaders: {},
     };
@@ -153,10 +191,13 @@ export class ProxyServer {
       });
       if (--this.inflight === 0) this.idle?.();
     });
-    denied = runPasses(req, ctx, this.env);
+    denied = POISONED.has(req.socket) ? new BadRequestError('a previous request on this connection was refused as malformed') : runPasses(req, ctx, this.env);
     if (denied) {
       req.resume();
-      sendError(res, denied, this.closing !== undefined);
+      // A malformed request (framing above all) ends the connection: nothing more it sends is trusted.
+      const malformed = denied instanceof BadRequestError;
+      if (malformed) POISONED.add(req.socket);
+      sendError(res, denied, this.closing !== undefined || malformed);
       return;
     }
     const route = ctx.route!;
