@@ -13,7 +13,7 @@ export class RouteRuntime {
   readonly basePath: string;
   readonly agent: HttpAgent;
   readonly strip: readonly string[];
-  private scrubber = new Scrubber([]);
+  private scrubber: Scrubber;
 
   constructor(
     readonly name: string,
@@ -35,6 +35,7 @@ export class RouteRuntime {
     this.agent = https ? new HttpsAgent({ ...poolOptions, ca, rejectUnauthorized: true }) : new HttpAgent(poolOptions);
     const inject = config.inject;
     this.strip = 'header' in inject ? [...config.stripHeaders, inject.header] : config.stripHeaders;
+    this.scrubber = new Scrubber([], this.scrubOptions());
   }
 
   /** How this route sends its credential: the wrappers scrubbed with it (scrub.ts). */
