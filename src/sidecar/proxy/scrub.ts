@@ -18,14 +18,24 @@ import { Transform, type TransformCallback } from 'node:stream';
  */
 export const REDACTED = '[REDACTED]';
 const FRAGMENT = 8;
-const MASKED = /[A-Za-z0-9_-]*(?:[*•]{3,}|…+|\.{3,})[A-Za-z0-9_-]*/g;
+/**
+ * A mask run; the token around it is found by scanning `[A-Za-z0-9_-]` characters outward
+ * from it. (A regex with the token classes around the run, `[…]*(?:run)[…]*`, is retried
+ * from every character of a long token: quadratic, seconds for a 64 KiB echo.)
+ */
+const MASK_RUN = /[*•]{3,}|…+|\.{3,}/g;
+const isTokenChar = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 45;
 /**
  * Base64 of a value at an unknown offset is matched by its offset-independent middle; a
  * middle shorter than this is too short to be told from ordinary text, so is not used.
  */
 const MIN_CORE = 12;
-/** One escaped character: `%XX` under any number of `%25` levels, `\uXXXX`, `\/`. */
-const ESCAPE = /%(?:25)*([0-9A-Fa-f]{2})|\\+u([0-9A-Fa-f]{4})|\\+\//g;
+/**
+ * One escaped character: `%XX` under any number of `%25` levels, `\uXXXX` and `\/` with
+ * one or two backslashes (JSON inside JSON). Bounded, not `\\+`: an unbounded run would
+ * be rescanned from every backslash in it, quadratic on an echoed run of backslashes.
+ */
+const ESCAPE = /%(?:25)*([0-9A-Fa-f]{2})|\\{1,2}u([0-9A-Fa-f]{4})|\\{1,2}\//g;
 /**
  * How many characters an escaped character takes at most, for holding back text across
  * stream chunks: `\u002d` is 6, `%252D` is 5. Deeper nesting is still found in held text.
@@ -196,10 +206,30 @@ export class Scrubber {
   full(text: string): string {
     let out = this.whole(text);
     if (this.fragments.size > 0 && out.length >= FRAGMENT) out = this.fragmentsOut(out);
-    if (out.includes('*') || out.includes('.') || out.includes('•') || out.includes('…')) {
-      out = out.replace(MASKED, (token) => (this.isMaskedSecret(token) ? REDACTED : token));
-    }
+    if (out.includes('*') || out.includes('.') || out.includes('•') || out.includes('…')) out = this.maskedOut(out);
     return out;
+  }
+
+  /** Rule 3: each token around a mask run, left to right, tokens not overlapping. */
+  private maskedOut(text: string): string {
+    let out = '';
+    let from = 0; // end of what is already in `out`
+    let scanned = 0; // end of the last token: the next one starts no earlier
+    MASK_RUN.lastIndex = 0;
+    for (let m = MASK_RUN.exec(text); m; m = MASK_RUN.exec(text)) {
+      let start = m.index;
+      while (start > scanned && isTokenChar(text.charCodeAt(start - 1))) start--;
+      const runEnd = m.index + m[0].length;
+      let end = runEnd;
+      while (end < text.length && isTokenChar(text.charCodeAt(end))) end++;
+      if (this.isMaskedSecret(text.slice(start, m.index), text.slice(runEnd, end))) {
+        out += text.slice(from, start) + REDACTED;
+        from = end;
+      }
+      scanned = end;
+      MASK_RUN.lastIndex = end;
+    }
+    return out + text.slice(from);
   }
 
   /** Forms found once escapes are decoded: the escaped text they came from is replaced. */
@@ -249,9 +279,7 @@ export class Scrubber {
     return out + text.slice(from);
   }
 
-  private isMaskedSecret(token: string): boolean {
-    const pre = /^[A-Za-z0-9_-]*/.exec(token)![0];
-    const post = /[A-Za-z0-9_-]*$/.exec(token)![0];
+  private isMaskedSecret(pre: string, post: string): boolean {
     return this.secrets.some((s) => (pre.length >= 3 && s.startsWith(pre)) || (post.length >= 4 && s.endsWith(post)));
   }
 }
