@@ -53,7 +53,7 @@ export class RouteRuntime {
    */
   currentScrubber(): Scrubber {
     const values = this.provider.recentValues();
-    if (!sameValues(values, this.scrubber.values)) this.scrubber = new Scrubber([...values], this.scrubOptions());
+    if (!sameValues(values, this.scrubber.values)) this.scrubber = new Scrubber(values, this.scrubOptions());
     return this.scrubber;
   }
 

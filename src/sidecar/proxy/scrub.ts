@@ -87,7 +87,8 @@ export function literalForms(value: string, options: ScrubOptions = {}): string[
     forms.push(`Basic ${pair[0]}`, ...pair);
   }
   if (options.format !== undefined && options.format !== '{{credential}}') {
-    const sent = options.format.replace('{{credential}}', value);
+    // A function, so `$&` or `$'` in a value are not read as replacement patterns.
+    const sent = options.format.replace('{{credential}}', () => value);
     forms.push(sent, ...base64Forms(sent));
   }
   return forms;
