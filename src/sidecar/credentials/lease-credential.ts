@@ -3,6 +3,7 @@ import { AuthorityCallError } from '../../core/errors.js';
 import type { LeaseResponse } from '../../core/protocol.js';
 import { DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, type LeaseTiming, type RotationPolicy } from './rotation.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './types.js';
+import { LEASE_EXPIRY_GRACE_MS, LEASE_VALUES_KEPT, ValueHistory } from './value-history.js';
 
 /**
  * A credential leased from the authority and kept fresh (DESIGN §6). The decisions are
@@ -35,6 +36,8 @@ export class LeaseCredential implements CredentialProvider {
   private closed = false;
   private epoch = 0;
   private expiredReported: Held | undefined;
+  /** Every value leased, until it expires upstream: revoked or displaced ones included. */
+  private readonly history = new ValueHistory(LEASE_VALUES_KEPT, LEASE_EXPIRY_GRACE_MS);
 
   constructor(
     private readonly credential: string,
@@ -64,10 +67,7 @@ export class LeaseCredential implements CredentialProvider {
   }
 
   recentValues(): readonly string[] {
-    const out: string[] = [];
-    if (this.cred) out.push(this.cred.value);
-    if (this.previous) out.push(this.previous.value);
-    return out;
+    return this.history.values(this.clock.monotonicMs());
   }
 
   refresh(refused?: HeldCredential): Promise<void> {
@@ -126,6 +126,7 @@ export class LeaseCredential implements CredentialProvider {
     const held = [this.cred, this.previous].filter((c): c is Held => c !== undefined);
     this.cred = undefined;
     this.previous = undefined;
+    this.history.clear();
     const ids = [...new Set(held.map((c) => c.leaseId))];
     await Promise.all(ids.map((id) => this.source.release(id).catch(() => undefined)));
   }
@@ -168,6 +169,7 @@ export class LeaseCredential implements CredentialProvider {
     this.releaseDisplaced(before);
     this.previous = before ?? this.previous;
     this.cred = next;
+    this.history.add(next.value, next.expiresAtMs);
     this.failures = 0;
     this.onEvent(
       before

@@ -5,6 +5,7 @@ import type { Clock } from '../../core/clock.js';
 import { CredentialSourceError } from '../../core/errors.js';
 import { fingerprint } from '../../core/fingerprint.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './types.js';
+import { FILE_VALUES_KEPT, ValueHistory } from './value-history.js';
 
 /** A value that can go into a header, a query or basic auth without smuggling anything in. */
 const isHeaderSafe = (value: string): boolean => /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value);
@@ -57,7 +58,8 @@ export class EnvCredential implements CredentialProvider {
 export class FileCredential implements CredentialProvider {
   readonly description: string;
   private cred: HeldCredential | undefined;
-  private previous: string | undefined;
+  /** The last few values read, for scrubbing: files have no expiry (value-history.ts). */
+  private readonly history = new ValueHistory(FILE_VALUES_KEPT);
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -91,10 +93,7 @@ export class FileCredential implements CredentialProvider {
   }
 
   recentValues(): readonly string[] {
-    const out: string[] = [];
-    if (this.cred) out.push(this.cred.value);
-    if (this.previous !== undefined && this.previous !== this.cred?.value) out.push(this.previous);
-    return out;
+    return this.history.values(this.clock.monotonicMs());
   }
 
   onUnavailable(): void {
@@ -152,15 +151,14 @@ export class FileCredential implements CredentialProvider {
           : new CredentialSourceError(`cannot read credential file ${this.path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
               source: this.description,
             });
-      if (this.cred) this.previous = this.cred.value;
       this.cred = undefined;
       this.onEvent({ kind: 'refresh_failed', error });
       return;
     }
     if (value === this.cred?.value) return;
     const before = this.cred;
-    if (before) this.previous = before.value;
     this.cred = held(value, this.clock);
+    this.history.add(value, undefined);
     this.onEvent(
       before
         ? { kind: 'rotated', fingerprint: this.cred.fingerprint, previousFingerprint: before.fingerprint }

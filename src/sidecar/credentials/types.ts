@@ -21,7 +21,11 @@ export interface CredentialProvider {
   readonly description: string;
   /** The credential to inject now, or undefined when none is usable (fail closed). */
   current(): HeldCredential | undefined;
-  /** Every value held recently (the current one and its predecessor), for scrubbing echoes. */
+  /**
+   * Every value held within its validity window, newest first, for scrubbing echoes:
+   * leases until they expire, static sources a bounded number of recent values
+   * (value-history.ts). Should return the same array while the set is unchanged.
+   */
   recentValues(): readonly string[];
   /**
    * Re-acquire after an upstream 401/403. Concurrent calls share one attempt. `refused` is

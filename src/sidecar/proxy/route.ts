@@ -2,7 +2,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { RouteConfig } from '../../config/sidecar.js';
 import type { CredentialProvider, HeldCredential } from '../credentials/types.js';
-import { Scrubber } from './scrub.js';
+import { Scrubber, type ScrubOptions } from './scrub.js';
 
 /** A configured route with what it needs at run time: its pool, its credential, its scrubber. */
 export class RouteRuntime {
@@ -13,8 +13,7 @@ export class RouteRuntime {
   readonly basePath: string;
   readonly agent: HttpAgent;
   readonly strip: readonly string[];
-  private scrubFor: HeldCredential | undefined | null = null;
-  private scrubber = new Scrubber([]);
+  private scrubber: Scrubber;
 
   constructor(
     readonly name: string,
@@ -36,25 +35,25 @@ export class RouteRuntime {
     this.agent = https ? new HttpsAgent({ ...poolOptions, ca, rejectUnauthorized: true }) : new HttpAgent(poolOptions);
     const inject = config.inject;
     this.strip = 'header' in inject ? [...config.stripHeaders, inject.header] : config.stripHeaders;
+    this.scrubber = new Scrubber([], this.scrubOptions());
   }
 
-  /** A value and the forms leash sends it in. */
-  private formsOf(v: string): string[] {
-    const forms = [v];
-    const enc = encodeURIComponent(v);
-    if (enc !== v) forms.push(enc);
-    if ('basic' in this.config.inject) forms.push(Buffer.from(`${this.config.inject.basic.username}:${v}`).toString('base64'));
-    return forms;
+  /** How this route sends its credential: the wrappers scrubbed with it (scrub.ts). */
+  private scrubOptions(): ScrubOptions {
+    const inject = this.config.inject;
+    if ('basic' in inject) return { basicUser: inject.basic.username };
+    if ('header' in inject) return { format: inject.format };
+    return {};
   }
 
-  /** The scrubber for what this route holds now (rebuilt only when the credential changes). */
+  /**
+   * The scrubber for every value the route has held within its validity window
+   * (`recentValues()`: leases until they expire, file values for the last few changes),
+   * rebuilt only when that set changes.
+   */
   currentScrubber(): Scrubber {
-    const cred = this.provider.current();
-    if (cred !== this.scrubFor) {
-      this.scrubFor = cred;
-      const values = this.provider.recentValues();
-      this.scrubber = new Scrubber(values.flatMap((v) => this.formsOf(v)));
-    }
+    const values = this.provider.recentValues();
+    if (!sameValues(values, this.scrubber.values)) this.scrubber = new Scrubber(values, this.scrubOptions());
     return this.scrubber;
   }
 
@@ -65,7 +64,7 @@ export class RouteRuntime {
   scrubberFor(carried: HeldCredential | undefined): Scrubber {
     const current = this.currentScrubber();
     if (!carried || current.covers(carried.value)) return current;
-    return new Scrubber([...current.values, ...this.formsOf(carried.value)]);
+    return new Scrubber([...current.values, carried.value], current.options);
   }
 
   /** The header leash sets (name, value), or undefined for query injection. */
@@ -79,4 +78,12 @@ export class RouteRuntime {
   close(): void {
     this.agent.destroy();
   }
+}
+
+/** Same values in the same order (providers may hand back a new array each call). */
+function sameValues(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

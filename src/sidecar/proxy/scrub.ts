@@ -4,54 +4,264 @@ import { Transform, type TransformCallback } from 'node:stream';
  * Removes held secrets echoed by an upstream (docs/secret-hygiene.md). OpenAI, for one,
  * answers a bad key with `Incorrect API key provided: sk-…` — whole, or masked as
  * `sk-proj-abc*****wxyz`. The rule, for each held secret and the forms leash sends it in:
- *  1. the whole value is replaced with `[REDACTED]`;
+ *  1. the whole value, and every encoding of it (below), is replaced with `[REDACTED]`;
  *  2. in full scrubbing, any run of ≥ FRAGMENT characters that appears in a secret is too;
  *  3. in full scrubbing, a masked token (`*`, `•`, `…` or `...` runs) whose visible prefix
  *     (≥ 3 chars) starts a secret or whose visible suffix (≥ 4 chars) ends one.
+ * Encodings (rule 1): base64 and base64url, padded or not, of the value, of
+ * `username:value` (basic auth) and of the injected header value (`Bearer <value>`), and
+ * the base64 of the value at any byte offset inside a longer base64 text; then, in text
+ * holding `%` or `\`, the same forms under percent-encoding (any hex case, any subset of
+ * bytes, nested `%25…` levels) and JSON / JS `\uXXXX` and `\/` escapes, in any mixture.
  * Full scrubbing is used on headers of error answers and error bodies up to 64 KiB; the
  * fast `whole` form on every other response header and on larger error bodies (streamed).
  */
 export const REDACTED = '[REDACTED]';
 const FRAGMENT = 8;
-const MASKED = /[A-Za-z0-9_-]*(?:[*•]{3,}|…+|\.{3,})[A-Za-z0-9_-]*/g;
+/**
+ * A mask run; the token around it is found by scanning `[A-Za-z0-9_-]` characters outward
+ * from it. (A regex with the token classes around the run, `[…]*(?:run)[…]*`, is retried
+ * from every character of a long token: quadratic, seconds for a 64 KiB echo.)
+ */
+const MASK_RUN = /[*•]{3,}|…+|\.{3,}/g;
+const isTokenChar = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 45;
+/**
+ * Base64 of a value at an unknown offset is matched by its offset-independent middle; a
+ * middle shorter than this is too short to be told from ordinary text, so is not used.
+ */
+const MIN_CORE = 12;
+/**
+ * One escaped character: `%XX` under any number of `%25` levels, `\uXXXX` and `\/` with
+ * one or two backslashes (JSON inside JSON). Bounded, not `\\+`: an unbounded run would
+ * be rescanned from every backslash in it, quadratic on an echoed run of backslashes.
+ */
+const ESCAPE = /%(?:25)*([0-9A-Fa-f]{2})|\\{1,2}u([0-9A-Fa-f]{4})|\\{1,2}\//g;
+/**
+ * How many characters an escaped character takes at most, for holding back text across
+ * stream chunks: `\u002d` is 6, `%252D` is 5. Deeper nesting is still found in held text.
+ */
+const MAX_EXPANSION = 6;
+
+/** How a route sends its credential: the wrappers whose encodings are scrubbed too. */
+export interface ScrubOptions {
+  /** `inject.basic.username`: base64 of `username:value` is looked for. */
+  readonly basicUser?: string;
+  /** `inject.format` (`Bearer {{credential}}`): the header value leash sets. */
+  readonly format?: string;
+}
+
+// UTF-8, as leash builds `Basic` (values themselves are printable ASCII).
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+const toUrl = (s: string): string => s.replace(/\+/g, '-').replace(/\//g, '_');
+
+/** Base64 forms of `text`: standard and url alphabets, padded and unpadded. */
+function base64Forms(text: string): string[] {
+  const padded = b64(text);
+  const bare = padded.replace(/=+$/, '');
+  return [padded, bare, toUrl(padded), toUrl(bare)];
+}
+
+/**
+ * The part of base64(…value…) that depends only on `value`, for each of the three byte
+ * offsets the value can start at inside a longer base64-encoded text (both alphabets).
+ * Character i of base64 carries bits [6i, 6i+6): with k unknown bytes before the value
+ * the first ⌈8k/6⌉ characters mix in those bytes, and characters past ⌊8(k+n)/6⌋ mix in
+ * whatever follows.
+ */
+function base64Cores(value: string): string[] {
+  const out: string[] = [];
+  const bytes = Buffer.from(value, 'utf8');
+  for (let k = 0; k < 3; k++) {
+    const enc = Buffer.concat([Buffer.alloc(k), bytes]).toString('base64');
+    const core = enc.slice(Math.ceil((8 * k) / 6), Math.floor((8 * (k + bytes.length)) / 6));
+    if (core.length >= MIN_CORE) out.push(core, toUrl(core));
+  }
+  return out;
+}
+
+/** Every literal (case-sensitive) form of a value that whole-value scrubbing looks for. */
+export function literalForms(value: string, options: ScrubOptions = {}): string[] {
+  const forms = [value, ...base64Forms(value), ...base64Cores(value)];
+  if (options.basicUser !== undefined) {
+    const pair = base64Forms(`${options.basicUser}:${value}`);
+    forms.push(`Basic ${pair[0]}`, ...pair);
+  }
+  if (options.format !== undefined && options.format !== '{{credential}}') {
+    // A function, so `$&` or `$'` in a value are not read as replacement patterns.
+    const sent = options.format.replace('{{credential}}', () => value);
+    forms.push(sent, ...base64Forms(sent));
+  }
+  return forms;
+}
+
+/** Forms whose fragments and masked forms count (rules 2 and 3): what leash itself sends. */
+function fragmentSources(value: string, options: ScrubOptions): string[] {
+  const forms = [value];
+  const enc = encodeURIComponent(value);
+  if (enc !== value) forms.push(enc);
+  if (options.basicUser !== undefined) forms.push(b64(`${options.basicUser}:${value}`));
+  return forms;
+}
+
+function decodeEscape(_m: string, pct: string | undefined, u: string | undefined): string {
+  const hex = pct ?? u;
+  return hex === undefined ? '/' : String.fromCharCode(parseInt(hex, 16));
+}
+
+/**
+ * `text` with escapes decoded, and for each decoded character where it starts in `text`
+ * (`starts[decoded.length]` is `text.length`); undefined when there is no escape.
+ */
+function unescape(text: string): { decoded: string; starts: number[] } | undefined {
+  ESCAPE.lastIndex = 0;
+  let m = ESCAPE.exec(text);
+  if (!m) return undefined;
+  let decoded = '';
+  const starts: number[] = [];
+  let from = 0;
+  while (m) {
+    for (let i = from; i < m.index; i++) starts.push(i);
+    decoded += text.slice(from, m.index);
+    decoded += decodeEscape(m[0], m[1], m[2]);
+    starts.push(m.index);
+    from = m.index + m[0].length;
+    m = ESCAPE.exec(text);
+  }
+  for (let i = from; i < text.length; i++) starts.push(i);
+  decoded += text.slice(from);
+  starts.push(text.length);
+  return { decoded, starts };
+}
 
 export class Scrubber {
   private readonly secrets: readonly string[];
+  private readonly forms: readonly string[];
+  private readonly shortest: number;
+  /** The forms that contain no other form of the same value (see mayHold). */
+  private readonly anchors: readonly string[];
+  /** Char codes < 128 that occur in an anchor: an escape of anything else cannot matter. */
+  private readonly alphabet = new Uint8Array(128);
   private readonly fragments: ReadonlySet<string>;
+  /** The longest held value. */
   readonly longest: number;
+  /** The most characters one encoded occurrence can span (what a stream must hold back). */
+  readonly span: number;
 
   /** The values this scrubber was built from. */
   readonly values: readonly string[];
 
-  constructor(values: readonly string[]) {
+  constructor(
+    values: readonly string[],
+    readonly options: ScrubOptions = {},
+  ) {
     this.values = values;
-    this.secrets = [...new Set(values.filter((v) => v.length > 0))].sort((a, b) => b.length - a.length);
+    const held = [...new Set(values.filter((v) => v.length > 0))];
+    const byLength = (a: string, b: string) => b.length - a.length;
+    this.secrets = [...new Set(held.flatMap((v) => fragmentSources(v, options)))].sort(byLength);
+    // Longest first, so a form that contains another (padded base64, `Bearer <value>`) goes whole.
+    const perValue = held.map((v) => [...new Set([...fragmentSources(v, options), ...literalForms(v, options)])]);
+    this.forms = [...new Set(perValue.flat())].sort(byLength);
+    this.shortest = this.forms.at(-1)?.length ?? 0;
+    // Anchors: the forms that contain no other form of the same value (the value itself,
+    // the base64 middles). Every form contains one, so finding none means finding no form.
+    this.anchors = [...new Set(perValue.flatMap((forms) => forms.filter((f) => !forms.some((g) => g !== f && f.includes(g)))))];
+    for (const a of this.anchors) for (let i = 0; i < a.length; i++) if (a.charCodeAt(i) < 128) this.alphabet[a.charCodeAt(i)] = 1;
     const frags = new Set<string>();
     for (const s of this.secrets) for (let i = 0; i + FRAGMENT <= s.length; i++) frags.add(s.slice(i, i + FRAGMENT));
     this.fragments = frags;
-    this.longest = this.secrets[0]?.length ?? 0;
+    this.longest = held.reduce((n, v) => Math.max(n, v.length), 0);
+    this.span = (this.forms[0]?.length ?? 0) * MAX_EXPANSION;
   }
 
-  /** True when `value` is one of the secrets this scrubber removes. */
+  /** True when `value` is one of the values this scrubber removes. */
   covers(value: string): boolean {
-    return this.secrets.includes(value);
+    return this.values.includes(value);
   }
 
-  /** Whole-value replacement only: cheap enough for every response header. */
+  /**
+   * Every form, whole, literal or escaped. Cheap enough for every response header: text
+   * shorter than the shortest form is returned at once (escaping only lengthens), and
+   * the decoding pass runs only on text holding `%` or `\`.
+   */
   whole(text: string): string {
+    if (this.shortest === 0 || text.length < this.shortest) return text;
     let out = text;
-    for (const s of this.secrets) if (out.includes(s)) out = out.split(s).join(REDACTED);
+    // Escaped forms first: the escaped view holds literal text too, so a form that is half
+    // literal, half escaped (`…AbC%3D`) goes whole rather than leaving its escaped tail.
+    if (out.includes('%') || out.includes('\\')) out = this.escapedOut(out);
+    if (this.mayHold(out)) for (const s of this.forms) if (out.includes(s)) out = out.split(s).join(REDACTED);
     return out;
+  }
+
+  /**
+   * False when `text` holds no anchor, hence no form: the pre-check that keeps whole()
+   * at one or four `includes` per value (the value and its base64 middles) instead of
+   * one per form.
+   */
+  private mayHold(text: string): boolean {
+    for (const a of this.anchors) if (text.includes(a)) return true;
+    return false;
   }
 
   /** Whole values, fragments and masked forms. */
   full(text: string): string {
     let out = this.whole(text);
     if (this.fragments.size > 0 && out.length >= FRAGMENT) out = this.fragmentsOut(out);
-    if (out.includes('*') || out.includes('.') || out.includes('•') || out.includes('…')) {
-      out = out.replace(MASKED, (token) => (this.isMaskedSecret(token) ? REDACTED : token));
-    }
+    if (out.includes('*') || out.includes('.') || out.includes('•') || out.includes('…')) out = this.maskedOut(out);
     return out;
+  }
+
+  /** Rule 3: each token around a mask run, left to right, tokens not overlapping. */
+  private maskedOut(text: string): string {
+    let out = '';
+    let from = 0; // end of what is already in `out`
+    let scanned = 0; // end of the last token: the next one starts no earlier
+    MASK_RUN.lastIndex = 0;
+    for (let m = MASK_RUN.exec(text); m; m = MASK_RUN.exec(text)) {
+      let start = m.index;
+      while (start > scanned && isTokenChar(text.charCodeAt(start - 1))) start--;
+      const runEnd = m.index + m[0].length;
+      let end = runEnd;
+      while (end < text.length && isTokenChar(text.charCodeAt(end))) end++;
+      if (this.isMaskedSecret(text.slice(start, m.index), text.slice(runEnd, end))) {
+        out += text.slice(from, start) + REDACTED;
+        from = end;
+      }
+      scanned = end;
+      MASK_RUN.lastIndex = end;
+    }
+    return out + text.slice(from);
+  }
+
+  /** Forms found once escapes are decoded: the escaped text they came from is replaced. */
+  private escapedOut(text: string): string {
+    // Most escapes in headers are of spaces, `&`, `=` or non-ASCII: skip decoding unless
+    // one stands for a character some anchor holds.
+    ESCAPE.lastIndex = 0;
+    let relevant = false;
+    for (let m = ESCAPE.exec(text); m && !relevant; m = ESCAPE.exec(text)) {
+      const code = decodeEscape(m[0], m[1], m[2]).charCodeAt(0);
+      relevant = code < 128 && this.alphabet[code] === 1;
+    }
+    if (!relevant) return text;
+    ESCAPE.lastIndex = 0;
+    const plain = text.replace(ESCAPE, decodeEscape);
+    if (plain === text || !this.mayHold(plain)) return text;
+    const { decoded, starts } = unescape(text)!;
+    const hits: [number, number][] = [];
+    for (const s of this.forms) {
+      for (let at = decoded.indexOf(s); at !== -1; at = decoded.indexOf(s, at + s.length)) hits.push([starts[at]!, starts[at + s.length]!]);
+    }
+    if (hits.length === 0) return text;
+    hits.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+    let out = '';
+    let from = 0;
+    for (const [start, end] of hits) {
+      if (end <= from) continue;
+      if (start >= from) out += text.slice(from, start) + REDACTED;
+      from = end;
+    }
+    return out + text.slice(from);
   }
 
   private fragmentsOut(text: string): string {
@@ -70,17 +280,15 @@ export class Scrubber {
     return out + text.slice(from);
   }
 
-  private isMaskedSecret(token: string): boolean {
-    const pre = /^[A-Za-z0-9_-]*/.exec(token)![0];
-    const post = /[A-Za-z0-9_-]*$/.exec(token)![0];
+  private isMaskedSecret(pre: string, post: string): boolean {
     return this.secrets.some((s) => (pre.length >= 3 && s.startsWith(pre)) || (post.length >= 4 && s.endsWith(post)));
   }
 }
 
 /**
  * Streaming whole-value scrubbing for bodies too large to hold: keeps back the last
- * `longest - 1` bytes of each chunk so a secret split across chunks is still found.
- * Works on latin1 so every byte round-trips unchanged.
+ * `span - 1` bytes of each chunk so a secret (encoded or not) split across chunks is
+ * still found. Works on latin1 so every byte round-trips unchanged.
  */
 export class ScrubStream extends Transform {
   private carry = '';
@@ -89,7 +297,7 @@ export class ScrubStream extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     const text = this.scrubber.whole(this.carry + chunk.toString('latin1'));
-    const keep = Math.max(0, this.scrubber.longest - 1);
+    const keep = Math.max(0, this.scrubber.span - 1);
     const cut = Math.max(0, text.length - keep);
     // Never cut inside a replacement marker: a marker is not a secret prefix.
     this.carry = text.slice(cut);
