@@ -70,7 +70,7 @@ export class RouteRuntime {
   /** The header leash sets (name, value), or undefined for query injection. */
   credentialHeader(value: string): [string, string] | undefined {
     const inject = this.config.inject;
-    if ('header' in inject) return [inject.header, inject.format.replace('{{credential}}', value)];
+    if ('header' in inject) return [inject.header, inject.format.replace('{{credential}}', () => value)]; // a function: `$&` in a value is literal
     if ('basic' in inject) return ['authorization', `Basic ${Buffer.from(`${inject.basic.username}:${value}`).toString('base64')}`];
     return undefined;
   }
