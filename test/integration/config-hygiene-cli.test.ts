@@ -120,6 +120,13 @@ sidecar:
     }
   });
 
+  it('admin commands: a bad --authority URL is not echoed with its query or user:password', () => {
+    const key = 'Qm7Rb2Xc9Vz4Lk1Hn8Ts';
+    const r = run(['leases', '--authority', `https://admin:${key}@bad host/?key=${key}`, '--ca', file('admin-ca.pem', 'unused')], { LEASH_ADMIN_TOKEN: 'x' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('leash: --authority: not a URL (got "https://…@bad host/?…")\n');
+  });
+
   it('a valid Redis URL with a password is printed without it', () => {
     const key = 'Qm7Rb2Xc9Vz4Lk1Hn8Ts';
     const r = run(['check', '--config', file('redis-ok.yaml', sidecarYaml('search', `revocations: { redis: "redis://:${key}@redis.example:6379/0" }\n`))]);

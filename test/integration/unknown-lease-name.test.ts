@@ -1,11 +1,18 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { unknownCredential } from '../../src/authority/authority.js';
+import { parseConfig } from '../../src/config/load.js';
+import { sidecarSchema } from '../../src/config/sidecar.js';
+import { Sidecar } from '../../src/sidecar/sidecar.js';
+import { createAudit, PER_REQUEST_EVENTS, redisAuditSink } from '../../src/telemetry/audit.js';
+import { createLogger } from '../../src/telemetry/logger.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { createCsr } from '../../src/core/x509.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { call, errorCode, keyAndCsr } from '../helpers/authority-sec-tls.js';
-import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
+import { LogSink, startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
 
 /**
  * A lease name the authority does not know is never echoed where the agent (/status, the
@@ -15,12 +22,18 @@ import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from 
 let authority: TestAuthority | undefined;
 let upstream: Upstream | undefined;
 let leash: RunningSidecar | undefined;
+let redis: TestRedis | undefined;
+let sidecar: Sidecar | undefined;
+let client: Redis | undefined;
 
 afterEach(async () => {
   await leash?.stop();
+  await sidecar?.stop();
   await upstream?.close();
   await authority?.stop();
-  leash = upstream = authority = undefined;
+  client?.disconnect();
+  await redis?.stop();
+  leash = upstream = authority = redis = sidecar = client = undefined;
 });
 
 const AUTHORITY_CONFIG = {
@@ -71,6 +84,49 @@ describe('an unknown lease name', () => {
     const identity = leash.sidecar.identity!.identity;
     await expect(authority.running.authority.lease(identity, { credential: UNKNOWN })).rejects.toThrow(/^identity may not lease the requested credential$/);
     await expect(authority.running.authority.lease(identity, { credential: 'secret' })).rejects.toThrow(/^identity may not lease the requested credential$/);
+  });
+});
+
+describe('an unknown lease name and the Redis audit stream (leash:audit)', () => {
+  it('neither the authority nor the sidecar (wired as leash sidecar wires it) writes the name to the stream', async () => {
+    redis = await startRedis();
+    authority = await startAuthority({ ...AUTHORITY_CONFIG, redis: redis.url });
+    upstream = await startUpstream((_req, res) => res.end('ok'));
+    const token = await authority.token('agent-9');
+    const config = parseConfig(
+      sidecarSchema,
+      JSON.stringify({
+        listen: '127.0.0.1:0',
+        admin: '127.0.0.1:0',
+        authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
+        routes: {
+          good: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization' }, allow: ['GET /**'] },
+          typo: { upstream: upstream.url, credential: UNKNOWN, inject: { header: 'authorization' }, allow: ['GET /**'] },
+        },
+      }),
+      {},
+    );
+    client = new Redis(redis.url);
+    const logs = new LogSink();
+    const logger = createLogger({ level: 'debug', destination: logs });
+    const audit = createAudit(logger, redisAuditSink(client, 'leash:audit', logger, undefined, PER_REQUEST_EVENTS));
+    sidecar = new Sidecar({ config, env: {}, caFiles: new Map(), logger, audit, authorityCa: authority.caPem, joinToken: () => token });
+    await sidecar.start();
+    // Both sides' events land in the stream: wait for the sidecar's failure and the authority's denial.
+    let entries: [string, string[]][] = [];
+    const deadline = Date.now() + 5_000;
+    const has = (event: string) => entries.some(([, f]) => f[1] === event);
+    while (Date.now() < deadline && !(has('credential.refresh_failed') && has('policy.denied') && has('credential.acquired'))) {
+      await new Promise((r) => setTimeout(r, 25));
+      entries = (await client.xrange('leash:audit', '-', '+')) as [string, string[]][];
+    }
+    expect(has('credential.refresh_failed') && has('policy.denied') && has('credential.acquired')).toBe(true);
+    const text = JSON.stringify(entries);
+    expect(text).not.toContain(UNKNOWN);
+    expect(text).toContain(`lease:${fingerprint(UNKNOWN)}`);
+    expect(text).toContain(unknownCredential(UNKNOWN));
+    expect(text).toContain('lease:search');
+    for (const line of [...logs.lines, ...authority.logs.lines]) expect(line).not.toContain(UNKNOWN);
   });
 });
 
