@@ -80,6 +80,13 @@ export interface RevokeResult {
 export const UNKNOWN_LEASE = 'unknown lease: revocation published anyway';
 export const UNKNOWN_INSTANCE = 'unknown instance: revoked and published anyway';
 
+/**
+ * How a credential name the authority does not define appears in audit events: never as
+ * given, as `unknown:sha256:<12 hex>` of the name (the sidecar's /status shows the same
+ * fingerprint for a name not yet granted, so the two can be matched).
+ */
+export const unknownCredential = (name: string): string => `unknown:${fingerprint(name)}`;
+
 /** Refused: the identity is revoked. 401, so a sidecar drops it (it treats 401/403 as refused). */
 const revokedIdentity = () => unauthenticated('identity revoked');
 
@@ -213,8 +220,16 @@ export class Authority {
       // Metric labels stay bounded: a caller cannot mint series with made-up names.
       this.d.metrics.policyDenied(entry ? name : '_unknown');
       this.d.metrics.leaseIssued(entry ? name : '_unknown', 'denied');
-      this.d.audit.emit('policy.denied', { identity, credential: name.slice(0, 64), reason: entry ? (verdict as { reason: string }).reason : 'no such credential' });
-      throw forbidden(`identity may not lease credential "${name.slice(0, 64)}"`);
+      // A name the authority does not define is not written to the audit stream: it may be a
+      // secret pasted in as a lease name. Its fingerprint still correlates repeated attempts.
+      this.d.audit.emit(
+        'policy.denied',
+        entry
+          ? { identity, credential: name, reason: (verdict as { reason: string }).reason }
+          : { identity, credential: unknownCredential(name), reason: 'no such credential' },
+      );
+      // Neither is it echoed to the caller (whose agent may read the sidecar's logs and status).
+      throw forbidden('identity may not lease the requested credential');
     }
     let maxTtlMs = Math.min(verdict.maxTtlMs, entry.ttlMs);
     if (typeof body.ttlSeconds === 'number' && body.ttlSeconds > 0) maxTtlMs = Math.min(maxTtlMs, body.ttlSeconds * 1000);

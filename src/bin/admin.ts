@@ -4,6 +4,7 @@ import { UsageError, LeashError } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import { API, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
 import { readText } from './load.js';
+import { redactUrl } from '../config/issues.js';
 
 /**
  * Admin commands (DESIGN §3): they reach the authority at --authority / LEASH_AUTHORITY_URL,
@@ -26,7 +27,8 @@ export function adminTarget(opts: { authority?: string; ca?: string }, env: Node
   try {
     parsed = new URL(url);
   } catch {
-    throw new UsageError(`--authority: not a URL (got "${url}")`);
+    // Redacted: what was typed may carry a key in a query or user:password part.
+    throw new UsageError(`--authority: not a URL (got "${redactUrl(url)}")`);
   }
   if (parsed.protocol !== 'https:') throw new UsageError('--authority: must be an https URL');
   return { url: parsed, caPem: readText(ca, '--ca'), token };

@@ -2,9 +2,13 @@ import { existsSync } from 'node:fs';
 import { compilePolicy } from '../authority/policy/policy.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { authoritySchema, type AuthorityConfig } from '../config/authority.js';
+import { unknownLeaseNames } from '../config/cross-check.js';
+import { redactUrl } from '../config/issues.js';
 import { readDocument, validateConfig } from '../config/load.js';
 import { sidecarSchema, type SidecarConfig } from '../config/sidecar.js';
 import { formatDuration } from '../core/duration.js';
+import { ConfigError } from '../core/errors.js';
+import { sidecarHygieneWarnings } from './hygiene.js';
 import { readCaFiles, readText } from './load.js';
 
 /**
@@ -15,11 +19,17 @@ export function runCheck(configPath: string, env: NodeJS.ProcessEnv, out: (line:
   const doc = readDocument(readText(configPath, '--config'), env, configPath);
   const keys = Object.keys(doc);
   if (keys.includes('sidecar') && keys.includes('authority') && keys.length === 2) {
-    out(`config ${configPath}: a leash dev config`);
-    checkAuthority(validateConfig(authoritySchema, { listen: '127.0.0.1:0', ...(doc.authority as object) }, 'authority'), out);
+    const authority = validateConfig(authoritySchema, { listen: '127.0.0.1:0', ...(doc.authority as object) }, 'authority');
     // leash dev fills the sidecar's authority section in itself.
     const placeholder = { url: 'https://in-process.invalid', caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } };
-    return checkSidecar(validateConfig(sidecarSchema, { ...(doc.sidecar as object), authority: placeholder }, 'sidecar'), configPath, env, out, true);
+    const sidecar = validateConfig(sidecarSchema, { ...(doc.sidecar as object), authority: placeholder }, 'sidecar');
+    // Both halves are here: a lease name the authority does not define is an error now,
+    // not a refusal repeated (and audited) for as long as the sidecar runs.
+    const unknown = unknownLeaseNames(sidecar.routes, Object.keys(authority.credentials));
+    if (unknown.length) throw new ConfigError(unknown);
+    out(`config ${configPath}: a leash dev config`);
+    checkAuthority(authority, out);
+    return checkSidecar(sidecar, configPath, env, out, true);
   }
   if (keys.includes('credentials') || keys.includes('policies') || keys.includes('trustDomain')) {
     out(`config ${configPath}: valid (authority)`);
@@ -45,7 +55,7 @@ function checkAuthority(c: AuthorityConfig, out: (line: string) => void): void {
 
 function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.ProcessEnv, out: (line: string) => void, dev: boolean): number {
   readCaFiles(config);
-  const warnings: string[] = [];
+  const warnings: string[] = sidecarHygieneWarnings(config);
   if (!dev) out(`config ${configPath}: valid`);
   out(`listen ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}   shutdown grace ${formatDuration(config.shutdown.grace)}`);
   if (!['127.0.0.1', '::1', 'localhost'].includes(config.listen.host)) {
@@ -55,8 +65,8 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
     const inject = r.inject;
     const how = 'header' in inject ? `header ${inject.header}: ${inject.format}` : 'query' in inject ? `query parameter ${inject.query}` : `basic auth as ${inject.basic.username}`;
     const cred = r.credential;
-    const source = typeof cred === 'string' ? `lease "${cred}" from ${dev ? 'the in-process authority' : config.authority!.url.href}` : 'file' in cred ? `file ${cred.file}` : `env ${cred.env}`;
-    out(`route /${name}/ → ${r.upstream.href}`);
+    const source = typeof cred === 'string' ? `lease "${cred}" from ${dev ? 'the in-process authority' : redactUrl(config.authority!.url)}` : 'file' in cred ? `file ${cred.file}` : `env ${cred.env}`;
+    out(`route /${name}/ → ${redactUrl(r.upstream)}`);
     out(`  credential from ${source}, injected as ${how}`);
     out(`  timeouts connect ${formatDuration(r.timeouts.connect)} idle ${formatDuration(r.timeouts.idle)}; pool ${r.maxSockets}; websocket ${r.websocket ? 'on' : 'off'}${r.caFile ? `; CA ${r.caFile}` : ''}`);
     if (r.allow.length === 0) out('  allow: nothing (every request is denied)');
@@ -70,7 +80,7 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
   if (dev) out('authority: the in-process one above (leash dev)');
   if (config.authority && !dev) {
     const jt = config.authority.bootstrap.joinToken;
-    out(`authority ${config.authority.url.href} (CA ${config.authority.caFile}); join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}`);
+    out(`authority ${redactUrl(config.authority.url)} (CA ${config.authority.caFile}); join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}`);
     out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}; retries back off from ${formatDuration(config.rotation.backoff.base)} to ${formatDuration(config.rotation.backoff.cap)}`);
   }
   if (config.revocations) out(`revocations from Redis ${describeRedis(config.revocations.redis)} (stream and channel ${config.revocations.prefix}revocations)`);
@@ -80,7 +90,7 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
 }
 
 function describeRedis(target: RedisTargetConfig): string {
-  if (typeof target === 'string') return target.replace(/\/\/[^@/]*@/, '//…@');
+  if (typeof target === 'string') return redactUrl(target);
   if ('sentinels' in target) return `Sentinel "${target.name}" via ${target.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')}`;
   return `Cluster via ${target.cluster.map((n) => `${n.host}:${n.port}`).join(', ')}`;
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createAuthority, redisTargetOf } from '../authority/assemble.js';
 import { MemoryRevocationBus } from '../bus/memory.js';
 import { authoritySchema } from '../config/authority.js';
+import { unknownLeaseNames } from '../config/cross-check.js';
 import { expandEnv } from '../config/expand.js';
 import { readDocument, validateConfig } from '../config/load.js';
 import { sidecarSchema } from '../config/sidecar.js';
@@ -49,6 +50,9 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
   }
   const authorityDoc = { listen: '127.0.0.1:0', ...(doc.authority as object), ...(opts.redis ? { redis: opts.redis } : {}) };
   const authorityConfig = validateConfig(authoritySchema, authorityDoc, 'authority');
+  // As leash check: a lease name the authority section does not define is an error before anything starts.
+  const unknown = unknownLeaseNames((doc.sidecar as { routes?: Record<string, { credential?: unknown }> }).routes ?? {}, Object.keys(authorityConfig.credentials));
+  if (unknown.length) throw new ConfigError(unknown);
   const logger = createLogger({ level: authorityConfig.log.level });
   // Without Redis: one in-process revocation bus, the authority publishes and the sidecar
   // subscribes (DESIGN §2). With Redis the authority publishes to the Redis stream and

@@ -3,6 +3,7 @@ import type { RedisClient } from '../bus/redis.js';
 import { createAudit, PER_REQUEST_EVENTS, redisAuditSink, type RedisAuditSink } from '../telemetry/audit.js';
 import { createLogger } from '../telemetry/logger.js';
 import { untilSignal } from './signals.js';
+import { sidecarHygieneWarnings } from './hygiene.js';
 import { joinTokenReader, loadSidecarConfig, readCaFiles, readText, resolveRedisTarget } from './load.js';
 
 /** `leash sidecar --config FILE`: config → logger → sidecar → signals. Resolves with the exit status. */
@@ -10,6 +11,8 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
   const config = loadSidecarConfig(configPath, env);
   const caFiles = readCaFiles(config);
   const logger = createLogger({ level: config.log.level });
+  // The same warnings as leash check (group-readable credential files, admin off loopback).
+  for (const warning of sidecarHygieneWarnings(config)) logger.warn({ warning }, 'configuration warning');
   const authorityCa = config.authority ? readText(config.authority.caFile, 'authority.caFile') : undefined;
   const revocationsRedis = config.revocations ? resolveRedisTarget(config.revocations.redis, env, 'revocations.redis') : undefined;
   // With Redis configured, lifecycle audit events also go to the shared stream <prefix>audit

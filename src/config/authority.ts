@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
+import { didYouMean } from './cross-check.js';
+import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
 /** The authority's configuration (DESIGN §4), validated once and frozen. */
 
@@ -62,15 +64,25 @@ export const authoritySchema = z
     identity: z.strictObject({ ttl: ttl.default(3_600_000) }).prefault({}),
     joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
-    credentials: z.record(z.string().regex(NAME, 'credential names must be lower-case letters, digits, ".", "-" or "_"'), credential),
+    credentials: z.record(
+      z
+        .string()
+        .refine((n) => !looksLikeSecret(n), INLINE_SECRET)
+        .regex(NAME, 'credential names must be lower-case letters, digits, ".", "-" or "_"'),
+      credential,
+    ),
     policies: z.array(policy).default([]),
   })
   .superRefine((c, ctx) => {
     c.policies.forEach((p, i) =>
       p.credentials.forEach((name, j) => {
-        if (name !== '*' && !(name in c.credentials)) {
-          ctx.addIssue({ code: 'custom', path: ['policies', i, 'credentials', j], message: `names no credential defined under credentials (got "${name}")` });
-        }
+        if (name === '*' || name in c.credentials) return;
+        // A secret pasted here is not repeated in the message; a typo gets a suggestion.
+        const guess = didYouMean(name, Object.keys(c.credentials));
+        const message = looksLikeSecret(name)
+          ? INLINE_SECRET
+          : `names no credential defined under credentials (got ${JSON.stringify(name.slice(0, 64))})${guess ? `; did you mean "${guess}"?` : ''}`;
+        ctx.addIssue({ code: 'custom', path: ['policies', i, 'credentials', j], message });
       }),
     );
   })

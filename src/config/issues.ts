@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { looksLikeSecret } from './secret-shape.js';
 
 /**
  * Keys whose values are never echoed back in an error message, whatever they hold.
@@ -7,6 +8,8 @@ import type { z } from 'zod';
 const SENSITIVE_KEY = /credential|secret|token|password|key$|^format$/i;
 /** The user:password part of a URL (e.g. an upstream written with one) is not echoed either. */
 const USERINFO = /(\/\/)[^/?#@\s"]*@/g;
+/** Nor is a URL's query or fragment (`?key=…`): API keys travel there. */
+const URL_QUERY = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s"?#]*)[?#][^\s"]*/gi;
 const MAX_ECHO = 80;
 
 /**
@@ -18,10 +21,11 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown
     const path = issue.path.map(String);
     const where = formatPath(path) || '(root)';
     if (issue.code === 'unrecognized_keys') {
-      return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+      return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map(quoteKey).join(', ')}`;
     }
     const value = lookup(input, path);
-    const sensitive = path.some((p) => SENSITIVE_KEY.test(p));
+    // A value shaped like a key is not echoed, whatever key it sits under.
+    const sensitive = path.some((p) => SENSITIVE_KEY.test(p) || looksLikeSecret(p)) || (typeof value === 'string' && looksLikeSecret(value));
     const got = NO_ECHO.has(issue) || sensitive ? '' : value === undefined ? ' (missing)' : ` (got ${echo(value)})`;
     return `${where}: ${issue.message}${got}`;
   });
@@ -43,7 +47,7 @@ function specific(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
     // The key is at fault, not its value: say so without echoing the whole value.
     const key = String(issue.path[issue.path.length - 1]);
     return issue.issues.map((i) => {
-      const out = { code: 'custom', path: issue.path.slice(0, -1), message: `key ${JSON.stringify(key)}: ${i.message}` } as z.core.$ZodIssue;
+      const out = { code: 'custom', path: issue.path.slice(0, -1), message: `key ${quoteKey(key)}: ${i.message}` } as z.core.$ZodIssue;
       NO_ECHO.add(out);
       return out;
     });
@@ -57,8 +61,13 @@ function specific(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
 
 export function formatPath(path: readonly string[]): string {
   let out = '';
-  for (const p of path) out += /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
+  for (const p of path) out += looksLikeSecret(p) ? (out ? '.(a secret-like key)' : '(a secret-like key)') : /^\d+$/.test(p) ? `[${p}]` : out ? `.${p}` : p;
   return out;
+}
+
+/** A key as written, unless it looks like a secret (a key pasted in as a map key). */
+function quoteKey(key: string): string {
+  return looksLikeSecret(key) ? '(a key that looks like a secret, not shown)' : JSON.stringify(key);
 }
 
 function lookup(input: unknown, path: readonly string[]): unknown {
@@ -72,7 +81,28 @@ function lookup(input: unknown, path: readonly string[]): unknown {
 
 function echo(value: unknown): string {
   // Inside an echoed object or list, values under sensitive keys are hidden too.
-  const hide = (k: string, v: unknown) => (k !== '' && SENSITIVE_KEY.test(k) ? '…' : v);
-  const text = (JSON.stringify(value, hide) ?? String(value)).replace(USERINFO, '$1…@');
+  const hide = (k: string, v: unknown) => ((k !== '' && (SENSITIVE_KEY.test(k) || looksLikeSecret(k))) || (typeof v === 'string' && looksLikeSecret(v)) ? '…' : v);
+  const text = (JSON.stringify(value, hide) ?? String(value)).replace(USERINFO, '$1…@').replace(URL_QUERY, '$1?…');
   return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}…` : text;
+}
+
+/**
+ * A URL as it may be printed (check output, logs, errors): without `user:password@`, query
+ * or fragment, where API keys travel. Text that does not parse is cut at the first `?`/`#`.
+ */
+export function redactUrl(url: URL | string): string {
+  let u: URL;
+  try {
+    u = new URL(String(url));
+  } catch {
+    return String(url).replace(USERINFO, '$1…@').replace(/[?#].*$/s, '?…');
+  }
+  const hidden = u.search || u.hash;
+  const auth = u.username || u.password ? '…@' : '';
+  u.username = '';
+  u.password = '';
+  u.search = '';
+  u.hash = '';
+  const text = auth ? u.href.replace('//', `//${auth}`) : u.href;
+  return hidden ? `${text}?…` : text;
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
 import { parseRule, type AllowRule } from './rules.js';
+import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
 /** The sidecar's configuration (DESIGN §4), validated once and frozen. */
 
@@ -63,9 +64,19 @@ const allowRule = z.string({ error: 'must be a string "METHOD /path"' }).transfo
   return rule;
 });
 
+/**
+ * A lease name. A value shaped like a key is refused before anything else looks at it:
+ * `credential: "${VENDOR_KEY}"` would otherwise be sent to the authority and shown as the
+ * lease's name everywhere. The message names the key path only (issues.ts never echoes it).
+ */
+const leaseName = z.string().superRefine((name, ctx) => {
+  if (looksLikeSecret(name)) ctx.addIssue({ code: 'custom', message: INLINE_SECRET });
+  else if (!LEASE_NAME.test(name)) ctx.addIssue({ code: 'custom', message: 'a lease name must be lower-case letters, digits, ".", "-" or "_"' });
+});
+
 const route = z.strictObject({
   upstream: upstreamUrl,
-  credential: z.union([z.string().regex(LEASE_NAME, 'a lease name must be lower-case letters, digits, ".", "-" or "_"'), secretSource], {
+  credential: z.union([leaseName, secretSource], {
     error: 'must be a lease name, { file: PATH } or { env: NAME }',
   }),
   inject,
@@ -105,7 +116,12 @@ export const sidecarSchema = z
     credentialFiles: z.strictObject({ pollInterval: duration().default(2_000) }).prefault({}),
     authority: z
       .strictObject({
-        url: z.url({ protocol: /^https$/, error: 'must be an https URL' }).transform((u) => new URL(u)),
+        // Printed by leash check and used as the base of every call: no user:password, query or fragment.
+        url: z
+          .url({ protocol: /^https$/, error: 'must be an https URL' })
+          .transform((u) => new URL(u))
+          .refine((u) => !u.username && !u.password, 'must not carry user:password')
+          .refine((u) => !u.search && !u.hash, 'must not have a query or fragment'),
         caFile: z.string().min(1, 'must be a file path'),
         bootstrap: z.strictObject({ joinToken: secretSource }),
         timeout: duration().default(5_000),

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { AuthorityCallError, ConfigError } from '../core/errors.js';
+import { fingerprint } from '../core/fingerprint.js';
 import { AuthorityClient } from './credentials/authority-client.js';
 import type { IdentityEvent, IdentityManager } from './credentials/identity.js';
 import { LeaseCredential } from './credentials/lease-credential.js';
@@ -75,6 +76,8 @@ export class Sidecar {
   private readonly rotation: RotationPolicy;
   /** Per route: refreshes after upstream 401/403, bounded (at most one per window, none for a value re-issued unchanged). */
   private readonly authFailures = new Map<string, AuthFailureRefresher>();
+  /** Routes whose lease name the authority has granted at least once (see sourceLabel). */
+  private readonly granted = new Set<string>();
   private readonly authority: AuthorityClient | undefined;
   /** Made at start when an authority is configured (loaded lazily: it brings the CSR code). */
   identity: IdentityManager | undefined;
@@ -142,7 +145,9 @@ export class Sidecar {
   }
 
   private credentialEvent(route: string, e: CredentialEvent): void {
-    const base = { instance: this.instanceId, route, credential: this.routes.get(route)?.provider.description };
+    if (e.kind === 'acquired' || e.kind === 'rotated') this.granted.add(route);
+    const r = this.routes.get(route);
+    const base = { instance: this.instanceId, route, credential: r && this.sourceLabel(r) };
     switch (e.kind) {
       case 'acquired':
         this.deps.audit.emit('credential.acquired', { ...base, fingerprint: e.fingerprint, lease: e.lease });
@@ -235,7 +240,7 @@ export class Sidecar {
       const c = r.provider.current();
       routes[r.name] = {
         upstream: r.origin + r.basePath,
-        credential: r.provider.description,
+        credential: this.sourceLabel(r),
         lease: c?.lease ?? null,
         fingerprint: c?.fingerprint ?? null,
         ageSeconds: c ? Math.round((now - c.acquiredAtMs) / 1000) : null,
@@ -244,6 +249,17 @@ export class Sidecar {
       };
     }
     return { instance: { id: this.instanceId, identity: this.identity?.identity ?? null }, shuttingDown: this.shuttingDown, routes };
+  }
+
+  /**
+   * A route's credential source as /status (readable by the agent) and audit events show
+   * it. A lease name appears once the authority has granted it; until then, since it may be
+   * a typo or a secret pasted in as a name, only its fingerprint (`lease:sha256:…`, the
+   * same the authority audits an unknown name under).
+   */
+  private sourceLabel(r: RouteRuntime): string {
+    const p = r.provider;
+    return p instanceof LeaseCredential && !this.granted.has(r.name) ? `lease:${fingerprint(p.credentialName)}` : p.description;
   }
 
   private leaseProviders(): Array<{ route: string; provider: LeaseCredential }> {

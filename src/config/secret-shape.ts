@@ -1,0 +1,133 @@
+/**
+ * Does a config string look like a secret written inline? Pure and cheap, so a config
+ * value that should have been a lease name (`credential: "${VENDOR_KEY}"` with the key
+ * itself in the environment) is refused before it is printed, sent to the authority or
+ * shown on /status. It answers with the shape it recognised, never with the value.
+ *
+ * False positives are the costly mistake here (a valid lease name refused), so every
+ * rule asks for something a lease name (`[a-z0-9][a-z0-9._-]*`, made of words) does not
+ * have: a vendor prefix followed by a long random-looking tail, a JWT/PEM framing,
+ * upper- and lower-case mixed at random, or a long run of hex or digits-and-letters
+ * interleaved at random.
+ */
+/** What a config error says about a value that looks like a secret (never the value). */
+export const INLINE_SECRET = 'looks like a secret written inline; secrets are never inline: use { env } or { file }';
+
+export type SecretShape = 'pem' | 'key-prefix' | 'jwt' | 'uuid' | 'auth-scheme' | 'hex' | 'high-entropy';
+
+interface Prefix {
+  readonly prefix: string;
+  /** Characters after the prefix in the shortest real key of that kind (conservatively). */
+  readonly minRest: number;
+}
+
+/** Vendor key prefixes (longest first, so `sk-proj-` is tried before `sk-`), with real minimum lengths. */
+const PREFIXES: readonly Prefix[] = [
+  { prefix: 'github_pat_', minRest: 30 },
+  { prefix: 'sk-proj-', minRest: 20 },
+  { prefix: 'sk-ant-', minRest: 20 },
+  { prefix: 'sk-svcacct-', minRest: 20 },
+  { prefix: 'sk_live_', minRest: 16 },
+  { prefix: 'sk_test_', minRest: 16 },
+  { prefix: 'rk_live_', minRest: 16 },
+  { prefix: 'rk_test_', minRest: 16 },
+  { prefix: 'whsec_', minRest: 16 },
+  { prefix: 'dop_v1_', minRest: 32 },
+  { prefix: 'shpat_', minRest: 24 },
+  { prefix: 'shpss_', minRest: 24 },
+  { prefix: 'glpat-', minRest: 16 },
+  { prefix: 'glptt-', minRest: 16 },
+  { prefix: 'xoxb-', minRest: 16 },
+  { prefix: 'xoxp-', minRest: 16 },
+  { prefix: 'xoxa-', minRest: 16 },
+  { prefix: 'xoxe-', minRest: 16 },
+  { prefix: 'xoxr-', minRest: 16 },
+  { prefix: 'xoxs-', minRest: 16 },
+  { prefix: 'xapp-', minRest: 16 },
+  { prefix: 'ghp_', minRest: 30 },
+  { prefix: 'gho_', minRest: 30 },
+  { prefix: 'ghu_', minRest: 30 },
+  { prefix: 'ghs_', minRest: 30 },
+  { prefix: 'ghr_', minRest: 30 },
+  { prefix: 'npm_', minRest: 30 },
+  { prefix: 'pypi-', minRest: 40 },
+  { prefix: 'hf_', minRest: 30 },
+  { prefix: 'lin_api_', minRest: 30 },
+  { prefix: 'ya29.', minRest: 20 },
+  { prefix: 'SG.', minRest: 20 },
+  { prefix: 'sk-', minRest: 20 },
+];
+/** AWS access key ids and Google API keys have fixed shapes. */
+const AWS_KEY_ID = /^(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}$/;
+const GOOGLE_API_KEY = /^AIza[A-Za-z0-9_-]{30,}$/;
+const JWT = /^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const AUTH_SCHEME = /^(?:Bearer|Basic|Token|Bot)\s+\S{8,}/i;
+const TOKEN_CHARS = /^[A-Za-z0-9_\-.=+/]+$/;
+
+export function secretShape(text: string): SecretShape | undefined {
+  if (typeof text !== 'string' || text.length < 16) return undefined;
+  const s = text.trim();
+  if (s.includes('-----BEGIN ')) return 'pem';
+  if (AWS_KEY_ID.test(s) || GOOGLE_API_KEY.test(s)) return 'key-prefix';
+  for (const { prefix, minRest } of PREFIXES) {
+    if (!s.startsWith(prefix)) continue;
+    const rest = s.slice(prefix.length);
+    // The tail of a real key is random: long, token characters only, with a digit or a
+    // capital in it and a stretch without separators; `sk-anthropic-batch` is none of that.
+    if (rest.length >= minRest && TOKEN_CHARS.test(rest) && /[0-9A-Z]/.test(rest) && longestRun(rest, /[A-Za-z0-9]/) >= 10) return 'key-prefix';
+    break;
+  }
+  if (JWT.test(s) && s.length >= 20) return 'jwt';
+  if (UUID.test(s)) return 'uuid';
+  if (AUTH_SCHEME.test(s)) return 'auth-scheme';
+  // 20+ hex digits with letters and digits among them: API keys, HMAC secrets, tokens.
+  for (const run of s.match(/[0-9a-fA-F]{20,}/g) ?? []) {
+    if (/[0-9]/.test(run) && /[a-fA-F]/.test(run) && entropy(run) >= 3) return 'hex';
+  }
+  // base64 / base64url: random mixed case (a valid lease name is lower case).
+  for (const run of s.match(/[A-Za-z0-9+/_-]{20,}/g) ?? []) {
+    if (/[A-Z]/.test(run) && /[a-z]/.test(run) && entropy(run) >= 0.75 * Math.log2(Math.min(run.length, 64))) return 'high-entropy';
+  }
+  // Lower-case letters and digits at random (base36 tokens): many switches between
+  // letters and digits, unlike words with a number (`prod2024models2025`), or clusters of
+  // consonants no words make.
+  for (const run of s.match(/[a-z0-9]{24,}/g) ?? []) {
+    const random = switches(run) >= 6 || (run.match(/[bcdfghjklmnpqrstvwxz]{4,}/g) ?? []).length >= 2;
+    if (random && entropy(run) >= 0.75 * Math.log2(Math.min(run.length, 36))) return 'high-entropy';
+  }
+  return undefined;
+}
+
+export function looksLikeSecret(text: string): boolean {
+  return secretShape(text) !== undefined;
+}
+
+/** Shannon entropy in bits per character. */
+export function entropy(text: string): number {
+  const counts = new Map<string, number>();
+  for (const c of text) counts.set(c, (counts.get(c) ?? 0) + 1);
+  let bits = 0;
+  for (const n of counts.values()) {
+    const p = n / text.length;
+    bits -= p * Math.log2(p);
+  }
+  return bits;
+}
+
+function longestRun(text: string, char: RegExp): number {
+  let best = 0;
+  let cur = 0;
+  for (const c of text) {
+    cur = char.test(c) ? cur + 1 : 0;
+    best = Math.max(best, cur);
+  }
+  return best;
+}
+
+/** How often a string switches between letters and digits. */
+function switches(text: string): number {
+  let n = 0;
+  for (let i = 1; i < text.length; i++) if (/\d/.test(text[i]!) !== /\d/.test(text[i - 1]!)) n++;
+  return n;
+}

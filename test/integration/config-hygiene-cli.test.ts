@@ -1,0 +1,167 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CLI, spawnLeash, type Spawned } from '../helpers/spawn.js';
+
+/**
+ * `leash check` (and `leash sidecar` at start) as processes, on files in a tmp dir: inline
+ * secrets refused without a trace in stdout/stderr, unknown lease names in a dev config,
+ * group-readable credential files and an admin listener off loopback warned about, URL
+ * queries never echoed.
+ */
+const dir = mkdtempSync(join(tmpdir(), 'leash-hygiene-'));
+const file = (name: string, text: string, mode = 0o600) => {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  chmodSync(p, mode);
+  return p;
+};
+const run = (args: string[], env: Record<string, string> = {}) => {
+  expect(existsSync(CLI), 'dist/src/cli.js missing: run `npx tsc -p .` first').toBe(true);
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
+};
+const pieces = (secret: string) => Array.from({ length: secret.length - 7 }, (_, i) => secret.slice(i, i + 8));
+const expectNoPieceOf = (secret: string, text: string) => {
+  for (const p of pieces(secret)) expect(text, `contains "${p}"`).not.toContain(p);
+};
+
+const VENDOR_KEY = '4f9d2c7e81b36a05d9e4c1f7a2b8e6d3';
+const sidecarYaml = (credential: string, extra = '') =>
+  `${extra}authority:
+  url: https://authority.example:8443
+  caFile: ${file('ca.pem', 'unused')}
+  bootstrap: { joinToken: { env: JT } }
+routes:
+  vendor:
+    upstream: https://api.vendor.example
+    credential: ${credential}
+    inject: { header: authorization, format: "Bearer {{credential}}" }
+    allow: ["GET /**"]
+`;
+
+describe('leash check', () => {
+  it('an inline secret as a lease name (via ${VENDOR_KEY}): exit 1, the key path named, the secret nowhere', () => {
+    const r = run(['check', '--config', file('inline.yaml', sidecarYaml('"${VENDOR_KEY}"'))], { VENDOR_KEY });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('leash: routes.vendor.credential: looks like a secret written inline; secrets are never inline: use { env } or { file }\n');
+    expectNoPieceOf(VENDOR_KEY, r.stdout + r.stderr);
+  });
+
+  it('the same with real-looking vendor keys written straight into the file', () => {
+    for (const key of ['sk-proj-Zx81TqLm3VbN7cHs0PdR5yWe2KaGfJ4u', 'ghp_R8sT2vX5bN9mQ1wE4yU7iO0pA3sD6fG9hJ2k', 'AKIAQ2WERT5YUIOP7ASD']) {
+      const r = run(['check', '--config', file('inline2.yaml', sidecarYaml(key))]);
+      expect(r.status, key).toBe(1);
+      expect(r.stderr).toMatch(/routes\.vendor\.credential: .*secrets are never inline/);
+      expectNoPieceOf(key, r.stdout + r.stderr);
+    }
+  });
+
+  const devYaml = (lease: string) => `authority:
+  credentials:
+    openai-prod: { kind: static, source: { env: OPENAI_KEY } }
+    anthropic: { kind: jwt, audience: x }
+  policies: [{ identities: ["join:*"], credentials: ["*"] }]
+sidecar:
+  routes:
+    openai:
+      upstream: https://api.openai.com
+      credential: ${lease}
+      inject: { header: authorization, format: "Bearer {{credential}}" }
+      allow: ["GET /**"]
+`;
+
+  it('a dev config whose sidecar leases a name the authority does not define: exit 1 with a did-you-mean', () => {
+    const r = run(['check', '--config', file('dev-typo.yaml', devYaml('openai-prdo'))]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('leash: sidecar.routes.openai.credential: names no credential the authority section defines (openai-prod, anthropic); did you mean "openai-prod"?\n');
+    const ok = run(['check', '--config', file('dev-ok.yaml', devYaml('openai-prod'))]);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('lease "openai-prod" from the in-process authority');
+  });
+
+  it('a group-readable credential file is warned about (with its mode); a 0600 one is not', () => {
+    const cred = file('vendor.key', 'sk-file-value-not-printed-0123456789', 0o640);
+    const r = run(['check', '--config', file('grp.yaml', sidecarYaml(`{ file: ${cred} }`))]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`warning: routes.vendor.credential: file ${cred} is readable or writable by group/others (mode 0640); chmod 600 it`);
+    expect(r.stdout + r.stderr).not.toContain('sk-file-value');
+    chmodSync(cred, 0o600);
+    const quiet = run(['check', '--config', file('grp.yaml', sidecarYaml(`{ file: ${cred} }`))]);
+    expect(quiet.status).toBe(0);
+    expect(quiet.stdout).not.toContain('group/others');
+  });
+
+  it('admin on 0.0.0.0 is warned about; on 127.0.0.1 it is not', () => {
+    const r = run(['check', '--config', file('admin.yaml', sidecarYaml('search', 'admin: 0.0.0.0:9090\n'))]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('warning: admin 0.0.0.0:9090: the admin listener (/status, /metrics) is reachable beyond this host');
+    const quiet = run(['check', '--config', file('admin-lo.yaml', sidecarYaml('search', 'admin: 127.0.0.1:9090\n'))]);
+    expect(quiet.stdout).not.toContain('warning: admin');
+  });
+
+  it('a URL with ?key= in an error is not echoed (upstream, authority URL, Redis URL)', () => {
+    const key = 'Qm7Rb2Xc9Vz4Lk1Hn8Ts';
+    const upstream = sidecarYaml('search').replace('https://api.vendor.example', `https://api.vendor.example/v1?key=${key}`);
+    const authority = sidecarYaml('search').replace('https://authority.example:8443', `https://authority.example:8443/?token=${key}`);
+    const redis = sidecarYaml('search', `revocations: { redis: "http://:${key}@redis.example:6379/?password=${key}" }\n`);
+    for (const [name, text, where] of [
+      ['q-upstream.yaml', upstream, 'routes.vendor.upstream: must not have a query or fragment'],
+      ['q-authority.yaml', authority, 'authority.url: must not have a query or fragment'],
+      ['q-redis.yaml', redis, 'revocations.redis: '],
+    ] as const) {
+      const r = run(['check', '--config', file(name, text)]);
+      expect(r.status, name).toBe(1);
+      expect(r.stderr, name).toContain(where);
+      expectNoPieceOf(key, r.stdout + r.stderr);
+    }
+  });
+
+  it('admin commands: a bad --authority URL is not echoed with its query or user:password', () => {
+    const key = 'Qm7Rb2Xc9Vz4Lk1Hn8Ts';
+    const r = run(['leases', '--authority', `https://admin:${key}@bad host/?key=${key}`, '--ca', file('admin-ca.pem', 'unused')], { LEASH_ADMIN_TOKEN: 'x' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('leash: --authority: not a URL (got "https://…@bad host/?…")\n');
+  });
+
+  it('a valid Redis URL with a password is printed without it', () => {
+    const key = 'Qm7Rb2Xc9Vz4Lk1Hn8Ts';
+    const r = run(['check', '--config', file('redis-ok.yaml', sidecarYaml('search', `revocations: { redis: "redis://:${key}@redis.example:6379/0" }\n`))]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('revocations from Redis redis://…@redis.example:6379/0');
+    expectNoPieceOf(key, r.stdout + r.stderr);
+  });
+});
+
+describe('leash sidecar at start', () => {
+  let proc: Spawned | undefined;
+  afterEach(async () => {
+    proc?.child.kill('SIGTERM');
+    await proc?.exit;
+    proc = undefined;
+  });
+
+  it('logs the same warnings: a group-readable credential file', async () => {
+    const cred = file('start.key', 'sk-start-value-not-printed-0123456789', 0o644);
+    const config = file(
+      'start.yaml',
+      `listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+routes:
+  vendor:
+    upstream: https://api.vendor.example
+    credential: { file: ${cred} }
+    inject: { header: authorization, format: "Bearer {{credential}}" }
+    allow: ["GET /**"]
+`,
+    );
+    proc = spawnLeash(['sidecar', '--config', config]);
+    const warning = await proc.waitFor((l) => l.msg === 'configuration warning', 10_000);
+    expect(warning.warning).toBe(`routes.vendor.credential: file ${cred} is readable or writable by group/others (mode 0644); chmod 600 it`);
+    await proc.waitFor((l) => l.msg === 'leash sidecar started', 10_000);
+    expect(proc.lines.join('\n')).not.toContain('sk-start-value');
+  });
+});
