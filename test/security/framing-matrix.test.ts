@@ -90,7 +90,7 @@ const CONNECTION_TRICKS: (string | undefined)[] = [
 ];
 
 const METHODS = ['GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH'];
-const NO_BODY = new Set(['GET', 'HEAD']);
+const NO_BODY = new Set(['HEAD']);
 
 interface Case {
   id: string;

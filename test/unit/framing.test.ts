@@ -14,6 +14,8 @@ describe('decideFraming', () => {
     ['POST', raw(['Transfer-Encoding', 'chunked']), ['transfer-encoding', 'chunked']],
     ['DELETE', raw(['transfer-encoding', ' ChUnKeD ']), ['transfer-encoding', 'chunked']],
     ['OPTIONS', raw(['Content-Length', '3']), ['content-length', '3']],
+    ['GET', raw(['Content-Length', '1']), ['content-length', '1']],
+    ['GET', raw(['Transfer-Encoding', 'chunked']), ['transfer-encoding', 'chunked']],
   ];
   it.each(ok)('%s %j → %j', (method, headers, header) => {
     const f = decideFraming(method, headers);
@@ -30,9 +32,9 @@ describe('decideFraming', () => {
     ['POST', raw(['Content-Length', '5'], ['Content-Length', '6'])],
     ['POST', raw(['Content-Length', '-1'])],
     ['POST', raw(['Content-Length', '1e3'])],
-    ['GET', raw(['Content-Length', '1'])],
     ['HEAD', raw(['Transfer-Encoding', 'chunked'])],
     ['TRACE', raw(['Content-Length', '4'])],
+    ['HEAD', raw(['Content-Length', '1'])],
   ];
   it.each(refused)('%s %j → 400 leash_bad_request', (method, headers) => {
     const f = decideFraming(method, headers);

@@ -15,11 +15,13 @@ export type Framing =
   | { readonly kind: 'chunked' };
 
 /**
- * Methods whose request body has no meaning (RFC 9110 §9.3.1, §9.3.2, §9.3.8): a body on
- * them is refused rather than forwarded, since upstreams (and the intermediaries in front
- * of them) disagree on whether to read it, which is exactly what smuggling feeds on.
+ * Methods whose request body is refused (RFC 9110 §9.3.2, §9.3.8): a HEAD or TRACE body
+ * has no use, and intermediaries disagree on whether to read one, which is what smuggling
+ * feeds on. A GET body is framed and forwarded like any other (RFC 9112 frames a message
+ * by its headers, whatever the method): search APIs of vector stores (Elasticsearch,
+ * OpenSearch `GET /_search`) rely on it.
  */
-const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'TRACE']);
+const NO_BODY_METHODS = new Set(['HEAD', 'TRACE']);
 
 function rawValues(rawHeaders: readonly string[], name: string): string[] {
   const out: string[] = [];
