@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LeashError, UsageError } from './core/errors.js';
 
@@ -19,6 +20,7 @@ Usage:
   leash leases [--instance ID] [--credential NAME] [--json]   active leases (admin)
   leash trace SECRET_OR_FINGERPRINT [--json]            who held a value and what it did (admin)
   leash revoke --lease ID | --instance ID | --credential NAME | --all [--reason TEXT]   revoke (admin)
+  leash status [--admin ADDR] [--config FILE] [--json]   the sidecar's /status as a table
   leash --help | --version
 
 Admin commands reach the authority at --authority URL / LEASH_AUTHORITY_URL, trust its CA
@@ -102,15 +104,18 @@ prints it alone on stdout, so TOKEN=$(leash token create --identity x) works.`,
 
 Which lease and instance held a credential value, and what it did (audit events from the
 authority's Redis stream). A value is fingerprinted locally and only sha256:<12 hex> is
-sent; pass "-" to read the value from stdin instead of the command line.`,
+sent; pass "-" to read the value from stdin instead of the command line. Exit 0 when an
+active lease holds it or an audit event names it, 1 when nothing does.`,
     options: { json: { type: 'boolean' }, ...ADMIN_OPTIONS },
     positionals: true,
     run: async (v, positionals) => {
       const { adminTarget, trace } = await admin();
       if (positionals.length !== 1) throw new UsageError('usage: leash trace SECRET_OR_FINGERPRINT (or "-" to read it from stdin)');
       const arg = positionals[0] === '-' ? await readStdin() : positionals[0]!;
-      out(await trace(adminTarget(v as { authority?: string; ca?: string }, process.env), arg, v.json === true));
-      return 0;
+      const traced = await trace(adminTarget(v as { authority?: string; ca?: string }, process.env), arg, v.json === true);
+      out(traced.output);
+      // Like grep: 1 when nothing (no active lease, no audit event) knows the value.
+      return traced.found ? 0 : 1;
     },
   },
   leases: {
@@ -155,6 +160,18 @@ sidecar) and audited with --reason and --actor (default "admin", header x-leash-
       return 0;
     },
   },
+  status: {
+    help: `Usage: leash status [--admin ADDR] [--config FILE] [--json]
+
+The sidecar's admin /status as a table: per route whether it is available, the credential
+source, lease id, fingerprint, age, time left and upstream (never a value). Asks
+http://ADDR/status, where ADDR is --admin, else the admin address of --config FILE (a
+sidecar or dev config), else LEASH_ADMIN, else 127.0.0.1:9090. --json prints /status as is.
+Needs no token: the admin listener serves no secrets.`,
+    options: { admin: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
+    run: async (v) =>
+      (await import('./bin/status.js')).runStatus({ admin: v.admin as string | undefined, config: v.config as string | undefined, json: v.json === true }, process.env, out),
+  },
 };
 
 function version(): string {
@@ -162,23 +179,26 @@ function version(): string {
   return pkg.version;
 }
 
-async function main(argv: string[]): Promise<number> {
+/** What a command line asks for, parsed and checked, nothing run. */
+export type ParsedCommandLine =
+  | { kind: 'help'; code: number }
+  | { kind: 'version' }
+  | { kind: 'command-help'; name: string; help: string }
+  | { kind: 'run'; name: string; values: Record<string, string | boolean | undefined>; positionals: string[]; run: Command['run'] };
+
+/**
+ * Parses argv as `leash` does, without running anything: a UsageError for an unknown
+ * command, option or stray argument. Exported for test/unit/docs-drift.test.ts, which
+ * checks every `leash …` line in the docs against it.
+ */
+export function parseCommandLine(argv: string[]): ParsedCommandLine {
   let [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    out(HELP);
-    return name === undefined ? 1 : 0;
-  }
-  if (name === '--version' || name === '-v') {
-    out(version());
-    return 0;
-  }
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') return { kind: 'help', code: name === undefined ? 1 : 0 };
+  if (name === '--version' || name === '-v') return { kind: 'version' };
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command "${name}" (see leash --help)`);
   if (name === 'token') {
-    if (rest[0] === '--help' || rest[0] === '-h') {
-      out(command.help);
-      return 0;
-    }
+    if (rest[0] === '--help' || rest[0] === '-h') return { kind: 'command-help', name, help: command.help };
     if (rest[0] !== 'create') throw new UsageError('usage: leash token create --identity NAME [--ttl 10m]');
     rest = rest.slice(1);
     name = 'token create';
@@ -190,18 +210,49 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`${(e as Error).message.split('\n')[0]} (see leash ${name} --help)`);
   }
-  if (values.help) {
-    out(command.help);
-    return 0;
-  }
-  return command.run(values, positionals);
+  if (values.help) return { kind: 'command-help', name, help: command.help };
+  return { kind: 'run', name, values, positionals, run: command.run };
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    const message = e instanceof LeashError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
-    process.stderr.write(`leash: ${message}\n`);
-    process.exit(1);
-  },
-);
+async function main(argv: string[]): Promise<number> {
+  const parsed = parseCommandLine(argv);
+  switch (parsed.kind) {
+    case 'help':
+      out(HELP);
+      return parsed.code;
+    case 'version':
+      out(version());
+      return 0;
+    case 'command-help':
+      out(parsed.help);
+      return 0;
+    case 'run':
+      return parsed.run(parsed.values, parsed.positionals);
+  }
+}
+
+/**
+ * Run unless imported: argv[1] naming another existing file means this module was
+ * imported (by a test); anything else — this file, a bin symlink to it, a path Node
+ * resolved differently — runs, so the CLI never silently does nothing.
+ */
+function importedByAnotherProgram(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) !== realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (!importedByAnotherProgram()) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      const message = e instanceof LeashError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
+      process.stderr.write(`leash: ${message}\n`);
+      process.exit(1);
+    },
+  );
+}

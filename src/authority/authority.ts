@@ -283,7 +283,9 @@ export class Authority {
     const record = await this.d.store.getLease(leaseId);
     if (!record || record.instance !== identity) throw notFound('no such lease');
     await this.d.store.deleteLease(leaseId);
-    this.d.audit.emit('lease.revoked', { identity, credential: record.credential, lease: leaseId, fingerprint: record.fingerprint, reason: 'released' });
+    // A holder letting go (the predecessor after a rotation, every lease at shutdown) is
+    // routine: `lease.released`, so that `lease.revoked` stays an alert-worthy admin action.
+    this.d.audit.emit('lease.released', { identity, credential: record.credential, lease: leaseId, fingerprint: record.fingerprint });
   }
 
   async createJoinToken(actor: string, identityName: string, ttlMs: number): Promise<{ token: string; expiresAt: string }> {

@@ -143,12 +143,13 @@ const FINGERPRINT = /^sha256:[0-9a-f]{12}$/;
  * `leash trace SECRET_OR_FINGERPRINT`: a value is fingerprinted here and only the
  * fingerprint goes to the authority — the secret never leaves this process.
  */
-export async function trace(target: AdminTarget, secretOrFingerprint: string, json: boolean): Promise<string> {
+export async function trace(target: AdminTarget, secretOrFingerprint: string, json: boolean): Promise<{ output: string; found: boolean }> {
   const value = secretOrFingerprint.trim();
   if (!value) throw new UsageError('leash trace needs a secret or a fingerprint (sha256:<12 hex>); "-" reads it from stdin');
   const fp = FINGERPRINT.test(value) ? value : fingerprint(value);
   const answer = (await call(target, 'GET', `${API.adminTrace}?fingerprint=${encodeURIComponent(fp)}`)) as TraceResponse;
-  if (json) return JSON.stringify(answer, null, 2);
+  const found = answer.leases.length > 0 || answer.events.length > 0;
+  if (json) return { output: JSON.stringify(answer, null, 2), found };
   const lines = [`${fp}`];
   if (answer.leases.length === 0) lines.push('  no active lease holds it');
   for (const l of answer.leases) lines.push(`  lease ${l.id}  ${l.credential}  held by ${l.instance}  issued ${new Date(l.issuedAtMs).toISOString()}  expires ${new Date(l.expiresAtMs).toISOString()}`);
@@ -162,5 +163,5 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
       .join(' ');
     lines.push(`  ${at ?? ''}  ${event ?? ''}  ${detail}`);
   }
-  return lines.join('\n');
+  return { output: lines.join('\n'), found };
 }

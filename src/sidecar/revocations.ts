@@ -13,7 +13,7 @@ export interface HeldLease {
   leaseIds: readonly string[];
 }
 
-export type RevocationAction = { kind: 'none' } | { kind: 'cut-off' } | { kind: 'relase'; routes: string[] };
+export type RevocationAction = { kind: 'none' } | { kind: 'cut-off' } | { kind: 're-lease'; routes: string[] };
 
 export function decideRevocation(r: Revocation, identity: string | undefined, held: readonly HeldLease[]): RevocationAction {
   let routes: string[];
@@ -30,5 +30,5 @@ export function decideRevocation(r: Revocation, identity: string | undefined, he
       routes = held.map((h) => h.route);
       break;
   }
-  return routes.length ? { kind: 'relase', routes } : { kind: 'none' };
+  return routes.length ? { kind: 're-lease', routes } : { kind: 'none' };
 }

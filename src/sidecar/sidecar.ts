@@ -277,7 +277,7 @@ export class Sidecar {
       this.cutOff = true;
       this.identity?.revoke(reason);
       for (const { provider } of this.leaseProviders()) void provider.revoke(reason, false);
-    } else if (action.kind === 'relase') {
+    } else if (action.kind === 're-lease') {
       for (const route of action.routes) void (this.routes.get(route)!.provider as LeaseCredential).revoke(reason, true);
     }
     this.metrics.revocationApplied(r.scope, (this.clock.wallMs() - Date.parse(r.at)) / 1000);

@@ -21,6 +21,8 @@ export const AUDIT_EVENTS = [
   'request.denied',
   // extensions of DESIGN §8
   'token.created',
+  // DESIGN §8, second wave: a holder's normal release (never `lease.revoked`)
+  'lease.released',
 ] as const;
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];
 

@@ -127,7 +127,9 @@ describe('authority replicas on one Redis', () => {
     const released = await api(a.url, caPem(), 'DELETE', `/v1/leases/${lease.body.lease}`, { identity: owner.client });
     expect(released.status).toBe(200);
     expect(await b.running.authority.listLeases({ instance: 'spiffe://leash.local/join/agent-owner' })).toEqual([]);
-    expect(a.logs.events('lease.revoked')).toHaveLength(1);
+    // A holder's release is routine: lease.released, never lease.revoked (an admin action).
+    expect(a.logs.events('lease.released')).toEqual([expect.objectContaining({ lease: lease.body.lease, fingerprint: lease.body.fingerprint })]);
+    expect(a.logs.events('lease.revoked')).toEqual([]);
     // Releasing twice (through B this time) is "not found".
     expect((await api(b.url, caPem(), 'DELETE', `/v1/leases/${lease.body.lease}`, { identity: owner.client })).status).toBe(404);
   });

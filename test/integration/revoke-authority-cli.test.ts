@@ -174,7 +174,7 @@ describe('leash revoke (spawned CLI, spawned authority, Redis)', () => {
     expect((await leash('--help')).stdout).toContain('leash revoke --lease ID | --instance ID | --credential NAME | --all [--reason TEXT]');
     const noToken = await run(process.execPath, [CLI, 'revoke', '--all'], { env: { ...env, LEASH_ADMIN_TOKEN: 'wrong' } }).catch((e: { code: number; stderr: string }) => e);
     expect((noToken as { code: number }).code).toBe(1);
-    expect((noToken as { stderr: string }).stderr).toBe('leash: authority refused (401 LEASH_ERR_UNAUTHENTICATED): admin token required\n');
+    expect((noToken as { stderr: string }).stderr).toBe('leash: authority refused (401 LEASH_ERR_UNAUTHENTICATED): admin token is wrong\n');
     expect((await readStream(client, STREAM)).length).toBe(before);
   });
 

@@ -291,7 +291,10 @@ describe('POST /v1/admin/revoke', () => {
       expect(r.status, JSON.stringify(body)).toBe(400);
       expect(r.body.error?.code).toBe('LEASH_ERR_AUTHORITY_BAD_REQUEST');
     }
-    const noToken = await adminRevoke(a.url, secrets.ca.certPem, { scope: 'all', target: '*' }, undefined, 'wrong');
+    const wrongToken = await adminRevoke(a.url, secrets.ca.certPem, { scope: 'all', target: '*' }, undefined, 'wrong');
+    expect(wrongToken.status).toBe(401);
+    expect(wrongToken.body.error).toEqual({ code: 'LEASH_ERR_UNAUTHENTICATED', message: 'admin token is wrong' });
+    const noToken = await adminRevoke(a.url, secrets.ca.certPem, { scope: 'all', target: '*' }, undefined, '');
     expect(noToken.status).toBe(401);
     expect(noToken.body.error).toEqual({ code: 'LEASH_ERR_UNAUTHENTICATED', message: 'admin token required' });
     expect(await readStream(client, STREAM)).toEqual([]);

@@ -12,8 +12,8 @@ const held = [
 
 describe('decideRevocation (DESIGN §7)', () => {
   it('lease: only the route holding it (current or predecessor) re-leases', () => {
-    expect(decideRevocation(rev('lease', 'L0'), ME, held)).toEqual({ kind: 'relase', routes: ['search'] });
-    expect(decideRevocation(rev('lease', 'L3'), ME, held)).toEqual({ kind: 'relase', routes: ['openai'] });
+    expect(decideRevocation(rev('lease', 'L0'), ME, held)).toEqual({ kind: 're-lease', routes: ['search'] });
+    expect(decideRevocation(rev('lease', 'L3'), ME, held)).toEqual({ kind: 're-lease', routes: ['openai'] });
     expect(decideRevocation(rev('lease', 'nope'), ME, held)).toEqual({ kind: 'none' });
   });
   it('instance: this instance is cut off; another instance changes nothing here', () => {
@@ -22,11 +22,11 @@ describe('decideRevocation (DESIGN §7)', () => {
     expect(decideRevocation(rev('instance', ME), undefined, held)).toEqual({ kind: 'none' });
   });
   it('credential: every route leasing it', () => {
-    expect(decideRevocation(rev('credential', 'search'), ME, held)).toEqual({ kind: 'relase', routes: ['search', 'search2'] });
+    expect(decideRevocation(rev('credential', 'search'), ME, held)).toEqual({ kind: 're-lease', routes: ['search', 'search2'] });
     expect(decideRevocation(rev('credential', 'other'), ME, held)).toEqual({ kind: 'none' });
   });
   it('all: every leased route', () => {
-    expect(decideRevocation(rev('all', '*'), ME, held)).toEqual({ kind: 'relase', routes: ['search', 'search2', 'openai'] });
+    expect(decideRevocation(rev('all', '*'), ME, held)).toEqual({ kind: 're-lease', routes: ['search', 'search2', 'openai'] });
     expect(decideRevocation(rev('all', '*'), ME, [])).toEqual({ kind: 'none' });
   });
 });

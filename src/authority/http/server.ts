@@ -131,9 +131,11 @@ export class AuthorityServer {
   private admin(req: IncomingMessage): string {
     const header = req.headers.authorization ?? '';
     const token = header.startsWith('Bearer ') ? header.slice(7) : '';
-    if (!this.adminDigest || !token || !timingSafeEqual(digest(token), this.adminDigest)) {
-      throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token required');
-    }
+    // Absent and wrong are told apart (an operator with a stale LEASH_ADMIN_TOKEN should not
+    // hunt for a missing header); neither says anything about the expected token.
+    if (!token) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token required');
+    if (!this.adminDigest) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token refused: this authority has no admin.token configured');
+    if (!timingSafeEqual(digest(token), this.adminDigest)) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token is wrong');
     const actor = req.headers['x-leash-actor'];
     return typeof actor === 'string' && /^[\w.@-]{1,64}$/.test(actor) ? actor : 'admin';
   }

@@ -107,9 +107,9 @@ export class LeaseCredential implements CredentialProvider {
   }
 
   /** A revocation: drop at once, and (unless the identity itself is gone) lease anew now. */
-  revoke(reason: string, relase: boolean): Promise<void> {
+  revoke(reason: string, reLease: boolean): Promise<void> {
     this.drop(reason);
-    if (!relase) {
+    if (!reLease) {
       if (this.timer) clearTimeout(this.timer);
       return Promise.resolve();
     }

@@ -11,6 +11,7 @@ import { forwardResponse, scrubUpgradeHeaders, writeRawResponse, type ForwardOut
 import type { RouteRuntime } from './route.js';
 import { listen } from '../../core/listen.js';
 import { listenerOptions, type ListenerLimits } from '../listener-limits.js';
+import { auditPath } from './audit-path.js';
 
 /**
  * The agent-facing reverse proxy. http-proxy 1.18.1 moves the bytes; everything that
@@ -183,7 +184,7 @@ export class ProxyServer {
       this.hooks.requestDone({
         route: ctx.route?.name,
         method,
-        path: ctx.target?.rawPath,
+        path: ctx.target?.rawPath ?? auditPath(req.url),
         status: res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED,
         durationMs: performance.now() - ctx.startedAt,
         credential: ctx.credential,
@@ -286,7 +287,7 @@ export class ProxyServer {
       this.hooks.requestDone({
         route: ctx.route?.name,
         method: req.method ?? 'GET',
-        path: ctx.target?.rawPath,
+        path: ctx.target?.rawPath ?? auditPath(req.url),
         status: denied ? denied.status : ctx.timedOut ? 504 : (ctx.status ?? 502),
         durationMs: performance.now() - ctx.startedAt,
         credential: ctx.credential,
