@@ -215,7 +215,7 @@ export class Sidecar {
       case 'failed':
         // The message carries the authority's reason (e.g. a spent join token), made safe by authority-reason.ts.
         this.identityError = reasonFor(e.error);
-        this.log.warn({ err: e.error }, `identity bootstrap/renewal failed: ${this.identityError}`);
+        this.log.warn({ err: e.error, reason: this.identityError }, 'identity bootstrap/renewal failed');
         break;
       case 'lost':
         this.deps.audit.emit('instance.revoked', { instance: this.instanceId, identity: e.identity, reason: e.reason });

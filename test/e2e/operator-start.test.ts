@@ -185,10 +185,9 @@ describe('a spent join token', () => {
     await first.exit;
 
     const again = sidecar('sidecar-again', sidecarConfig({}), { LEASH_JOIN_TOKEN: token });
-    const failed = await again.waitForJson((l) => String(l.msg).startsWith('identity bootstrap/renewal failed'), 15_000);
-    expect(failed.msg).toBe(
-      'identity bootstrap/renewal failed: authority answered 401 (LEASH_ERR_UNAUTHENTICATED) to POST /v1/bootstrap: join token is invalid, expired or already used',
-    );
+    const failed = await again.waitForJson((l) => l.msg === 'identity bootstrap/renewal failed', 15_000);
+    expect(failed.reason).toBe('authority answered 401 (LEASH_ERR_UNAUTHENTICATED) to POST /v1/bootstrap: join token is invalid, expired or already used');
+    expect((failed.err as { message: string }).message).toContain('join token is invalid, expired or already used');
     const started = await again.waitForJson((l) => l.msg === 'leash sidecar started', 15_000);
     const res = await fetch(`http://127.0.0.1:${portOf(started.admin)}/readyz`);
     expect(res.status).toBe(503);
