@@ -9,7 +9,8 @@ import { unknownLeaseNames } from '../config/cross-check.js';
 import { expandEnv } from '../config/expand.js';
 import { readDocument, validateConfig } from '../config/load.js';
 import { sidecarSchema } from '../config/sidecar.js';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, ListenError } from '../core/errors.js';
+import { listenErrorMessage } from '../core/listen.js';
 import { startDemoUpstream, type DemoUpstream } from '../dev/demo-upstream.js';
 import { Sidecar } from '../sidecar/sidecar.js';
 import { createAudit } from '../telemetry/audit.js';
@@ -43,7 +44,8 @@ const BUILTIN = {
 };
 
 export async function runDev(opts: { config?: string; redis?: string }, env: NodeJS.ProcessEnv, say: (line: string) => void): Promise<number> {
-  const doc = opts.config ? readDocument(readText(opts.config, '--config'), env, opts.config) : (expandEnv(BUILTIN, env) as typeof BUILTIN);
+  const raw = opts.config ? readText(opts.config, '--config') : '';
+  const doc = opts.config ? readDocument(raw, env, opts.config) : (expandEnv(BUILTIN, env) as typeof BUILTIN);
   const extra = Object.keys(doc).filter((k) => k !== 'authority' && k !== 'sidecar');
   if (extra.length || !doc.authority || !doc.sidecar) {
     throw new ConfigError([`${opts.config}: leash dev takes { authority: …, sidecar: … }${extra.length ? ` (unknown: ${extra.join(', ')})` : ''}`]);
@@ -62,54 +64,75 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
   // Admin commands against dev mode: with LEASH_ADMIN_TOKEN set (and no admin section),
   // that token is the admin token, and the CA is written to a file the CLI can trust.
   const adminToken = inputs.adminToken ?? (env.LEASH_ADMIN_TOKEN || undefined);
+  // What moves each listener, for a bind error: the built-in example reads LEASH_LISTEN /
+  // LEASH_ADMIN; a --config file has its own keys (and maybe the same variables).
+  const movedBy = (key: string, variable: string) =>
+    !opts.config ? variable : raw.includes(`\${${variable}`) ? `${variable} (or ${key}: in ${opts.config})` : `${key}: in ${opts.config}`;
   const authority = await createAuthority({ ...inputs, adminToken, revocations: bus });
-  const addr = await authority.server.listen(authorityConfig.listen.host, authorityConfig.listen.port);
-  const authorityUrl = `https://127.0.0.1:${addr.port}`;
-
   let demo: DemoUpstream | undefined;
-  const sidecarDoc = structuredClone(doc.sidecar) as { routes?: Record<string, { upstream?: string }>; revocations?: unknown };
-  const sharedRedis = !bus && sidecarDoc.revocations === undefined ? authorityConfig.redis : undefined;
-  if (sharedRedis) sidecarDoc.revocations = { redis: sharedRedis, prefix: authorityConfig.keyPrefix };
-  for (const route of Object.values(sidecarDoc.routes ?? {})) {
-    if (route.upstream !== DEMO_ROUTE) continue;
-    demo ??= await startDemoUpstream(new URL('/.well-known/jwks.json', authorityUrl), authority.ca.caPem, 'leash-demo');
-    route.upstream = demo.url;
+  let sidecar: Sidecar | undefined;
+  // Everything below is undone in order whatever fails (a taken port, a start cut short by
+  // a signal): nothing stays leased.
+  try {
+    const { host: authorityHost, port: authorityPort } = authorityConfig.listen;
+    const addr = await authority.server.listen(authorityHost, authorityPort).catch((err: unknown) => {
+      throw new ListenError(listenErrorMessage(err, 'authority', authorityHost, authorityPort, opts.config ? `authority.listen: in ${opts.config}` : 'authority.listen'), {}, { cause: err });
+    });
+    const authorityUrl = `https://127.0.0.1:${addr.port}`;
+
+    const sidecarDoc = structuredClone(doc.sidecar) as { routes?: Record<string, { upstream?: string }>; revocations?: unknown };
+    const sharedRedis = !bus && sidecarDoc.revocations === undefined ? authorityConfig.redis : undefined;
+    if (sharedRedis) sidecarDoc.revocations = { redis: sharedRedis, prefix: authorityConfig.keyPrefix };
+    for (const route of Object.values(sidecarDoc.routes ?? {})) {
+      if (route.upstream !== DEMO_ROUTE) continue;
+      demo ??= await startDemoUpstream(new URL('/.well-known/jwks.json', authorityUrl), authority.ca.caPem, 'leash-demo');
+      route.upstream = demo.url;
+    }
+    const identityName = `dev-${randomBytes(3).toString('hex')}`;
+    const sidecarConfig = validateConfig(
+      sidecarSchema,
+      { ...sidecarDoc, authority: { url: authorityUrl, caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } } },
+      'sidecar',
+    );
+    let token: string | undefined;
+    sidecar = new Sidecar({
+      config: sidecarConfig,
+      env,
+      caFiles: readCaFiles(sidecarConfig),
+      logger: logger.child({ component: 'sidecar' }),
+      audit: createAudit(logger.child({ component: 'sidecar' })),
+      authorityCa: authority.ca.caPem,
+      joinToken: () => token,
+      revocationBus: bus,
+      // The authority's Redis, its password (if any) already read.
+      revocationsRedis: sharedRedis ? redisTargetOf(sharedRedis, inputs) : undefined,
+      listenHints: { proxy: movedBy('sidecar.listen', 'LEASH_LISTEN'), admin: movedBy('sidecar.admin', 'LEASH_ADMIN') },
+    });
+    // The sidecar's ports before the join token: a taken port must not cost one.
+    await sidecar.bind();
+    // Written before anything is issued: a failure here leaves nothing to clean up at the authority.
+    let caFile: string | undefined;
+    if (adminToken) {
+      caFile = join(mkdtempSync(join(tmpdir(), 'leash-dev-')), 'ca.pem');
+      writeFileSync(caFile, authority.ca.caPem);
+    }
+    ({ token } = await authority.authority.createJoinToken('leash dev', identityName, 600_000));
+    const signal = untilSignal(logger);
+    const addrs = await Promise.race([sidecar.start(), signal.then(() => undefined)]);
+    if (addrs) {
+      const base = `http://${addrs.proxy.address}:${addrs.proxy.port}`;
+      say(`leash dev: authority ${authorityUrl} (in-memory${opts.redis ? ', Redis store' : ''}), sidecar ${base} as ${sidecar.identity?.identity ?? identityName}`);
+      for (const name of sidecar.routes.keys()) say(`  route /${name}/ → ${sidecar.routes.get(name)!.origin}`);
+      if (caFile) say(`admin:  export LEASH_AUTHORITY_URL=${authorityUrl} LEASH_CA_FILE=${caFile}   (and your LEASH_ADMIN_TOKEN), then e.g. leash revoke --all`);
+      if (demo) say(`try:  curl ${base}/demo/whoami     (again in 15 s: a new token)\n      curl http://${addrs.admin.address}:${addrs.admin.port}/status`);
+    }
+    await signal;
+  } finally {
+    await sidecar?.stop();
+    await demo?.close();
+    await authority.close();
+    await bus?.close();
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
   }
-  const identityName = `dev-${randomBytes(3).toString('hex')}`;
-  const { token } = await authority.authority.createJoinToken('leash dev', identityName, 600_000);
-  const sidecarConfig = validateConfig(
-    sidecarSchema,
-    { ...sidecarDoc, authority: { url: authorityUrl, caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } } },
-    'sidecar',
-  );
-  const sidecar = new Sidecar({
-    config: sidecarConfig,
-    env,
-    caFiles: readCaFiles(sidecarConfig),
-    logger: logger.child({ component: 'sidecar' }),
-    audit: createAudit(logger.child({ component: 'sidecar' })),
-    authorityCa: authority.ca.caPem,
-    joinToken: () => token,
-    revocationBus: bus,
-    // The authority's Redis, its password (if any) already read.
-    revocationsRedis: sharedRedis ? redisTargetOf(sharedRedis, inputs) : undefined,
-  });
-  const addrs = await sidecar.start();
-  const base = `http://${addrs.proxy.address}:${addrs.proxy.port}`;
-  say(`leash dev: authority ${authorityUrl} (in-memory${opts.redis ? ', Redis store' : ''}), sidecar ${base} as ${sidecar.identity?.identity ?? identityName}`);
-  for (const name of sidecar.routes.keys()) say(`  route /${name}/ → ${sidecar.routes.get(name)!.origin}`);
-  if (adminToken) {
-    const dir = mkdtempSync(join(tmpdir(), 'leash-dev-'));
-    const caFile = join(dir, 'ca.pem');
-    writeFileSync(caFile, authority.ca.caPem);
-    say(`admin:  export LEASH_AUTHORITY_URL=${authorityUrl} LEASH_CA_FILE=${caFile}   (and your LEASH_ADMIN_TOKEN), then e.g. leash revoke --all`);
-  }
-  if (demo) say(`try:  curl ${base}/demo/whoami     (again in 15 s: a new token)\n      curl http://${addrs.admin.address}:${addrs.admin.port}/status`);
-  await untilSignal(logger);
-  await sidecar.stop();
-  await demo?.close();
-  await authority.close();
-  await bus?.close();
-  await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return 0;
 }

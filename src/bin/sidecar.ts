@@ -28,12 +28,30 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
     auditSink = redisAuditSink(auditRedis, `${config.revocations.prefix}audit`, logger, undefined, PER_REQUEST_EVENTS, config.revocations.auditStream);
     audit = createAudit(logger, auditSink);
   }
-  const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis });
-  await sidecar.start();
-  await untilSignal(logger);
-  await sidecar.stop();
-  auditSink?.close();
-  await auditRedis?.quit().catch(() => auditRedis?.disconnect());
-  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  const listenHints = listenHintsFor(configPath);
+  const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis, listenHints });
+  // Signals are handled from here on: a SIGTERM while the first leases are being taken
+  // (a pod deleted during its startup) stops in order and releases them.
+  const signal = untilSignal(logger);
+  try {
+    await Promise.race([sidecar.start(), signal]);
+    await signal;
+  } finally {
+    // Also when start fails (its listeners, or after leasing): nothing stays leased.
+    await sidecar.stop();
+    auditSink?.close();
+    await auditRedis?.quit().catch(() => auditRedis?.disconnect());
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  }
   return 0;
+}
+
+/**
+ * What moves each listener: the config key, and the variable too when the config takes
+ * its address from one (examples/sidecar.yaml: `listen: "${LEASH_LISTEN:-127.0.0.1:8080}"`).
+ */
+function listenHintsFor(configPath: string): { proxy: string; admin: string } {
+  const text = readText(configPath, '--config');
+  const hint = (key: string, variable: string) => (text.includes(`\${${variable}`) ? `${variable} (or ${key}: in ${configPath})` : `${key}: in ${configPath}`);
+  return { proxy: hint('listen', 'LEASH_LISTEN'), admin: hint('admin', 'LEASH_ADMIN') };
 }

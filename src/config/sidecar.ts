@@ -91,6 +91,8 @@ const route = z.strictObject({
     .prefault({}),
   maxSockets: z.int().positive().default(256),
   websocket: z.boolean().default(true),
+  // false: the route answers 503 while it has no credential but does not hold /readyz (readiness.ts).
+  required: z.boolean({ error: 'must be true or false' }).default(true),
 });
 export type RouteConfig = z.infer<typeof route>;
 

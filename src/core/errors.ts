@@ -129,6 +129,17 @@ export class CredentialSourceError extends LeashError {
   }
 }
 
+/**
+ * A listener could not be bound (port taken, address not local, no permission). Raised
+ * before anything is spent (no bootstrap, no lease); the message names the address and
+ * the key or variable that moves it.
+ */
+export class ListenError extends LeashError {
+  constructor(message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super('LEASH_ERR_LISTEN', message, context, options);
+  }
+}
+
 /** Bad command-line usage. */
 export class UsageError extends LeashError {
   constructor(message: string) {
@@ -171,6 +182,7 @@ export const ERROR_CODES = [
   'LEASH_ERR_CONFIG',
   'LEASH_ERR_CREDENTIAL_SOURCE',
   'LEASH_ERR_USAGE',
+  'LEASH_ERR_LISTEN',
   'LEASH_ERR_ADMIN',
   'LEASH_ERR_STATUS',
   'LEASH_ERR_AUTHORITY_UNAVAILABLE',

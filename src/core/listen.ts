@@ -11,3 +11,22 @@ export function listen(server: Server, host: string, port: number): Promise<Addr
     });
   });
 }
+
+/** What a bind error means, in words an operator acts on. */
+const BIND_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EADDRNOTAVAIL: 'address not available on this host',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+};
+
+/**
+ * The one-line error for a listener that could not be bound: which listener, which
+ * address, why, and the key or variable that moves it (`movedBy`, from the entry point:
+ * it alone knows whether that is a config key, an environment variable or both).
+ */
+export function listenErrorMessage(err: unknown, what: string, host: string, port: number, movedBy: string): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? 'error';
+  const why = BIND_ERRORS[code] ?? 'cannot bind';
+  const addr = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return `cannot listen on ${addr} for the ${what}: ${why} (${code}); set ${movedBy} to a free host:port`;
+}

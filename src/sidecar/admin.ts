@@ -5,8 +5,8 @@ import { listen } from '../core/listen.js';
 import { listenerOptions, type ListenerLimits } from './listener-limits.js';
 
 /**
- * The admin listener: /healthz (process alive), /readyz (every route holds a usable
- * credential and leash is not shutting down), /status (what is held, by fingerprint —
+ * The admin listener: /healthz (process alive), /readyz (started, every required route
+ * holds a usable credential, and leash is not shutting down; see readiness.ts), /status (what is held, by fingerprint —
  * never a value) and /metrics.
  */
 export interface AdminSource {

@@ -4,8 +4,9 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { type Clock, systemClock } from '../core/clock.js';
-import { AuthorityCallError, ConfigError } from '../core/errors.js';
+import { AuthorityCallError, ConfigError, ListenError } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
+import { listenErrorMessage } from '../core/listen.js';
 import { AuthorityClient } from './credentials/authority-client.js';
 import type { IdentityEvent, IdentityManager } from './credentials/identity.js';
 import { LeaseCredential } from './credentials/lease-credential.js';
@@ -19,6 +20,7 @@ import type { MemoryRevocationBus } from '../bus/memory.js';
 import type { RedisTarget } from '../bus/connect.js';
 import type { Revocation, RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
 import { decideRevocation } from './revocations.js';
+import { decideReadiness, type Readiness } from './readiness.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './credentials/types.js';
 import type { PassEnv } from './proxy/passes.js';
 import { RouteRuntime } from './proxy/route.js';
@@ -46,7 +48,25 @@ export interface SidecarDeps {
   revocationBus?: MemoryRevocationBus;
   /** config.revocations.redis with its password read by the entry point. */
   revocationsRedis?: RedisTarget;
+  /**
+   * What moves each listener, for the bind-error message (e.g. `listen: in FILE`,
+   * `LEASH_LISTEN`): only the entry point knows where the address came from.
+   */
+  listenHints?: { proxy: string; admin: string };
 }
+
+/** /readyz: the readiness decision plus why things are missing (never a secret: see reasonFor). */
+export interface ReadinessReport extends Readiness {
+  /** The last failure of the identity (while none is usable) and of each unavailable route. */
+  errors: { identity?: string; routes: Record<string, string> };
+}
+
+/** Bounded, one line: the text of an error as /readyz shows it. */
+const MAX_ERROR_TEXT = 300;
+const reasonFor = (err: Error): string => {
+  const text = err.message.replace(/[^\x20-\x7e]+/g, ' ');
+  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT - 1)}…` : text;
+};
 
 export interface SidecarAddresses {
   proxy: AddressInfo;
@@ -73,6 +93,15 @@ export class Sidecar {
   /** This instance was revoked (DESIGN §7): nothing is leased again, whatever arrives later. */
   private cutOff = false;
   private stopping: Promise<void> | undefined;
+  /** start(), once: listeners, then revocations, identity and credentials. */
+  private starting: Promise<SidecarAddresses> | undefined;
+  private bound: Promise<SidecarAddresses> | undefined;
+  /** The release of everything held; run once, by stop() or by a start that failed. */
+  private tornDown: Promise<void> | undefined;
+  private started = false;
+  /** Why each route (and the identity) last failed; cleared when it succeeds. */
+  private readonly lastErrors = new Map<string, string>();
+  private identityError: string | undefined;
   private readonly rotation: RotationPolicy;
   /** Per route: refreshes after upstream 401/403, bounded (at most one per window, none for a value re-issued unchanged). */
   private readonly authFailures = new Map<string, AuthFailureRefresher>();
@@ -145,7 +174,11 @@ export class Sidecar {
   }
 
   private credentialEvent(route: string, e: CredentialEvent): void {
-    if (e.kind === 'acquired' || e.kind === 'rotated') this.granted.add(route);
+    if (e.kind === 'acquired' || e.kind === 'rotated') {
+      this.granted.add(route);
+      this.lastErrors.delete(route);
+    }
+    if (e.kind === 'refresh_failed') this.lastErrors.set(route, reasonFor(e.error));
     const r = this.routes.get(route);
     const base = { instance: this.instanceId, route, credential: r && this.sourceLabel(r) };
     switch (e.kind) {
@@ -174,12 +207,15 @@ export class Sidecar {
     switch (e.kind) {
       case 'bootstrapped':
       case 'renewed':
+        this.identityError = undefined;
         this.deps.audit.emit(e.kind === 'bootstrapped' ? 'instance.bootstrapped' : 'instance.renewed', { instance: this.instanceId, identity: e.identity });
         // Leases that failed for want of an identity are tried again now, not after their backoff.
         if (e.kind === 'bootstrapped') for (const r of this.routes.values()) if (!r.provider.current()) void r.provider.refresh();
         break;
       case 'failed':
-        this.log.warn({ err: e.error }, 'identity bootstrap/renewal failed');
+        // The message carries the authority's reason (e.g. a spent join token), made safe by authority-reason.ts.
+        this.identityError = reasonFor(e.error);
+        this.log.warn({ err: e.error, reason: this.identityError }, 'identity bootstrap/renewal failed');
         break;
       case 'lost':
         this.deps.audit.emit('instance.revoked', { instance: this.instanceId, identity: e.identity, reason: e.reason });
@@ -226,11 +262,16 @@ export class Sidecar {
     });
   }
 
-  readiness() {
-    const unavailable = this.credentialStates()
-      .filter((s) => !s.available)
-      .map((s) => s.route);
-    return { ready: !this.shuttingDown && unavailable.length === 0, unavailable, shuttingDown: this.shuttingDown };
+  readiness(): ReadinessReport {
+    const states = this.credentialStates().map((s) => ({ route: s.route, available: s.available, required: this.routes.get(s.route)!.config.required }));
+    const decided = decideReadiness(states, { started: this.started, shuttingDown: this.shuttingDown });
+    const routes: Record<string, string> = {};
+    for (const name of decided.unavailable) {
+      const why = this.lastErrors.get(name);
+      if (why !== undefined) routes[name] = why;
+    }
+    const identity = this.identity && !this.identity.usable() ? this.identityError : undefined;
+    return { ...decided, errors: { ...(identity !== undefined ? { identity } : {}), routes } };
   }
 
   status() {
@@ -322,41 +363,105 @@ export class Sidecar {
     }
   }
 
-  async start(): Promise<SidecarAddresses> {
-    await this.startRevocations();
-    if (this.authority) {
-      const { IdentityManager } = await import('./credentials/identity.js');
-      this.identity = new IdentityManager(this.authority, this.deps.joinToken ?? (() => undefined), this.clock, (e) => this.identityEvent(e), this.rotation);
-      await this.identity.start();
+  /**
+   * Bind both listeners, and nothing else. Nothing is spent until both ports are ours: a
+   * taken port fails here, before a join token is redeemed or a lease issued (either
+   * would be burnt by a process about to exit). Until start() has the credentials, the
+   * proxy answers 503 leash_credential_unavailable (no route holds one) and /readyz 503.
+   * Idempotent; start() calls it first.
+   */
+  bind(): Promise<SidecarAddresses> {
+    this.bound ??= (async () => {
+      const { listen, admin } = this.deps.config;
+      const hints = this.deps.listenHints ?? { proxy: 'listen: in the config', admin: 'admin: in the config' };
+      const bindOne = (what: 'admin listener' | 'proxy', server: { listen(h: string, p: number): Promise<AddressInfo> }, host: string, port: number, movedBy: string) =>
+        server.listen(host, port).catch((err: unknown) => {
+          throw new ListenError(listenErrorMessage(err, what, host, port, movedBy), { host, port }, { cause: err });
+        });
+      const adminAddr = await bindOne('admin listener', this.admin, admin.host, admin.port, hints.admin);
+      let proxyAddr: AddressInfo;
+      try {
+        proxyAddr = await bindOne('proxy', this.proxy, listen.host, listen.port, hints.proxy);
+      } catch (err) {
+        await this.admin.close();
+        throw err;
+      }
+      return { proxy: proxyAddr, admin: adminAddr };
+    })();
+    // A failed bind spent nothing: there is nothing for stop() to drain or release.
+    this.bound.catch(() => {
+      this.shuttingDown = true;
+      this.tornDown ??= Promise.resolve();
+    });
+    return this.bound;
+  }
+
+  /**
+   * Bind, then subscribe to revocations, bootstrap the identity and take the first
+   * leases. Resolves once each has had its first attempt (readiness reports the
+   * outcome). If anything throws after the listeners are up, everything held is
+   * released before the error goes up; a stop() during the start lets the step under way
+   * finish (each is bounded by a timeout), skips the rest and then releases.
+   */
+  start(): Promise<SidecarAddresses> {
+    this.starting ??= this.run();
+    return this.starting;
+  }
+
+  private async run(): Promise<SidecarAddresses> {
+    const addrs = await this.bind();
+    try {
+      await this.startRevocations();
+      if (this.authority && !this.shuttingDown) {
+        const { IdentityManager } = await import('./credentials/identity.js');
+        this.identity = new IdentityManager(this.authority, this.deps.joinToken ?? (() => undefined), this.clock, (e) => this.identityEvent(e), this.rotation);
+        await this.identity.start();
+      }
+      if (!this.shuttingDown) await Promise.all([...this.routes.values()].map((r) => r.provider.start()));
+    } catch (err) {
+      await (this.tornDown ??= this.teardown());
+      throw err;
     }
-    await Promise.all([...this.routes.values()].map((r) => r.provider.start()));
-    const { listen, admin } = this.deps.config;
-    const adminAddr = await this.admin.listen(admin.host, admin.port);
-    const proxyAddr = await this.proxy.listen(listen.host, listen.port);
+    if (this.shuttingDown) {
+      this.log.info('stopped during start: the credentials taken so far are released');
+      return addrs;
+    }
+    this.started = true;
+    const { proxy: proxyAddr, admin: adminAddr } = addrs;
     this.log.info(
       { listen: `${proxyAddr.address}:${proxyAddr.port}`, admin: `${adminAddr.address}:${adminAddr.port}`, routes: [...this.routes.keys()] },
       'leash sidecar started',
     );
-    return { proxy: proxyAddr, admin: adminAddr };
+    return addrs;
   }
 
-  /** Orderly shutdown (STYLE 11): refuse new work, drain up to the grace, release everything. Idempotent. */
+  /**
+   * Orderly shutdown (STYLE 11): refuse new work, drain up to the grace, release
+   * everything. During a start, waits for the step under way, then releases what it took.
+   * Idempotent.
+   */
   stop(): Promise<void> {
+    this.shuttingDown = true;
     this.stopping ??= (async () => {
-      this.shuttingDown = true;
-      const grace = this.deps.config.shutdown.grace;
-      this.log.info({ inFlight: this.proxy.inFlight, graceMs: grace }, 'shutting down: draining');
-      await this.proxy.close(grace);
-      await this.revocations?.close();
-      // Providers release their leases, then the identity and its client go.
-      await Promise.all([...this.routes.values()].map((r) => r.provider.close()));
-      await this.identity?.close();
-      this.authority?.close();
-      for (const r of this.routes.values()) r.close();
-      await this.admin.close();
-      this.log.info('leash sidecar stopped');
+      await this.starting?.catch(() => undefined);
+      await (this.tornDown ??= this.teardown());
     })();
     return this.stopping;
+  }
+
+  private async teardown(): Promise<void> {
+    this.shuttingDown = true;
+    const grace = this.deps.config.shutdown.grace;
+    this.log.info({ inFlight: this.proxy.inFlight, graceMs: grace }, 'shutting down: draining');
+    await this.proxy.close(grace);
+    await this.revocations?.close();
+    // Providers release their leases, then the identity and its client go.
+    await Promise.all([...this.routes.values()].map((r) => r.provider.close()));
+    await this.identity?.close();
+    this.authority?.close();
+    for (const r of this.routes.values()) r.close();
+    await this.admin.close();
+    this.log.info('leash sidecar stopped');
   }
 }
 

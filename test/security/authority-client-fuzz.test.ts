@@ -12,7 +12,8 @@ import { startUpstream, type Upstream } from '../helpers/harness.js';
  * The sidecar's authority client against a hostile HTTPS server that holds a genuine
  * certificate from the CA the client trusts: oversized and endless answers, garbage,
  * silence, wrong statuses, and servers the client must not trust. Every failure must be
- * sorted (retryable / refused / malformed), fast, and must never carry the answer body.
+ * sorted (retryable / refused / malformed), fast, and must never carry the answer body
+ * beyond a refusal's own message, made safe (authority-reason.ts): never a secret in it.
  */
 
 const HOUR = 3_600_000;
@@ -221,6 +222,15 @@ describe('statuses', () => {
     const { err } = await expectFailure(() => newClient().lease('search'), 'refused');
     expect(err.status).toBe(status);
     expect(err.message).toContain('LEASH_ERR_POLICY_DENIED'); // a code-shaped code is shown
+  });
+
+  it("a refusal carries the authority's own reason, made safe; a 5xx's message is never carried", async () => {
+    handler = (_req, res) => json(res, 401, { error: { code: 'LEASH_ERR_UNAUTHENTICATED', message: 'join token is invalid, expired or already used\r\nforged' } });
+    const { err } = await expectFailure(() => newClient().lease('search'), 'refused');
+    expect(err.message).toBe('authority answered 401 (LEASH_ERR_UNAUTHENTICATED) to POST /v1/leases: join token is invalid, expired or already used forged');
+    handler = (_req, res) => json(res, 503, { error: { code: 'LEASH_ERR_STORE', message: 'redis down' } });
+    const { err: retry } = await expectFailure(() => newClient().lease('search'), 'retryable');
+    expect(retry.message).not.toContain('redis down');
   });
 
   it('a non-JSON error body, or an error "code" that is not a code, is never echoed', async () => {

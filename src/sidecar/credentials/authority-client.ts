@@ -1,6 +1,7 @@
 import { Agent, request } from 'node:https';
 import { AuthorityCallError } from '../../core/errors.js';
 import { API, type IdentityResponse, type LeaseResponse } from '../../core/protocol.js';
+import { authorityReason } from './authority-reason.js';
 import { checkLeaseResponse, MAX_LEASE_BODY } from './lease-response.js';
 
 /**
@@ -116,7 +117,12 @@ export class AuthorityClient {
             // Only a code-shaped code is shown: anything else is body text, which never goes into an error.
             const detail = typeof code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? ` (${code})` : '';
             const kind = status >= 500 || status === 429 || status === 408 ? 'retryable' : 'refused';
-            reject(new AuthorityCallError(kind, `authority answered ${status}${detail} to ${method} ${path.split('/').slice(0, 3).join('/')}`, { status }));
+            // A refusal is the operator's to fix ("join token is invalid, expired or already
+            // used"): its message is carried, made safe (authority-reason.ts). A 5xx's is not:
+            // it may describe an issuer's upstream, and the status says enough to retry.
+            const reason = kind === 'refused' ? authorityReason(body) : undefined;
+            const where = `${method} ${path.split('/').slice(0, 3).join('/')}`;
+            reject(new AuthorityCallError(kind, `authority answered ${status}${detail} to ${where}${reason ? `: ${reason}` : ''}`, { status }));
           });
         },
       );
