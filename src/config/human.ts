@@ -16,7 +16,7 @@ export function humanIssue(issue: z.core.$ZodRawIssue): string {
     case 'too_big':
       return sizeMessage(issue.origin, 'at most', issue.inclusive !== false, Number(issue.maximum));
     case 'invalid_format':
-      return issue.format === 'regex' ? `does not have the allowed form (${String(issue.pattern ?? 'a pattern')})` : `must be a valid ${FORMAT[issue.format] ?? issue.format}`;
+      return issue.format === 'regex' ? `does not have the allowed form (${String(issue.pattern ?? 'a pattern')})` : `must be ${FORMAT[issue.format] ?? `in the ${issue.format} format`}`;
     case 'not_multiple_of':
       return `must be a multiple of ${String(issue.divisor)}`;
     case 'unrecognized_keys':
@@ -59,7 +59,7 @@ const TYPE: Record<string, string> = {
   enum: 'has the wrong value',
 };
 
-const FORMAT: Record<string, string> = { url: 'URL', email: 'e-mail address', uuid: 'UUID', ipv4: 'IPv4 address', ipv6: 'IPv6 address', datetime: 'date and time' };
+const FORMAT: Record<string, string> = { url: 'a URL', email: 'an e-mail address', uuid: 'a UUID', ipv4: 'an IPv4 address', ipv6: 'an IPv6 address', datetime: 'a date and time' };
 
 function sizeMessage(origin: string, bound: 'at least' | 'at most', inclusive: boolean, n: number): string {
   const strict = bound === 'at least' ? 'more than' : 'less than';

@@ -1,6 +1,7 @@
 import { authoritySchema } from './authority.js';
-import { didYouMean } from './cross-check.js';
+import { didYouMean, editDistance } from './cross-check.js';
 import { knownKeysAt } from './schema-keys.js';
+import { looksLikeSecret } from './secret-shape.js';
 import { sidecarSchema } from './sidecar.js';
 
 /**
@@ -30,6 +31,21 @@ export interface KindGuess {
 
 export function guessKind(keys: readonly string[]): KindGuess {
   const owners = (k: string) => KINDS.filter((kind) => KIND_KEYS[kind].includes(k)).length;
+  // A key no kind knows is a near miss of the kind(s) with the closest key, and only of those.
+  const nearest = new Map<string, Map<ConfigKind, string>>();
+  for (const key of keys) {
+    if (owners(key) > 0 || looksLikeSecret(key)) continue; // a secret-shaped key is never repeated
+    let min = Infinity;
+    const byKind = new Map<ConfigKind, { guess: string; d: number }>();
+    for (const kind of KINDS) {
+      const guess = didYouMean(key, KIND_KEYS[kind]);
+      if (guess === undefined) continue;
+      const d = editDistance(key, guess);
+      byKind.set(kind, { guess, d });
+      min = Math.min(min, d);
+    }
+    nearest.set(key, new Map([...byKind].filter(([, g]) => g.d === min).map(([k, g]) => [k, g.guess])));
+  }
   const scores = new Map<ConfigKind, { score: number; evidence: string[] }>();
   for (const kind of KINDS) {
     let score = 0;
@@ -40,9 +56,7 @@ export function guessKind(keys: readonly string[]): KindGuess {
         evidence.push(key);
         continue;
       }
-      // Only a key no kind knows can be a misspelling.
-      if (owners(key) > 0) continue;
-      const guess = didYouMean(key, KIND_KEYS[kind]);
+      const guess = nearest.get(key)?.get(kind);
       if (guess !== undefined) {
         score += 1 / owners(guess);
         evidence.push(`${key} (≈ ${guess})`);
