@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { AuthorityConfig } from '../config/authority.js';
 import { checkDocument } from '../config/check-report.js';
+import type { ConfigKind } from '../config/kind.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { formatPath, redactUrl } from '../config/issues.js';
 import { readDocumentCollecting } from '../config/load.js';
@@ -20,13 +21,22 @@ import { readText } from './load.js';
  * nothing said to be valid. Only a file without problems gets `config FILE: valid (KIND)`,
  * its plan and its warnings (exit 0: a warning never fails the check). The kind is told by
  * scoring the top-level keys against each kind's (config/kind.ts), and a report says which
- * kind it assumed and why.
+ * kind it assumed and why. `opts` (for the CLI's `--strict` and `--kind`): warnings that
+ * fail the check, and a kind given rather than guessed.
  */
+export interface CheckOptions {
+  /** Warnings fail the check too (exit 1, nothing called valid). */
+  strict?: boolean;
+  /** The kind, as told by the user rather than guessed from the keys. */
+  kind?: ConfigKind;
+}
+
 export function runCheck(
   configPath: string,
   env: NodeJS.ProcessEnv,
   out: (line: string) => void,
   err: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+  opts: CheckOptions = {},
 ): number {
   const text = readText(configPath, '--config');
   let read: { doc: Record<string, unknown>; problems: string[] };
@@ -39,25 +49,32 @@ export function runCheck(
     for (const line of e.issues) err(`  ${line}`);
     return 1;
   }
-  const report = checkDocument(read.doc, read.problems);
-  const problems = mergeProblems(report.problems, caFileProblems(report.kind === 'dev' ? read.doc[report.written.sidecar] : read.doc, report.kind === 'dev' ? `${report.written.sidecar}.` : ''));
+  const report = checkDocument(read.doc, read.problems, opts.kind);
+  const dev = report.kind === 'dev';
+  const problems = mergeProblems(report.problems, caFileProblems(dev ? read.doc[report.written.sidecar] : read.doc, dev ? `${report.written.sidecar}.` : ''));
   if (problems.length > 0) {
     err(`leash: ${configPath}: ${count(problems.length)}, ${report.reason}:`);
     for (const line of problems) err(`  ${line}`);
     return 1;
   }
-  out(`config ${configPath}: valid (${report.kind})`);
+  const plan: string[] = [];
+  const say = (line: string) => void plan.push(line);
   const warnings = [...report.notes];
   if (report.authority) {
-    printAuthority(report.authority, env, out, report.kind === 'dev');
-    const prefix = report.kind === 'dev' ? `${report.written.authority}.` : '';
-    warnings.push(...authorityWarnings(report.authority, env).map((w) => prefix + w));
+    printAuthority(report.authority, env, say, dev);
+    warnings.push(...authorityWarnings(report.authority, env).map((w) => (dev ? `${report.written.authority}.${w}` : w)));
   }
   if (report.sidecar) {
-    const dev = report.kind === 'dev';
-    printSidecar(report.sidecar, out, dev);
+    printSidecar(report.sidecar, say, dev);
     warnings.push(...sidecarWarnings(report.sidecar, env, dev).map((w) => (dev ? `${report.written.sidecar}.${w}` : w)));
   }
+  if (opts.strict && warnings.length > 0) {
+    err(`leash: ${configPath}: ${warnings.length} warning${warnings.length === 1 ? '' : 's'}, which fail the check under --strict (${report.reason}):`);
+    for (const w of warnings) err(`  warning: ${w}`);
+    return 1;
+  }
+  out(`config ${configPath}: valid (${report.kind})`);
+  for (const line of plan) out(line);
   for (const w of warnings) out(`warning: ${w}`);
   return 0;
 }

@@ -32,8 +32,8 @@ const DEV_AUTHORITY = { url: 'https://in-process.invalid', caFile: '(in-process)
 type Raw = Record<string, unknown>;
 const isMap = (v: unknown): v is Raw => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-export function checkDocument(doc: Raw, envProblems: readonly string[] = []): CheckReport {
-  const { kind, reason } = guessKind(Object.keys(doc));
+export function checkDocument(doc: Raw, envProblems: readonly string[] = [], given?: ConfigKind): CheckReport {
+  const { kind, reason } = given ? { kind: given, reason: `read as ${KIND_NAME[given]}, as the --kind option says` } : guessKind(Object.keys(doc));
   const report: CheckReport = { kind, reason, problems: [], notes: [], written: { authority: 'authority', sidecar: 'sidecar' } };
   if (kind === 'sidecar') {
     const { value, problems, input, renamed } = collectConfig(sidecarSchema, doc);

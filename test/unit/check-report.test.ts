@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { runCheck } from '../../src/bin/check.js';
 import { checkDocument } from '../../src/config/check-report.js';
 import { humanIssue, RAW_VALIDATOR_WORDING } from '../../src/config/human.js';
 import { guessKind } from '../../src/config/kind.js';
@@ -203,6 +205,38 @@ describe('no validator wording reaches the user', () => {
     }
     expect(files).toBeGreaterThan(1000);
     expect(lines).toBeGreaterThan(1000);
+  });
+});
+
+describe('runCheck options (for --strict and --kind)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'leash-check-opts-'));
+  const run = (text: string, opts: Parameters<typeof runCheck>[4] = {}) => {
+    const path = join(dir, 'f.yaml');
+    writeFileSync(path, text);
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = runCheck(path, {}, (l) => out.push(l), (l) => err.push(l), opts);
+    return { code, out, err };
+  };
+  const sidecar = 'routes:\n  a: { upstream: https://x.example, credential: { env: UNSET_VAR }, inject: { header: x }, allow: [] }\n';
+
+  it('a warning passes by default and fails under strict, with nothing called valid', () => {
+    const plain = run(sidecar);
+    expect(plain.code).toBe(0);
+    expect(plain.out[0]).toMatch(/: valid \(sidecar\)$/);
+    expect(plain.out).toContain('warning: routes.a.credential: environment variable UNSET_VAR is not set; this secret is unavailable until it is');
+    const strict = run(sidecar, { strict: true });
+    expect(strict.code).toBe(1);
+    expect(strict.out).toEqual([]);
+    expect(strict.err.join('\n')).not.toMatch(/valid/i);
+    expect(strict.err[1]).toBe('  warning: routes.a.credential: environment variable UNSET_VAR is not set; this secret is unavailable until it is');
+  });
+
+  it('a kind given is used and said', () => {
+    const r = run('listen: 127.0.0.1:1\n', { kind: 'authority' });
+    expect(r.code).toBe(1);
+    expect(r.err[0]).toMatch(/read as an authority file, as the --kind option says:$/);
+    expect(r.err).toContain('  credentials: is required');
   });
 });
 
