@@ -80,12 +80,21 @@ override its addresses and token TTL). With --config: { authority: …, sidecar:
     run: async (v) => (await import('./bin/dev.js')).runDev({ config: v.config as string | undefined, redis: v.redis as string | undefined }, process.env, err),
   },
   check: {
-    help: `Usage: leash check --config FILE
+    help: `Usage: leash check --config FILE [--kind sidecar|authority|dev] [--strict]
 
 Validates a sidecar, authority or dev config (every problem, each with its key path) and
-prints what it would do (never a secret). Exit 0 if valid, 1 if not.`,
-    options: { config: { type: 'string', short: 'c' } },
-    run: async (v) => (await import('./bin/check.js')).runCheck(need(v.config, '--config FILE', 'check'), process.env, out),
+prints what it would do (never a secret). Exit 0 if valid, 1 if not. The kind is read from
+the file's top-level keys unless --kind names it; --strict makes warnings fail too.`,
+    options: { config: { type: 'string', short: 'c' }, kind: { type: 'string' }, strict: { type: 'boolean' } },
+    run: async (v) => {
+      const kind = v.kind as string | undefined;
+      if (kind !== undefined && !['sidecar', 'authority', 'dev'].includes(kind)) throw new UsageError(`--kind must be sidecar, authority or dev (got "${kind}")`);
+      const { runCheck } = await import('./bin/check.js');
+      return runCheck(need(v.config, '--config FILE', 'check'), process.env, out, undefined, {
+        strict: v.strict === true,
+        kind: kind as 'sidecar' | 'authority' | 'dev' | undefined,
+      });
+    },
   },
   token: {
     help: `Usage: leash token create --identity NAME [--ttl 10m] [--authority URL] [--ca FILE]

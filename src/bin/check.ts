@@ -1,66 +1,144 @@
-import { existsSync } from 'node:fs';
-import { compilePolicy } from '../authority/policy/policy.js';
+import { readFileSync } from 'node:fs';
+import type { AuthorityConfig } from '../config/authority.js';
+import { checkDocument } from '../config/check-report.js';
+import type { ConfigKind } from '../config/kind.js';
 import type { RedisTargetConfig } from '../config/common.js';
-import { authoritySchema, type AuthorityConfig } from '../config/authority.js';
-import { unknownLeaseNames } from '../config/cross-check.js';
-import { redactUrl } from '../config/issues.js';
-import { readDocument, validateConfig } from '../config/load.js';
-import { sidecarSchema, type SidecarConfig } from '../config/sidecar.js';
+import { formatPath, redactUrl } from '../config/issues.js';
+import { readDocumentCollecting } from '../config/load.js';
+import { mergeProblems } from '../config/semantic.js';
+import type { SidecarConfig } from '../config/sidecar.js';
 import { formatDuration } from '../core/duration.js';
 import { ConfigError } from '../core/errors.js';
-import { sidecarHygieneWarnings } from './hygiene.js';
-import { readCaFiles, readText } from './load.js';
+import { absentSecretWarnings, fileModeWarnings, isLoopback, secretSourceWarnings, sidecarHygieneWarnings } from './hygiene.js';
+import { readText } from './load.js';
 
 /**
  * `leash check --config FILE`: validate a sidecar, authority or `leash dev` config and
- * print what it would do. Never prints a secret. The kind is told from the top-level keys.
+ * print what it would do. Never prints a secret.
+ *
+ * Every problem is reported in one run (config/check-report.ts): schema problems with key
+ * paths, checks across keys, unset `${VAR}`s and unreadable CA files; then exit 1 with
+ * nothing said to be valid. Only a file without problems gets `config FILE: valid (KIND)`,
+ * its plan and its warnings (exit 0: a warning never fails the check). The kind is told by
+ * scoring the top-level keys against each kind's (config/kind.ts), and a report says which
+ * kind it assumed and why. `opts` (for the CLI's `--strict` and `--kind`): warnings that
+ * fail the check, and a kind given rather than guessed.
  */
-export function runCheck(configPath: string, env: NodeJS.ProcessEnv, out: (line: string) => void): number {
-  const doc = readDocument(readText(configPath, '--config'), env, configPath);
-  const keys = Object.keys(doc);
-  if (keys.includes('sidecar') && keys.includes('authority') && keys.length === 2) {
-    const authority = validateConfig(authoritySchema, { listen: '127.0.0.1:0', ...(doc.authority as object) }, 'authority');
-    // leash dev fills the sidecar's authority section in itself.
-    const placeholder = { url: 'https://in-process.invalid', caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } };
-    const sidecar = validateConfig(sidecarSchema, { ...(doc.sidecar as object), authority: placeholder }, 'sidecar');
-    // Both halves are here: a lease name the authority does not define is an error now,
-    // not a refusal repeated (and audited) for as long as the sidecar runs.
-    const unknown = unknownLeaseNames(sidecar.routes, Object.keys(authority.credentials));
-    if (unknown.length) throw new ConfigError(unknown);
-    out(`config ${configPath}: a leash dev config`);
-    checkAuthority(authority, out);
-    return checkSidecar(sidecar, configPath, env, out, true);
-  }
-  if (keys.includes('credentials') || keys.includes('policies') || keys.includes('trustDomain')) {
-    out(`config ${configPath}: valid (authority)`);
-    checkAuthority(validateConfig(authoritySchema, doc), out);
-    return 0;
-  }
-  return checkSidecar(validateConfig(sidecarSchema, doc), configPath, env, out, false);
+export interface CheckOptions {
+  /** Warnings fail the check too (exit 1, nothing called valid). */
+  strict?: boolean;
+  /** The kind, as told by the user rather than guessed from the keys. */
+  kind?: ConfigKind;
 }
 
-function checkAuthority(c: AuthorityConfig, out: (line: string) => void): void {
-  // What `leash authority` would refuse at start is refused here too.
-  compilePolicy(
-    c.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })),
-    c.trustDomain,
-  );
+export function runCheck(
+  configPath: string,
+  env: NodeJS.ProcessEnv,
+  out: (line: string) => void,
+  err: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+  opts: CheckOptions = {},
+): number {
+  const text = readText(configPath, '--config');
+  let read: { doc: Record<string, unknown>; problems: string[] };
+  try {
+    read = readDocumentCollecting(text, env, configPath);
+  } catch (e) {
+    // YAML syntax: nothing further can be checked.
+    if (!(e instanceof ConfigError)) throw e;
+    err(`leash: ${configPath}: ${count(e.issues.length)}, not readable as YAML:`);
+    for (const line of e.issues) err(`  ${line}`);
+    return 1;
+  }
+  const report = checkDocument(read.doc, read.problems, opts.kind);
+  const dev = report.kind === 'dev';
+  const problems = mergeProblems(report.problems, caFileProblems(dev ? read.doc[report.written.sidecar] : read.doc, dev ? `${report.written.sidecar}.` : ''));
+  if (problems.length > 0) {
+    err(`leash: ${configPath}: ${count(problems.length)}, ${report.reason}:`);
+    for (const line of problems) err(`  ${line}`);
+    return 1;
+  }
+  const plan: string[] = [];
+  const say = (line: string) => void plan.push(line);
+  const warnings = [...report.notes];
+  if (report.authority) {
+    printAuthority(report.authority, env, say, dev);
+    warnings.push(...authorityWarnings(report.authority, env).map((w) => (dev ? `${report.written.authority}.${w}` : w)));
+  }
+  if (report.sidecar) {
+    printSidecar(report.sidecar, say, dev);
+    warnings.push(...sidecarWarnings(report.sidecar, env, dev).map((w) => (dev ? `${report.written.sidecar}.${w}` : w)));
+  }
+  if (opts.strict && warnings.length > 0) {
+    err(`leash: ${configPath}: ${warnings.length} warning${warnings.length === 1 ? '' : 's'}, which fail the check under --strict (${report.reason}):`);
+    for (const w of warnings) err(`  warning: ${w}`);
+    return 1;
+  }
+  out(`config ${configPath}: valid (${report.kind})`);
+  for (const line of plan) out(line);
+  for (const w of warnings) out(`warning: ${w}`);
+  return 0;
+}
+
+const count = (n: number) => `${n} problem${n === 1 ? '' : 's'}`;
+
+/** A route's caFile is read when the sidecar starts (bin/load.ts readCaFiles): one that cannot be read is an error now. */
+function caFileProblems(sidecar: unknown, prefix: string): string[] {
+  const routes = isMap(sidecar) ? sidecar.routes : undefined;
+  if (!isMap(routes)) return [];
+  const problems: string[] = [];
+  for (const [name, route] of Object.entries(routes)) {
+    const caFile = isMap(route) ? route.caFile : undefined;
+    if (typeof caFile !== 'string' || caFile === '') continue;
+    try {
+      readFileSync(caFile);
+    } catch (e) {
+      problems.push(`${prefix}${formatPath(['routes', name, 'caFile'])}: cannot read ${caFile} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  return problems;
+}
+
+const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+function printAuthority(c: AuthorityConfig, env: NodeJS.ProcessEnv, out: (line: string) => void, dev: boolean): void {
+  const token = c.admin?.token;
+  const admin = token
+    ? `enabled (token from ${'env' in token ? `env ${token.env}${env[token.env] ? '' : ', not set here'}` : `file ${token.file}`})`
+    : dev
+      ? 'from LEASH_ADMIN_TOKEN when set'
+      : 'disabled (no admin.token)';
   out(`authority listen ${c.listen.host}:${c.listen.port}   trust domain ${c.trustDomain}   identity TTL ${formatDuration(c.identity.ttl)}`);
   out(`  CA ${c.ca ? c.ca.certFile : 'generated in memory (dev only)'}; JWT signing keys ${c.signing ? c.signing.keysDir : 'generated (dev only)'}`);
-  out(`  store ${c.redis ? `Redis ${describeRedis(c.redis)}` : 'in memory (one replica only)'}; admin API ${c.admin ? 'enabled' : 'disabled (no admin.token)'}`);
+  out(`  store ${c.redis ? `Redis ${describeRedis(c.redis)}` : 'in memory (one replica only)'}; admin API ${admin}`);
   for (const [name, cred] of Object.entries(c.credentials)) out(`  credential ${name}: ${cred.kind}, TTL ${formatDuration(cred.ttl)}`);
   if (c.policies.length === 0) out('  policies: none (every lease is denied)');
   for (const p of c.policies) out(`  policy ${p.identities.join(', ')} → ${p.credentials.join(', ')} (max TTL ${formatDuration(p.maxTtl)})`);
 }
 
-function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.ProcessEnv, out: (line: string) => void, dev: boolean): number {
-  readCaFiles(config);
-  const warnings: string[] = sidecarHygieneWarnings(config);
-  if (!dev) out(`config ${configPath}: valid`);
-  out(`listen ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}   shutdown grace ${formatDuration(config.shutdown.grace)}`);
-  if (!['127.0.0.1', '::1', 'localhost'].includes(config.listen.host)) {
-    warnings.push(`listen ${config.listen.host}: the agent-facing port is reachable beyond this host; anyone who reaches it uses the credentials`);
+/**
+ * Warnings for an authority file (or a dev file's authority half), worded as the sidecar's:
+ * a secret source that yields nothing here or a secret file open to group/others.
+ */
+function authorityWarnings(c: AuthorityConfig, env: NodeJS.ProcessEnv): string[] {
+  const warnings: string[] = [];
+  // leash authority reads the admin token once, at start, and refuses to start without it.
+  if (c.admin) warnings.push(...secretSourceWarnings('admin.token', c.admin.token, env, undefined, ' (the admin API is enabled, and the authority will not start without it)'));
+  for (const [name, cred] of Object.entries(c.credentials)) {
+    if (cred.kind === 'static') warnings.push(...secretSourceWarnings(`credentials.${name}.source`, cred.source, env));
+    if (cred.kind === 'oauth2') {
+      warnings.push(...secretSourceWarnings(`credentials.${name}.clientSecret`, cred.clientSecret, env));
+      const url = new URL(cred.tokenUrl);
+      if (url.protocol === 'http:' && !isLoopback(url.hostname)) warnings.push(`credentials.${name}.tokenUrl: plain http sends the client secret unencrypted`);
+    }
   }
+  if (typeof c.redis === 'object' && c.redis.password) warnings.push(...secretSourceWarnings('redis.password', c.redis.password, env));
+  if (c.ca) warnings.push(...fileModeWarnings('ca.keyFile', c.ca.keyFile));
+  if (c.tls) warnings.push(...fileModeWarnings('tls.keyFile', c.tls.keyFile));
+  return warnings;
+}
+
+function printSidecar(config: SidecarConfig, out: (line: string) => void, dev: boolean): void {
+  out(`listen ${config.listen.host}:${config.listen.port}   admin ${config.admin.host}:${config.admin.port}   shutdown grace ${formatDuration(config.shutdown.grace)}`);
   for (const [name, r] of Object.entries(config.routes)) {
     const inject = r.inject;
     const how = 'header' in inject ? `header ${inject.header}: ${inject.format}` : 'query' in inject ? `query parameter ${inject.query}` : `basic auth as ${inject.basic.username}`;
@@ -71,11 +149,6 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
     out(`  timeouts connect ${formatDuration(r.timeouts.connect)} idle ${formatDuration(r.timeouts.idle)}; pool ${r.maxSockets}; websocket ${r.websocket ? 'on' : 'off'}${r.caFile ? `; CA ${r.caFile}` : ''}`);
     if (r.allow.length === 0) out('  allow: nothing (every request is denied)');
     for (const rule of r.allow) out(`  allow ${rule.text}`);
-    if (typeof cred === 'object' && 'file' in cred && !existsSync(cred.file)) warnings.push(`routes.${name}.credential: file ${cred.file} does not exist yet; the route is unavailable until it does`);
-    if (typeof cred === 'object' && 'env' in cred && !env[cred.env]) warnings.push(`routes.${name}.credential: environment variable ${cred.env} is not set; the route is unavailable`);
-    if (r.upstream.protocol === 'http:' && !['127.0.0.1', 'localhost', '[::1]'].includes(r.upstream.hostname)) {
-      warnings.push(`routes.${name}.upstream: plain http sends the credential unencrypted`);
-    }
   }
   if (dev) out('authority: the in-process one above (leash dev)');
   if (config.authority && !dev) {
@@ -84,9 +157,27 @@ function checkSidecar(config: SidecarConfig, configPath: string, env: NodeJS.Pro
     out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}; retries back off from ${formatDuration(config.rotation.backoff.base)} to ${formatDuration(config.rotation.backoff.cap)}`);
   }
   if (config.revocations) out(`revocations from Redis ${describeRedis(config.revocations.redis)} (stream and channel ${config.revocations.prefix}revocations)`);
-  else if (config.authority && !dev) warnings.push('no revocations section: leased credentials cannot be revoked before they expire');
-  for (const w of warnings) out(`warning: ${w}`);
-  return 0;
+}
+
+/** Warnings for a sidecar file (or a dev file's sidecar half); the start-time ones come from hygiene.ts. */
+function sidecarWarnings(config: SidecarConfig, env: NodeJS.ProcessEnv, dev: boolean): string[] {
+  const warnings: string[] = sidecarHygieneWarnings(config);
+  if (!isLoopback(config.listen.host)) {
+    warnings.push(`listen ${config.listen.host}: the agent-facing port is reachable beyond this host; anyone who reaches it uses the credentials`);
+  }
+  for (const [name, r] of Object.entries(config.routes)) {
+    // File modes are in sidecarHygieneWarnings (also logged by leash sidecar at start).
+    if (typeof r.credential === 'object') warnings.push(...absentSecretWarnings(`routes.${name}.credential`, r.credential, env));
+    if (r.upstream.protocol === 'http:' && !isLoopback(r.upstream.hostname)) {
+      warnings.push(`routes.${name}.upstream: plain http sends the credential unencrypted`);
+    }
+  }
+  // In a dev file the join token is leash dev's own.
+  if (config.authority && !dev) warnings.push(...absentSecretWarnings('authority.bootstrap.joinToken', config.authority.bootstrap.joinToken, env));
+  const redis = config.revocations?.redis;
+  if (typeof redis === 'object' && redis.password) warnings.push(...secretSourceWarnings('revocations.redis.password', redis.password, env));
+  if (!config.revocations && config.authority && !dev) warnings.push('no revocations section: leased credentials cannot be revoked before they expire');
+  return warnings;
 }
 
 function describeRedis(target: RedisTargetConfig): string {

@@ -60,7 +60,7 @@ export const authoritySchema = z
     signing: z.strictObject({ keysDir: z.string().min(1), issuer: z.string().min(1).optional() }).optional(),
     admin: z.strictObject({ token: secretSource }).optional(),
     redis: redisTarget.optional(),
-    keyPrefix: z.string().regex(/^[A-Za-z0-9:_-]+$/).default('leash:'),
+    keyPrefix: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'must be letters, digits, ":", "_" or "-"').default('leash:'),
     identity: z.strictObject({ ttl: ttl.default(3_600_000) }).prefault({}),
     joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
@@ -74,18 +74,31 @@ export const authoritySchema = z
     policies: z.array(policy).default([]),
   })
   .superRefine((c, ctx) => {
-    c.policies.forEach((p, i) =>
-      p.credentials.forEach((name, j) => {
-        if (name === '*' || name in c.credentials) return;
-        // A secret pasted here is not repeated in the message; a typo gets a suggestion.
-        const guess = didYouMean(name, Object.keys(c.credentials));
-        const message = looksLikeSecret(name)
-          ? INLINE_SECRET
-          : `names no credential defined under credentials (got ${JSON.stringify(name.slice(0, 64))})${guess ? `; did you mean "${guess}"?` : ''}`;
-        ctx.addIssue({ code: 'custom', path: ['policies', i, 'credentials', j], message });
-      }),
-    );
+    for (const { path, message } of policyCredentialProblems(c.policies, Object.keys(c.credentials))) ctx.addIssue({ code: 'custom', path, message });
   })
   .transform((c) => deepFreeze(c));
+
+/**
+ * Policies naming a credential the file does not define. Takes the raw document's parts as
+ * well as parsed ones: leash check runs it even when other keys have errors.
+ */
+export function policyCredentialProblems(policies: unknown, defined: readonly string[]): Array<{ path: Array<string | number>; message: string }> {
+  const problems: Array<{ path: Array<string | number>; message: string }> = [];
+  if (!Array.isArray(policies)) return problems;
+  policies.forEach((p: unknown, i) => {
+    const names = p !== null && typeof p === 'object' ? (p as { credentials?: unknown }).credentials : undefined;
+    if (!Array.isArray(names)) return;
+    names.forEach((name: unknown, j) => {
+      if (typeof name !== 'string' || name === '*' || defined.includes(name)) return;
+      // A secret pasted here is not repeated in the message; a typo gets a suggestion.
+      const guess = didYouMean(name, defined);
+      const message = looksLikeSecret(name)
+        ? INLINE_SECRET
+        : `names no credential defined under credentials (got ${JSON.stringify(name.slice(0, 64))})${guess ? `; did you mean "${guess}"?` : ''}`;
+      problems.push({ path: ['policies', i, 'credentials', j], message });
+    });
+  });
+  return problems;
+}
 
 export type AuthorityConfig = z.output<typeof authoritySchema>;

@@ -8,6 +8,13 @@ import { ConfigError } from '../core/errors.js';
 const REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
 export function expandEnv(doc: unknown, env: Readonly<Record<string, string | undefined>>): unknown {
+  const { value, problems } = expandEnvCollecting(doc, env);
+  if (problems.length) throw new ConfigError(problems);
+  return value;
+}
+
+/** As expandEnv, but returns the problems (an unset variable expands to "") instead of throwing (leash check). */
+export function expandEnvCollecting(doc: unknown, env: Readonly<Record<string, string | undefined>>): { value: unknown; problems: string[] } {
   const problems: string[] = [];
   const walk = (value: unknown, path: string): unknown => {
     if (typeof value === 'string') return expandString(value, path, env, problems);
@@ -19,9 +26,7 @@ export function expandEnv(doc: unknown, env: Readonly<Record<string, string | un
     }
     return value;
   };
-  const result = walk(doc, '');
-  if (problems.length) throw new ConfigError(problems);
-  return result;
+  return { value: walk(doc, ''), problems };
 }
 
 function expandString(text: string, path: string, env: Readonly<Record<string, string | undefined>>, problems: string[]): string {

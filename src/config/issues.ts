@@ -1,4 +1,7 @@
 import type { z } from 'zod';
+import { didYouMean } from './cross-check.js';
+import { REQUIRED } from './human.js';
+import { knownKeysAt } from './schema-keys.js';
 import { looksLikeSecret } from './secret-shape.js';
 
 /**
@@ -14,21 +17,38 @@ const MAX_ECHO = 80;
 
 /**
  * Turns zod issues into `key.path: reason (got VALUE)` lines (DESIGN §4), looking the bad
- * value up in the input so the user sees what they wrote.
+ * value up in the input so the user sees what they wrote. With the schema, an unknown key
+ * is named with the closest key known at that place ("did you mean …?"), and the "is
+ * required" for that closest key, when it is absent, is not reported as well (one typo,
+ * one line).
  */
-export function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown): string[] {
-  return issues.flatMap(specific).map((issue) => {
+export function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown, schema?: z.ZodType): string[] {
+  const lines: Array<{ path: string; line: string }> = [];
+  const misspelt = new Set<string>();
+  for (const issue of issues.flatMap(specific)) {
     const path = issue.path.map(String);
     const where = formatPath(path) || '(root)';
     if (issue.code === 'unrecognized_keys') {
-      return `${where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map(quoteKey).join(', ')}`;
+      const known = schema ? knownKeysAt(schema, issue.path, input) : undefined;
+      for (const key of issue.keys) {
+        const guess = known && !looksLikeSecret(key) ? didYouMean(key, known) : undefined;
+        if (guess !== undefined && lookup(input, [...path, guess]) === undefined) misspelt.add(formatPath([...path, guess]));
+        const hint = guess !== undefined ? `; did you mean "${guess}"?` : known && known.length <= 16 ? ` (known keys here: ${known.join(', ')})` : '';
+        lines.push({ path: '', line: `${formatPath([...path, key])}: unknown key${hint}` });
+      }
+      continue;
     }
     const value = lookup(input, path);
+    if (value === undefined && issue.code === 'invalid_type') {
+      lines.push({ path: where, line: `${where}: ${REQUIRED}${issue.message === REQUIRED ? '' : `; ${issue.message}`}` });
+      continue;
+    }
     // A value shaped like a key is not echoed, whatever key it sits under.
     const sensitive = path.some((p) => SENSITIVE_KEY.test(p) || looksLikeSecret(p)) || (typeof value === 'string' && looksLikeSecret(value));
     const got = NO_ECHO.has(issue) || sensitive ? '' : value === undefined ? ' (missing)' : ` (got ${echo(value)})`;
-    return `${where}: ${issue.message}${got}`;
-  });
+    lines.push({ path: where, line: `${where}: ${issue.message}${got}` });
+  }
+  return lines.filter((l) => !misspelt.has(l.path)).map((l) => l.line);
 }
 
 const NO_ECHO = new WeakSet<object>();

@@ -46,7 +46,7 @@ describe('leash check', () => {
     const r = run(['check', '--config', file('inline.yaml', sidecarYaml('"${VENDOR_KEY}"'))], { VENDOR_KEY });
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('leash: routes.vendor.credential: looks like a secret written inline; secrets are never inline: use { env } or { file }\n');
+    expect(r.stderr.split('\n').slice(1)).toEqual(['  routes.vendor.credential: looks like a secret written inline; secrets are never inline: use { env } or { file }', '']);
     expectNoPieceOf(VENDOR_KEY, r.stdout + r.stderr);
   });
 
@@ -77,7 +77,10 @@ sidecar:
     const r = run(['check', '--config', file('dev-typo.yaml', devYaml('openai-prdo'))]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('leash: sidecar.routes.openai.credential: names no credential the authority section defines (openai-prod, anthropic); did you mean "openai-prod"?\n');
+    expect(r.stderr.split('\n').slice(1)).toEqual([
+      '  sidecar.routes.openai.credential: names no credential the authority section defines (openai-prod, anthropic); did you mean "openai-prod"?',
+      '',
+    ]);
     const ok = run(['check', '--config', file('dev-ok.yaml', devYaml('openai-prod'))]);
     expect(ok.status, ok.stderr).toBe(0);
     expect(ok.stdout).toContain('lease "openai-prod" from the in-process authority');

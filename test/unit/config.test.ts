@@ -114,8 +114,12 @@ describe('config: errors name the key path and the bad value', () => {
 
   it('unknown keys, at the root and inside a route', () => {
     const p = problems(JSON.stringify({ routes: { openai: { ...route(), alow: [] } }, lissen: 'x' }));
-    expect(p).toContain('(root): unknown key "lissen"');
-    expect(p).toContain('routes.openai: unknown key "alow"');
+    // Each named with the closest known key; the value under a misspelt top-level key is
+    // still checked as if spelt right, and the key it stands for is not also "required".
+    expect(p).toContain('lissen: unknown key; did you mean "listen"?');
+    expect(p).toContain('lissen: must be "host:port", e.g. "127.0.0.1:8080" (got "x")');
+    expect(p).toContain('routes.openai.alow: unknown key; did you mean "allow"?');
+    expect(p.some((l) => l.startsWith('routes.openai.allow'))).toBe(false);
   });
 
   it('bad durations', () => {
@@ -288,7 +292,7 @@ describe('CLI', () => {
     const text = r.stderr;
     for (const expected of [
       'listen: must be "host:port", e.g. "127.0.0.1:8080" (got "nowhere")',
-      '(root): unknown key "bogus"',
+      'bogus: unknown key (known keys here: ',
       'routes.openai.upstream: must be an http(s) URL (got "api.openai.com")',
       'routes.openai.allow[0]: path must start with "/"',
       'routes.openai.credential: ',
@@ -302,7 +306,7 @@ describe('CLI', () => {
     const bad = file('one.yaml', 'routes:\n  openai:\n    upstream: api.openai.com\n    credential: { env: K }\n    inject: { header: authorization }\n    allow: []\n');
     const r = run(['check', '--config', bad]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toBe('leash: routes.openai.upstream: must be an http(s) URL (got "api.openai.com")\n');
+    expect(r.stderr).toBe(`leash: ${bad}: 1 problem, read as a sidecar file by its top-level key routes:\n  routes.openai.upstream: must be an http(s) URL (got "api.openai.com")\n`);
   });
 
   it('check on a missing file and on a YAML syntax error: exit 1, one line', () => {
