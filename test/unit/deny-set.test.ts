@@ -83,3 +83,98 @@ describe('DenySet keeps the latest cutoff per target', () => {
     expect(set.size).toBe(0);
   });
 });
+
+describe('DenySet edges (fail closed)', () => {
+  const T1 = T0 + 10_000;
+  const now = T0 + 30_000;
+
+  it('a token issued exactly at the cutoff is denied; one ms later it is not (each scope)', () => {
+    for (const [scope, target] of [
+      ['credential', 'search'],
+      ['instance', 'spiffe://leash.local/join/a-1'],
+      ['all', '*'],
+    ] as const) {
+      const set = new DenySet(RETAIN, () => now);
+      set.apply(rev(scope, target, T1));
+      expect(set.check(token(T1)), scope).toMatchObject({ scope });
+      expect(set.check(token(T1 + 1)), scope).toBeUndefined();
+    }
+  });
+
+  it('a token without a credential claim is judged by the other scopes only', () => {
+    const set = new DenySet(RETAIN, () => now);
+    set.apply(rev('credential', 'search', T1));
+    expect(set.check({ jti: 'j', sub: 's', credential: undefined, issuedMs: T0 })).toBeUndefined();
+  });
+
+  it('failClosed (a stream gap): everything issued up to then is denied as "gap", later tokens pass', () => {
+    const set = new DenySet(RETAIN, () => now);
+    set.failClosed(T1);
+    expect(set.check(token(T1))).toEqual({ scope: 'gap', target: '*', id: 'gap' });
+    expect(set.check(token(T1 + 1))).toBeUndefined();
+    expect(set.size).toBe(1);
+    // A later gap moves the cutoff forward, an earlier one does not move it back.
+    set.failClosed(T1 + 5_000);
+    set.failClosed(T1 - 5_000);
+    expect(set.check(token(T1 + 5_000))).toMatchObject({ scope: 'gap' });
+    // A later 'all' replaces the gap cutoff; an earlier one does not.
+    set.apply(rev('all', '*', T1 + 1_000));
+    expect(set.check(token(T1 + 5_000))).toMatchObject({ scope: 'gap' });
+    set.apply(rev('all', '*', T1 + 9_000));
+    expect(set.check(token(T1 + 9_000))).toMatchObject({ scope: 'all' });
+  });
+
+  it('a gap cutoff ends after retainMs like any other', () => {
+    let t = now;
+    const set = new DenySet(RETAIN, () => t);
+    set.failClosed(T1);
+    t = T1 + RETAIN - 1;
+    expect(set.check(token(T0))).toMatchObject({ scope: 'gap' });
+    t = T1 + RETAIN;
+    expect(set.check(token(T0))).toBeUndefined();
+  });
+
+  it('a revocation already older than retainMs (a catch-up of history) is not kept', () => {
+    const set = new DenySet(RETAIN, () => T1 + RETAIN);
+    for (const scope of ['lease', 'instance', 'credential', 'all'] as const) set.apply(rev(scope, 'x', T1));
+    expect(set.size).toBe(0);
+    const fresh = new DenySet(RETAIN, () => T1 + RETAIN - 1);
+    fresh.apply(rev('credential', 'search', T1));
+    expect(fresh.size).toBe(1);
+  });
+
+  it('an entry is live until exactly retainMs after its revocation', () => {
+    let t = now;
+    const set = new DenySet(RETAIN, () => t);
+    set.apply(rev('credential', 'search', T1));
+    t = T1 + RETAIN - 1;
+    expect(set.check(token(T0))).toMatchObject({ scope: 'credential' });
+    t = T1 + RETAIN;
+    expect(set.check(token(T0))).toBeUndefined();
+  });
+
+  it('size counts every kind of entry; expired entries are pruned by check() at most once a minute, and by prune()', () => {
+    let t = now;
+    const set = new DenySet(RETAIN, () => t);
+    set.apply(rev('lease', 'L1', T1));
+    set.apply(rev('instance', 'i', T1));
+    set.apply(rev('credential', 'c', T1));
+    set.apply(rev('all', '*', T1));
+    set.apply(rev('credential', 'c2', T1 + 120_000));
+    expect(set.size).toBe(5);
+    set.check(token(now)); // first check prunes (nothing expired yet)
+    t = T1 + RETAIN; // the T1 entries expire now; c2 lives on
+    set.check(token(now)); // pruned: more than a minute since the last prune
+    expect(set.size).toBe(1);
+    set.apply(rev('credential', 'c3', t - RETAIN + 10_000)); // lives 10 s more
+    t += 30_000; // c3 expired, but the last prune was under a minute ago
+    set.check(token(now));
+    expect(set.size).toBe(2);
+    t += 31_000;
+    set.check(token(now));
+    expect(set.size).toBe(1);
+    t = T1 + 120_000 + RETAIN;
+    set.prune();
+    expect(set.size).toBe(0);
+  });
+});

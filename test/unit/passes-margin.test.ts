@@ -1,14 +1,11 @@
-import { IncomingMessage } from 'node:http';
-import { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
-import { sidecarSchema } from '../../src/config/sidecar.js';
-import type { CredentialProvider, HeldCredential } from '../../src/sidecar/credentials/types.js';
-import { runPasses, type PassEnv, type RequestContext } from '../../src/sidecar/proxy/passes.js';
-import { RouteRuntime } from '../../src/sidecar/proxy/route.js';
+import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
+import { runPasses } from '../../src/sidecar/proxy/passes.js';
+import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
 import { ProxyServer } from '../../src/sidecar/proxy/server.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { contextOf, envFor, HandsOutAnything, requestOf, routeFor } from '../helpers/passes.js';
 
 /**
  * The proxy's own fail-closed check (DESIGN §6): whatever a provider hands out, a
@@ -19,25 +16,6 @@ const VALUE = 'sk-margin-test-credential-0123456789';
 const MARGIN_MS = 5_000;
 let nowMs = 1_000_000;
 
-/** A credential source that hands out whatever it holds, expiry or not (unlike LeaseCredential). */
-class HandsOutAnything implements CredentialProvider {
-  readonly description = 'test:hands-out-anything';
-  unavailable = 0;
-  constructor(public held: HeldCredential | undefined) {}
-  current() {
-    return this.held;
-  }
-  recentValues() {
-    return this.held ? [this.held.value] : [];
-  }
-  async refresh() {}
-  onUnavailable() {
-    this.unavailable++;
-  }
-  async start() {}
-  async close() {}
-}
-
 const cred = (expiresInMs: number): HeldCredential => ({
   value: VALUE,
   fingerprint: 'fp-test',
@@ -46,36 +24,9 @@ const cred = (expiresInMs: number): HeldCredential => ({
   lease: 'L-test',
 });
 
-function routeFor(upstreamUrl: string, provider: CredentialProvider): RouteRuntime {
-  const config = parseConfig(
-    sidecarSchema,
-    JSON.stringify({
-      listen: '127.0.0.1:0',
-      admin: '127.0.0.1:0',
-      routes: { search: { upstream: upstreamUrl, credential: { env: 'UNUSED' }, inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
-    }),
-    { UNUSED: 'x' },
-  );
-  return new RouteRuntime('search', config.routes.search!, provider, undefined);
-}
-
-const envFor = (route: RouteRuntime): PassEnv => ({
-  shuttingDown: () => false,
-  route: (n) => (n === 'search' ? route : undefined),
-  now: () => nowMs,
-  safetyMarginMs: () => MARGIN_MS,
-});
-
-function request(path: string): IncomingMessage {
-  const req = new IncomingMessage(new Socket());
-  req.method = 'GET';
-  req.url = path;
-  req.headers = { host: '127.0.0.1' };
-  req.rawHeaders = ['Host', '127.0.0.1'];
-  return req;
-}
-
-const context = (): RequestContext => ({ startedAt: 0, upgrade: false, route: undefined, target: undefined, credential: undefined, upstreamPath: '', outgoingHeaders: {} });
+const envOf = (route: RouteRuntime) => envFor(route, () => nowMs, MARGIN_MS);
+const request = (path: string) => requestOf('GET', path);
+const context = () => contextOf();
 
 let upstream: Upstream | undefined;
 let proxy: ProxyServer | undefined;
@@ -92,7 +43,7 @@ describe('takeCredential: the safety margin is the proxy’s own check', () => {
     const provider = new HandsOutAnything(cred(MARGIN_MS - 1));
     const route = routeFor('http://127.0.0.1:1', provider);
     const ctx = context();
-    const err = runPasses(request('/search/x'), ctx, envFor(route));
+    const err = runPasses(request('/search/x'), ctx, envOf(route));
     expect(err?.code).toBe('LEASH_ERR_CREDENTIAL_UNAVAILABLE');
     expect(err?.status).toBe(503);
     expect(ctx.credential).toBeUndefined();
@@ -104,10 +55,10 @@ describe('takeCredential: the safety margin is the proxy’s own check', () => {
   it('exactly at the margin is refused too; just outside it is sent', () => {
     const provider = new HandsOutAnything(cred(MARGIN_MS));
     const route = routeFor('http://127.0.0.1:1', provider);
-    expect(runPasses(request('/search/x'), context(), envFor(route))?.status).toBe(503);
+    expect(runPasses(request('/search/x'), context(), envOf(route))?.status).toBe(503);
     provider.held = cred(MARGIN_MS + 1);
     const ctx = context();
-    expect(runPasses(request('/search/x'), ctx, envFor(route))).toBeUndefined();
+    expect(runPasses(request('/search/x'), ctx, envOf(route))).toBeUndefined();
     expect(ctx.outgoingHeaders.authorization).toBe(`Bearer ${VALUE}`);
     route.close();
   });
@@ -120,7 +71,7 @@ describe('takeCredential: the safety margin is the proxy’s own check', () => {
     });
     const provider = new HandsOutAnything(cred(MARGIN_MS - 1));
     const route = routeFor(upstream.url, provider);
-    proxy = new ProxyServer(envFor(route), { requestDone: () => undefined, upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
+    proxy = new ProxyServer(envOf(route), { requestDone: () => undefined, upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
     const addr = await proxy.listen('127.0.0.1', 0);
     const res = await fetch(`http://127.0.0.1:${addr.port}/search/x`);
     expect(res.status).toBe(503);
