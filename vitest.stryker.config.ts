@@ -8,6 +8,7 @@ import { defineConfig } from 'vitest/config';
 const SMALL = [
   'test/unit/deny-set.test.ts',
   'test/unit/policy.test.ts',
+  'test/unit/policy-compile.test.ts',
   'test/unit/passes-margin.test.ts',
   'test/unit/passes.test.ts',
   'test/unit/headers.test.ts',
