@@ -26,6 +26,7 @@ describe('compilePolicy: every problem, by key path', () => {
   });
   it('a credential that is not a name or "*"', () => {
     expect(issuesOf([rule(['join:a-*'], ['ok', 'Bad Name'])])).toEqual(['policies[0].credentials[1]: must be a credential name or "*" (got "Bad Name")']);
+    expect(issuesOf([rule(['join:a-*'], [42])])).toEqual(['policies[0].credentials[0]: must be a credential name or "*" (got 42)']);
   });
   it('a maxTtl that is not a positive finite number', () => {
     for (const ttl of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, '1h']) {
