@@ -47,6 +47,20 @@ describe('compilePolicy: every problem, by key path', () => {
   });
 });
 
+describe('identity patterns', () => {
+  it('a spiffe:// pattern needs a path after the trust domain', () => {
+    expect(issuesOf([rule(['spiffe://leash.local'], ['a'])])).toEqual([
+      'policies[0].identities[0]: must be spiffe://<trust domain>/<path> with only [A-Za-z0-9._-], / and * (got "spiffe://leash.local")',
+    ]);
+  });
+  it('what follows ** is still matched literally (** never widens past its own characters)', () => {
+    const p = compilePolicy([rule([`spiffe://${TD}/deep/**xpod`], ['a'])], TD);
+    expect(decide(p, `spiffe://${TD}/deep/a/b-xpod`, 'a').allowed).toBe(true);
+    expect(decide(p, `spiffe://${TD}/deep/a/b-ypod`, 'a').allowed).toBe(false);
+    expect(decide(p, `spiffe://${TD}/deep/a/b-pod`, 'a').allowed).toBe(false);
+  });
+});
+
 describe('the compiled policy is frozen, all the way down', () => {
   it('rules, their lists and the policy itself cannot be changed', () => {
     const p = compilePolicy([rule(['join:a-*'], ['a'])], TD);
