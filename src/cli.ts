@@ -3,6 +3,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LeashError, UsageError } from './core/errors.js';
+import { argsErrorMessage, joinDashValues } from './bin/args.js';
 
 // Each command loads only its own code: the sidecar's resident memory should not carry
 // the authority, its CA and issuers, or the admin client (bench/RESULTS.md, idle RSS).
@@ -144,7 +145,8 @@ Lists active leases (id, credential, fingerprint, expiry, instance) — never a 
                     [--actor NAME] [--authority URL] [--ca FILE]
 
 Revokes, with exactly one scope, and prints "revoked <scope> <target> (<id>)":
-  --lease ID          that lease (ids from leash leases); its sidecar drops it and leases anew
+  --lease ID          that lease (ids from leash leases); its sidecar drops it and leases anew.
+                      An id starting with '-' is taken as is (--lease=ID works too)
   --instance ID       an instance: its SPIFFE ID, or join:NAME for spiffe://<trustDomain>/join/NAME.
                       It is cut off (identity and every lease) and cannot renew, lease or
                       bootstrap again under that name until its longest certificate would have expired
@@ -215,9 +217,10 @@ export function parseCommandLine(argv: string[]): ParsedCommandLine {
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: command.positionals === true }));
+    const options = { ...command.options, help: { type: 'boolean', short: 'h' } } satisfies ParseArgsConfig['options'];
+    ({ values, positionals } = parseArgs({ args: joinDashValues(rest, options), options, strict: true, allowPositionals: command.positionals === true }));
   } catch (e) {
-    throw new UsageError(`${(e as Error).message.split('\n')[0]} (see leash ${name} --help)`);
+    throw new UsageError(`${argsErrorMessage(e as Error)} (see leash ${name} --help)`);
   }
   if (values.help) return { kind: 'command-help', name, help: command.help };
   return { kind: 'run', name, values, positionals, run: command.run };

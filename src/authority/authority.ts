@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { newLeaseId } from './leases/lease-id.js';
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
@@ -233,7 +233,7 @@ export class Authority {
     }
     let maxTtlMs = Math.min(verdict.maxTtlMs, entry.ttlMs);
     if (typeof body.ttlSeconds === 'number' && body.ttlSeconds > 0) maxTtlMs = Math.min(maxTtlMs, body.ttlSeconds * 1000);
-    const leaseId = randomBytes(16).toString('base64url');
+    const leaseId = newLeaseId();
     const now = this.d.clock.wallMs();
     let issued;
     try {

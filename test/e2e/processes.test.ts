@@ -111,6 +111,15 @@ describe('leash processes', () => {
     expect(stdout.trim()).toMatch(/^revoked all \* \(\d+-\d+\)$/);
     await dev.waitFor((l) => l.msg === 'revocation applied' && l.scope === 'all', 3_000);
     await dev.waitFor((l) => l.event === 'credential.revoked' && l.component === 'sidecar', 3_000);
+    // The revoked lease is dropped before that line is written, and the new one is leased
+    // after it: a request sent now may find none (503). Wait until the sidecar is ready
+    // again (it holds the new lease), not for a log line.
+    const adminBase = `http://127.0.0.1:${String(started.admin).split(':').pop()}`;
+    const deadline = Date.now() + 3_000;
+    while ((await fetch(`${adminBase}/readyz`)).status !== 200) {
+      if (Date.now() > deadline) throw new Error('sidecar not ready again within 3 s of the revocation');
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const third = (await (await fetch(base)).json()) as { verified: boolean; jti: string };
     expect(third.verified).toBe(true);
     expect(third.jti).not.toBe(second.jti);

@@ -10,7 +10,6 @@ import type { TLSSocket } from 'node:tls';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority, CLOCK_SKEW_MS, parseSpiffeId, spiffeId } from '../../src/authority/ca/ca.js';
-import { verifyCsr } from '../../src/authority/ca/csr.js';
 import {
   CA_ERROR_CODES,
   CaInvalidError,
@@ -513,30 +512,6 @@ describe('mTLS handshake (https requestCert + ca, then verifyClientCertificate)'
     const cert = rogue(ca, { caPathLen: 0, keyUsage: ['keyCertSign', 'digitalSignature'], spki: spkiOf(key) });
     // Measured on Node 20.20 / OpenSSL 3: the handshake accepts it; only the defence-in-depth check catches it.
     expect(await call({ cert, key: pkcs8(key) })).toEqual({ status: 403, body: 'ca_certificate' });
-  });
-});
-
-describe('timing (reported, not asserted)', () => {
-  it('signs 50 CSRs', () => {
-    const csrs = Array.from({ length: 50 }, () => createCsr(createIdentityKey(), 'leash-sidecar'));
-    const report: string[] = [];
-    for (const [label, authority] of [['ec-p256 CA', ca], ['rsa-2048 CA', CertificateAuthority.generate(TD, { keyType: 'rsa-2048' })]] as const) {
-      const t = performance.now();
-      for (const [i, csr] of csrs.entries()) authority.signCsr(csr, `${ID}-${i}`, HOUR);
-      report.push(`${label}: ${((performance.now() - t) / csrs.length).toFixed(3)} ms/op`);
-    }
-    let t = performance.now();
-    for (let i = 0; i < 50; i++) createCsr(createIdentityKey(), 'leash-sidecar');
-    report.push(`createIdentityKey+createCsr (P-256): ${((performance.now() - t) / 50).toFixed(3)} ms/op`);
-    t = performance.now();
-    for (const csr of csrs) verifyCsr(csr);
-    report.push(`verifyCsr alone: ${((performance.now() - t) / 50).toFixed(3)} ms/op`);
-    const { cert } = identity(ca);
-    const x = new X509Certificate(cert);
-    t = performance.now();
-    for (let i = 0; i < 200; i++) verifyClientCertificate(x, ca.certificate, TD);
-    report.push(`verifyClientCertificate: ${((performance.now() - t) / 200).toFixed(3)} ms/op`);
-    console.log(`[ca timing] ${report.join(' | ')}`);
   });
 });
 

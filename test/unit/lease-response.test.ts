@@ -32,6 +32,32 @@ const withValue = (value: string, over: Record<string, unknown> = {}) => valid(v
 function check(body: unknown, credential = 'openai'): LeaseCheck {
   return checkLeaseResponse(body, credential);
 }
+/** Which rule refused an answer: the reason names it (and never the value). */
+const WHY = {
+  object: /^not a JSON object$/,
+  lease: /^missing or bad "lease"$/,
+  credential: /^answer is for another credential$/,
+  value: /^missing or unusable "value"$/,
+  versionOrFingerprint: /^missing "version" or "fingerprint"$/,
+  fingerprint: /^fingerprint does not match the value$/,
+  ttl: /^ttlSeconds must be a positive number$/,
+  dates: /^issuedAt\/expiresAt must be ISO timestamps$/,
+  order: /^expiresAt is not after issuedAt$/,
+  span: /^ttlSeconds exceeds expiresAt − issuedAt$/,
+  unsigned: /^JWT is unsigned \(alg none\)$/,
+  jwtExp: /^JWT exp is not after iat$/,
+} as const;
+/** The rule that refuses a missing or mistyped field. */
+const FIELD_RULE: Record<string, RegExp> = {
+  lease: WHY.lease,
+  credential: WHY.credential,
+  value: WHY.value,
+  fingerprint: WHY.versionOrFingerprint,
+  version: WHY.versionOrFingerprint,
+  issuedAt: WHY.dates,
+  expiresAt: WHY.dates,
+  ttlSeconds: WHY.ttl,
+};
 const refused = (body: unknown, credential = 'openai') => {
   const r = check(body, credential);
   return r.ok ? undefined : r.reason;
@@ -48,9 +74,9 @@ describe('checkLeaseResponse: table', () => {
   it.each(['lease', 'credential', 'value', 'fingerprint', 'version', 'issuedAt', 'expiresAt', 'ttlSeconds'])('refuses an answer missing "%s"', (field) => {
     const body = valid();
     delete body[field];
-    expect(refused(body)).toBeTruthy();
-    expect(refused({ ...valid(), [field]: undefined })).toBeTruthy();
-    expect(refused({ ...valid(), [field]: null })).toBeTruthy();
+    expect(refused(body)).toMatch(FIELD_RULE[field]!);
+    expect(refused({ ...valid(), [field]: undefined })).toMatch(FIELD_RULE[field]!);
+    expect(refused({ ...valid(), [field]: null })).toMatch(FIELD_RULE[field]!);
   });
 
   it.each([
@@ -74,16 +100,16 @@ describe('checkLeaseResponse: table', () => {
     ['ttlSeconds', true],
     ['ttlSeconds', { n: 300 }],
   ])('refuses "%s" of the wrong type (%j)', (field, v) => {
-    expect(refused({ ...valid(), [field]: v })).toBeTruthy();
+    expect(refused({ ...valid(), [field]: v })).toMatch(FIELD_RULE[field]!);
   });
 
   it('refuses empty strings and over-long ids', () => {
-    expect(refused(withValue(''))).toBeTruthy();
-    expect(refused({ ...valid(), value: '' })).toBeTruthy();
-    expect(refused({ ...valid(), lease: '' })).toBeTruthy();
-    expect(refused({ ...valid(), version: '' })).toBeTruthy();
-    expect(refused({ ...valid(), fingerprint: '' })).toBeTruthy();
-    expect(refused({ ...valid(), lease: 'x'.repeat(129) })).toBeTruthy();
+    expect(refused(withValue(''))).toMatch(WHY.value);
+    expect(refused({ ...valid(), value: '' })).toMatch(WHY.value);
+    expect(refused({ ...valid(), lease: '' })).toMatch(WHY.lease);
+    expect(refused({ ...valid(), version: '' })).toMatch(WHY.versionOrFingerprint);
+    expect(refused({ ...valid(), fingerprint: '' })).toMatch(WHY.versionOrFingerprint);
+    expect(refused({ ...valid(), lease: 'x'.repeat(129) })).toMatch(WHY.lease);
     expect(check({ ...valid(), lease: 'x'.repeat(128) }).ok).toBe(true);
   });
 
@@ -101,7 +127,7 @@ describe('checkLeaseResponse: table', () => {
     ['only spaces', '   '],
     ['too long', 'a'.repeat(16 * 1024 + 1)],
   ])('refuses a value with %s (fingerprint matching)', (_label, value) => {
-    expect(refused(withValue(value))).toBeTruthy();
+    expect(refused(withValue(value))).toMatch(WHY.value);
   });
 
   it('accepts header-safe values with inner spaces and the maximum length', () => {
@@ -111,36 +137,36 @@ describe('checkLeaseResponse: table', () => {
   });
 
   it('refuses an answer for another credential', () => {
-    expect(refused(valid(), 'anthropic')).toMatch(/another credential/);
-    expect(refused({ ...valid(), credential: 'OpenAI' })).toBeTruthy();
-    expect(refused({ ...valid(), credential: 'openai ' })).toBeTruthy();
+    expect(refused(valid(), 'anthropic')).toMatch(WHY.credential);
+    expect(refused({ ...valid(), credential: 'OpenAI' })).toMatch(WHY.credential);
+    expect(refused({ ...valid(), credential: 'openai ' })).toMatch(WHY.credential);
   });
 
   it('refuses a fingerprint that does not match the value', () => {
-    expect(refused({ ...valid(), fingerprint: fp('another value') })).toMatch(/fingerprint/);
-    expect(refused({ ...valid(), fingerprint: fp('sk-live-0123456789abcdef').toUpperCase() })).toBeTruthy();
-    expect(refused({ ...valid(), fingerprint: fp('sk-live-0123456789abcdef').replace('sha256:', '') })).toBeTruthy();
-    expect(refused({ ...valid(), fingerprint: `sha256:${createHash('sha256').update('sk-live-0123456789abcdef').digest('hex')}` })).toBeTruthy();
+    expect(refused({ ...valid(), fingerprint: fp('another value') })).toMatch(WHY.fingerprint);
+    expect(refused({ ...valid(), fingerprint: fp('sk-live-0123456789abcdef').toUpperCase() })).toMatch(WHY.fingerprint);
+    expect(refused({ ...valid(), fingerprint: fp('sk-live-0123456789abcdef').replace('sha256:', '') })).toMatch(WHY.fingerprint);
+    expect(refused({ ...valid(), fingerprint: `sha256:${createHash('sha256').update('sk-live-0123456789abcdef').digest('hex')}` })).toMatch(WHY.fingerprint);
   });
 
   it.each([0, -1, -0.001, NaN, Infinity, -Infinity, '300', '', null])('refuses ttlSeconds %j', (ttl) => {
-    expect(refused({ ...valid(), ttlSeconds: ttl })).toBeTruthy();
+    expect(refused({ ...valid(), ttlSeconds: ttl })).toMatch(WHY.ttl);
   });
 
   it('refuses expiresAt at or before issuedAt', () => {
     const at = new Date(NOW).toISOString();
-    expect(refused({ ...valid(), expiresAt: at, ttlSeconds: 1 })).toBeTruthy();
-    expect(refused({ ...valid(), expiresAt: new Date(NOW - 1000).toISOString(), ttlSeconds: 1 })).toBeTruthy();
+    expect(refused({ ...valid(), expiresAt: at, ttlSeconds: 1 })).toMatch(WHY.order);
+    expect(refused({ ...valid(), expiresAt: new Date(NOW - 1000).toISOString(), ttlSeconds: 1 })).toMatch(WHY.order);
   });
 
   it.each(['yesterday', '', '2026-13-01T00:00:00Z', '2026-02-30T25:00:00Z', 'NaN', '0x10', 'Z'])('refuses an invalid date %j', (d) => {
-    expect(refused({ ...valid(), issuedAt: d })).toBeTruthy();
-    expect(refused({ ...valid(), expiresAt: d })).toBeTruthy();
+    expect(refused({ ...valid(), issuedAt: d })).toMatch(WHY.dates);
+    expect(refused({ ...valid(), expiresAt: d })).toMatch(WHY.dates);
   });
 
   it('refuses a ttl larger than expiresAt − issuedAt (beyond 1 s of rounding), accepts it equal or smaller', () => {
-    expect(refused({ ...valid(), ttlSeconds: 302 })).toMatch(/ttlSeconds/);
-    expect(refused({ ...valid(), ttlSeconds: 3600 })).toBeTruthy();
+    expect(refused({ ...valid(), ttlSeconds: 302 })).toMatch(WHY.span);
+    expect(refused({ ...valid(), ttlSeconds: 3600 })).toMatch(WHY.span);
     expect(check({ ...valid(), ttlSeconds: 300 }).ok).toBe(true);
     expect(check({ ...valid(), ttlSeconds: 299.5 }).ok).toBe(true);
     expect(check({ ...valid(), ttlSeconds: 0.001 }).ok).toBe(true);
@@ -155,17 +181,17 @@ describe('checkLeaseResponse: table', () => {
     });
 
     it('refuses alg none (any case) and an empty signature', () => {
-      expect(refused(withValue(jwt({ alg: 'none' }, { iat, exp: iat + 300 }, '')))).toMatch(/unsigned/);
-      expect(refused(withValue(jwt({ alg: 'none' }, { iat, exp: iat + 300 })))).toMatch(/unsigned/);
-      expect(refused(withValue(jwt({ alg: 'NoNe' }, { iat, exp: iat + 300 })))).toMatch(/unsigned/);
-      expect(refused(withValue(jwt({ alg: 'ES256' }, { iat, exp: iat + 300 }, '')))).toMatch(/unsigned/);
-      expect(refused(withValue(jwt({ typ: 'JWT' }, { iat, exp: iat + 300 })))).toMatch(/unsigned/);
-      expect(refused(withValue(jwt({ alg: 5 }, { iat, exp: iat + 300 })))).toMatch(/unsigned/);
+      expect(refused(withValue(jwt({ alg: 'none' }, { iat, exp: iat + 300 }, '')))).toMatch(WHY.unsigned);
+      expect(refused(withValue(jwt({ alg: 'none' }, { iat, exp: iat + 300 })))).toMatch(WHY.unsigned);
+      expect(refused(withValue(jwt({ alg: 'NoNe' }, { iat, exp: iat + 300 })))).toMatch(WHY.unsigned);
+      expect(refused(withValue(jwt({ alg: 'ES256' }, { iat, exp: iat + 300 }, '')))).toMatch(WHY.unsigned);
+      expect(refused(withValue(jwt({ typ: 'JWT' }, { iat, exp: iat + 300 })))).toMatch(WHY.unsigned);
+      expect(refused(withValue(jwt({ alg: 5 }, { iat, exp: iat + 300 })))).toMatch(WHY.unsigned);
     });
 
     it('refuses exp < iat and exp == iat', () => {
-      expect(refused(withValue(jwt({ alg: 'ES256' }, { iat, exp: iat - 1 })))).toMatch(/exp/);
-      expect(refused(withValue(jwt({ alg: 'ES256' }, { iat, exp: iat })))).toMatch(/exp/);
+      expect(refused(withValue(jwt({ alg: 'ES256' }, { iat, exp: iat - 1 })))).toMatch(WHY.jwtExp);
+      expect(refused(withValue(jwt({ alg: 'ES256' }, { iat, exp: iat })))).toMatch(WHY.jwtExp);
     });
 
     it('a header or payload that is JSON but not an object never throws', () => {
@@ -180,7 +206,7 @@ describe('checkLeaseResponse: table', () => {
         expect(() => check(withValue(jwt(h, p)))).not.toThrow();
       }
       // A header that is JSON null has no alg: not a signed JWT.
-      expect(refused(withValue(jwt('null', { iat, exp: iat + 60 })))).toBeTruthy();
+      expect(refused(withValue(jwt('null', { iat, exp: iat + 60 })))).toMatch(WHY.unsigned);
     });
 
     it('an opaque token that merely contains dots passes', () => {
@@ -198,9 +224,11 @@ describe('checkLeaseResponse: table', () => {
     ['string', JSON.stringify(valid())],
     ['number', 42],
     ['boolean', true],
-    ['empty object', {}],
   ])('refuses a top-level %s', (_l, body) => {
-    expect(refused(body)).toBeTruthy();
+    expect(refused(body)).toMatch(WHY.object);
+  });
+  it('refuses an empty object for its first missing field', () => {
+    expect(refused({})).toMatch(WHY.lease);
   });
 });
 
@@ -219,6 +247,24 @@ function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** The rule the implementation must name for each oracle verdict (rules apply in the same order). */
+const ORACLE_RULE: Record<string, RegExp> = {
+  'not an object': WHY.object,
+  lease: WHY.lease,
+  credential: WHY.credential,
+  value: WHY.value,
+  'value char': WHY.value,
+  'value spaces': WHY.value,
+  'version/fingerprint': WHY.versionOrFingerprint,
+  fingerprint: WHY.fingerprint,
+  ttl: WHY.ttl,
+  dates: WHY.dates,
+  order: WHY.order,
+  'ttl span': WHY.span,
+  'jwt unsigned': WHY.unsigned,
+  'jwt exp': WHY.jwtExp,
+};
 
 /** The contract, written independently of the implementation. */
 function satisfiesInvariants(body: unknown, credential: string): string | undefined {
@@ -337,7 +383,10 @@ describe('checkLeaseResponse: property loop', () => {
         expect(result!.lease).toBe(body);
       } else {
         refusedCount++;
-        expect(typeof result!.reason).toBe('string');
+        // Refused only when the contract refuses it too, and by the rule the contract names.
+        const verdict = satisfiesInvariants(body, 'openai');
+        expect(verdict, `refused mutation ${i}: ${JSON.stringify(body)?.slice(0, 300)}`).toBeDefined();
+        expect(result!.reason, `mutation ${i} (${verdict})`).toMatch(ORACLE_RULE[verdict!]!);
         const v = (body as { value?: unknown } | null)?.value;
         if (typeof v === 'string' && v.length >= 8) expect(result!.reason).not.toContain(v); // reasons never carry the secret
       }

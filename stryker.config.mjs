@@ -1,0 +1,43 @@
+// @ts-check
+/**
+ * Mutation testing (docs/testing.md): `npm run mutate`. Not part of CI — it reruns tests
+ * for every mutant and takes long on a small machine. LEASH_MUTATE selects the scope:
+ *   full  (default) every security-critical module below, with the tests that cover them;
+ *   small the verifier's deny-set (src/verify/revocations.ts, DenySet), the policy
+ *         (src/authority/policy) and the proxy passes (src/sidecar/proxy/passes.ts): pure
+ *         or socket-level code whose tests take seconds; about ten minutes on one core.
+ * Tests come from vitest.stryker.config.ts (same variable): unit, security and the
+ * integration tests of these modules; e2e tests (spawned built processes) are left out,
+ * as they would test dist/, not the mutated source.
+ */
+const SCOPES = {
+  full: ['src/sidecar/proxy/**/*.ts', 'src/sidecar/credentials/**/*.ts', 'src/authority/policy/**/*.ts', 'src/bus/**/*.ts', 'src/verify/**/*.ts'],
+  small: ['src/verify/revocations.ts:1-104', 'src/authority/policy/**/*.ts', 'src/sidecar/proxy/passes.ts'],
+};
+const scope = process.env.LEASH_MUTATE ?? 'full';
+if (!(scope in SCOPES)) throw new Error(`LEASH_MUTATE must be one of ${Object.keys(SCOPES).join(', ')}`);
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  packageManager: 'npm',
+  plugins: ['@stryker-mutator/vitest-runner'],
+  testRunner: 'vitest',
+  vitest: { configFile: 'vitest.stryker.config.ts' },
+  coverageAnalysis: 'perTest',
+  mutate: SCOPES[/** @type {keyof typeof SCOPES} */ (scope)],
+  // The machine is shared: one test process at a time.
+  concurrency: 1,
+  // Module-level constants (static mutants) would need the whole test set per mutant.
+  ignoreStatic: true,
+  timeoutMS: 5_000,
+  timeoutFactor: 2,
+  tempDirName: '.stryker-tmp',
+  // TypeScript 7 (the native compiler) has no JavaScript API for Stryker's tsconfig
+  // rewriting; vitest transpiles the sources itself, so nothing needs it. A file that does
+  // not exist turns that step off.
+  tsconfigFile: 'tsconfig.stryker-none.json',
+  reporters: ['clear-text', 'progress', 'json', 'html'],
+  jsonReporter: { fileName: `reports/mutation/${scope}.json` },
+  htmlReporter: { fileName: `reports/mutation/${scope}.html` },
+  thresholds: { high: 80, low: 60, break: null },
+};

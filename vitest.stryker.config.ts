@@ -1,0 +1,34 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * The tests Stryker runs (stryker.config.mjs): those that exercise the mutated modules,
+ * without e2e (they spawn dist/, which a mutant does not change). LEASH_MUTATE=small
+ * narrows them to the small scope's modules.
+ */
+const SMALL = [
+  'test/unit/deny-set.test.ts',
+  'test/unit/policy.test.ts',
+  'test/unit/policy-compile.test.ts',
+  'test/unit/passes-margin.test.ts',
+  'test/unit/passes.test.ts',
+  'test/unit/headers.test.ts',
+  'test/unit/target.test.ts',
+  'test/integration/smoke.test.ts',
+  'test/integration/websocket-refusal.test.ts',
+  'test/security/hostile-paths.test.ts',
+];
+const FULL = ['test/unit/**/*.test.ts', 'test/security/**/*.test.ts', 'test/integration/**/*.test.ts'];
+
+export default defineConfig({
+  test: {
+    include: process.env.LEASH_MUTATE === 'small' ? SMALL : FULL,
+    // Slow or load tests that measure rather than decide (rotation-load, fleet-like
+    // replicas) and spawned-process tests add minutes per mutant and kill nothing the
+    // others do not.
+    exclude: ['test/e2e/**', 'test/integration/rotation-load.test.ts', 'test/integration/revoke-authority-cli.test.ts', 'test/integration/revoke-cli-dash.test.ts', 'node_modules/**'],
+    pool: 'forks',
+    maxWorkers: 1,
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+  },
+});
