@@ -19,6 +19,8 @@ function held(value: string, clock: Clock): HeldCredential {
 export class EnvCredential implements CredentialProvider {
   readonly description: string;
   private cred: HeldCredential | undefined;
+  /** The same array every time (the route's scrubber cache compares by identity first). */
+  private values: readonly string[] = Object.freeze([]);
   constructor(
     private readonly name: string,
     private readonly env: Readonly<Record<string, string | undefined>>,
@@ -36,13 +38,14 @@ export class EnvCredential implements CredentialProvider {
       return;
     }
     this.cred = held(value, this.clock);
+    this.values = Object.freeze([value]);
     this.onEvent({ kind: 'acquired', fingerprint: this.cred.fingerprint });
   }
   current(): HeldCredential | undefined {
     return this.cred;
   }
   recentValues(): readonly string[] {
-    return this.cred ? [this.cred.value] : [];
+    return this.values;
   }
   async refresh(): Promise<void> {}
   async close(): Promise<void> {}

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { BadRequestError } from '../../core/errors.js';
 
 /**
@@ -13,6 +14,8 @@ export type Framing =
   | { readonly kind: 'none' }
   | { readonly kind: 'length'; readonly length: string }
   | { readonly kind: 'chunked' };
+
+const NO_FRAMING: Framing = Object.freeze({ kind: 'none' });
 
 /**
  * Methods whose request body is refused (RFC 9110 §9.3.2, §9.3.8): a HEAD or TRACE body
@@ -44,7 +47,10 @@ function rawValues(rawHeaders: readonly string[], name: string): string[] {
  * server refuse one it does not handle. Case and whitespace are not significant
  * (`Chunked` is accepted and sent as `chunked`).
  */
-export function decideFraming(method: string, rawHeaders: readonly string[]): Framing | BadRequestError {
+export function decideFraming(method: string, rawHeaders: readonly string[], parsed?: IncomingHttpHeaders): Framing | BadRequestError {
+  // Node's parsed headers hold every header line it read: neither framing header there means
+  // none in the raw ones either (the common bodiless GET skips the raw scan).
+  if (parsed && parsed['transfer-encoding'] === undefined && parsed['content-length'] === undefined) return NO_FRAMING;
   const te = rawValues(rawHeaders, 'transfer-encoding');
   const cl = rawValues(rawHeaders, 'content-length');
   // Node's parser already refuses both together and differing lengths; checked again here

@@ -48,7 +48,7 @@ const refuseWhileShuttingDown: Pass = (_req, _ctx, env) => (env.shuttingDown() ?
 const refuseSmuggling: Pass = (req, ctx) => {
   if (req.method === 'CONNECT') return new BadRequestError('CONNECT is not supported: leash is a reverse proxy');
   if (hasDuplicateHost(req.rawHeaders)) return new BadRequestError('more than one Host header');
-  const framing = decideFraming(req.method ?? 'GET', req.rawHeaders);
+  const framing = decideFraming(req.method ?? 'GET', req.rawHeaders, req.headers);
   if (framing instanceof BadRequestError) return framing;
   ctx.framing = framing;
   return undefined;

@@ -62,6 +62,10 @@ export function transferCodingProblem(rawHeaders: readonly string[]): string | u
   return 'a transfer-coding other than chunked';
 }
 
+/** Node's parsed headers join every Transfer-Encoding line: absent there, nothing to check in the raw ones. */
+const codingProblem = (res: IncomingMessage): string | undefined =>
+  res.headers['transfer-encoding'] === undefined ? undefined : transferCodingProblem(res.rawHeaders);
+
 export interface RelayedHeaders {
   /** Flat name/value list, ready for writeHead. */
   headers: string[];
@@ -80,6 +84,7 @@ export function relayHeaders(
   skip: ReadonlySet<string>,
   scrubber: Scrubber,
   valueOf: (lower: string, value: string) => string,
+  fullNames = true,
 ): RelayedHeaders {
   const headers: string[] = [];
   let dropped = 0;
@@ -87,7 +92,8 @@ export function relayHeaders(
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (skip.has(lower) || lower.startsWith(LEASH_PREFIX)) continue;
-    if (!TOKEN.test(name) || scrubber.full(name) !== name) {
+    // Names get the scrubbing their answer's values get: full on errors, whole values otherwise.
+    if (!TOKEN.test(name) || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name) {
       dropped++;
       continue;
     }
@@ -147,7 +153,7 @@ function refusal(problem: string, route: string): UpstreamBadResponseError {
  * that into a 502 (or cuts the response once headers are out) instead of a crash.
  */
 export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, route: RouteRuntime, method: string, scrubber: Scrubber): ForwardOutcome {
-  const problem = statusProblem(proxyRes.statusCode) ?? transferCodingProblem(proxyRes.rawHeaders);
+  const problem = statusProblem(proxyRes.statusCode) ?? codingProblem(proxyRes);
   if (problem !== undefined) {
     abandon(proxyRes);
     const refused = refusal(problem, route.name);
@@ -170,7 +176,7 @@ export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, 
   const { headers, dropped } = relayHeaders(proxyRes.rawHeaders, skip, scrubber, (lower, raw) => {
     const value = isError || URL_HEADERS.has(lower) ? scrubber.full(raw) : scrubber.whole(raw);
     return lower === 'location' ? rewriteLocation(value, route) : value;
-  });
+  }, isError);
   // The upstream's answer broke off (premature close, bad chunking): a 502 while nothing
   // has been written to the agent (a buffered error body), a cut connection after.
   const broken = () => {
@@ -283,7 +289,7 @@ export function rewriteLocation(location: string, route: RouteRuntime): string {
  * headers and body fully scrubbed, the connection closed.
  */
 export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, scrubber: Scrubber, route: string): ForwardOutcome {
-  const problem = statusProblem(proxyRes.statusCode) ?? transferCodingProblem(proxyRes.rawHeaders);
+  const problem = statusProblem(proxyRes.statusCode) ?? codingProblem(proxyRes);
   if (problem !== undefined) {
     abandon(proxyRes);
     const refused = refusal(problem, route);
