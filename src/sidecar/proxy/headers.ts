@@ -34,16 +34,30 @@ function connectionTokens(value: string | string[] | undefined): string[] {
     .filter(Boolean);
 }
 
-/** Mutates the incoming headers: hop-by-hop, Expect, overrides, agent credentials and `extra` removed. */
+/**
+ * Every request header name leash removes for a route, built once per route: hop-by-hop,
+ * Expect (Node answers `100 Continue` to the agent itself; forwarding it would also make
+ * http-proxy skip its request hooks: PITFALLS.md, GHSA-6x33-pw7p-hmpq), method/URL
+ * overrides, agent credentials and the route's `extra` (its stripHeaders and inject header).
+ */
+export function requestStripSet(extra: readonly string[]): ReadonlySet<string> {
+  return new Set([...HOP_BY_HOP, 'expect', ...INBOUND_CREDENTIAL_HEADERS, ...OVERRIDE_HEADERS, ...extra.map((h) => h.toLowerCase())]);
+}
+
+/**
+ * Mutates the incoming headers: those in `strip` (requestStripSet) and those the agent's
+ * `Connection` names removed. One pass over the headers the request has (a handful),
+ * not one `delete` per name that might be there (two dozen).
+ */
+export function stripRequestHeadersWith(headers: IncomingHttpHeaders, strip: ReadonlySet<string>): void {
+  const connection = headers.connection;
+  if (connection !== undefined) for (const t of connectionTokens(connection)) if (!CONNECTION_PROTECTED.has(t)) delete headers[t];
+  for (const name in headers) if (strip.has(name)) delete headers[name];
+}
+
+/** stripRequestHeadersWith for a one-off list (tests, callers without a route). */
 export function stripRequestHeaders(headers: IncomingHttpHeaders, extra: readonly string[]): void {
-  for (const t of connectionTokens(headers.connection)) if (!CONNECTION_PROTECTED.has(t)) delete headers[t];
-  for (const h of HOP_BY_HOP) delete headers[h];
-  // Node answers `100 Continue` to the agent itself; forwarding Expect would also make
-  // http-proxy skip its request hooks (PITFALLS.md, GHSA-6x33-pw7p-hmpq).
-  delete headers.expect;
-  for (const h of INBOUND_CREDENTIAL_HEADERS) delete headers[h];
-  for (const h of OVERRIDE_HEADERS) delete headers[h];
-  for (const h of extra) delete headers[h];
+  stripRequestHeadersWith(headers, requestStripSet(extra));
 }
 
 /** Response header names leash does not pass back: hop-by-hop plus those the connection header lists. */

@@ -10,7 +10,7 @@ import {
 } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
 import { decideFraming, framingHeader, type Framing } from './framing.js';
-import { decodableAcceptEncoding, hasDuplicateHost, stripRequestHeaders } from './headers.js';
+import { decodableAcceptEncoding, hasDuplicateHost, stripRequestHeadersWith } from './headers.js';
 import type { RouteRuntime } from './route.js';
 import { parseTarget, withoutQueryParam, type Target } from './target.js';
 
@@ -89,10 +89,13 @@ const takeCredential: Pass = (_req, ctx, env) => {
 const buildOutgoing: Pass = (req, ctx) => {
   const route = ctx.route!;
   const value = ctx.credential!.value;
-  stripRequestHeaders(req.headers, route.strip);
+  stripRequestHeadersWith(req.headers, route.stripSet);
   // The agent's framing headers never go upstream as sent: leash's own replace them.
-  delete req.headers['content-length'];
-  delete req.headers['transfer-encoding'];
+  // (No framing means Node parsed neither header: nothing to delete.)
+  if (ctx.framing.kind !== 'none') {
+    delete req.headers['content-length'];
+    delete req.headers['transfer-encoding'];
+  }
   const ae = decodableAcceptEncoding(req.headers['accept-encoding']);
   if (ae !== undefined) req.headers['accept-encoding'] = ae;
   const out = ctx.outgoingHeaders;

@@ -2,6 +2,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { RouteConfig } from '../../config/sidecar.js';
 import type { CredentialProvider, HeldCredential } from '../credentials/types.js';
+import { requestStripSet } from './headers.js';
 import { Scrubber, type ScrubOptions } from './scrub.js';
 
 /** A configured route with what it needs at run time: its pool, its credential, its scrubber. */
@@ -13,6 +14,8 @@ export class RouteRuntime {
   readonly basePath: string;
   readonly agent: HttpAgent;
   readonly strip: readonly string[];
+  /** Every request header name removed on this route (headers.ts requestStripSet). */
+  readonly stripSet: ReadonlySet<string>;
   private scrubber: Scrubber;
 
   constructor(
@@ -35,6 +38,7 @@ export class RouteRuntime {
     this.agent = https ? new HttpsAgent({ ...poolOptions, ca, rejectUnauthorized: true }) : new HttpAgent(poolOptions);
     const inject = config.inject;
     this.strip = 'header' in inject ? [...config.stripHeaders, inject.header] : config.stripHeaders;
+    this.stripSet = requestStripSet(this.strip);
     this.scrubber = new Scrubber([], this.scrubOptions());
   }
 
