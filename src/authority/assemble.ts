@@ -49,6 +49,8 @@ export interface AuthorityInputs {
    * sidecar subscribes to). A bus passed here is not closed with the authority.
    */
   revocations?: RevocationPublisher;
+  /** The package version for leash_build_info, read by the entry point. */
+  version?: string;
 }
 
 export interface RunningAuthority {
@@ -166,10 +168,13 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     config.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })),
     config.trustDomain,
   );
-  const metrics = new AuthorityMetrics(async () => {
-    const now = clock.wallMs();
-    return (await store.listLeases()).map((l) => ({ credential: l.credential, ageSeconds: (now - l.issuedAtMs) / 1000 }));
-  });
+  const metrics = new AuthorityMetrics(
+    async (limit) => {
+      const now = clock.wallMs();
+      return (await store.listLeases({ limit })).map((l) => ({ credential: l.credential, ageSeconds: (now - l.issuedAtMs) / 1000 }));
+    },
+    { credentials: Object.keys(config.credentials), version: inputs.version ?? 'unknown', now: () => clock.monotonicMs() },
+  );
   const audit = createAudit(logger, redis ? redisAuditSink(redis, `${config.keyPrefix}audit`, logger) : undefined);
   const authority = new Authority({
     trustDomain: config.trustDomain,

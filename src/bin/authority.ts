@@ -6,6 +6,7 @@ import { ConfigError } from '../core/errors.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { readText } from './load.js';
 import { untilSignal } from './signals.js';
+import { packageVersion } from './version.js';
 
 /** `leash authority --config FILE`: config → files and secrets → authority → listener → signals. */
 export function loadAuthorityConfig(path: string, env: NodeJS.ProcessEnv): AuthorityConfig {
@@ -35,6 +36,7 @@ export function authorityInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv,
     secret: (s: SecretSource) => secretReader(s, env, 'credentials'),
     files,
     logger,
+    version: packageVersion(),
   };
 }
 

@@ -107,6 +107,7 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
       // The authority's Redis, its password (if any) already read.
       revocationsRedis: sharedRedis ? redisTargetOf(sharedRedis, inputs) : undefined,
       listenHints: { proxy: movedBy('sidecar.listen', 'LEASH_LISTEN'), admin: movedBy('sidecar.admin', 'LEASH_ADMIN') },
+      version: inputs.version,
     });
     // The sidecar's ports before the join token: a taken port must not cost one.
     await sidecar.bind();

@@ -3,6 +3,7 @@ import type { RedisClient } from '../bus/redis.js';
 import { createAudit, PER_REQUEST_EVENTS, redisAuditSink, type RedisAuditSink } from '../telemetry/audit.js';
 import { createLogger } from '../telemetry/logger.js';
 import { untilSignal } from './signals.js';
+import { packageVersion } from './version.js';
 import { sidecarHygieneWarnings } from './hygiene.js';
 import { joinTokenReader, loadSidecarConfig, readCaFiles, readText, resolveRedisTarget } from './load.js';
 
@@ -29,7 +30,7 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
     audit = createAudit(logger, auditSink);
   }
   const listenHints = listenHintsFor(configPath);
-  const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis, listenHints });
+  const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis, listenHints, version: packageVersion() });
   // Signals are handled from here on: a SIGTERM while the first leases are being taken
   // (a pod deleted during its startup) stops in order and releases them.
   const signal = untilSignal(logger);

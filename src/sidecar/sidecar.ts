@@ -53,6 +53,8 @@ export interface SidecarDeps {
    * `LEASH_LISTEN`): only the entry point knows where the address came from.
    */
   listenHints?: { proxy: string; admin: string };
+  /** The package version for leash_build_info, read by the entry point. */
+  version?: string;
 }
 
 /** /readyz: the readiness decision plus why things are missing (never a secret: see reasonFor). */
@@ -134,7 +136,10 @@ export class Sidecar {
       this.routes.set(name, new RouteRuntime(name, rc, provider, ca));
       this.authFailures.set(name, this.makeAuthFailureRefresher(name, provider));
     }
-    this.metrics = new SidecarMetrics(() => this.credentialStates(), () => this.identity?.ttlRemainingSeconds());
+    this.metrics = new SidecarMetrics(() => this.credentialStates(), () => this.identity?.ttlRemainingSeconds(), {
+      routes: [...this.routes.keys()],
+      version: deps.version ?? 'unknown',
+    });
     const env: PassEnv = {
       shuttingDown: () => this.shuttingDown,
       route: (name) => this.routes.get(name),
@@ -253,8 +258,10 @@ export class Sidecar {
     const now = this.clock.monotonicMs();
     return [...this.routes.values()].map((r) => {
       const c = r.provider.current();
+      const due = r.provider instanceof LeaseCredential ? r.provider.refreshDueAtMs() : undefined;
       return {
         route: r.name,
+        refreshOverdue: due !== undefined && now >= due,
         available: c !== undefined && (c.expiresAtMs === undefined || now < c.expiresAtMs - safetyMarginMs(c)),
         ageSeconds: c ? (now - c.acquiredAtMs) / 1000 : undefined,
         ttlRemainingSeconds: c?.expiresAtMs !== undefined ? Math.max(0, (c.expiresAtMs - now) / 1000) : undefined,

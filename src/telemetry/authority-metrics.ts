@@ -1,9 +1,60 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { REVOCATION_SCOPES } from '../bus/types.js';
+import { BUILD_INFO_HELP, registerDefaultMetrics } from './default-metrics.js';
 
 /** The authority's metrics (DESIGN §8), each defined once behind a named helper. */
 export interface ActiveLeaseView {
   credential: string;
   ageSeconds: number;
+}
+
+/** Upper bounds (seconds) of the lease-age buckets, `+Inf` added; fixed: alerts and the dashboard name them. */
+export const LEASE_AGE_BUCKETS = [60, 300, 900, 1800, 3600, 21600, 86400] as const;
+/** A scrape within this long of the last store read reuses it (several replicas × scrapers). */
+export const LEASE_SNAPSHOT_TTL_MS = 5_000;
+/** At most this many leases are read per snapshot: one GET each on Redis. */
+export const LEASE_SCAN_LIMIT = 10_000;
+/** Credential label for lease requests naming no configured credential (authority.ts). */
+export const UNKNOWN_CREDENTIAL = '_unknown';
+
+export interface LeaseAgeSummary {
+  active: number;
+  /** cumulative[i] = leases with age ≤ LEASE_AGE_BUCKETS[i]; the last entry is +Inf (all). */
+  cumulative: number[];
+  oldestSeconds: number | undefined;
+}
+
+/**
+ * Pure: per credential, the number of active leases at most each bucket's age old
+ * (cumulative, as Prometheus `le` buckets are) and the oldest age. Every name in
+ * `credentials` appears, with zeros when it has no lease.
+ */
+export function summariseLeaseAges(leases: readonly ActiveLeaseView[], credentials: readonly string[]): Map<string, LeaseAgeSummary> {
+  const out = new Map<string, LeaseAgeSummary>();
+  const entry = (c: string) => {
+    let e = out.get(c);
+    if (!e) out.set(c, (e = { active: 0, cumulative: new Array<number>(LEASE_AGE_BUCKETS.length + 1).fill(0), oldestSeconds: undefined }));
+    return e;
+  };
+  for (const c of credentials) entry(c);
+  for (const l of leases) {
+    const e = entry(l.credential);
+    // A clock step can make a fresh lease look issued in the future: count it as age 0.
+    const age = Math.max(0, l.ageSeconds);
+    e.active++;
+    for (let i = 0; i < LEASE_AGE_BUCKETS.length; i++) if (age <= LEASE_AGE_BUCKETS[i]!) e.cumulative[i]!++;
+    e.cumulative[LEASE_AGE_BUCKETS.length]!++;
+    if (e.oldestSeconds === undefined || age > e.oldestSeconds) e.oldestSeconds = age;
+  }
+  return out;
+}
+
+export interface AuthorityMetricsOptions {
+  /** Configured credential names: their label sets are created at 0. */
+  credentials: readonly string[];
+  version: string;
+  /** Monotonic ms, for the snapshot cache (tests inject it). */
+  now?: () => number;
 }
 
 export class AuthorityMetrics {
@@ -40,39 +91,93 @@ export class AuthorityMetrics {
     registers: [this.registry],
   });
 
-  constructor(activeLeases: () => Promise<readonly ActiveLeaseView[]>) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'leash_authority_' });
-    // Both views are computed from the store at scrape time, so every replica reports the
-    // fleet. One store read serves both collectors of a scrape.
-    let snapshot: { at: number; leases: Promise<readonly ActiveLeaseView[]> } | undefined;
-    const leases = () => {
-      const now = Date.now();
-      if (!snapshot || now - snapshot.at > 1_000) snapshot = { at: now, leases: activeLeases().catch(() => []) };
-      return snapshot.leases;
+  /**
+   * `activeLeases(limit)` reads at most `limit` unexpired leases from the store. It is
+   * called at scrape time, at most once per LEASE_SNAPSHOT_TTL_MS (concurrent scrapes
+   * share the read), so every replica reports the fleet at a bounded cost.
+   */
+  constructor(activeLeases: (limit: number) => Promise<readonly ActiveLeaseView[]>, options: AuthorityMetricsOptions = { credentials: [], version: 'unknown' }) {
+    const now = options.now ?? (() => performance.now());
+    registerDefaultMetrics(this.registry);
+    new Gauge({ name: 'leash_build_info', help: BUILD_INFO_HELP, labelNames: ['version'] as const, registers: [this.registry] }).set({ version: options.version }, 1);
+
+    type Snapshot = { ok: true; byCredential: Map<string, LeaseAgeSummary>; truncated: boolean } | { ok: false };
+    let cached: { at: number; snapshot: Promise<Snapshot> } | undefined;
+    const snapshot = (): Promise<Snapshot> => {
+      const t = now();
+      if (!cached || t - cached.at >= LEASE_SNAPSHOT_TTL_MS) {
+        cached = {
+          at: t,
+          snapshot: activeLeases(LEASE_SCAN_LIMIT).then(
+            (leases) => ({ ok: true, byCredential: summariseLeaseAges(leases, options.credentials), truncated: leases.length >= LEASE_SCAN_LIMIT }),
+            // A failed read reports no lease series rather than zeros that would read as "no leases".
+            (): Snapshot => ({ ok: false }),
+          ),
+        };
+      }
+      return cached.snapshot;
     };
     new Gauge({
       name: 'leash_authority_leases_active',
-      help: 'Unexpired leases, by credential.',
+      help: 'Unexpired leases, by credential (a snapshot of the store at scrape time).',
       labelNames: ['credential'] as const,
       registers: [this.registry],
       async collect() {
-        const counts = new Map<string, number>();
-        for (const l of await leases()) counts.set(l.credential, (counts.get(l.credential) ?? 0) + 1);
+        const s = await snapshot();
         this.reset();
-        for (const [credential, n] of counts) this.set({ credential }, n);
+        if (s.ok) for (const [credential, e] of s.byCredential) this.set({ credential }, e.active);
       },
     });
-    new Histogram({
+    // Snapshot semantics: each scrape is the distribution *now*, so it goes up and down. A
+    // histogram (counter buckets) would tell rate() that leases were observed again at every
+    // scrape. Same `le` bucket shape as a histogram, so a Grafana heatmap reads it directly.
+    // Exposed as `untyped`: promtool refuses an `le` label on a gauge ("non-histogram
+    // metrics should not have le label") but lints untyped metrics leniently; PromQL and
+    // Grafana ignore the declared type.
+    const ages = new Gauge({
       name: 'leash_authority_active_lease_age_seconds',
-      help: 'Distribution of the age of unexpired leases at scrape time.',
-      buckets: [10, 30, 60, 300, 900, 1800, 3600, 7200, 86400],
+      help: 'Active leases whose age is at most le seconds, by credential (cumulative; a snapshot at scrape time, not a counter).',
+      labelNames: ['credential', 'le'] as const,
       registers: [this.registry],
       async collect() {
-        const all = await leases();
+        const s = await snapshot();
         this.reset();
-        for (const l of all) this.observe(l.ageSeconds);
+        if (!s.ok) return;
+        for (const [credential, e] of s.byCredential) {
+          e.cumulative.forEach((n, i) => this.set({ credential, le: i < LEASE_AGE_BUCKETS.length ? String(LEASE_AGE_BUCKETS[i]) : '+Inf' }, n));
+        }
       },
     });
+    (ages as unknown as { type: string }).type = 'untyped';
+    new Gauge({
+      name: 'leash_authority_oldest_active_lease_seconds',
+      help: 'Age in seconds of the oldest active lease, by credential (absent while a credential has none).',
+      labelNames: ['credential'] as const,
+      registers: [this.registry],
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        if (!s.ok) return;
+        for (const [credential, e] of s.byCredential) if (e.oldestSeconds !== undefined) this.set({ credential }, e.oldestSeconds);
+      },
+    });
+    new Gauge({
+      name: 'leash_authority_lease_snapshot_truncated',
+      help: `1 when the last lease snapshot hit its limit (${LEASE_SCAN_LIMIT} leases, those expiring soonest): the lease gauges then undercount.`,
+      registers: [this.registry],
+      async collect() {
+        const s = await snapshot();
+        this.set(s.ok && s.truncated ? 1 : 0);
+      },
+    });
+
+    // Every known label set at 0, so increase() sees the first event.
+    for (const credential of [...options.credentials, UNKNOWN_CREDENTIAL]) {
+      for (const result of ['issued', 'denied', 'failed'] as const) this.issued.inc({ credential, result }, 0);
+      this.denials.inc({ credential }, 0);
+    }
+    for (const method of ['join_token', 'renew'] as const) for (const result of ['success', 'failure'] as const) this.bootstraps.inc({ method, result }, 0);
+    for (const scope of REVOCATION_SCOPES) this.revocations.inc({ scope }, 0);
   }
 
   leaseIssued(credential: string, result: 'issued' | 'denied' | 'failed', seconds?: number): void {

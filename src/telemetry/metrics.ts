@@ -1,4 +1,8 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { HTTP_ERROR_TYPES } from '../core/errors.js';
+import { REVOCATION_SCOPES } from '../bus/types.js';
+import type { AuthFailureSkip } from '../sidecar/credentials/rotation.js';
+import { BUILD_INFO_HELP, registerDefaultMetrics } from './default-metrics.js';
 
 /**
  * The sidecar's metrics (DESIGN §8), each defined once behind a named helper. Labels
@@ -8,9 +12,28 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 export const NO_ROUTE = '_none';
 
+/**
+ * Label sets created at 0 when the registry is made, so `increase()`/`rate()` see the
+ * first event (a series born at 1 has no earlier sample to increase from). Bounded:
+ * routes come from config; the rest are the fixed value sets below.
+ */
+export const ROTATION_RESULTS = ['success', 'failure', 'rejected'] as const;
+export const AUTH_FAILURE_STATUSES = [401, 403] as const;
+export const REFRESH_SKIP_REASONS: readonly AuthFailureSkip[] = ['stale', 'coalesced', 'window', 'refused-value'];
+export const REQUEST_METHODS = [...METHODS, 'OTHER'] as const;
+/**
+ * The request counter is pre-created for every route × method × the statuses that mean
+ * leash could not serve (credential unavailable or shutting down 503, upstream unreachable
+ * or bad 502, upstream timeout 504): the ones availability alerts key on. Other codes
+ * (the upstream's own, unbounded) appear when first seen.
+ */
+export const PRECREATED_REQUEST_CODES = [502, 503, 504] as const;
+
 export interface CredentialGaugeState {
   route: string;
   available: boolean;
+  /** A lease held past its scheduled refresh and not yet replaced; false for static sources. */
+  refreshOverdue: boolean;
   ageSeconds: number | undefined;
   ttlRemainingSeconds: number | undefined;
 }
@@ -19,8 +42,8 @@ export class SidecarMetrics {
   readonly registry = new Registry();
   private readonly requests = new Counter({
     name: 'leash_requests_total',
-    help: 'Requests answered by the sidecar, by route, method and status.',
-    labelNames: ['route', 'method', 'status'] as const,
+    help: 'Requests answered by the sidecar, by route, method and HTTP status code.',
+    labelNames: ['route', 'method', 'code'] as const,
     registers: [this.registry],
   });
   private readonly duration = new Histogram({
@@ -81,7 +104,12 @@ export class SidecarMetrics {
     registers: [this.registry],
   });
 
-  constructor(credentialStates: () => readonly CredentialGaugeState[], identityTtl: () => number | undefined = () => undefined) {
+  constructor(
+    credentialStates: () => readonly CredentialGaugeState[],
+    identityTtl: () => number | undefined = () => undefined,
+    known: { routes: readonly string[]; version: string } = { routes: [], version: 'unknown' },
+  ) {
+    new Gauge({ name: 'leash_build_info', help: BUILD_INFO_HELP, labelNames: ['version'] as const, registers: [this.registry] }).set({ version: known.version }, 1);
     new Gauge({
       name: 'leash_identity_ttl_remaining_seconds',
       help: 'Seconds until the sidecar identity certificate expires (absent without an authority).',
@@ -92,7 +120,7 @@ export class SidecarMetrics {
         if (v !== undefined) this.set(v);
       },
     });
-    collectDefaultMetrics({ register: this.registry, prefix: 'leash_' });
+    registerDefaultMetrics(this.registry);
     const gauge = (name: string, help: string, pick: (s: CredentialGaugeState) => number | undefined) =>
       new Gauge({
         name,
@@ -109,11 +137,33 @@ export class SidecarMetrics {
       });
     gauge('leash_credential_available', '1 when the route holds a usable credential, else 0.', (s) => (s.available ? 1 : 0));
     gauge('leash_credential_age_seconds', 'Seconds since the credential in use was acquired.', (s) => s.ageSeconds);
+    gauge(
+      'leash_credential_refresh_overdue',
+      '1 while a lease is held past its scheduled refresh point and not yet replaced (the authority is not answering), else 0; always 0 for file and env sources.',
+      (s) => (s.refreshOverdue ? 1 : 0),
+    );
     gauge('leash_credential_ttl_remaining_seconds', 'Seconds until the credential in use expires (absent for non-expiring sources).', (s) => s.ttlRemainingSeconds);
+    this.precreate(known.routes);
+  }
+
+  /** Every known label set at 0 (see the constants above). */
+  private precreate(routes: readonly string[]): void {
+    for (const scope of REVOCATION_SCOPES) this.revocationsApplied.inc({ scope }, 0);
+    for (const route of [...routes, NO_ROUTE]) {
+      for (const reason of Object.keys(HTTP_ERROR_TYPES)) this.denied.inc({ route, reason }, 0);
+    }
+    for (const route of routes) {
+      for (const method of REQUEST_METHODS) for (const code of PRECREATED_REQUEST_CODES) this.requests.inc({ route, method, code }, 0);
+      for (const result of ROTATION_RESULTS) this.rotations.inc({ route, result }, 0);
+      for (const status of AUTH_FAILURE_STATUSES) this.upstreamAuth.inc({ route, status }, 0);
+      for (const reason of REFRESH_SKIP_REASONS) this.authRefreshSkipped.inc({ route, reason }, 0);
+      this.expired.inc({ route }, 0);
+      this.duration.zero({ route });
+    }
   }
 
   requestFinished(route: string, method: string, status: number, seconds: number): void {
-    this.requests.inc({ route, method: METHODS.has(method) ? method : 'OTHER', status });
+    this.requests.inc({ route, method: METHODS.has(method) ? method : 'OTHER', code: status });
     this.duration.observe({ route }, seconds);
   }
 

@@ -155,6 +155,14 @@ describe.each(HARNESSES)('%s: AuthorityStore contract', (_name, makeHarness) => 
     expect(await store.listLeases({})).toEqual(await store.listLeases());
   });
 
+  it('limit: at most that many leases, those expiring soonest (the bounded metrics scan)', async () => {
+    setup();
+    const rs = [30_000, 10_000, 50_000, 20_000].map((ttl) => lease({ expiresAtMs: h.now() + ttl }));
+    for (const r of rs) await store.putLease(r);
+    expect((await store.listLeases({ limit: 2 })).map((r) => r.id).sort()).toEqual([rs[1]!.id, rs[3]!.id].sort());
+    expect(await store.listLeases({ limit: 10 })).toHaveLength(4);
+  });
+
   it('expiry: a lease disappears from get, every listing and delete at expiresAtMs', async () => {
     setup();
     const short = lease({ expiresAtMs: h.now() + 300 });

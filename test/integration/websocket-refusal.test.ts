@@ -57,7 +57,7 @@ describe('WebSocket handshakes that fail', () => {
     expect(JSON.stringify(res)).not.toContain(SECRET);
     const metrics = await (await fetch(`${leash.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/leash_upstream_auth_failures_total\{route="rt",status="401"\} 1/);
-    expect(metrics).toMatch(/leash_requests_total\{route="rt",method="GET",status="401"\} 1/);
+    expect(metrics).toMatch(/leash_requests_total\{route="rt",method="GET",code="401"\} 1/);
   });
 
   it('gives up on an upstream that accepts the connection but never answers the upgrade', async () => {
@@ -70,7 +70,7 @@ describe('WebSocket handshakes that fail', () => {
     expect(Date.now() - t0).toBeLessThan(3_000);
     if (res !== 'closed') expect(res.status).toBe(504);
     const metrics = await (await fetch(`${leash.adminUrl}/metrics`)).text();
-    expect(metrics).toMatch(/leash_requests_total\{route="rt",method="GET",status="504"\} 1/);
+    expect(metrics).toMatch(/leash_requests_total\{route="rt",method="GET",code="504"\} 1/);
     expect(held).toHaveLength(1);
     for (const s of held) s.destroy();
   });

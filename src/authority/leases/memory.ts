@@ -62,6 +62,7 @@ export class MemoryStore implements AuthorityStore {
       if (filter.credential !== undefined && r.credential !== filter.credential) continue;
       out.push(copyLease(r));
     }
+    if (filter.limit !== undefined && out.length > filter.limit) out.sort((a, b) => a.expiresAtMs - b.expiresAtMs).length = filter.limit;
     return out;
   }
 

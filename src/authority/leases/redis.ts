@@ -139,7 +139,10 @@ export class RedisStore implements AuthorityStore {
       const now = this.#clock.wallMs();
       // Lazy cleanup: entries at or past their expiry leave the index on every read.
       await this.#client.zremrangebyscore(index, '-inf', now);
-      const ids = await this.#client.zrangebyscore(index, `(${now}`, '+inf');
+      const ids =
+        filter.limit === undefined
+          ? await this.#client.zrangebyscore(index, `(${now}`, '+inf')
+          : await this.#client.zrangebyscore(index, `(${now}`, '+inf', 'LIMIT', 0, filter.limit);
       // One GET per record (not MGET): keys of different records live in different Cluster slots.
       const texts = await Promise.all(ids.map((id) => this.#client.get(k.lease(id))));
       const out: LeaseRecord[] = [];

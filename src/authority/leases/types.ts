@@ -9,6 +9,8 @@ import type { LeaseRecord } from '../../core/protocol.js';
 export interface LeaseFilter {
   instance?: string;
   credential?: string;
+  /** At most this many records (those expiring soonest), so a metrics scrape costs a bounded read. */
+  limit?: number;
 }
 
 export interface JoinTokenRecord {

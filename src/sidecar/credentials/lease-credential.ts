@@ -36,6 +36,8 @@ export class LeaseCredential implements CredentialProvider {
   private closed = false;
   private epoch = 0;
   private expiredReported: Held | undefined;
+  /** Monotonic ms of the scheduled refresh of `cred` (set when it was received). */
+  private refreshDue: number | undefined;
   /** Every value leased, until it expires upstream: revoked or displaced ones included. */
   private readonly history = new ValueHistory(LEASE_VALUES_KEPT, LEASE_EXPIRY_GRACE_MS);
 
@@ -99,6 +101,14 @@ export class LeaseCredential implements CredentialProvider {
   /** The credential name this provider leases. */
   get credentialName(): string {
     return this.credential;
+  }
+
+  /**
+   * When the lease held (usable or not) was due to be refreshed, on the monotonic clock;
+   * undefined while none is held. Past it and still held means no replacement came.
+   */
+  refreshDueAtMs(): number | undefined {
+    return this.cred ? this.refreshDue : undefined;
   }
 
   /** Lease ids held: the one in use and its predecessor. */
@@ -178,7 +188,8 @@ export class LeaseCredential implements CredentialProvider {
     );
     // The old lease stays valid upstream until its own expiry; it is not released early,
     // so requests still in flight with it complete.
-    this.schedule(refreshAtMs(timing, this.random(), this.policy));
+    this.refreshDue = refreshAtMs(timing, this.random(), this.policy);
+    this.schedule(this.refreshDue);
   }
 
   private failed(error: Error): void {
