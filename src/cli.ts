@@ -22,6 +22,7 @@ Usage:
   leash trace SECRET_OR_FINGERPRINT [--json]            who held a value and what it did (admin)
   leash revoke --lease ID | --instance ID | --credential NAME | --all [--reason TEXT]   revoke (admin)
   leash status [--admin ADDR] [--config FILE] [--json]   the sidecar's /status as a table
+  leash scopes [--since 7d] [--config FILE] [--redis URL] [--json]   used vs allowed, per route (audit stream)
   leash --help | --version
 
 Admin commands reach the authority at --authority URL / LEASH_AUTHORITY_URL, trust its CA
@@ -182,6 +183,24 @@ Needs no token: the admin listener serves no secrets.`,
     options: { admin: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
     run: async (v) =>
       (await import('./bin/status.js')).runStatus({ admin: v.admin as string | undefined, config: v.config as string | undefined, json: v.json === true }, process.env, out),
+  },
+  scopes: {
+    help: `Usage: leash scopes [--since 7d] [--config FILE] [--redis URL] [--prefix leash:] [--json]
+
+What each route's credential was used for, from the sidecars' usage summaries in the audit
+stream <prefix>audit (read directly from Redis, read-only): operations with counts and
+status classes, allow rules never matched, the narrowest allow list covering the use,
+credentials never used, and leases in use on two instances (anomaly.cloned_credential).
+--config FILE (a sidecar config) gives the allow lists, and the Redis and prefix of its
+revocations section; else --redis URL or LEASH_REDIS_URL. Exit 1 when a lease is in use on
+more than one instance, else 0. See docs/operations.md.`,
+    options: { since: { type: 'string' }, config: { type: 'string', short: 'c' }, redis: { type: 'string' }, prefix: { type: 'string' }, json: { type: 'boolean' } },
+    run: async (v) =>
+      (await import('./bin/scopes.js')).runScopes(
+        { since: v.since as string | undefined, config: v.config as string | undefined, redis: v.redis as string | undefined, prefix: v.prefix as string | undefined, json: v.json === true },
+        process.env,
+        out,
+      ),
   },
 };
 

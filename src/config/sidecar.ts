@@ -165,6 +165,14 @@ export const sidecarSchema = z
           .prefault({}),
       })
       .prefault({}),
+    // Anomaly detection (docs/anomalies.md): learning window, client window, 401/403 bursts.
+    anomalies: z
+      .strictObject({
+        learningWindow: duration().default(600_000),
+        clientWindow: duration().default(3_600_000),
+        authFailureBurst: z.strictObject({ count: z.int().min(2).default(5), window: duration().default(60_000) }).prefault({}),
+      })
+      .prefault({}),
     routes: z
       .record(z.string().regex(ROUTE_NAME, 'route names must be lower-case letters, digits, "-" or "_" (at most 63)'), route)
       .refine((routes) => Object.keys(routes).length > 0, 'must define at least one route'),

@@ -25,6 +25,8 @@ import type { CredentialEvent, CredentialProvider, HeldCredential } from './cred
 import type { PassEnv } from './proxy/passes.js';
 import { RouteRuntime } from './proxy/route.js';
 import { ProxyServer, type RequestOutcome } from './proxy/server.js';
+import { AnomalyDetector, type Anomaly } from './anomalies.js';
+import { AnomalyMetrics } from '../telemetry/anomaly-metrics.js';
 
 /**
  * The sidecar: routes with their credentials, the proxy, the admin listener, and the
@@ -84,6 +86,8 @@ export class Sidecar {
   readonly routes = new Map<string, RouteRuntime>();
   readonly metrics: SidecarMetrics;
   private readonly proxy: ProxyServer;
+  private readonly anomalies: AnomalyDetector;
+  private readonly anomalyMetrics: AnomalyMetrics;
   private readonly admin: AdminServer;
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -140,6 +144,15 @@ export class Sidecar {
       routes: [...this.routes.keys()],
       version: deps.version ?? 'unknown',
     });
+    const an = config.anomalies;
+    this.anomalies = new AnomalyDetector(this.clock, {
+      learningWindowMs: an.learningWindow,
+      clientWindowMs: an.clientWindow,
+      authFailureBurst: { count: an.authFailureBurst.count, windowMs: an.authFailureBurst.window },
+      maxOperations: 10_000,
+      maxClients: 1_000,
+    });
+    this.anomalyMetrics = new AnomalyMetrics(this.metrics.registry, [...this.routes.keys()], NO_ROUTE);
     const env: PassEnv = {
       shuttingDown: () => this.shuttingDown,
       route: (name) => this.routes.get(name),
@@ -231,12 +244,24 @@ export class Sidecar {
   /** An upstream 401/403: count it; the route's refresher decides whether it re-acquires (rotation.ts decideAuthFailure). */
   private upstreamAuthFailure(route: RouteRuntime, status: number, credential: HeldCredential | undefined): void {
     this.metrics.upstreamAuthFailure(route.name, status);
+    const burst = this.anomalies.authFailure(route.name);
+    if (burst) this.anomaly(burst);
     void this.authFailures.get(route.name)?.onAuthFailure(credential);
   }
 
   private requestDone(o: RequestOutcome): void {
     const route = o.route ?? NO_ROUTE;
     this.metrics.requestFinished(route, o.method, o.status, o.durationMs / 1000);
+    const r = o.route === undefined ? undefined : this.routes.get(o.route);
+    const found = this.anomalies.request({
+      route: o.route,
+      // Only forwarded requests are operations; a refused one is request.denied already.
+      rule: o.denied ? undefined : o.rule,
+      credential: r && !o.denied ? this.sourceLabel(r) : undefined,
+      method: o.method,
+      remote: o.remote,
+    });
+    if (found) for (const a of found) this.anomaly(a);
     const fields = {
       instance: this.instanceId,
       route: o.route,
@@ -252,6 +277,14 @@ export class Sidecar {
     } else {
       this.deps.audit.emit('request', fields);
     }
+  }
+
+  /** An anomaly: counted, and audited as `anomaly.<kind>` (an extension of DESIGN §8, docs/anomalies.md). */
+  private anomaly(a: Anomaly): void {
+    this.anomalyMetrics.anomaly(a.route ?? NO_ROUTE, a.kind);
+    const { kind, ...fields } = a;
+    // The event names and fields are outside AuditEvent/AuditFields (audit.ts is not this change's): same emit, wider type.
+    (this.deps.audit.emit as (event: string, fields: Record<string, unknown>) => void)(`anomaly.${kind}`, { instance: this.instanceId, ...fields });
   }
 
   private credentialStates() {

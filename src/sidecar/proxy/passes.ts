@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { firstMatch } from '../../config/rules.js';
+import { firstMatch, type AllowRule } from '../../config/rules.js';
 import {
   BadRequestError,
   CredentialUnavailableError,
@@ -25,6 +25,8 @@ export interface RequestContext {
   route: RouteRuntime | undefined;
   target: Target | undefined;
   credential: HeldCredential | undefined;
+  /** The allow rule that let the request through (anomalies.ts: the operation's path template). */
+  rule?: AllowRule | undefined;
   /** How the body is framed upstream (framing.ts); set by the first checks. */
   framing: Framing;
   /** Path and query sent upstream. */
@@ -68,9 +70,11 @@ const enforceAllowlist: Pass = (req, ctx) => {
   const route = ctx.route!;
   const method = req.method ?? 'GET';
   if (ctx.upgrade && !route.config.websocket) return new DeniedError('WebSocket is disabled on this route', { route: route.name });
-  if (!firstMatch(route.config.allow, method, ctx.target!.segments)) {
+  const rule = firstMatch(route.config.allow, method, ctx.target!.segments);
+  if (!rule) {
     return new DeniedError(`${method} ${ctx.target!.rawPath} is not allowed on this route`, { route: route.name });
   }
+  ctx.rule = rule;
   return undefined;
 };
 

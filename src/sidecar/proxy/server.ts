@@ -38,6 +38,9 @@ export interface RequestOutcome {
   durationMs: number;
   credential: HeldCredential | undefined;
   denied: LeashHttpError | undefined;
+  /** The allow rule that matched, and the agent's address (anomaly detection). */
+  rule?: string | undefined;
+  remote?: string | undefined;
 }
 
 export interface ProxyHooks {
@@ -163,6 +166,7 @@ export class ProxyServer {
       route: undefined,
       target: undefined,
       credential: undefined,
+      rule: undefined,
       framing: { kind: 'none' },
       upstreamPath: '',
       outgoingHeaders: {},
@@ -174,6 +178,8 @@ export class ProxyServer {
     req[CTX] = ctx;
     this.inflight++;
     const method = req.method ?? 'GET';
+    // Read now: once the socket is gone Node no longer knows it (cached per connection).
+    const remote = req.socket.remoteAddress;
     let denied: LeashHttpError | undefined;
     res.once('close', () => {
       if (!res.writableFinished) {
@@ -189,6 +195,8 @@ export class ProxyServer {
         durationMs: performance.now() - ctx.startedAt,
         credential: ctx.credential,
         denied,
+        rule: ctx.rule?.text,
+        remote,
       });
       if (--this.inflight === 0) this.idle?.();
     });
@@ -280,6 +288,7 @@ export class ProxyServer {
     req[CTX] = ctx;
     this.inflight++;
     this.upgraded.add(socket);
+    const remote = req.socket.remoteAddress;
     let denied: LeashHttpError | undefined;
     socket.once('close', () => {
       this.upgraded.delete(socket);
@@ -292,6 +301,8 @@ export class ProxyServer {
         durationMs: performance.now() - ctx.startedAt,
         credential: ctx.credential,
         denied,
+        rule: ctx.rule?.text,
+        remote,
       });
       if (--this.inflight === 0) this.idle?.();
     });
