@@ -28,6 +28,9 @@ let authority: TestAuthority | undefined;
 let upstream: Upstream | undefined;
 let sidecar: RunningSidecar | undefined;
 
+// A crashed run must not leave a Prometheus behind.
+process.once('exit', () => prom?.kill('SIGKILL'));
+
 afterAll(async () => {
   if (prom && prom.exitCode === null && prom.signalCode === null) {
     prom.kill('SIGTERM');
