@@ -1,0 +1,188 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startAuthority, type TestAuthority } from '../helpers/authority.js';
+import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
+import { compressRules, loadRuleGroups, PROMETHEUS } from '../helpers/monitoring.js';
+
+/**
+ * The rotation alert end to end, with Debian's real `prometheus` on 127.0.0.1: it scrapes
+ * a sidecar's admin listener and the authority's HTTPS listener (trusting the authority's
+ * CA through tls_config.ca_file) every second and evaluates deploy/monitoring's rules with
+ * time compressed 60× (`for: 5m` → 5 s, `[5m]` → 5 s; the expressions are the production
+ * ones). The authority's listener is closed, so the sidecar's refreshes fail and
+ * LeashCredentialRotationFailing must become firing in /api/v1/alerts; the same listener
+ * (same port, CA and keys) reopened, the sidecar recovers and the alert must resolve.
+ */
+const ALERT = 'LeashCredentialRotationFailing';
+const COMPRESSION = 60;
+
+let tmp: string | undefined;
+let prom: ChildProcess | undefined;
+let promExit: Promise<unknown> | undefined;
+let authority: TestAuthority | undefined;
+let upstream: Upstream | undefined;
+let sidecar: RunningSidecar | undefined;
+
+// A crashed run must not leave a Prometheus behind.
+process.once('exit', () => prom?.kill('SIGKILL'));
+
+afterAll(async () => {
+  if (prom && prom.exitCode === null && prom.signalCode === null) {
+    prom.kill('SIGTERM');
+    const killer = setTimeout(() => prom?.kill('SIGKILL'), 5_000);
+    await promExit;
+    clearTimeout(killer);
+  }
+  await sidecar?.stop();
+  await upstream?.close();
+  await authority?.stop();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A port free right now (Prometheus is given an address, it cannot report an OS-chosen one). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** Poll `probe` every 250 ms until it returns a value, or fail after `ms` saying what was awaited and what was seen last. */
+async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>, seen: () => string): Promise<T> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last seen: ${seen()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+interface PromAlert {
+  labels: Record<string, string>;
+  state: 'pending' | 'firing';
+}
+
+describe.skipIf(!PROMETHEUS)('alerts with a real Prometheus', () => {
+  it('rotation breaks when the authority stops: LeashCredentialRotationFailing fires, then resolves when it is back', { timeout: 60_000 }, async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'leash-prom-'));
+    authority = await startAuthority({
+      trustDomain: 'leash.local',
+      // A 4 s lease refreshes every ~2 s, so a stopped authority shows within seconds.
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '4s' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+    });
+    const authorityPort = Number(new URL(authority.url).port);
+    upstream = await startUpstream((_req, res) => res.end('ok'));
+    const token = await authority.token('agent-prom');
+    sidecar = await startSidecar(
+      {
+        authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
+        rotation: { backoff: { base: '50ms', cap: '400ms' } },
+        routes: { svc: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
+      },
+      { authorityCa: authority.caPem, joinToken: () => token },
+    );
+    expect((await fetch(`${sidecar.url}/svc/x`)).status).toBe(200);
+    const adminPort = Number(new URL(sidecar.adminUrl).port);
+
+    writeFileSync(join(tmp, 'ca.pem'), authority.caPem);
+    writeFileSync(join(tmp, 'rules.yml'), stringify({ groups: compressRules(loadRuleGroups(), COMPRESSION) }));
+    writeFileSync(
+      join(tmp, 'prometheus.yml'),
+      stringify({
+        global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
+        rule_files: [join(tmp, 'rules.yml')],
+        scrape_configs: [
+          { job_name: 'leash', static_configs: [{ targets: [`127.0.0.1:${adminPort}`] }] },
+          {
+            job_name: 'leash-authority',
+            scheme: 'https',
+            // The authority's certificate names 127.0.0.1 (hostnames) and chains to its CA.
+            tls_config: { ca_file: join(tmp, 'ca.pem') },
+            static_configs: [{ targets: [`127.0.0.1:${authorityPort}`] }],
+          },
+        ],
+      }),
+    );
+    const promPort = await freePort();
+    const promUrl = `http://127.0.0.1:${promPort}`;
+    const promLog: string[] = [];
+    prom = spawn(
+      PROMETHEUS!,
+      [`--config.file=${join(tmp, 'prometheus.yml')}`, `--storage.tsdb.path=${join(tmp, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    prom.stdout!.on('data', (d: Buffer) => promLog.push(d.toString()));
+    prom.stderr!.on('data', (d: Buffer) => promLog.push(d.toString()));
+    promExit = new Promise((resolve) => prom!.once('exit', resolve));
+    const api = async <T>(path: string): Promise<T> => ((await (await fetch(`${promUrl}${path}`)).json()) as { data: T }).data;
+
+    // Both targets scraped successfully — the authority over HTTPS, verified with its CA.
+    let targets = '';
+    await until(
+      'both targets up',
+      15_000,
+      async () => {
+        const t = await api<{ activeTargets: Array<{ labels: { job: string }; scrapeUrl: string; health: string; lastError: string }> }>('/api/v1/targets');
+        targets = JSON.stringify(t.activeTargets.map((x) => [x.scrapeUrl, x.health, x.lastError]));
+        const up = t.activeTargets.filter((x) => x.health === 'up').map((x) => x.scrapeUrl);
+        return up.length === 2 ? up : undefined;
+      },
+      () => `${targets}\n${promLog.join('')}`,
+    ).then((up) => expect(up.sort()).toEqual([`http://127.0.0.1:${adminPort}/metrics`, `https://127.0.0.1:${authorityPort}/metrics`].sort()));
+
+    const firingRotation = async () => {
+      const { alerts } = await api<{ alerts: PromAlert[] }>('/api/v1/alerts');
+      return alerts.filter((a) => a.labels.alertname === ALERT);
+    };
+    let last: PromAlert[] = [];
+    const seen = () => JSON.stringify(last);
+    // Healthy: nothing pending or firing.
+    expect(await firingRotation()).toEqual([]);
+
+    // Stop the authority's listener, keeping the object (same port, CA and keys) for the restart.
+    const server = authority.running.server.server;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    const stoppedAt = performance.now();
+    const firing = await until(`${ALERT} firing`, 25_000, async () => {
+      last = await firingRotation();
+      return last.find((a) => a.state === 'firing');
+    }, seen);
+    const firedAfter = performance.now() - stoppedAt;
+    expect(firing.labels).toMatchObject({ alertname: ALERT, severity: 'warning', job: 'leash', route: 'svc', instance: `127.0.0.1:${adminPort}` });
+    // Not before `for` (5 s compressed) has passed since the first failure could be seen.
+    expect(firedAfter).toBeGreaterThan(5_000);
+
+    await authority.running.server.listen('127.0.0.1', authorityPort);
+    const restartedAt = performance.now();
+    await until(`${ALERT} resolved`, 25_000, async () => {
+      last = await firingRotation();
+      return last.length === 0 ? true : undefined;
+    }, seen);
+    const resolvedAfter = performance.now() - restartedAt;
+    // The sidecar serves again: the alert resolved because rotation works, not because data vanished.
+    expect((await fetch(`${sidecar.url}/svc/x`)).status).toBe(200);
+    const up = await api<{ result: Array<{ metric: { job: string }; value: [number, string] }> }>('/api/v1/query?query=up');
+    expect(up.result.map((r) => [r.metric.job, r.value[1]]).sort()).toEqual([
+      ['leash', '1'],
+      ['leash-authority', '1'],
+    ]);
+    console.log(`prometheus-alerts: ${ALERT} firing ${Math.round(firedAfter)} ms after the authority stopped, resolved ${Math.round(resolvedAfter)} ms after it restarted`);
+  });
+});
+
+if (!PROMETHEUS) {
+  describe('alerts with a real Prometheus', () => {
+    it.skip('skipped: no `prometheus` binary on PATH (Debian: apt-get install prometheus)', () => {});
+  });
+}
