@@ -11,6 +11,7 @@ import { AuthorityClient } from './credentials/authority-client.js';
 import type { IdentityEvent, IdentityManager } from './credentials/identity.js';
 import { LeaseCredential } from './credentials/lease-credential.js';
 import type { Audit } from '../telemetry/audit.js';
+import type { UsageRequest } from '../telemetry/usage.js';
 import { SidecarMetrics, NO_ROUTE } from '../telemetry/metrics.js';
 import { AdminServer } from './admin.js';
 import { EnvCredential, FileCredential } from './credentials/static-sources.js';
@@ -53,6 +54,8 @@ export interface SidecarDeps {
    * `LEASH_LISTEN`): only the entry point knows where the address came from.
    */
   listenHints?: { proxy: string; admin: string };
+  /** Per-request use, summarised into the audit stream (telemetry/usage-writer.ts); absent without Redis. */
+  usage?: { record(r: UsageRequest): void };
 }
 
 /** /readyz: the readiness decision plus why things are missing (never a secret: see reasonFor). */
@@ -247,6 +250,13 @@ export class Sidecar {
     } else {
       this.deps.audit.emit('request', fields);
     }
+    this.deps.usage?.record({ route: o.route, method: o.method, path: o.path, status: o.status, lease: o.credential?.lease, fingerprint: o.credential?.fingerprint, denied: o.denied?.type });
+  }
+
+  /** The route's credential as audit events name it (lease name, `env:NAME`, …), for usage summaries. */
+  credentialLabel(route: string): string | undefined {
+    const r = this.routes.get(route);
+    return r && this.sourceLabel(r);
   }
 
   private credentialStates() {
