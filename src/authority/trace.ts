@@ -69,7 +69,9 @@ export function summariseTrace(fingerprint: string, leases: LeaseRecord[], event
     }
     const field = LIFECYCLE[e.event ?? ''];
     const h = holder(lease, e.event?.startsWith('lease.') ? (e.identity ?? e.instance) : e.instance);
-    if (e.credential && !e.credential.startsWith('lease:')) h.credential ??= e.credential;
+    // The authority names the credential; a sidecar's `lease:NAME` only until then (never `lease:sha256:…`, an unconfirmed name).
+    if (e.credential && e.event?.startsWith('lease.')) h.credential = e.credential;
+    else if (e.credential && !e.credential.startsWith('lease:sha256:')) h.credential ??= e.credential.replace(/^lease:/, '');
     if (field && e.at) (h as unknown as Record<string, string>)[field] ??= e.at;
   }
   return { holders: [...holders.values()], operations: [...ops.values()].map((o) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as unknown as TraceOperation) };

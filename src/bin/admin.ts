@@ -169,7 +169,8 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
     lines.push('', 'OPERATIONS');
     lines.push(...table([
       ['ROUTE', 'METHOD', 'PATH', 'STATUS', 'COUNT', 'FIRST', 'LAST', 'LEASE', 'INSTANCE'],
-      ...operations.map((o) => [o.route ?? '-', o.method ?? '-', o.path, o.denied ? `${o.status ?? '-'} (${o.denied})` : (o.status ?? '-'), String(o.count), o.first, o.last, o.lease ?? '-', o.instance ?? '-']),
+      // Long paths cut for the table (--json has them whole).
+      ...operations.map((o) => [o.route ?? '-', o.method ?? '-', o.path.length > 80 ? `${o.path.slice(0, 79)}…` : o.path, o.denied ? `${o.status ?? '-'} (${o.denied})` : (o.status ?? '-'), String(o.count), o.first, o.last, o.lease ?? '-', o.instance ?? '-']),
     ]).map((l) => `  ${l}`));
   }
   if (answer.events.length) lines.push('', 'EVENTS');
