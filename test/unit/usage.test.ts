@@ -121,3 +121,25 @@ describe('trace summary (pure)', () => {
     expect(holders).toEqual([{ lease: 'L1', instances: ['spiffe://x/join/a', 'sc-1'], credential: 'api', issued: 't1', acquired: 't2', released: 't6' }]);
   });
 });
+
+describe('audit config', async () => {
+  const { parseConfig } = await import('../../src/config/load.js');
+  const { sidecarSchema } = await import('../../src/config/sidecar.js');
+  const { authoritySchema } = await import('../../src/config/authority.js');
+  const base = { listen: '127.0.0.1:0', routes: { api: { upstream: 'http://127.0.0.1:1', credential: { env: 'K' }, inject: { header: 'x-k' }, allow: ['GET /**'] } } };
+  it('sidecar: defaults, the old revocations.auditStream key still parses, bounds checked', () => {
+    const c = parseConfig(sidecarSchema, JSON.stringify({ ...base, revocations: { redis: 'redis://127.0.0.1:6379', auditStream: { burst: 7, perMinute: 3 } } }), {});
+    expect(c.audit).toMatchObject({ flushInterval: 5_000, maxKeys: 1_000, maxLen: 100_000, maxAge: 7 * 86_400_000, usageBudget: { burst: 1_000, perMinute: 600 } });
+    expect(c.audit.redis).toBeUndefined();
+    expect(c.audit.stream).toBeUndefined();
+    expect(c.revocations?.auditStream).toEqual({ burst: 7, perMinute: 3 });
+    const d = parseConfig(sidecarSchema, JSON.stringify({ ...base, audit: { redis: 'redis://127.0.0.1:6380', flushInterval: '1s', maxAge: '2d', stream: { burst: 5 } } }), {});
+    expect(d.audit).toMatchObject({ redis: 'redis://127.0.0.1:6380', flushInterval: 1_000, maxAge: 2 * 86_400_000, stream: { burst: 5, perMinute: 30 } });
+    expect(() => parseConfig(sidecarSchema, JSON.stringify({ ...base, audit: { maxAge: '10s' } }), {})).toThrow(/audit\.maxAge/);
+    expect(() => parseConfig(sidecarSchema, JSON.stringify({ ...base, audit: { flushEvery: '1s' } }), {})).toThrow();
+  });
+  it('authority: audit.maxLen / maxAge', () => {
+    const a = parseConfig(authoritySchema, JSON.stringify({ listen: '127.0.0.1:0', credentials: {}, audit: { maxLen: 5000, maxAge: '1d' } }), {});
+    expect(a.audit).toEqual({ maxLen: 5000, maxAge: 86_400_000 });
+  });
+});
