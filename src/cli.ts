@@ -113,8 +113,10 @@ prints it alone on stdout, so TOKEN=$(leash token create --identity x) works.`,
   trace: {
     help: `Usage: leash trace SECRET_OR_FINGERPRINT [--json] [--authority URL] [--ca FILE]
 
-Which lease and instance held a credential value, and what it did (audit events from the
-authority's Redis stream). A value is fingerprinted locally and only sha256:<12 hex> is
+Which lease and instance held a credential value, and what it did: who held it and when
+(issued, rotated, released, revoked), the operations done with it (route, method, path,
+status class, count, first, last) and the audit events naming it, from the authority's
+Redis stream (docs/audit.md). A table by default, --json for the authority's answer. A value is fingerprinted locally and only sha256:<12 hex> is
 sent; pass "-" to read the value from stdin instead of the command line. Exit 0 when an
 active lease holds it or an audit event names it, 1 when nothing does.`,
     options: { json: { type: 'boolean' }, ...ADMIN_OPTIONS },

@@ -9,6 +9,7 @@ import { RedisRevocationPublisher } from '../bus/redis.js';
 import type { RevocationPublisher } from '../bus/types.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { createAudit, redisAuditSink } from '../telemetry/audit.js';
+import { selectTraceEntries } from './trace.js';
 import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
 import { Authority } from './authority.js';
 import { CertificateAuthority } from './ca/ca.js';
@@ -175,7 +176,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     },
     { credentials: Object.keys(config.credentials), version: inputs.version ?? 'unknown', now: () => clock.monotonicMs() },
   );
-  const audit = createAudit(logger, redis ? redisAuditSink(redis, `${config.keyPrefix}audit`, logger) : undefined);
+  const audit = createAudit(logger, redis ? redisAuditSink(redis, `${config.keyPrefix}audit`, logger, config.audit.maxLen, undefined, undefined, clock, config.audit.maxAge) : undefined);
   const authority = new Authority({
     trustDomain: config.trustDomain,
     ca,
@@ -249,18 +250,18 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
 }
 
 /**
- * Audit events naming a fingerprint (as `fingerprint` or `previousFingerprint`), oldest
- * first, from the newest `scan` entries of the audit stream.
+ * Audit entries naming a fingerprint (as `fingerprint` or `previousFingerprint`) or one of
+ * its lease ids (the `usage` summaries), oldest first, from the newest `scan` entries.
  */
 function auditSearcher(redis: RedisClient, key: string, scan = 20_000) {
-  return async (fingerprint: string): Promise<Array<Record<string, string>>> => {
+  return async (fingerprint: string, leaseIds: string[]): Promise<Array<Record<string, string>>> => {
     const entries = (await redis.xrevrange(key, '+', '-', 'COUNT', scan)) as Array<[string, string[]]>;
-    const out: Array<Record<string, string>> = [];
+    const all: Array<Record<string, string>> = [];
     for (const [id, fields] of entries) {
       const e: Record<string, string> = { id };
       for (let i = 0; i + 1 < fields.length; i += 2) e[fields[i]!] = fields[i + 1]!;
-      if (e.fingerprint === fingerprint || e.previousFingerprint === fingerprint) out.push(e);
+      all.push(e);
     }
-    return out.reverse();
+    return selectTraceEntries(fingerprint, all.reverse(), leaseIds);
   };
 }

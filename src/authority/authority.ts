@@ -7,6 +7,7 @@ import type { TraceResponse } from '../core/protocol.js';
 import type { BootstrapRequest, IdentityResponse, LeaseRecord, LeaseRequest, LeaseResponse, RenewIdentityRequest } from '../core/protocol.js';
 import { REVOCATION_SCOPES, type Revocation, type RevocationPublisher, type RevocationScope } from '../bus/types.js';
 import type { Audit } from '../telemetry/audit.js';
+import { summariseTrace } from './trace.js';
 import type { AuthorityMetrics } from '../telemetry/authority-metrics.js';
 import type { CertificateAuthority } from './ca/ca.js';
 import { verifyCsr } from './ca/csr.js';
@@ -41,7 +42,7 @@ export interface AuthorityDeps {
   revocations: RevocationPublisher;
   audit: Audit;
   /** The audit stream, when Redis keeps one: events naming a fingerprint, oldest first. */
-  auditSearch?: (fingerprint: string) => Promise<Array<Record<string, string>>>;
+  auditSearch?: (fingerprint: string, leaseIds: string[]) => Promise<Array<Record<string, string>>>;
   logger: Logger;
   clock: Clock;
   /**
@@ -306,8 +307,11 @@ export class Authority {
   async trace(fingerprint: string): Promise<TraceResponse> {
     if (!/^sha256:[0-9a-f]{12}$/.test(fingerprint)) throw badRequest('fingerprint must be sha256:<12 hex>');
     const leases = (await this.d.store.listLeases({})).filter((l) => l.fingerprint === fingerprint);
-    const events = this.d.auditSearch ? await this.d.auditSearch(fingerprint) : [];
-    return { fingerprint, leases, events, auditStream: this.d.auditSearch !== undefined };
+    const found = this.d.auditSearch ? await this.d.auditSearch(fingerprint, leases.map((l) => l.id)) : [];
+    const { holders, operations } = summariseTrace(fingerprint, leases, found);
+    // `usage` summaries come back as operations, added up; the events are the lifecycle.
+    const events = found.filter((e) => e.event !== 'usage');
+    return { fingerprint, leases, events, auditStream: this.d.auditSearch !== undefined, holders, operations };
   }
 
   listLeases(filter: LeaseFilter): Promise<LeaseRecord[]> {

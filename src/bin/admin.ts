@@ -148,15 +148,34 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
   if (!value) throw new UsageError('leash trace needs a secret or a fingerprint (sha256:<12 hex>); "-" reads it from stdin');
   const fp = FINGERPRINT.test(value) ? value : fingerprint(value);
   const answer = (await call(target, 'GET', `${API.adminTrace}?fingerprint=${encodeURIComponent(fp)}`)) as TraceResponse;
-  const found = answer.leases.length > 0 || answer.events.length > 0;
+  const operations = answer.operations ?? [];
+  const found = answer.leases.length > 0 || answer.events.length > 0 || operations.length > 0;
   if (json) return { output: JSON.stringify(answer, null, 2), found };
   const lines = [`${fp}`];
   if (answer.leases.length === 0) lines.push('  no active lease holds it');
   for (const l of answer.leases) lines.push(`  lease ${l.id}  ${l.credential}  held by ${l.instance}  issued ${new Date(l.issuedAtMs).toISOString()}  expires ${new Date(l.expiresAtMs).toISOString()}`);
   if (!answer.auditStream) lines.push('  (no audit stream: the authority runs without Redis; see its log for events)');
-  else if (answer.events.length === 0) lines.push('  no audit events name it');
+  else if (answer.events.length === 0 && operations.length === 0) lines.push('  no audit events name it');
+  const holders = answer.holders ?? [];
+  if (holders.length) {
+    lines.push('', 'HELD BY');
+    const times = ['issued', 'acquired', 'rotated', 'replaced', 'released', 'revoked', 'expired'] as const;
+    for (const h of holders) {
+      const when = times.filter((t) => h[t]).map((t) => `${t} ${h[t]}`);
+      lines.push(`  ${h.lease ?? '(no lease)'}  ${h.credential ?? '-'}  ${h.instances.join(', ') || '-'}${when.length ? `  ${when.join('  ')}` : ''}`);
+    }
+  }
+  if (operations.length) {
+    lines.push('', 'OPERATIONS');
+    lines.push(...table([
+      ['ROUTE', 'METHOD', 'PATH', 'STATUS', 'COUNT', 'FIRST', 'LAST', 'LEASE', 'INSTANCE'],
+      // Long paths cut for the table (--json has them whole).
+      ...operations.map((o) => [o.route ?? '-', o.method ?? '-', o.path.length > 80 ? `${o.path.slice(0, 79)}…` : o.path, o.denied ? `${o.status ?? '-'} (${o.denied})` : (o.status ?? '-'), String(o.count), o.first, o.last, o.lease ?? '-', o.instance ?? '-']),
+    ]).map((l) => `  ${l}`));
+  }
+  if (answer.events.length) lines.push('', 'EVENTS');
   for (const e of answer.events) {
-    const { id: _id, event, at, ...rest } = e;
+    const { id: _id, event, at, v: _v, ...rest } = e;
     const detail = Object.entries(rest)
       .filter(([k]) => k !== 'fingerprint')
       .map(([k, v]) => `${k}=${v}`)
@@ -164,4 +183,11 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
     lines.push(`  ${at ?? ''}  ${event ?? ''}  ${detail}`);
   }
   return { output: lines.join('\n'), found };
+}
+
+/** Columns padded to their widest cell. Cells come from the authority: control characters are dropped. */
+function table(rows: string[][]): string[] {
+  const clean = rows.map((r) => r.map((c) => c.replace(/[\x00-\x1f\x7f]/g, '')));
+  const widths = clean[0]!.map((_, i) => Math.max(...clean.map((r) => r[i]!.length)));
+  return clean.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
 }

@@ -105,10 +105,11 @@ export async function runScopes(o: ScopesOptions, env: NodeJS.ProcessEnv, out: (
   if (o.redis !== undefined) {
     if (!/^rediss?:\/\//.test(o.redis)) throw new UsageError(`--redis: must be a redis:// or rediss:// URL (got "${redactUrl(o.redis)}")`);
     target = o.redis;
-  } else if (config?.revocations) target = resolveRedisTarget(config.revocations.redis, env, 'revocations.redis');
+  } else if (config?.audit.redis) target = resolveRedisTarget(config.audit.redis, env, 'audit.redis');
+  else if (config?.revocations) target = resolveRedisTarget(config.revocations.redis, env, 'revocations.redis');
   else if (env.LEASH_REDIS_URL) target = env.LEASH_REDIS_URL;
-  if (target === undefined) throw new UsageError('leash scopes needs the Redis holding the audit stream: --redis URL, --config FILE (revocations.redis) or LEASH_REDIS_URL');
-  const prefix = o.prefix ?? config?.revocations?.prefix ?? 'leash:';
+  if (target === undefined) throw new UsageError('leash scopes needs the Redis holding the audit stream: --redis URL, --config FILE (audit.redis, else revocations.redis) or LEASH_REDIS_URL');
+  const prefix = o.prefix ?? config?.audit.prefix ?? config?.revocations?.prefix ?? 'leash:';
   const entries = await readStream(target, `${prefix}audit`, Date.now() - sinceMs);
   const report = analyzeScopes(entries, config ? routesOf(config) : undefined);
   out(o.json ? JSON.stringify({ since: sinceText, ...report }, null, 2) : formatScopes(report, sinceText));

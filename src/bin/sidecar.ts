@@ -1,6 +1,7 @@
 import { Sidecar } from '../sidecar/sidecar.js';
 import type { RedisClient } from '../bus/redis.js';
 import { createAudit, PER_REQUEST_EVENTS, redisAuditSink, type RedisAuditSink } from '../telemetry/audit.js';
+import { UsageWriter } from '../telemetry/usage-writer.js';
 import { createLogger } from '../telemetry/logger.js';
 import { untilSignal } from './signals.js';
 import { packageVersion } from './version.js';
@@ -16,21 +17,41 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
   for (const warning of sidecarHygieneWarnings(config)) logger.warn({ warning }, 'configuration warning');
   const authorityCa = config.authority ? readText(config.authority.caFile, 'authority.caFile') : undefined;
   const revocationsRedis = config.revocations ? resolveRedisTarget(config.revocations.redis, env, 'revocations.redis') : undefined;
-  // With Redis configured, lifecycle audit events also go to the shared stream <prefix>audit
-  // (DESIGN §8); per-request events stay in the log (one XADD per request is too much).
+  // With Redis configured (audit.redis, else revocations.redis), lifecycle audit events also go
+  // to the shared stream <prefix>audit (DESIGN §8), and per-request use as `usage` summaries,
+  // one MULTI per flush (docs/audit.md); the per-request events themselves stay in the log.
+  const auditTarget = config.audit.redis ? resolveRedisTarget(config.audit.redis, env, 'audit.redis') : revocationsRedis;
   let auditRedis: RedisClient | undefined;
   let auditSink: RedisAuditSink | undefined;
+  let usage: UsageWriter | undefined;
   let audit = createAudit(logger);
-  if (revocationsRedis && config.revocations) {
+  let sidecarRef: Sidecar | undefined;
+  if (auditTarget) {
     const { redisConnector } = await import('../bus/connect.js');
-    auditRedis = redisConnector(revocationsRedis, { enableAutoPipelining: true })();
+    auditRedis = redisConnector(auditTarget, { enableAutoPipelining: true })();
     auditRedis.on('error', () => undefined);
+    const key = `${config.audit.prefix ?? config.revocations?.prefix ?? 'leash:'}audit`;
     // Bounded per instance: a sidecar in trouble must not flush the fleet's history out of the stream.
-    auditSink = redisAuditSink(auditRedis, `${config.revocations.prefix}audit`, logger, undefined, PER_REQUEST_EVENTS, config.revocations.auditStream);
+    const budget = config.audit.stream ?? config.revocations?.auditStream;
+    auditSink = redisAuditSink(auditRedis, key, logger, config.audit.maxLen, PER_REQUEST_EVENTS, budget, undefined, config.audit.maxAge);
     audit = createAudit(logger, auditSink);
+    usage = new UsageWriter({
+      client: { multi: () => auditRedis!.multi() },
+      key,
+      logger,
+      instance: () => sidecarRef?.instanceId ?? '',
+      credentialOf: (route) => sidecarRef?.credentialLabel(route),
+      flushIntervalMs: config.audit.flushInterval,
+      maxKeys: config.audit.maxKeys,
+      maxLen: config.audit.maxLen,
+      maxAgeMs: config.audit.maxAge,
+      budget: config.audit.usageBudget,
+    });
   }
   const listenHints = listenHintsFor(configPath);
-  const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis, listenHints, version: packageVersion() });
+  const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis, listenHints, usage, version: packageVersion() });
+  sidecarRef = sidecar;
+  usage?.start();
   // Signals are handled from here on: a SIGTERM while the first leases are being taken
   // (a pod deleted during its startup) stops in order and releases them.
   const signal = untilSignal(logger);
@@ -40,6 +61,8 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
   } finally {
     // Also when start fails (its listeners, or after leasing): nothing stays leased.
     await sidecar.stop();
+    // After the drain: the last requests' summaries are written before the connection goes.
+    await usage?.close();
     auditSink?.close();
     await auditRedis?.quit().catch(() => auditRedis?.disconnect());
     await new Promise<void>((resolve) => logger.flush(() => resolve()));

@@ -62,6 +62,13 @@ export const authoritySchema = z
     redis: redisTarget.optional(),
     keyPrefix: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'must be letters, digits, ":", "_" or "-"').default('leash:'),
     identity: z.strictObject({ ttl: ttl.default(3_600_000) }).prefault({}),
+    // Retention of the shared audit stream <keyPrefix>audit, by length and by age (docs/audit.md).
+    audit: z
+      .strictObject({
+        maxLen: z.int().min(1000).default(100_000),
+        maxAge: duration().refine((ms) => ms >= 60_000, 'must be at least 1m').default(7 * 86_400_000),
+      })
+      .prefault({}),
     joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
     credentials: z.record(

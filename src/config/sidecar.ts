@@ -142,6 +142,22 @@ export const sidecarSchema = z
           .prefault({}),
       })
       .optional(),
+    // The audit stream (docs/audit.md): where it is (default: revocations.redis and .prefix),
+    // how often per-request use is summarised into it, this instance's budgets, retention.
+    audit: z
+      .strictObject({
+        redis: redisTarget.optional(),
+        prefix: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'must be letters, digits, ":", "_" or "-"').optional(),
+        flushInterval: duration().refine((ms) => ms >= 100, 'must be at least 100ms').default(5_000),
+        maxKeys: z.int().positive().max(100_000).default(1_000),
+        // Lifecycle events (was revocations.auditStream, which still works when this is absent).
+        stream: z.strictObject({ burst: z.int().positive().default(100), perMinute: z.number().positive().default(30) }).optional(),
+        // Usage summaries, counted in entries.
+        usageBudget: z.strictObject({ burst: z.int().positive().default(1_000), perMinute: z.number().positive().default(600) }).prefault({}),
+        maxLen: z.int().min(1000).default(100_000),
+        maxAge: duration().refine((ms) => ms >= 60_000, 'must be at least 1m').default(7 * 86_400_000),
+      })
+      .prefault({}),
     rotation: z
       .strictObject({
         at: z.number().gt(0.1).lt(0.9).default(0.5),

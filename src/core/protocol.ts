@@ -115,4 +115,38 @@ export interface TraceResponse {
   events: Array<Record<string, string>>;
   /** False when no audit stream is kept (in-memory store). */
   auditStream: boolean;
+  /** Who held the value: one row per lease (per instance for a local source), with lifecycle times (ISO). */
+  holders?: TraceHolder[];
+  /** What was done with it: the `usage` summaries of its leases, added up (docs/audit.md). */
+  operations?: TraceOperation[];
+}
+
+export interface TraceHolder {
+  lease: string | undefined;
+  /** Identities (SPIFFE IDs) and sidecar instance ids that held it. */
+  instances: string[];
+  credential?: string;
+  issued?: string;
+  acquired?: string;
+  rotated?: string;
+  /** When a rotation replaced this value with the next one. */
+  replaced?: string;
+  released?: string;
+  revoked?: string;
+  expired?: string;
+  expires?: string;
+}
+
+export interface TraceOperation {
+  lease?: string;
+  instance?: string;
+  route?: string;
+  method?: string;
+  path: string;
+  /** Status class: `2xx`, `4xx`, … */
+  status?: string;
+  denied?: string;
+  count: number;
+  first: string;
+  last: string;
 }

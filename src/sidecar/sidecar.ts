@@ -11,6 +11,7 @@ import { AuthorityClient } from './credentials/authority-client.js';
 import type { IdentityEvent, IdentityManager } from './credentials/identity.js';
 import { LeaseCredential } from './credentials/lease-credential.js';
 import type { Audit } from '../telemetry/audit.js';
+import type { UsageRequest } from '../telemetry/usage.js';
 import { SidecarMetrics, NO_ROUTE } from '../telemetry/metrics.js';
 import { AdminServer } from './admin.js';
 import { EnvCredential, FileCredential } from './credentials/static-sources.js';
@@ -57,6 +58,8 @@ export interface SidecarDeps {
   listenHints?: { proxy: string; admin: string };
   /** The package version for leash_build_info, read by the entry point. */
   version?: string;
+  /** Per-request use, summarised into the audit stream (telemetry/usage-writer.ts); absent without Redis. */
+  usage?: { record(r: UsageRequest): void };
 }
 
 /** /readyz: the readiness decision plus why things are missing (never a secret: see reasonFor). */
@@ -277,14 +280,20 @@ export class Sidecar {
     } else {
       this.deps.audit.emit('request', fields);
     }
+    this.deps.usage?.record({ route: o.route, method: o.method, path: o.path, status: o.status, lease: o.credential?.lease, fingerprint: o.credential?.fingerprint, denied: o.denied?.type });
+  }
+
+  /** The route's credential as audit events name it (lease name, `env:NAME`, …), for usage summaries. */
+  credentialLabel(route: string): string | undefined {
+    const r = this.routes.get(route);
+    return r && this.sourceLabel(r);
   }
 
   /** An anomaly: counted, and audited as `anomaly.<kind>` (an extension of DESIGN §8, docs/anomalies.md). */
   private anomaly(a: Anomaly): void {
     this.anomalyMetrics.anomaly(a.route ?? NO_ROUTE, a.kind);
     const { kind, ...fields } = a;
-    // The event names and fields are outside AuditEvent/AuditFields (audit.ts is not this change's): same emit, wider type.
-    (this.deps.audit.emit as (event: string, fields: Record<string, unknown>) => void)(`anomaly.${kind}`, { instance: this.instanceId, ...fields });
+    this.deps.audit.emit(`anomaly.${kind}`, { instance: this.instanceId, ...fields });
   }
 
   private credentialStates() {

@@ -23,6 +23,12 @@ export const AUDIT_EVENTS = [
   'token.created',
   // DESIGN §8, second wave: a holder's normal release (never `lease.revoked`)
   'lease.released',
+  // per-request use, summarised per flush (docs/audit.md); stream only, written by usage-writer.ts
+  'usage',
+  // anomalies seen by the sidecar (docs/anomalies.md)
+  'anomaly.new_operation',
+  'anomaly.non_loopback_client',
+  'anomaly.auth_failure_burst',
 ] as const;
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];
 
@@ -41,11 +47,19 @@ export interface AuditFields {
   reason?: string;
   error?: string;
   by?: string;
+  // anomaly.* (docs/anomalies.md)
+  rule?: string;
+  client?: string;
+  count?: number;
+  windowMs?: number;
 }
 
 export interface Audit {
   emit(event: AuditEvent, fields: AuditFields): void;
 }
+
+/** The schema version every audit event carries as `"v":1` (docs/audit.md). */
+export const AUDIT_SCHEMA_VERSION = 1;
 
 /** Somewhere audit events are copied to besides the log (the Redis stream `leash:audit`). */
 export type AuditSink = (event: AuditEvent | string, fields: AuditFields, at: string) => void;
@@ -54,7 +68,7 @@ export function createAudit(logger: Logger, sink?: AuditSink): Audit {
   const log = logger.child({ audit: true });
   return {
     emit(event, fields) {
-      log.info({ event, ...fields });
+      log.info({ v: AUDIT_SCHEMA_VERSION, event, ...fields });
       sink?.(event, fields, new Date().toISOString());
     },
   };
@@ -105,22 +119,34 @@ export type RedisAuditSink = AuditSink & { close(): void };
  * the budget allows, so the stream shows the gap instead of silence.
  */
 export function redisAuditSink(
-  client: { xadd(key: string, ...args: (string | number)[]): Promise<unknown> },
+  client: { xadd(key: string, ...args: (string | number)[]): Promise<unknown>; xtrim?(key: string, minid: 'MINID', approx: '~', threshold: string): Promise<unknown> },
   key: string,
   logger: Logger,
   maxLen = 100_000,
   skip: ReadonlySet<string> = new Set(),
   limit?: AuditStreamLimit,
   clock: Clock = systemClock,
+  maxAgeMs = 0,
 ): RedisAuditSink {
   let lastWarn = 0;
-  const append = (flat: string[]) =>
-    void client.xadd(key, 'MAXLEN', '~', maxLen, '*', ...flat).catch((err: unknown) => {
-      if (Date.now() - lastWarn > 60_000) {
-        lastWarn = Date.now();
-        logger.warn({ err }, 'audit stream append failed');
-      }
-    });
+  const warn = (err: unknown) => {
+    if (Date.now() - lastWarn > 60_000) {
+      lastWarn = Date.now();
+      logger.warn({ err }, 'audit stream append failed');
+    }
+  };
+  // Retention by age as well as length: XADD takes one trim strategy, so the age trim is a
+  // separate XTRIM, at most once a minute (it only moves with the clock).
+  let lastTrimMs = -Infinity;
+  const append = (flat: string[]) => {
+    // `event` and `at` stay the first two fields (readers index them), then the version.
+    void client.xadd(key, 'MAXLEN', '~', maxLen, '*', ...flat.slice(0, 4), 'v', String(AUDIT_SCHEMA_VERSION), ...flat.slice(4)).catch(warn);
+    const now = clock.monotonicMs();
+    if (maxAgeMs > 0 && client.xtrim && now - lastTrimMs >= 60_000) {
+      lastTrimMs = now;
+      void client.xtrim(key, 'MINID', '~', `${Math.max(0, clock.wallMs() - maxAgeMs)}-0`).catch(warn);
+    }
+  };
   let bucket: TokenBucket = { tokens: limit?.burst ?? 0, atMs: clock.monotonicMs() };
   let pending: { count: number; events: Map<string, number>; first: string; last: string; instance: string | undefined } | undefined;
   let timer: NodeJS.Timeout | undefined;
