@@ -10,13 +10,16 @@ import { freePort, httpGet, RawConn, sleep, spawnNodeWithHello, stopChild, waitR
  * (wall-clock figures are only comparable within one quiet, pinned run; instruction
  * counts are comparable across runs and days).
  *
- *   node dist/bench/instructions.js [--requests=N] [--leash-dist=DIR ...]
+ *   node dist/bench/instructions.js [--requests=N] [--leash-dist=DIR ...] [--audit-redis=URL]
  *
  * For each target (the bare http-proxy forwarder, then each leash build given, default
  * ./dist/src) the proxy runs under `valgrind --tool=callgrind`; after a warm-up the
  * counters are zeroed (`callgrind_control -z`), N requests are sent one at a time on
  * 4 keep-alive connections, and the counters dumped (`-d`): Ir ÷ N. Syscalls: the same
  * target without valgrind, `strace -f -c` attached around N requests.
+ * With --audit-redis, the last leash build is measured a second time with `audit.redis` set
+ * (per-request `usage` summaries flushed to `<prefix>audit` every 5 s; prefix
+ * `leash-bench:`), so the cost of the summaries is the difference within one run.
  */
 const HOST = '127.0.0.1';
 const KEY = 'sk-bench-instructions-0123456789abcdef';
@@ -25,6 +28,7 @@ const N = Number(args.find((a) => a.startsWith('--requests='))?.split('=')[1] ??
 const WARM = Number(args.find((a) => a.startsWith('--warmup='))?.split('=')[1] ?? 3000);
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
+const auditRedis = args.find((a) => a.startsWith('--audit-redis='))?.slice('--audit-redis='.length);
 const dists = args.filter((a) => a.startsWith('--leash-dist=')).map((a) => resolve(a.slice('--leash-dist='.length)));
 if (dists.length === 0) dists.push(join(ROOT, 'dist/src'));
 const TMP = mkdtempSync(join(tmpdir(), 'leash-instr-'));
@@ -53,7 +57,7 @@ async function drive(port: number, prefix: string, count: number): Promise<void>
   for (const c of conns) c.destroy();
 }
 
-function leashTarget(dist: string, upstreamPort: number, port: number, admin: number, tag: string): Target {
+function leashTarget(dist: string, upstreamPort: number, port: number, admin: number, tag: string, audit?: string): Target {
   const cfg = join(TMP, `${tag}.yaml`);
   writeFileSync(
     cfg,
@@ -68,10 +72,11 @@ function leashTarget(dist: string, upstreamPort: number, port: number, admin: nu
       '    credential: { env: BENCH_KEY }',
       '    inject: { header: authorization, format: "Bearer {{credential}}" }',
       '    allow: ["GET /v1/**"]',
+      ...(audit ? [`audit: { redis: "${audit}", prefix: "leash-bench:" }`] : []),
       '',
     ].join('\n'),
   );
-  return { name: `leash ${dist}`, argv: [join(dist, 'cli.js'), 'sidecar', '--config', cfg], port, prefix: '/bench' };
+  return { name: `leash ${dist}${audit ? ' +audit' : ''}`, argv: [join(dist, 'cli.js'), 'sidecar', '--config', cfg], port, prefix: '/bench' };
 }
 
 function start(cmd: string, argv: string[], logTag: string): ChildProcess {
@@ -139,7 +144,11 @@ async function main(): Promise<void> {
     const targets: Target[] = [];
     const fwdPort = await freePort();
     targets.push({ name: 'http-proxy (bare)', argv: [join(HERE, 'forwarder.js'), String(hello.port), String(fwdPort)], port: fwdPort, prefix: '/bench' });
-    for (const [i, dist] of dists.entries()) targets.push(leashTarget(dist, hello.port, await freePort(), await freePort(), `leash${i}`));
+    for (const [i, dist] of dists.entries()) {
+      targets.push(leashTarget(dist, hello.port, await freePort(), await freePort(), `leash${i}`));
+      // Builds before the `audit:` key cannot take it: only the last one is measured with it.
+      if (auditRedis && i === dists.length - 1) targets.push(leashTarget(dist, hello.port, await freePort(), await freePort(), `leash${i}a`, auditRedis));
+    }
     for (const [i, t] of targets.entries()) {
       const tag = `t${i}`;
       rows.push({ name: t.name, ir: await instructions(t, tag), sys: await syscalls(t, tag) });
