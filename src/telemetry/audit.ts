@@ -62,14 +62,15 @@ export interface Audit {
 export const AUDIT_SCHEMA_VERSION = 1;
 
 /** Somewhere audit events are copied to besides the log (the Redis stream `leash:audit`). */
-export type AuditSink = (event: AuditEvent | string, fields: AuditFields, at: string) => void;
+/** `at` (ISO time) is made by the sink, and only for what it keeps: most per-request events are skipped. */
+export type AuditSink = (event: AuditEvent | string, fields: AuditFields, at?: string) => void;
 
 export function createAudit(logger: Logger, sink?: AuditSink): Audit {
   const log = logger.child({ audit: true });
   return {
     emit(event, fields) {
       log.info({ v: AUDIT_SCHEMA_VERSION, event, ...fields });
-      sink?.(event, fields, new Date().toISOString());
+      sink?.(event, fields);
     },
   };
 }
@@ -176,8 +177,9 @@ export function redisAuditSink(
     }, msUntilToken(bucket, limit));
     timer.unref();
   };
-  const sink = ((event, fields, at) => {
+  const sink = ((event, fields, given) => {
     if (skip.has(event)) return;
+    const at = given ?? new Date(clock.wallMs()).toISOString();
     if (limit) {
       if (pending && take()) writeSummary();
       if (pending || !take()) {
