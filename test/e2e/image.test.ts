@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -71,11 +71,32 @@ const dummyEnv: NodeJS.ProcessEnv = {
   POD_NAME: 'image-test-pod',
 };
 
+/** The build stage's instructions (between the first and the second FROM). */
+const buildStage = (() => {
+  const froms = steps.flatMap((s, i) => (s.op === 'FROM' ? [i] : []));
+  return steps.slice(froms[0]! + 1, froms[1]);
+})();
+
 beforeAll(() => {
-  // Build stage: compile (npm pack has no prepack script; it packs dist/ as it is), then pack.
-  ok(run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { timeout: 120_000 }), 'tsc');
   work = mkdtempSync(join(tmpdir(), 'leash-image-'));
-  const packed = ok(run('npm', ['pack', '--json', '--pack-destination', work], { timeout: 60_000 }), 'npm pack');
+  // Build stage, in a clean directory holding only what its COPY instructions copy (so a
+  // file the build needs but the Dockerfile forgets fails here), with the repository's
+  // node_modules standing in for its `npm ci`. The repository's own dist/ is not touched:
+  // other test files run the CLI from it meanwhile.
+  const build = join(work, 'build');
+  mkdirSync(build);
+  for (const copy of buildStage.filter((s) => s.op === 'COPY')) {
+    const parts = copy.args.split(/\s+/);
+    const dest = parts.at(-1)!;
+    for (const src of parts.slice(0, -1)) {
+      // Every build-stage COPY keeps the path: `COPY a b ./` or `COPY src ./src`.
+      expect([`./`, `./${src}`], `COPY ${copy.args}`).toContain(dest);
+      cpSync(join(ROOT, src), join(build, src), { recursive: true });
+    }
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(build, 'node_modules'), 'dir');
+  ok(run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: build, timeout: 120_000 }), 'tsc');
+  const packed = ok(run('npm', ['pack', '--json', '--pack-destination', work], { cwd: build, timeout: 60_000 }), 'npm pack');
   const tarball = join(work, (JSON.parse(packed.stdout) as Array<{ filename: string }>)[0]!.filename);
   app = join(work, 'app');
   mkdirSync(app);
@@ -172,7 +193,7 @@ describe('the installed image (npm pack, npm ci --omit=dev)', () => {
     const script = join(work, 'import-all.mjs');
     writeFileSync(script, `for (const f of ${JSON.stringify(files)}) await import(f);\n`);
     ok(run(process.execPath, [script], { cwd: app, env: dummyEnv, timeout: 30_000 }), 'import every module');
-  });
+  }, 40_000);
 
   it('passes leash check on every shipped example', () => {
     const examples = readdirSync(join(app, 'examples')).filter((f) => f.endsWith('.yaml'));
@@ -184,7 +205,7 @@ describe('the installed image (npm pack, npm ci --omit=dev)', () => {
       expect(r.status, `leash check ${file}:\n${r.stdout}${r.stderr}`).toBe(0);
       expect(r.stdout).toContain(`config ${join(app, 'examples', file)}: valid`);
     }
-  });
+  }, 60_000);
 
   it("has a default config (CMD) that is shipped, valid, and puts admin where the kubelet's probes reach it", () => {
     const cmd = execForm('CMD');
