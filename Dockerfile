@@ -1,32 +1,83 @@
 # syntax=docker/dockerfile:1
-# leash sidecar image. Build: docker build -t leash .
-# Run:   docker run --rm -v $PWD/sidecar.yaml:/etc/leash/sidecar.yaml:ro -e OPENAI_API_KEY leash
-# Other commands: docker run --rm leash check --config /etc/leash/sidecar.yaml
+# The leash image: one image for the sidecar, the authority and the admission webhook.
+#   docker build -t leash:0.1.0 .
+#   docker run --rm -e OPENAI_API_KEY leash:0.1.0                       # sidecar, default config
+#   docker run --rm leash:0.1.0 --version
+#   docker run --rm -v $PWD/authority.yaml:/etc/leash/authority.yaml:ro leash:0.1.0 authority --config /etc/leash/authority.yaml
+#   docker run --rm -v $PWD/injector.yaml:/etc/leash/injector.yaml:ro leash:0.1.0 injector --config /etc/leash/injector.yaml
+#   docker run --rm leash:0.1.0 check --config /etc/leash/sidecar.yaml
+# In Kubernetes: deploy/ and docs/kubernetes.md.
+#
+# The steps below (pack, then install the packed files with production dependencies only,
+# then check every shipped example) are performed without a Docker engine by
+# test/e2e/image.test.ts, which also reads this file: keep the two in step.
 
-# ---- build: full dependencies, compile TypeScript ----
-FROM node:20-slim AS build
-WORKDIR /app
+# Base image, pinned to an exact Node release on an exact Debian release (not node:20-slim,
+# which moves under a rebuild). Pinning by digest as well (node:20.20.2-bookworm-slim@sha256:…)
+# is the release pipeline's job: it resolves the digest from the registry at release time
+# and passes it with --build-arg NODE_IMAGE=…; no digest is written here because none
+# could be verified from the machines this file was written on.
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+
+# ---- build: every dependency, compile TypeScript, pack what npm would publish ----
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci
-COPY tsconfig.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json README.md CHANGELOG.md ./
 COPY src ./src
-RUN npm run build
+COPY examples ./examples
+# package.json "files" decides what ships (dist/src, examples/*.yaml, README, CHANGELOG,
+# LICENSE if present): the image gets exactly the published package, nothing from the
+# build tree. The lockfile is not packed by npm; it is added so the runtime install below
+# resolves the same versions as the build (npm ci, not npm install).
+RUN npm run build \
+ && npm pack --pack-destination /tmp \
+ && mkdir /pkg \
+ && tar -xzf /tmp/leash-*.tgz -C /pkg --strip-components=1 \
+ && cp package-lock.json /pkg/
 
-# ---- runtime: production dependencies and the compiled output only ----
-FROM node:20-slim
-ENV NODE_ENV=production
+# ---- deps: production dependencies only, from the lockfile ----
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
-COPY --from=build /app/dist/src ./dist/src
-# A default config (routes read OPENAI_API_KEY / ANTHROPIC_API_KEY); mount your own over it.
-COPY examples/sidecar.yaml /etc/leash/sidecar.yaml
-# The image's own unprivileged user (uid 1000); leash needs no privileges.
-USER node
-# 8080: agent-facing proxy, 9090: admin (/healthz /readyz /status /metrics).
-# The default config listens on 127.0.0.1: right for a pod, where the agent shares the
-# sidecar's loopback; to publish the ports from a standalone container, set listen/admin
-# to 0.0.0.0 in your config (anyone reaching 8080 then uses the credentials).
-EXPOSE 8080 9090
-ENTRYPOINT ["node", "dist/src/cli.js"]
+COPY --from=build /pkg ./
+# --ignore-scripts: no dependency runs code at install time (none needs to).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+# ---- runtime ----
+FROM ${NODE_IMAGE}
+ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/leash/leash
+LABEL org.opencontainers.image.title="leash" \
+      org.opencontainers.image.description="Credential-rotation sidecar for AI agent fleets: agents call through leash and never hold a real secret" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
+ENV NODE_ENV=production
+# npm, npx, corepack and yarn are not needed to run leash: removed, so a shell in the
+# container cannot fetch and run packages, and scanners do not report their CVEs.
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+           /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+           /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
+WORKDIR /app
+COPY --from=deps /app ./
+# The default config: examples/sidecar-image.yaml, whose admin listener is on 0.0.0.0:9090
+# so the kubelet's probes reach it (that file says why). Mount your own over it. Files
+# copied here are owned by root and read-only to leash: it writes nothing to its filesystem
+# (runs with readOnlyRootFilesystem: true).
+COPY examples/sidecar-image.yaml /etc/leash/sidecar.yaml
+# A numeric uid:gid, not a user name: the kubelet enforces runAsNonRoot only when it can
+# see the uid is not 0, and refuses to start a pod whose image names its user
+# ("container has runAsNonRoot and image has non-numeric user"). 65532 is the customary
+# "nonroot" id (distroless); it has no passwd entry, no home and no shell login, and owns
+# no file in the image. leash needs no privilege, capability or writable path.
+USER 65532:65532
+# 8080: the sidecar's agent-facing proxy (on 127.0.0.1 in the default config);
+# 9090: the sidecar's admin listener (/healthz /readyz /status /metrics);
+# 8443: the authority's HTTPS API, and the injector's webhook in deploy/.
+EXPOSE 8080 9090 8443
+# leash handles SIGTERM and SIGINT itself (orderly drain), so node can be PID 1. An
+# authority running `kind: exec` credentials whose commands leave orphaned grandchildren
+# should run with an init (docker run --init; in a pod, shareProcessNamespace) to reap them.
+ENTRYPOINT ["node", "/app/dist/src/cli.js"]
 CMD ["sidecar", "--config", "/etc/leash/sidecar.yaml"]

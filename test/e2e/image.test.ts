@@ -1,0 +1,273 @@
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The Dockerfile's steps, without a Docker engine (none on these machines): build, `npm pack`,
+ * unpack the tarball into a clean directory with the lockfile, `npm ci --omit=dev`, then run
+ * the installed package the way the image's ENTRYPOINT/CMD do — `--version`, `leash check`
+ * on every shipped example and on the image's default config, every compiled module
+ * imported (a runtime import of a devDependency fails here), and the default sidecar started
+ * and probed. The Dockerfile and .dockerignore are parsed, so a change there that breaks the
+ * image (a user name instead of a numeric uid, a config path CMD does not name, a COPY source
+ * the build context excludes) fails this test.
+ */
+const ROOT = join(import.meta.dirname, '..', '..');
+const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; dependencies: Record<string, string>; devDependencies: Record<string, string> };
+const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+
+/** The Dockerfile's instructions, continuation lines joined, comments dropped. */
+function instructions(text: string): Array<{ op: string; args: string }> {
+  const joined = text
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l))
+    .join('\n')
+    .replace(/\\\n/g, ' ');
+  return joined
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .map((l) => {
+      const m = /^(\S+)\s+(.*)$/.exec(l)!;
+      return { op: m[1]!.toUpperCase(), args: m[2]! };
+    });
+}
+const steps = instructions(dockerfile);
+/** The instructions of the last stage (the image that ships). */
+const runtime = steps.slice(steps.map((s) => s.op).lastIndexOf('FROM'));
+const only = (op: string) => runtime.filter((s) => s.op === op);
+const execForm = (op: string): string[] => JSON.parse(only(op).at(-1)!.args) as string[];
+
+function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): SpawnSyncReturns<string> {
+  const r = spawnSync(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, encoding: 'utf8', timeout: opts.timeout ?? 60_000 });
+  if (r.error) throw r.error;
+  return r;
+}
+/** A .dockerignore pattern as a regular expression (`*` within a path segment, `**` across). */
+const glob = (pattern: string) =>
+  new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*/g, '\0').replace(/\*/g, '[^/]*').replace(/\0/g, '.*')}$`);
+const ok = (r: SpawnSyncReturns<string>, what: string) => {
+  if (r.status !== 0) throw new Error(`${what}: exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  return r;
+};
+
+let work: string;
+/** The clean directory standing for the image's /app. */
+let app: string;
+/** The ENTRYPOINT with /app mapped to `app`: [node, <app>/dist/src/cli.js]. */
+let entry: string[];
+/** Dummy values for every variable the shipped examples read (none is a real secret). */
+const dummyEnv: NodeJS.ProcessEnv = {
+  PATH: process.env.PATH ?? '',
+  HOME: process.env.HOME ?? tmpdir(),
+  OPENAI_API_KEY: 'sk-image-test-dummy',
+  ANTHROPIC_API_KEY: 'sk-ant-image-test-dummy',
+  LEASH_ADMIN_TOKEN: 'image-test-admin-token',
+  LEASH_JOIN_TOKEN: 'image-test-join-token',
+  POD_NAME: 'image-test-pod',
+};
+
+/** The build stage's instructions (between the first and the second FROM). */
+const buildStage = (() => {
+  const froms = steps.flatMap((s, i) => (s.op === 'FROM' ? [i] : []));
+  return steps.slice(froms[0]! + 1, froms[1]);
+})();
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'leash-image-'));
+  // Build stage, in a clean directory holding only what its COPY instructions copy (so a
+  // file the build needs but the Dockerfile forgets fails here), with the repository's
+  // node_modules standing in for its `npm ci`. The repository's own dist/ is not touched:
+  // other test files run the CLI from it meanwhile.
+  const build = join(work, 'build');
+  mkdirSync(build);
+  for (const copy of buildStage.filter((s) => s.op === 'COPY')) {
+    const parts = copy.args.split(/\s+/);
+    const dest = parts.at(-1)!;
+    for (const src of parts.slice(0, -1)) {
+      // Every build-stage COPY keeps the path: `COPY a b ./` or `COPY src ./src`.
+      expect([`./`, `./${src}`], `COPY ${copy.args}`).toContain(dest);
+      cpSync(join(ROOT, src), join(build, src), { recursive: true });
+    }
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(build, 'node_modules'), 'dir');
+  ok(run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: build, timeout: 120_000 }), 'tsc');
+  const packed = ok(run('npm', ['pack', '--json', '--pack-destination', work], { cwd: build, timeout: 60_000 }), 'npm pack');
+  const tarball = join(work, (JSON.parse(packed.stdout) as Array<{ filename: string }>)[0]!.filename);
+  app = join(work, 'app');
+  mkdirSync(app);
+  ok(run('tar', ['-xzf', tarball, '-C', app, '--strip-components=1']), 'tar');
+  cpSync(join(ROOT, 'package-lock.json'), join(app, 'package-lock.json'));
+  // deps stage: exactly the Dockerfile's command, from the local npm cache where it can.
+  ok(run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app, timeout: 120_000 }), 'npm ci --omit=dev');
+  entry = execForm('ENTRYPOINT').map((a) => (a.startsWith('/app/') ? join(app, a.slice('/app/'.length)) : a === 'node' ? process.execPath : a));
+}, 240_000);
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+const leash = (args: string[], env: NodeJS.ProcessEnv = dummyEnv) => run(entry[0]!, [...entry.slice(1), ...args], { cwd: app, env, timeout: 20_000 });
+
+describe('the Dockerfile', () => {
+  it('runs as a numeric non-root uid:gid, so the kubelet can enforce runAsNonRoot', () => {
+    const user = only('USER').at(-1)?.args;
+    expect(user, 'the runtime stage sets USER').toBeDefined();
+    expect(user).toMatch(/^\d+(:\d+)?$/);
+    const [uid, gid] = user!.split(':').map(Number);
+    expect(uid).not.toBe(0);
+    if (gid !== undefined) expect(gid).not.toBe(0);
+  });
+
+  it('pins its base image to an exact release, and labels the image', () => {
+    const arg = /NODE_IMAGE=(\S+)/.exec(steps.find((s) => s.op === 'ARG' && s.args.startsWith('NODE_IMAGE='))?.args ?? '')?.[1];
+    expect(arg).toMatch(/^node:\d+\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?$/);
+    // Every stage builds FROM that argument, never a floating tag.
+    for (const from of steps.filter((s) => s.op === 'FROM')) expect(from.args).toMatch(/^\$\{NODE_IMAGE\}/);
+    const labels = only('LABEL').map((s) => s.args).join(' ');
+    for (const key of ['title', 'description', 'source', 'licenses', 'version']) expect(labels).toContain(`org.opencontainers.image.${key}=`);
+    expect(only('ARG').map((s) => s.args)).toContain(`VERSION=${pkg.version}`);
+    expect(labels).toContain(`org.opencontainers.image.licenses="${(pkg as { license?: string }).license}"`);
+  });
+
+  it('copies nothing the .dockerignore allowlist leaves out of the build context', () => {
+    const allowed = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('!'))
+      .map((l) => l.slice(1).replace(/\/$/, ''));
+    const sources = steps
+      .filter((s) => s.op === 'COPY' && !s.args.startsWith('--from'))
+      .flatMap((s) => s.args.split(/\s+/).slice(0, -1));
+    expect(sources.length).toBeGreaterThan(0);
+    for (const src of sources) {
+      const hit = allowed.some((a) => glob(a).test(src) || src.startsWith(`${a}/`) || a.startsWith(`${src}/`));
+      expect(hit, `COPY ${src} is excluded by .dockerignore`).toBe(true);
+      expect(existsSync(join(ROOT, src)), `COPY ${src} exists`).toBe(true);
+    }
+  });
+});
+
+describe('the installed image (npm pack, npm ci --omit=dev)', () => {
+  it('holds the production dependencies and no devDependency', () => {
+    for (const dep of Object.keys(pkg.dependencies)) expect(existsSync(join(app, 'node_modules', dep, 'package.json')), dep).toBe(true);
+    for (const dep of ['vitest', 'typescript', '@stryker-mutator/core', 'openai', '@anthropic-ai/sdk', 'autocannon', ...Object.keys(pkg.devDependencies)]) {
+      expect(existsSync(join(app, 'node_modules', dep)), `devDependency ${dep} installed`).toBe(false);
+    }
+    // And nothing the lockfile marks dev-only, transitively.
+    const devOnly = Object.entries(lock.packages)
+      .filter(([path, p]) => path.startsWith('node_modules/') && p.dev === true)
+      .map(([path]) => path);
+    expect(devOnly.length).toBeGreaterThan(50);
+    expect(devOnly.filter((path) => existsSync(join(app, path)))).toEqual([]);
+  });
+
+  it('ships the compiled code and the examples, not the sources, tests or build tree', () => {
+    const top = readdirSync(app).sort();
+    const expected = new Set(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'examples', 'node_modules', 'package-lock.json', 'package.json']);
+    expect(top.filter((f) => !expected.has(f))).toEqual([]);
+    expect(readdirSync(join(app, 'dist'))).toEqual(['src']);
+    expect(existsSync(join(app, 'dist', 'src', 'cli.js'))).toBe(true);
+  });
+
+  it('answers --version with the package version', () => {
+    const r = ok(leash(['--version']), '--version');
+    expect(r.stdout).toContain(pkg.version);
+  });
+
+  it('imports every compiled module with production dependencies only', () => {
+    const files: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(join(dir, e.name));
+        else if (e.name.endsWith('.js')) files.push(join(dir, e.name));
+      }
+    };
+    walk(join(app, 'dist', 'src'));
+    expect(files.length).toBeGreaterThan(50);
+    // cli.js runs only when it is the main module, so importing it starts nothing.
+    // From a script file: cli.js runs unless argv[1] names another file (so not with -e).
+    const script = join(work, 'import-all.mjs');
+    writeFileSync(script, `for (const f of ${JSON.stringify(files)}) await import(f);\n`);
+    ok(run(process.execPath, [script], { cwd: app, env: dummyEnv, timeout: 30_000 }), 'import every module');
+  }, 40_000);
+
+  it('passes leash check on every shipped example', () => {
+    const examples = readdirSync(join(app, 'examples')).filter((f) => f.endsWith('.yaml'));
+    // Every example of the repository ships, and the image's default config is one of them.
+    expect(examples.sort()).toEqual(readdirSync(join(ROOT, 'examples')).filter((f) => f.endsWith('.yaml')).sort());
+    expect(examples.length).toBeGreaterThanOrEqual(6);
+    for (const file of examples) {
+      const r = leash(['check', '--config', join(app, 'examples', file)]);
+      expect(r.status, `leash check ${file}:\n${r.stdout}${r.stderr}`).toBe(0);
+      expect(r.stdout).toContain(`config ${join(app, 'examples', file)}: valid`);
+    }
+  }, 60_000);
+
+  it("has a default config (CMD) that is shipped, valid, and puts admin where the kubelet's probes reach it", () => {
+    const cmd = execForm('CMD');
+    const configPath = cmd[cmd.indexOf('--config') + 1]!;
+    expect(cmd[0]).toBe('sidecar');
+    const copy = only('COPY').find((s) => !s.args.startsWith('--from') && s.args.split(/\s+/).at(-1) === configPath);
+    expect(copy, `a COPY puts ${configPath} in the image`).toBeDefined();
+    const source = copy!.args.split(/\s+/)[0]!;
+    const shipped = join(app, source);
+    expect(existsSync(shipped), `${source} is in the package`).toBe(true);
+    // Without LEASH_ADMIN / LEASH_LISTEN: the image's own defaults.
+    const r = ok(leash(['check', '--config', shipped]), 'check default config');
+    expect(r.stdout).toMatch(/^listen 127\.0\.0\.1:8080\s+admin 0\.0\.0\.0:9090/m);
+    expect(relative(app, shipped)).toBe('examples/sidecar-image.yaml');
+  });
+
+  it('starts the default sidecar, whose /readyz answers on a non-loopback address', async () => {
+    const shipped = join(app, only('COPY').find((s) => s.args.endsWith('/etc/leash/sidecar.yaml'))!.args.split(/\s+/)[0]!);
+    const cmd = execForm('CMD').map((a) => (a === '/etc/leash/sidecar.yaml' ? shipped : a));
+    // Free ports instead of 8080/9090 (shared machine); the host stays the default's 0.0.0.0.
+    const child = spawn(entry[0]!, [...entry.slice(1), ...cmd], {
+      cwd: app,
+      env: { ...dummyEnv, LEASH_LISTEN: '127.0.0.1:0', LEASH_ADMIN: '0.0.0.0:0', ANTHROPIC_API_KEY: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        let buf = '';
+        let err = '';
+        const timer = setTimeout(() => reject(new Error(`no start line:\n${buf}\n${err}`)), 15_000);
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        child.stdout.on('data', (d: Buffer) => {
+          buf += d.toString();
+          for (const line of buf.split('\n')) {
+            try {
+              const j = JSON.parse(line) as Record<string, unknown>;
+              if (j.msg === 'leash sidecar started') {
+                clearTimeout(timer);
+                resolve(j);
+              }
+            } catch {
+              // a partial line
+            }
+          }
+        });
+        child.once('exit', (code) => reject(new Error(`exited ${code}:\n${buf}\n${err}`)));
+      });
+      const port = Number(String(started.admin).split(':').pop());
+      // A pod IP stands in for the kubelet's view; loopback only where the machine has none.
+      const podIp = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address ?? '127.0.0.1';
+      const probe = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        get({ host: podIp, port, path: '/readyz', timeout: 5_000 }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        }).on('error', reject);
+      });
+      // OPENAI_API_KEY set, ANTHROPIC_API_KEY empty: both routes are optional, so ready.
+      expect(probe.status, probe.body).toBe(200);
+      expect(probe.body).not.toContain('sk-image-test-dummy');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+});
