@@ -24,7 +24,7 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json README.md CHANGELOG.md ./
+COPY tsconfig.json README.md CHANGELOG.md LICENSE ./
 COPY src ./src
 COPY examples ./examples
 # package.json "files" decides what ships (dist/src, examples/*.yaml, README, CHANGELOG,

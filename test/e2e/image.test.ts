@@ -169,6 +169,7 @@ describe('the installed image (npm pack, npm ci --omit=dev)', () => {
     const top = readdirSync(app).sort();
     const expected = new Set(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'examples', 'node_modules', 'package-lock.json', 'package.json']);
     expect(top.filter((f) => !expected.has(f))).toEqual([]);
+    expect(top).toContain('LICENSE');
     expect(readdirSync(join(app, 'dist'))).toEqual(['src']);
     expect(existsSync(join(app, 'dist', 'src', 'cli.js'))).toBe(true);
   });
