@@ -152,8 +152,9 @@ function printSidecar(config: SidecarConfig, out: (line: string) => void, dev: b
   }
   if (dev) out('authority: the in-process one above (leash dev)');
   if (config.authority && !dev) {
-    const jt = config.authority.bootstrap.joinToken;
-    out(`authority ${redactUrl(config.authority.url)} (CA ${config.authority.caFile}); join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}`);
+    const { joinToken: jt, kubernetes } = config.authority.bootstrap;
+    const evidence = jt ? `join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}` : `Kubernetes service-account token from ${kubernetes?.tokenFile}`;
+    out(`authority ${redactUrl(config.authority.url)} (CA ${config.authority.caFile}); ${evidence}`);
     out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}; retries back off from ${formatDuration(config.rotation.backoff.base)} to ${formatDuration(config.rotation.backoff.cap)}`);
   }
   if (config.revocations) out(`revocations from Redis ${describeRedis(config.revocations.redis)} (stream and channel ${config.revocations.prefix}revocations)`);
@@ -173,7 +174,8 @@ function sidecarWarnings(config: SidecarConfig, env: NodeJS.ProcessEnv, dev: boo
     }
   }
   // In a dev file the join token is leash dev's own.
-  if (config.authority && !dev) warnings.push(...absentSecretWarnings('authority.bootstrap.joinToken', config.authority.bootstrap.joinToken, env));
+  const jt = config.authority?.bootstrap.joinToken;
+  if (jt && !dev) warnings.push(...absentSecretWarnings('authority.bootstrap.joinToken', jt, env));
   const redis = config.revocations?.redis;
   if (typeof redis === 'object' && redis.password) warnings.push(...secretSourceWarnings('revocations.redis.password', redis.password, env));
   if (!config.revocations && config.authority && !dev) warnings.push('no revocations section: leased credentials cannot be revoked before they expire');
