@@ -63,7 +63,8 @@ export function decideTokenReview(review: unknown, audience: string): ReviewDeci
   if (!podName || !podUid) {
     return {
       ok: false,
-      reason: `the service-account token of ${namespace}/${serviceAccount} is not bound to a pod (no ${POD_NAME_EXTRA} and ${POD_UID_EXTRA}): a plain service-account token is shared by every pod of the account; mount a projected token with audience ${JSON.stringify(audience)}`,
+      // The extras' full names are in docs/authority.md; the sidecar shows at most 160 characters.
+      reason: `plain service-account token of ${namespace}/${serviceAccount} refused: not bound to a pod (no pod-name/pod-uid); use a projected token, audience ${JSON.stringify(audience)}`,
     };
   }
   for (const [what, v] of [['namespace', namespace], ['service account', serviceAccount], ['pod name', podName]] as const) {
