@@ -92,7 +92,7 @@ describe('policies match Kubernetes identities', () => {
 
 describe('sidecar config authority.bootstrap', () => {
   const parse = (bootstrap: unknown) =>
-    parseConfig(sidecarSchema, JSON.stringify({ authority: { url: 'https://a.example', caFile: 'ca.pem', bootstrap }, routes: { r: { upstream: 'https://u.example', credential: 'c', allow: ['GET /**'] } } }), {});
+    parseConfig(sidecarSchema, JSON.stringify({ authority: { url: 'https://a.example', caFile: 'ca.pem', bootstrap }, routes: { r: { upstream: 'https://u.example', credential: 'c', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } } }), {});
   it('kubernetes defaults to the injector mount; exactly one attestor', () => {
     expect(parse({ kubernetes: {} }).authority!.bootstrap.kubernetes).toEqual({ tokenFile: '/var/run/secrets/leash/token' });
     expect(parse({ joinToken: { env: 'JT' } }).authority!.bootstrap.joinToken).toEqual({ env: 'JT' });
