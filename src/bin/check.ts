@@ -110,6 +110,12 @@ function printAuthority(c: AuthorityConfig, env: NodeJS.ProcessEnv, out: (line: 
   out(`authority listen ${c.listen.host}:${c.listen.port}   trust domain ${c.trustDomain}   identity TTL ${formatDuration(c.identity.ttl)}`);
   out(`  CA ${c.ca ? c.ca.certFile : 'generated in memory (dev only)'}; JWT signing keys ${c.signing ? c.signing.keysDir : 'generated (dev only)'}`);
   out(`  store ${c.redis ? `Redis ${describeRedis(c.redis)}` : 'in memory (one replica only)'}; admin API ${admin}`);
+  const k = c.kubernetes;
+  out(
+    k
+      ? `  attestation: join tokens; Kubernetes TokenReview at ${k.apiServer ?? 'https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT'} for audience ${k.audience} (bound pod tokens only)`
+      : '  attestation: join tokens',
+  );
   for (const [name, cred] of Object.entries(c.credentials)) out(`  credential ${name}: ${cred.kind}, TTL ${formatDuration(cred.ttl)}`);
   if (c.policies.length === 0) out('  policies: none (every lease is denied)');
   for (const p of c.policies) out(`  policy ${p.identities.join(', ')} → ${p.credentials.join(', ')} (max TTL ${formatDuration(p.maxTtl)})`);
