@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
 import { type Clock, systemClock } from '../core/clock.js';
+import { ConfigError } from '../core/errors.js';
 import { redisConnector, type RedisTarget } from '../bus/connect.js';
 import type { RedisClient } from '../bus/redis.js';
 import { MemoryRevocationBus } from '../bus/memory.js';
@@ -16,6 +17,8 @@ import { CertificateAuthority } from './ca/ca.js';
 import { AuthorityServer } from './http/server.js';
 import { createIssuer, JwtKeyRing, type Issuer, type IssuerSpec, type SecretValue } from './issuers/index.js';
 import { JoinTokens } from './leases/join-tokens.js';
+import { KubernetesVerifier } from './attestors/kubernetes.js';
+import type { AttestationVerifier } from '../core/attestation.js';
 import { MemoryStore } from './leases/memory.js';
 import { RedisStore } from './leases/redis.js';
 import type { AuthorityStore } from './leases/types.js';
@@ -52,6 +55,12 @@ export interface AuthorityInputs {
   revocations?: RevocationPublisher;
   /** The package version for leash_build_info, read by the entry point. */
   version?: string;
+  /**
+   * Config `kubernetes:` resolved by the entry point (in-cluster defaults applied, CA read,
+   * the authority's own token as a reader: the kubelet rotates it). Required when the
+   * config has `kubernetes:`.
+   */
+  kubernetes?: { apiServer: URL; caPem?: string; token: () => string };
 }
 
 export interface RunningAuthority {
@@ -183,6 +192,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     issuers,
     store,
     joinTokens: new JoinTokens(store),
+    attestors: kubernetesAttestors(config, inputs),
     policy,
     identityTtlMs: config.identity.ttl,
     joinTokenMaxTtlMs: config.joinTokens.maxTtl,
@@ -247,6 +257,13 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
       await redis?.quit().catch(() => redis.disconnect());
     },
   };
+}
+
+/** The Kubernetes attestor when `kubernetes:` is configured (node attestation, docs/authority.md). */
+function kubernetesAttestors(config: AuthorityConfig, inputs: AuthorityInputs): AttestationVerifier[] {
+  if (!config.kubernetes) return [];
+  if (!inputs.kubernetes) throw new ConfigError(['kubernetes: the API server address, CA and token were not resolved']);
+  return [new KubernetesVerifier({ ...inputs.kubernetes, audience: config.kubernetes.audience, timeoutMs: config.kubernetes.timeout })];
 }
 
 /**

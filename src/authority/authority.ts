@@ -16,7 +16,9 @@ import { CaInvalidError } from './ca/errors.js';
 import { verifyClientCertificate } from './ca/verify.js';
 import { AuthorityError, badRequest, forbidden, notFound, unauthenticated } from './errors.js';
 import type { Issuer } from './issuers/types.js';
-import { JoinTokenError, JoinTokenRequestError } from './leases/errors.js';
+import { JoinTokenRequestError } from './leases/errors.js';
+import { isAttestationKind, type AttestationKind, type AttestationVerifier } from '../core/attestation.js';
+import { JoinTokenVerifier } from './attestors/join-token.js';
 import { isValidIdentityName, type JoinTokens } from './leases/join-tokens.js';
 import type { AuthorityStore, LeaseFilter } from './leases/types.js';
 import { decide, type CompiledPolicy } from './policy/policy.js';
@@ -34,6 +36,8 @@ export interface AuthorityDeps {
   issuers: ReadonlyMap<string, { issuer: Issuer; ttlMs: number }>;
   store: AuthorityStore;
   joinTokens: JoinTokens;
+  /** Node attestors besides join tokens (the Kubernetes one when configured). */
+  attestors?: readonly AttestationVerifier[];
   policy: CompiledPolicy;
   identityTtlMs: number;
   joinTokenMaxTtlMs: number;
@@ -91,8 +95,22 @@ export const unknownCredential = (name: string): string => `unknown:${fingerprin
 /** Refused: the identity is revoked. 401, so a sidecar drops it (it treats 401/403 as refused). */
 const revokedIdentity = () => unauthenticated('identity revoked');
 
+/** The evidence in a bootstrap request, in either shape (protocol.ts); undefined when neither is well-formed. */
+function attestationOf(body: BootstrapRequest | undefined): { kind: string; token: string } | undefined {
+  const a = body?.attestation as { kind?: unknown; token?: unknown } | undefined;
+  if (a && typeof a === 'object') return typeof a.kind === 'string' && typeof a.token === 'string' ? { kind: a.kind, token: a.token } : undefined;
+  return typeof body?.joinToken === 'string' ? { kind: 'join_token', token: body.joinToken } : undefined;
+}
+
 export class Authority {
-  constructor(private readonly d: AuthorityDeps) {}
+  /** Node attestors by kind: join tokens always, others as configured (assemble.ts). */
+  private readonly verifiers: ReadonlyMap<AttestationKind, AttestationVerifier>;
+
+  constructor(private readonly d: AuthorityDeps) {
+    const verifiers = new Map<AttestationKind, AttestationVerifier>([['join_token', new JoinTokenVerifier(d.joinTokens, d.clock)]]);
+    for (const v of d.attestors ?? []) verifiers.set(v.kind, v);
+    this.verifiers = verifiers;
+  }
 
   /** The identity behind a TLS client certificate, verified with Node's crypto (PITFALLS: never forge). */
   identify(peer: X509Certificate | undefined): string {
@@ -115,32 +133,38 @@ export class Authority {
   }
 
   async bootstrap(body: BootstrapRequest): Promise<IdentityResponse> {
-    if (typeof body?.joinToken !== 'string' || typeof body.csr !== 'string') throw badRequest('joinToken and csr are required');
-    // Check the CSR before spending the single-use token on it.
+    const attestation = attestationOf(body);
+    if (!attestation || typeof body.csr !== 'string') throw badRequest('attestation ({ kind, token }) or joinToken, and csr, are required');
+    // Check the CSR before spending the evidence (a join token is single-use) on it.
     try {
       verifyCsr(body.csr);
     } catch (err) {
       throw badRequest(`certificate request refused: ${(err as Error).message}`);
     }
-    let name: string;
+    const method = isAttestationKind(attestation.kind) ? attestation.kind : undefined;
+    const verifier = method && this.verifiers.get(method);
+    if (!method || !verifier) {
+      if (method) this.d.metrics.bootstrap(method, 'failure');
+      throw unauthenticated(`attestation kind ${JSON.stringify(String(attestation.kind).slice(0, 32))} is not enabled on this authority`);
+    }
+    let path: string;
     try {
-      name = await this.d.joinTokens.redeem(body.joinToken, this.d.clock.wallMs());
+      ({ path } = await verifier.verify(attestation.token));
     } catch (err) {
-      this.d.metrics.bootstrap('join_token', 'failure');
-      // Only a bad token is the caller's fault; a store outage stays a retryable 503.
-      if (err instanceof JoinTokenError) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, err.message);
+      this.d.metrics.bootstrap(method, 'failure');
+      // Only bad evidence is the caller's fault (401); an outage (store, API server) stays a retryable 503.
       throw err;
     }
-    const identity = `spiffe://${this.d.trustDomain}/join/${name}`;
-    // A revoked name cannot come back while its mark lasts, not even with a fresh token.
+    const identity = `spiffe://${this.d.trustDomain}${path}`;
+    // A revoked identity cannot come back while its mark lasts, not even with fresh evidence.
     if (await this.isRevoked(identity)) {
-      this.d.metrics.bootstrap('join_token', 'failure');
+      this.d.metrics.bootstrap(method, 'failure');
       this.d.audit.emit('policy.denied', { identity, instance: identity, reason: 'identity revoked' });
       throw revokedIdentity();
     }
     const answer = this.sign(body.csr, identity);
     await this.d.store.putIdentity(identity, Date.parse(answer.expiresAt));
-    this.d.metrics.bootstrap('join_token', 'success');
+    this.d.metrics.bootstrap(method, 'success');
     this.d.audit.emit('instance.bootstrapped', { identity, instance: identity });
     return answer;
   }

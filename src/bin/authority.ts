@@ -37,7 +37,34 @@ export function authorityInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv,
     files,
     logger,
     version: packageVersion(),
+    kubernetes: kubernetesInputs(config, env),
   };
+}
+
+/** In-cluster defaults (the pod's own service account), as client-go's rest.InClusterConfig. */
+export const IN_CLUSTER = {
+  tokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+  caFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+};
+
+/** Config `kubernetes:` with its defaults applied and files read; the token stays a reader (rotated). */
+export function kubernetesInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv): { apiServer: URL; caPem: string; token: () => string } | undefined {
+  const k = config.kubernetes;
+  if (!k) return undefined;
+  let apiServer: URL;
+  if (k.apiServer) apiServer = new URL(k.apiServer);
+  else {
+    const host = env.KUBERNETES_SERVICE_HOST?.trim();
+    if (!host) throw new ConfigError(['kubernetes.apiServer: not set, and KUBERNETES_SERVICE_HOST is not set (not running in a pod?)']);
+    const port = env.KUBERNETES_SERVICE_PORT?.trim() || '443';
+    apiServer = new URL(`https://${host.includes(':') ? `[${host}]` : host}:${port}`);
+  }
+  const caFile = k.caFile ?? IN_CLUSTER.caFile;
+  const tokenFile = k.tokenFile ?? IN_CLUSTER.tokenFile;
+  const token = secretReader({ file: tokenFile }, env, 'kubernetes.tokenFile');
+  // Read once now, so a missing token fails the start rather than the first bootstrap.
+  token();
+  return { apiServer, caPem: readText(caFile, 'kubernetes.caFile'), token };
 }
 
 export async function runAuthority(configPath: string, env: NodeJS.ProcessEnv): Promise<number> {

@@ -110,6 +110,12 @@ function printAuthority(c: AuthorityConfig, env: NodeJS.ProcessEnv, out: (line: 
   out(`authority listen ${c.listen.host}:${c.listen.port}   trust domain ${c.trustDomain}   identity TTL ${formatDuration(c.identity.ttl)}`);
   out(`  CA ${c.ca ? c.ca.certFile : 'generated in memory (dev only)'}; JWT signing keys ${c.signing ? c.signing.keysDir : 'generated (dev only)'}`);
   out(`  store ${c.redis ? `Redis ${describeRedis(c.redis)}` : 'in memory (one replica only)'}; admin API ${admin}`);
+  const k = c.kubernetes;
+  out(
+    k
+      ? `  attestation: join tokens; Kubernetes TokenReview at ${k.apiServer ?? 'https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT'} for audience ${k.audience} (bound pod tokens only)`
+      : '  attestation: join tokens',
+  );
   for (const [name, cred] of Object.entries(c.credentials)) out(`  credential ${name}: ${cred.kind}, TTL ${formatDuration(cred.ttl)}`);
   if (c.policies.length === 0) out('  policies: none (every lease is denied)');
   for (const p of c.policies) out(`  policy ${p.identities.join(', ')} → ${p.credentials.join(', ')} (max TTL ${formatDuration(p.maxTtl)})`);
@@ -152,8 +158,9 @@ function printSidecar(config: SidecarConfig, out: (line: string) => void, dev: b
   }
   if (dev) out('authority: the in-process one above (leash dev)');
   if (config.authority && !dev) {
-    const jt = config.authority.bootstrap.joinToken;
-    out(`authority ${redactUrl(config.authority.url)} (CA ${config.authority.caFile}); join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}`);
+    const { joinToken: jt, kubernetes } = config.authority.bootstrap;
+    const evidence = jt ? `join token from ${'file' in jt ? `file ${jt.file}` : `env ${jt.env}`}` : `Kubernetes service-account token from ${kubernetes?.tokenFile}`;
+    out(`authority ${redactUrl(config.authority.url)} (CA ${config.authority.caFile}); ${evidence}`);
     out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}; retries back off from ${formatDuration(config.rotation.backoff.base)} to ${formatDuration(config.rotation.backoff.cap)}`);
   }
   if (config.revocations) out(`revocations from Redis ${describeRedis(config.revocations.redis)} (stream and channel ${config.revocations.prefix}revocations)`);
@@ -173,7 +180,8 @@ function sidecarWarnings(config: SidecarConfig, env: NodeJS.ProcessEnv, dev: boo
     }
   }
   // In a dev file the join token is leash dev's own.
-  if (config.authority && !dev) warnings.push(...absentSecretWarnings('authority.bootstrap.joinToken', config.authority.bootstrap.joinToken, env));
+  const jt = config.authority?.bootstrap.joinToken;
+  if (jt && !dev) warnings.push(...absentSecretWarnings('authority.bootstrap.joinToken', jt, env));
   const redis = config.revocations?.redis;
   if (typeof redis === 'object' && redis.password) warnings.push(...secretSourceWarnings('revocations.redis.password', redis.password, env));
   if (!config.revocations && config.authority && !dev) warnings.push('no revocations section: leased credentials cannot be revoked before they expire');

@@ -40,6 +40,23 @@ export function joinTokenReader(config: SidecarConfig, env: NodeJS.ProcessEnv): 
   };
 }
 
+/**
+ * The evidence the configured attestor presents, as a reader called for every bootstrap:
+ * the join token, or the projected Kubernetes token (the kubelet replaces that file as it
+ * rotates the token, so it is never cached). Undefined while the file is absent or empty.
+ */
+export function bootstrapTokenReader(config: SidecarConfig, env: NodeJS.ProcessEnv): (() => string | undefined) | undefined {
+  const k = config.authority?.bootstrap.kubernetes;
+  if (!k) return joinTokenReader(config, env);
+  return () => {
+    try {
+      return readFileSync(k.tokenFile, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
 /** A Redis target from config with its password source read now (the entry point reads secrets). */
 export function resolveRedisTarget(target: RedisTargetConfig, env: NodeJS.ProcessEnv, where: string): RedisTarget {
   if (typeof target === 'string') return target;

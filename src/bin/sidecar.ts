@@ -1,4 +1,5 @@
-import { Sidecar } from '../sidecar/sidecar.js';
+import type { Sidecar } from '../sidecar/sidecar.js';
+import { assembleSidecar } from '../sidecar/assemble.js';
 import type { RedisClient } from '../bus/redis.js';
 import { createAudit, PER_REQUEST_EVENTS, redisAuditSink, type RedisAuditSink } from '../telemetry/audit.js';
 import { UsageWriter } from '../telemetry/usage-writer.js';
@@ -6,7 +7,7 @@ import { createLogger } from '../telemetry/logger.js';
 import { untilSignal } from './signals.js';
 import { packageVersion } from './version.js';
 import { sidecarHygieneWarnings } from './hygiene.js';
-import { joinTokenReader, loadSidecarConfig, readCaFiles, readText, resolveRedisTarget } from './load.js';
+import { bootstrapTokenReader, loadSidecarConfig, readCaFiles, readText, resolveRedisTarget } from './load.js';
 
 /** `leash sidecar --config FILE`: config → logger → sidecar → signals. Resolves with the exit status. */
 export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Promise<number> {
@@ -49,7 +50,19 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
     });
   }
   const listenHints = listenHintsFor(configPath);
-  const sidecar = new Sidecar({ config, env, caFiles, logger, audit, authorityCa, joinToken: joinTokenReader(config, env), revocationsRedis, listenHints, usage, version: packageVersion() });
+  const { sidecar } = assembleSidecar({
+    config,
+    env,
+    caFiles,
+    logger,
+    audit,
+    authorityCa,
+    bootstrapToken: bootstrapTokenReader(config, env),
+    revocationsRedis,
+    listenHints,
+    usage,
+    version: packageVersion(),
+  });
   sidecarRef = sidecar;
   usage?.start();
   // Signals are handled from here on: a SIGTERM while the first leases are being taken

@@ -70,6 +70,22 @@ export const authoritySchema = z
       })
       .prefault({}),
     joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),
+    // Kubernetes node attestation (docs/authority.md): present = enabled. Each key left out
+    // takes the in-cluster default, resolved by the entry point (src/bin/authority.ts):
+    // https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT and the pod's own
+    // service-account token and CA under /var/run/secrets/kubernetes.io/serviceaccount/.
+    kubernetes: z
+      .strictObject({
+        apiServer: z
+          .url({ protocol: /^https$/, error: 'must be an https URL' })
+          .refine((u) => !new URL(u).username && !new URL(u).password, 'must not carry user:password')
+          .optional(),
+        caFile: z.string().min(1).optional(),
+        tokenFile: z.string().min(1).optional(),
+        audience: z.string().min(1).default('leash'),
+        timeout: duration().default(5_000),
+      })
+      .optional(),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
     credentials: z.record(
       z

@@ -125,7 +125,14 @@ export const sidecarSchema = z
           .refine((u) => !u.username && !u.password, 'must not carry user:password')
           .refine((u) => !u.search && !u.hash, 'must not have a query or fragment'),
         caFile: z.string().min(1, 'must be a file path'),
-        bootstrap: z.strictObject({ joinToken: secretSource }),
+        // How the identity is bootstrapped (node attestation, docs/configuration.md): a
+        // one-time join token, or the pod's projected Kubernetes service-account token.
+        bootstrap: z
+          .strictObject({
+            joinToken: secretSource.optional(),
+            kubernetes: z.strictObject({ tokenFile: z.string().min(1).default('/var/run/secrets/leash/token') }).optional(),
+          })
+          .refine((b) => (b.joinToken === undefined) !== (b.kubernetes === undefined), 'must have exactly one of joinToken or kubernetes'),
         timeout: duration().default(5_000),
       })
       .optional(),

@@ -196,6 +196,7 @@ export const ERROR_CODES = [
   'LEASH_ERR_NOT_FOUND',
   'LEASH_ERR_ISSUE_FAILED',
   'LEASH_ERR_INTERNAL',
+  'LEASH_ERR_ATTESTATION_UNAVAILABLE',
   // CA and certificates (src/authority/ca, src/core/x509.ts)
   'LEASH_ERR_CSR_INVALID',
   'LEASH_ERR_KEY_UNSUPPORTED',

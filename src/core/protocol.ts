@@ -5,9 +5,16 @@
  * malformed answer is rejected, never half-used.
  */
 
-/** POST /v1/bootstrap — one-time join token + CSR → identity certificate. No client cert. */
+/**
+ * POST /v1/bootstrap — attestation evidence + CSR → identity certificate. No client cert.
+ * `attestation` names the attestor (src/core/attestation.ts): `{ kind: "join_token" |
+ * "kubernetes", token }`. The older shape `{ joinToken, csr }` is still accepted and means
+ * `{ attestation: { kind: "join_token", token: joinToken }, csr }`.
+ */
 export interface BootstrapRequest {
-  joinToken: string;
+  attestation?: { kind: string; token: string };
+  /** Older sidecars: a one-time join token. */
+  joinToken?: string;
   /** PEM PKCS#10 CSR made by the sidecar with its own fresh key. */
   csr: string;
 }

@@ -28,6 +28,8 @@ import { RouteRuntime } from './proxy/route.js';
 import { ProxyServer, type RequestOutcome } from './proxy/server.js';
 import { AnomalyDetector, type Anomaly } from './anomalies.js';
 import { AnomalyMetrics } from '../telemetry/anomaly-metrics.js';
+import type { NodeAttestor } from '../core/attestation.js';
+import { joinTokenAttestor } from './credentials/attestors/join-token.js';
 
 /**
  * The sidecar: routes with their credentials, the proxy, the admin listener, and the
@@ -45,8 +47,10 @@ export interface SidecarDeps {
   clock?: Clock;
   /** PEM of the authority's CA (config authority.caFile), read by the entry point. */
   authorityCa?: string;
-  /** The one-time join token, read by the entry point when bootstrap needs it. */
+  /** The one-time join token, read by the entry point when bootstrap needs it (used when no attestor is given). */
   joinToken?: () => string | undefined;
+  /** How the identity is bootstrapped (src/sidecar/assemble.ts makes it from `authority.bootstrap`). */
+  attestor?: NodeAttestor;
   /** `leash dev`: the in-process bus shared with the authority (instead of Redis). */
   revocationBus?: MemoryRevocationBus;
   /** config.revocations.redis with its password read by the entry point. */
@@ -463,7 +467,8 @@ export class Sidecar {
       await this.startRevocations();
       if (this.authority && !this.shuttingDown) {
         const { IdentityManager } = await import('./credentials/identity.js');
-        this.identity = new IdentityManager(this.authority, this.deps.joinToken ?? (() => undefined), this.clock, (e) => this.identityEvent(e), this.rotation);
+        const attestor = this.deps.attestor ?? joinTokenAttestor(this.deps.joinToken ?? (() => undefined));
+        this.identity = new IdentityManager(this.authority, attestor, this.clock, (e) => this.identityEvent(e), this.rotation);
         await this.identity.start();
       }
       if (!this.shuttingDown) await Promise.all([...this.routes.values()].map((r) => r.provider.start()));

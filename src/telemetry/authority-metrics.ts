@@ -67,7 +67,7 @@ export class AuthorityMetrics {
   });
   private readonly bootstraps = new Counter({
     name: 'leash_authority_bootstrap_total',
-    help: 'Identity bootstraps and renewals by method (join_token, renew) and result.',
+    help: 'Identity bootstraps and renewals by method (join_token, kubernetes, renew) and result.',
     labelNames: ['method', 'result'] as const,
     registers: [this.registry],
   });
@@ -176,7 +176,7 @@ export class AuthorityMetrics {
       for (const result of ['issued', 'denied', 'failed'] as const) this.issued.inc({ credential, result }, 0);
       this.denials.inc({ credential }, 0);
     }
-    for (const method of ['join_token', 'renew'] as const) for (const result of ['success', 'failure'] as const) this.bootstraps.inc({ method, result }, 0);
+    for (const method of ['join_token', 'kubernetes', 'renew'] as const) for (const result of ['success', 'failure'] as const) this.bootstraps.inc({ method, result }, 0);
     for (const scope of REVOCATION_SCOPES) this.revocations.inc({ scope }, 0);
   }
 
@@ -187,7 +187,7 @@ export class AuthorityMetrics {
   policyDenied(credential: string): void {
     this.denials.inc({ credential });
   }
-  bootstrap(method: 'join_token' | 'renew', result: 'success' | 'failure'): void {
+  bootstrap(method: 'join_token' | 'kubernetes' | 'renew', result: 'success' | 'failure'): void {
     this.bootstraps.inc({ method, result });
   }
   revoked(scope: string): void {

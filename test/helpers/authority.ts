@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { createAuthority, type RunningAuthority } from '../../src/authority/assemble.js';
+import { createAuthority, type AuthorityInputs, type RunningAuthority } from '../../src/authority/assemble.js';
 import type { AuthorityStore } from '../../src/authority/leases/types.js';
 import { authoritySchema } from '../../src/config/authority.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -22,7 +22,7 @@ export interface TestAuthority {
 
 export async function startAuthority(
   config: Record<string, unknown>,
-  options: { env?: Record<string, string>; store?: AuthorityStore; clock?: Clock; port?: number } = {},
+  options: { env?: Record<string, string>; store?: AuthorityStore; clock?: Clock; port?: number; kubernetes?: AuthorityInputs['kubernetes'] } = {},
 ): Promise<TestAuthority> {
   const env = options.env ?? {};
   const parsed = parseConfig(authoritySchema, JSON.stringify({ listen: `127.0.0.1:${options.port ?? 0}`, hostnames: ['127.0.0.1', 'localhost'], ...config }), env);
@@ -37,6 +37,7 @@ export async function startAuthority(
     logger,
     clock: options.clock,
     store: options.store,
+    kubernetes: options.kubernetes,
   });
   const addr: AddressInfo = await running.server.listen(parsed.listen.host, parsed.listen.port);
   return {

@@ -181,9 +181,9 @@ describe('garbage answers', () => {
 
   it('a 2xx identity answer of the wrong shape is malformed (bootstrap)', async () => {
     handler = (_req, res) => json(res, 200, { identity: 'https://evil', certificate: MARKER, ttlSeconds: 60 });
-    await expectFailure(() => newClient().bootstrap('leash_jt_x', 'csr'), 'malformed');
+    await expectFailure(() => newClient().bootstrap({ kind: 'join_token', token: 'leash_jt_x' }, 'csr'), 'malformed');
     handler = (_req, res) => json(res, 200, { identity: 'spiffe://leash.local/x', certificate: '-----BEGIN CERTIFICATE-----', ttlSeconds: -1 });
-    await expectFailure(() => newClient().bootstrap('leash_jt_x', 'csr'), 'malformed');
+    await expectFailure(() => newClient().bootstrap({ kind: 'join_token', token: 'leash_jt_x' }, 'csr'), 'malformed');
   });
 
   it('a server that speaks TLS but not HTTP is retryable', async () => {
@@ -283,7 +283,7 @@ describe('silence and untrusted servers', () => {
       const { err } = await expectFailure(() => newClient(evil.url).lease('search'), 'retryable');
       expect(err.message).toMatch(/unreachable/);
       expect(seen).toBe(0);
-      await expectFailure(() => newClient(evil.url).bootstrap('leash_jt_secret-join-token', 'csr'), 'retryable');
+      await expectFailure(() => newClient(evil.url).bootstrap({ kind: 'join_token', token: 'leash_jt_secret-join-token' }, 'csr'), 'retryable');
       expect(seen).toBe(0); // the join token never reached it
     } finally {
       await evil.close();

@@ -1,6 +1,7 @@
 import { Agent, request } from 'node:https';
 import { AuthorityCallError } from '../../core/errors.js';
 import { API, type IdentityResponse, type LeaseResponse } from '../../core/protocol.js';
+import type { Attestation } from '../../core/attestation.js';
 import { authorityReason } from './authority-reason.js';
 import { checkLeaseResponse, MAX_LEASE_BODY } from './lease-response.js';
 
@@ -48,8 +49,11 @@ export class AuthorityClient {
     await this.call('DELETE', API.lease(leaseId));
   }
 
-  bootstrap(joinToken: string, csr: string): Promise<IdentityResponse> {
-    return this.identityCall(API.bootstrap, { joinToken, csr });
+  bootstrap(attestation: Attestation, csr: string): Promise<IdentityResponse> {
+    // A join token is also sent in the older shape, which authorities before node
+    // attestors read (a rolling upgrade may meet one); newer ones read `attestation`.
+    const legacy = attestation.kind === 'join_token' ? { joinToken: attestation.token } : {};
+    return this.identityCall(API.bootstrap, { attestation, ...legacy, csr });
   }
 
   renewIdentity(csr: string): Promise<IdentityResponse> {

@@ -1,15 +1,20 @@
 import type { Clock } from '../../core/clock.js';
 import { AuthorityCallError } from '../../core/errors.js';
 import type { IdentityResponse } from '../../core/protocol.js';
+import type { NodeAttestor } from '../../core/attestation.js';
 import { createCsr, createIdentityKey } from '../../core/x509.js';
 import type { AuthorityClient } from './authority-client.js';
 import { DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, type LeaseTiming, type RotationPolicy } from './rotation.js';
 
 /**
- * The sidecar's own identity: an X.509 certificate with a SPIFFE URI SAN, obtained once
- * with a one-time join token and renewed over mTLS at half-life like any credential
- * (DESIGN §6, "identity certificates rotate by the same rule"). Each renewal uses a new
- * key pair, made here with node:crypto; the private key never leaves the process.
+ * The sidecar's own identity: an X.509 certificate with a SPIFFE URI SAN, obtained with
+ * the node attestor's evidence (a one-time join token, or the pod's projected Kubernetes
+ * token) and refreshed at half-life like any credential (DESIGN §6, "identity
+ * certificates rotate by the same rule"): over mTLS for a join-token identity, by
+ * attesting again with fresh evidence for an attestor that says `reattest`. Without a
+ * usable identity (none yet, expired, or refused) it bootstraps again with fresh evidence.
+ * Each renewal uses a new key pair, made here with node:crypto; the private key never
+ * leaves the process.
  */
 export type IdentityEvent =
   | { kind: 'bootstrapped'; identity: string }
@@ -26,7 +31,7 @@ export class IdentityManager {
 
   constructor(
     private readonly client: AuthorityClient,
-    private readonly joinToken: () => string | undefined,
+    private readonly attestor: NodeAttestor,
     private readonly clock: Clock,
     private readonly onEvent: (e: IdentityEvent) => void,
     private readonly policy: RotationPolicy = DEFAULT_ROTATION,
@@ -61,7 +66,9 @@ export class IdentityManager {
 
   private async attempt(): Promise<void> {
     if (this.closed) return;
-    const renewing = this.usable();
+    const held = this.usable();
+    // Reattesting attestors refresh by bootstrapping again, even with an identity in hand.
+    const renewing = held && !this.attestor.reattest;
     const sentAt = this.clock.monotonicMs();
     const key = createIdentityKey();
     let answer: IdentityResponse;
@@ -69,14 +76,16 @@ export class IdentityManager {
       const csr = createCsr(key, 'leash-sidecar');
       if (renewing) answer = await this.client.renewIdentity(csr);
       else {
-        const token = this.joinToken();
-        if (!token) throw new AuthorityCallError('refused', 'no join token to bootstrap with');
-        answer = await this.client.bootstrap(token, csr);
+        const evidence = this.attestor.evidence();
+        if ('missing' in evidence) throw new AuthorityCallError('refused', evidence.missing);
+        answer = await this.client.bootstrap(evidence.attestation, csr);
       }
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
-      if (renewing && error instanceof AuthorityCallError && error.kind === 'refused') {
-        // The authority no longer accepts this identity (revoked or unknown): it is gone.
+      if (held && error instanceof AuthorityCallError && error.kind === 'refused' && error.status !== undefined) {
+        // The authority no longer accepts this identity (revoked or unknown), or no longer
+        // accepts the evidence behind it (a deleted pod's token): it is gone. (A refusal
+        // without a status is ours — no evidence to hand — and changes nothing held.)
         this.lose();
       }
       this.onEvent({ kind: 'failed', error });
@@ -84,15 +93,18 @@ export class IdentityManager {
       this.schedule(retryAtMs(this.usable() ? this.current!.timing : undefined, now, this.failures++, this.random(), this.policy));
       return;
     }
+    const previous = this.current?.identity;
     this.client.setIdentity({ certificate: answer.certificate, privateKey: key.privateKeyPem });
     const timing = { receivedAtMs: sentAt, ttlMs: answer.ttlSeconds * 1000 };
     this.current = { identity: answer.identity, timing };
     this.failures = 0;
-    this.onEvent({ kind: renewing ? 'renewed' : 'bootstrapped', identity: answer.identity });
+    // A re-attestation under the same identity is a renewal; under another (or none held), a bootstrap.
+    const kind = renewing || (held && previous === answer.identity) ? 'renewed' : 'bootstrapped';
+    this.onEvent({ kind, identity: answer.identity });
     this.schedule(refreshAtMs(timing, this.random(), this.policy));
   }
 
-  /** Revoked by the authority: gone for good (a new identity needs a new join token). */
+  /** Revoked by the authority: gone for good (a new identity needs a restart with new evidence). */
   revoke(reason: string): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
