@@ -99,7 +99,7 @@ override its addresses and token TTL). With --config: { authority: …, sidecar:
     run: async (v) => (await import('./bin/dev.js')).runDev({ config: v.config as string | undefined, redis: v.redis as string | undefined }, process.env, err),
   },
   check: {
-    help: `Usage: leash check --config FILE [--kind sidecar|authority|dev] [--strict]
+    help: `Usage: leash check --config FILE [--kind sidecar|authority|dev|injector] [--strict]
 
 Validates a sidecar, authority or dev config (every problem, each with its key path) and
 prints what it would do (never a secret). Exit 0 if valid, 1 if not. The kind is read from
@@ -107,11 +107,11 @@ the file's top-level keys unless --kind names it; --strict makes warnings fail t
     options: { config: { type: 'string', short: 'c' }, kind: { type: 'string' }, strict: { type: 'boolean' } },
     run: async (v) => {
       const kind = v.kind as string | undefined;
-      if (kind !== undefined && !['sidecar', 'authority', 'dev'].includes(kind)) throw new UsageError(`--kind must be sidecar, authority or dev (got "${kind}")`);
+      if (kind !== undefined && !['sidecar', 'authority', 'dev', 'injector'].includes(kind)) throw new UsageError(`--kind must be sidecar, authority or dev, or injector (got "${kind}")`);
       const { runCheck } = await import('./bin/check.js');
       return runCheck(need(v.config, '--config FILE', 'check'), process.env, out, undefined, {
         strict: v.strict === true,
-        kind: kind as 'sidecar' | 'authority' | 'dev' | undefined,
+        kind: kind as 'sidecar' | 'authority' | 'dev' | 'injector' | undefined,
       });
     },
   },
