@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { deepFreeze, duration, hostPort, logLevel } from './common.js';
-import { readDocument, validateConfig } from './load.js';
-import { sidecarRouteSchema } from './sidecar.js';
+import { ConfigError } from '../core/errors.js';
+import { collectConfig, prefixLines, readDocument } from './load.js';
+import { sidecarRouteSchema, sidecarSchema } from './sidecar.js';
 
 /**
  * The injector's configuration (`leash injector --config FILE`, docs/configuration.md):
@@ -26,6 +27,9 @@ const catalogRoute = sidecarRouteSchema.extend({
     .record(z.string().regex(ENV_NAME, 'must be an environment variable name'), z.string({ error: 'must be a string, e.g. "{{baseUrl}}/v1"' }))
     .default({}),
 });
+
+/** The sidecar keys the injector writes itself. */
+const INJECTOR_WRITES = ['instance', 'listen', 'admin', 'authority', 'routes'] as const;
 
 const port = z.int({ error: 'must be a port number' }).min(1).max(65535);
 
@@ -66,6 +70,16 @@ export const injectorSchema = z
         .prefault({}),
       timeout: duration().optional(),
     }),
+    // Further sections of every injected sidecar's config, as in a sidecar file (revocations,
+    // audit, rotation, log, …); the injector writes instance, listen, admin, authority and routes.
+    sidecar: z
+      .record(z.string(), z.unknown())
+      .superRefine((extra, ctx) => {
+        for (const key of INJECTOR_WRITES) {
+          if (key in extra) ctx.addIssue({ code: 'custom', path: [key], message: 'is written by the injector (from the pod and this file), not set here' });
+        }
+      })
+      .default({}),
     routes: z
       .record(z.string().regex(ROUTE_NAME, 'route names must be lower-case letters, digits, "-" or "_" (at most 63)'), catalogRoute)
       .refine((routes) => Object.keys(routes).length > 0, 'must define at least one route'),
@@ -86,13 +100,25 @@ export interface Injector {
 }
 
 export function parseInjectorConfig(text: string, env: Readonly<Record<string, string | undefined>>, source = 'config'): Injector {
-  const doc = readDocument(text, env, source);
-  const config = validateConfig(injectorSchema, doc);
+  const { value, problems } = collectInjector(readDocument(text, env, source));
+  if (!value) throw new ConfigError(problems);
+  return value;
+}
+
+/** Every problem of an expanded injector document (leash check), and the injector when there is none. */
+export function collectInjector(doc: Record<string, unknown>): { value?: Injector; problems: string[] } {
+  const { value: config, problems } = collectConfig(injectorSchema, doc);
+  if (!config) return { problems };
   const written = doc.routes as Record<string, Record<string, unknown>>;
   const catalog: Record<string, Record<string, unknown>> = {};
   for (const name of Object.keys(config.routes)) {
     const { agentEnv: _omit, ...route } = written[name]!;
     catalog[name] = route;
   }
-  return { config, catalog: deepFreeze(catalog) };
+  // The extra sidecar sections checked as the sidecar will check them (with a stand-in
+  // bootstrap: it is the sidecar's own sections that are checked here).
+  const sample = { ...config.sidecar, routes: catalog, authority: { url: config.authority.url, caFile: '/ca.crt', bootstrap: { joinToken: { file: '/token' } } } };
+  const sidecarProblems = collectConfig(sidecarSchema, sample).problems;
+  if (sidecarProblems.length) return { problems: prefixLines(sidecarProblems, 'sidecar') };
+  return { value: { config, catalog: deepFreeze(catalog) }, problems: [] };
 }

@@ -186,6 +186,7 @@ function agentEnvFor(injector: Injector, routes: readonly string[], port: number
 export function sidecarConfigFor(injector: Injector, routes: readonly string[], proxyPort: number, adminPort: number): Record<string, unknown> {
   const { authority } = injector.config;
   return {
+    ...(escapeDollars(injector.config.sidecar) as Record<string, unknown>),
     // Expanded by the sidecar from the downward API: the pod's final name, which admission does not know yet (generateName).
     instance: { id: '${POD_NAME}' },
     listen: `127.0.0.1:${proxyPort}`,

@@ -31,6 +31,8 @@ log: { level: debug }
 image: ghcr.io/example/leash:0.9.0
 authority:
   url: https://leash-authority.leash-system.svc:8443
+sidecar:
+  revocations: { redis: "redis://redis.leash-system.svc:6379" }
 routes:
   openai:
     upstream: https://api.openai.com
@@ -211,6 +213,7 @@ describe('leash injector /mutate', () => {
       caFile: '/var/run/secrets/leash/ca.crt',
       bootstrap: { kubernetes: { tokenFile: '/var/run/secrets/leash/token' } },
     });
+    expect(doc.revocations).toEqual({ redis: 'redis://redis.leash-system.svc:6379' });
     expect(Object.keys(doc.routes)).toEqual(['openai', 'search']);
     expect(doc.routes.openai).toEqual({
       upstream: 'https://api.openai.com',
