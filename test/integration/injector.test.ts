@@ -53,7 +53,7 @@ routes:
     allow: ["GET /repos/*"]
 `;
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 const fixture = (): Json => JSON.parse(readFileSync(new URL('../fixtures/admission/deployment-pod.json', import.meta.url), 'utf8')) as Json;
 
 /** RFC 6902 `add` (the only op the injector emits), on a copy. */
@@ -63,7 +63,7 @@ function applyPatch(doc: Json, ops: Array<{ op: string; path: string; value: unk
     expect(op).toBe('add');
     const parts = path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     const last = parts.pop()!;
-    let target: any = out; // eslint-disable-line @typescript-eslint/no-explicit-any
+    let target: any = out;
     for (const p of parts) {
       target = Array.isArray(target) ? target[Number(p)] : target[p];
       expect(target, `patch path ${path} must exist up to its last segment`).toBeDefined();
