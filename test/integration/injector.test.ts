@@ -336,3 +336,22 @@ describe('leash injector /mutate', () => {
     expect(logs.lines.some((l) => l.includes('do not load; keeping the current certificate'))).toBe(true);
   });
 });
+
+describe('TlsReloader (the timer path, for clients without SNI)', () => {
+  it('takes a changed pair once, refuses one that does not load, and retries it after the fix', async () => {
+    const { TlsReloader } = await import('../../src/injector/server.js');
+    const a = issueServerCert(ca);
+    const b = issueServerCert(ca);
+    let files = { stamp: '1', pair: a };
+    const taken: string[] = [];
+    const reloader = new TlsReloader({ stamp: () => files.stamp, read: () => files.pair }, pino({ level: 'silent' }), (p) => taken.push(p.certPem));
+    expect(reloader.check()).toBe(false);
+    files = { stamp: '2', pair: { certPem: b.certPem, keyPem: a.keyPem } };
+    expect(reloader.check()).toBe(false);
+    expect(reloader.currentPair).toBe(a);
+    files = { stamp: '3', pair: b }; // the key lands
+    expect(reloader.check()).toBe(true);
+    expect(reloader.check()).toBe(false);
+    expect(taken).toEqual([b.certPem]);
+  });
+});
