@@ -16,6 +16,7 @@ Usage:
   leash dev [--config FILE] [--redis URL]   authority + sidecar in one process (built-in example without --config)
   leash sidecar --config FILE               run the sidecar (agent-facing proxy + admin listener)
   leash authority --config FILE             run the authority (identities, policy, leases)
+  leash injector --config FILE              run the Kubernetes admission webhook that injects sidecars
   leash check --config FILE                 validate a sidecar, authority or dev config; exit 0/1
   leash token create --identity NAME [--ttl 10m]      one-time join token (admin)
   leash leases [--instance ID] [--credential NAME] [--json]   active leases (admin)
@@ -54,13 +55,29 @@ const need = (v: string | boolean | undefined, what: string, command: string): s
 
 const COMMANDS: Record<string, Command> = {
   sidecar: {
-    help: `Usage: leash sidecar --config FILE
+    help: `Usage: leash sidecar --config FILE | --config-env NAME
 
 Runs the sidecar: the agent calls http://<listen>/<route>/... and leash forwards to the
 route's upstream with the credential injected. SIGTERM drains in-flight requests for up
-to shutdown.grace, releases leases, then exits 0. See docs/configuration.md.`,
+to shutdown.grace, releases leases, then exits 0. --config-env NAME reads the config's
+YAML from that environment variable instead of a file (how leash injector hands a pod
+its config). See docs/configuration.md.`,
+    options: { config: { type: 'string', short: 'c' }, 'config-env': { type: 'string' } },
+    run: async (v) => {
+      if (v.config !== undefined && v['config-env'] !== undefined) throw new UsageError('leash sidecar takes --config FILE or --config-env NAME, not both');
+      const source = v['config-env'] !== undefined ? { env: need(v['config-env'], '--config-env NAME', 'sidecar') } : need(v.config, '--config FILE', 'sidecar');
+      return (await import('./bin/sidecar.js')).runSidecar(source, process.env);
+    },
+  },
+  injector: {
+    help: `Usage: leash injector --config FILE
+
+Runs the Kubernetes mutating admission webhook: HTTPS POST /mutate (AdmissionReview v1),
+/healthz, /readyz. A pod annotated leash.dev/inject: "true" and leash.dev/routes: "a,b"
+gets a leash native sidecar configured with those routes from the injector's catalog.
+Its TLS files are reloaded when they change. See docs/configuration.md and docs/kubernetes.md.`,
     options: { config: { type: 'string', short: 'c' } },
-    run: async (v) => (await import('./bin/sidecar.js')).runSidecar(need(v.config, '--config FILE', 'sidecar'), process.env),
+    run: async (v) => (await import('./bin/injector.js')).runInjector(need(v.config, '--config FILE', 'injector'), process.env),
   },
   authority: {
     help: `Usage: leash authority --config FILE
@@ -82,7 +99,7 @@ override its addresses and token TTL). With --config: { authority: …, sidecar:
     run: async (v) => (await import('./bin/dev.js')).runDev({ config: v.config as string | undefined, redis: v.redis as string | undefined }, process.env, err),
   },
   check: {
-    help: `Usage: leash check --config FILE [--kind sidecar|authority|dev] [--strict]
+    help: `Usage: leash check --config FILE [--kind sidecar|authority|dev|injector] [--strict]
 
 Validates a sidecar, authority or dev config (every problem, each with its key path) and
 prints what it would do (never a secret). Exit 0 if valid, 1 if not. The kind is read from
@@ -90,11 +107,11 @@ the file's top-level keys unless --kind names it; --strict makes warnings fail t
     options: { config: { type: 'string', short: 'c' }, kind: { type: 'string' }, strict: { type: 'boolean' } },
     run: async (v) => {
       const kind = v.kind as string | undefined;
-      if (kind !== undefined && !['sidecar', 'authority', 'dev'].includes(kind)) throw new UsageError(`--kind must be sidecar, authority or dev (got "${kind}")`);
+      if (kind !== undefined && !['sidecar', 'authority', 'dev', 'injector'].includes(kind)) throw new UsageError(`--kind must be sidecar, authority or dev, or injector (got "${kind}")`);
       const { runCheck } = await import('./bin/check.js');
       return runCheck(need(v.config, '--config FILE', 'check'), process.env, out, undefined, {
         strict: v.strict === true,
-        kind: kind as 'sidecar' | 'authority' | 'dev' | undefined,
+        kind: kind as 'sidecar' | 'authority' | 'dev' | 'injector' | undefined,
       });
     },
   },

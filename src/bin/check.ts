@@ -51,7 +51,9 @@ export function runCheck(
   }
   const report = checkDocument(read.doc, read.problems, opts.kind);
   const dev = report.kind === 'dev';
-  const problems = mergeProblems(report.problems, caFileProblems(dev ? read.doc[report.written.sidecar] : read.doc, dev ? `${report.written.sidecar}.` : ''));
+  // An injector's catalog caFiles are paths inside the injected sidecar, not on this machine.
+  const caFiles = report.kind === 'injector' ? [] : caFileProblems(dev ? read.doc[report.written.sidecar] : read.doc, dev ? `${report.written.sidecar}.` : '');
+  const problems = mergeProblems(report.problems, caFiles);
   if (problems.length > 0) {
     err(`leash: ${configPath}: ${count(problems.length)}, ${report.reason}:`);
     for (const line of problems) err(`  ${line}`);

@@ -18,6 +18,13 @@ export function loadSidecarConfig(path: string, env: NodeJS.ProcessEnv): Sidecar
   return parseConfig(sidecarSchema, readText(path, '--config'), env, path);
 }
 
+/** `leash sidecar --config-env NAME`: the config's YAML in an environment variable (set by leash injector). */
+export function loadSidecarConfigFromEnv(name: string, env: NodeJS.ProcessEnv): SidecarConfig {
+  const text = env[name];
+  if (text === undefined || text.trim() === '') throw new ConfigError([`--config-env ${name}: the environment variable is not set`]);
+  return parseConfig(sidecarSchema, text, env, `$${name}`);
+}
+
 export function readCaFiles(config: SidecarConfig): Map<string, string> {
   const out = new Map<string, string>();
   for (const [name, route] of Object.entries(config.routes)) {

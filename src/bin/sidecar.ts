@@ -7,11 +7,12 @@ import { createLogger } from '../telemetry/logger.js';
 import { untilSignal } from './signals.js';
 import { packageVersion } from './version.js';
 import { sidecarHygieneWarnings } from './hygiene.js';
-import { bootstrapTokenReader, loadSidecarConfig, readCaFiles, readText, resolveRedisTarget } from './load.js';
+import { bootstrapTokenReader, loadSidecarConfig, loadSidecarConfigFromEnv, readCaFiles, readText, resolveRedisTarget } from './load.js';
 
 /** `leash sidecar --config FILE`: config → logger → sidecar → signals. Resolves with the exit status. */
-export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Promise<number> {
-  const config = loadSidecarConfig(configPath, env);
+export async function runSidecar(source: string | { env: string }, env: NodeJS.ProcessEnv): Promise<number> {
+  // A file path, or { env: NAME } for `--config-env NAME` (the injector puts the config in the pod spec).
+  const config = typeof source === 'string' ? loadSidecarConfig(source, env) : loadSidecarConfigFromEnv(source.env, env);
   const caFiles = readCaFiles(config);
   const logger = createLogger({ level: config.log.level });
   // The same warnings as leash check (group-readable credential files, admin off loopback).
@@ -49,7 +50,7 @@ export async function runSidecar(configPath: string, env: NodeJS.ProcessEnv): Pr
       budget: config.audit.usageBudget,
     });
   }
-  const listenHints = listenHintsFor(configPath);
+  const listenHints = typeof source === 'string' ? listenHintsFor(source) : { proxy: `listen: in $${source.env}`, admin: `admin: in $${source.env}` };
   const { sidecar } = assembleSidecar({
     config,
     env,

@@ -1,5 +1,6 @@
 import { compilePolicy, PolicyError } from '../authority/policy/policy.js';
 import { authoritySchema, type AuthorityConfig } from './authority.js';
+import { collectInjector } from './injector.js';
 import { guessKind, KIND_KEYS, KINDS, KIND_NAME, type ConfigKind } from './kind.js';
 import { aliasUnknownKeys, collectConfig, prefixLines, renameLines } from './load.js';
 import { authorityProblems, devProblems, mergeProblems, sidecarProblems } from './semantic.js';
@@ -43,6 +44,10 @@ export function checkDocument(doc: Raw, envProblems: readonly string[] = [], giv
     const { value, problems, input, renamed } = collectConfig(authoritySchema, doc);
     report.problems = mergeProblems(envProblems, withOtherKinds(problems, doc, kind), renameLines(authorityProblems(input as Raw), renamed), value ? policyProblems(value) : []);
     if (report.problems.length === 0) report.authority = value;
+  } else if (kind === 'injector') {
+    // Schema only: the injector's TLS files and each route's caFile live where it runs, not here.
+    const { problems } = collectInjector(doc);
+    report.problems = mergeProblems(envProblems, withOtherKinds(problems, doc, kind));
   } else {
     checkDev(doc, envProblems, report);
   }

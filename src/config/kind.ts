@@ -1,4 +1,5 @@
 import { authoritySchema } from './authority.js';
+import { injectorSchema } from './injector.js';
 import { didYouMean, editDistance } from './cross-check.js';
 import { knownKeysAt } from './schema-keys.js';
 import { looksLikeSecret } from './secret-shape.js';
@@ -10,18 +11,22 @@ import { sidecarSchema } from './sidecar.js';
  * file into "a sidecar file missing routes". Each key written counts for every kind that
  * knows it, more for a key only one kind has (`routes`, `policies`), half as much for a
  * near miss of one (`credentails` ≈ `credentials`). Ties go to the sidecar, the common case.
+ * An injector file (`leash injector`) shares listen, tls, authority and routes with the
+ * others; it is told by `image`, which it requires and no other kind has.
  */
-export type ConfigKind = 'sidecar' | 'authority' | 'dev';
+export type ConfigKind = 'sidecar' | 'authority' | 'dev' | 'injector';
 
 export const KIND_KEYS: Readonly<Record<ConfigKind, readonly string[]>> = {
   sidecar: knownKeysAt(sidecarSchema, [], {}) ?? [],
   authority: knownKeysAt(authoritySchema, [], {}) ?? [],
   dev: ['authority', 'sidecar'],
+  injector: knownKeysAt(injectorSchema, [], {}) ?? [],
 };
 
+/** The kinds told apart by score; an injector file is told by `image`, which it alone has and requires. */
 export const KINDS: readonly ConfigKind[] = ['sidecar', 'authority', 'dev'];
 
-export const KIND_NAME: Readonly<Record<ConfigKind, string>> = { sidecar: 'a sidecar file', authority: 'an authority file', dev: 'a leash dev file' };
+export const KIND_NAME: Readonly<Record<ConfigKind, string>> = { sidecar: 'a sidecar file', authority: 'an authority file', dev: 'a leash dev file', injector: 'an injector file' };
 
 export interface KindGuess {
   kind: ConfigKind;
@@ -30,6 +35,7 @@ export interface KindGuess {
 }
 
 export function guessKind(keys: readonly string[]): KindGuess {
+  if (keys.includes('image')) return { kind: 'injector', reason: 'read as an injector file by its top-level key image' };
   const owners = (k: string) => KINDS.filter((kind) => KIND_KEYS[kind].includes(k)).length;
   // A key no kind knows is a near miss of the kind(s) with the closest key, and only of those.
   const nearest = new Map<string, Map<ConfigKind, string>>();

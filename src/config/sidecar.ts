@@ -95,6 +95,8 @@ const route = z.strictObject({
   required: z.boolean({ error: 'must be true or false' }).default(true),
 });
 export type RouteConfig = z.infer<typeof route>;
+/** One route's schema, for the injector's route catalog (config/injector.ts): the same keys as here. */
+export const sidecarRouteSchema = route;
 
 /** One listener's connection limits (listener-limits.ts); the idle timeout is at least 50ms. */
 const listenerLimits = (maxConnections: number, idleTimeout: number) =>

@@ -8,6 +8,7 @@ import { authoritySchema } from '../../src/config/authority.js';
 import { collectConfig, readDocument } from '../../src/config/load.js';
 import { knownKeysAt } from '../../src/config/schema-keys.js';
 import { sidecarSchema } from '../../src/config/sidecar.js';
+import { collectInjector } from '../../src/config/injector.js';
 import { compilePolicy, decide } from '../../src/authority/policy/policy.js';
 
 /**
@@ -387,8 +388,9 @@ describe.skipIf(!HAVE_KUBECTL)('leash configs inside the manifests', () => {
     expect(new URL((doc.authority as { url: string }).url).host).toBe('leash-authority.leash-system.svc:8443');
   });
 
-  // TODO(injector): validate the whole file with the injector's config schema once src/injector/ has one.
-  it.todo('injector.yaml passes the injector config schema (src/injector, written in parallel)');
+  it('injector.yaml passes the injector config schema (as `leash injector` and `leash check` read it)', () => {
+    expect(collectInjector(injectorDoc()).problems).toEqual([]);
+  });
 
   const manualDoc = () => {
     const cm = find(examples.get('deploy/examples/agent-manual.yaml')!, 'ConfigMap', 'doc-agent-leash');

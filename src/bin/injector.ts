@@ -1,0 +1,35 @@
+import { statSync } from 'node:fs';
+import { parseInjectorConfig } from '../config/injector.js';
+import { InjectorServer, type TlsSource } from '../injector/server.js';
+import { createLogger } from '../telemetry/logger.js';
+import { readText } from './load.js';
+import { untilSignal } from './signals.js';
+
+/** `leash injector --config FILE`: config → TLS files → HTTPS webhook → signals. Resolves with the exit status. */
+export async function runInjector(configPath: string, env: NodeJS.ProcessEnv): Promise<number> {
+  const injector = parseInjectorConfig(readText(configPath, '--config'), env, configPath);
+  const { config } = injector;
+  const logger = createLogger({ level: config.log.level, name: 'injector' });
+  const server = new InjectorServer({ injector, tls: tlsFiles(config.tls.certFile, config.tls.keyFile), logger, reloadInterval: config.tls.reloadInterval });
+  const addr = await server.listen(config.listen.host, config.listen.port);
+  logger.info({ listen: `${addr.address}:${addr.port}`, routes: Object.keys(config.routes), image: config.image }, 'leash injector started');
+  await untilSignal(logger);
+  await server.close();
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  return 0;
+}
+
+/**
+ * The TLS files as the server sees them. A Secret volume swaps a `..data` symlink, so
+ * stat follows links; inode, size and mtime of both files change with every rotation.
+ */
+export function tlsFiles(certFile: string, keyFile: string): TlsSource {
+  const id = (path: string) => {
+    const s = statSync(path);
+    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
+  };
+  return {
+    stamp: () => `${id(certFile)}|${id(keyFile)}`,
+    read: () => ({ certPem: readText(certFile, 'tls.certFile'), keyPem: readText(keyFile, 'tls.keyFile') }),
+  };
+}

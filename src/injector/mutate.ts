@@ -1,0 +1,294 @@
+import { stringify } from 'yaml';
+import type { Injector } from '../config/injector.js';
+
+/**
+ * The injector's decision, pure: an AdmissionReview v1 request in, an AdmissionReview v1
+ * response out (docs/configuration.md, "Injector"). No I/O and no side effect: everything
+ * the injected sidecar needs travels in the pod spec (its config in an env var, its
+ * identity from a projected service-account token), so a retried or dry-run admission
+ * changes nothing anywhere else.
+ */
+
+export const ANNOTATION = {
+  inject: 'leash.dev/inject',
+  routes: 'leash.dev/routes',
+  port: 'leash.dev/port',
+  adminPort: 'leash.dev/admin-port',
+  status: 'leash.dev/status',
+  /** A label (not an annotation): NetworkPolicies select pods by label (deploy/base/authority/networkpolicy.yaml). */
+  injected: 'leash.dev/injected',
+} as const;
+
+/** The names the injector gives what it adds; a pod already holding them is left alone or refused. */
+export const SIDECAR_NAME = 'leash';
+export const TOKEN_VOLUME = 'leash-token';
+export const TOKEN_DIR = '/var/run/secrets/leash';
+export const CONFIG_ENV = 'LEASH_CONFIG';
+export const TOKEN_AUDIENCE = 'leash';
+export const TOKEN_EXPIRATION_SECONDS = 3600;
+
+const ROUTE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** RFC 6902 operations the injector emits: only `add`. */
+export interface PatchOp {
+  op: 'add';
+  path: string;
+  value: unknown;
+}
+
+export type Decision =
+  | { allowed: true; patch?: PatchOp[]; warnings?: string[]; reason: string }
+  | { allowed: false; message: string };
+
+interface EnvVar {
+  name?: unknown;
+}
+interface Container {
+  name?: unknown;
+  env?: EnvVar[];
+  ports?: Array<{ containerPort?: unknown }>;
+}
+interface Pod {
+  metadata?: { name?: string; generateName?: string; annotations?: Record<string, unknown>; labels?: Record<string, unknown> };
+  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Array<{ name?: unknown }> };
+}
+
+/** A review the injector can decide on, or why not (→ HTTP 400). */
+export type ParsedReview = { ok: true; uid: string; operation: string; kind: string; object: unknown } | { ok: false; message: string };
+
+export function parseReview(body: unknown): ParsedReview {
+  if (!isObject(body)) return { ok: false, message: 'body must be a JSON AdmissionReview object' };
+  if (body.apiVersion !== 'admission.k8s.io/v1' || body.kind !== 'AdmissionReview') {
+    return { ok: false, message: 'body must be an AdmissionReview of apiVersion admission.k8s.io/v1' };
+  }
+  const request = body.request;
+  if (!isObject(request)) return { ok: false, message: 'AdmissionReview has no request' };
+  if (typeof request.uid !== 'string' || request.uid === '' || request.uid.length > 128) return { ok: false, message: 'request.uid must be a non-empty string' };
+  const kind = isObject(request.kind) && typeof request.kind.kind === 'string' ? request.kind.kind : '';
+  const operation = typeof request.operation === 'string' ? request.operation : '';
+  if (kind === 'Pod' && operation === 'CREATE' && !isObject(request.object)) return { ok: false, message: 'request.object must be the Pod being created' };
+  return { ok: true, uid: request.uid, operation, kind, object: request.object };
+}
+
+/** The AdmissionReview v1 response for a decision. */
+export function admissionResponse(uid: string, decision: Decision): Record<string, unknown> {
+  const response: Record<string, unknown> = { uid, allowed: decision.allowed };
+  if (decision.allowed) {
+    if (decision.patch && decision.patch.length > 0) {
+      response.patchType = 'JSONPatch';
+      response.patch = Buffer.from(JSON.stringify(decision.patch)).toString('base64');
+    }
+    if (decision.warnings?.length) response.warnings = decision.warnings;
+  } else {
+    response.status = { code: 403, message: decision.message };
+  }
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
+}
+
+/** What to do with one reviewed object. Only Pods being created are ever patched. */
+export function decide(injector: Injector, review: Extract<ParsedReview, { ok: true }>): Decision {
+  if (review.kind !== 'Pod' || review.operation !== 'CREATE') return { allowed: true, reason: 'not a pod being created' };
+  return mutatePod(injector, review.object as Pod);
+}
+
+export function mutatePod(injector: Injector, pod: Pod): Decision {
+  const annotations = pod.metadata?.annotations ?? {};
+  if (annotations[ANNOTATION.inject] !== 'true') return { allowed: true, reason: 'not annotated for injection' };
+  const spec = pod.spec;
+  if (!isObject(spec) || !Array.isArray(spec.containers)) return { allowed: false, message: 'pod has no spec.containers' };
+  const initContainers = Array.isArray(spec.initContainers) ? spec.initContainers : [];
+  // Idempotent: a pod already carrying leash (injected before, or written by hand) gets nothing more.
+  if (annotations[ANNOTATION.status] === 'injected' || [...initContainers, ...spec.containers].some((c) => c?.name === SIDECAR_NAME)) {
+    return { allowed: true, reason: 'already has a leash sidecar' };
+  }
+
+  const routes = requestedRoutes(annotations[ANNOTATION.routes]);
+  if (typeof routes === 'string') return { allowed: false, message: routes };
+  const unknown = routes.filter((r) => !(r in injector.catalog));
+  if (unknown.length > 0) {
+    const known = Object.keys(injector.catalog).join(', ');
+    return { allowed: false, message: `${ANNOTATION.routes} names unknown route${unknown.length === 1 ? '' : 's'} ${unknown.map(show).join(', ')} (the injector knows: ${known})` };
+  }
+
+  const proxyPort = portAnnotation(annotations[ANNOTATION.port], ANNOTATION.port, injector.config.ports.proxy);
+  if (typeof proxyPort === 'string') return { allowed: false, message: proxyPort };
+  const adminPort = portAnnotation(annotations[ANNOTATION.adminPort], ANNOTATION.adminPort, injector.config.ports.admin);
+  if (typeof adminPort === 'string') return { allowed: false, message: adminPort };
+  if (proxyPort === adminPort) return { allowed: false, message: `${ANNOTATION.port} and ${ANNOTATION.adminPort} must differ (both ${proxyPort})` };
+  // The pod's containers share one network namespace: a port an app already declares would make leash fail to listen.
+  for (const c of [...initContainers, ...spec.containers]) {
+    for (const p of c?.ports ?? []) {
+      if (p?.containerPort === proxyPort || p?.containerPort === adminPort) {
+        return { allowed: false, message: `container ${show(c.name)} declares port ${String(p.containerPort)}, which leash would listen on; choose others with ${ANNOTATION.port} / ${ANNOTATION.adminPort}` };
+      }
+    }
+  }
+  if ((spec.volumes ?? []).some((v) => v?.name === TOKEN_VOLUME)) return { allowed: false, message: `pod already has a volume named ${TOKEN_VOLUME}` };
+
+  const agentEnv = agentEnvFor(injector, routes, proxyPort);
+  if (typeof agentEnv === 'string') return { allowed: false, message: agentEnv };
+
+  const patch: PatchOp[] = [];
+  const warnings: string[] = [];
+  const sidecar = sidecarContainer(injector, routes, proxyPort, adminPort);
+  // First among the init containers: those after it (migrations, fetchers) can already use the routes.
+  patch.push(Array.isArray(spec.initContainers) ? { op: 'add', path: '/spec/initContainers/0', value: sidecar } : { op: 'add', path: '/spec/initContainers', value: [sidecar] });
+  patch.push(Array.isArray(spec.volumes) ? { op: 'add', path: '/spec/volumes/-', value: tokenVolume(injector) } : { op: 'add', path: '/spec/volumes', value: [tokenVolume(injector)] });
+  spec.containers.forEach((c, i) => {
+    const existing = new Set((Array.isArray(c.env) ? c.env : []).map((e) => e?.name));
+    const add = agentEnv.filter((e) => {
+      // The app's own value wins: a team that points OPENAI_BASE_URL elsewhere meant it.
+      if (!existing.has(e.name)) return true;
+      warnings.push(`leash: container ${show(c.name)} already sets ${e.name}; kept its value`);
+      return false;
+    });
+    if (add.length === 0) return;
+    if (Array.isArray(c.env)) for (const e of add) patch.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value: e });
+    else patch.push({ op: 'add', path: `/spec/containers/${i}/env`, value: add });
+  });
+  patch.push(
+    pod.metadata?.annotations
+      ? { op: 'add', path: `/metadata/annotations/${pointer(ANNOTATION.status)}`, value: 'injected' }
+      : { op: 'add', path: '/metadata/annotations', value: { [ANNOTATION.status]: 'injected' } },
+    // The label that lets the pod reach the authority through its NetworkPolicy.
+    pod.metadata?.labels
+      ? { op: 'add', path: `/metadata/labels/${pointer(ANNOTATION.injected)}`, value: 'true' }
+      : { op: 'add', path: '/metadata/labels', value: { [ANNOTATION.injected]: 'true' } },
+  );
+  return { allowed: true, patch, warnings, reason: 'injected' };
+}
+
+/** `leash.dev/routes: "openai, search"` → ["openai", "search"]; a message when there is none. */
+function requestedRoutes(value: unknown): string[] | string {
+  if (typeof value !== 'string') return `${ANNOTATION.routes} must name the routes to give the pod, e.g. "openai,search"`;
+  const names = [...new Set(value.split(',').map((s) => s.trim()).filter(Boolean))];
+  if (names.length === 0) return `${ANNOTATION.routes} must name at least one route`;
+  return names;
+}
+
+function portAnnotation(value: unknown, key: string, fallback: number): number | string {
+  if (value === undefined) return fallback;
+  const n = typeof value === 'string' && /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= 65535)) return `${key} must be a port number 1-65535 (got ${show(value)})`;
+  return n;
+}
+
+/** Each route's agentEnv with {{baseUrl}} filled in; two routes setting one variable differently is refused. */
+function agentEnvFor(injector: Injector, routes: readonly string[], port: number): Array<{ name: string; value: string }> | string {
+  const out = new Map<string, { value: string; route: string }>();
+  for (const route of routes) {
+    const baseUrl = `http://127.0.0.1:${port}/${route}`;
+    for (const [name, template] of Object.entries(injector.config.routes[route]!.agentEnv)) {
+      const value = template.split('{{baseUrl}}').join(baseUrl);
+      const seen = out.get(name);
+      if (seen && seen.value !== value) return `routes ${seen.route} and ${route} both set ${name} in agentEnv; ask for one of them`;
+      out.set(name, { value, route });
+    }
+  }
+  return [...out].map(([name, { value }]) => ({ name, value }));
+}
+
+/** The injected sidecar's config (a sidecar file, DESIGN §4), as the YAML it reads from $LEASH_CONFIG. */
+export function sidecarConfigFor(injector: Injector, routes: readonly string[], proxyPort: number, adminPort: number): Record<string, unknown> {
+  const { authority } = injector.config;
+  return {
+    ...(escapeDollars(injector.config.sidecar) as Record<string, unknown>),
+    // Expanded by the sidecar from the downward API: the pod's final name, which admission does not know yet (generateName).
+    instance: { id: '${POD_NAME}' },
+    listen: `127.0.0.1:${proxyPort}`,
+    // The kubelet's probes come from the node to the pod IP, not over loopback.
+    admin: `0.0.0.0:${adminPort}`,
+    authority: {
+      url: authority.url,
+      caFile: `${TOKEN_DIR}/ca.crt`,
+      bootstrap: { kubernetes: { tokenFile: `${TOKEN_DIR}/token` } },
+      ...(authority.timeout !== undefined ? { timeout: `${authority.timeout}ms` } : {}),
+    },
+    routes: Object.fromEntries(routes.map((r) => [r, escapeDollars(injector.catalog[r])])),
+  };
+}
+
+function sidecarContainer(injector: Injector, routes: readonly string[], proxyPort: number, adminPort: number): Record<string, unknown> {
+  const c = injector.config;
+  const probe = (path: string, periodSeconds: number, failureThreshold: number) => ({
+    httpGet: { path, port: adminPort, scheme: 'HTTP' },
+    periodSeconds,
+    timeoutSeconds: 2,
+    failureThreshold,
+  });
+  return {
+    name: SIDECAR_NAME,
+    image: c.image,
+    imagePullPolicy: c.imagePullPolicy,
+    args: ['sidecar', '--config-env', CONFIG_ENV],
+    // A native sidecar (Kubernetes ≥ 1.29): started before the app containers, which wait
+    // for its startupProbe, i.e. until every required route holds a credential.
+    restartPolicy: 'Always',
+    env: [
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: CONFIG_ENV, value: stringify(sidecarConfigFor(injector, routes, proxyPort, adminPort)) },
+    ],
+    ports: [
+      { name: 'leash-proxy', containerPort: proxyPort, protocol: 'TCP' },
+      { name: 'leash-admin', containerPort: adminPort, protocol: 'TCP' },
+    ],
+    startupProbe: probe('/readyz', 1, 120),
+    readinessProbe: probe('/readyz', 5, 3),
+    livenessProbe: probe('/healthz', 10, 3),
+    resources: stripUndefined(c.resources),
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: c.runAsUser,
+      runAsGroup: c.runAsUser,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [{ name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true }],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
+
+/** The bound service-account token (audience leash, rotated by the kubelet) and the authority's CA, side by side. */
+function tokenVolume(injector: Injector): Record<string, unknown> {
+  const ca = injector.config.authority.caConfigMap;
+  return {
+    name: TOKEN_VOLUME,
+    projected: {
+      sources: [
+        { serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: 'token' } },
+        { configMap: { name: ca.name, items: [{ key: ca.key, path: 'ca.crt' }] } },
+      ],
+    },
+  };
+}
+
+/** The sidecar expands `${VAR}` in its config; text from the catalog is already expanded, so `${` stays literal. */
+function escapeDollars(value: unknown): unknown {
+  if (typeof value === 'string') return value.split('${').join('$${');
+  if (Array.isArray(value)) return value.map(escapeDollars);
+  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, escapeDollars(v)]));
+  return value;
+}
+
+function stripUndefined(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value)) as unknown;
+}
+
+/** RFC 6901: "~" and "/" escaped in a JSON pointer segment. */
+export function pointer(segment: string): string {
+  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** A pod-supplied value in a message: names as they are, anything else quoted and bounded. */
+function show(value: unknown): string {
+  if (typeof value === 'string' && ROUTE_NAME.test(value)) return `"${value}"`;
+  const text = JSON.stringify(typeof value === 'string' ? value : String(value)) ?? '""';
+  return text.length > 66 ? `${text.slice(0, 64)}…"` : text;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

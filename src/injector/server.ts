@@ -1,0 +1,224 @@
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Injector } from '../config/injector.js';
+import { admissionResponse, decide, parseReview } from './mutate.js';
+
+/**
+ * The injector's HTTPS server: POST /mutate (AdmissionReview v1), /healthz, /readyz.
+ * Malformed reviews get a 4xx and the server keeps serving; the decision itself is
+ * mutate.ts. The certificate is reloaded when its files change (cert-manager rotates
+ * them in place): looked at on every handshake that names a server (the API server
+ * always sends SNI for the Service's DNS name) and on a timer for those that don't.
+ */
+
+/** An AdmissionReview carries the object (≤ 1.5 MiB in etcd) and perhaps oldObject: 8 MiB is ample. */
+const MAX_BODY = 8 * 1024 * 1024;
+
+export interface TlsPair {
+  certPem: string;
+  keyPem: string;
+}
+
+/** How the server sees its TLS files: a cheap identity of their current versions, and their contents (the entry point reads files). */
+export interface TlsSource {
+  /** Changes whenever either file changes (e.g. inode, size, mtime of both, symlinks followed). */
+  stamp(): string;
+  read(): TlsPair;
+}
+
+/**
+ * The current secure context, rebuilt when the source's stamp changes. A new pair that
+ * does not load (a key not matching the cert, a half-written file) is not taken: the
+ * previous one keeps serving and the next look tries again.
+ */
+export class TlsReloader {
+  private stamp: string;
+  private context: SecureContext;
+  private pair: TlsPair;
+  private readonly onChange: (pair: TlsPair) => void;
+
+  constructor(
+    private readonly source: TlsSource,
+    private readonly logger: Logger,
+    onChange: (pair: TlsPair) => void = () => undefined,
+  ) {
+    this.stamp = source.stamp();
+    this.pair = source.read();
+    this.context = createSecureContext({ cert: this.pair.certPem, key: this.pair.keyPem });
+    this.onChange = onChange;
+  }
+
+  get current(): SecureContext {
+    return this.context;
+  }
+
+  get currentPair(): TlsPair {
+    return this.pair;
+  }
+
+  /** Looks at the files; true when a new certificate was taken. */
+  check(): boolean {
+    let stamp: string;
+    try {
+      stamp = this.source.stamp();
+    } catch (err) {
+      this.logger.warn({ err: errCode(err) }, 'injector TLS files unreadable; keeping the current certificate');
+      return false;
+    }
+    if (stamp === this.stamp) return false;
+    try {
+      const pair = this.source.read();
+      this.context = createSecureContext({ cert: pair.certPem, key: pair.keyPem });
+      this.pair = pair;
+    } catch (err) {
+      // Not remembered as seen: cert-manager writes the two files one after the other.
+      this.logger.warn({ err: errCode(err) }, 'injector TLS files changed but do not load; keeping the current certificate');
+      return false;
+    }
+    this.stamp = stamp;
+    this.onChange(this.pair);
+    this.logger.info('injector TLS certificate reloaded');
+    return true;
+  }
+}
+
+export interface InjectorServerOptions {
+  injector: Injector;
+  tls: TlsSource;
+  logger: Logger;
+  /** How often the TLS files are looked at besides SNI handshakes (ms). */
+  reloadInterval: number;
+}
+
+export class InjectorServer {
+  private readonly server: Server;
+  private readonly reloader: TlsReloader;
+  private timer: NodeJS.Timeout | undefined;
+  private closing = false;
+
+  constructor(private readonly opts: InjectorServerOptions) {
+    this.reloader = new TlsReloader(opts.tls, opts.logger, (pair) => this.server.setSecureContext({ cert: pair.certPem, key: pair.keyPem }));
+    const reloader = this.reloader;
+    this.server = createServer(
+      {
+        cert: reloader.currentPair.certPem,
+        key: reloader.currentPair.keyPem,
+        minVersion: 'TLSv1.2',
+        SNICallback: (_servername, cb) => {
+          reloader.check();
+          cb(null, reloader.current);
+        },
+      },
+      (req, res) => this.handle(req, res),
+    );
+    // A client that stalls mid-request must not hold a socket for ever; the API server's own timeout is ≤ 30s.
+    this.server.requestTimeout = 30_000;
+    this.server.headersTimeout = 10_000;
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    this.server.listen(port, host);
+    await once(this.server, 'listening');
+    this.timer = setInterval(() => this.reloader.check(), this.opts.reloadInterval);
+    this.timer.unref();
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Stop accepting, let in-flight reviews finish; idempotent. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.timer);
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    await closed;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz') return send(res, 200, { status: 'ok' });
+    if (path === '/readyz') return this.closing ? send(res, 503, { status: 'closing' }) : send(res, 200, { status: 'ready' });
+    if (path !== '/mutate') return send(res, 404, { error: 'not found', paths: ['/mutate', '/healthz', '/readyz'] });
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      return send(res, 405, { error: 'POST an AdmissionReview to /mutate' });
+    }
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json') return drainThen(req, () => send(res, 415, { error: 'content-type must be application/json' }));
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY) return drainThen(req, () => send(res, 413, { error: `an AdmissionReview is at most ${MAX_BODY} bytes` }), true);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        tooBig = true;
+        chunks.length = 0;
+      } else if (!tooBig) chunks.push(chunk);
+    });
+    req.on('error', () => undefined);
+    req.on('end', () => {
+      if (tooBig) return send(res, 413, { error: `an AdmissionReview is at most ${MAX_BODY} bytes` }, true);
+      this.review(Buffer.concat(chunks), res);
+    });
+  }
+
+  private review(body: Buffer, res: ServerResponse): void {
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      this.opts.logger.warn('admission review rejected: body is not JSON');
+      return send(res, 400, { error: 'body is not JSON' });
+    }
+    const parsed = parseReview(json);
+    if (!parsed.ok) {
+      this.opts.logger.warn({ problem: parsed.message }, 'admission review rejected: malformed');
+      return send(res, 400, { error: parsed.message });
+    }
+    try {
+      const decision = decide(this.opts.injector, parsed);
+      const meta = podMeta(parsed.object);
+      // Names only: a pod spec may carry secrets in its env, so it is never logged.
+      this.opts.logger.info(
+        { uid: parsed.uid, kind: parsed.kind, operation: parsed.operation, ...meta, allowed: decision.allowed, ...(decision.allowed ? { reason: decision.reason } : { message: decision.message }) },
+        'admission review',
+      );
+      send(res, 200, admissionResponse(parsed.uid, decision));
+    } catch (err) {
+      // failurePolicy: Fail on the webhook turns this into a refused pod: closed, not open.
+      this.opts.logger.error({ uid: parsed.uid, err: errCode(err) }, 'admission review failed');
+      send(res, 500, { error: 'internal error deciding the review' });
+    }
+  }
+}
+
+function podMeta(object: unknown): Record<string, string> {
+  const meta = (object as { metadata?: { name?: unknown; generateName?: unknown; namespace?: unknown } } | undefined)?.metadata;
+  const out: Record<string, string> = {};
+  for (const k of ['name', 'generateName', 'namespace'] as const) if (typeof meta?.[k] === 'string') out[k] = meta[k].slice(0, 253);
+  return out;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, close = false): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(close ? { connection: 'close' } : {}) });
+  res.end(text);
+}
+
+/** Answer after the body is consumed (or, when it is too large to read, close the connection). */
+function drainThen(req: IncomingMessage, answer: () => void, close = false): void {
+  if (close) return answer();
+  req.resume();
+  req.on('end', answer);
+  req.on('error', () => undefined);
+}
+
+function errCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException)?.code ?? (err instanceof Error ? err.name : 'error');
+}

@@ -1,0 +1,359 @@
+import { X509Certificate as X509 } from 'node:crypto';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { Pod } from 'kubernetes-models/v1/Pod';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { tlsFiles } from '../../src/bin/injector.js';
+import { parseInjectorConfig, type Injector } from '../../src/config/injector.js';
+import { collectConfig, readDocument } from '../../src/config/load.js';
+import { knownKeysAt } from '../../src/config/schema-keys.js';
+import { sidecarSchema } from '../../src/config/sidecar.js';
+import { InjectorServer } from '../../src/injector/server.js';
+import { LogSink } from '../helpers/harness.js';
+import { issueServerCert, makeCa, type TestCa } from '../helpers/proxy-tls.js';
+
+/**
+ * leash injector over real HTTPS with a test CA: real AdmissionReview v1 JSON (a Pod as a
+ * ReplicaSet creates it: generateName, no name, two containers, existing env) in, the
+ * returned JSONPatch applied, the result validated against the Kubernetes Pod schema
+ * (kubernetes-models), and the injected sidecar config validated as a sidecar file.
+ */
+
+const CONFIG = `
+listen: "127.0.0.1:0"
+tls: { certFile: CERT, keyFile: KEY, reloadInterval: 1h }
+log: { level: debug }
+image: ghcr.io/example/leash:0.9.0
+authority:
+  url: https://leash-authority.leash-system.svc:8443
+sidecar:
+  revocations: { redis: "redis://redis.leash-system.svc:6379" }
+routes:
+  openai:
+    upstream: https://api.openai.com
+    credential: openai
+    inject: { header: authorization, format: "Bearer {{credential}}" }
+    allow: ["POST /v1/chat/completions", "GET /v1/models"]
+    agentEnv: { OPENAI_BASE_URL: "{{baseUrl}}/v1" }
+  search:
+    upstream: https://search.example.com/api
+    credential: search
+    inject: { query: key }
+    allow: ["GET /search"]
+    agentEnv: { SEARCH_BASE_URL: "{{baseUrl}}", SEARCH_API_KEY: "unused-by-leash" }
+  github:
+    upstream: https://api.github.com
+    credential: github
+    inject: { header: authorization, format: "token {{credential}}" }
+    allow: ["GET /repos/*"]
+`;
+
+type Json = Record<string, any>;
+const fixture = (): Json => JSON.parse(readFileSync(new URL('../fixtures/admission/deployment-pod.json', import.meta.url), 'utf8')) as Json;
+
+/** RFC 6902 `add` (the only op the injector emits), on a copy. */
+function applyPatch(doc: Json, ops: Array<{ op: string; path: string; value: unknown }>): Json {
+  const out = structuredClone(doc);
+  for (const { op, path, value } of ops) {
+    expect(op).toBe('add');
+    const parts = path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const last = parts.pop()!;
+    let target: any = out;
+    for (const p of parts) {
+      target = Array.isArray(target) ? target[Number(p)] : target[p];
+      expect(target, `patch path ${path} must exist up to its last segment`).toBeDefined();
+    }
+    if (Array.isArray(target)) {
+      if (last === '-') target.push(value);
+      else {
+        const i = Number(last);
+        expect(i).toBeLessThanOrEqual(target.length);
+        target.splice(i, 0, value);
+      }
+    } else {
+      expect(target[last], `add at ${path} must not replace a member`).toBeUndefined();
+      target[last] = value;
+    }
+  }
+  return out;
+}
+
+interface Reply {
+  status: number;
+  json: Json;
+  certSerial: string;
+}
+
+let ca: TestCa;
+let dir: string;
+let server: InjectorServer;
+let port: number;
+let injector: Injector;
+const logs = new LogSink();
+
+function post(body: string | Buffer, contentType = 'application/json'): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      // A fresh connection each time (agent: false), so every call is a TLS handshake; SNI as the API server sends it.
+      { host: '127.0.0.1', port, servername: 'localhost', path: '/mutate', method: 'POST', ca: ca.certPem, agent: false, headers: { 'content-type': contentType } },
+      (res) => {
+        const certSerial = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Json, certSerial }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const review = (r: Json) => post(JSON.stringify(r));
+const patchOf = (reply: Reply) => (reply.json.response.patch ? JSON.parse(Buffer.from(reply.json.response.patch as string, 'base64').toString('utf8')) : undefined);
+const withAnnotations = (annotations: Record<string, string> | undefined): Json => {
+  const r = fixture();
+  if (annotations === undefined) delete r.request.object.metadata.annotations;
+  else r.request.object.metadata.annotations = annotations;
+  return r;
+};
+
+beforeAll(async () => {
+  ca = makeCa();
+  dir = mkdtempSync(join(tmpdir(), 'leash-injector-'));
+  const cert = issueServerCert(ca);
+  writeFileSync(join(dir, 'tls.crt'), cert.certPem);
+  writeFileSync(join(dir, 'tls.key'), cert.keyPem);
+  injector = parseInjectorConfig(CONFIG.replace('CERT', join(dir, 'tls.crt')).replace('KEY', join(dir, 'tls.key')), {});
+  server = new InjectorServer({
+    injector,
+    tls: tlsFiles(join(dir, 'tls.crt'), join(dir, 'tls.key')),
+    logger: pino({ level: 'debug' }, logs),
+    reloadInterval: injector.config.tls.reloadInterval,
+  });
+  port = (await server.listen('127.0.0.1', 0)).port;
+});
+
+afterAll(async () => {
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('leash injector /mutate', () => {
+  it('injects a native sidecar, the token volume and agentEnv into a Deployment-created pod; the result is a valid Pod', async () => {
+    const input = fixture();
+    const reply = await review(input);
+    expect(reply.status).toBe(200);
+    const { response } = reply.json;
+    expect(reply.json).toMatchObject({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' });
+    expect(response).toMatchObject({ uid: input.request.uid, allowed: true, patchType: 'JSONPatch' });
+
+    const pod = applyPatch(input.request.object, patchOf(reply));
+    // Throws with the schema path on any invalid field (kubernetes-models' JSON schema of core/v1 Pod).
+    expect(() => new Pod(pod as never).validate()).not.toThrow();
+
+    const spec = pod.spec;
+    expect(spec.initContainers).toHaveLength(1);
+    const leash = spec.initContainers[0];
+    expect(leash).toMatchObject({
+      name: 'leash',
+      image: 'ghcr.io/example/leash:0.9.0',
+      restartPolicy: 'Always',
+      args: ['sidecar', '--config-env', 'LEASH_CONFIG'],
+      startupProbe: { httpGet: { path: '/readyz', port: 15090 } },
+      readinessProbe: { httpGet: { path: '/readyz', port: 15090 } },
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+      resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
+      volumeMounts: [{ name: 'leash-token', mountPath: '/var/run/secrets/leash', readOnly: true }],
+    });
+    expect(leash.env[0]).toEqual({ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+    // The pod's own volumes are kept; the projected token (audience leash) and the authority CA are added.
+    expect(spec.volumes.map((v: Json) => v.name)).toEqual(['kube-api-access-x7k2p', 'scratch', 'leash-token']);
+    expect(spec.volumes[2].projected.sources).toEqual([
+      { serviceAccountToken: { audience: 'leash', expirationSeconds: 3600, path: 'token' } },
+      { configMap: { name: 'leash-authority-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+    ]);
+
+    // agentEnv in every app container; an existing variable of the same name keeps its value.
+    const env = (i: number) => Object.fromEntries(spec.containers[i].env.map((e: Json) => [e.name, e.value]));
+    expect(env(0)).toEqual({
+      LOG_LEVEL: 'info',
+      SEARCH_BASE_URL: 'https://search.internal.example/v2',
+      OPENAI_BASE_URL: 'http://127.0.0.1:15080/openai/v1',
+      SEARCH_API_KEY: 'unused-by-leash',
+    });
+    expect(env(1)).toEqual({ OPENAI_BASE_URL: 'http://127.0.0.1:15080/openai/v1', SEARCH_BASE_URL: 'http://127.0.0.1:15080/search', SEARCH_API_KEY: 'unused-by-leash' });
+    expect(response.warnings).toEqual(['leash: container "agent" already sets SEARCH_BASE_URL; kept its value']);
+    expect(pod.metadata.annotations['leash.dev/status']).toBe('injected');
+    expect(pod.metadata.annotations['leash.dev/routes']).toBe('openai, search');
+    // The label the authority's NetworkPolicy admits, added beside the pod's own labels.
+    expect(pod.metadata.labels).toEqual({ app: 'research-agent', 'pod-template-hash': '7d9c8b6f5d', 'leash.dev/injected': 'true' });
+    expect(pod.metadata.name).toBeUndefined();
+  });
+
+  it('hands the sidecar a config that validates as a sidecar file, with the routes as written and the kubernetes bootstrap', async () => {
+    const reply = await review(fixture());
+    const pod = applyPatch(fixture().request.object, patchOf(reply));
+    const text = pod.spec.initContainers[0].env.find((e: Json) => e.name === 'LEASH_CONFIG').value as string;
+    const doc = parse(text) as Json;
+    expect(doc.instance).toEqual({ id: '${POD_NAME}' });
+    expect(doc.listen).toBe('127.0.0.1:15080');
+    expect(doc.admin).toBe('0.0.0.0:15090');
+    expect(doc.authority).toEqual({
+      url: 'https://leash-authority.leash-system.svc:8443',
+      caFile: '/var/run/secrets/leash/ca.crt',
+      bootstrap: { kubernetes: { tokenFile: '/var/run/secrets/leash/token' } },
+    });
+    expect(doc.revocations).toEqual({ redis: 'redis://redis.leash-system.svc:6379' });
+    expect(Object.keys(doc.routes)).toEqual(['openai', 'search']);
+    expect(doc.routes.openai).toEqual({
+      upstream: 'https://api.openai.com',
+      credential: 'openai',
+      inject: { header: 'authorization', format: 'Bearer {{credential}}' },
+      allow: ['POST /v1/chat/completions', 'GET /v1/models'],
+    });
+
+    // As the sidecar reads it (leash sidecar --config-env LEASH_CONFIG → the sidecar schema, ${POD_NAME} expanded).
+    const expanded = readDocument(text, { POD_NAME: 'research-agent-7d9c8b6f5d-x2xkq' });
+    const { value, problems } = collectConfig(sidecarSchema, expanded);
+    // The Kubernetes attestor (issue 10 item 1) is another branch: until it is merged, the
+    // one thing the sidecar schema here may not know is authority.bootstrap.kubernetes.
+    const knowsKubernetes = (knownKeysAt(sidecarSchema, ['authority', 'bootstrap'], expanded) ?? []).includes('kubernetes');
+    if (knowsKubernetes) {
+      expect(problems).toEqual([]);
+      expect(value!.instance.id).toBe('research-agent-7d9c8b6f5d-x2xkq');
+    } else {
+      expect(problems.length).toBeGreaterThan(0);
+      expect(problems.every((p) => p.startsWith('authority.bootstrap'))).toBe(true);
+      const joinToken = structuredClone(expanded) as Json;
+      joinToken.authority.bootstrap = { joinToken: { file: '/var/run/secrets/leash/token' } };
+      expect(collectConfig(sidecarSchema, joinToken).problems).toEqual([]);
+    }
+  });
+
+  it('is idempotent: a second review of the injected pod adds nothing', async () => {
+    const first = await review(fixture());
+    const injected = fixture();
+    injected.request.object = applyPatch(injected.request.object, patchOf(first));
+    const second = await review(injected);
+    expect(second.json.response).toEqual({ uid: injected.request.uid, allowed: true });
+    // Also without the status annotation (stripped by someone): the leash init container is enough.
+    delete injected.request.object.metadata.annotations['leash.dev/status'];
+    expect((await review(injected)).json.response).toEqual({ uid: injected.request.uid, allowed: true });
+  });
+
+  it('never patches a pod that does not ask for injection', async () => {
+    for (const annotations of [undefined, { 'leash.dev/routes': 'openai' }, { 'leash.dev/inject': 'false', 'leash.dev/routes': 'openai' }, { 'leash.dev/inject': 'yes' }]) {
+      const reply = await review(withAnnotations(annotations));
+      expect(reply.status).toBe(200);
+      expect(reply.json.response).toEqual({ uid: fixture().request.uid, allowed: true });
+    }
+    // Nor anything other than a Pod being created.
+    const update = fixture();
+    update.request.operation = 'UPDATE';
+    expect((await review(update)).json.response).toEqual({ uid: update.request.uid, allowed: true });
+  });
+
+  it('refuses a pod naming an unknown route, with its name', async () => {
+    const reply = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai,anthropic' }));
+    expect(reply.status).toBe(200);
+    expect(reply.json.response.allowed).toBe(false);
+    expect(reply.json.response.patch).toBeUndefined();
+    expect(reply.json.response.status.message).toContain('"anthropic"');
+    expect(reply.json.response.status.message).toContain('openai, search, github');
+    // And one that names none.
+    const none = await review(withAnnotations({ 'leash.dev/inject': 'true' }));
+    expect(none.json.response).toMatchObject({ allowed: false, status: { message: expect.stringContaining('leash.dev/routes') } });
+  });
+
+  it('takes ports from annotations, and refuses ones an app container already declares', async () => {
+    const custom = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'github', 'leash.dev/port': '17000', 'leash.dev/admin-port': '17001' }));
+    const pod = applyPatch(fixture().request.object, patchOf(custom));
+    expect(() => new Pod(pod as never).validate()).not.toThrow();
+    expect(pod.spec.initContainers[0].startupProbe.httpGet.port).toBe(17001);
+    expect(parse(pod.spec.initContainers[0].env[1].value as string)).toMatchObject({ listen: '127.0.0.1:17000', admin: '0.0.0.0:17001' });
+    // github has no agentEnv: the app containers are untouched.
+    expect(pod.spec.containers).toEqual(fixture().request.object.spec.containers);
+
+    const clash = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai', 'leash.dev/port': '8080' }));
+    expect(clash.json.response).toMatchObject({ allowed: false, status: { message: expect.stringContaining('"agent" declares port 8080') } });
+    const bad = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai', 'leash.dev/admin-port': '99999' }));
+    expect(bad.json.response).toMatchObject({ allowed: false, status: { message: expect.stringContaining('leash.dev/admin-port must be a port number') } });
+  });
+
+  it('answers a malformed review with a 4xx and keeps serving', async () => {
+    expect((await post('{"apiVersion": "admission.k8s.io/v1", "kind": ')).status).toBe(400);
+    expect((await post(JSON.stringify({ ...fixture(), apiVersion: 'admission.k8s.io/v1beta1' }))).status).toBe(400);
+    expect((await post(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }))).status).toBe(400);
+    const noUid = fixture();
+    delete noUid.request.uid;
+    expect((await review(noUid)).status).toBe(400);
+    const noObject = fixture();
+    noObject.request.object = 'a pod';
+    expect((await review(noObject)).status).toBe(400);
+    expect((await post('[]')).status).toBe(400);
+    expect((await post('{}', 'text/plain')).status).toBe(415);
+    expect((await post(Buffer.alloc(9 * 1024 * 1024, 0x20))).status).toBe(413);
+    // Still serving, and deciding.
+    const ok = await review(fixture());
+    expect(ok.status).toBe(200);
+    expect(ok.json.response.allowed).toBe(true);
+  });
+
+  it('never logs the pod spec (env values stay out of the log)', () => {
+    const text = logs.lines.join('\n');
+    expect(text).toContain('admission review');
+    expect(text).not.toContain('unused-by-leash');
+    expect(text).not.toContain('search.internal.example');
+  });
+
+  it('presents a replaced certificate on the next handshake, and keeps the old one when the new pair does not load', async () => {
+    const before = await review(fixture());
+    const next = issueServerCert(ca);
+    // As a Secret volume update does: new files renamed into place.
+    writeFileSync(join(dir, 'tls.crt.new'), next.certPem);
+    writeFileSync(join(dir, 'tls.key.new'), next.keyPem);
+    renameSync(join(dir, 'tls.crt.new'), join(dir, 'tls.crt'));
+    renameSync(join(dir, 'tls.key.new'), join(dir, 'tls.key'));
+    const after = await review(fixture());
+    expect(after.certSerial).not.toBe(before.certSerial);
+    expect(after.certSerial.toLowerCase()).toBe(new X509(next.certPem).serialNumber.toLowerCase());
+
+    // A half-rotated pair (new cert, old key): refused, the current certificate keeps serving.
+    writeFileSync(join(dir, 'tls.crt'), issueServerCert(ca).certPem);
+    const half = await review(fixture());
+    expect(half.status).toBe(200);
+    expect(half.certSerial).toBe(after.certSerial);
+    expect(logs.lines.some((l) => l.includes('do not load; keeping the current certificate'))).toBe(true);
+  });
+});
+
+describe('TlsReloader (the timer path, for clients without SNI)', () => {
+  it('takes a changed pair once, refuses one that does not load, and retries it after the fix', async () => {
+    const { TlsReloader } = await import('../../src/injector/server.js');
+    const a = issueServerCert(ca);
+    const b = issueServerCert(ca);
+    let files = { stamp: '1', pair: a };
+    const taken: string[] = [];
+    const reloader = new TlsReloader({ stamp: () => files.stamp, read: () => files.pair }, pino({ level: 'silent' }), (p) => taken.push(p.certPem));
+    expect(reloader.check()).toBe(false);
+    files = { stamp: '2', pair: { certPem: b.certPem, keyPem: a.keyPem } };
+    expect(reloader.check()).toBe(false);
+    expect(reloader.currentPair).toBe(a);
+    files = { stamp: '3', pair: b }; // the key lands
+    expect(reloader.check()).toBe(true);
+    expect(reloader.check()).toBe(false);
+    expect(taken).toEqual([b.certPem]);
+  });
+});
