@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createServer as createHttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +25,7 @@ let authorityUrl: string;
 let adminEnv: Record<string, string>;
 let upstream: Upstream;
 /** The oauth2 token endpoint behind credential `slow`: answers only when the test says so. */
-let tokenServer: Server;
+let tokenServer: HttpServer;
 const pendingTokens: ServerResponse[] = [];
 let tokenRequested: () => void = () => undefined;
 const procs: Proc[] = [];

@@ -57,4 +57,4 @@ export function requestOf(method: string, path: string, rawHeaders: string[] = [
   return req;
 }
 
-export const contextOf = (upgrade = false): RequestContext => ({ startedAt: 0, upgrade, route: undefined, target: undefined, credential: undefined, upstreamPath: '', outgoingHeaders: {} });
+export const contextOf = (upgrade = false): RequestContext => ({ startedAt: 0, upgrade, route: undefined, target: undefined, credential: undefined, framing: { kind: 'none' }, upstreamPath: '', outgoingHeaders: {} });

@@ -157,7 +157,7 @@ export async function dumpRedis(client: Redis, pattern = '*'): Promise<string> {
       const type = await client.type(key);
       if (type === 'string') parts.push((await client.get(key)) ?? '');
       else if (type === 'stream') parts.push(JSON.stringify(await client.xrange(key, '-', '+')));
-      else if (type === 'zset') parts.push(JSON.stringify(await client.zrange(key, 0, -1, 'WITHSCORES')));
+      else if (type === 'zset') parts.push(JSON.stringify(await client.zrange(key, 0, '-1', 'WITHSCORES')));
       else if (type === 'hash') parts.push(JSON.stringify(await client.hgetall(key)));
     }
   } while (cursor !== '0');

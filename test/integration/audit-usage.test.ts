@@ -122,9 +122,9 @@ describe('usage summaries in leash:audit', () => {
     expect(byPath['/v1/models']!.fingerprint).toMatch(/^sha256:[0-9a-f]{12}$/);
     expect(byPath['/v1/models']!.first <= byPath['/v1/models']!.last).toBe(true);
     expect(byPath['/v1/files']).toMatchObject({ method: 'POST', status: '4xx', denied: 'leash_denied', count: '3' });
-    const long = usage.find((e) => e.path.startsWith('/v1/xxx'))!;
+    const long = usage.find((e) => e.path?.startsWith('/v1/xxx'))!;
     expect(long.count).toBe('5');
-    expect(long.path.length).toBeLessThanOrEqual(256);
+    expect(long.path!.length).toBeLessThanOrEqual(256);
     // Age retention: the 1970 entries are gone (the stream is far below maxLen).
     expect(entries.filter((e) => e.event === 'old')).toEqual([]);
     expect(entries.length).toBeLessThan(100);
@@ -175,7 +175,7 @@ describe('usage summaries in leash:audit', () => {
     );
     expect(usage.reduce((n, e) => n + Number(e.count), 0)).toBe(60);
     const flushes = new Map<string, Entry[]>();
-    for (const e of usage) flushes.set(e.at, [...(flushes.get(e.at) ?? []), e]);
+    for (const e of usage) flushes.set(e.at!, [...(flushes.get(e.at!) ?? []), e]);
     for (const batch of flushes.values()) expect(new Set(batch.map(usageKey)).size).toBe(batch.length);
     // Far fewer entries than requests: a summary per key per flush.
     expect(usage.length).toBeLessThanOrEqual(2 * flushes.size);

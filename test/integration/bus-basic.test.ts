@@ -35,7 +35,7 @@ describe('revocation bus: basics', () => {
     // delivered): still once each.
     const admin = plainClient(redis.url);
     closers.push(() => admin.disconnect());
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
     await waitFor(() => recs.every((r) => r.channel.filter((u) => u).length >= 2 && r.up), 5_000, 'resubscribed');
     await sleep(200);
     for (const r of recs) {
@@ -78,7 +78,7 @@ describe('revocation bus: basics', () => {
     await admin.xadd(KEY, '*', 'garbage', 'only');
     const after = await publisher.publish(rev(1001));
     await waitFor(() => rec!.ids.has(after.id), 3_000, 'the good one after the garbage');
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
     await waitFor(() => rec!.channel.filter((u) => u).length >= 2 && rec!.up, 5_000, 'resubscribed and caught up');
     expect(rec!.received.map((r) => r.id)).toEqual([good.id, after.id]);
     expect(rec!.malformed.filter((m) => m.startsWith('pub/sub')).length).toBe(bad.length);

@@ -96,7 +96,7 @@ describe.skipIf(cliMissing !== undefined)('revocation bus and RedisStore on a re
     for (let i = 0; i < 60; i++) {
       published.push((await publisher.publish(rev(100 + i))).id);
       if (i === 20) {
-        const counts = await Promise.all(cluster!.nodes.map((n) => cluster!.node(n.port).client('KILL', 'TYPE', 'pubsub') as Promise<number>));
+        const counts = await Promise.all(cluster!.nodes.map((n) => cluster!.node(n.port).client('KILL', 'TYPE', 'PUBSUB') as Promise<number>));
         killed = counts.reduce((a, b) => a + b, 0);
       }
       // Right after the kill, publish back to back: these land while ioredis is still

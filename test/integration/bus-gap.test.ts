@@ -56,7 +56,7 @@ describe('revocation bus: gap after trimming', () => {
     expect(missing(behind, later.slice(0, 7)).length).toBe(7);
 
     // The subscriber that was not past the trim: reconnects, no gap.
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
     await waitFor(() => current.channel.length >= 3 && current.up && behind.channel.length >= 5 && behind.up, 5_000, 'both resubscribed');
     expect(current.gaps).toBe(0);
     expect(current.log).toEqual(['channel:true', 'channel:false', 'channel:true']);

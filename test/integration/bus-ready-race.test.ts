@@ -36,7 +36,7 @@ describe('revocation bus: catch-up only after the SUBSCRIBE is acknowledged', ()
     })();
     const cycles = 40;
     for (let c = 0; c < cycles; c++) {
-      await admin.client('KILL', 'TYPE', 'pubsub');
+      await admin.client('KILL', 'TYPE', 'PUBSUB');
       await waitFor(() => recs.every((r) => r.channel.filter((u) => u).length >= c + 2 && r.up), 5_000, `resubscribed (cycle ${c})`);
       await sleep(20 + Math.floor(Math.random() * 30));
     }

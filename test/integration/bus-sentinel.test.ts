@@ -34,7 +34,7 @@ describe('revocation bus: through Sentinel', () => {
     for (let i = 0; i < 10; i++) published.push((await publisher.publish(rev(i))).id);
     await waitFor(() => published.every((id) => ids.has(id)), 3_000, 'delivery through sentinel');
     const admin = plainClient(redis.url);
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
     for (let i = 10; i < 20; i++) published.push((await publisher.publish(rev(i))).id);
     await waitFor(() => up && published.every((id) => ids.has(id)), 5_000, 'catch-up through sentinel').catch(() => undefined);
     expect(missing({ ids } as never, published)).toEqual([]);

@@ -73,7 +73,7 @@ describe('revocation bus: a slow SUBSCRIBE acknowledgement loses nothing', () =>
 
     // Cut the subscriber's connection; hold its traffic as soon as it is ready again.
     holdNextReady = true;
-    await admin.client('KILL', 'TYPE', 'pubsub');
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
     await waitFor(() => held, 5_000, 'subscriber reconnected and held');
     for (let i = 1; i <= 20; i++) {
       published.push((await publisher.publish(rev(i))).id);

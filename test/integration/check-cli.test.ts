@@ -179,7 +179,7 @@ policies: [{ identities: ["join:*"], credentials: ["*"] }]
       ['q-sidecar.yaml', sidecar],
       ['q-authority.yaml', authority],
       ['q-dev.yaml', dev],
-    ]) {
+    ] as Array<[string, string]>) {
       const quiet = check(file(name, text), { VENDOR_KEY: 'x', ADMIN_TOKEN: 'y' });
       expect(quiet.status, quiet.stderr).toBe(0);
       expect(quiet.stdout, name).not.toContain('warning:');

@@ -254,7 +254,7 @@ describe('leash injector /mutate', () => {
   });
 
   it('never patches a pod that does not ask for injection', async () => {
-    for (const annotations of [undefined, { 'leash.dev/routes': 'openai' }, { 'leash.dev/inject': 'false', 'leash.dev/routes': 'openai' }, { 'leash.dev/inject': 'yes' }]) {
+    for (const annotations of <Array<Record<string, string> | undefined>>[undefined, { 'leash.dev/routes': 'openai' }, { 'leash.dev/inject': 'false', 'leash.dev/routes': 'openai' }, { 'leash.dev/inject': 'yes' }]) {
       const reply = await review(withAnnotations(annotations));
       expect(reply.status).toBe(200);
       expect(reply.json.response).toEqual({ uid: fixture().request.uid, allowed: true });

@@ -81,7 +81,7 @@ describe('an unknown lease name', () => {
     for (const line of [...leash.logs.lines, ...authority.logs.lines]) expect(line).not.toContain(UNKNOWN);
 
     // The authority's refusal does not echo the name back to the caller either.
-    const identity = leash.sidecar.identity!.identity;
+    const identity = leash.sidecar.identity!.identity!;
     await expect(authority.running.authority.lease(identity, { credential: UNKNOWN })).rejects.toThrow(/^identity may not lease the requested credential$/);
     await expect(authority.running.authority.lease(identity, { credential: 'secret' })).rejects.toThrow(/^identity may not lease the requested credential$/);
   });

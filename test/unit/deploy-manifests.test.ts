@@ -411,7 +411,7 @@ describe.skipIf(!HAVE_KUBECTL)('leash configs inside the manifests', () => {
     expect(value!.admin.port).toBe(adminPort);
     expect(value!.admin.host).toBe('0.0.0.0');
     // The projected token: audience leash, at the path the config reads, mounted only into leash.
-    const tokenVolume = pod.volumes!.find((v) => v.name === 'leash-token') as { projected: { sources: Array<{ serviceAccountToken?: { audience: string; path: string } }> } };
+    const tokenVolume = pod.volumes!.find((v) => v.name === 'leash-token') as unknown as { projected: { sources: Array<{ serviceAccountToken?: { audience: string; path: string } }> } };
     expect(tokenVolume.projected.sources[0]!.serviceAccountToken).toMatchObject({ audience: 'leash', path: 'token' });
     const mount = (sidecar.volumeMounts as Array<{ name: string; mountPath: string }>).find((m) => m.name === 'leash-token')!;
     expect(`${mount.mountPath}/token`).toBe('/var/run/secrets/leash/token');
