@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { redisConnector } from '../src/bus/connect.js';
 import { RedisRevocationPublisher, RedisRevocationSubscriber } from '../src/bus/redis.js';
+import { sleep } from './lib.js';
 
 /**
  * Revocation propagation: publish (RedisRevocationPublisher.publish: XADD + PUBLISH) →
@@ -18,7 +19,6 @@ const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => process.hrtime.bigint();
 
 type ToChild = { type: 'stop' };

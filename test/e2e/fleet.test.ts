@@ -2,6 +2,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JWT_CREDENTIAL, STATIC_CREDENTIAL, startFleet, type Fleet, type FleetSidecar } from '../helpers/fleet-procs.js';
 import { dumpRedis, findLeaks, recordedFetch, recordedHttpsGet, secretForms, type HttpAnswer, type Seen } from '../helpers/fleet-scan.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
  * A fleet as an operator runs it, every part its own process on 127.0.0.1: redis-server,
@@ -39,17 +40,11 @@ interface VerifyAnswer {
   error?: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Poll `fn` every 20 ms until `ok`, failing with the last value after `ms`. */
 async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(v)})`);
-    await sleep(20);
-  }
+  let v!: T;
+  await waitFor(async () => ok((v = await fn())), { timeoutMs: ms, intervalMs: 20, message: () => `${what} (last: ${JSON.stringify(v)})` });
+  return v;
 }
 
 describe('a fleet of separate processes', () => {

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, spawnLeash, type Spawned } from '../helpers/spawn.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * The operator's commands as processes against one `leash dev` (built-in example, 4 s
@@ -49,7 +50,7 @@ beforeAll(async () => {
   // The banner tells how to reach the in-process authority; wait for it (stderr).
   const deadline = Date.now() + 10_000;
   let banner: RegExpExecArray | null = null;
-  while (!(banner = /export LEASH_AUTHORITY_URL=(\S+) LEASH_CA_FILE=(\S+)/.exec(dev.stderr.join(''))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while (!(banner = /export LEASH_AUTHORITY_URL=(\S+) LEASH_CA_FILE=(\S+)/.exec(dev.stderr.join(''))) && Date.now() < deadline) await sleep(50);
   expect(banner, dev.stderr.join('')).not.toBeNull();
   adminEnv = { LEASH_AUTHORITY_URL: banner![1]!, LEASH_CA_FILE: banner![2]!, LEASH_ADMIN_TOKEN: ADMIN };
   // The demo route holds its first lease once the sidecar has started.
@@ -135,7 +136,7 @@ describe('audit lines an operator alerts on', () => {
     await dev.waitFor((l) => l.event === 'credential.rotated', 10_000);
     const rotations = () => events('credential.rotated').length;
     const deadline = Date.now() + 10_000;
-    while (rotations() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (rotations() < 2 && Date.now() < deadline) await sleep(100);
     expect(rotations()).toBeGreaterThanOrEqual(2);
     expect(events('lease.revoked')).toEqual([]);
     for (const released of events('lease.released')) expect(released).not.toHaveProperty('reason');

@@ -7,6 +7,7 @@ import { CertificateAuthority } from '../../src/authority/ca/ca.js';
 import { spawnNode, type Proc } from '../helpers/fleet-procs.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { CLI, writeTemp } from '../helpers/spawn.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * Operator experience at start, with real processes (`leash authority`, `leash sidecar`,
@@ -157,7 +158,7 @@ describe('a start cut short after leasing', () => {
     await requested;
     for (let i = 0; (await activeLeases(identity)).length === 0; i++) {
       expect(i, 'the api lease never appeared').toBeLessThan(100);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
     }
     expect(p.stdout.some((l) => l.includes('leash sidecar started'))).toBe(false);
     p.child.kill('SIGTERM');

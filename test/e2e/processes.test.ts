@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../src/authority/ca/ca.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { CLI, spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
+import { sleep } from '../helpers/wait.js';
 
 /** (Every secret in this file is a fake test value.) */
 /** The CLI as an operator uses it: `leash authority`, `leash token create`, `leash sidecar`, `leash leases`, `leash dev`. */
@@ -118,7 +119,7 @@ describe('leash processes', () => {
     const deadline = Date.now() + 3_000;
     while ((await fetch(`${adminBase}/readyz`)).status !== 200) {
       if (Date.now() > deadline) throw new Error('sidecar not ready again within 3 s of the revocation');
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(10);
     }
     const third = (await (await fetch(base)).json()) as { verified: boolean; jti: string };
     expect(third.verified).toBe(true);

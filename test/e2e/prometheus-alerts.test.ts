@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
 import { compressRules, loadRuleGroups, PROMETHEUS } from '../helpers/monitoring.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * The rotation alert end to end, with Debian's real `prometheus` on 127.0.0.1: it scrapes
@@ -55,13 +56,14 @@ async function freePort(): Promise<number> {
 
 /** Poll `probe` every 250 ms until it returns a value, or fail after `ms` saying what was awaited and what was seen last. */
 async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>, seen: () => string): Promise<T> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last seen: ${seen()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  const found = await waitFor(
+    async () => {
+      const v = await probe().catch(() => undefined);
+      return v === undefined ? undefined : { v };
+    },
+    { timeoutMs: ms, intervalMs: 250, message: () => `${what}; last seen: ${seen()}` },
+  );
+  return found.v;
 }
 
 interface PromAlert {

@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
+import { sleep } from '../helpers/wait.js';
 
 /** SIGTERM on a spawned sidecar: stop accepting, drain in-flight streams up to the grace, exit 0. */
 let upstream: Upstream;
@@ -98,7 +99,7 @@ describe('SIGTERM', () => {
     socket.on('data', (d: Buffer) => (raw += d.toString('latin1')));
     const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     await new Promise<void>((resolve) => socket.write('GET /api/after HTTP/1.1\r\nHost: x\r\n', () => resolve()));
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     leash!.child.kill('SIGTERM');
     await leash!.waitFor((l) => l.msg === 'shutting down: draining');
     socket.write('\r\n');

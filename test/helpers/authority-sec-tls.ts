@@ -115,4 +115,4 @@ export function rogueIdentity(ca: CertificateAuthority, spiffeId: string, over: 
   return { cert: derToPem(der, 'CERTIFICATE'), key: key.export({ type: 'pkcs8', format: 'pem' }) as string };
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep } from './wait.js';

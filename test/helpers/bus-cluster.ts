@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, rawCommand } from './bus-redis.js';
+import { sleep } from './wait.js';
 
 /**
  * A private Redis Cluster for the revocation-bus tests: N masters (no replicas), each a
@@ -13,7 +14,6 @@ import { freePort, rawCommand } from './bus-redis.js';
  */
 const REDIS_SERVER = process.env.LEASH_TEST_REDIS_SERVER ?? 'redis-server';
 const REDIS_CLI = process.env.LEASH_TEST_REDIS_CLI ?? 'redis-cli';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Undefined when redis-cli can run here, else why not (the cluster tests are skipped then). */
 export function redisCliMissing(): string | undefined {

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { redisConnector } from '../../src/bus/connect.js';
 import { RedisRevocationPublisher, RedisRevocationSubscriber, type RedisSubscriberOptions } from '../../src/bus/redis.js';
 import type { NewRevocation, Revocation } from '../../src/bus/types.js';
+import { sleep, waitFor as poll } from './wait.js';
 
 /** A RedisRevocationSubscriber that records everything it reports. */
 export interface Recorder {
@@ -42,14 +43,10 @@ export function recorder(url: string, options: Partial<RedisSubscriberOptions> =
   return rec;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep } from './wait.js';
 
 export async function waitFor(cond: () => boolean, timeoutMs: number, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
+  await poll(cond, { timeoutMs, intervalMs: 10, message: what });
 }
 
 /** A plain client for test-side commands (its own connection, never the bus'). */

@@ -4,6 +4,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestRedis } from './redis.js';
+import { sleep } from './wait.js';
 
 /**
  * Redis processes for the revocation-bus tests. Like test/helpers/redis.ts (private
@@ -14,7 +15,6 @@ import type { TestRedis } from './redis.js';
  * - a Sentinel watching a master (`startSentinel`).
  */
 const REDIS_SERVER = process.env.LEASH_TEST_REDIS_SERVER ?? 'redis-server';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { sleep } from './wait.js';
 
 export interface TokenRequestSeen {
   authorization: string | undefined;
@@ -57,7 +58,7 @@ export class TokenServer {
     };
     const b = this.behaviour;
     if (b.kind === 'slow') {
-      await new Promise((r) => setTimeout(r, b.delayMs));
+      await sleep(b.delayMs);
       if (!res.destroyed) json(200, { access_token: 'late', token_type: 'Bearer', expires_in: 60 });
       return;
     }

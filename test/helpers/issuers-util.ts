@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IssueRequest } from '../../src/authority/issuers/types.js';
+import { waitFor } from './wait.js';
 
 /** A temp directory and its cleanup. */
 export function tempDir(prefix = 'leash-issuers-'): { dir: string; cleanup: () => void } {
@@ -25,12 +26,7 @@ export function request(over: Partial<IssueRequest> = {}): IssueRequest {
 
 /** Poll `pred` until it holds or `timeoutMs` passes. */
 export async function until(pred: () => boolean | Promise<boolean>, timeoutMs = 3000, stepMs = 20): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await pred()) return;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
+  await waitFor(pred, { timeoutMs, intervalMs: stepMs });
 }
 
 /** The rejection of `p`, which must reject. */

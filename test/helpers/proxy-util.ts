@@ -1,6 +1,7 @@
 import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { gunzipSync, inflateSync, brotliDecompressSync } from 'node:zlib';
+import { waitFor } from './wait.js';
 
 /** Small tools for the data-path integration tests: promises to coordinate on, raw HTTP, polling. */
 
@@ -44,18 +45,20 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
 
 /** Poll `check` until it returns a value other than undefined, or fail after `timeoutMs`. */
 export async function pollUntil<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string, intervalMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms: ${what}${last ? ` (last error: ${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+  const found = await waitFor(
+    async () => {
+      try {
+        const v = await check();
+        return v === undefined ? undefined : { v };
+      } catch (err) {
+        last = err;
+        return undefined;
+      }
+    },
+    { timeoutMs, intervalMs, message: () => `${what}${last ? ` (last error: ${String(last)})` : ''}` },
+  );
+  return found.v;
 }
 
 export interface RawResponse {

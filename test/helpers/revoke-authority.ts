@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { createCsr, createIdentityKey } from '../../src/core/x509.js';
 import { ADMIN_TOKEN } from './authority.js';
 import { api, bootstrap, type ApiAnswer, type ClientIdentity } from './replicas.js';
+import { sleep } from './wait.js';
 
 /**
  * Helpers for the authority's revocation tests: an instance that keeps one TLS connection
@@ -137,7 +138,7 @@ export async function tapChannel(url: string, channel: string): Promise<ChannelT
       const deadline = Date.now() + ms;
       while (messages.length < n) {
         if (Date.now() > deadline) throw new Error(`expected ${n} messages on ${channel}, got ${messages.length}`);
-        await new Promise((r) => setTimeout(r, 10));
+        await sleep(10);
       }
       return messages;
     },

@@ -10,6 +10,7 @@ import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { createAudit, type Audit, type AuditEvent, type AuditFields } from '../../src/telemetry/audit.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { LogSink, startUpstream, type Upstream } from './harness.js';
+import { waitFor as poll } from './wait.js';
 
 /**
  * Helpers for the rotation-lifecycle tests: a sidecar built directly (so it can take an
@@ -229,14 +230,7 @@ export async function runLoops(urls: readonly string[], n: number, stop: () => b
 }
 
 /** Poll until `fn` returns something truthy; fail with `what` after `timeoutMs`. */
-export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs: number, intervalMs = 20): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+export const waitFor = <T>(fn: () => T | Promise<T>, what: string, timeoutMs: number, intervalMs = 20): Promise<NonNullable<T>> =>
+  poll(fn, { timeoutMs, intervalMs, message: what });
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export { sleep } from './wait.js';

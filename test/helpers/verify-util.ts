@@ -6,6 +6,7 @@ import { SignJWT, base64url, generateKeyPair } from 'jose';
 import type { Clock } from '../../src/core/clock.js';
 import { VerifyError } from '../../src/verify/index.js';
 import { startAuthority, type TestAuthority } from './authority.js';
+import { waitFor } from './wait.js';
 
 /** Helpers for test/integration/verify*.test.ts: an authority with a key directory, leases, forged tokens. */
 
@@ -150,11 +151,8 @@ export async function foreignEs256(token: string, kid = 'stranger'): Promise<str
 /** Poll until `pred` holds (default 1 s): the revocation latency budget. */
 export async function within(pred: () => Promise<boolean> | boolean, ms = 1000, stepMs = 10): Promise<number> {
   const start = Date.now();
-  for (;;) {
-    if (await pred()) return Date.now() - start;
-    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
+  await waitFor(pred, { timeoutMs: ms, intervalMs: stepMs });
+  return Date.now() - start;
 }
 
 export class WarnLog {

@@ -7,6 +7,7 @@ import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { createAudit } from '../../src/telemetry/audit.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { waitFor as poll } from '../helpers/wait.js';
 
 /**
  * Anomalies through a real sidecar and a real upstream. The sidecar's clock is the system
@@ -75,11 +76,7 @@ function call(method: string, path: string, host = '127.0.0.1'): Promise<number>
 
 /** requestDone runs on the response's close: poll the captured log for the event. */
 async function waitFor(event: string, n = 1): Promise<Record<string, unknown>[]> {
-  for (let i = 0; i < 200; i++) {
-    const found = logs.events(event);
-    if (found.length >= n) return found;
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await poll(() => logs.events(event).length >= n, { timeoutMs: 2_000, intervalMs: 10 }).catch(() => undefined);
   return logs.events(event);
 }
 

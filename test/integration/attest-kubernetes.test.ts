@@ -15,6 +15,7 @@ import { createLogger } from '../../src/telemetry/logger.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
 import { freePort, startKubeApi, type KubeApi } from '../helpers/kube-apiserver.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
  * Kubernetes node attestation end to end: a real authority and a real sidecar, and a
@@ -106,13 +107,14 @@ async function readyz(): Promise<{ status: number; body: { errors: { identity?: 
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 8_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  const found = await waitFor(
+    async () => {
+      const v = await probe();
+      return v !== undefined && v !== false ? { v } : undefined;
+    },
+    { timeoutMs: ms, intervalMs: 25, message: what },
+  );
+  return found.v;
 }
 
 const leaseWorks = async () => {
@@ -183,7 +185,7 @@ describe('Kubernetes node attestation (TokenReview)', () => {
     const downSince = Date.now();
     const attempts = () => sidecar!.logs.lines.filter((l) => l.includes('identity bootstrap/renewal failed')).length;
     await until('3 failed bootstraps', () => (attempts() >= 3 ? true : undefined));
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     // Spaced by the backoff (full jitter, base 50ms, cap 400ms): a handful, not a tight loop.
     expect(attempts()).toBeLessThanOrEqual(3 + (Date.now() - downSince) / 20);
     const failedAt = Date.now();

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
 
 /** With Redis configured, the authority's audit events are also appended to the stream leash:audit (DESIGN §8). */
 const SECRET = 'sk-audit-stream-static-value-123456';
@@ -49,7 +50,7 @@ describe('audit stream', () => {
       while (Date.now() < deadline) {
         entries = (await client.xrange('leash:audit', '-', '+')) as [string, string[]][];
         if (entries.some(([, f]) => f[1] === 'policy.denied') && entries.some(([, f]) => f[1] === 'lease.issued')) break;
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
       }
       const events = entries.map(([, f]) => Object.fromEntries(f.reduce<[string, string][]>((acc, v, i) => (i % 2 ? acc : [...acc, [v, f[i + 1]!]]), [])));
       expect(events.map((e) => e.event)).toEqual(expect.arrayContaining(['instance.bootstrapped', 'lease.issued', 'policy.denied']));

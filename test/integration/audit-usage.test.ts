@@ -5,6 +5,7 @@ import { ADMIN_TOKEN, startAuthority, type TestAuthority } from '../helpers/auth
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { CLI, spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Per-request use in the audit stream as `usage` summaries (docs/audit.md), with a real
@@ -82,12 +83,9 @@ async function requests(proxy: string, n: number, path: string, method = 'GET'):
 
 /** Polls until `pred` holds (bounded). */
 async function until<T>(f: () => Promise<T>, pred: (v: T) => boolean, ms = 5_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (pred(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  let v!: T;
+  await waitFor(async () => pred((v = await f())), { timeoutMs: ms, intervalMs: 25 }).catch(() => undefined);
+  return v;
 }
 
 function leash(args: string[], caFile: string): Promise<{ stdout: string; code: number | null }> {

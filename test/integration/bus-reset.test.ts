@@ -6,6 +6,7 @@ import { plainClient, publisherFor, recorder, rev, waitFor, type Recorder } from
 import { startBusProxy, type BusProxy } from '../helpers/bus-proxy.js';
 import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * Issue 7: Redis restarted EMPTY (no persistence) while a subscriber at position 0-0 (no
@@ -151,7 +152,7 @@ describe('a real sidecar whose lease was revoked while it was cut off from a Red
     const deadline = Date.now() + 10_000;
     let lease = await leaseOf();
     while ((lease === revoked || lease === null || !/leash_revocation_channel_up 1/.test(await metrics())) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       lease = await leaseOf();
     }
     expect(lease).not.toBe(revoked);

@@ -5,6 +5,7 @@ import { IssuerError } from '../../src/authority/issuers/errors.js';
 import { ExecIssuer, type ExecIssuerOptions } from '../../src/authority/issuers/exec.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { rejection, request, tempDir } from '../helpers/issuers-util.js';
+import { sleep } from '../helpers/wait.js';
 
 const SECRET = 'ghs_exec-minted-secret-0123456789';
 let dir: string;
@@ -98,7 +99,7 @@ describe('ExecIssuer', () => {
         return true;
       }
     };
-    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 50 && alive(); i++) await sleep(20);
     expect(alive()).toBe(false); // the process group went down, not just the direct child
   });
 
@@ -157,7 +158,7 @@ describe('ExecIssuer', () => {
   it('close() kills running commands and refuses new issues', async () => {
     const issuer = script(`setTimeout(() => {}, 30000)`);
     const pending = rejection(issuer.issue(request()));
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     await issuer.close();
     const err = await pending;
     expect(err.code).toBe('LEASH_ERR_ISSUER_EXEC');

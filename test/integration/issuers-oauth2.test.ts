@@ -5,6 +5,7 @@ import { fingerprint } from '../../src/core/fingerprint.js';
 import { issueServerCert, makeCa } from '../helpers/proxy-tls.js';
 import { TokenServer } from '../helpers/issuers-token-server.js';
 import { rejection, request } from '../helpers/issuers-util.js';
+import { sleep } from '../helpers/wait.js';
 
 const SECRET = 'cs-very-secret value/with+odd:chars%';
 let server: TokenServer;
@@ -135,7 +136,7 @@ describe('OAuth2Issuer (client credentials against a real token endpoint)', () =
     server.behaviour = { kind: 'slow', delayMs: 3000 };
     const issuer = make();
     const pending = rejection(issuer.issue(request()));
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     await issuer.close();
     expect((await pending).code).toBe('LEASH_ERR_ISSUER_CLOSED');
     expect((await rejection(issuer.issue(request()))).code).toBe('LEASH_ERR_ISSUER_CLOSED');

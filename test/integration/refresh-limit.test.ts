@@ -9,6 +9,7 @@ import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { countEvents, runLoops, waitFor } from '../helpers/rotation-sidecar.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * Issue 7, "agent-driven re-leasing with no limit": an upstream that answers 401 to
@@ -95,7 +96,7 @@ async function whenQuiet(count: () => number, quietMs = 400, timeoutMs = 5_000):
   let since = performance.now();
   while (performance.now() - since < quietMs) {
     if (performance.now() > deadline) throw new Error(`still changing after ${timeoutMs}ms (at ${last})`);
-    await new Promise((r) => setTimeout(r, 25));
+    await sleep(25);
     const now = count();
     if (now !== last) [last, since] = [now, performance.now()];
   }

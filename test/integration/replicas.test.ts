@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { api, bootstrap, fleetSecrets, startReplica, type FleetSecrets, type Replica } from '../helpers/replicas.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * DESIGN §2: the authority is stateless apart from Redis, so N replicas serve one fleet.
@@ -155,7 +156,7 @@ describe('authority replicas on one Redis', () => {
     const until = Date.now() + 2_600;
     while (Date.now() < until) {
       statuses.push((await fetch(`${leash.url}/search/v1/q`)).status);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     expect(statuses.length).toBeGreaterThan(20);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);

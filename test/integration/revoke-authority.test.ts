@@ -9,6 +9,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { fleetSecrets, startReplica, type FleetSecrets, type Replica } from '../helpers/replicas.js';
 import { adminRevoke, api, dumpRedis, joinInstance, readStream, tapChannel, type ChannelTap, type Instance } from '../helpers/revoke-authority.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * Revocation at the authority (DESIGN §7): each scope through POST /v1/admin/revoke on two
@@ -221,7 +222,7 @@ describe('POST /v1/admin/revoke', () => {
     const [a, b] = await fleet();
     const one = await join_(a, 'agent-1');
     const pending = one.lease('slow'); // the issuer takes 600 ms
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect((await revoke(b, { scope: 'instance', target: one.identity })).status).toBe(200);
     const answer = await pending;
     expect(answer.status).toBe(401);

@@ -10,6 +10,7 @@ import { createAudit } from '../../src/telemetry/audit.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * A revocation that lands while a lease call is under way (DESIGN §7): whatever that call
@@ -51,13 +52,9 @@ afterEach(async () => {
 });
 
 async function until<T>(fn: () => T | Promise<T>, ok: (v: T) => boolean, ms = 3_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms (last: ${JSON.stringify(v)})`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  let v!: T;
+  await waitFor(async () => ok((v = await fn())), { timeoutMs: ms, intervalMs: 10, message: () => `condition (last: ${JSON.stringify(v)})` });
+  return v;
 }
 
 describe('revoked while the lease call is in flight', () => {

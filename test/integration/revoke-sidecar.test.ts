@@ -5,6 +5,7 @@ import { RedisRevocationPublisher } from '../../src/bus/redis.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 /** Sidecars apply revocations from the Redis bus (DESIGN §7), each scope, within a second. */
 let redis: TestRedis;
@@ -56,13 +57,9 @@ const leaseOf = async (s: RunningSidecar) =>
   ((await (await fetch(`${s.adminUrl}/status`)).json()) as { routes: { search: { lease: string | null } } }).routes.search.lease;
 
 async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 1_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms (last: ${JSON.stringify(v)})`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  let v!: T;
+  await waitFor(async () => ok((v = await fn())), { timeoutMs: ms, intervalMs: 10, message: () => `condition (last: ${JSON.stringify(v)})` });
+  return v;
 }
 
 describe('sidecars apply revocations', () => {
@@ -104,7 +101,7 @@ describe('sidecars apply revocations', () => {
     expect((await fetch(`${victim.adminUrl}/readyz`)).status).toBe(503);
     for (const s of [sidecars[0]!, sidecars[2]!]) expect((await fetch(`${s.url}/search/x`)).status).toBe(200);
     const lastVictimUse = Date.now();
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect(seen.filter((s) => s.sub === identity && s.at > lastVictimUse)).toEqual([]);
   });
 

@@ -10,6 +10,7 @@ import {
   type RotationSidecar,
   type UpstreamStats,
 } from '../helpers/rotation-sidecar.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * DESIGN §6 "identity certificates rotate by the same rule": a 4 s identity certificate is
@@ -66,7 +67,7 @@ describe('identity certificate rotation', () => {
         const text = await (await fetch(`${leash!.adminUrl}/metrics`)).text();
         const v = gauge(text, 'leash_identity_ttl_remaining_seconds');
         if (v !== undefined) ttlSamples.push(v);
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
     })();
     const loops = runLoops([`${leash.url}/search/v1/q`], 4, () => stop);

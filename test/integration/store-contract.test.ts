@@ -7,6 +7,7 @@ import { RedisStore } from '../../src/authority/leases/redis.js';
 import { hashJoinToken, JOIN_TOKEN_PREFIX, JoinTokens } from '../../src/authority/leases/join-tokens.js';
 import type { AuthorityStore } from '../../src/authority/leases/types.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * One contract, two stores. Memory runs on an injected clock; Redis on real time with
@@ -19,7 +20,6 @@ interface Harness {
   pass(ms: number): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 let redis: TestRedis;
 const clients: Redis[] = [];

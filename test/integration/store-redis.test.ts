@@ -5,6 +5,7 @@ import type { LeaseRecord } from '../../src/core/protocol.js';
 import { hashJoinToken, JoinTokens } from '../../src/authority/leases/join-tokens.js';
 import { RedisStore, type CorruptRecord } from '../../src/authority/leases/redis.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
 
 /** What only RedisStore has: its key layout, lazy index cleanup, corrupt data, outages. */
 let redis: TestRedis;
@@ -93,7 +94,7 @@ describe('RedisStore key layout', () => {
     for (const r of [short, long, dangling]) await s.putLease(r);
     await admin.del(`leash:lease:${dangling.id}`); // the record is gone, its index entries are not
     expect(await admin.zcard('leash:leases:by-instance:spiffe://leash.local/join/a')).toBe(3);
-    await new Promise((r) => setTimeout(r, 350));
+    await sleep(350);
     expect((await s.listLeases({ instance: long.instance })).map((r) => r.id)).toEqual([long.id]);
     expect(await admin.zrange('leash:leases:by-instance:spiffe://leash.local/join/a', '0', '-1')).toEqual([long.id]);
     // Other indexes are cleaned when they are read.
@@ -125,7 +126,7 @@ describe('RedisStore key layout', () => {
     await s.deleteLease(r.id);
     const jt = new JoinTokens(s);
     await jt.redeem(await jt.create('a', 1000, Date.now()), Date.now());
-    await new Promise((res) => setTimeout(res, 100));
+    await sleep(100);
     mon.disconnect();
     const cmds = seen.map((a) => a[0]!.toLowerCase());
     expect(cmds.length).toBeGreaterThan(8);
@@ -194,7 +195,7 @@ describe('RedisStore never sees a secret', () => {
     const token = await jt.create('demo-1', 60_000, Date.now());
     const token2 = await jt.create('demo-2', 60_000, Date.now());
     await jt.redeem(token, Date.now());
-    await new Promise((res) => setTimeout(res, 100));
+    await sleep(100);
     mon.disconnect();
 
     const tokenBody = (t: string) => t.slice('leash_jt_'.length);

@@ -13,6 +13,7 @@ import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { call, errorCode, keyAndCsr } from '../helpers/authority-sec-tls.js';
 import { LogSink, startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * A lease name the authority does not know is never echoed where the agent (/status, the
@@ -117,7 +118,7 @@ describe('an unknown lease name and the Redis audit stream (leash:audit)', () =>
     const deadline = Date.now() + 5_000;
     const has = (event: string) => entries.some(([, f]) => f[1] === event);
     while (Date.now() < deadline && !(has('credential.refresh_failed') && has('policy.denied') && has('credential.acquired'))) {
-      await new Promise((r) => setTimeout(r, 25));
+      await sleep(25);
       entries = (await client.xrange('leash:audit', '-', '+')) as [string, string[]][];
     }
     expect(has('credential.refresh_failed') && has('policy.denied') && has('credential.acquired')).toBe(true);

@@ -5,6 +5,7 @@ import type { RevocationScope } from '../../src/bus/types.js';
 import { createVerifier, type Verifier, type VerifierOptions } from '../../src/verify/index.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { codeOf, id, ISS, jwksUrl, ShiftClock, signAsAuthority, startKeyedAuthority, WarnLog, within, type KeyedAuthority } from '../helpers/verify-util.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * leash/verify's deny-set fed by the real Redis revocation bus (stream + pub/sub), with
@@ -112,7 +113,7 @@ describe('leash/verify: revocations over Redis', () => {
     const a = await authority.lease('agent-1');
     const b = await authority.lease('agent-1');
     const o = await authority.lease('agent-2', 'other');
-    await new Promise((r) => setTimeout(r, 5)); // o is issued strictly before the revocations
+    await sleep(5); // o is issued strictly before the revocations
     const pub = publisher();
     await pub.publish({ scope: 'lease', target: a.lease, reason: 'leaked', by: 'test' });
     await pub.publish({ scope: 'credential', target: 'other', reason: 'rotated upstream', by: 'test' });
@@ -180,7 +181,7 @@ describe('leash/verify: revocations over Redis', () => {
     const v = await verifier({ logger: warn, onGap: 'warn' });
     await publisher().publish({ scope: 'lease', target: 'nothing', reason: 'test', by: 'test' });
     await within(async () => (await client().xlen(`${prefix}revocations`)) === 1);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const a = await authority.lease('agent-1');
     await redis.restart();
     await within(() => warn.has(/may have been lost/), 5_000);

@@ -20,6 +20,7 @@ import {
   within,
   type KeyedAuthority,
 } from '../helpers/verify-util.js';
+import { sleep } from '../helpers/wait.js';
 
 /** leash/verify against a real HTTPS authority (its private CA, its JWKS endpoint, its leases). */
 let authority: KeyedAuthority | undefined;
@@ -162,7 +163,7 @@ describe('leash/verify: JWKS cache', () => {
     expect(authority.jwksServed()).toBe(1);
     clock.offsetMs += 61_000;
     await v.verify(token);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect(authority.jwksServed()).toBe(2);
     await v.verify(token);
     expect(authority.jwksServed()).toBe(2);
@@ -180,7 +181,7 @@ describe('leash/verify: JWKS cache', () => {
     authority = undefined;
     clock.offsetMs += 5_000; // cache stale: a background refetch fails, the stale keys stay
     expect((await v.verify(token)).sub).toBe(id('agent-1'));
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     expect(warn.has(/JWKS fetch failed/)).toBe(true);
     expect((await v.verify(token)).sub).toBe(id('agent-1'));
 
@@ -203,7 +204,7 @@ describe('leash/verify: JWKS cache', () => {
     const v = verifier(authority);
     let ready = false;
     void v.ready().then(() => (ready = true));
-    await new Promise((r) => setTimeout(r, 400));
+    await sleep(400);
     expect(ready).toBe(false);
     await authority.running.server.listen('127.0.0.1', port);
     await within(() => ready, 8_000);

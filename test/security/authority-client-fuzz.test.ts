@@ -7,6 +7,7 @@ import { CertificateAuthority } from '../../src/authority/ca/ca.js';
 import { AuthorityCallError, type AuthorityFailure } from '../../src/core/errors.js';
 import { AuthorityClient } from '../../src/sidecar/credentials/authority-client.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { waitFor as poll } from '../helpers/wait.js';
 
 /**
  * The sidecar's authority client against a hostile HTTPS server that holds a genuine
@@ -326,9 +327,5 @@ describe('silence and untrusted servers', () => {
 });
 
 async function waitFor(cond: () => boolean, ms = 2_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await poll(cond, { timeoutMs: ms, intervalMs: 10 });
 }

@@ -4,6 +4,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { sidecarSchema } from '../../src/config/sidecar.js';
 import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * The agent-facing listeners (proxy and admin) against hostile-but-quiet peers: a socket
@@ -53,7 +54,7 @@ function peer(port: number, send?: string): Promise<Peer> {
         socket,
         received: () => data,
         closedWithin: async (withinMs) => {
-          await Promise.race([closed, new Promise((r) => setTimeout(r, withinMs))]);
+          await Promise.race([closed, sleep(withinMs)]);
           return closedAt;
         },
       });
@@ -66,7 +67,7 @@ function peer(port: number, send?: string): Promise<Peer> {
 async function busyPeer(port: number, path: string): Promise<Peer> {
   const p = await peer(port, `GET ${path} HTTP/1.1\r\nHost: l\r\n\r\n`);
   const until = performance.now() + 2_000;
-  while (!/^HTTP\/1\.1 \d{3}[\s\S]*\r\n\r\n/.test(p.received()) && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+  while (!/^HTTP\/1\.1 \d{3}[\s\S]*\r\n\r\n/.test(p.received()) && performance.now() < until) await sleep(5);
   expect(p.received()).toMatch(/^HTTP\/1\.1 \d{3}/);
   return p;
 }
@@ -143,11 +144,11 @@ describe('proxy listener: long legitimate exchanges are not cut by the idle time
     const body = 'slowbody';
     const p = await peer(portOf(leash.url), `POST /api/upload HTTP/1.1\r\nHost: l\r\nContent-Length: ${body.length}\r\n\r\n`);
     for (const ch of body) {
-      await new Promise((r) => setTimeout(r, 200));
+      await sleep(200);
       p.socket.write(ch);
     }
     const until = performance.now() + 2_000;
-    while (!/^HTTP\/1\.1 200/.test(p.received()) && performance.now() < until) await new Promise((r) => setTimeout(r, 10));
+    while (!/^HTTP\/1\.1 200/.test(p.received()) && performance.now() < until) await sleep(10);
     expect(p.received()).toMatch(/^HTTP\/1\.1 200/);
     expect(up.seen.map((r) => r.body)).toEqual([body]);
   });
