@@ -112,7 +112,7 @@ export class Authority {
     this.verifiers = verifiers;
   }
 
-  /** The identity behind a TLS client certificate, verified with Node's crypto (PITFALLS: never forge). */
+  /** The identity behind a TLS client certificate, verified with Node's crypto (docs/pitfalls.md: never forge). */
   identify(peer: X509Certificate | undefined): string {
     return this.verifyPeer(peer).identity;
   }

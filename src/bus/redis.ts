@@ -5,7 +5,7 @@ import { compareIds, parseRevocation, type NewRevocation, type Revocation, type 
 /**
  * The Redis revocation bus (DESIGN §7): stream `<prefix>revocations` (source of truth,
  * trimmed by MINID to the longest TTL window) + pub/sub channel of the same name (fast
- * path). Built around the measured traps of ioredis and pub/sub (PITFALLS.md):
+ * path). Built around the measured traps of ioredis and pub/sub (docs/pitfalls.md):
  * - pub/sub is at-most-once → after every (re)subscription the stream is read from the
  *   last seen id (minus an overlap, for publishers whose XADD and PUBLISH interleave);
  * - `ready` fires before the re-SUBSCRIBE is acknowledged → autoResubscribe is off and

@@ -4,7 +4,7 @@
  * Building: node-forge's ASN.1 DER encoder assembles the structures; node:crypto makes
  * the keys and the signatures. forge's own certificate/CSR objects are not used because
  * they only handle RSA keys (forge 1.4.3: "Cannot read public key. Unknown OID" for EC),
- * and because generating or signing RSA in forge is slow pure JS (PITFALLS, node-forge).
+ * and because generating or signing RSA in forge is slow pure JS (docs/pitfalls.md, node-forge).
  * Identity keys are EC P-256: ~0.3 ms to generate with node:crypto against ~400 ms
  * (measured, Node 20.20, sync, blocking the event loop) for RSA 2048.
  *

@@ -3,7 +3,7 @@ import forge from 'node-forge';
 
 /**
  * A throwaway PKI for HTTPS upstreams: keys from node:crypto (forge's pure-JS keygen
- * blocks the event loop, PITFALLS.md), certificates built with node-forge.
+ * blocks the event loop, docs/pitfalls.md), certificates built with node-forge.
  */
 export interface TestCa {
   certPem: string;

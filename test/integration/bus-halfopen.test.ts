@@ -4,7 +4,7 @@ import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
 import { missing, publisherFor, recorder, rev, sleep, waitFor } from '../helpers/bus-harness.js';
 
 /**
- * PITFALLS: a half-open socket goes unnoticed by ioredis for 10–15 minutes (#240, #1451).
+ * docs/pitfalls.md: a half-open socket goes unnoticed by ioredis for 10–15 minutes (#240, #1451).
  * The subscriber pings on its own connection with a deadline. Here the link to Redis is
  * partitioned (the proxy stops forwarding both ways, nothing is closed), with the
  * subscriber's default heartbeat (2 s, deadline 3 s).

@@ -3,7 +3,7 @@ import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
 import { missing, publisherFor, recorder, rev, sleep, waitFor, type Recorder } from '../helpers/bus-harness.js';
 
 /**
- * PITFALLS (ioredis/pub-sub): pub/sub is at-most-once — measured 13 revocations lost in a
+ * docs/pitfalls.md (ioredis/pub-sub): pub/sub is at-most-once — measured 13 revocations lost in a
  * 5 s outage without catch-up. With the stream + catch-up after the SUBSCRIBE ack: 0.
  * Redis is persistent here (AOF, fsync always), as in production: without persistence a
  * restart loses the stream itself (that case is reported as a gap, see bus-gap).
@@ -49,7 +49,7 @@ describe('revocation bus: Redis killed and restarted mid-run', () => {
     await redis.kill();
     const killedAt = Date.now();
     await waitFor(() => recs.every((r) => !r.up), 3_000, 'channel(false) on every subscriber');
-    await sleep(5_000 - (Date.now() - killedAt)); // a 5 s outage, as in the PITFALLS measurement
+    await sleep(5_000 - (Date.now() - killedAt)); // a 5 s outage, as in the docs/pitfalls.md measurement
     await redis.restart();
     const restartedAt = Date.now();
     await waitFor(() => recs.every((r) => r.up), 5_000, 'channel(true) again');

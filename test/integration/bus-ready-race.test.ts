@@ -3,7 +3,7 @@ import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
 import { missing, plainClient, publisherFor, recorder, rev, sleep, waitFor, type Recorder } from '../helpers/bus-harness.js';
 
 /**
- * PITFALLS: ioredis' `ready` fires before the re-SUBSCRIBE is acknowledged. A catch-up run
+ * docs/pitfalls.md: ioredis' `ready` fires before the re-SUBSCRIBE is acknowledged. A catch-up run
  * on `ready` (or concurrently with the SUBSCRIBE) leaves a window in which a revocation is
  * neither in the stream read nor delivered by pub/sub. The subscribers here re-read with
  * no overlap and no periodic poll, so such a loss is not papered over by a later re-read:

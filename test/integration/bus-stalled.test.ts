@@ -4,7 +4,7 @@ import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
 import { missing, plainClient, publisherFor, recorder, rev, waitFor } from '../helpers/bus-harness.js';
 
 /**
- * PITFALLS: Redis cuts off a pub/sub client whose output buffer passes its limit (32 MB,
+ * docs/pitfalls.md: Redis cuts off a pub/sub client whose output buffer passes its limit (32 MB,
  * or 8 MB for 60 s by default); a slow subscriber must recover through catch-up. Here the
  * limit is 64 kB hard / 32 kB for 1 s, and the subscriber's reads are paused in the proxy.
  */

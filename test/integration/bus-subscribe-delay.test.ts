@@ -7,7 +7,7 @@ import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
 import { plainClient, publisherFor, rev, sleep, waitFor } from '../helpers/bus-harness.js';
 
 /**
- * PITFALLS: the catch-up must start only once the SUBSCRIBE is acknowledged. On loopback
+ * docs/pitfalls.md: the catch-up must start only once the SUBSCRIBE is acknowledged. On loopback
  * the acknowledgement always beats the catch-up's XRANGE, so the ready-race test cannot
  * tell. Here the subscriber's own connection goes through a proxy that holds its traffic
  * right after it is ready again (its SUBSCRIBE is held), while the command connection

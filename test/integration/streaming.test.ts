@@ -5,7 +5,7 @@ import { deferred, pollUntil, within, type Deferred } from '../helpers/proxy-uti
 
 /**
  * Streams in both directions pass through leash as they happen, and an agent that goes
- * away cancels the upstream (http-proxy alone does not on Node ≥ 16: PITFALLS.md).
+ * away cancels the upstream (http-proxy alone does not on Node ≥ 16: docs/pitfalls.md).
  * Every step is coordinated on events; `within` only turns a hang into a failure.
  */
 const SECRET = 'sk-stream-6f1e2d3c4b5a69788796a5b4';

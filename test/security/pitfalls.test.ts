@@ -9,7 +9,7 @@ import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { closedPort, rawPairs, rawRequest, sleep, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
- * One regression test per http-proxy pitfall of PITFALLS.md, against a real upstream on
+ * One regression test per http-proxy pitfall of docs/pitfalls.md, against a real upstream on
  * port 0 and a real in-process sidecar. Every assertion is on what the upstream (or a
  * second "evil" server) actually received.
  */

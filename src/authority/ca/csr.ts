@@ -2,7 +2,7 @@
  * Reading a sidecar's PKCS#10 CSR (RFC 2986). The CA needs exactly one thing from it: a
  * public key whose holder proved possession by signing the request. So this checks the
  * self-signature with node:crypto over the CertificationRequestInfo bytes *as received*
- * (never re-encoded, never forge's csr.verify — PITFALLS, node-forge), checks the key is
+ * (never re-encoded, never forge's csr.verify — docs/pitfalls.md, node-forge), checks the key is
  * one leash certifies, and returns the key. Subject, attributes and requested extensions
  * (SANs included) are deliberately not read: the CA decides the identity.
  */
