@@ -203,7 +203,12 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     logger,
     clock,
     revocationMemory: memory,
-    resetCheck: redisPublisher && { check: () => redisPublisher.checkEpoch(), resets: () => redisPublisher.resets },
+    resetCheck: redisPublisher && {
+      check: () => redisPublisher.checkEpoch(),
+      resets: () => redisPublisher.resets,
+      // The fast path needs the store on the publisher's connection (ordered reads): ours.
+      ...(inputs.store ? {} : { settled: () => redisPublisher.settledEpoch, read: () => redisPublisher.readEpoch() }),
+    },
   });
   const server = new AuthorityServer(authority, {
     cert: tls.certPem,

@@ -60,7 +60,17 @@ export interface AuthorityDeps {
    * Asked when the store says an identity is not revoked: that answer may come from an
    * emptied Redis. Absent: no Redis.
    */
-  resetCheck?: { check(): Promise<boolean>; resets(): number };
+  resetCheck?: {
+    check(): Promise<boolean>;
+    resets(): number;
+    /**
+     * Fast path, only when the store's reads and `read` share one connection (so a `read`
+     * issued after a store read runs after it): the epoch as of the last finished check
+     * (write-back included), and a read of the epoch now.
+     */
+    settled?(): string | null | undefined;
+    read?(): Promise<string | null>;
+  };
 }
 
 const LEASE_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -196,8 +206,18 @@ export class Authority {
    */
   private async isRevoked(identity: string): Promise<boolean> {
     const resetsBefore = this.d.resetCheck?.resets();
-    if (await this.d.store.isIdentityRevoked(identity)) return true;
+    // Fast path: the epoch read goes out right behind the store's read, on the same
+    // connection, so Redis runs it after (one round trip for both with auto-pipelining).
+    // If it still holds the epoch settled before the store was asked — a check's write-back
+    // included — no reset happened before the store answered: the answer stands. Anything
+    // else (changed, absent, never looked, the read failing) takes the full check below.
+    const settled = this.d.resetCheck?.settled?.();
+    const revoked = this.d.store.isIdentityRevoked(identity);
+    const now = settled ? this.d.resetCheck?.read?.() : undefined;
+    now?.catch(() => undefined); // its failure only means the full check
+    if (await revoked) return true;
     if (!this.d.resetCheck) return false;
+    if (now && (await now.catch(() => undefined)) === settled) return false;
     let reset: boolean;
     try {
       // Resolves once any write-back under way has finished (checks are shared).
@@ -278,10 +298,14 @@ export class Authority {
       issuedAtMs: issued.issuedAtMs,
       expiresAtMs: issued.expiresAtMs,
     };
-    await this.d.store.putLease(record);
     // A revocation of this identity that landed while the lease was being issued may have
     // listed its leases before this one was stored: look again now it is, and take it back.
-    if (await this.d.store.isIdentityRevoked(identity)) {
+    // (A store that can do both in one round trip does: putLeaseThenCheckRevoked.)
+    const store = this.d.store;
+    const revokedMeanwhile = store.putLeaseThenCheckRevoked
+      ? await store.putLeaseThenCheckRevoked(record)
+      : (await store.putLease(record), await store.isIdentityRevoked(identity));
+    if (revokedMeanwhile) {
       await this.d.store.deleteLease(leaseId);
       this.d.metrics.leaseIssued(name, 'denied');
       throw revokedIdentity();

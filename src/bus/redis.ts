@@ -79,6 +79,19 @@ export class RedisRevocationPublisher implements RevocationPublisher {
     return reset;
   }
 
+  /**
+   * The epoch as of the last check that has finished — onReset's write-back included (it is
+   * updated only after). undefined: never looked; null: none existed then.
+   */
+  get settledEpoch(): string | null | undefined {
+    return this.epoch;
+  }
+
+  /** The epoch stored now, read only (never created): one GET. */
+  readEpoch(): Promise<string | null> {
+    return this.client.get(this.epochKey);
+  }
+
   /** Resets seen so far (counted when noticed, before onReset runs). */
   get resets(): number {
     return this.resetCount;

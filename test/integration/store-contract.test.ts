@@ -107,6 +107,19 @@ describe.each(HARNESSES)('%s: AuthorityStore contract', (_name, makeHarness) => 
     expect((await store.getLease(r.id))!.credential).toBe('openai');
   });
 
+  it('putLeaseThenCheckRevoked stores like putLease, then tells whether the instance is marked revoked', async () => {
+    setup();
+    const [a, b] = h.replicas();
+    const r = lease();
+    expect(await a.putLeaseThenCheckRevoked!(r)).toBe(false);
+    expect(await b.getLease(r.id)).toEqual(r);
+    expect(ids(await b.listLeases({ instance: r.instance }))).toEqual([r.id]);
+    await b.revokeIdentity(r.instance, h.now() + 60_000);
+    const r2 = lease();
+    expect(await a.putLeaseThenCheckRevoked!(r2)).toBe(true);
+    expect(await b.getLease(r2.id)).toEqual(r2); // stored all the same: the caller takes it back
+  });
+
   it('put with an existing id replaces the record, and listings follow it', async () => {
     setup();
     const r = lease();

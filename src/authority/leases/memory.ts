@@ -36,6 +36,11 @@ export class MemoryStore implements AuthorityStore {
     this.#leases.set(copy.id, copy);
   }
 
+  async putLeaseThenCheckRevoked(record: LeaseRecord): Promise<boolean> {
+    await this.putLease(record);
+    return this.isIdentityRevoked(record.instance);
+  }
+
   async getLease(id: string): Promise<LeaseRecord | undefined> {
     this.#open();
     const r = this.#live(id);

@@ -35,7 +35,8 @@ export interface RedisStoreOptions {
  * Every command touches exactly one key (no MULTI, no multi-key script), so the store works
  * unchanged on Redis Cluster without hash tags. Writes go index first, record second: a
  * crash in between leaves an index entry without a record, which listing drops and
- * cleans, never a stored lease that listing (and so `revoke --instance`) would miss.
+ * cleans, never a stored lease that listing (and so `revoke --instance`) would miss. On
+ * one node a lease's writes are one pipeline (ordered, one round trip; see #putLease).
  */
 export const DEFAULT_PREFIX = 'leash:';
 
@@ -100,17 +101,60 @@ export class RedisStore implements AuthorityStore {
   }
 
   async putLease(record: LeaseRecord): Promise<void> {
+    await this.#putLease(record, false);
+  }
+
+  async putLeaseThenCheckRevoked(record: LeaseRecord): Promise<boolean> {
+    return this.#putLease(record, true);
+  }
+
+  /**
+   * The lease path's writes — three index adds, then the record — and, with `check`, the
+   * instance's revocation mark read after them. On one node (or Sentinel) that is ONE
+   * pipeline, one round trip: Redis runs a connection's commands in the order sent, so
+   * "index first, record second, mark read last" holds as it did with three awaits (a
+   * connection lost mid-pipeline runs a prefix of it). On a Cluster the keys live in
+   * different slots — a pipeline cannot span them nor order them across nodes — so the
+   * steps stay sequential there (the indexes still go out together).
+   */
+  #putLease(record: LeaseRecord, check: boolean): Promise<boolean> {
     const r = checkLeaseRecord(record);
     const k = this.keys();
-    await this.#run('store a lease', async () => {
+    const mark = k.revokedInstance(r.instance);
+    return this.#run('store a lease', async () => {
       const expireAt = Math.ceil(r.expiresAtMs);
-      if (expireAt <= this.#clock.wallMs()) {
-        // Already expired: storing it would be invisible anyway; an overwrite still removes the old one.
-        await this.#client.del(k.lease(r.id));
-        return;
+      const indexes = [k.byInstance(r.instance), k.byCredential(r.credential), k.all];
+      if (this.#client instanceof Cluster) {
+        if (expireAt <= this.#clock.wallMs()) await this.#client.del(k.lease(r.id));
+        else {
+          await Promise.all(indexes.map((key) => this.#indexAdd(key, expireAt, r.id)));
+          await this.#client.set(k.lease(r.id), JSON.stringify(r), 'PXAT', expireAt);
+        }
+        return check && (await this.#client.exists(mark)) === 1;
       }
-      await Promise.all([k.byInstance(r.instance), k.byCredential(r.credential), k.all].map((key) => this.#indexAdd(key, expireAt, r.id)));
-      await this.#client.set(k.lease(r.id), JSON.stringify(r), 'PXAT', expireAt);
+      const p = this.#client.pipeline();
+      const expired = expireAt <= this.#clock.wallMs();
+      if (expired) {
+        // Already expired: storing it would be invisible anyway; an overwrite still removes the old one.
+        p.del(k.lease(r.id));
+      } else {
+        // EVAL, not EVALSHA: a NOSCRIPT reply (Redis restarted, SCRIPT FLUSH) would leave the
+        // record below stored without its index entries. Redis caches the script by digest.
+        for (const key of indexes) p.eval(INDEX_ADD, 1, key, expireAt, r.id);
+        p.set(k.lease(r.id), JSON.stringify(r), 'PXAT', expireAt);
+      }
+      if (check) p.exists(mark);
+      const replies = await p.exec();
+      if (!replies) throw new Error('pipeline discarded');
+      const failed = replies.find(([err]) => err)?.[0];
+      if (failed) {
+        // An index add refused (WRONGTYPE, OOM…) while the record went in: take the record
+        // back, so that listing (and `revoke --instance`) never misses a stored lease.
+        const indexFailed = !expired && replies.slice(0, 3).some(([err]) => err);
+        if (indexFailed && !replies[3]?.[0]) await this.#client.del(k.lease(r.id));
+        throw failed;
+      }
+      return check && replies[replies.length - 1]?.[1] === 1;
     });
   }
 

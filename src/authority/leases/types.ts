@@ -20,6 +20,13 @@ export interface JoinTokenRecord {
 
 export interface AuthorityStore {
   putLease(record: LeaseRecord): Promise<void>;
+  /**
+   * putLease, then isIdentityRevoked(record.instance), in that order: the answer reflects
+   * every revocation mark set before the record was stored (a revocation that listed the
+   * instance's leases before this one existed is caught). Optional: a store may do both in
+   * one round trip; without it the caller makes the two calls.
+   */
+  putLeaseThenCheckRevoked?(record: LeaseRecord): Promise<boolean>;
   getLease(id: string): Promise<LeaseRecord | undefined>;
   /** True when it existed. */
   deleteLease(id: string): Promise<boolean>;
