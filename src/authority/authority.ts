@@ -102,6 +102,14 @@ export const UNKNOWN_INSTANCE = 'unknown instance: revoked and published anyway'
  */
 export const unknownCredential = (name: string): string => `unknown:${fingerprint(name)}`;
 
+/**
+ * Pure: the leases a credential/all revocation at `cutoffMs` takes back — those issued up to
+ * it, the same rule sidecars and leash/verify apply (DESIGN §7), not the ones leased after.
+ */
+export function revokedBy(records: readonly LeaseRecord[], cutoffMs: number): LeaseRecord[] {
+  return Number.isFinite(cutoffMs) ? records.filter((r) => r.issuedAtMs <= cutoffMs) : [...records];
+}
+
 /** Refused: the identity is revoked. 401, so a sidecar drops it (it treats 401/403 as refused). */
 const revokedIdentity = () => unauthenticated('identity revoked');
 
@@ -471,7 +479,9 @@ export class Authority {
 
   private async revokeLeases(actor: string, scope: 'credential' | 'all', target: string, reason: string, filter: LeaseFilter): Promise<RevokeResult> {
     const revocation = await this.publish(scope, target, reason, actor);
-    const n = await this.deleteAll(await this.d.store.listLeases(filter), reason, actor);
+    // Sidecars lease again as soon as the revocation reaches them, which can be before the
+    // listing below: those fresh leases are not revoked (their holders use them).
+    const n = await this.deleteAll(revokedBy(await this.d.store.listLeases(filter), Date.parse(revocation.at)), reason, actor);
     this.d.audit.emit('credential.revoked', { credential: target, reason, by: actor });
     return { revocation, leases: n };
   }
