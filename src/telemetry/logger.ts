@@ -44,7 +44,7 @@ const OWN_LAYOUT = Symbol('leash.ownLayout');
  * UV_USE_IO_URING must stay unset (or 0): with it libuv submits file writes through
  * io_uring, which doubled leash's CPU at saturation (issue 11). libuv reads it once, when
  * the first loop starts, before any JavaScript runs, so only the environment can set it
- * (docs/operations.md); these writes are synchronous and never reach io_uring anyway.
+ * (docs/observability.md); these writes are synchronous and never reach io_uring anyway.
  */
 export function batchedStdout(): BatchedFdDestination {
   return new BatchedFdDestination(1);
