@@ -8,8 +8,8 @@ import { writeSync } from 'node:fs';
  * destination (sonic-boom, sync: false): each async write is a threadpool hand-off and two
  * extra event-loop wake-ups (issue 11: most of the proxy's extra syscalls per request), and
  * at exit a write still in flight on the threadpool is lost or torn — its rest is skipped
- * by flushSync (measured: 81 of 5,010 lines missing and one torn line after an uncaught
- * exception with stdout a pipe). Here the buffer is always exactly what is unwritten, so
+ * by flushSync (measured: 81 of 5,010 lines missing after an uncaught exception with
+ * stdout a pipe; with sonic-boom's minLength batching, a torn line too). Here the buffer is always exactly what is unwritten, so
  * the exit flush is complete and in order. Node writes its own stdout to files and pipes
  * synchronously on Linux too.
  *
