@@ -1,6 +1,7 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { z } from 'zod';
 import type { logLevel } from '../config/common.js';
+import { BatchedFdDestination } from './log-batch.js';
 
 export type { Logger } from 'pino';
 export type LogLevel = z.infer<typeof logLevel>;
@@ -16,7 +17,7 @@ export type LogLevel = z.infer<typeof logLevel>;
 const REDACT = ['headers', 'authorization', 'secret', 'value', 'token', 'password', 'cookie'];
 
 export function createLogger(options: { level: LogLevel; destination?: DestinationStream; name?: string }): Logger {
-  return pino(
+  const logger = pino(
     {
       name: options.name ?? 'leash',
       level: options.level,
@@ -26,8 +27,48 @@ export function createLogger(options: { level: LogLevel; destination?: Destinati
       formatters: { level: (label) => ({ level: label }) },
       serializers: { err: serializeError },
     },
-    options.destination ?? pino.destination({ fd: 1, sync: false }),
+    options.destination ?? batchedStdout(),
   );
+  // Marks loggers whose line layout fixedLine() may reproduce (inherited by children: pino
+  // children are Object.create(parent)).
+  Object.defineProperty(logger, OWN_LAYOUT, { value: true });
+  return logger;
+}
+
+const OWN_LAYOUT = Symbol('leash.ownLayout');
+
+/**
+ * stdout, batched (log-batch.ts): one write(2) per ~4 KiB or 100 ms instead of one async
+ * write per line, flushed in full on exit.
+ *
+ * UV_USE_IO_URING must stay unset (or 0): with it libuv submits file writes through
+ * io_uring, which doubled leash's CPU at saturation (issue 11). libuv reads it once, when
+ * the first loop starts, before any JavaScript runs, so only the environment can set it
+ * (docs/observability.md); these writes are synchronous and never reach io_uring anyway.
+ */
+export function batchedStdout(): BatchedFdDestination {
+  return new BatchedFdDestination(1);
+}
+
+/**
+ * A writer for one fixed-schema line (the per-request audit line, audit.ts), laid out
+ * exactly as pino would lay it out for `logger.info({...})` on this logger — level, time,
+ * bindings, then `body` (`,"key":value…` already JSON) — and written through the same
+ * destination, without building an object, merging bindings or redacting (the caller
+ * writes only its own fixed fields). Undefined for a logger whose layout could differ
+ * (not made by createLogger, or a destination that needs pino's metadata, as multistream).
+ */
+export function fixedLine(logger: Logger): ((body: string) => void) | undefined {
+  const l = logger as unknown as Record<symbol, unknown> & Logger;
+  const stream = l[pino.symbols.streamSym] as (DestinationStream & Record<symbol, unknown>) | undefined;
+  if (l[OWN_LAYOUT] !== true || !stream || typeof stream.write !== 'function' || stream[pino.symbols.needsMetadataGsym] === true) return undefined;
+  const info = logger.levels.values.info!;
+  return (body) => {
+    if (logger.levelVal > info) return;
+    const prefix = (l[pino.symbols.lsCacheSym] as Record<number, string>)[info]!;
+    const time = (l[pino.symbols.timeSym] as () => string)();
+    stream.write(prefix + time + (l[pino.symbols.chindingsSym] as string) + body + (l[pino.symbols.endSym] as string));
+  };
 }
 
 /** Errors are logged by code, message and cause chain; never a request or a socket. */
