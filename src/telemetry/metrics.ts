@@ -53,10 +53,12 @@ export class SidecarMetrics {
    * (numeric: no key string built per request). prom-client hashes and validates the label
    * object on every `inc` (its `labels()` children too); this keeps that to one call per
    * series per scrape. Bounded as the series are: config routes (+ NO_ROUTE) × 8 method
-   * values × codes (Node only accepts 100–999). Entries are zeroed, never deleted, so new
-   * series reach prom-client in first-seen order, as they did when counted directly.
+   * values × codes (Node only accepts 100–999). Entries are zeroed, never deleted, and
+   * flushed from `pendingOrder` so new series reach prom-client in first-seen order, as
+   * they did when counted directly (the /metrics text is unchanged).
    */
   private readonly pendingRequests = new Map<string, Map<number, PendingCount>>();
+  private readonly pendingOrder: PendingCount[] = [];
   private readonly requests = new Counter({
     name: 'leash_requests_total',
     help: 'Requests answered by the sidecar, by route, method and HTTP status code.',
@@ -189,7 +191,11 @@ export class SidecarMetrics {
     const key = m * 1000 + status;
     const pending = byKey.get(key);
     if (pending !== undefined) pending.n++;
-    else byKey.set(key, { labels: { route, method: REQUEST_METHODS[m]!, code: status }, n: 1 });
+    else {
+      const p = { labels: { route, method: REQUEST_METHODS[m]!, code: status }, n: 1 };
+      byKey.set(key, p);
+      this.pendingOrder.push(p);
+    }
     let child = this.durationChildren.get(route);
     if (child === undefined) this.durationChildren.set(route, (child = this.duration.labels(route)));
     child.observe(seconds);
@@ -197,12 +203,10 @@ export class SidecarMetrics {
 
   /** Hands the pending counts to prom-client (its collect hook: runs before every read). */
   private flushRequests(): void {
-    for (const byKey of this.pendingRequests.values()) {
-      for (const p of byKey.values()) {
-        if (p.n === 0) continue;
-        this.requests.inc(p.labels, p.n);
-        p.n = 0;
-      }
+    for (const p of this.pendingOrder) {
+      if (p.n === 0) continue;
+      this.requests.inc(p.labels, p.n);
+      p.n = 0;
     }
   }
 
