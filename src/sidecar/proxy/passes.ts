@@ -99,7 +99,7 @@ const lastCredentialHeader = new WeakMap<RouteRuntime, { value: string; header: 
 function credentialHeaderFor(route: RouteRuntime, value: string): [string, string] | undefined {
   const last = lastCredentialHeader.get(route);
   if (last !== undefined && last.value === value) return last.header;
-  const header = credentialHeaderFor(route, value);
+  const header = route.credentialHeader(value);
   lastCredentialHeader.set(route, { value, header });
   return header;
 }
