@@ -10,6 +10,14 @@ import { BUILD_INFO_HELP, registerDefaultMetrics } from './default-metrics.js';
  * are numbers. No label ever carries a credential or a path.
  */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+/** Index of each method label value in REQUEST_METHODS; anything else is OTHER. */
+const METHOD_INDEX = new Map([...METHODS].map((m, i) => [m, i] as const));
+const OTHER_INDEX = METHODS.size;
+
+interface PendingCount {
+  readonly labels: { route: string; method: string; code: number };
+  n: number;
+}
 export const NO_ROUTE = '_none';
 
 /**
@@ -40,12 +48,26 @@ export interface CredentialGaugeState {
 
 export class SidecarMetrics {
   readonly registry = new Registry();
+  /**
+   * Counts not yet handed to prom-client, by route then `methodIndex * 1000 + code`
+   * (numeric: no key string built per request). prom-client hashes and validates the label
+   * object on every `inc` (its `labels()` children too); this keeps that to one call per
+   * series per scrape. Bounded as the series are: config routes (+ NO_ROUTE) × 8 method
+   * values × codes (Node only accepts 100–999). Entries are zeroed, never deleted, and
+   * flushed from `pendingOrder` so new series reach prom-client in first-seen order, as
+   * they did when counted directly (the /metrics text is unchanged).
+   */
+  private readonly pendingRequests = new Map<string, Map<number, PendingCount>>();
+  private readonly pendingOrder: PendingCount[] = [];
   private readonly requests = new Counter({
     name: 'leash_requests_total',
     help: 'Requests answered by the sidecar, by route, method and HTTP status code.',
     labelNames: ['route', 'method', 'code'] as const,
     registers: [this.registry],
+    collect: () => this.flushRequests(),
   });
+  /** The per-route histogram children, made once (prom-client's `labels()` builds a closure per call). */
+  private readonly durationChildren = new Map<string, { observe(v: number): void }>();
   private readonly duration = new Histogram({
     name: 'leash_request_duration_seconds',
     help: 'Time from request received to response finished (streams included).',
@@ -163,8 +185,29 @@ export class SidecarMetrics {
   }
 
   requestFinished(route: string, method: string, status: number, seconds: number): void {
-    this.requests.inc({ route, method: METHODS.has(method) ? method : 'OTHER', code: status });
-    this.duration.observe({ route }, seconds);
+    let byKey = this.pendingRequests.get(route);
+    if (byKey === undefined) this.pendingRequests.set(route, (byKey = new Map()));
+    const m = METHOD_INDEX.get(method) ?? OTHER_INDEX;
+    const key = m * 1000 + status;
+    const pending = byKey.get(key);
+    if (pending !== undefined) pending.n++;
+    else {
+      const p = { labels: { route, method: REQUEST_METHODS[m]!, code: status }, n: 1 };
+      byKey.set(key, p);
+      this.pendingOrder.push(p);
+    }
+    let child = this.durationChildren.get(route);
+    if (child === undefined) this.durationChildren.set(route, (child = this.duration.labels(route)));
+    child.observe(seconds);
+  }
+
+  /** Hands the pending counts to prom-client (its collect hook: runs before every read). */
+  private flushRequests(): void {
+    for (const p of this.pendingOrder) {
+      if (p.n === 0) continue;
+      this.requests.inc(p.labels, p.n);
+      p.n = 0;
+    }
   }
 
   requestDenied(route: string, reason: string): void {

@@ -90,6 +90,29 @@ const takeCredential: Pass = (_req, ctx, env) => {
   return undefined;
 };
 
+/**
+ * The credential header last built per route: its value changes at rotation, not per
+ * request, and building it runs a string replace (or a base64 encode) each time. Keyed by
+ * the route object (a reload makes new ones); one entry per route.
+ */
+const lastCredentialHeader = new WeakMap<RouteRuntime, { value: string; header: [string, string] | undefined }>();
+function credentialHeaderFor(route: RouteRuntime, value: string): [string, string] | undefined {
+  const last = lastCredentialHeader.get(route);
+  if (last !== undefined && last.value === value) return last.header;
+  const header = route.credentialHeader(value);
+  lastCredentialHeader.set(route, { value, header });
+  return header;
+}
+
+/** The last Accept-Encoding narrowed: an agent sends the same one on every request. */
+let lastAcceptEncoding: { value: string | undefined; narrowed: string | undefined } = { value: undefined, narrowed: undefined };
+function narrowedAcceptEncoding(value: string | undefined): string | undefined {
+  if (value === lastAcceptEncoding.value) return lastAcceptEncoding.narrowed;
+  const narrowed = decodableAcceptEncoding(value);
+  lastAcceptEncoding = { value, narrowed };
+  return narrowed;
+}
+
 const buildOutgoing: Pass = (req, ctx) => {
   const route = ctx.route!;
   const value = ctx.credential!.value;
@@ -100,7 +123,7 @@ const buildOutgoing: Pass = (req, ctx) => {
     delete req.headers['content-length'];
     delete req.headers['transfer-encoding'];
   }
-  const ae = decodableAcceptEncoding(req.headers['accept-encoding']);
+  const ae = narrowedAcceptEncoding(req.headers['accept-encoding']);
   if (ae !== undefined) req.headers['accept-encoding'] = ae;
   const out = ctx.outgoingHeaders;
   out.host = route.hostHeader;
@@ -111,7 +134,7 @@ const buildOutgoing: Pass = (req, ctx) => {
     req.headers.connection = 'Upgrade';
     req.headers.upgrade = 'websocket';
   }
-  const header = route.credentialHeader(value);
+  const header = credentialHeaderFor(route, value);
   let query = ctx.target!.query;
   if (header) out[header[0]] = header[1];
   else {

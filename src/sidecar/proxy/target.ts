@@ -33,6 +33,49 @@ export function parseTarget(url: string): Target | BadRequestError | NoRouteErro
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
+  const plain = parsePlainPath(path, query);
+  if (plain !== undefined) return plain;
+  return parseGeneralPath(path, query);
+}
+
+/**
+ * The common case in one scan, without regexes or a decoded copy: printable ASCII, no `%`
+ * (nothing to decode: each segment is its own decoded form) and no empty segment (`//`,
+ * which the general path drops). Anything else, undefined: the general path decides.
+ * Same answers as parseGeneralPath (test/unit/target-fast-path.test.ts checks both).
+ */
+function parsePlainPath(path: string, query: string): Target | BadRequestError | NoRouteError | undefined {
+  const segments: string[] = [];
+  let start = 1;
+  // Reported after the scan: the general path refuses a bad character before a dot-segment.
+  let dotSegment = false;
+  for (let i = 1; i <= path.length; i++) {
+    const c = i === path.length ? 47 : path.charCodeAt(i);
+    if (c === 47 /* / */) {
+      if (i === start) {
+        if (i === path.length) break; // a trailing slash (or the bare "/")
+        return undefined; // an empty segment: "//"
+      }
+      const seg = path.slice(start, i);
+      if (seg.charCodeAt(0) === 46 /* . */ && DOT_SEGMENT.test(seg)) dotSegment = true;
+      segments.push(seg);
+      start = i + 1;
+    } else if (c < 0x21 || c > 0x7e || c === 92 /* \ */) {
+      return new BadRequestError('the path contains a backslash, control or non-ASCII character');
+    } else if (c === 37 /* % */) {
+      return undefined;
+    }
+  }
+  if (dotSegment) return new BadRequestError('the path contains a dot-segment ("." or "..")');
+  if (segments.length === 0) return new NoRouteError('no route: the path must start with "/<route>/"');
+  const route = segments.shift()!;
+  // Without empty segments the raw path after the prefix is the text after it ("/" when none).
+  const rawPath = segments.length === 0 ? '/' : path.slice(1 + route.length);
+  return { route, segments, rawPath, query };
+}
+
+/** Any origin-form path: percent-decoding, empty segments, every refusal (see the interface). */
+function parseGeneralPath(path: string, query: string): Target | BadRequestError | NoRouteError {
   if (BAD_CHAR.test(path)) return new BadRequestError('the path contains a backslash, control or non-ASCII character');
   if (BAD_PERCENT.test(path)) return new BadRequestError('the path contains a malformed percent-encoding');
 

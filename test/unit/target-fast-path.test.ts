@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { parseTarget } from '../../src/sidecar/proxy/target.js';
+import { parseTargetReference } from './target-reference.js';
+
+/**
+ * parseTarget has a one-scan fast path for plain paths (printable ASCII, no `%`, no `//`).
+ * It must answer exactly as the general path (kept verbatim in target-reference.ts, the
+ * implementation before the fast path) for every input: same error class and message,
+ * same route, segments, raw path and query.
+ */
+const same = (url: string) => {
+  const got = parseTarget(url);
+  const want = parseTargetReference(url);
+  if (want instanceof Error) {
+    expect(got, url).toBeInstanceOf(want.constructor);
+    expect((got as Error).message, url).toBe(want.message);
+  } else expect(got, url).toEqual(want);
+};
+
+describe('parseTarget fast path', () => {
+  it('answers as the general path on hand-picked targets', () => {
+    for (const url of [
+      '/', '//', '/openai', '/openai/', '/openai/v1/ok', '/openai/v1/ok/', '/openai/v1/ok?x=1&y=%2F', '/openai//v1', '/openai/v1//',
+      '/./x', '/openai/../admin', '/openai/..;x/admin', '/openai/.well-known/x', '/openai/...', '/openai/.', '/openai/v1/./x',
+      '/openai/a\\b', '/openai/a b', '/openai/\u00e9', '/openai/a\u0000', '/openai/..\u0001', '/openai/../a\\b', '/openai/%2e%2e/x',
+      '/openai/%zz', '/openai/a%20b', '/openai/../%41', '/%6fpenai/v1', '/openai/v1?', '/openai?q', '/.', '/..', '/a/b/c/d/e/f',
+      'openai/v1', '*', 'http://evil/x', '/openai/v1/ok#frag', '/openai/~user/x;y=1', "/openai/!$&'()*+,;=:@",
+    ])
+      same(url);
+  });
+
+  it('answers as the general path on random targets', () => {
+    const alphabet = ['/', '/', '/', 'a', 'b', 'v1', '.', '..', '%', '%2e', '%2F', '%41', '\\', ' ', '?', '&', ';', '\u00e9', '\u0007', '~', '-', '_'];
+    let x = 12345;
+    const next = () => (x = (x * 1103515245 + 12345) & 0x7fffffff);
+    for (let n = 0; n < 20_000; n++) {
+      let url = '/';
+      const len = next() % 12;
+      for (let i = 0; i < len; i++) url += alphabet[next() % alphabet.length];
+      same(url);
+    }
+  });
+});
