@@ -37,7 +37,7 @@ function connectionTokens(value: string | string[] | undefined): string[] {
 /**
  * Every request header name leash removes for a route, built once per route: hop-by-hop,
  * Expect (Node answers `100 Continue` to the agent itself; forwarding it would also make
- * http-proxy skip its request hooks: PITFALLS.md, GHSA-6x33-pw7p-hmpq), method/URL
+ * http-proxy skip its request hooks: docs/pitfalls.md, GHSA-6x33-pw7p-hmpq), method/URL
  * overrides, agent credentials and the route's `extra` (its stripHeaders and inject header).
  */
 export function requestStripSet(extra: readonly string[]): ReadonlySet<string> {

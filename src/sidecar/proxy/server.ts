@@ -16,7 +16,7 @@ import { auditPath } from './audit-path.js';
 /**
  * The agent-facing reverse proxy. http-proxy 1.18.1 moves the bytes; everything that
  * decides anything happens before it is called (the passes) or after it answers
- * (forwardResponse). Around it, the fixes for its known faults (PITFALLS.md):
+ * (forwardResponse). Around it, the fixes for its known faults (docs/pitfalls.md):
  * - the credential goes in `options.headers`, never in a `proxyReq` hook (pooled sockets
  *   and Expect: 100-continue sent requests without it);
  * - the upstream request is destroyed when the agent goes away (it only listens for

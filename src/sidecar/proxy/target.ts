@@ -3,7 +3,7 @@ import { BadRequestError, NoRouteError } from '../../core/errors.js';
 /**
  * The request target, parsed and normalised once (DESIGN §5). The upstream URL is never
  * built with `new URL(req.url, base)`: that resolves `//evil/x`, `http://evil/x` and
- * `/\evil/x` to host `evil` (PITFALLS.md). Only origin-form targets are accepted; each
+ * `/\evil/x` to host `evil` (docs/pitfalls.md). Only origin-form targets are accepted; each
  * segment is percent-decoded exactly once for matching, and dot-segments (plain,
  * encoded or double-encoded), encoded slashes, backslashes and NUL are refused rather
  * than resolved, so what is matched is what the upstream receives.
