@@ -90,20 +90,6 @@ const takeCredential: Pass = (_req, ctx, env) => {
   return undefined;
 };
 
-/**
- * The credential header last built per route: its value changes at rotation, not per
- * request, and building it runs a string replace (or a base64 encode) each time. Keyed by
- * the route object (a reload makes new ones); one entry per route.
- */
-const lastCredentialHeader = new WeakMap<RouteRuntime, { value: string; header: [string, string] | undefined }>();
-function credentialHeaderFor(route: RouteRuntime, value: string): [string, string] | undefined {
-  const last = lastCredentialHeader.get(route);
-  if (last !== undefined && last.value === value) return last.header;
-  const header = route.credentialHeader(value);
-  lastCredentialHeader.set(route, { value, header });
-  return header;
-}
-
 /** The last Accept-Encoding narrowed: an agent sends the same one on every request. */
 let lastAcceptEncoding: { value: string | undefined; narrowed: string | undefined } = { value: undefined, narrowed: undefined };
 function narrowedAcceptEncoding(value: string | undefined): string | undefined {
@@ -134,7 +120,7 @@ const buildOutgoing: Pass = (req, ctx) => {
     req.headers.connection = 'Upgrade';
     req.headers.upgrade = 'websocket';
   }
-  const header = credentialHeaderFor(route, value);
+  const header = route.credentialHeader(value);
   let query = ctx.target!.query;
   if (header) out[header[0]] = header[1];
   else {

@@ -3,6 +3,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import type { RouteConfig } from '../../config/sidecar.js';
 import type { CredentialProvider, HeldCredential } from '../credentials/types.js';
 import { requestStripSet } from './headers.js';
+import { basicToken, formatted } from './inject.js';
 import { Scrubber, type ScrubOptions } from './scrub.js';
 
 /** A configured route with what it needs at run time: its pool, its credential, its scrubber. */
@@ -16,6 +17,7 @@ export class RouteRuntime {
   readonly strip: readonly string[];
   /** Every request header name removed on this route (headers.ts requestStripSet). */
   readonly stripSet: ReadonlySet<string>;
+  private lastHeader: { value: string; header: [string, string] | undefined } | undefined;
   private scrubber: Scrubber;
 
   constructor(
@@ -71,11 +73,19 @@ export class RouteRuntime {
     return new Scrubber([...current.values, carried.value], current.options);
   }
 
-  /** The header leash sets (name, value), or undefined for query injection. */
+  /**
+   * The header leash sets (name, value), or undefined for query injection. Built once per
+   * value (it changes at rotation, not per request) and reused.
+   */
   credentialHeader(value: string): [string, string] | undefined {
+    if (this.lastHeader?.value !== value) this.lastHeader = { value, header: this.buildHeader(value) };
+    return this.lastHeader.header;
+  }
+
+  private buildHeader(value: string): [string, string] | undefined {
     const inject = this.config.inject;
-    if ('header' in inject) return [inject.header, inject.format.replace('{{credential}}', () => value)]; // a function: `$&` in a value is literal
-    if ('basic' in inject) return ['authorization', `Basic ${Buffer.from(`${inject.basic.username}:${value}`).toString('base64')}`];
+    if ('header' in inject) return [inject.header, formatted(inject.format, value)];
+    if ('basic' in inject) return ['authorization', `Basic ${basicToken(inject.basic.username, value)}`];
     return undefined;
   }
 

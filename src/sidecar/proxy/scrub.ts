@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { formatted } from './inject.js';
 
 /**
  * Removes held secrets echoed by an upstream (docs/secret-hygiene.md). OpenAI, for one,
@@ -83,12 +84,11 @@ function base64Cores(value: string): string[] {
 export function literalForms(value: string, options: ScrubOptions = {}): string[] {
   const forms = [value, ...base64Forms(value), ...base64Cores(value)];
   if (options.basicUser !== undefined) {
-    const pair = base64Forms(`${options.basicUser}:${value}`);
+    const pair = base64Forms(`${options.basicUser}:${value}`); // [0] is basicToken(user, value)
     forms.push(`Basic ${pair[0]}`, ...pair);
   }
   if (options.format !== undefined && options.format !== '{{credential}}') {
-    // A function, so `$&` or `$'` in a value are not read as replacement patterns.
-    const sent = options.format.replace('{{credential}}', () => value);
+    const sent = formatted(options.format, value);
     forms.push(sent, ...base64Forms(sent));
   }
   return forms;
