@@ -22,6 +22,7 @@ import { freePort, httpGet, RawConn, sleep, spawnNodeWithHello, stopChild, waitR
  * `leash-bench:`), so the cost of the summaries is the difference within one run.
  */
 const HOST = '127.0.0.1';
+// A fake key (the bench upstream only checks that it arrives): never a real credential.
 const KEY = 'sk-bench-instructions-0123456789abcdef';
 const args = process.argv.slice(2);
 const N = Number(args.find((a) => a.startsWith('--requests='))?.split('=')[1] ?? 2000);

@@ -64,6 +64,7 @@ let entry: string[];
 const dummyEnv: NodeJS.ProcessEnv = {
   PATH: process.env.PATH ?? '',
   HOME: process.env.HOME ?? tmpdir(),
+  // Dummy values: `leash check` only needs the variables set.
   OPENAI_API_KEY: 'sk-image-test-dummy',
   ANTHROPIC_API_KEY: 'sk-ant-image-test-dummy',
   LEASH_ADMIN_TOKEN: 'image-test-admin-token',

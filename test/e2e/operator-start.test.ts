@@ -17,6 +17,7 @@ import { sleep } from '../helpers/wait.js';
  * (Every secret in this file is a fake test value.)
  */
 const run = promisify(execFile);
+// Fake values made up for this test (never real credentials).
 const ADMIN = 'ops-start-admin-token-0123456789abcdef';
 const STATIC_SECRET = 'sk-ops-start-static-secret-value-0123';
 
