@@ -19,9 +19,18 @@ import { writeSync } from 'node:fs';
 export interface LogBatch {
   minBytes: number;
   maxDelayMs: number;
+  /**
+   * Most characters held while the reader is stalled (EAGAIN). Every proxied request
+   * logs a line, so without a bound an agent's traffic would grow the heap for as long as
+   * the log reader is stuck; past it lines are dropped, counted, and the count is logged
+   * once writing resumes.
+   */
+  maxBuffered?: number;
 }
 
-export const LOG_BATCH: LogBatch = { minBytes: 4096, maxDelayMs: 100 };
+const MAX_BUFFERED = 8 * 1024 * 1024;
+
+export const LOG_BATCH: LogBatch = { minBytes: 4096, maxDelayMs: 100, maxBuffered: MAX_BUFFERED };
 
 /** How long the exit flush waits for a full pipe to drain before giving up. */
 const EXIT_FLUSH_LIMIT_MS = 5_000;
@@ -34,6 +43,10 @@ export class BatchedFdDestination {
   private timer: NodeJS.Timeout | undefined;
   private waiters: Array<(err?: Error) => void> = [];
   private dead = false;
+  /** The last write hit EAGAIN: a retry is armed; lines wait for it (no write(2) per line). */
+  private stalled = false;
+  /** Lines dropped since the stall began because the buffer was full. */
+  private dropped = 0;
 
   constructor(
     private readonly fd: number,
@@ -47,6 +60,11 @@ export class BatchedFdDestination {
 
   write(line: string): boolean {
     if (this.dead) return true;
+    if (this.stalled) {
+      if (this.pending() + line.length > (this.batch.maxBuffered ?? MAX_BUFFERED)) this.dropped++;
+      else this.text += line;
+      return true;
+    }
     this.text += line;
     // String length (UTF-16 units) as the size: close enough to bytes for a batch bound.
     if (this.text.length >= this.batch.minBytes) this.writeOut();
@@ -100,12 +118,21 @@ export class BatchedFdDestination {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
-        // The reader is behind: keep everything and try again shortly.
+        // The reader is behind: keep what fits and try again shortly.
+        this.stalled = true;
         this.arm(10);
         return false;
       }
       this.stop(err as Error);
       return true;
+    }
+    this.stalled = false;
+    if (this.dropped > 0) {
+      const dropped = this.dropped;
+      this.dropped = 0;
+      // In the logger's JSON shape, so log pipelines parse it like any other line.
+      this.text = `${JSON.stringify({ level: 'warn', time: new Date().toISOString(), pid: process.pid, name: 'leash', msg: 'log lines dropped: stdout was not being read', dropped })}\n`;
+      return this.writeOut();
     }
     this.settle();
     return true;

@@ -82,6 +82,26 @@ describe('BatchedFdDestination', () => {
     expect(d.pending()).toBe(0);
   });
 
+  it('while stdout is stalled the buffer stays bounded; the dropped lines are counted and reported once it drains', async () => {
+    const fd = fakeFd();
+    const d = new BatchedFdDestination(99, { minBytes: 1, maxDelayMs: 60_000, maxBuffered: 1_000 }, fd.write);
+    fd.failWith('EAGAIN');
+    const line = `${'x'.repeat(98)}\n`; // 99 characters
+    for (let i = 0; i < 10_000; i++) d.write(line);
+    expect(d.pending()).toBeLessThanOrEqual(1_000);
+    expect(fd.calls()).toBe(0);
+    fd.failWith(undefined);
+    await until(() => d.pending() === 0);
+    const lines = fd.text().trimEnd().split('\n');
+    const kept = lines.filter((l) => l === line.trimEnd()).length;
+    expect(kept).toBe(10);
+    const notice = JSON.parse(lines.at(-1)!) as Record<string, unknown>;
+    expect(notice).toMatchObject({ level: 'warn', msg: 'log lines dropped: stdout was not being read', dropped: 10_000 - kept });
+    // Writing resumes normally, one line at a time again.
+    d.write('after\n');
+    expect(fd.text().endsWith('after\n')).toBe(true);
+  });
+
   it('flush(cb) writes what is buffered and then calls back', () => {
     const fd = fakeFd();
     const d = new BatchedFdDestination(99, { minBytes: 4096, maxDelayMs: 60_000 }, fd.write);
