@@ -4,8 +4,8 @@ import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdi
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CertificateAuthority } from '../src/authority/ca/ca.js';
-import { createCsr, createIdentityKey } from '../src/core/x509.js';
+import { CertificateAuthority } from '../src/pki/ca.js';
+import { createCsr, createIdentityKey } from '../src/pki/x509.js';
 import { cpuUs, foreignMeter, freePort, memory, RawConn, sleep, spawnNode, stats, stopChild, type Stats } from './lib.js';
 import { summarise, type ProfileSummary } from './profile.js';
 

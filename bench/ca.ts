@@ -1,8 +1,8 @@
 import { X509Certificate } from 'node:crypto';
-import { CertificateAuthority } from '../src/authority/ca/ca.js';
-import { verifyCsr } from '../src/authority/ca/csr.js';
-import { verifyClientCertificate } from '../src/authority/ca/verify.js';
-import { createCsr, createIdentityKey } from '../src/core/x509.js';
+import { CertificateAuthority } from '../src/pki/ca.js';
+import { verifyCsr } from '../src/pki/csr.js';
+import { verifyClientCertificate } from '../src/pki/verify.js';
+import { createCsr, createIdentityKey } from '../src/pki/x509.js';
 
 /**
  * CA operation costs (moved out of the unit tests, where they were reported but asserted

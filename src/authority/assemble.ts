@@ -13,7 +13,7 @@ import { createAudit, redisAuditSink } from '../telemetry/audit.js';
 import { selectTraceEntries } from './trace.js';
 import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
 import { Authority } from './authority.js';
-import { CertificateAuthority } from './ca/ca.js';
+import { CertificateAuthority } from '../pki/ca.js';
 import { AuthorityServer } from './http/server.js';
 import { createIssuer, JwtKeyRing, type Issuer, type IssuerSpec, type SecretValue } from './issuers/index.js';
 import { JoinTokens } from './leases/join-tokens.js';

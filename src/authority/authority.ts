@@ -9,11 +9,11 @@ import { REVOCATION_SCOPES, type Revocation, type RevocationPublisher, type Revo
 import type { Audit } from '../telemetry/audit.js';
 import { summariseTrace } from './trace.js';
 import type { AuthorityMetrics } from '../telemetry/authority-metrics.js';
-import type { CertificateAuthority } from './ca/ca.js';
-import { verifyCsr } from './ca/csr.js';
-import { parseSpiffeId } from './ca/spiffe.js';
-import { CaInvalidError } from './ca/errors.js';
-import { verifyClientCertificate } from './ca/verify.js';
+import type { CertificateAuthority } from '../pki/ca.js';
+import { verifyCsr } from '../pki/csr.js';
+import { parseSpiffeId } from '../pki/spiffe.js';
+import { CaInvalidError } from '../pki/errors.js';
+import { verifyClientCertificate } from '../pki/verify.js';
 import { AuthorityError, badRequest, forbidden, notFound, unauthenticated } from './errors.js';
 import type { Issuer } from './issuers/types.js';
 import { JoinTokenRequestError } from './leases/errors.js';

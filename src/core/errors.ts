@@ -197,7 +197,7 @@ export const ERROR_CODES = [
   'LEASH_ERR_ISSUE_FAILED',
   'LEASH_ERR_INTERNAL',
   'LEASH_ERR_ATTESTATION_UNAVAILABLE',
-  // CA and certificates (src/authority/ca, src/core/x509.ts)
+  // CA and certificates (src/pki)
   'LEASH_ERR_CSR_INVALID',
   'LEASH_ERR_KEY_UNSUPPORTED',
   'LEASH_ERR_SPIFFE_ID_INVALID',

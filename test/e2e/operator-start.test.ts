@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server as HttpServer, type Serve
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../../src/authority/ca/ca.js';
+import { CertificateAuthority } from '../../src/pki/ca.js';
 import { spawnNode, type Proc } from '../helpers/fleet-procs.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { CLI, writeTemp } from '../helpers/spawn.js';

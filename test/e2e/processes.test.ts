@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../../src/authority/ca/ca.js';
+import { CertificateAuthority } from '../../src/pki/ca.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { CLI, spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 import { sleep } from '../helpers/wait.js';

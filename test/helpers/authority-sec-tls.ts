@@ -1,8 +1,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { request } from 'node:https';
-import type { CertificateAuthority } from '../../src/authority/ca/ca.js';
-import { buildCertificate, type CertificateTemplate, type Issuer } from '../../src/authority/ca/issue.js';
-import { createCsr, createIdentityKey, derToPem, OID, parseCertificateDer } from '../../src/core/x509.js';
+import type { CertificateAuthority } from '../../src/pki/ca.js';
+import { buildCertificate, type CertificateTemplate, type Issuer } from '../../src/pki/issue.js';
+import { createCsr, createIdentityKey, derToPem, OID, parseCertificateDer } from '../../src/pki/x509.js';
 
 /**
  * Helpers for the authority security suite: a raw HTTPS JSON call with an optional TLS

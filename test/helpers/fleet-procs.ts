@@ -2,7 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { CertificateAuthority } from '../../src/authority/ca/ca.js';
+import { CertificateAuthority } from '../../src/pki/ca.js';
 import { startUpstream, type Upstream } from './harness.js';
 import { startRedis, type TestRedis } from './redis.js';
 import { CLI, writeTemp } from './spawn.js';

@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:https';
 import { Redis } from 'ioredis';
-import { createCsr, createIdentityKey } from '../../src/core/x509.js';
+import { createCsr, createIdentityKey } from '../../src/pki/x509.js';
 import { ADMIN_TOKEN } from './authority.js';
 import { api, bootstrap, type ApiAnswer, type ClientIdentity } from './replicas.js';
 import { sleep } from './wait.js';

@@ -216,7 +216,7 @@ describe('Kubernetes node attestation (TokenReview)', () => {
     api = await startKubeApi();
     await start(api, api.mint(POD));
     const joinToken = await authority!.token('legacy-1');
-    const { createCsr, createIdentityKey } = await import('../../src/core/x509.js');
+    const { createCsr, createIdentityKey } = await import('../../src/pki/x509.js');
     const { AuthorityClient } = await import('../../src/sidecar/credentials/authority-client.js');
     const client = new AuthorityClient(new URL(authority!.url), authority!.caPem);
     // Sent by hand in the old shape (what sidecars before node attestors send).

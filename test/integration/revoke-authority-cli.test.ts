@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../../src/authority/ca/ca.js';
+import { CertificateAuthority } from '../../src/pki/ca.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { joinInstance, readStream, tapChannel, type ChannelTap, type Instance } from '../helpers/revoke-authority.js';
 import { CLI, spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';

@@ -174,7 +174,7 @@ describe('POST /v1/admin/revoke', () => {
 
     // The name cannot come back with a new join token while the mark lasts.
     const token = (await a.running.authority.createJoinToken('test', 'agent-1', 60_000)).token;
-    const boot = await api(a.url, secrets.ca.certPem, 'POST', '/v1/bootstrap', { body: { joinToken: token, csr: (await import('../../src/core/x509.js')).createCsr((await import('../../src/core/x509.js')).createIdentityKey(), 'x') } });
+    const boot = await api(a.url, secrets.ca.certPem, 'POST', '/v1/bootstrap', { body: { joinToken: token, csr: (await import('../../src/pki/x509.js')).createCsr((await import('../../src/pki/x509.js')).createIdentityKey(), 'x') } });
     expect(boot.status).toBe(401);
     expect(boot.body).toEqual({ error: { code: 'LEASH_ERR_UNAUTHENTICATED', message: 'identity revoked' } });
     // The mark lasts the identity TTL (1 h here).

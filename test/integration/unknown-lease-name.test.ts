@@ -8,7 +8,7 @@ import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { createAudit, PER_REQUEST_EVENTS, redisAuditSink } from '../../src/telemetry/audit.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
-import { createCsr } from '../../src/core/x509.js';
+import { createCsr } from '../../src/pki/x509.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { call, errorCode, keyAndCsr } from '../helpers/authority-sec-tls.js';
 import { LogSink, startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';

@@ -3,7 +3,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../../src/authority/ca/ca.js';
+import { CertificateAuthority } from '../../src/pki/ca.js';
 import { AuthorityCallError, type AuthorityFailure } from '../../src/core/errors.js';
 import { AuthorityClient } from '../../src/sidecar/credentials/authority-client.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';

@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../../src/authority/ca/ca.js';
-import { verifyClientCertificate } from '../../src/authority/ca/verify.js';
-import { ClientCertificateError } from '../../src/authority/ca/errors.js';
-import { certificateInfo, createCsr } from '../../src/core/x509.js';
+import { CertificateAuthority } from '../../src/pki/ca.js';
+import { verifyClientCertificate } from '../../src/pki/verify.js';
+import { ClientCertificateError } from '../../src/pki/errors.js';
+import { certificateInfo, createCsr } from '../../src/pki/x509.js';
 import { checkLeaseResponse } from '../../src/sidecar/credentials/lease-response.js';
 import { ADMIN_TOKEN, startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { call, errorCode, errorMessage, keyAndCsr, rogueIdentity, signedBy, sleep, type CallOptions, type TlsIdentity } from '../helpers/authority-sec-tls.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateAuthority, CLOCK_SKEW_MS, parseSpiffeId, spiffeId } from '../../src/authority/ca/ca.js';
+import { CertificateAuthority, CLOCK_SKEW_MS, parseSpiffeId, spiffeId } from '../../src/pki/ca.js';
 import {
   CA_ERROR_CODES,
   CaInvalidError,
@@ -18,11 +18,11 @@ import {
   CsrInvalidError,
   KeyUnsupportedError,
   SpiffeIdError,
-} from '../../src/authority/ca/errors.js';
-import { buildCertificate, type CertificateTemplate, type Issuer } from '../../src/authority/ca/issue.js';
-import { verifyClientCertificate } from '../../src/authority/ca/verify.js';
+} from '../../src/pki/errors.js';
+import { buildCertificate, type CertificateTemplate, type Issuer } from '../../src/pki/issue.js';
+import { verifyClientCertificate } from '../../src/pki/verify.js';
 import { LeashError } from '../../src/core/errors.js';
-import { certificateInfo, createCsr, createIdentityKey, derToPem, OID, parseCertificateDer, pemToDer } from '../../src/core/x509.js';
+import { certificateInfo, createCsr, createIdentityKey, derToPem, OID, parseCertificateDer, pemToDer } from '../../src/pki/x509.js';
 
 const TD = 'leash.local';
 const ID = 'spiffe://leash.local/ns/agents/sa/doc-agent';

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../../src/authority/ca/ca.js';
-import { verifyCsr } from '../../src/authority/ca/csr.js';
+import { CertificateAuthority } from '../../src/pki/ca.js';
+import { verifyCsr } from '../../src/pki/csr.js';
 import {
   certificateInfo,
   createCsr,
@@ -13,7 +13,7 @@ import {
   pemToDer,
   readTlv,
   X509Error,
-} from '../../src/core/x509.js';
+} from '../../src/pki/x509.js';
 
 const hasOpenssl = (() => {
   try {

@@ -2,7 +2,7 @@ import type { Clock } from '../../core/clock.js';
 import { AuthorityCallError } from '../../core/errors.js';
 import type { IdentityResponse } from '../../core/protocol.js';
 import type { NodeAttestor } from '../../core/attestation.js';
-import { createCsr, createIdentityKey } from '../../core/x509.js';
+import { createCsr, createIdentityKey } from '../../pki/x509.js';
 import type { AuthorityClient } from './authority-client.js';
 import { DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, type LeaseTiming, type RotationPolicy } from './rotation.js';
 

@@ -1,9 +1,9 @@
 /**
- * Coded errors of the certificate authority (src/authority/ca). Each has a stable `code`;
+ * Coded errors of the certificate authority (src/pki). Each has a stable `code`;
  * the HTTP layer maps them to answers (a CSR or client-certificate problem is the caller's
  * fault, a CA problem is a configuration fault at start). Messages carry no secrets.
  */
-import { LeashError, type ErrorContext } from '../../core/errors.js';
+import { LeashError, type ErrorContext } from '../core/errors.js';
 
 /** A CSR that cannot be parsed, uses an unsupported signature algorithm, or whose self-signature does not verify. */
 export class CsrInvalidError extends LeashError {

@@ -6,7 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { randomBytes, type KeyObject } from 'node:crypto';
-import { der, encodeName, keyIdentifier, OID, signatureAlgorithmFor, signStructure } from '../../core/x509.js';
+import { der, encodeName, keyIdentifier, OID, signatureAlgorithmFor, signStructure } from './x509.js';
 import { CertificateRequestError } from './errors.js';
 
 export type KeyUsage = 'digitalSignature' | 'keyEncipherment' | 'keyAgreement' | 'keyCertSign' | 'cRLSign';

@@ -4,10 +4,10 @@
  * the trust decision with Node's X509Certificate and adds what TLS does not know about:
  * the certificate must be a leaf for client authentication whose one URI SAN is a SPIFFE
  * ID in our trust domain. Everything is read with Node's crypto or the strict DER reader
- * in core/x509 — never with forge (docs/pitfalls.md, node-forge).
+ * in pki/x509 — never with forge (docs/pitfalls.md, node-forge).
  */
 import { X509Certificate } from 'node:crypto';
-import { childrenOf, oidOf, OID, parseCertificateDer, parseSubjectAltName, readWhole, TAG, type ParsedCertificate } from '../../core/x509.js';
+import { childrenOf, oidOf, OID, parseCertificateDer, parseSubjectAltName, readWhole, TAG, type ParsedCertificate } from './x509.js';
 import { ClientCertificateError, SpiffeIdError } from './errors.js';
 import { parseSpiffeId } from './spiffe.js';
 

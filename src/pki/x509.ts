@@ -15,7 +15,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
-import { LeashError, type ErrorContext } from './errors.js';
+import { LeashError, type ErrorContext } from '../core/errors.js';
 
 /** A malformed certificate, CSR or key handed to the X.509 helpers. */
 export class X509Error extends LeashError {
@@ -58,7 +58,7 @@ export const SIGNATURE_ALGORITHMS: Readonly<Record<string, { hash: 'sha256' | 's
 };
 
 // ---------------------------------------------------------------------------------------
-// DER encoding (forge ASN.1) — exported for src/authority/ca, not a public API
+// DER encoding (forge ASN.1) — exported for the rest of src/pki, not a public API
 // ---------------------------------------------------------------------------------------
 
 const A = forge.asn1;

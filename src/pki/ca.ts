@@ -3,11 +3,11 @@
  * identity certificate (an X.509-SVID-like client certificate whose only URI SAN is the
  * SPIFFE ID the authority assigned), and makes the certificate of the authority's own
  * HTTPS listener. Keys come from node:crypto; structures are built with node-forge's DER
- * encoder (src/core/x509.ts); every certificate is checked with Node's X509Certificate
+ * encoder (src/pki/x509.ts); every certificate is checked with Node's X509Certificate
  * before it leaves here.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { contentOf, derToPem, describeKey, OID, parseCertificateDer, pemToDer, readWhole, TAG } from '../../core/x509.js';
+import { contentOf, derToPem, describeKey, OID, parseCertificateDer, pemToDer, readWhole, TAG } from './x509.js';
 import { verifyCsr } from './csr.js';
 import { CaInvalidError, CertificateRequestError, SpiffeIdError } from './errors.js';
 import { buildCertificate, toCertTime, validateHostname, ipBytes, type Issuer, type KeyUsage } from './issue.js';

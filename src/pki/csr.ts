@@ -7,7 +7,7 @@
  * (SANs included) are deliberately not read: the CA decides the identity.
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { childrenOf, contentOf, bytesOf, describeKey, oidOf, pemToDer, readWhole, SIGNATURE_ALGORITHMS, TAG, X509Error } from '../../core/x509.js';
+import { childrenOf, contentOf, bytesOf, describeKey, oidOf, pemToDer, readWhole, SIGNATURE_ALGORITHMS, TAG, X509Error } from './x509.js';
 import { CsrInvalidError, KeyUnsupportedError } from './errors.js';
 
 /** A CSR is a few hundred bytes; refuse anything absurd before parsing it. */
