@@ -8,6 +8,7 @@ import type { RedisClient } from '../bus/redis.js';
 import { MemoryRevocationBus } from '../bus/memory.js';
 import { RedisRevocationPublisher } from '../bus/redis.js';
 import type { RevocationPublisher } from '../bus/types.js';
+import { auditKey, parseAuditEntry } from '../core/protocol.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { createAudit, redisAuditSink } from '../telemetry/audit.js';
 import { selectTraceEntries } from './trace.js';
@@ -185,7 +186,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     },
     { credentials: Object.keys(config.credentials), version: inputs.version ?? 'unknown', now: () => clock.monotonicMs() },
   );
-  const audit = createAudit(logger, redis ? redisAuditSink(redis, `${config.keyPrefix}audit`, logger, config.audit.maxLen, undefined, undefined, clock, config.audit.maxAge) : undefined);
+  const audit = createAudit(logger, redis ? redisAuditSink(redis, auditKey(config.keyPrefix), logger, config.audit.maxLen, undefined, undefined, clock, config.audit.maxAge) : undefined);
   const authority = new Authority({
     trustDomain: config.trustDomain,
     ca,
@@ -199,7 +200,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     metrics,
     revocations,
     audit,
-    auditSearch: redis ? auditSearcher(redis, `${config.keyPrefix}audit`) : undefined,
+    auditSearch: redis ? auditSearcher(redis, auditKey(config.keyPrefix)) : undefined,
     logger,
     clock,
     revocationMemory: memory,
@@ -278,12 +279,7 @@ function kubernetesAttestors(config: AuthorityConfig, inputs: AuthorityInputs): 
 function auditSearcher(redis: RedisClient, key: string, scan = 20_000) {
   return async (fingerprint: string, leaseIds: string[]): Promise<Array<Record<string, string>>> => {
     const entries = (await redis.xrevrange(key, '+', '-', 'COUNT', scan)) as Array<[string, string[]]>;
-    const all: Array<Record<string, string>> = [];
-    for (const [id, fields] of entries) {
-      const e: Record<string, string> = { id };
-      for (let i = 0; i + 1 < fields.length; i += 2) e[fields[i]!] = fields[i + 1]!;
-      all.push(e);
-    }
+    const all = entries.map(([id, fields]) => parseAuditEntry(id, fields));
     return selectTraceEntries(fingerprint, all.reverse(), leaseIds);
   };
 }

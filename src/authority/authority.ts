@@ -5,7 +5,8 @@ import type { Clock } from '../core/clock.js';
 import { fingerprint } from '../core/fingerprint.js';
 import type { TraceResponse } from '../core/protocol.js';
 import type { BootstrapRequest, IdentityResponse, LeaseRecord, LeaseRequest, LeaseResponse, RenewIdentityRequest } from '../core/protocol.js';
-import { REVOCATION_SCOPES, type Revocation, type RevocationPublisher, type RevocationScope } from '../bus/types.js';
+import { ALL_TARGET, MAX_REVOCATION_TARGET, REVOCATION_SCOPES, type Revocation, type RevocationScope } from '../core/protocol.js';
+import type { RevocationPublisher } from '../bus/types.js';
 import type { Audit } from '../telemetry/audit.js';
 import { summariseTrace } from './trace.js';
 import type { AuthorityMetrics } from '../telemetry/authority-metrics.js';
@@ -398,7 +399,7 @@ export class Authority {
     }
     if (reason === undefined || reason === null) reason = '';
     if (typeof reason !== 'string' || !REASON.test(reason)) throw badRequest('reason must be a string of at most 512 characters without control characters');
-    if (typeof target !== 'string' || target.length === 0 || target.length > 2048) throw badRequest('target must be a non-empty string');
+    if (typeof target !== 'string' || target.length === 0 || target.length > MAX_REVOCATION_TARGET) throw badRequest('target must be a non-empty string');
     const s = scope as RevocationScope;
     switch (s) {
       case 'lease':
@@ -409,8 +410,8 @@ export class Authority {
         if (!this.d.issuers.has(target)) throw notFound('no such credential');
         return this.revokeLeases(actor, s, target, reason, { credential: target });
       case 'all':
-        if (target !== '*') throw badRequest('scope all takes target "*"');
-        return this.revokeLeases(actor, s, '*', reason, {});
+        if (target !== ALL_TARGET) throw badRequest(`scope all takes target "${ALL_TARGET}"`);
+        return this.revokeLeases(actor, s, ALL_TARGET, reason, {});
     }
   }
 

@@ -1,4 +1,4 @@
-import type { Revocation } from '../bus/types.js';
+import type { Revocation } from '../core/protocol.js';
 
 /**
  * What this authority replica has revoked, kept in memory for as long as it matters, so

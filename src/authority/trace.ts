@@ -1,11 +1,12 @@
-import type { LeaseRecord, TraceHolder, TraceOperation } from '../core/protocol.js';
+import type { AuditEntry, LeaseRecord, TraceHolder, TraceOperation } from '../core/protocol.js';
+import type { AuditEvent } from '../telemetry/audit.js';
 
 /**
  * `leash trace` from the audit stream (docs/audit.md), pure: the entries naming a
  * fingerprint, then those naming one of its lease ids (`usage` summaries name the lease;
  * local-source ones only the fingerprint).
  */
-export function selectTraceEntries(fingerprint: string, entries: Array<Record<string, string>>, activeLeaseIds: Iterable<string> = []): Array<Record<string, string>> {
+export function selectTraceEntries(fingerprint: string, entries: readonly AuditEntry[], activeLeaseIds: Iterable<string> = []): AuditEntry[] {
   const leases = new Set(activeLeaseIds);
   for (const e of entries) if ((e.fingerprint === fingerprint || e.previousFingerprint === fingerprint) && e.lease && e.event !== 'credential.rotated') leases.add(e.lease);
   // A rotation's `lease` is the new value's lease: it belongs to the old value only via previousFingerprint.
@@ -13,7 +14,8 @@ export function selectTraceEntries(fingerprint: string, entries: Array<Record<st
   return entries.filter((e) => e.fingerprint === fingerprint || e.previousFingerprint === fingerprint || (e.lease !== undefined && leases.has(e.lease)));
 }
 
-const LIFECYCLE: Record<string, keyof TraceHolder> = {
+/** Lifecycle events (every key an AuditEvent) and the holder field each one dates. */
+const LIFECYCLE: Readonly<Record<string, keyof TraceHolder>> = {
   'lease.issued': 'issued',
   'credential.acquired': 'acquired',
   'credential.rotated': 'rotated',
@@ -21,14 +23,14 @@ const LIFECYCLE: Record<string, keyof TraceHolder> = {
   'lease.revoked': 'revoked',
   'credential.revoked': 'revoked',
   'credential.expired': 'expired',
-};
+} satisfies Partial<Record<AuditEvent, keyof TraceHolder>>;
 
 /**
  * Who held the value (one row per lease, or per instance for a local source) with its
  * lifecycle times, and the operations done with it: `usage` summaries added up per
  * (lease, instance, route, method, path, status, denied), first/last over all flushes.
  */
-export function summariseTrace(fingerprint: string, leases: LeaseRecord[], events: Array<Record<string, string>>): { holders: TraceHolder[]; operations: TraceOperation[] } {
+export function summariseTrace(fingerprint: string, leases: LeaseRecord[], events: readonly AuditEntry[]): { holders: TraceHolder[]; operations: TraceOperation[] } {
   const holders = new Map<string, TraceHolder>();
   const holder = (lease: string | undefined, instance: string | undefined): TraceHolder => {
     const key = lease ?? `instance:${instance ?? ''}`;

@@ -8,6 +8,7 @@ import { readDocumentCollecting } from '../config/load.js';
 import { mergeProblems } from '../config/semantic.js';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { formatDuration } from '../core/duration.js';
+import { revocationsKey } from '../core/protocol.js';
 import { ConfigError } from '../core/errors.js';
 import { absentSecretWarnings, fileModeWarnings, isLoopback, secretSourceWarnings, sidecarHygieneWarnings } from './hygiene.js';
 import { readText } from './load.js';
@@ -165,7 +166,7 @@ function printSidecar(config: SidecarConfig, out: (line: string) => void, dev: b
     out(`authority ${redactUrl(config.authority.url)} (CA ${config.authority.caFile}); ${evidence}`);
     out(`rotation at ${config.rotation.at} of the TTL ± ${config.rotation.jitter}; retries back off from ${formatDuration(config.rotation.backoff.base)} to ${formatDuration(config.rotation.backoff.cap)}`);
   }
-  if (config.revocations) out(`revocations from Redis ${describeRedis(config.revocations.redis)} (stream and channel ${config.revocations.prefix}revocations)`);
+  if (config.revocations) out(`revocations from Redis ${describeRedis(config.revocations.redis)} (stream and channel ${revocationsKey(config.revocations.prefix)})`);
 }
 
 /** Warnings for a sidecar file (or a dev file's sidecar half); the start-time ones come from hygiene.ts. */

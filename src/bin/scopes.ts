@@ -2,7 +2,8 @@ import type { RedisTarget } from '../bus/connect.js';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { parseDuration } from '../core/duration.js';
 import { LeashError, UsageError } from '../core/errors.js';
-import { analyzeScopes, type AuditEntry, type RouteAllow, type ScopesReport } from '../telemetry/scopes.js';
+import { auditKey, DEFAULT_KEY_PREFIX, parseAuditEntry, type AuditEntry } from '../core/protocol.js';
+import { analyzeScopes, type RouteAllow, type ScopesReport } from '../telemetry/scopes.js';
 import { loadSidecarConfig, resolveRedisTarget } from './load.js';
 import { redactUrl } from '../config/issues.js';
 
@@ -54,11 +55,7 @@ export async function readStream(target: RedisTarget, key: string, sinceMs: numb
     let start = `${Math.max(0, Math.floor(sinceMs))}-0`;
     for (;;) {
       const page = await client.xrange(key, start, '+', 'COUNT', PAGE);
-      for (const [, flat] of page) {
-        const e: Record<string, string> = {};
-        for (let i = 0; i + 1 < flat.length; i += 2) e[flat[i]!] = flat[i + 1]!;
-        out.push(e);
-      }
+      for (const [id, flat] of page) out.push(parseAuditEntry(id, flat));
       if (page.length < PAGE || out.length >= MAX_ENTRIES) break;
       start = `(${page[page.length - 1]![0]}`;
     }
@@ -109,8 +106,8 @@ export async function runScopes(o: ScopesOptions, env: NodeJS.ProcessEnv, out: (
   else if (config?.revocations) target = resolveRedisTarget(config.revocations.redis, env, 'revocations.redis');
   else if (env.LEASH_REDIS_URL) target = env.LEASH_REDIS_URL;
   if (target === undefined) throw new UsageError('leash scopes needs the Redis holding the audit stream: --redis URL, --config FILE (audit.redis, else revocations.redis) or LEASH_REDIS_URL');
-  const prefix = o.prefix ?? config?.audit.prefix ?? config?.revocations?.prefix ?? 'leash:';
-  const entries = await readStream(target, `${prefix}audit`, Date.now() - sinceMs);
+  const prefix = o.prefix ?? config?.audit.prefix ?? config?.revocations?.prefix ?? DEFAULT_KEY_PREFIX;
+  const entries = await readStream(target, auditKey(prefix), Date.now() - sinceMs);
   const report = analyzeScopes(entries, config ? routesOf(config) : undefined);
   out(o.json ? JSON.stringify({ since: sinceText, ...report }, null, 2) : formatScopes(report, sinceText));
   return report.cloned.length > 0 ? 1 : 0;

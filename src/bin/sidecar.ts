@@ -1,6 +1,7 @@
 import type { Sidecar } from '../sidecar/sidecar.js';
 import { assembleSidecar } from '../sidecar/assemble.js';
 import type { RedisClient } from '../bus/redis.js';
+import { auditKey } from '../core/protocol.js';
 import { createAudit, PER_REQUEST_EVENTS, redisAuditSink, type RedisAuditSink } from '../telemetry/audit.js';
 import { UsageWriter } from '../telemetry/usage-writer.js';
 import { createLogger } from '../telemetry/logger.js';
@@ -32,7 +33,7 @@ export async function runSidecar(source: string | { env: string }, env: NodeJS.P
     const { redisConnector } = await import('../bus/connect.js');
     auditRedis = redisConnector(auditTarget, { enableAutoPipelining: true })();
     auditRedis.on('error', () => undefined);
-    const key = `${config.audit.prefix ?? config.revocations?.prefix ?? 'leash:'}audit`;
+    const key = auditKey(config.audit.prefix ?? config.revocations?.prefix);
     // Bounded per instance: a sidecar in trouble must not flush the fleet's history out of the stream.
     const budget = config.audit.stream ?? config.revocations?.auditStream;
     auditSink = redisAuditSink(auditRedis, key, logger, config.audit.maxLen, PER_REQUEST_EVENTS, budget, undefined, config.audit.maxAge);

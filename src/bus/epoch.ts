@@ -10,27 +10,9 @@ import type { RedisClient } from './redis.js';
  * published before may be lost — even for a subscriber whose position is `0-0`, which
  * the stream alone cannot tell from "nothing published yet".
  *
- * The key lives in the stream's hash slot (same hash tag), so on a Cluster a node that
- * loses the stream loses the epoch with it, and never one without the other.
+ * The key is `epochKeyOf(stream)` (core/protocol.ts): in the stream's hash slot, so on a
+ * Cluster a node that loses the stream loses the epoch with it, and never one without the other.
  */
-export function epochKeyOf(streamKey: string): string {
-  return `${hashTagged(streamKey)}:epoch`;
-}
-
-/**
- * `key` rewritten so that its hash slot is unchanged and anything appended keeps it: a key
- * that already has a hash tag (`{…}` with something inside) as is, otherwise `{key}` (the
- * slot of `{key}…` is the slot of `key`). A key with a `}` but no usable tag cannot be
- * wrapped; it is returned as is (single node and Sentinel are unaffected).
- */
-export function hashTagged(key: string): string {
-  const open = key.indexOf('{');
-  if (open >= 0) {
-    const close = key.indexOf('}', open + 1);
-    if (close > open + 1) return key;
-  }
-  return key.includes('}') ? key : `{${key}}`;
-}
 
 export function newEpoch(nowMs: number): string {
   return `${nowMs}-${randomBytes(8).toString('hex')}`;

@@ -1,4 +1,5 @@
-import { parseRevocation, type NewRevocation, type Revocation, type RevocationPublisher, type RevocationSubscriber, type SubscriberEvents } from './types.js';
+import { parseRevocation, type NewRevocation, type Revocation } from '../core/protocol.js';
+import type { RevocationPublisher, RevocationSubscriber, SubscriberEvents } from './types.js';
 
 /** The in-process bus of `leash dev`: same events as the Redis bus, one process only. */
 export class MemoryRevocationBus implements RevocationPublisher {
@@ -12,7 +13,10 @@ export class MemoryRevocationBus implements RevocationPublisher {
     const now = this.clock();
     this.seq = now === this.lastMs ? this.seq + 1 : 0;
     this.lastMs = now;
-    const full = parseRevocation({ ...r, at: new Date(now).toISOString() }, `${now}-${this.seq}`) as Revocation;
+    // Checked and normalised as a subscriber of the Redis bus would receive it.
+    const p = parseRevocation({ ...r, at: new Date(now).toISOString() }, `${now}-${this.seq}`);
+    if (!p.ok) throw new TypeError(`not a revocation: ${p.message}`);
+    const full = p.revocation;
     for (const s of this.subscribers) s.revocation(full);
     return full;
   }

@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
-import { currentEpoch, epochKeyOf, epochReset } from './epoch.js';
-import { compareIds, parseRevocation, type NewRevocation, type Revocation, type RevocationPublisher, type RevocationSubscriber, type SubscriberEvents } from './types.js';
+import { compareIds, epochKeyOf, isStreamId, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, type NewRevocation, type Revocation } from '../core/protocol.js';
+import { currentEpoch, epochReset } from './epoch.js';
+import type { RevocationPublisher, RevocationSubscriber, SubscriberEvents } from './types.js';
 
 /**
  * The Redis revocation bus (DESIGN §7): stream `<prefix>revocations` (source of truth,
@@ -30,8 +31,6 @@ export interface RedisBusOptions {
   clock?: () => number;
 }
 
-const keyOf = (prefix: string) => `${prefix}revocations`;
-
 export interface RedisPublisherOptions extends RedisBusOptions {
   /**
    * The stream's epoch changed since this publisher last saw it (a reset: Redis lost its
@@ -52,7 +51,7 @@ export class RedisRevocationPublisher implements RevocationPublisher {
     private readonly windowMs: number,
     private readonly options: RedisPublisherOptions = {},
   ) {
-    this.key = keyOf(options.prefix ?? 'leash:');
+    this.key = revocationsKey(options.prefix);
     this.epochKey = epochKeyOf(this.key);
   }
 
@@ -115,7 +114,7 @@ export class RedisRevocationPublisher implements RevocationPublisher {
 
   private async write(r: Omit<Revocation, 'id'>, now: number): Promise<Revocation> {
     // Entries older than the longest lease are of no use to anyone: trim by time, not count.
-    const id = (await this.client.xadd(this.key, 'MINID', '~', `${Math.max(0, now - this.windowMs)}-0`, '*', 'scope', r.scope, 'target', r.target, 'reason', r.reason, 'at', r.at, 'by', r.by)) as string;
+    const id = (await this.client.xadd(this.key, 'MINID', '~', `${Math.max(0, now - this.windowMs)}-0`, '*', ...revocationFields(r))) as string;
     const full: Revocation = { id, scope: r.scope, target: r.target, reason: r.reason, at: r.at, by: r.by };
     await this.client.publish(this.key, JSON.stringify(full));
     return full;
@@ -183,7 +182,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     private readonly options: RedisSubscriberOptions,
     private readonly events: SubscriberEvents,
   ) {
-    this.key = keyOf(options.prefix ?? 'leash:');
+    this.key = revocationsKey(options.prefix);
     this.epochKey = epochKeyOf(this.key);
     this.sub = options.connect();
     this.cmd = options.connect();
@@ -342,7 +341,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     const maxDeleted = String(field('max-deleted-entry-id') ?? '0-0');
     if (compareIds(maxDeleted, lastId) > 0) return true;
     const lastGenerated = field('last-generated-id');
-    if (typeof lastGenerated === 'string' && /^\d+-\d+$/.test(lastGenerated) && compareIds(lastGenerated, lastId) < 0) return true;
+    if (isStreamId(lastGenerated) && compareIds(lastGenerated, lastId) < 0) return true;
     const length = Number(field('length') ?? 0);
     const added = Number(field('entries-added') ?? length);
     const first = field('first-entry') as Entry | null | undefined;
@@ -352,23 +351,15 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   }
 
   private onEntry(id: string, fields: string[]): void {
-    const obj: Record<string, string> = {};
-    for (let i = 0; i + 1 < fields.length; i += 2) obj[fields[i]!] = fields[i + 1]!;
-    const r = parseRevocation(obj, id);
-    if (typeof r === 'string') return this.events.malformed(`stream entry ${id}: ${r}`);
-    this.apply(r);
+    const p = parseRevocationEntry(id, fields);
+    if (!p.ok) return this.events.malformed(p.message);
+    this.apply(p.revocation);
   }
 
   private onMessage(message: string): void {
-    let body: unknown;
-    try {
-      body = JSON.parse(message);
-    } catch {
-      return this.events.malformed('pub/sub message is not JSON');
-    }
-    if (!body || typeof body !== 'object') return this.events.malformed('pub/sub message is not an object');
-    const r = parseRevocation(body as Record<string, unknown>, String((body as { id?: unknown }).id));
-    if (typeof r === 'string') return this.events.malformed(`pub/sub message: ${r}`);
+    const p = parseRevocationMessage(message);
+    if (!p.ok) return this.events.malformed(p.message);
+    const r = p.revocation;
     if (this.catchingUp) this.held.push(r);
     // Outside a synced subscription (a catch-up failed, or the channel is down) a message
     // is applied but does not move our position: only a completed catch-up, or a message

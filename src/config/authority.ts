@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
 import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
 import { didYouMean } from './cross-check.js';
 import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
@@ -60,7 +61,7 @@ export const authoritySchema = z
     signing: z.strictObject({ keysDir: z.string().min(1), issuer: z.string().min(1).optional() }).optional(),
     admin: z.strictObject({ token: secretSource }).optional(),
     redis: redisTarget.optional(),
-    keyPrefix: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'must be letters, digits, ":", "_" or "-"').default('leash:'),
+    keyPrefix: z.string().regex(KEY_PREFIX_PATTERN, KEY_PREFIX_RULE).default(DEFAULT_KEY_PREFIX),
     identity: z.strictObject({ ttl: ttl.default(3_600_000) }).prefault({}),
     // Retention of the shared audit stream <keyPrefix>audit, by length and by age (docs/audit.md).
     audit: z

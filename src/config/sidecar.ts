@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
 import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
 import { parseRule, type AllowRule } from './rules.js';
 import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
@@ -141,7 +142,7 @@ export const sidecarSchema = z
     revocations: z
       .strictObject({
         redis: redisTarget,
-        prefix: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'must be letters, digits, ":", "_" or "-"').default('leash:'),
+        prefix: z.string().regex(KEY_PREFIX_PATTERN, KEY_PREFIX_RULE).default(DEFAULT_KEY_PREFIX),
         // This instance's budget in the shared audit stream <prefix>audit (the log keeps everything).
         auditStream: z
           .strictObject({
@@ -156,7 +157,7 @@ export const sidecarSchema = z
     audit: z
       .strictObject({
         redis: redisTarget.optional(),
-        prefix: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'must be letters, digits, ":", "_" or "-"').optional(),
+        prefix: z.string().regex(KEY_PREFIX_PATTERN, KEY_PREFIX_RULE).optional(),
         flushInterval: duration().refine((ms) => ms >= 100, 'must be at least 100ms').default(5_000),
         maxKeys: z.int().positive().max(100_000).default(1_000),
         // Lifecycle events (was revocations.auditStream, which still works when this is absent).

@@ -1,4 +1,4 @@
-import type { Revocation } from '../bus/types.js';
+import type { Revocation } from '../core/protocol.js';
 
 /**
  * What a revocation means for this sidecar (DESIGN §7), as a pure function of the

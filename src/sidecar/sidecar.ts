@@ -19,7 +19,8 @@ import { DEFAULT_ROTATION, safetyMarginMs as leaseSafetyMarginMs, type AuthFailu
 import { AuthFailureRefresher } from './credentials/auth-failure.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
 import type { RedisTarget } from '../bus/connect.js';
-import type { Revocation, RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
+import type { RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
+import type { Revocation } from '../core/protocol.js';
 import { decideRevocation } from './revocations.js';
 import { decideReadiness, type Readiness } from './readiness.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './credentials/types.js';

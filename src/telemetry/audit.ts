@@ -62,7 +62,7 @@ export interface Audit {
 /** The schema version every audit event carries as `"v":1` (docs/audit.md). */
 export const AUDIT_SCHEMA_VERSION = 1;
 
-/** Somewhere audit events are copied to besides the log (the Redis stream `leash:audit`). */
+/** Somewhere audit events are copied to besides the log (the Redis stream `<prefix>audit`, core/protocol.ts auditKey). */
 /** `at` (ISO time) is made by the sink, and only for what it keeps: most per-request events are skipped. */
 export type AuditSink = (event: AuditEvent | string, fields: AuditFields, at?: string) => void;
 

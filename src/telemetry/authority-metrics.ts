@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { REVOCATION_SCOPES } from '../bus/types.js';
+import { REVOCATION_SCOPES } from '../core/protocol.js';
 import { BUILD_INFO_HELP, registerDefaultMetrics } from './default-metrics.js';
 
 /** The authority's metrics (DESIGN §8), each defined once behind a named helper. */

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { HTTP_ERROR_TYPES } from '../core/errors.js';
-import { REVOCATION_SCOPES } from '../bus/types.js';
+import { REVOCATION_SCOPES } from '../core/protocol.js';
 import type { AuthFailureSkip } from '../sidecar/credentials/rotation.js';
 import { BUILD_INFO_HELP, registerDefaultMetrics } from './default-metrics.js';
 

@@ -1,4 +1,5 @@
 import { firstMatch, parseRule, type AllowRule } from '../config/rules.js';
+import type { AuditEntry } from '../core/protocol.js';
 
 /**
  * `leash scopes` analysis (docs/operations.md): a pure function over audit stream entries
@@ -7,9 +8,6 @@ import { firstMatch, parseRule, type AllowRule } from '../config/rules.js';
  * the narrowest allow list covering what was used, the credentials never used, and leases
  * reported in use by more than one instance (`anomaly.cloned_credential`).
  */
-
-/** One stream entry, every field a string (as XRANGE gives it). */
-export type AuditEntry = Readonly<Record<string, string>>;
 
 export interface RouteAllow {
   /** The route's credential as the sidecar labels it: lease name, `env:NAME` or `file:PATH`. */

@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import { redisConnector, type RedisTarget } from '../bus/connect.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
 import { RedisRevocationSubscriber, type RedisClient } from '../bus/redis.js';
-import { parseRevocation, type GapReason, type Revocation, type RevocationSubscriber, type SubscriberEvents } from '../bus/types.js';
+import type { GapReason, RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
+import { ALL_TARGET, parseRevocationEntry, revocationsKey, type Revocation } from '../core/protocol.js';
 
 /**
  * The verifier's revocation deny-set (DESIGN §7 applied to tokens):
@@ -79,7 +80,7 @@ export class DenySet {
       const cred = this.credentials.get(t.credential);
       if (live(cred) && issuedMs <= cred!.atMs) return { scope: 'credential', target: t.credential, id: cred!.id };
     }
-    if (live(this.all) && issuedMs <= this.all!.atMs) return { scope: this.all!.scope, target: '*', id: this.all!.id };
+    if (live(this.all) && issuedMs <= this.all!.atMs) return { scope: this.all!.scope, target: ALL_TARGET, id: this.all!.id };
     return undefined;
   }
 
@@ -144,10 +145,9 @@ export class RevocationChannel {
       this.subscriber = source.bus.subscriber(relay);
       this.backfilled = true; // in-process: no history to read
     } else {
-      const prefix = source.prefix ?? 'leash:';
       this.connect = redisConnector(source.redis);
-      this.key = `${prefix}revocations`;
-      this.subscriber = new RedisRevocationSubscriber({ connect: this.connect, prefix }, relay);
+      this.key = revocationsKey(source.prefix);
+      this.subscriber = new RedisRevocationSubscriber({ connect: this.connect, prefix: source.prefix }, relay);
       this.backfilled = false;
     }
   }
@@ -190,11 +190,9 @@ export class RevocationChannel {
         for (;;) {
           const page = (await client.xrange(this.key!, start, '+', 'COUNT', 500)) as [string, string[]][];
           for (const [id, fields] of page) {
-            const obj: Record<string, string> = {};
-            for (let i = 0; i + 1 < fields.length; i += 2) obj[fields[i]!] = fields[i + 1]!;
-            const r = parseRevocation(obj, id);
-            if (typeof r === 'string') this.events.malformed(`stream entry ${id}: ${r}`);
-            else this.events.revocation(r);
+            const p = parseRevocationEntry(id, fields);
+            if (p.ok) this.events.revocation(p.revocation);
+            else this.events.malformed(p.message);
           }
           if (page.length < 500) break;
           start = `(${page[page.length - 1]![0]}`;

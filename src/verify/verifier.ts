@@ -2,6 +2,7 @@ import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload
 import type { RedisTarget } from '../bus/connect.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
 import { systemClock, type Clock } from '../core/clock.js';
+import { leashTokenFacts } from '../core/protocol.js';
 import { VerifyError } from './errors.js';
 import { JwksCache } from './jwks.js';
 import { DenySet, RevocationChannel } from './revocations.js';
@@ -146,19 +147,16 @@ export function createVerifier(options: VerifierOptions): Verifier {
     } catch (err) {
       throw mapJoseError(err);
     }
-    const { sub, jti, iat, exp } = payload;
-    const cred = (payload as { leash_cred?: unknown }).leash_cred;
-    if (typeof sub !== 'string' || typeof jti !== 'string' || typeof iat !== 'number' || typeof exp !== 'number' || (cred !== undefined && typeof cred !== 'string')) {
-      throw new VerifyError('LEASH_VERIFY_INVALID', 'token claims of the wrong type');
-    }
+    // sub, jti, iat, exp and leash_cred, and the issue time in ms (core/protocol.ts).
+    const facts = leashTokenFacts(payload);
+    if (!facts) throw new VerifyError('LEASH_VERIFY_INVALID', 'token claims of the wrong type');
+    const { sub, jti, iat, exp, credential: cred, issuedMs } = facts;
     if (options.requireRevocationChannel && channel && !channel.up) {
       throw new VerifyError('LEASH_VERIFY_UNAVAILABLE', 'revocation channel down (requireRevocationChannel)');
     }
     // `iat` has one-second precision; an authority that also signs `leash_iat_ms` (issue
     // time in ms, consistent with iat) lets a lease issued just after a revocation, in the
     // same second, pass. Without it the verifier assumes the earliest instant of that second.
-    const iatMs = (payload as { leash_iat_ms?: unknown }).leash_iat_ms;
-    const issuedMs = typeof iatMs === 'number' && Number.isSafeInteger(iatMs) && Math.floor(iatMs / 1000) === iat ? iatMs : iat * 1000;
     const denied = deny.check({ jti, sub, credential: cred, issuedMs });
     if (denied) {
       throw new VerifyError('LEASH_VERIFY_REVOKED', denied.scope === 'gap' ? 'token issued before a revocation gap (fail closed)' : `token revoked (${denied.scope})`, {

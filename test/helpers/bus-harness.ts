@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { redisConnector } from '../../src/bus/connect.js';
 import { RedisRevocationPublisher, RedisRevocationSubscriber, type RedisSubscriberOptions } from '../../src/bus/redis.js';
-import type { NewRevocation, Revocation } from '../../src/bus/types.js';
+import type { NewRevocation, Revocation } from '../../src/core/protocol.js';
 import { sleep, waitFor as poll } from './wait.js';
 
 /** A RedisRevocationSubscriber that records everything it reports. */

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { revoke as cliRevoke } from '../../src/bin/admin.js';
-import { epochKeyOf } from '../../src/bus/epoch.js';
+import { epochKeyOf } from '../../src/core/protocol.js';
 import { ADMIN_TOKEN, startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { plainClient, waitFor } from '../helpers/bus-harness.js';
 import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compareIds } from '../../src/bus/types.js';
+import { compareIds } from '../../src/core/protocol.js';
 import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
 import { plainClient, publisherFor, recorder, rev, sleep, waitFor, type Recorder } from '../helpers/bus-harness.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { epochKeyOf } from '../../src/bus/epoch.js';
+import { epochKeyOf } from '../../src/core/protocol.js';
 import { redisConnector } from '../../src/bus/connect.js';
 import { RedisRevocationPublisher } from '../../src/bus/redis.js';
 import { recorder, rev, waitFor, type Recorder } from '../helpers/bus-harness.js';

@@ -1,6 +1,6 @@
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { epochKeyOf } from '../../src/bus/epoch.js';
+import { epochKeyOf } from '../../src/core/protocol.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { plainClient, publisherFor, recorder, rev, waitFor, type Recorder } from '../helpers/bus-harness.js';
 import { startBusProxy, type BusProxy } from '../helpers/bus-proxy.js';

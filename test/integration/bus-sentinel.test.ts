@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisConnector } from '../../src/bus/connect.js';
 import { RedisRevocationSubscriber } from '../../src/bus/redis.js';
-import type { Revocation } from '../../src/bus/types.js';
+import type { Revocation } from '../../src/core/protocol.js';
 import { startBusRedis, startSentinel, type BusRedis, type TestSentinel } from '../helpers/bus-redis.js';
 import { missing, plainClient, publisherFor, rev, waitFor } from '../helpers/bus-harness.js';
 

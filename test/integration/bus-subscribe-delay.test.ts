@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisConnector } from '../../src/bus/connect.js';
 import { RedisRevocationSubscriber } from '../../src/bus/redis.js';
-import type { Revocation } from '../../src/bus/types.js';
+import type { Revocation } from '../../src/core/protocol.js';
 import { startBusProxy, type BusProxy } from '../helpers/bus-proxy.js';
 import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
 import { plainClient, publisherFor, rev, sleep, waitFor } from '../helpers/bus-harness.js';

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisRevocationPublisher } from '../../src/bus/redis.js';
-import type { RevocationScope } from '../../src/bus/types.js';
+import type { RevocationScope } from '../../src/core/protocol.js';
 import { createVerifier, type Verifier, type VerifierOptions } from '../../src/verify/index.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { codeOf, id, ISS, jwksUrl, ShiftClock, signAsAuthority, startKeyedAuthority, WarnLog, within, type KeyedAuthority } from '../helpers/verify-util.js';

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { RevocationMemory } from '../../src/authority/revocation-memory.js';
 import { persistenceOf } from '../../src/authority/redis-persistence.js';
-import { epochKeyOf, epochReset, hashTagged } from '../../src/bus/epoch.js';
+import { epochReset } from '../../src/bus/epoch.js';
+import { epochKeyOf, hashTagged } from '../../src/core/protocol.js';
 
 describe('stream epoch', () => {
   it('the epoch key keeps the stream key hash slot (hash tag)', () => {

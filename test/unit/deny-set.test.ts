@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Revocation } from '../../src/bus/types.js';
+import type { Revocation } from '../../src/core/protocol.js';
 import { DenySet } from '../../src/verify/revocations.js';
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Revocation } from '../../src/bus/types.js';
+import type { Revocation } from '../../src/core/protocol.js';
 import { decideRevocation } from '../../src/sidecar/revocations.js';
 
 const rev = (scope: Revocation['scope'], target: string): Revocation => ({ id: '1-0', scope, target, reason: '', at: new Date().toISOString(), by: 'test' });

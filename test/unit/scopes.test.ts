@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRule, type AllowRule } from '../../src/config/rules.js';
-import { analyzeScopes, narrowestRules, type AuditEntry } from '../../src/telemetry/scopes.js';
+import type { AuditEntry } from '../../src/core/protocol.js';
+import { analyzeScopes, narrowestRules } from '../../src/telemetry/scopes.js';
 
 const rules = (...texts: string[]): AllowRule[] => texts.map((t) => parseRule(t) as AllowRule);
 

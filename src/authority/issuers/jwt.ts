@@ -12,6 +12,7 @@ function keyObject(key: CryptoKey): KeyObject {
   return ko;
 }
 import { systemClock, type Clock } from '../../core/clock.js';
+import { CLAIMS, type LeashTokenClaims } from '../../core/protocol.js';
 import { IssuerError, issuerLabel } from './errors.js';
 import type { IssueRequest, Issued, Issuer } from './types.js';
 
@@ -276,9 +277,9 @@ export class JwtIssuer implements Issuer {
       iat,
       nbf: iat,
       exp,
-      leash_cred: req.credential,
-      leash_iat_ms: req.nowMs,
-    };
+      [CLAIMS.credential]: req.credential,
+      [CLAIMS.issuedAtMs]: req.nowMs,
+    } satisfies LeashTokenClaims;
     const input = `${b64(header)}.${b64(payload)}`;
     const signature = nodeSign('sha256', Buffer.from(input), { key: keyObject(key), dsaEncoding: 'ieee-p1363' });
     const value = `${input}.${signature.toString('base64url')}`;

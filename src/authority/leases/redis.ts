@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { LeashError } from '../../core/errors.js';
 import { systemClock, type Clock } from '../../core/clock.js';
-import type { LeaseRecord } from '../../core/protocol.js';
+import { storeKeys, type LeaseRecord } from '../../core/protocol.js';
 import { StoreError, StoreRecordError } from './errors.js';
 import { checkIdentityEntry, checkJoinTokenRecord, checkLeaseRecord, parseJoinTokenRecord, parseLeaseRecord } from './record.js';
 import type { AuthorityStore, JoinTokenRecord, LeaseFilter } from './types.js';
@@ -14,7 +14,7 @@ export interface CorruptRecord {
 }
 
 export interface RedisStoreOptions {
-  /** Key prefix, default `leash:` (DESIGN §7: configurable). */
+  /** Key prefix, default `leash:` (DEFAULT_KEY_PREFIX; DESIGN §7: configurable). */
   prefix?: string;
   /** Wall clock deciding what listing treats as expired; default the system clock. */
   clock?: Pick<Clock, 'wallMs'>;
@@ -23,14 +23,7 @@ export interface RedisStoreOptions {
 }
 
 /**
- * Keys (prefix `leash:` by default):
- *   lease:<id>                          JSON LeaseRecord (fingerprint, never a value), PXAT = expiresAtMs
- *   leases:by-instance:<instance>       ZSET id → expiresAtMs; key PEXPIREAT = its highest score
- *   leases:by-credential:<credential>   ZSET id → expiresAtMs; same
- *   leases:all                          ZSET id → expiresAtMs; same (unfiltered listing)
- *   join:<sha256 hex of the token>      JSON JoinTokenRecord, PXAT = expiresAtMs, taken with GETDEL
- *   identity:<identity>                 end (ms) of its longest certificate, PXAT = that end
- *   revoked:instance:<identity>         end (ms) of the revocation mark, PXAT = that end
+ * Keys (prefix `leash:` by default): storeKeys in core/protocol.ts lists them.
  *
  * Every command touches exactly one key (no MULTI, no multi-key script), so the store works
  * unchanged on Redis Cluster without hash tags. Writes go index first, record second: a
@@ -38,7 +31,6 @@ export interface RedisStoreOptions {
  * cleans, never a stored lease that listing (and so `revoke --instance`) would miss. On
  * one node a lease's writes are one pipeline (ordered, one round trip; see #putLease).
  */
-export const DEFAULT_PREFIX = 'leash:';
 
 /**
  * ZADD, then set the key's expiry to its highest score: an index outlives none of its
@@ -64,7 +56,7 @@ const EXTEND_SHA = createHash('sha1').update(EXTEND).digest('hex');
 export class RedisStore implements AuthorityStore {
   readonly #client: Redis | Cluster;
   readonly #owned: boolean;
-  readonly #prefix: string;
+  readonly #keys: ReturnType<typeof storeKeys>;
   readonly #clock: Pick<Clock, 'wallMs'>;
   readonly #onCorrupt: ((record: CorruptRecord) => void) | undefined;
   #closed = false;
@@ -81,23 +73,14 @@ export class RedisStore implements AuthorityStore {
       this.#client = typeof client === 'string' ? new Redis(client) : new Redis(client);
       this.#owned = true;
     }
-    this.#prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.#keys = storeKeys(options.prefix);
     this.#clock = options.clock ?? systemClock;
     this.#onCorrupt = options.onCorrupt;
   }
 
   /** The keys this store uses, for operators and tests. */
-  keys() {
-    const p = this.#prefix;
-    return {
-      lease: (id: string) => `${p}lease:${id}`,
-      byInstance: (instance: string) => `${p}leases:by-instance:${instance}`,
-      byCredential: (credential: string) => `${p}leases:by-credential:${credential}`,
-      all: `${p}leases:all`,
-      joinToken: (hash: string) => `${p}join:${hash}`,
-      identity: (identity: string) => `${p}identity:${identity}`,
-      revokedInstance: (identity: string) => `${p}revoked:instance:${identity}`,
-    };
+  keys(): ReturnType<typeof storeKeys> {
+    return this.#keys;
   }
 
   async putLease(record: LeaseRecord): Promise<void> {
