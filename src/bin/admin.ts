@@ -2,7 +2,7 @@ import { request } from 'node:https';
 import { parseDuration } from '../core/duration.js';
 import { UsageError, LeashError } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
-import { API, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
+import { ALL_TARGET, API, parseRevocation, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
 import { readText } from './load.js';
 import { redactUrl } from '../config/issues.js';
 
@@ -117,7 +117,7 @@ export function revokeRequest(o: RevokeOptions): RevokeRequest {
   if (o.lease !== undefined) given.push({ scope: 'lease', target: o.lease });
   if (o.instance !== undefined) given.push({ scope: 'instance', target: o.instance });
   if (o.credential !== undefined) given.push({ scope: 'credential', target: o.credential });
-  if (o.all) given.push({ scope: 'all', target: '*' });
+  if (o.all) given.push({ scope: 'all', target: ALL_TARGET });
   if (given.length !== 1) throw new UsageError('leash revoke needs exactly one of --lease ID, --instance ID, --credential NAME, --all');
   const r = given[0]!;
   if (!r.target) throw new UsageError(`--${r.scope}: needs a value`);
@@ -130,8 +130,9 @@ export async function revoke(target: AdminTarget, options: RevokeOptions): Promi
   const body = revokeRequest(options);
   if (options.actor !== undefined && !ACTOR.test(options.actor)) throw new UsageError('--actor: 1-64 characters of letters, digits, _ . @ -');
   const answer = (await call(target, 'POST', API.adminRevoke, body, options.actor ? { 'x-leash-actor': options.actor } : {})) as Partial<RevokeResponse>;
-  const r = answer.revocation;
-  if (!r || typeof r.id !== 'string' || typeof r.target !== 'string') throw new AdminError('authority answer has no revocation');
+  const parsed = answer.revocation && typeof answer.revocation === 'object' ? parseRevocation(answer.revocation, answer.revocation.id) : undefined;
+  if (!parsed?.ok) throw new AdminError('authority answer has no revocation');
+  const r = parsed.revocation;
   // An unknown target was revoked anyway (the authority may have lost its records): say so.
   const warning = typeof answer.warning === 'string' ? `; ${answer.warning.replace(/[\x00-\x1f\x7f]/g, '').slice(0, 200)}` : '';
   return `revoked ${r.scope} ${r.target} (${r.id})${warning}`;

@@ -218,8 +218,8 @@ export function compareIds(a: string, b: string): number {
  * target (1–2048 characters), at (a parseable time); reason and by are optional, cut to
  * 512 and 128 characters, '' when absent or not strings. Nothing else is read.
  */
-export function parseRevocation(fields: Readonly<Record<string, unknown>>, id: unknown): ParsedRevocation {
-  const { scope, target, reason, at, by } = fields;
+export function parseRevocation(fields: object, id: unknown): ParsedRevocation {
+  const { scope, target, reason, at, by } = fields as Readonly<Record<string, unknown>>;
   if (!isStreamId(id)) return refuse('bad_id', `bad id ${String(JSON.stringify(id)).slice(0, 40)}`);
   if (typeof scope !== 'string' || !(REVOCATION_SCOPES as readonly string[]).includes(scope)) return refuse('bad_scope', 'bad scope');
   if (typeof target !== 'string' || target.length === 0 || target.length > MAX_REVOCATION_TARGET) return refuse('bad_target', 'bad target');
@@ -252,7 +252,7 @@ export function parseRevocationMessage(message: string): ParsedRevocation {
     return refuse('not_json', 'pub/sub message is not JSON');
   }
   if (!body || typeof body !== 'object') return refuse('not_object', 'pub/sub message is not an object');
-  const r = parseRevocation(body as Record<string, unknown>, String((body as { id?: unknown }).id));
+  const r = parseRevocation(body, String((body as { id?: unknown }).id));
   return r.ok ? r : { ...r, message: `pub/sub message: ${r.message}` };
 }
 
