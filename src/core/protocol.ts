@@ -5,7 +5,8 @@
  *   (src/sidecar/credentials/lease-response.ts); a malformed answer is rejected, never
  *   half-used.
  * - Revocations (DESIGN §7): the scopes, the entry, and the one parser of stream entries
- *   and pub/sub messages, used by the bus, the verifier and `leash dev`'s in-process bus.
+ *   and pub/sub messages, used by the bus, the verifier, `leash dev`'s in-process bus and
+ *   `leash revoke` (the authority's answer).
  * - Redis key names (the configurable prefix, the revocation stream and channel, its
  *   epoch, the audit stream, the lease store's keys) and audit stream entries.
  * - The JWT claims leash adds to the tokens its jwt issuer signs, and how they are read.

@@ -1,5 +1,7 @@
 /**
  * X.509 and PKCS#10, shared by the sidecar (its key and CSR) and the authority's CA.
+ * src/pki depends on core/ only, never on authority/ or sidecar/ (test/unit/layout.test.ts),
+ * and the sidecar imports it lazily, so node-forge is loaded only when a CSR is made.
  *
  * Building: node-forge's ASN.1 DER encoder assembles the structures; node:crypto makes
  * the keys and the signatures. forge's own certificate/CSR objects are not used because
