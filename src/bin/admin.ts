@@ -1,7 +1,7 @@
-import { request } from 'node:https';
 import { parseDuration } from '../core/duration.js';
 import { UsageError, LeashError } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
+import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-json.js';
 import { ALL_TARGET, API, parseRevocation, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
 import { readText } from './load.js';
 import { redactUrl } from '../config/issues.js';
@@ -40,44 +40,38 @@ export class AdminError extends LeashError {
   }
 }
 
-function call(target: AdminTarget, method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<unknown> {
-  const data = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      new URL(path, target.url),
-      {
-        method,
-        ca: target.caPem,
-        timeout: 10_000,
-        headers: {
-          authorization: `Bearer ${target.token}`,
-          accept: 'application/json',
-          ...extraHeaders,
-          ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            return reject(new AdminError(`authority answered ${res.statusCode} with a body that is not JSON`));
-          }
-          if ((res.statusCode ?? 0) >= 300) {
-            const e = (parsed as { error?: { code?: string; message?: string } }).error;
-            return reject(new AdminError(`authority refused (${res.statusCode} ${e?.code ?? ''}): ${e?.message ?? 'no message'}`));
-          }
-          resolve(parsed);
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (err) => reject(new AdminError(`cannot reach the authority at ${target.url.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
-    req.end(data);
-  });
+/** Largest admin answer read (a lease list or a trace); the authority's own answers are far smaller. */
+const MAX_ANSWER = 32 * 1024 * 1024;
+
+async function call(target: AdminTarget, method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<unknown> {
+  let res: HttpJsonResponse;
+  try {
+    res = await httpJson({
+      method,
+      url: new URL(path, target.url),
+      tls: { ca: target.caPem },
+      timeoutMs: 10_000,
+      maxBodyBytes: MAX_ANSWER,
+      headers: { authorization: `Bearer ${target.token}`, ...extraHeaders },
+      json: body,
+    });
+  } catch (err) {
+    const e = err instanceof HttpJsonError ? err : undefined;
+    if (e?.failure === 'too_large') throw new AdminError(`authority answered ${e.status} with more than ${MAX_ANSWER} bytes`);
+    const why = e?.failure === 'timeout' ? 'timed out' : (e?.errno ?? 'error');
+    throw new AdminError(`cannot reach the authority at ${target.url.origin}: ${why}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = res.json();
+  } catch {
+    throw new AdminError(`authority answered ${res.status} with a body that is not JSON`);
+  }
+  if (res.status >= 300) {
+    const e = (parsed as { error?: { code?: string; message?: string } }).error;
+    throw new AdminError(`authority refused (${res.status} ${e?.code ?? ''}): ${e?.message ?? 'no message'}`);
+  }
+  return parsed;
 }
 
 /** `leash token create --identity NAME [--ttl 10m]`: prints the token alone on stdout. */

@@ -1,7 +1,7 @@
-import { request } from 'node:http';
 import { hostPort } from '../config/common.js';
 import { readDocument } from '../config/load.js';
 import { LeashError, UsageError } from '../core/errors.js';
+import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-json.js';
 import { readText } from './load.js';
 
 /**
@@ -46,31 +46,21 @@ export function adminAddress(opts: { admin?: string; config?: string }, env: Nod
   return { host, port: parsed.data.port, text: `${host.includes(':') ? `[${host}]` : host}:${parsed.data.port}` };
 }
 
-export function fetchStatus(addr: { host: string; port: number; text: string }, timeoutMs = 5_000): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: addr.host, port: addr.port, path: '/status', method: 'GET', headers: { accept: 'application/json' }, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_BODY) return void req.destroy(new Error('answer over 1 MiB'));
-        chunks.push(c);
-      });
-      res.on('end', () => {
-        if (res.statusCode !== 200) return reject(new StatusError(`the admin listener at ${addr.text} answered ${res.statusCode} to /status (is it a leash sidecar?)`));
-        try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        } catch {
-          reject(new StatusError(`the admin listener at ${addr.text} answered /status with a body that is not JSON (is it a leash sidecar?)`));
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (err) =>
-      reject(new StatusError(`cannot reach the sidecar's admin listener at ${addr.text}: ${(err as NodeJS.ErrnoException).code ?? err.message} (is leash running? --admin ADDR)`)),
-    );
-    req.end();
-  });
+export async function fetchStatus(addr: { host: string; port: number; text: string }, timeoutMs = 5_000): Promise<unknown> {
+  let res: HttpJsonResponse;
+  try {
+    res = await httpJson({ method: 'GET', url: new URL('/status', `http://${addr.text}`), timeoutMs, maxBodyBytes: MAX_BODY });
+  } catch (err) {
+    const e = err instanceof HttpJsonError ? err : undefined;
+    const why = e?.failure === 'timeout' ? 'timed out' : e?.failure === 'too_large' ? 'answer over 1 MiB' : (e?.errno ?? 'error');
+    throw new StatusError(`cannot reach the sidecar's admin listener at ${addr.text}: ${why} (is leash running? --admin ADDR)`);
+  }
+  if (res.status !== 200) throw new StatusError(`the admin listener at ${addr.text} answered ${res.status} to /status (is it a leash sidecar?)`);
+  try {
+    return res.json();
+  } catch {
+    throw new StatusError(`the admin listener at ${addr.text} answered /status with a body that is not JSON (is it a leash sidecar?)`);
+  }
 }
 
 /** A cell as the terminal will show it: no control characters, bounded. */

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
-import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { httpJson } from '../core/http-json.js';
 
 /**
  * The upstream of `leash dev`'s built-in example: a tiny API that accepts only leash
@@ -14,22 +14,9 @@ export interface DemoUpstream {
   close(): Promise<void>;
 }
 
-function fetchJwks(jwksUrl: URL, caPem: string): Promise<JSONWebKeySet> {
-  return new Promise((resolve, reject) => {
-    request(jwksUrl, { ca: caPem, timeout: 5_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as JSONWebKeySet);
-        } catch (err) {
-          reject(err as Error);
-        }
-      });
-    })
-      .on('error', reject)
-      .end();
-  });
+async function fetchJwks(jwksUrl: URL, caPem: string): Promise<JSONWebKeySet> {
+  const res = await httpJson({ method: 'GET', url: jwksUrl, tls: { ca: caPem }, timeoutMs: 5_000, maxBodyBytes: 1024 * 1024 });
+  return res.json() as JSONWebKeySet;
 }
 
 export async function startDemoUpstream(jwksUrl: URL, caPem: string, audience: string): Promise<DemoUpstream> {

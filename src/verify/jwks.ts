@@ -1,6 +1,6 @@
-import { request } from 'node:https';
 import { createLocalJWKSet, type JWK, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../core/clock.js';
+import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-json.js';
 import { VerifyError } from './errors.js';
 
 /**
@@ -104,50 +104,28 @@ export class JwksCache {
     this.fetchedAtMs = this.o.clock.monotonicMs();
   }
 
-  private fetchOnce(): Promise<JWK[]> {
+  private async fetchOnce(): Promise<JWK[]> {
     const timeoutMs = this.o.timeoutMs ?? 5_000;
-    return new Promise<JWK[]>((resolve, reject) => {
-      const req = request(
-        this.o.url,
-        {
-          method: 'GET',
-          ...(this.o.ca ? { ca: this.o.ca } : {}),
-          rejectUnauthorized: true,
-          agent: false,
-          headers: { accept: 'application/json' },
-          timeout: timeoutMs,
-        },
-        (res) => {
-          if (res.statusCode !== 200) {
-            res.resume();
-            return reject(new Error(`HTTP ${res.statusCode}`));
-          }
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_BYTES) {
-              req.destroy(new Error('JWKS larger than 1 MiB'));
-              return;
-            }
-            chunks.push(c);
-          });
-          res.on('error', reject);
-          res.on('end', () => {
-            try {
-              resolve(usableKeys(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
-            } catch (err) {
-              reject(err as Error);
-            }
-          });
-        },
-      );
-      const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code ? `${err.code}: ${err.message}` : err.message)));
-      req.on('close', () => clearTimeout(deadline));
-      req.end();
-    });
+    let res: HttpJsonResponse;
+    try {
+      res = await httpJson({ method: 'GET', url: this.o.url, tls: { ca: this.o.ca }, timeoutMs, maxBodyBytes: MAX_BYTES });
+    } catch (err) {
+      if (!(err instanceof HttpJsonError)) throw err;
+      // A non-200 is reported by its status, however large its body.
+      if (err.status !== undefined && err.status !== 200) throw new Error(`HTTP ${err.status}`);
+      if (err.failure === 'too_large') throw new Error('JWKS larger than 1 MiB');
+      if (err.failure === 'timeout') throw new Error(`no answer within ${timeoutMs} ms`);
+      const cause = err.cause as NodeJS.ErrnoException | undefined;
+      throw new Error(cause ? (cause.code ? `${cause.code}: ${cause.message}` : cause.message) : err.message);
+    }
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+    let doc: unknown;
+    try {
+      doc = res.json();
+    } catch {
+      throw new Error('JWKS is not JSON');
+    }
+    return usableKeys(doc);
   }
 }
 

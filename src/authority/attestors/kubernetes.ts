@@ -1,5 +1,5 @@
-import { request } from 'node:https';
 import type { AttestationVerifier } from '../../core/attestation.js';
+import { HttpJsonError, httpJson, type HttpJsonResponse } from '../../core/http-json.js';
 import { attestationRefused, attestationUnavailable } from './errors.js';
 import { decideTokenReview, kubernetesPath } from './token-review.js';
 
@@ -40,57 +40,42 @@ export class KubernetesVerifier implements AttestationVerifier {
     return { path: kubernetesPath(d) };
   }
 
-  private review(token: string): Promise<unknown> {
+  private async review(token: string): Promise<unknown> {
     let bearer: string;
     try {
       bearer = this.o.token();
     } catch (err) {
-      return Promise.reject(attestationUnavailable('the authority cannot read its own Kubernetes token', err));
+      throw attestationUnavailable('the authority cannot read its own Kubernetes token', err);
     }
-    const body = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.o.audience] } });
     const url = new URL(TOKEN_REVIEW_PATH, this.o.apiServer);
-    return new Promise((resolve, reject) => {
-      const req = request(
+    const review = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.o.audience] } };
+    let res: HttpJsonResponse;
+    try {
+      res = await httpJson({
+        method: 'POST',
         url,
-        {
-          method: 'POST',
-          ca: this.o.caPem,
-          rejectUnauthorized: true,
-          timeout: this.o.timeoutMs ?? 5_000,
-          headers: { authorization: `Bearer ${bearer}`, accept: 'application/json', 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_ANSWER) {
-              req.destroy();
-              reject(attestationUnavailable('the Kubernetes API server answered a TokenReview with more than 1 MiB'));
-            } else chunks.push(c);
-          });
-          res.on('error', () => reject(attestationUnavailable('the Kubernetes API server answer was cut off')));
-          res.on('end', () => {
-            if (status === 401 || status === 403) {
-              // Our own credentials or RBAC: the authority's problem, not the caller's.
-              return reject(attestationUnavailable(`the Kubernetes API server refused the authority's TokenReview (${status}): check the authority's service-account token and its permission to create tokenreviews`));
-            }
-            if (status !== 200 && status !== 201) return reject(attestationUnavailable(`the Kubernetes API server answered ${status} to a TokenReview`));
-            try {
-              resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-            } catch {
-              reject(attestationUnavailable('the Kubernetes API server answered a TokenReview with something other than JSON'));
-            }
-          });
-        },
-      );
-      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => {
-        const code = (err as NodeJS.ErrnoException).code ?? 'error';
-        reject(attestationUnavailable(`the Kubernetes API server is unreachable (${code})`));
+        tls: { ca: this.o.caPem },
+        timeoutMs: this.o.timeoutMs ?? 5_000,
+        maxBodyBytes: MAX_ANSWER,
+        headers: { authorization: `Bearer ${bearer}` },
+        json: review,
       });
-      req.end(body);
-    });
+    } catch (err) {
+      const failure = err instanceof HttpJsonError ? err.failure : undefined;
+      if (failure === 'too_large') throw attestationUnavailable('the Kubernetes API server answered a TokenReview with more than 1 MiB');
+      if (failure === 'cut_off') throw attestationUnavailable('the Kubernetes API server answer was cut off');
+      throw attestationUnavailable(`the Kubernetes API server is unreachable (${(err as HttpJsonError).errno ?? 'error'})`);
+    }
+    const status = res.status;
+    if (status === 401 || status === 403) {
+      // Our own credentials or RBAC: the authority's problem, not the caller's.
+      throw attestationUnavailable(`the Kubernetes API server refused the authority's TokenReview (${status}): check the authority's service-account token and its permission to create tokenreviews`);
+    }
+    if (status !== 200 && status !== 201) throw attestationUnavailable(`the Kubernetes API server answered ${status} to a TokenReview`);
+    try {
+      return res.json();
+    } catch {
+      throw attestationUnavailable('the Kubernetes API server answered a TokenReview with something other than JSON');
+    }
   }
 }

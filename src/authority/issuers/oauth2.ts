@@ -1,5 +1,6 @@
-import http from 'node:http';
-import https from 'node:https';
+import { setMaxListeners } from 'node:events';
+import type { Agent } from 'node:http';
+import { HttpJsonError, httpJson, httpJsonAgent } from '../../core/http-json.js';
 import { fingerprint } from '../../core/fingerprint.js';
 import { IssuerError, issuerLabel } from './errors.js';
 import type { IssueRequest, Issued, Issuer } from './types.js';
@@ -45,8 +46,9 @@ const formEncode = (s: string): string => new URLSearchParams({ v: s }).toString
 export class OAuth2Issuer implements Issuer {
   readonly kind = 'oauth2' as const;
   private readonly url: URL;
-  private readonly agent: http.Agent;
-  private readonly inFlight = new Set<http.ClientRequest>();
+  private readonly agent: Agent;
+  /** Aborted by close(): every call in flight ends with LEASH_ERR_ISSUER_CLOSED. */
+  private readonly closing = new AbortController();
   private closed = false;
 
   constructor(private readonly options: OAuth2IssuerOptions) {
@@ -63,11 +65,10 @@ export class OAuth2Issuer implements Issuer {
     if (url.username || url.password) throw this.configError('tokenUrl must not carry credentials');
     if (!options.clientId) throw this.configError('clientId is empty');
     this.url = url;
-    // rejectUnauthorized is Node's default; it is spelled out so nobody turns it off here.
-    this.agent =
-      url.protocol === 'https:'
-        ? new https.Agent({ keepAlive: true, rejectUnauthorized: true, ...(options.caPem ? { ca: options.caPem } : {}) })
-        : new http.Agent({ keepAlive: true });
+    // TLS is always verified (httpJsonAgent), against caPem when given.
+    this.agent = url.protocol === 'https:' ? httpJsonAgent('https:', { ca: options.caPem }) : httpJsonAgent('http:');
+    // One abort listener per call in flight: many at once is normal, not a leak.
+    setMaxListeners(0, this.closing.signal);
   }
 
   async issue(req: IssueRequest): Promise<Issued> {
@@ -98,51 +99,23 @@ export class OAuth2Issuer implements Issuer {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const r of this.inFlight) r.destroy();
+    this.closing.abort();
     this.agent.destroy();
   }
 
-  private post(body: Buffer, headers: Record<string, string>, req: IssueRequest): Promise<{ status: number; text: string }> {
+  private async post(body: Buffer, headers: Record<string, string>, req: IssueRequest): Promise<{ status: number; text: string }> {
     const timeoutMs = this.options.timeoutMs ?? 10_000;
     const where = `${this.url.origin}${this.url.pathname}`;
-    const request = this.url.protocol === 'https:' ? https.request : http.request;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (err: IssuerError): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        r.destroy();
-        reject(err);
-      };
-      const r = request(this.url, { method: 'POST', headers, agent: this.agent }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_BODY_BYTES) {
-            fail(new IssuerError('LEASH_ERR_ISSUER_RESPONSE', `${this.label(req)}: token endpoint ${where} answered more than ${MAX_BODY_BYTES} bytes`, this.ctx(req)));
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('end', () => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
-        });
-        res.on('error', (err) => fail(this.unreachable(where, err, req)));
-      });
-      this.inFlight.add(r);
-      r.on('close', () => this.inFlight.delete(r));
-      r.on('error', (err) => fail(this.closed ? new IssuerError('LEASH_ERR_ISSUER_CLOSED', `${this.label(req)} is closed`, this.ctx(req)) : this.unreachable(where, err, req)));
-      const timer = setTimeout(
-        () => fail(new IssuerError('LEASH_ERR_ISSUER_TIMEOUT', `${this.label(req)}: token endpoint ${where} did not answer within ${timeoutMs}ms`, this.ctx(req))),
-        timeoutMs,
-      );
-      r.end(body);
-    });
+    try {
+      const res = await httpJson({ method: 'POST', url: this.url, headers, body, agent: this.agent, timeoutMs, maxBodyBytes: MAX_BODY_BYTES, signal: this.closing.signal });
+      return { status: res.status, text: res.text };
+    } catch (err) {
+      const failure = err instanceof HttpJsonError ? err.failure : undefined;
+      if (failure === 'aborted' || this.closed) throw new IssuerError('LEASH_ERR_ISSUER_CLOSED', `${this.label(req)} is closed`, this.ctx(req));
+      if (failure === 'timeout') throw new IssuerError('LEASH_ERR_ISSUER_TIMEOUT', `${this.label(req)}: token endpoint ${where} did not answer within ${timeoutMs}ms`, this.ctx(req));
+      if (failure === 'too_large') throw new IssuerError('LEASH_ERR_ISSUER_RESPONSE', `${this.label(req)}: token endpoint ${where} answered more than ${MAX_BODY_BYTES} bytes`, this.ctx(req));
+      throw this.unreachable(where, err as Error, req);
+    }
   }
 
   private parse(status: number, text: string, req: IssueRequest): Issued {
@@ -178,7 +151,7 @@ export class OAuth2Issuer implements Issuer {
   }
 
   private unreachable(where: string, err: Error, req: IssueRequest): IssuerError {
-    const code = (err as NodeJS.ErrnoException).code ?? err.name;
+    const code = (err instanceof HttpJsonError ? err.errno : undefined) ?? err.name;
     return new IssuerError('LEASH_ERR_ISSUER_UPSTREAM', `${this.label(req)}: token endpoint ${where} unreachable: ${code}`, this.ctx(req), { cause: err });
   }
 

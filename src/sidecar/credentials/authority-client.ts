@@ -1,5 +1,6 @@
-import { Agent, request } from 'node:https';
+import type { Agent } from 'node:https';
 import { AuthorityCallError } from '../../core/errors.js';
+import { HttpJsonError, httpJson, httpJsonAgent, type HttpJsonResponse } from '../../core/http-json.js';
 import { API, type IdentityResponse, type LeaseResponse } from '../../core/protocol.js';
 import type { Attestation } from '../../core/attestation.js';
 import { authorityReason } from './authority-reason.js';
@@ -35,7 +36,7 @@ export class AuthorityClient {
   }
 
   private makeAgent(identity: Identity | undefined): Agent {
-    return new Agent({ keepAlive: true, maxSockets: 8, ca: this.caPem, cert: identity?.certificate, key: identity?.privateKey, rejectUnauthorized: true });
+    return httpJsonAgent('https:', { maxSockets: 8, ca: this.caPem, cert: identity?.certificate, key: identity?.privateKey });
   }
 
   async lease(credential: string, ttlSeconds?: number): Promise<LeaseResponse> {
@@ -81,65 +82,45 @@ export class AuthorityClient {
   }
 
   /** One JSON call. Resolves with the parsed 2xx body; throws AuthorityCallError otherwise. */
-  private call(method: string, path: string, payload?: unknown, retried = false): Promise<unknown> {
+  private async call(method: string, path: string, payload?: unknown): Promise<unknown> {
     const url = new URL(path, this.baseUrl);
-    const data = payload === undefined ? undefined : JSON.stringify(payload);
-    return new Promise((resolve, reject) => {
-      const req = request(
-        url,
-        {
-          method,
-          agent: this.agent,
-          timeout: this.timeoutMs,
-          headers: { accept: 'application/json', ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
-        },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_LEASE_BODY) {
-              req.destroy();
-              reject(new AuthorityCallError(status >= 200 && status < 300 ? 'malformed' : 'retryable', `authority answer larger than ${MAX_LEASE_BODY} bytes`, { status }));
-            } else chunks.push(c);
-          });
-          res.on('error', (err) => reject(new AuthorityCallError('retryable', `authority answer cut off (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { status })));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let body: unknown;
-            try {
-              body = text ? JSON.parse(text) : null;
-            } catch {
-              body = undefined;
-            }
-            if (status >= 200 && status < 300) {
-              if (body === undefined) return reject(new AuthorityCallError('malformed', 'authority answer is not JSON', { status }));
-              return resolve(body);
-            }
-            const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
-            // Only a code-shaped code is shown: anything else is body text, which never goes into an error.
-            const detail = typeof code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? ` (${code})` : '';
-            const kind = status >= 500 || status === 429 || status === 408 ? 'retryable' : 'refused';
-            // A refusal is the operator's to fix ("join token is invalid, expired or already
-            // used"): its message is carried, made safe (authority-reason.ts). A 5xx's is not:
-            // it may describe an issuer's upstream, and the status says enough to retry.
-            const reason = kind === 'refused' ? authorityReason(body) : undefined;
-            const where = `${method} ${path.split('/').slice(0, 3).join('/')}`;
-            reject(new AuthorityCallError(kind, `authority answered ${status}${detail} to ${where}${reason ? `: ${reason}` : ''}`, { status }));
-          });
-        },
-      );
-      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => {
-        // A pooled connection the server closed while idle fails on first use: try once
-        // more on a fresh one (Node's documented pattern for keep-alive races).
-        if (!retried && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
-          return void this.call(method, path, payload, true).then(resolve, reject);
-        }
-        reject(new AuthorityCallError('retryable', `authority unreachable (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {}, { cause: err }));
-      });
-      req.end(data);
-    });
+    let res: HttpJsonResponse;
+    try {
+      res = await httpJson({ method, url, agent: this.agent, json: payload, timeoutMs: this.timeoutMs, maxBodyBytes: MAX_LEASE_BODY });
+    } catch (err) {
+      throw this.failed(err);
+    }
+    const status = res.status;
+    let body: unknown;
+    try {
+      body = res.text ? res.json() : null;
+    } catch {
+      body = undefined;
+    }
+    if (status >= 200 && status < 300) {
+      if (body === undefined) throw new AuthorityCallError('malformed', 'authority answer is not JSON', { status });
+      return body;
+    }
+    const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
+    // Only a code-shaped code is shown: anything else is body text, which never goes into an error.
+    const detail = typeof code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? ` (${code})` : '';
+    const kind = status >= 500 || status === 429 || status === 408 ? 'retryable' : 'refused';
+    // A refusal is the operator's to fix ("join token is invalid, expired or already
+    // used"): its message is carried, made safe (authority-reason.ts). A 5xx's is not:
+    // it may describe an issuer's upstream, and the status says enough to retry.
+    const reason = kind === 'refused' ? authorityReason(body) : undefined;
+    const where = `${method} ${path.split('/').slice(0, 3).join('/')}`;
+    throw new AuthorityCallError(kind, `authority answered ${status}${detail} to ${where}${reason ? `: ${reason}` : ''}`, { status });
+  }
+
+  /** A transport failure, sorted: too large a 2xx is malformed, everything else retryable. */
+  private failed(err: unknown): AuthorityCallError {
+    if (!(err instanceof HttpJsonError)) return new AuthorityCallError('retryable', 'authority unreachable (error)', {}, { cause: err });
+    const status = err.status;
+    if (err.failure === 'too_large') {
+      return new AuthorityCallError(status !== undefined && status >= 200 && status < 300 ? 'malformed' : 'retryable', `authority answer larger than ${MAX_LEASE_BODY} bytes`, { status });
+    }
+    if (err.failure === 'cut_off') return new AuthorityCallError('retryable', `authority answer cut off (${err.errno ?? 'error'})`, { status }, { cause: err });
+    return new AuthorityCallError('retryable', `authority unreachable (${err.errno ?? 'error'})`, {}, { cause: err });
   }
 }
