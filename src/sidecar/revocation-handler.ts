@@ -2,8 +2,9 @@ import type { Logger } from 'pino';
 import type { RedisTarget } from '../bus/connect.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
 import type { Revocation, RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
-import type { RedisTargetConfig } from '../config/common.js';
+import type { RedisTargetConfig, SecretSource } from '../config/common.js';
 import type { Clock } from '../core/clock.js';
+import { ConfigError } from '../core/errors.js';
 import type { SidecarMetrics } from '../telemetry/metrics.js';
 import type { IdentityManager } from './credentials/identity.js';
 import type { LeaseCredential } from './credentials/lease-credential.js';
@@ -105,15 +106,38 @@ export class RevocationHandler {
   }
 }
 
-/** Where revocations come from: `leash dev`'s in-process bus, else config.revocations. */
+/**
+ * Where revocations come from: `leash dev`'s in-process bus, else config.revocations with
+ * its Redis target as the entry point resolved it (`resolved`, password read), else as the
+ * config gives it. An embedder may construct the sidecar from a parsed config alone: a URL
+ * or a Sentinel/Cluster without a password needs nothing read; a password from the
+ * environment is taken from `env` (the environment the sidecar was given); a password
+ * file is for the entry point to read (the sidecar reads no files beyond its credential
+ * sources). Anything that cannot be resolved is a ConfigError at construction, never a
+ * connection made without its password.
+ */
 export function revocationSource(
   config: { redis: RedisTargetConfig; prefix: string } | undefined,
   bus: MemoryRevocationBus | undefined,
   resolved: RedisTarget | undefined,
+  env: Readonly<Record<string, string | undefined>>,
 ): RevocationSource | undefined {
   if (bus) return { bus };
   if (!config) return undefined;
-  return { redis: resolved ?? (config.redis as RedisTarget), prefix: config.prefix };
+  return { redis: resolved ?? redisTargetOf(config.redis, env), prefix: config.prefix };
+}
+
+function redisTargetOf(target: RedisTargetConfig, env: Readonly<Record<string, string | undefined>>): RedisTarget {
+  if (typeof target === 'string') return target;
+  const password = target.password === undefined ? undefined : passwordOf(target.password, env);
+  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password } : { cluster: target.cluster, password };
+}
+
+function passwordOf(source: SecretSource, env: Readonly<Record<string, string | undefined>>): string {
+  if ('file' in source) throw new ConfigError([`revocations.redis.password: ${source.file} was not read (the entry point reads it and passes the target as revocationsRedis)`]);
+  const value = env[source.env];
+  if (value === undefined) throw new ConfigError([`revocations.redis.password: environment variable ${source.env} is not set`]);
+  return value;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());

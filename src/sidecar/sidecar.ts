@@ -34,7 +34,7 @@ export type { ReadinessReport } from './health.js';
  * revocations (revocation-handler.ts), what it reports (outcomes.ts, health.ts), and the
  * lifecycle: bind, start, stop. Receives everything it needs (config, environment, CA
  * files' contents, logger, clock); reads no files or env itself beyond the credential
- * sources it is given.
+ * sources it is given (and a Redis password named by the config, from the given `env`).
  */
 export interface SidecarDeps {
   config: SidecarConfig;
@@ -52,7 +52,11 @@ export interface SidecarDeps {
   attestor?: NodeAttestor;
   /** `leash dev`: the in-process bus shared with the authority (instead of Redis). */
   revocationBus?: MemoryRevocationBus;
-  /** config.revocations.redis with its password read by the entry point. */
+  /**
+   * config.revocations.redis with its password read by the entry point. Without it the
+   * sidecar takes the config's form as it is, and refuses (ConfigError) one whose password
+   * is in a file (revocation-handler.ts revocationSource).
+   */
   revocationsRedis?: RedisTarget;
   /**
    * What moves each listener, for the bind-error message (e.g. `listen: in FILE`,
@@ -107,7 +111,7 @@ export class Sidecar {
       jitterFraction: config.rotation.jitter,
       backoff: { baseMs: config.rotation.backoff.base, capMs: config.rotation.backoff.cap },
     };
-    const source = revocationSource(config.revocations, deps.revocationBus, deps.revocationsRedis);
+    const source = revocationSource(config.revocations, deps.revocationBus, deps.revocationsRedis, deps.env);
     if (config.authority) {
       if (deps.authorityCa === undefined) throw new ConfigError([`authority.caFile: ${config.authority.caFile} was not loaded`]);
       this.authority = new AuthorityClient(config.authority.url, deps.authorityCa, config.authority.timeout);
