@@ -41,8 +41,9 @@ export function routeFor(upstreamUrl: string, provider: CredentialProvider, over
   return new RouteRuntime(name, config.routes[name]!, provider, undefined);
 }
 
-export function envFor(route: RouteRuntime, now: () => number, marginMs: number, shuttingDown = () => false): PassEnv {
-  return { shuttingDown, route: (n) => (n === route.name ? route : undefined), now, safetyMarginMs: () => marginMs };
+/** The safety margin is DESIGN §6's own (rotation.ts usable): a test picks it through the credential's TTL. */
+export function envFor(route: RouteRuntime, now: () => number, shuttingDown = () => false): PassEnv {
+  return { shuttingDown, route: (n) => (n === route.name ? route : undefined), now };
 }
 
 /** An IncomingMessage as Node's parser would hand it over (rawHeaders as name, value pairs). */

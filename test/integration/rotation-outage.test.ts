@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { forbidden, unauthenticated } from '../../src/authority/errors.js';
-import { DEFAULT_ROTATION, usableUntilMs } from '../../src/sidecar/credentials/rotation.js';
+import { credentialUsableUntilMs } from '../../src/sidecar/credentials/rotation.js';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
@@ -52,7 +52,7 @@ function sidecarConfig(a: TestAuthority, up: Upstream, credential: string, rotat
 
 /** The instant after which the sidecar must not inject `c` (DESIGN §6 safety margin). */
 function usableUntil(c: HeldCredential): number {
-  return usableUntilMs({ receivedAtMs: c.acquiredAtMs, ttlMs: c.expiresAtMs! - c.acquiredAtMs }, DEFAULT_ROTATION);
+  return credentialUsableUntilMs(c);
 }
 
 function held(s: RotationSidecar): HeldCredential | undefined {

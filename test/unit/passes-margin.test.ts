@@ -11,6 +11,8 @@ import { contextOf, envFor, HandsOutAnything, requestOf, routeFor } from '../hel
  * The proxy's own fail-closed check (DESIGN §6): whatever a provider hands out, a
  * credential inside the safety margin of its expiry is never sent. LeaseCredential.current()
  * checks this too, so the proxy's check is tested here with a provider that does not.
+ * The margin is the real one (rotation.ts usable): for these credentials' ~65 s TTL,
+ * the 5 s floor.
  */
 const VALUE = 'sk-margin-test-credential-0123456789';
 const MARGIN_MS = 5_000;
@@ -24,7 +26,7 @@ const cred = (expiresInMs: number): HeldCredential => ({
   lease: 'L-test',
 });
 
-const envOf = (route: RouteRuntime) => envFor(route, () => nowMs, MARGIN_MS);
+const envOf = (route: RouteRuntime) => envFor(route, () => nowMs);
 const request = (path: string) => requestOf('GET', path);
 const context = () => contextOf();
 

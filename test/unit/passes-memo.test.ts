@@ -19,7 +19,7 @@ describe('buildOutgoing memos', () => {
       const raw = ['Host', '127.0.0.1', ...(ae === undefined ? [] : ['Accept-Encoding', ae])];
       const req = requestOf('GET', '/search/v1/x', raw);
       const ctx = contextOf(false);
-      expect(runPasses(req, ctx, envFor(r, () => 0, 0, () => false))).toBeUndefined();
+      expect(runPasses(req, ctx, envFor(r, () => 0, () => false))).toBeUndefined();
       return { auth: ctx.outgoingHeaders.authorization, ae: req.headers['accept-encoding'] };
     };
     try {

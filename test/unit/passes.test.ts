@@ -16,7 +16,7 @@ function run(method: string, path: string, opts: { raw?: string[]; upgrade?: boo
   const route = routeFor(UP, provider, opts.route);
   const req = requestOf(method, path, opts.raw);
   const ctx = contextOf(opts.upgrade);
-  const err = runPasses(req, ctx, envFor(route, () => 0, 0, () => opts.shuttingDown === true));
+  const err = runPasses(req, ctx, envFor(route, () => 0, () => opts.shuttingDown === true));
   route.close();
   return { err, ctx, req, provider };
 }
@@ -62,7 +62,7 @@ describe('request passes: what is refused, and why', () => {
   it('no credential held: 503 naming the route, and the provider is told', () => {
     const provider = new HandsOutAnything(undefined);
     const route = routeFor(UP, provider);
-    const err = runPasses(requestOf('GET', '/search/x'), contextOf(), envFor(route, () => 0, 0));
+    const err = runPasses(requestOf('GET', '/search/x'), contextOf(), envFor(route, () => 0));
     expect(err?.code).toBe('LEASH_ERR_CREDENTIAL_UNAVAILABLE');
     expect(err?.message).toBe('no valid credential is held for this route');
     expect(err?.context).toMatchObject({ route: 'search' });

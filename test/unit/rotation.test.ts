@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fullJitterDelay } from '../../src/core/backoff.js';
-import { DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, safetyMarginMs, usableUntilMs } from '../../src/sidecar/credentials/rotation.js';
+import { credentialUsableUntilMs, DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, safetyMarginMs, usable, usableUntilMs } from '../../src/sidecar/credentials/rotation.js';
 
 const hour = 3_600_000;
 
@@ -28,6 +28,19 @@ describe('rotation decision (pure, injected time and randomness)', () => {
     expect(usableUntilMs(lease)).toBe(55_000);
     expect(isUsable(lease, 54_999)).toBe(true);
     expect(isUsable(lease, 55_000)).toBe(false);
+  });
+
+  it('usable(): one rule for a held credential — before its expiry less the margin', () => {
+    // Acquired at 10 s, valid for 60 s: the margin is the 5 s floor, so usable until 65 s.
+    const held = { value: 'v', fingerprint: 'fp', acquiredAtMs: 10_000, expiresAtMs: 70_000, lease: 'L' };
+    expect(credentialUsableUntilMs(held)).toBe(65_000);
+    expect(credentialUsableUntilMs(held)).toBe(usableUntilMs({ receivedAtMs: 10_000, ttlMs: 60_000 }));
+    expect(usable(held, 64_999)).toBe(true);
+    expect(usable(held, 65_000)).toBe(false);
+    // A source without expiry (file, env) is usable whenever it is held.
+    const unexpiring = { ...held, expiresAtMs: undefined };
+    expect(credentialUsableUntilMs(unexpiring)).toBe(Infinity);
+    expect(usable(unexpiring, Number.MAX_SAFE_INTEGER)).toBe(true);
   });
 
   it('refreshes well before the credential becomes unusable even for tiny TTLs', () => {

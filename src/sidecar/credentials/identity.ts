@@ -49,7 +49,7 @@ export class IdentityManager {
   }
 
   usable(): boolean {
-    return this.current !== undefined && isUsable(this.current.timing, this.clock.monotonicMs(), this.policy);
+    return this.current !== undefined && isUsable(this.current.timing, this.clock.monotonicMs());
   }
 
   /** Bootstrap (or renew when an identity is held); resolves after the attempt. */

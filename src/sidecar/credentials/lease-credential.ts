@@ -1,7 +1,7 @@
 import type { Clock } from '../../core/clock.js';
 import { AuthorityCallError } from '../../core/errors.js';
 import type { LeaseResponse } from '../../core/protocol.js';
-import { DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, type LeaseTiming, type RotationPolicy } from './rotation.js';
+import { DEFAULT_ROTATION, refreshAtMs, retryAtMs, usable, type LeaseTiming, type RotationPolicy } from './rotation.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './types.js';
 import { LEASE_EXPIRY_GRACE_MS, LEASE_VALUES_KEPT, ValueHistory } from './value-history.js';
 
@@ -60,7 +60,7 @@ export class LeaseCredential implements CredentialProvider {
   current(): HeldCredential | undefined {
     const c = this.cred;
     if (!c) return undefined;
-    if (isUsable(c.timing, this.clock.monotonicMs(), this.policy)) return c;
+    if (usable(c, this.clock.monotonicMs())) return c;
     if (this.expiredReported !== c) {
       this.expiredReported = c;
       this.onEvent({ kind: 'expired', fingerprint: c.fingerprint, lease: c.leaseId });
@@ -196,7 +196,7 @@ export class LeaseCredential implements CredentialProvider {
     if (error instanceof AuthorityCallError && error.kind === 'refused') this.drop(error.message);
     this.onEvent({ kind: 'refresh_failed', error });
     const now = this.clock.monotonicMs();
-    const held = this.cred && isUsable(this.cred.timing, now, this.policy) ? this.cred.timing : undefined;
+    const held = this.cred && usable(this.cred, now) ? this.cred.timing : undefined;
     this.schedule(retryAtMs(held, now, this.failures++, this.random(), this.policy));
   }
 

@@ -1,4 +1,5 @@
 import { fullJitterDelay, type BackoffPolicy } from '../../core/backoff.js';
+import type { HeldCredential } from './types.js';
 
 /**
  * When to refresh a lease (DESIGN §6), as pure functions of the lease's timing on the
@@ -17,33 +18,58 @@ export interface RotationPolicy {
   readonly refreshFraction: number;
   /** ± fraction of the TTL of jitter around it (0.1). */
   readonly jitterFraction: number;
-  /** Never inject within this margin of expiry: max(minMs, fraction · TTL). */
-  readonly safetyMargin: { readonly minMs: number; readonly fraction: number };
   readonly backoff: BackoffPolicy;
 }
 
 export const DEFAULT_ROTATION: RotationPolicy = {
   refreshFraction: 0.5,
   jitterFraction: 0.1,
-  safetyMargin: { minMs: 5_000, fraction: 0.05 },
   backoff: { baseMs: 500, capMs: 30_000 },
 };
 
-export function safetyMarginMs(ttlMs: number, policy: RotationPolicy = DEFAULT_ROTATION): number {
+/**
+ * Never inject within this margin of expiry: max(minMs, fraction · TTL). One constant, not
+ * a per-provider policy: the proxy checks it again per request (passes.ts takeCredential)
+ * and must reach the same verdict as the provider that handed the credential out.
+ */
+export const SAFETY_MARGIN = { minMs: 5_000, fraction: 0.05 } as const;
+
+export function safetyMarginMs(ttlMs: number): number {
   // For short leases the 5 s floor would eat most of the lease and leave the refresh
   // (at ½ TTL ± 10 %) no time to land before the credential becomes unusable: cap at ¼.
-  return Math.min(ttlMs / 4, Math.max(policy.safetyMargin.minMs, policy.safetyMargin.fraction * ttlMs));
+  return Math.min(ttlMs / 4, Math.max(SAFETY_MARGIN.minMs, SAFETY_MARGIN.fraction * ttlMs));
 }
 
-/** The instant after which the credential must not be injected. */
-export function usableUntilMs(lease: LeaseTiming, policy: RotationPolicy = DEFAULT_ROTATION): number {
-  return lease.receivedAtMs + lease.ttlMs - safetyMarginMs(lease.ttlMs, policy);
+/** DESIGN §6: the expiry less the safety margin for a value valid from `fromMs` to `expiresAtMs`. */
+const marginStartMs = (fromMs: number, expiresAtMs: number): number => expiresAtMs - safetyMarginMs(expiresAtMs - fromMs);
+
+/** The instant after which the lease must not be injected. */
+export function usableUntilMs(lease: LeaseTiming): number {
+  return marginStartMs(lease.receivedAtMs, lease.receivedAtMs + lease.ttlMs);
+}
+
+/**
+ * The instant after which a held credential must not be injected; Infinity for a source
+ * without expiry (a file, an environment variable).
+ */
+export function credentialUsableUntilMs(cred: HeldCredential): number {
+  return cred.expiresAtMs === undefined ? Infinity : marginStartMs(cred.acquiredAtMs, cred.expiresAtMs);
+}
+
+/**
+ * "Is this held credential usable" (DESIGN §6), the one rule every part asks: not within
+ * the safety margin of its expiry. The proxy asks per request (fail closed, whatever a
+ * provider hands out), LeaseCredential before handing one out, and /readyz, /status and
+ * the availability gauge report it.
+ */
+export function usable(cred: HeldCredential, nowMs: number): boolean {
+  return nowMs < credentialUsableUntilMs(cred);
 }
 
 /** The scheduled refresh instant: receipt + TTL·(½ ± 10 %), `random` in [0, 1). */
 export function refreshAtMs(lease: LeaseTiming, random: number, policy: RotationPolicy = DEFAULT_ROTATION): number {
   const fraction = policy.refreshFraction + (random * 2 - 1) * policy.jitterFraction;
-  return lease.receivedAtMs + Math.min(lease.ttlMs * fraction, usableUntilMs(lease, policy) - lease.receivedAtMs);
+  return lease.receivedAtMs + Math.min(lease.ttlMs * fraction, usableUntilMs(lease) - lease.receivedAtMs);
 }
 
 /**
@@ -60,13 +86,13 @@ export function retryAtMs(
 ): number {
   const at = nowMs + fullJitterDelay(policy.backoff, failures, random);
   if (!lease) return at;
-  const deadline = usableUntilMs(lease, policy);
+  const deadline = usableUntilMs(lease);
   return deadline > nowMs ? Math.min(at, deadline) : at;
 }
 
-/** Whether a held lease may still be injected now. */
-export function isUsable(lease: LeaseTiming, nowMs: number, policy: RotationPolicy = DEFAULT_ROTATION): boolean {
-  return nowMs < usableUntilMs(lease, policy);
+/** Whether a lease (the identity certificate's) may still be used now. */
+export function isUsable(lease: LeaseTiming, nowMs: number): boolean {
+  return nowMs < usableUntilMs(lease);
 }
 
 /**

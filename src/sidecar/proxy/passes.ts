@@ -8,6 +8,7 @@ import {
   NoRouteError,
   ShuttingDownError,
 } from '../../core/errors.js';
+import { usable } from '../credentials/rotation.js';
 import type { HeldCredential } from '../credentials/types.js';
 import { decideFraming, framingHeader, type Framing } from './framing.js';
 import { decodableAcceptEncoding, hasDuplicateHost, stripRequestHeadersWith } from './headers.js';
@@ -40,7 +41,6 @@ export interface PassEnv {
   route(name: string): RouteRuntime | undefined;
   /** Monotonic now, for the safety margin. */
   now(): number;
-  safetyMarginMs(cred: HeldCredential): number;
 }
 
 type Pass = (req: IncomingMessage, ctx: RequestContext, env: PassEnv) => LeashHttpError | undefined;
@@ -82,7 +82,7 @@ const enforceAllowlist: Pass = (req, ctx) => {
 const takeCredential: Pass = (_req, ctx, env) => {
   const route = ctx.route!;
   const cred = route.provider.current();
-  if (!cred || (cred.expiresAtMs !== undefined && env.now() >= cred.expiresAtMs - env.safetyMarginMs(cred))) {
+  if (!cred || !usable(cred, env.now())) {
     route.provider.onUnavailable?.();
     return new CredentialUnavailableError('no valid credential is held for this route', { route: route.name });
   }

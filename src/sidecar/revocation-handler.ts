@@ -1,0 +1,144 @@
+import type { Logger } from 'pino';
+import type { RedisTarget } from '../bus/connect.js';
+import type { MemoryRevocationBus } from '../bus/memory.js';
+import type { RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
+import type { Revocation } from '../core/protocol.js';
+import type { RedisTargetConfig, SecretSource } from '../config/common.js';
+import type { Clock } from '../core/clock.js';
+import { ConfigError } from '../core/errors.js';
+import type { SidecarMetrics } from '../telemetry/metrics.js';
+import type { IdentityManager } from './credentials/identity.js';
+import type { LeaseCredential } from './credentials/lease-credential.js';
+import type { RouteRuntime } from './proxy/route.js';
+import { decideRevocation } from './revocations.js';
+import { leaseProviders } from './routes.js';
+
+/**
+ * Revocations applied to this sidecar (DESIGN §7): subscribes before the first lease,
+ * acts on each revocation as revocations.ts decides, and reconciles every lease when some
+ * may have been missed (channel down at start, stream trimmed or reset). An instance cut
+ * off stays cut off.
+ */
+export type RevocationSource = { bus: MemoryRevocationBus } | { redis: RedisTarget; prefix: string };
+
+export interface RevocationTargets {
+  routes: ReadonlyMap<string, RouteRuntime>;
+  /** The identity, once start() has made it. */
+  identity(): IdentityManager | undefined;
+  clock: Clock;
+  metrics: SidecarMetrics;
+  log: Logger;
+}
+
+/** How long start() waits for the channel before serving anyway (and reconciling once it is up). */
+const CHANNEL_START_WAIT_MS = 5_000;
+
+export class RevocationHandler {
+  private subscriber: RevocationSubscriber | undefined;
+  /** The channel was not up when leasing began: revocations may have been missed. */
+  private reconcileOnUp = false;
+  private channelUp = false;
+  /** This instance was revoked: nothing is leased again, whatever arrives later. */
+  private cutOff = false;
+
+  constructor(
+    private readonly source: RevocationSource | undefined,
+    private readonly t: RevocationTargets,
+  ) {}
+
+  /** Subscribe, before leasing, so no revocation of a lease about to be taken can fall between. */
+  async start(): Promise<void> {
+    const events: SubscriberEvents = {
+      revocation: (r) => this.apply(r),
+      channel: (up) => {
+        this.channelUp = up;
+        this.t.metrics.revocationChannel(up);
+        if (up && this.reconcileOnUp) {
+          this.reconcileOnUp = false;
+          void this.reconcile('the revocation channel came up after leasing began');
+        }
+      },
+      gap: (why) => this.reconcile(why === 'reset' ? 'the revocation stream was reset (Redis lost its data)' : 'the revocation stream was trimmed past our position'),
+      malformed: (reason) => this.t.log.warn({ reason }, 'malformed revocation skipped'),
+    };
+    const source = this.source;
+    if (!source) return;
+    if ('bus' in source) this.subscriber = source.bus.subscriber(events);
+    else {
+      const [{ RedisRevocationSubscriber }, { redisConnector }] = await Promise.all([import('../bus/redis.js'), import('../bus/connect.js')]);
+      this.subscriber = new RedisRevocationSubscriber({ connect: redisConnector(source.redis), prefix: source.prefix }, events);
+    }
+    this.t.metrics.revocationChannel(false);
+    // If Redis is unreachable now, start anyway and reconcile once it is back.
+    const started = await Promise.race([this.subscriber.start().then(() => true, () => false), sleep(CHANNEL_START_WAIT_MS).then(() => false)]);
+    if (!started || !this.channelUp) {
+      this.reconcileOnUp = true;
+      this.t.log.warn('revocation channel not up at start: serving, and reconciling every lease once it is');
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.subscriber?.close();
+  }
+
+  private apply(r: Revocation): void {
+    const leased = leaseProviders(this.t.routes);
+    const identity = this.t.identity();
+    const held = leased.map(({ route, provider }) => ({ route, credential: provider.credentialName, leaseIds: provider.leaseIds() }));
+    // Once cut off there is no identity to lease with: later revocations change nothing here.
+    const action = this.cutOff ? ({ kind: 'none' } as const) : decideRevocation(r, identity?.identity, held);
+    const reason = `revoked (${r.scope}${r.reason ? `: ${r.reason}` : ''})`;
+    if (action.kind === 'cut-off') {
+      this.cutOff = true;
+      identity?.revoke(reason);
+      for (const { provider } of leased) void provider.revoke(reason, false);
+    } else if (action.kind === 're-lease') {
+      for (const route of action.routes) void (this.t.routes.get(route)!.provider as LeaseCredential).revoke(reason, true);
+    }
+    this.t.metrics.revocationApplied(r.scope, (this.t.clock.wallMs() - Date.parse(r.at)) / 1000);
+    this.t.log.info({ revocation: r.id, scope: r.scope, target: r.target, by: r.by, action: action.kind }, 'revocation applied');
+  }
+
+  /** Revocations may have been missed: every lease is dropped and leased again (the authority refuses revoked ones). */
+  private async reconcile(why: string): Promise<void> {
+    if (this.cutOff) return;
+    this.t.log.warn({ why }, 'reconciling every lease with the authority');
+    await Promise.all(leaseProviders(this.t.routes).map(({ provider }) => provider.revoke(`reconcile: ${why}`, true)));
+  }
+}
+
+/**
+ * Where revocations come from: `leash dev`'s in-process bus, else config.revocations with
+ * its Redis target as the entry point resolved it (`resolved`, password read), else as the
+ * config gives it. An embedder may construct the sidecar from a parsed config alone: a URL
+ * or a Sentinel/Cluster without a password needs nothing read; a password from the
+ * environment is taken from `env` (the environment the sidecar was given); a password
+ * file is for the entry point to read (the sidecar reads no files beyond its credential
+ * sources). Anything that cannot be resolved is a ConfigError at construction, never a
+ * connection made without its password.
+ */
+export function revocationSource(
+  config: { redis: RedisTargetConfig; prefix: string } | undefined,
+  bus: MemoryRevocationBus | undefined,
+  resolved: RedisTarget | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): RevocationSource | undefined {
+  if (bus) return { bus };
+  if (!config) return undefined;
+  return { redis: resolved ?? redisTargetOf(config.redis, env), prefix: config.prefix };
+}
+
+function redisTargetOf(target: RedisTargetConfig, env: Readonly<Record<string, string | undefined>>): RedisTarget {
+  if (typeof target === 'string') return target;
+  const password = target.password === undefined ? undefined : passwordOf(target.password, env);
+  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password } : { cluster: target.cluster, password };
+}
+
+function passwordOf(source: SecretSource, env: Readonly<Record<string, string | undefined>>): string {
+  if ('file' in source) throw new ConfigError([`revocations.redis.password: ${source.file} was not read (the entry point reads it and passes the target as revocationsRedis)`]);
+  const value = env[source.env];
+  if (value === undefined) throw new ConfigError([`revocations.redis.password: environment variable ${source.env} is not set`]);
+  return value;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
