@@ -8,6 +8,7 @@ import type { HeldCredential } from '../credentials/types.js';
 import { runDecidePasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
 import { readRequestBody } from './request-body.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
+import { UpstreamTimeouts, type TimeoutEntry } from './timeouts.js';
 import { sendError, sendSocketError } from './respond.js';
 import { forwardResponse, scrubUpgradeHeaders, writeRawResponse, type ForwardOutcome } from './response.js';
 import type { RouteRuntime } from './route.js';
@@ -66,6 +67,10 @@ type Tracked = RequestContext & {
   denied: LeashHttpError | undefined;
   proxyReq?: ClientRequest;
   proxyRes?: IncomingMessage;
+  /** The agent's response (plain requests), once forwarded. */
+  res?: ServerResponse;
+  /** The upstream timeouts' entry (timeouts.ts), once forwarded. */
+  timeout?: TimeoutEntry<Tracked>;
   clientGone?: boolean;
   timedOut?: boolean;
   status?: number;
@@ -106,6 +111,7 @@ export class ProxyServer {
   private idle: (() => void) | undefined;
   private readonly env: PassEnv;
   private readonly agentPath: RouteResolver['agentPath'];
+  private readonly timeouts = new UpstreamTimeouts<Tracked>((ctx, proxyReq) => this.onTimeout(ctx, proxyReq));
 
   constructor(
     env: PassEnv,
@@ -203,6 +209,7 @@ export class ProxyServer {
 
   /** What both share at the end: the outcome reported once, the in-flight count. */
   private finish(req: WithCtx, ctx: Tracked, status: number): void {
+    if (ctx.timeout) this.timeouts.untrack(ctx.timeout);
     this.hooks.requestDone({
       route: ctx.route?.name,
       method: req.method ?? 'GET',
@@ -291,15 +298,39 @@ export class ProxyServer {
     this.armTimeouts(proxyReq, ctx);
     // A 101 to a request that did not ask to upgrade: Node hands the socket to an 'upgrade'
     // listener and, without one, destroys it without emitting 'response' or 'error' — the
-    // agent would wait forever. Close the upstream connection and answer 502.
-    proxyReq.once('upgrade', (_proxyRes: IncomingMessage, proxySocket: Duplex) => {
-      proxySocket.destroy();
-      const route = ctx.route?.name;
-      const err = new UpstreamBadResponseError('the upstream switched protocols (101) on a request that did not ask to upgrade', { route });
-      this.log.warn({ route, code: err.code }, err.message);
-      if (!ctx.clientGone) this.refuse(res, err);
-    });
+    // agent would wait forever. One shared listener (no closure per request) finds the
+    // request through the context.
+    (proxyReq as ClientRequest & { [CTX]?: Tracked })[CTX] = ctx;
+    ctx.res = res;
+    proxyReq.on('upgrade', this.unsolicitedUpgrade);
   }
+
+  /** The 'upgrade' listener of every plain request (made once: `this` is the ClientRequest). */
+  private readonly unsolicitedUpgrade = ((server: ProxyServer) =>
+    function (this: ClientRequest & { [CTX]?: Tracked }, _proxyRes: IncomingMessage, proxySocket: Duplex): void {
+      server.refuseUpgrade(this[CTX]!, proxySocket);
+    })(this);
+
+  /** See onProxyReq: close the upstream connection and answer 502. */
+  private refuseUpgrade(ctx: Tracked, proxySocket: Duplex): void {
+    proxySocket.destroy();
+    const route = ctx.route?.name;
+    const err = new UpstreamBadResponseError('the upstream switched protocols (101) on a request that did not ask to upgrade', { route });
+    this.log.warn({ route, code: err.code }, err.message);
+    if (!ctx.clientGone) this.refuse(ctx.res!, err);
+  }
+
+  /** Both paths: the route's connect and idle timeouts, kept by the sweeper (timeouts.ts). */
+  private armTimeouts(proxyReq: ClientRequest, ctx: Tracked): void {
+    const { connect, idle } = ctx.route!.config.timeouts;
+    ctx.timeout = this.timeouts.track(proxyReq, connect, idle, ctx);
+  }
+
+  private onTimeout(ctx: Tracked, proxyReq: ClientRequest): void {
+    ctx.timedOut = true;
+    proxyReq.destroy(Object.assign(new Error('upstream timeout'), { code: 'LEASH_UPSTREAM_TIMEOUT' }));
+  }
+
 
   /** Answer a leash error, or cut the response if it has started; never throws. */
   private refuse(res: ServerResponse, err: LeashHttpError): void {
@@ -313,22 +344,6 @@ export class ProxyServer {
   private noteOutcome(route: string | undefined, outcome: ForwardOutcome): void {
     if (outcome.refused) this.log.warn({ route, code: outcome.refused.code }, outcome.refused.message);
     if (outcome.dropped > 0) this.log.warn({ route, dropped: outcome.dropped }, 'upstream response headers dropped: not safe to relay');
-  }
-
-  private armTimeouts(proxyReq: ClientRequest, ctx: Tracked): void {
-    const { connect, idle } = ctx.route!.config.timeouts;
-    const timeout = () => {
-      ctx.timedOut = true;
-      proxyReq.destroy(Object.assign(new Error('upstream timeout'), { code: 'LEASH_UPSTREAM_TIMEOUT' }));
-    };
-    const socket = proxyReq.socket;
-    if (socket?.connecting) {
-      const timer = setTimeout(timeout, connect);
-      socket.once('connect', () => clearTimeout(timer));
-      proxyReq.once('close', () => clearTimeout(timer));
-    }
-    // For an upgrade this bounds the handshake; http-proxy clears it once upgraded (setupSocket).
-    proxyReq.setTimeout(idle, timeout);
   }
 
   private onProxyError(err: Error, req: WithCtx, res: ServerResponse): void {
@@ -375,8 +390,8 @@ export class ProxyServer {
     const route = ctx.route!;
     ctx.proxyReq = proxyReq;
     if (socket.destroyed) return void proxyReq.destroy();
-    // http-proxy emits this before the request has a socket: arm the timeouts when it does.
-    proxyReq.once('socket', () => this.armTimeouts(proxyReq, ctx));
+    // Until upgraded: Node marks the request destroyed once it is, and the sweeper lets go.
+    this.armTimeouts(proxyReq, ctx);
     // These listeners run before http-proxy's own (registered right after this event).
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, proxySocket: Duplex) => {
       ctx.status = 101;
@@ -426,6 +441,7 @@ export class ProxyServer {
         this.server.closeAllConnections();
         for (const s of this.upgraded) s.destroy();
         this.proxy.close();
+        this.timeouts.close();
         resolve();
       };
       const timer = setTimeout(finish, graceMs);
