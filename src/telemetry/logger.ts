@@ -22,7 +22,7 @@ export function createLogger(options: { level: LogLevel; destination?: Destinati
       name: options.name ?? 'leash',
       level: options.level,
       base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTime,
       redact: { paths: REDACT, censor: '[REDACTED]' },
       formatters: { level: (label) => ({ level: label }) },
       serializers: { err: serializeError },
@@ -36,6 +36,26 @@ export function createLogger(options: { level: LogLevel; destination?: Destinati
 }
 
 const OWN_LAYOUT = Symbol('leash.ownLayout');
+
+let cachedSecond = Number.NaN;
+let cachedHead = '';
+/**
+ * pino's `isoTime` (`,"time":"2026-11-26T16:11:59.536Z"`), the same text, without a Date
+ * and its formatting per line: the part up to the second is made once a second.
+ */
+export function isoTimeAt(nowMs: number): string {
+  const second = Math.floor(nowMs / 1000);
+  if (second !== cachedSecond) {
+    const iso = new Date(second * 1000).toISOString();
+    // Years past 9999 are written with a sign and more digits: not cached, as pino writes them.
+    if (iso.length !== 24) return `,"time":"${new Date(nowMs).toISOString()}"`;
+    cachedSecond = second;
+    cachedHead = `,"time":"${iso.slice(0, 20)}`;
+  }
+  const ms = nowMs - second * 1000;
+  return `${cachedHead}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`;
+}
+const isoTime = (): string => isoTimeAt(Date.now());
 
 /**
  * stdout, batched (log-batch.ts): one write(2) per ~4 KiB or 100 ms instead of one async

@@ -28,7 +28,13 @@ export class HandsOutAnything implements CredentialProvider {
 }
 
 /** A route named `name` as the config loader builds it (route fields over sensible defaults). */
-export function routeFor(upstreamUrl: string, provider: CredentialProvider, over: Record<string, unknown> = {}, name = 'search'): RouteRuntime {
+export function routeFor(
+  upstreamUrl: string,
+  provider: CredentialProvider,
+  over: Record<string, unknown> = {},
+  name = 'search',
+  options: ConstructorParameters<typeof RouteRuntime>[4] = {},
+): RouteRuntime {
   const config = parseConfig(
     sidecarSchema,
     JSON.stringify({
@@ -38,7 +44,7 @@ export function routeFor(upstreamUrl: string, provider: CredentialProvider, over
     }),
     { UNUSED: 'x' },
   );
-  return new RouteRuntime(name, config.routes[name]!, provider, undefined);
+  return new RouteRuntime(name, config.routes[name]!, provider, undefined, options);
 }
 
 /** The safety margin is DESIGN §6's own (rotation.ts usable): a test picks it through the credential's TTL. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { reasonPhrase, relayHeaders, scrubUpgradeHeaders, statusProblem, transferCodingProblem } from '../../src/sidecar/proxy/response.js';
+import { planResponse, reasonPhrase, relayHeaders, scrubUpgradeHeaders, statusProblem, transferCodingProblem } from '../../src/sidecar/proxy/response.js';
 import { Scrubber } from '../../src/sidecar/proxy/scrub.js';
 
 /** The pure decisions of the response path (the process-level sweep is test/security/response-fuzz.test.ts). */
@@ -78,5 +78,38 @@ describe('scrubUpgradeHeaders', () => {
     };
     expect(scrubUpgradeHeaders(headers, scrubber)).toBe(3);
     expect(headers).toEqual({ upgrade: 'websocket', connection: 'Upgrade', 'set-cookie': ['a=[REDACTED]', 'b=[REDACTED]'], 'x-plain': 'v' });
+  });
+});
+
+describe('planResponse (the response-head phase)', () => {
+  const head = (statusCode: number, raw: string[]) => {
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < raw.length; i += 2) headers[raw[i]!.toLowerCase()] = raw[i + 1]!;
+    return { statusCode, headers, rawHeaders: raw };
+  };
+  const local = (loc: string) => `LOCAL(${loc})`;
+  const plan = (status: number, raw: string[], method = 'GET') => planResponse(head(status, raw), method, scrubber, local);
+
+  it('relays a success piped, with the standard reason and the upstream framing kept', () => {
+    const p = plan(200, ['Content-Type', 'application/json', 'Content-Length', '2', 'Connection', 'keep-alive', 'X-Leash-Error', 'forged']);
+    expect(p).toEqual({ kind: 'relay', status: 200, reason: 'OK', headers: ['Content-Type', 'application/json', 'Content-Length', '2'], dropped: 0, body: 'pipe' });
+  });
+
+  it('an event stream is flushed first; an error is scrubbed whatever its type, its framing redone by leash', () => {
+    expect(plan(200, ['Content-Type', 'text/event-stream'])).toMatchObject({ kind: 'relay', body: 'flush' });
+    const err = plan(401, ['Content-Type', 'text/event-stream', 'Content-Length', '10', 'Content-Encoding', 'gzip', 'WWW-Authenticate', `Bearer ${SECRET}`]);
+    expect(err).toMatchObject({ kind: 'relay', status: 401, reason: 'Unauthorized', body: 'scrub', headers: ['Content-Type', 'text/event-stream', 'WWW-Authenticate', 'Bearer [REDACTED]'] });
+  });
+
+  it('redirect bodies are scrubbed (they repeat the URL) unless bodiless; Location goes through the resolver', () => {
+    expect(plan(302, ['Location', '/v1/x'])).toMatchObject({ body: 'scrub', headers: ['Location', 'LOCAL(/v1/x)'] });
+    expect(plan(302, ['Location', '/v1/x'], 'HEAD')).toMatchObject({ body: 'pipe' });
+    expect(plan(304, [])).toMatchObject({ body: 'pipe' });
+    expect(plan(404, [], 'HEAD')).toMatchObject({ body: 'pipe' });
+  });
+
+  it('refuses what cannot be relayed, saying why', () => {
+    expect(plan(0, [])).toEqual({ kind: 'refuse', problem: 'invalid status code 0' });
+    expect(plan(200, ['Transfer-Encoding', 'gzip, chunked'])).toEqual({ kind: 'refuse', problem: 'a transfer-coding other than chunked' });
   });
 });

@@ -6,6 +6,8 @@ import type { IncomingHttpHeaders } from 'node:http';
  * removed here. Credential-carrying headers from the agent are dropped before leash
  * injects its own, so the upstream sees exactly one.
  */
+const KEEP_ALIVE: readonly string[] = ['keep-alive'];
+const CLOSE: readonly string[] = ['close'];
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization'];
 export const INBOUND_CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'x-api-key', 'api-key', 'x-goog-api-key', 'cookie'];
 /**
@@ -25,8 +27,15 @@ const CONNECTION_PROTECTED = new Set(['content-length', 'transfer-encoding', 'ho
 /** Response headers that describe the connection or the framing leash re-does. */
 const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP, 'transfer-encoding']);
 
-function connectionTokens(value: string | string[] | undefined): string[] {
-  if (!value) return [];
+const NO_TOKENS: readonly string[] = [];
+
+function connectionTokens(value: string | string[] | undefined): readonly string[] {
+  if (!value) return NO_TOKENS;
+  // The usual `keep-alive` or `close`: one token, no split.
+  if (typeof value === 'string' && !value.includes(',')) {
+    const t = value.trim().toLowerCase();
+    return t === 'keep-alive' ? KEEP_ALIVE : t === 'close' ? CLOSE : t ? [t] : NO_TOKENS;
+  }
   const text = Array.isArray(value) ? value.join(',') : value;
   return text
     .split(',')

@@ -4,21 +4,25 @@ import {
   BadRequestError,
   CredentialUnavailableError,
   DeniedError,
-  type LeashHttpError,
-  NoRouteError,
+  LeashHttpError,
   ShuttingDownError,
 } from '../../core/errors.js';
 import { usable } from '../credentials/rotation.js';
 import type { HeldCredential } from '../credentials/types.js';
 import { decideFraming, framingHeader, type Framing } from './framing.js';
 import { decodableAcceptEncoding, hasDuplicateHost, stripRequestHeadersWith } from './headers.js';
+import { PrefixResolver, type RouteResolver } from './resolve.js';
 import type { RouteRuntime } from './route.js';
-import { parseTarget, withoutQueryParam, type Target } from './target.js';
+import { withoutQueryParam, type Target } from './target.js';
 
 /**
  * The ordered request passes (STYLE 9): each looks at the request and its context and
  * either returns an error (the request is answered by leash and never forwarded) or
- * fills in the context. Nothing is forwarded until every pass has run.
+ * fills in the context. Nothing is forwarded until every pass has run. They are two
+ * phases of the pipeline (docs/DESIGN.md "Proxy pipeline"): the request head (DECIDE:
+ * may this request go at all) and, after the request-body phase of a route that inspects
+ * bodies (request-body.ts), SEND (take the credential, build what goes upstream) — so the
+ * credential is checked when the request leaves, however long its body took to arrive.
  */
 export interface RequestContext {
   readonly startedAt: number;
@@ -39,6 +43,8 @@ export interface RequestContext {
 export interface PassEnv {
   shuttingDown(): boolean;
   route(name: string): RouteRuntime | undefined;
+  /** How the route is chosen (resolve.ts); by path prefix, through `route`, when absent. */
+  resolver?: RouteResolver;
   /** Monotonic now, for the safety margin. */
   now(): number;
 }
@@ -57,14 +63,20 @@ const refuseSmuggling: Pass = (req, ctx) => {
 };
 
 const resolveRoute: Pass = (req, ctx, env) => {
-  const target = parseTarget(req.url ?? '');
-  if (target instanceof BadRequestError || target instanceof NoRouteError) return target;
-  const route = env.route(target.route);
-  if (!route) return new NoRouteError(`no route named "${target.route}"`);
-  ctx.target = target;
-  ctx.route = route;
+  const resolved = (env.resolver ?? prefixResolverOf(env)).resolve(req);
+  if (resolved instanceof LeashHttpError) return resolved;
+  ctx.target = resolved.target;
+  ctx.route = resolved.route;
   return undefined;
 };
+
+const prefixResolvers = new WeakMap<PassEnv, RouteResolver>();
+/** For an env built without a resolver (tests, embedders): the prefix one, made once. */
+function prefixResolverOf(env: PassEnv): RouteResolver {
+  let r = prefixResolvers.get(env);
+  if (!r) prefixResolvers.set(env, (r = new PrefixResolver((name) => env.route(name))));
+  return r;
+}
 
 const enforceAllowlist: Pass = (req, ctx) => {
   const route = ctx.route!;
@@ -132,12 +144,29 @@ const buildOutgoing: Pass = (req, ctx) => {
   return undefined;
 };
 
-export const PASSES: readonly Pass[] = [refuseWhileShuttingDown, refuseSmuggling, resolveRoute, enforceAllowlist, takeCredential, buildOutgoing];
+/** Request head: may this request go at all. */
+export const DECIDE_PASSES: readonly Pass[] = [refuseWhileShuttingDown, refuseSmuggling, resolveRoute, enforceAllowlist];
+/** Right before it leaves: the credential (fail closed) and the outgoing head. */
+export const SEND_PASSES: readonly Pass[] = [takeCredential, buildOutgoing];
+export const PASSES: readonly Pass[] = [...DECIDE_PASSES, ...SEND_PASSES];
 
-export function runPasses(req: IncomingMessage, ctx: RequestContext, env: PassEnv): LeashHttpError | undefined {
-  for (const pass of PASSES) {
+function run(passes: readonly Pass[], req: IncomingMessage, ctx: RequestContext, env: PassEnv): LeashHttpError | undefined {
+  for (const pass of passes) {
     const err = pass(req, ctx, env);
     if (err) return err;
   }
   return undefined;
+}
+
+/** Every pass, for a request whose body is not inspected (the common case). */
+export function runPasses(req: IncomingMessage, ctx: RequestContext, env: PassEnv): LeashHttpError | undefined {
+  return run(PASSES, req, ctx, env);
+}
+
+export function runDecidePasses(req: IncomingMessage, ctx: RequestContext, env: PassEnv): LeashHttpError | undefined {
+  return run(DECIDE_PASSES, req, ctx, env);
+}
+
+export function runSendPasses(req: IncomingMessage, ctx: RequestContext, env: PassEnv): LeashHttpError | undefined {
+  return run(SEND_PASSES, req, ctx, env);
 }

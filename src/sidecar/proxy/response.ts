@@ -148,35 +148,75 @@ function refusal(problem: string, route: string): UpstreamBadResponseError {
   return new UpstreamBadResponseError(`the upstream's answer cannot be relayed: ${problem}`, { route });
 }
 
+/** The response-head phase's decision (planResponse): refuse the answer, or relay it so. */
+export type ResponsePlan =
+  | { readonly kind: 'refuse'; readonly problem: string }
+  | {
+      readonly kind: 'relay';
+      readonly status: number;
+      readonly reason: string;
+      /** Flat name/value list, scrubbed, ready for writeHead. */
+      readonly headers: string[];
+      readonly dropped: number;
+      /**
+       * The response-body phase: `pipe` streams it unbuffered (`flush` first for an event
+       * stream, so the first event is not held behind Node's header buffering), `scrub`
+       * decodes, scrubs and re-frames it (errors, and redirect pages that may repeat a URL).
+       */
+      readonly body: 'pipe' | 'flush' | 'scrub';
+    };
+
+/** What planResponse reads of an upstream answer (an IncomingMessage, or a test's literal). */
+export type ResponseHead = Pick<IncomingMessage, 'statusCode' | 'headers' | 'rawHeaders'>;
+
 /**
- * Relays one upstream answer. May still throw on something unforeseen; the caller turns
- * that into a 502 (or cuts the response once headers are out) instead of a crash.
+ * The response-head phase. Pure: from the upstream's status and headers, the method and
+ * the scrubber, what the agent gets — refused (invalid status, a transfer-coding leash
+ * cannot relay), or the status with leash's reason phrase, the relayed headers (hop-by-hop
+ * and `x-leash-*` dropped, secrets scrubbed, a same-origin `Location` brought back through
+ * leash by `agentLocation`), and how the body goes.
  */
-export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, route: RouteRuntime, method: string, scrubber: Scrubber): ForwardOutcome {
-  const problem = statusProblem(proxyRes.statusCode) ?? codingProblem(proxyRes);
-  if (problem !== undefined) {
-    abandon(proxyRes);
-    const refused = refusal(problem, route.name);
-    sendError(res, refused);
-    return { refused, dropped: 0 };
-  }
-  const status = proxyRes.statusCode!;
-  const reason = reasonPhrase(status);
+export function planResponse(up: ResponseHead, method: string, scrubber: Scrubber, agentLocation: (location: string) => string): ResponsePlan {
+  const problem = statusProblem(up.statusCode) ?? (up.headers['transfer-encoding'] === undefined ? undefined : transferCodingProblem(up.rawHeaders));
+  if (problem !== undefined) return { kind: 'refuse', problem };
+  const status = up.statusCode!;
   const isError = status >= 400;
   // A redirect's body usually repeats its target URL (framework "Redirecting to …" pages):
   // with query injection that URL carries the credential, so it is scrubbed like an error body.
   const isRedirect = status >= 300 && status < 400;
-  const contentType = proxyRes.headers['content-type'] ?? '';
-  const stream = contentType.startsWith('text/event-stream');
+  const stream = (up.headers['content-type'] ?? '').startsWith('text/event-stream');
   // An error is scrubbed whatever its content type (a 401 sent as an event stream included).
-  const scrubBody = (isError || (isRedirect && !stream)) && method !== 'HEAD' && status !== 204 && status !== 304;
-  const hop = responseSkipSet(proxyRes.headers.connection);
+  const scrub = (isError || (isRedirect && !stream)) && method !== 'HEAD' && status !== 204 && status !== 304;
+  const hop = responseSkipSet(up.headers.connection);
   // A scrubbed body is decoded and re-framed by leash: the upstream's framing does not apply.
-  const skip = scrubBody ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
-  const { headers, dropped } = relayHeaders(proxyRes.rawHeaders, skip, scrubber, (lower, raw) => {
+  const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
+  const { headers, dropped } = relayHeaders(up.rawHeaders, skip, scrubber, (lower, raw) => {
     const value = isError || URL_HEADERS.has(lower) ? scrubber.full(raw) : scrubber.whole(raw);
-    return lower === 'location' ? rewriteLocation(value, route) : value;
+    return lower === 'location' ? agentLocation(value) : value;
   }, isError);
+  return { kind: 'relay', status, reason: reasonPhrase(status), headers, dropped, body: scrub ? 'scrub' : stream ? 'flush' : 'pipe' };
+}
+
+/**
+ * Relays one upstream answer: the head phase (planResponse), then the body phase. May
+ * still throw on something unforeseen; the caller turns that into a 502 (or cuts the
+ * response once headers are out) instead of a crash.
+ */
+export function forwardResponse(
+  proxyRes: IncomingMessage,
+  res: ServerResponse,
+  route: RouteRuntime,
+  method: string,
+  scrubber: Scrubber,
+  agentPath: (route: RouteRuntime, rest: string) => string = prefixAgentPath,
+): ForwardOutcome {
+  const plan = planResponse(proxyRes, method, scrubber, (location) => rewriteLocation(location, route, agentPath));
+  if (plan.kind === 'refuse') {
+    abandon(proxyRes);
+    const refused = refusal(plan.problem, route.name);
+    sendError(res, refused);
+    return { refused, dropped: 0 };
+  }
   // The upstream's answer broke off (premature close, bad chunking): a 502 while nothing
   // has been written to the agent (a buffered error body), a cut connection after.
   const broken = () => {
@@ -184,15 +224,17 @@ export function forwardResponse(proxyRes: IncomingMessage, res: ServerResponse, 
     if (!res.writableEnded) sendError(res, refusal('it broke off or is malformed', route.name));
   };
   proxyRes.on('error', broken);
-  if (!scrubBody) {
-    res.writeHead(status, reason, headers);
-    if (stream) res.flushHeaders();
+  if (plan.body === 'scrub') scrubErrorBody(proxyRes, res, plan.status, plan.reason, plan.headers, scrubber, broken);
+  else {
+    res.writeHead(plan.status, plan.reason, plan.headers);
+    if (plan.body === 'flush') res.flushHeaders();
     proxyRes.pipe(res);
-    return { refused: undefined, dropped };
   }
-  scrubErrorBody(proxyRes, res, status, reason, headers, scrubber, broken);
-  return { refused: undefined, dropped };
+  return { refused: undefined, dropped: plan.dropped };
 }
+
+/** `/<route>/rest`: how an agent addresses a route chosen by path prefix (resolve.ts PrefixResolver). */
+const prefixAgentPath = (route: RouteRuntime, rest: string): string => `/${route.name}${rest}`;
 
 function decoderFor(encoding: string | undefined): Transform | 'identity' | undefined {
   switch ((encoding ?? 'identity').trim().toLowerCase()) {
@@ -261,11 +303,12 @@ function scrubErrorBody(
 }
 
 /**
- * A redirect to the upstream origin inside the route's base path becomes the local
- * `/<route>/…` path, so the agent comes back through leash. Anything else is left as is:
+ * A redirect to the upstream origin inside the route's base path becomes the path the
+ * agent uses for it (`/<route>/…` when routes are chosen by prefix: resolve.ts), so the
+ * agent comes back through leash. Anything else is left as is:
  * leash never follows redirects, so the credential never reaches another host.
  */
-export function rewriteLocation(location: string, route: RouteRuntime): string {
+export function rewriteLocation(location: string, route: RouteRuntime, agentPath: (route: RouteRuntime, rest: string) => string = prefixAgentPath): string {
   let path: string | undefined;
   if (location.startsWith('/') && !location.startsWith('//') && !location.startsWith('/\\')) path = location;
   else if (/^https?:\/\//i.test(location)) {
@@ -280,7 +323,7 @@ export function rewriteLocation(location: string, route: RouteRuntime): string {
   const base = route.basePath;
   if (base && path !== base && !path.startsWith(`${base}/`) && !path.startsWith(`${base}?`)) return `${route.origin}${path}`;
   const rest = path.slice(base.length);
-  return `/${route.name}${rest.startsWith('/') ? rest : `/${rest}`}`;
+  return agentPath(route, rest.startsWith('/') ? rest : `/${rest}`);
 }
 
 /**

@@ -3,6 +3,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import type { RouteConfig } from '../../config/sidecar.js';
 import type { CredentialProvider, HeldCredential } from '../credentials/types.js';
 import { requestStripSet } from './headers.js';
+import type { RequestBodyFilter } from './request-body.js';
 import { basicToken, formatted } from './inject.js';
 import { Scrubber, type ScrubOptions } from './scrub.js';
 
@@ -17,6 +18,8 @@ export class RouteRuntime {
   readonly strip: readonly string[];
   /** Every request header name removed on this route (headers.ts requestStripSet). */
   readonly stripSet: ReadonlySet<string>;
+  /** The request-body phase's filters (request-body.ts); none: bodies stream untouched. */
+  readonly bodyFilters: readonly RequestBodyFilter[];
   private lastHeader: { value: string; header: [string, string] | undefined } | undefined;
   private scrubber: Scrubber;
 
@@ -25,7 +28,9 @@ export class RouteRuntime {
     readonly config: RouteConfig,
     readonly provider: CredentialProvider,
     ca: string | undefined,
+    options: { bodyFilters?: readonly RequestBodyFilter[] } = {},
   ) {
+    this.bodyFilters = options.bodyFilters ?? [];
     const u = config.upstream;
     const https = u.protocol === 'https:';
     const hostname = u.hostname.replace(/^\[|\]$/g, '');

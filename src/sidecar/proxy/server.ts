@@ -1,11 +1,14 @@
 import { createServer, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { BadRequestError, type LeashHttpError, UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
-import { runPasses, type PassEnv, type RequestContext } from './passes.js';
+import { runDecidePasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
+import { readRequestBody } from './request-body.js';
+import { PrefixResolver, type RouteResolver } from './resolve.js';
+import { UpstreamTimeouts, type TimeoutEntry } from './timeouts.js';
 import { sendError, sendSocketError } from './respond.js';
 import { forwardResponse, scrubUpgradeHeaders, writeRawResponse, type ForwardOutcome } from './response.js';
 import type { RouteRuntime } from './route.js';
@@ -57,7 +60,21 @@ const CTX = Symbol('leash.ctx');
  * the agent's framing says it is.
  */
 const POISONED = new WeakSet<object>();
-type Tracked = RequestContext & { proxyReq?: ClientRequest; proxyRes?: IncomingMessage; clientGone?: boolean; timedOut?: boolean; status?: number };
+type Tracked = RequestContext & {
+  /** The agent's address (anomaly detection). */
+  remote: string | undefined;
+  /** Why leash answered the request itself, if it did. */
+  denied: LeashHttpError | undefined;
+  proxyReq?: ClientRequest;
+  proxyRes?: IncomingMessage;
+  /** The agent's response (plain requests), once forwarded. */
+  res?: ServerResponse;
+  /** The upstream timeouts' entry (timeouts.ts), once forwarded. */
+  timeout?: TimeoutEntry<Tracked>;
+  clientGone?: boolean;
+  timedOut?: boolean;
+  status?: number;
+};
 type WithCtx = IncomingMessage & { [CTX]?: Tracked };
 
 /**
@@ -92,13 +109,19 @@ export class ProxyServer {
   private readonly upgraded = new Set<Duplex>();
   private closing: Promise<void> | undefined;
   private idle: (() => void) | undefined;
+  private readonly env: PassEnv;
+  private readonly agentPath: RouteResolver['agentPath'];
+  private readonly timeouts = new UpstreamTimeouts<Tracked>((ctx, proxyReq) => this.onTimeout(ctx, proxyReq));
 
   constructor(
-    private readonly env: PassEnv,
+    env: PassEnv,
     private readonly hooks: ProxyHooks,
     private readonly log: Logger,
     limits: ListenerLimits = DEFAULT_PROXY_LIMITS,
   ) {
+    const resolver = env.resolver ?? new PrefixResolver((name) => env.route(name));
+    this.env = { ...env, resolver };
+    this.agentPath = (route, rest) => resolver.agentPath(route, rest);
     dropDeleteLengthPass(this.proxy);
     // No limit on reading a body (slow uploads are legitimate; a stalled one is bounded by the route's upstream idle timeout).
     this.server = createServer(listenerOptions(limits, 0), (req, res) => this.handle(req as WithCtx, res));
@@ -138,7 +161,7 @@ export class ProxyServer {
       if (status === 401 || status === 403) this.hooks.upstreamAuthFailure(ctx.route!, status, ctx.credential);
       const route = ctx.route!.name;
       try {
-        this.noteOutcome(route, forwardResponse(proxyRes, res, ctx.route!, req.method ?? 'GET', ctx.route!.scrubberFor(ctx.credential)));
+        this.noteOutcome(route, forwardResponse(proxyRes, res, ctx.route!, req.method ?? 'GET', ctx.route!.scrubberFor(ctx.credential), this.agentPath));
       } catch (err) {
         // Only the code is logged: a Node message can quote a header name or value.
         this.log.warn({ route, code: (err as NodeJS.ErrnoException).code ?? 'error' }, 'upstream answer could not be written');
@@ -159,10 +182,13 @@ export class ProxyServer {
     return this.inflight;
   }
 
-  private newContext(upgrade: boolean): Tracked {
+  private newContext(req: IncomingMessage, upgrade: boolean): Tracked {
     return {
       startedAt: performance.now(),
       upgrade,
+      // Read now: once the socket is gone Node no longer knows it (cached per connection).
+      remote: req.socket.remoteAddress,
+      denied: undefined,
       route: undefined,
       target: undefined,
       credential: undefined,
@@ -173,45 +199,91 @@ export class ProxyServer {
     };
   }
 
-  private handle(req: WithCtx, res: ServerResponse): void {
-    const ctx = this.newContext(false);
+  /** What both entry points share at the start: the context and the in-flight count. */
+  private begin(req: WithCtx, upgrade: boolean): Tracked {
+    const ctx = this.newContext(req, upgrade);
     req[CTX] = ctx;
     this.inflight++;
-    const method = req.method ?? 'GET';
-    // Read now: once the socket is gone Node no longer knows it (cached per connection).
-    const remote = req.socket.remoteAddress;
-    let denied: LeashHttpError | undefined;
+    return ctx;
+  }
+
+  /** What both share at the end: the outcome reported once, the in-flight count. */
+  private finish(req: WithCtx, ctx: Tracked, status: number): void {
+    if (ctx.timeout) this.timeouts.untrack(ctx.timeout);
+    this.hooks.requestDone({
+      route: ctx.route?.name,
+      method: req.method ?? 'GET',
+      path: ctx.target?.rawPath ?? auditPath(req.url),
+      status,
+      durationMs: performance.now() - ctx.startedAt,
+      credential: ctx.credential,
+      denied: ctx.denied,
+      rule: ctx.rule?.text,
+      remote: ctx.remote,
+    });
+    if (--this.inflight === 0) this.idle?.();
+  }
+
+  /**
+   * The request-head phase (passes.ts DECIDE), then, unless the route inspects bodies
+   * (request-body.ts), SEND. A request on a connection already refused as malformed is
+   * refused again, unread.
+   */
+  private decide(req: WithCtx, ctx: Tracked, bodyPhase: boolean): LeashHttpError | undefined {
+    if (POISONED.has(req.socket)) return new BadRequestError('a previous request on this connection was refused as malformed');
+    return runDecidePasses(req, ctx, this.env) ?? (bodyPhase && ctx.route!.bodyFilters.length > 0 ? undefined : runSendPasses(req, ctx, this.env));
+  }
+
+  private handle(req: WithCtx, res: ServerResponse): void {
+    const ctx = this.begin(req, false);
     res.once('close', () => {
       if (!res.writableFinished) {
         // The agent went away: cancel the upstream now so it stops generating (and billing).
         ctx.clientGone = true;
         ctx.proxyReq?.destroy();
       }
-      this.hooks.requestDone({
-        route: ctx.route?.name,
-        method,
-        path: ctx.target?.rawPath ?? auditPath(req.url),
-        status: res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED,
-        durationMs: performance.now() - ctx.startedAt,
-        credential: ctx.credential,
-        denied,
-        rule: ctx.rule?.text,
-        remote,
-      });
-      if (--this.inflight === 0) this.idle?.();
+      this.finish(req, ctx, res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED);
     });
-    denied = POISONED.has(req.socket) ? new BadRequestError('a previous request on this connection was refused as malformed') : runPasses(req, ctx, this.env);
-    if (denied) {
-      req.resume();
-      // A malformed request (framing above all) ends the connection: nothing more it sends is trusted.
-      const malformed = denied instanceof BadRequestError;
-      if (malformed) POISONED.add(req.socket);
-      sendError(res, denied, this.closing !== undefined || malformed);
+    const denied = (ctx.denied = this.decide(req, ctx, true));
+    if (denied) return this.deny(req, res, denied);
+    if (ctx.route!.bodyFilters.length > 0) return void this.inspectBody(req, res, ctx);
+    this.forward(req, res, ctx, undefined);
+  }
+
+  private deny(req: WithCtx, res: ServerResponse, denied: LeashHttpError): void {
+    req.resume();
+    // A malformed request (framing above all) ends the connection: nothing more it sends is trusted.
+    const malformed = denied instanceof BadRequestError;
+    if (malformed) POISONED.add(req.socket);
+    sendError(res, denied, this.closing !== undefined || malformed);
+  }
+
+  /** The request-body phase, then SEND, then the request leaves with the bytes read. */
+  private async inspectBody(req: WithCtx, res: ServerResponse, ctx: Tracked): Promise<void> {
+    const route = ctx.route!;
+    const read = await readRequestBody(req, ctx, route.bodyFilters, route.config.timeouts.idle);
+    if ('gone' in read || ctx.clientGone || res.destroyed) return;
+    if ('refused' in read) {
+      // The rest of the body is unread: the connection cannot carry another request.
+      ctx.denied = read.refused;
+      sendError(res, read.refused, true);
       return;
     }
+    const denied = (ctx.denied = runSendPasses(req, ctx, this.env));
+    if (denied) return this.deny(req, res, denied);
+    // Read here, sent from the buffer: framed by its length, whatever the agent's framing was.
+    const out = ctx.outgoingHeaders;
+    delete out['transfer-encoding'];
+    if (ctx.framing.kind !== 'none') out['content-length'] = String(read.body.length);
+    const buffer = new PassThrough();
+    buffer.end(read.body);
+    this.forward(req, res, ctx, buffer);
+  }
+
+  private forward(req: WithCtx, res: ServerResponse, ctx: Tracked, buffer: PassThrough | undefined): void {
     const route = ctx.route!;
     req.url = ctx.upstreamPath;
-    this.proxy.web(req, res, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders }, (err: Error) =>
+    this.proxy.web(req, res, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders, buffer }, (err: Error) =>
       this.onProxyError(err, req, res),
     );
   }
@@ -226,15 +298,39 @@ export class ProxyServer {
     this.armTimeouts(proxyReq, ctx);
     // A 101 to a request that did not ask to upgrade: Node hands the socket to an 'upgrade'
     // listener and, without one, destroys it without emitting 'response' or 'error' — the
-    // agent would wait forever. Close the upstream connection and answer 502.
-    proxyReq.once('upgrade', (_proxyRes: IncomingMessage, proxySocket: Duplex) => {
-      proxySocket.destroy();
-      const route = ctx.route?.name;
-      const err = new UpstreamBadResponseError('the upstream switched protocols (101) on a request that did not ask to upgrade', { route });
-      this.log.warn({ route, code: err.code }, err.message);
-      if (!ctx.clientGone) this.refuse(res, err);
-    });
+    // agent would wait forever. One shared listener (no closure per request) finds the
+    // request through the context.
+    (proxyReq as ClientRequest & { [CTX]?: Tracked })[CTX] = ctx;
+    ctx.res = res;
+    proxyReq.on('upgrade', this.unsolicitedUpgrade);
   }
+
+  /** The 'upgrade' listener of every plain request (made once: `this` is the ClientRequest). */
+  private readonly unsolicitedUpgrade = ((server: ProxyServer) =>
+    function (this: ClientRequest & { [CTX]?: Tracked }, _proxyRes: IncomingMessage, proxySocket: Duplex): void {
+      server.refuseUpgrade(this[CTX]!, proxySocket);
+    })(this);
+
+  /** See onProxyReq: close the upstream connection and answer 502. */
+  private refuseUpgrade(ctx: Tracked, proxySocket: Duplex): void {
+    proxySocket.destroy();
+    const route = ctx.route?.name;
+    const err = new UpstreamBadResponseError('the upstream switched protocols (101) on a request that did not ask to upgrade', { route });
+    this.log.warn({ route, code: err.code }, err.message);
+    if (!ctx.clientGone) this.refuse(ctx.res!, err);
+  }
+
+  /** Both paths: the route's connect and idle timeouts, kept by the sweeper (timeouts.ts). */
+  private armTimeouts(proxyReq: ClientRequest, ctx: Tracked): void {
+    const { connect, idle } = ctx.route!.config.timeouts;
+    ctx.timeout = this.timeouts.track(proxyReq, connect, idle, ctx);
+  }
+
+  private onTimeout(ctx: Tracked, proxyReq: ClientRequest): void {
+    ctx.timedOut = true;
+    proxyReq.destroy(Object.assign(new Error('upstream timeout'), { code: 'LEASH_UPSTREAM_TIMEOUT' }));
+  }
+
 
   /** Answer a leash error, or cut the response if it has started; never throws. */
   private refuse(res: ServerResponse, err: LeashHttpError): void {
@@ -248,22 +344,6 @@ export class ProxyServer {
   private noteOutcome(route: string | undefined, outcome: ForwardOutcome): void {
     if (outcome.refused) this.log.warn({ route, code: outcome.refused.code }, outcome.refused.message);
     if (outcome.dropped > 0) this.log.warn({ route, dropped: outcome.dropped }, 'upstream response headers dropped: not safe to relay');
-  }
-
-  private armTimeouts(proxyReq: ClientRequest, ctx: Tracked): void {
-    const { connect, idle } = ctx.route!.config.timeouts;
-    const timeout = () => {
-      ctx.timedOut = true;
-      proxyReq.destroy(Object.assign(new Error('upstream timeout'), { code: 'LEASH_UPSTREAM_TIMEOUT' }));
-    };
-    const socket = proxyReq.socket;
-    if (socket?.connecting) {
-      const timer = setTimeout(timeout, connect);
-      socket.once('connect', () => clearTimeout(timer));
-      proxyReq.once('close', () => clearTimeout(timer));
-    }
-    // For an upgrade this bounds the handshake; http-proxy clears it once upgraded (setupSocket).
-    proxyReq.setTimeout(idle, timeout);
   }
 
   private onProxyError(err: Error, req: WithCtx, res: ServerResponse): void {
@@ -284,32 +364,17 @@ export class ProxyServer {
 
   private handleUpgrade(req: WithCtx, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    const ctx = this.newContext(true);
-    req[CTX] = ctx;
-    this.inflight++;
+    const ctx = this.begin(req, true);
     this.upgraded.add(socket);
-    const remote = req.socket.remoteAddress;
-    let denied: LeashHttpError | undefined;
     socket.once('close', () => {
       this.upgraded.delete(socket);
       ctx.proxyReq?.destroy();
-      this.hooks.requestDone({
-        route: ctx.route?.name,
-        method: req.method ?? 'GET',
-        path: ctx.target?.rawPath ?? auditPath(req.url),
-        status: denied ? denied.status : ctx.timedOut ? 504 : (ctx.status ?? 502),
-        durationMs: performance.now() - ctx.startedAt,
-        credential: ctx.credential,
-        denied,
-        rule: ctx.rule?.text,
-        remote,
-      });
-      if (--this.inflight === 0) this.idle?.();
+      this.finish(req, ctx, ctx.denied ? ctx.denied.status : ctx.timedOut ? 504 : (ctx.status ?? 502));
     });
-    denied =
+    const denied = (ctx.denied =
       req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET'
         ? new BadRequestError('only WebSocket upgrades (GET) are proxied')
-        : runPasses(req, ctx, this.env);
+        : this.decide(req, ctx, false));
     if (denied) return sendSocketError(socket, denied);
     const route = ctx.route!;
     req.url = ctx.upstreamPath;
@@ -325,8 +390,8 @@ export class ProxyServer {
     const route = ctx.route!;
     ctx.proxyReq = proxyReq;
     if (socket.destroyed) return void proxyReq.destroy();
-    // http-proxy emits this before the request has a socket: arm the timeouts when it does.
-    proxyReq.once('socket', () => this.armTimeouts(proxyReq, ctx));
+    // Until upgraded: Node marks the request destroyed once it is, and the sweeper lets go.
+    this.armTimeouts(proxyReq, ctx);
     // These listeners run before http-proxy's own (registered right after this event).
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, proxySocket: Duplex) => {
       ctx.status = 101;
@@ -376,6 +441,7 @@ export class ProxyServer {
         this.server.closeAllConnections();
         for (const s of this.upgraded) s.destroy();
         this.proxy.close();
+        this.timeouts.close();
         resolve();
       };
       const timer = setTimeout(finish, graceMs);

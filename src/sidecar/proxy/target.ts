@@ -26,16 +26,29 @@ const DOUBLE_ENCODED = /%(?:2e|2f|5c|00)/i;
 // `..;x` is `..` to servlet containers.
 const DOT_SEGMENT = /^\.\.?(?:;.*)?$/;
 
+/** A target whose first segment names the route (`/<route>/…`: the prefix resolver, resolve.ts). */
 export function parseTarget(url: string): Target | BadRequestError | NoRouteError {
+  return parse(url, true);
+}
+
+/**
+ * A target for a route chosen otherwise (by Host: resolve.ts): the whole path is the
+ * route's, `route` is ''. Same checks and normalisation as parseTarget.
+ */
+export function parseWholePath(url: string): Target | BadRequestError {
+  return parse(url, false) as Target | BadRequestError;
+}
+
+function parse(url: string, prefixed: boolean): Target | BadRequestError | NoRouteError {
   if (url.charCodeAt(0) !== 47 /* / */) {
     return new BadRequestError('only origin-form request targets ("/route/...") are accepted');
   }
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
-  const plain = parsePlainPath(path, query);
+  const plain = parsePlainPath(path, query, prefixed);
   if (plain !== undefined) return plain;
-  return parseGeneralPath(path, query);
+  return parseGeneralPath(path, query, prefixed);
 }
 
 /**
@@ -44,7 +57,7 @@ export function parseTarget(url: string): Target | BadRequestError | NoRouteErro
  * which the general path drops). Anything else, undefined: the general path decides.
  * Same answers as parseGeneralPath (test/unit/target-fast-path.test.ts checks both).
  */
-function parsePlainPath(path: string, query: string): Target | BadRequestError | NoRouteError | undefined {
+function parsePlainPath(path: string, query: string, prefixed: boolean): Target | BadRequestError | NoRouteError | undefined {
   const segments: string[] = [];
   let start = 1;
   // Reported after the scan: the general path refuses a bad character before a dot-segment.
@@ -67,6 +80,7 @@ function parsePlainPath(path: string, query: string): Target | BadRequestError |
     }
   }
   if (dotSegment) return new BadRequestError('the path contains a dot-segment ("." or "..")');
+  if (!prefixed) return { route: '', segments, rawPath: path, query };
   if (segments.length === 0) return new NoRouteError('no route: the path must start with "/<route>/"');
   const route = segments.shift()!;
   // Without empty segments the raw path after the prefix is the text after it ("/" when none).
@@ -75,7 +89,7 @@ function parsePlainPath(path: string, query: string): Target | BadRequestError |
 }
 
 /** Any origin-form path: percent-decoding, empty segments, every refusal (see the interface). */
-function parseGeneralPath(path: string, query: string): Target | BadRequestError | NoRouteError {
+function parseGeneralPath(path: string, query: string, prefixed: boolean): Target | BadRequestError | NoRouteError {
   if (BAD_CHAR.test(path)) return new BadRequestError('the path contains a backslash, control or non-ASCII character');
   if (BAD_PERCENT.test(path)) return new BadRequestError('the path contains a malformed percent-encoding');
 
@@ -98,6 +112,7 @@ function parseGeneralPath(path: string, query: string): Target | BadRequestError
     if (DOT_SEGMENT.test(d)) return new BadRequestError('the path contains a dot-segment ("." or "..")');
     decoded[i] = d;
   }
+  if (!prefixed) return { route: '', segments: decoded, rawPath: `/${raw.join('/')}${raw.length > 0 && path.endsWith('/') ? '/' : ''}`, query };
   if (decoded.length === 0) return new NoRouteError('no route: the path must start with "/<route>/"');
   const rest = raw.slice(1);
   const trailing = rest.length > 0 && path.endsWith('/') ? '/' : '';

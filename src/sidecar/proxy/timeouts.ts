@@ -1,0 +1,109 @@
+import type { ClientRequest, IncomingMessage } from 'node:http';
+
+/**
+ * The upstream timeouts of every in-flight request (a route's `timeouts.connect` and
+ * `timeouts.idle`), kept by one coarse sweeper instead of timers per request: a request is
+ * a Set entry, and a sweep every `periodMs` looks at each one's socket.
+ * - no socket yet (queued for one of the route's pooled sockets): nothing runs, as with
+ *   Node's socket timeouts;
+ * - connecting: `connect` ms after the socket was first seen connecting;
+ * - connected: `idle` ms without a byte read or written on the socket (the request's, the
+ *   answer's, a slow stream's).
+ * A timeout fires between its value and its value plus one period; the period is a quarter
+ * of the shortest timeout tracked so far (10 ms – 1 s), so that is at most 25 % late.
+ * Pure bookkeeping: what a timeout does is the caller's `onTimeout`.
+ */
+export interface TimeoutEntry<T> {
+  readonly req: ClientRequest;
+  readonly connectMs: number;
+  readonly idleMs: number;
+  /** Handed to the tracker's onTimeout (one shared handler: no closure per request). */
+  readonly payload: T;
+  state: 'queued' | 'connecting' | 'open';
+  /** When the state began, or the socket last moved a byte (performance.now()). */
+  since: number;
+  /** bytesRead + bytesWritten of the socket at the last sweep. */
+  progress: number;
+}
+
+const MIN_PERIOD_MS = 10;
+const MAX_PERIOD_MS = 1_000;
+
+/**
+ * Pure: what a sweep at `now` makes of an entry — `timeout`, `done` (the answer has fully
+ * arrived or the request is gone: no longer tracked; its socket may already serve another
+ * request), or `wait` — updating its state and progress as the sweep sees them.
+ */
+export function sweepOne(e: TimeoutEntry<unknown>, now: number): 'wait' | 'timeout' | 'done' {
+  const req = e.req as ClientRequest & { res?: IncomingMessage | null };
+  if (req.destroyed || req.res?.complete) return 'done';
+  const socket = req.socket;
+  if (!socket) {
+    e.state = 'queued';
+    e.since = now;
+    return 'wait';
+  }
+  if (socket.connecting) {
+    if (e.state !== 'connecting') {
+      e.state = 'connecting';
+      e.since = now;
+    }
+    return now - e.since >= e.connectMs ? 'timeout' : 'wait';
+  }
+  const progress = socket.bytesRead + socket.bytesWritten;
+  if (e.state !== 'open' || progress !== e.progress) {
+    e.state = 'open';
+    e.progress = progress;
+    e.since = now;
+    return 'wait';
+  }
+  return now - e.since >= e.idleMs ? 'timeout' : 'wait';
+}
+
+export class UpstreamTimeouts<T> {
+  private readonly live = new Set<TimeoutEntry<T>>();
+  private timer: NodeJS.Timeout | undefined;
+  private periodMs = MAX_PERIOD_MS;
+
+  constructor(
+    private readonly onTimeout: (payload: T, req: ClientRequest) => void,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  track(req: ClientRequest, connectMs: number, idleMs: number, payload: T): TimeoutEntry<T> {
+    const entry: TimeoutEntry<T> = { req, connectMs, idleMs, payload, state: 'queued', since: this.now(), progress: -1 };
+    this.live.add(entry);
+    const wanted = Math.max(MIN_PERIOD_MS, Math.min(MAX_PERIOD_MS, Math.floor(Math.min(connectMs, idleMs) / 4)));
+    if (wanted < this.periodMs || this.timer === undefined) {
+      this.periodMs = Math.min(this.periodMs, wanted);
+      clearInterval(this.timer);
+      this.timer = setInterval(() => this.sweep(), this.periodMs);
+      this.timer.unref();
+    }
+    return entry;
+  }
+
+  untrack(entry: TimeoutEntry<T>): void {
+    this.live.delete(entry);
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  sweep(): void {
+    const now = this.now();
+    for (const e of this.live) {
+      const verdict = sweepOne(e, now);
+      if (verdict === 'wait') continue;
+      this.live.delete(e);
+      if (verdict === 'timeout') this.onTimeout(e.payload, e.req);
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.live.clear();
+  }
+}
