@@ -36,7 +36,7 @@ describe('routes chosen by Host', () => {
     });
     route = routeFor(upstream.url, new HandsOutAnything({ value: VALUE, fingerprint: 'fp', acquiredAtMs: 0, expiresAtMs: undefined, lease: undefined }), { allow: ['GET /v1/**'] }, 'svc');
     proxy = new ProxyServer(
-      { ...envFor(route, () => 0, 0), resolver: new HostResolver([route]) },
+      { ...envFor(route, () => 0), resolver: new HostResolver([route]) },
       { requestDone: () => undefined, upstreamAuthFailure: () => undefined },
       createLogger({ level: 'silent', destination: new LogSink() }),
     );

@@ -75,7 +75,7 @@ async function setUp(filters: RequestBodyFilter[], provider = new HandsOutAnythi
   });
   route = routeFor(upstream.url, provider, { allow: ['POST /mcp', 'POST /upload'], timeouts: { connect: '2s', idle: '400ms' }, ...over }, 'tools', { bodyFilters: filters });
   const outcomes: RequestOutcome[] = [];
-  proxy = new ProxyServer(envFor(route, () => nowMs, 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
+  proxy = new ProxyServer(envFor(route, () => nowMs), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
   const { port } = await proxy.listen('127.0.0.1', 0);
   return { seen, outcomes, port, provider };
 }
