@@ -17,6 +17,7 @@ import {
   once,
   paced,
   pinSelf,
+  resetPeakRss,
   RawConn,
   sleep,
   spawnNode,
@@ -431,14 +432,11 @@ async function profileLeash(upstreamPort: number): Promise<{ summary: ProfileSum
   return { summary: summarise(join(dir, file)), rps: s.rps, cpuUsPerReq: s.proxyCpuUsPerReq! };
 }
 
-/** RSS of an empty node process (`node -e "setInterval(()=>{},1e6)"`), started with the same env and pinning as the proxies. */
-async function emptyNodeRss(settleMs: number): Promise<{ rssMB: number; hwmMB: number }> {
+/** An empty node process (`node -e "setInterval(()=>{},1e6)"`), same env and pinning as the proxies: the RSS baseline. */
+function startEmptyNode(): ChildProcess {
   const child = spawnNode(['-e', 'setInterval(()=>{},1e6)'], env, 'ignore', proxyCpus);
   children.push(child);
-  await sleep(settleMs);
-  const m = memory(child.pid!);
-  await stopChild(child);
-  return m;
+  return child;
 }
 
 // ---------------------------------------------------------------- main
@@ -508,13 +506,19 @@ async function main(): Promise<void> {
     rotStartupBadAuth = (JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { badAuth: number }).badAuth - before.badAuth;
     rotT = { name: 'leash (rotation)', port: rot.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: rot.pid };
   }
-  // Idle RSS of leash and of an empty node, each 1 s (at least) after start, same env and pinning.
-  const emptyP = emptyNodeRss(1_000);
+  // Idle RSS of leash, the forwarder and an empty node, read at one instant (≥ 1 s after each
+  // started): reclaim of file pages under memory pressure lowers all of them alike.
+  const empty = startEmptyNode();
   await sleep(1_000);
-  const emptyNode = await emptyP;
   const quietAtStart = WAIT ? await waitQuiet(ourPids, NOISY / 2, 30_000, log) : undefined;
   const idle = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined };
-  log(`idle RSS: leash ${idle.leash.rssMB.toFixed(1)} MB${idle.fwd ? `, http-proxy ${idle.fwd.rssMB.toFixed(1)} MB` : ''}, empty node ${emptyNode.rssMB.toFixed(1)} MB`);
+  const emptyNode = memory(empty.pid!);
+  await stopChild(empty);
+  // From here VmHWM is the peak under the bench load, not start-up's (which can be above idle RSS).
+  const peakReset = resetPeakRss(l.pid) && (!fwd || resetPeakRss(fwd.pid!));
+  if (!peakReset) log('could not reset VmHWM (/proc/<pid>/clear_refs): peak − idle includes start-up');
+  const rssText = (m: { rssMB: number; anonMB: number }) => `${m.rssMB.toFixed(1)} MB (anon ${m.anonMB.toFixed(1)})`;
+  log(`idle RSS: leash ${rssText(idle.leash)}${idle.fwd ? `, http-proxy ${rssText(idle.fwd)}` : ''}, empty node ${rssText(emptyNode)}`);
 
   // ------------------------------------------------------------ interleaved rounds
   const rounds: Round[] = [];
@@ -688,12 +692,12 @@ async function main(): Promise<void> {
     row(`idle RSS (MB); empty node ${mb(emptyNode.rssMB)} MB`, [
       mb(idle.fwd?.rssMB),
       mb(idle.leash.rssMB),
-      `empty node ${plus(idleOverEmpty)} MB`,
+      `empty node ${plus(idleOverEmpty)} MB (RssAnon ${plus(idle.leash.anonMB - emptyNode.anonMB)})`,
       '–',
       `≤ empty node + ${GOALS.idleOverEmptyMB} MB`,
       pass(ok.idle),
     ]),
-    row('peak − idle under the bench load, VmHWM − idle RSS (MB)', [
+    row(`peak − idle under the bench load, VmHWM${peakReset ? ' (reset at idle)' : ' (incl. start-up)'} − idle RSS (MB)`, [
       mb(fwdPeakOverIdle),
       mb(peakOverIdle),
       '–',
@@ -726,8 +730,9 @@ async function main(): Promise<void> {
     row('proxy cores @saturation', perTarget((r, n) => satOf(r, n)!.proxyCores, (v) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(2)), warn?.sat.proxyCores)),
     row('upstream CPU @saturation (µs/req)', perTarget((r, n) => satOf(r, n)!.upstreamCpuUsPerReq, us, warn?.sat.upstreamCpuUsPerReq)),
     row('idle RSS (MB)', ['–', ...(idle.fwd ? [mb(idle.fwd.rssMB)] : []), mb(idle.leash.rssMB), ...(warn ? [mb(warn.idle)] : [])]),
+    row('idle RssAnon / RssFile (MB)', [`empty node ${mb(emptyNode.anonMB)} / ${mb(emptyNode.fileMB)}`, ...(idle.fwd ? [`${mb(idle.fwd.anonMB)} / ${mb(idle.fwd.fileMB)}`] : []), `${mb(idle.leash.anonMB)} / ${mb(idle.leash.fileMB)}`, ...(warn ? ['–'] : [])]),
     row('RSS after load, settled (MB)', ['–', ...(after.fwd ? [mb(after.fwd.rssMB)] : []), mb(after.leash.rssMB), ...(warn ? ['–'] : [])]),
-    row('peak RSS, VmHWM (MB)', ['–', ...(after.fwd ? [mb(after.fwd.hwmMB)] : []), mb(after.leash.hwmMB), ...(warn ? [mb(warn.peak)] : [])]),
+    row(`peak RSS, VmHWM (MB)${peakReset ? ', since idle' : ''}`, ['–', ...(after.fwd ? [mb(after.fwd.hwmMB)] : []), mb(after.leash.hwmMB), ...(warn ? [mb(warn.peak)] : [])]),
     row(`SSE first event p50 (µs, ${D.sseDelayMs} ms delay)`, perTarget((r, n) => sseOf(r, n)!.first.p50, us, '–')),
     row('SSE first event added p50 vs direct (µs)', perTarget((r, n) => sseOf(r, n)!.first.p50 - sseOf(r, 'direct')!.first.p50, plus, '–')),
     row('SSE event relay p50, upstream write → client read (µs)', perTarget((r, n) => sseOf(r, n)!.relay.p50, us, '–')),
@@ -828,7 +833,7 @@ async function main(): Promise<void> {
   writeFileSync(
     join(HERE, 'last-run.json'),
     JSON.stringify(
-      { machine, pinning, quietAtStart, params: D, goalTargets: GOALS, goals, goalsMet: ok, rounds, latency, saturation: sat, rotation, aborts, idle, emptyNode, after, warn, profile: prof, upstreamStats, auditLines },
+      { machine, pinning, quietAtStart, params: D, goalTargets: GOALS, goals, goalsMet: ok, rounds, latency, saturation: sat, rotation, aborts, idle, emptyNode, peakReset, after, warn, profile: prof, upstreamStats, auditLines },
       null,
       2,
     ),
