@@ -90,6 +90,8 @@ const D = {
   sseDelayMs: 10,
   burstRuns: QUICK ? 10 : 40,
   burstEvents: 500,
+  /** Age of the leash process (since it answered) at which idle RSS is read. */
+  idleAgeMs: QUICK ? 3_000 : 15_000,
   aborts: 100,
 };
 /** Issue 11's goals, relative to the bare forwarder (or to an empty node) of the same run. */
@@ -483,6 +485,7 @@ async function main(): Promise<void> {
   }
 
   const l = await startLeash('leash-info', up.hello.port, 'info');
+  const leashReadyAt = performance.now();
   const leash: Target = { name: 'leash', port: l.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: l.pid };
   const targets = [direct, ...(fwd ? [fwd] : []), leash];
   const pinning = {
@@ -508,17 +511,24 @@ async function main(): Promise<void> {
   }
   // Idle RSS of leash, the forwarder and an empty node, read at one instant (≥ 1 s after each
   // started): reclaim of file pages under memory pressure lowers all of them alike.
+  // Read at a fixed age of the leash process (D.idleAgeMs after it answered): its RSS falls
+  // by several MB in the first seconds (V8 shrinks the heap once start-up is over), so a
+  // reading that depended on how long the machine took to get quiet would not compare.
   const empty = startEmptyNode();
-  await sleep(1_000);
-  const quietAtStart = WAIT ? await waitQuiet(ourPids, NOISY / 2, 30_000, log) : undefined;
-  const idle = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined };
+  const idleTrace: number[] = [];
+  do {
+    await sleep(1_000);
+    idleTrace.push(Math.round(memory(l.pid).rssMB * 10) / 10);
+  } while (performance.now() - leashReadyAt < D.idleAgeMs);
+  const idle = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined, ageMs: Math.round(performance.now() - leashReadyAt), leashTraceMB: idleTrace };
   const emptyNode = memory(empty.pid!);
   await stopChild(empty);
+  const quietAtStart = WAIT ? await waitQuiet(ourPids, NOISY / 2, 30_000, log) : undefined;
   // From here VmHWM is the peak under the bench load, not start-up's (which can be above idle RSS).
   const peakReset = resetPeakRss(l.pid) && (!fwd || resetPeakRss(fwd.pid!));
   if (!peakReset) log('could not reset VmHWM (/proc/<pid>/clear_refs): peak − idle includes start-up');
   const rssText = (m: { rssMB: number; anonMB: number }) => `${m.rssMB.toFixed(1)} MB (anon ${m.anonMB.toFixed(1)})`;
-  log(`idle RSS: leash ${rssText(idle.leash)}${idle.fwd ? `, http-proxy ${rssText(idle.fwd)}` : ''}, empty node ${rssText(emptyNode)}`);
+  log(`idle RSS at ${(idle.ageMs / 1000).toFixed(0)} s: leash ${rssText(idle.leash)}${idle.fwd ? `, http-proxy ${rssText(idle.fwd)}` : ''}, empty node ${rssText(emptyNode)}`);
 
   // ------------------------------------------------------------ interleaved rounds
   const rounds: Round[] = [];
@@ -689,7 +699,7 @@ async function main(): Promise<void> {
       '100 %',
       pass(ok.aborts),
     ]),
-    row(`idle RSS (MB); empty node ${mb(emptyNode.rssMB)} MB`, [
+    row(`idle RSS at ${(idle.ageMs / 1000).toFixed(0)} s (MB); empty node ${mb(emptyNode.rssMB)} MB`, [
       mb(idle.fwd?.rssMB),
       mb(idle.leash.rssMB),
       `empty node ${plus(idleOverEmpty)} MB (RssAnon ${plus(idle.leash.anonMB - emptyNode.anonMB)})`,
