@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
@@ -176,6 +177,14 @@ export function stats(values: ArrayLike<number>): Stats {
   return { n: a.length, mean: a.length ? sum / a.length : NaN, p50: q(0.5), p90: q(0.9), p99: q(0.99), p999: q(0.999), max: a.length ? a[a.length - 1]! : NaN };
 }
 
+/** Median of a list (mean of the middle two for an even count); NaN when empty. */
+export function median(values: number[]): number {
+  const a = values.filter((v) => !Number.isNaN(v)).sort((x, y) => x - y);
+  if (a.length === 0) return NaN;
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
+}
+
 export interface PacedResult {
   sent: number;
   ok: number;
@@ -272,11 +281,27 @@ export function cpuUs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
 }
 
-/** VmRSS and VmHWM in MB. */
-export function memory(pid: number): { rssMB: number; hwmMB: number } {
+/**
+ * VmRSS and VmHWM in MB, and VmRSS split into RssAnon (heap, stacks: the process's own) and
+ * RssFile (mapped files, mostly the node binary: shared, and shrinks when the kernel reclaims).
+ */
+export function memory(pid: number): { rssMB: number; hwmMB: number; anonMB: number; fileMB: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
-  return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024 };
+  return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024, anonMB: kb('RssAnon') / 1024, fileMB: kb('RssFile') / 1024 };
+}
+
+/**
+ * Resets a process's VmHWM to its current RSS (`echo 5 > /proc/<pid>/clear_refs`, Linux ≥ 4.0),
+ * so a later VmHWM is the peak since now, not the start-up's. False if the kernel refuses.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // ---- processes ----
@@ -292,10 +317,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Spawns `node <args>` and resolves with the child and the first JSON line it prints. */
-export function spawnNodeWithHello<T>(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; hello: T }> {
+/**
+ * Spawns `node <args>` and resolves with the child and the first JSON line it prints.
+ * With `cpus` (a taskset list such as "1"), node runs under `taskset -c <cpus>`.
+ */
+export function spawnNodeWithHello<T>(args: string[], env: NodeJS.ProcessEnv = process.env, cpus?: string): Promise<{ child: ChildProcess; hello: T }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawnNode(args, env, ['ignore', 'pipe', 'inherit'], cpus);
     const rl = createInterface({ input: child.stdout! });
     rl.once('line', (line) => {
       resolve({ child, hello: JSON.parse(line) as T });
@@ -306,12 +334,33 @@ export function spawnNodeWithHello<T>(args: string[], env: NodeJS.ProcessEnv = p
   });
 }
 
-export function spawnNode(args: string[], env: NodeJS.ProcessEnv, stdio: StdioOptions): ChildProcess {
+/**
+ * `node <args>`; with `cpus`, under `taskset -c <cpus>`: taskset sets the mask and execs
+ * node, so the child's pid is node's own and every thread node starts inherits the mask.
+ */
+export function spawnNode(args: string[], env: NodeJS.ProcessEnv, stdio: StdioOptions, cpus?: string): ChildProcess {
+  if (cpus !== undefined) return spawn('taskset', ['-c', cpus, process.execPath, ...args], { env, stdio });
   return spawn(process.execPath, args, { env, stdio });
 }
 
+/** True when `taskset` runs and the machine has at least `cores` CPUs. */
+export function canPin(cores = 2): boolean {
+  return spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0 && cpus().length >= cores;
+}
+
+/** Pins every thread of this process (`taskset -a -pc`); threads started later inherit the mask. */
+export function pinSelf(list: string): boolean {
+  return spawnSync('taskset', ['-a', '-pc', list, String(process.pid)], { stdio: 'ignore' }).status === 0;
+}
+
+/** Cpus_allowed_list of a process, as /proc reports it (proof of the pinning). */
+export function allowedCpus(pid: number): string {
+  return /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '?';
+}
+
 export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 5_000): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  // A child killed by a signal has exitCode null and signalCode set: it is gone all the same.
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolve) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.once('exit', (code) => {
@@ -357,6 +406,28 @@ export function foreignMeter(ours: () => number[]): () => number {
   return () => {
     const [m1, o1, w1] = [machineBusyUs(), sum(), performance.now()];
     return Math.max(0, m1 - m0 - (o1 - o0)) / ((w1 - w0) * 1000);
+  };
+}
+
+/** Busy CPU of one core, in µs, from its `cpuN` line in /proc/stat. */
+export function coreBusyUs(core: number): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${core} `));
+  if (!line) return NaN;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  return ((f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) * 1e6) / CLK_TCK;
+}
+
+/**
+ * CPU used on one core by anything but `ours` (the processes pinned to it), in cores, over
+ * a phase: with the proxy pinned alone on a core, the load that shared that core with it.
+ * Like foreignMeter it counts steal and kernel softirq time too (no process owns those).
+ */
+export function coreForeignMeter(core: number, ours: () => number[]): () => number {
+  const sum = () => ours().reduce((a, pid) => a + safeCpu(pid), 0);
+  const [c0, o0, w0] = [coreBusyUs(core), sum(), performance.now()];
+  return () => {
+    const [c1, o1, w1] = [coreBusyUs(core), sum(), performance.now()];
+    return Math.max(0, c1 - c0 - (o1 - o0)) / ((w1 - w0) * 1000);
   };
 }
 

@@ -5,13 +5,19 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import {
+  allowedCpus,
+  canPin,
+  coreForeignMeter,
   cpuUs,
   foreignMeter,
   freePort,
   httpGet,
+  median,
   memory,
   once,
   paced,
+  pinSelf,
+  resetPeakRss,
   RawConn,
   sleep,
   spawnNode,
@@ -28,32 +34,52 @@ import {
 import { summarise, type ProfileSummary } from './profile.js';
 
 /**
- * leash proxy benchmark: direct vs a bare http-proxy forwarder vs leash, in one run.
- * Load generator (this process), proxy and upstream are separate processes.
+ * leash proxy benchmark: direct vs a bare http-proxy forwarder vs leash, in one run, against
+ * issue 11's goals, which are ratios to the bare forwarder measured in the same run.
+ * Load generator (this process), proxy and upstream are separate processes. The proxy under
+ * test runs alone on core 1 (`taskset -c 1`); this process, the upstream and everything else
+ * of ours on core 0. Other processes' CPU (all cores, and on the proxy's core) is recorded per phase.
+ * Latency @1k, saturation and SSE run in interleaved rounds (direct, bare, leash, then
+ * direct, leash, bare, …); each goal's ratio is taken within a round and the median of the
+ * rounds is reported, so a neighbour's burst lands on both sides of a pair.
  *
- *   npm run bench                 full run (~100 s)
- *   node dist/bench/proxy.js --quick      short phases, for checking the harness
+ *   npm run bench                 full run (3 rounds, ~5 min)
+ *   node dist/bench/proxy.js --quick      short phases, 1 round, for checking the harness
+ *   --rounds=N        number of interleaved rounds (default 3; 1 with --quick)
  *   --leash-dist=DIR  measure the leash compiled in DIR instead of ./dist/src
  *   flags: --no-baseline --no-warn --no-profile --no-wait (don't wait for a quiet machine)
+ *          --no-pin (don't pin; pinning also needs taskset and ≥ 2 cores)
  *   --rotation    also run leash in rotation mode (`leash dev --config`: in-process authority,
  *                 jwt credential with a 5 s TTL, so it rotates about every 2.5 s) and compare
  *                 its latency @1k and saturation with the static-credential leash of this run
  *
- * Prints a Markdown table and writes dist/bench/last-run.json.
+ * Every child runs with UV_USE_IO_URING=0 (libuv's io_uring is off in Node 20's default, and
+ * must stay off: it changes the syscall pattern the figures and instructions.ts compare).
+ *
+ * Prints Markdown tables and writes dist/bench/last-run.json.
  */
 
-const argv = new Set(process.argv.slice(2).filter((a) => !a.startsWith('--leash-dist=')));
+const valueFlag = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+const argv = new Set(process.argv.slice(2).filter((a) => !a.startsWith('--leash-dist=') && !a.startsWith('--rounds=')));
 const QUICK = argv.has('--quick');
 const BASELINE = !argv.has('--no-baseline');
 const WARN = !argv.has('--no-warn');
 const PROFILE = !argv.has('--no-profile');
 const WAIT = !argv.has('--no-wait');
 const ROTATION = argv.has('--rotation');
+const ROUNDS = Math.max(1, Number(valueFlag('--rounds') ?? (QUICK ? 1 : 3)));
+const PIN = !argv.has('--no-pin') && canPin(2);
+/** The proxy under test alone on PROXY_CORE; this process, the upstream and the rest on LOAD_CORE. */
+const PROXY_CORE = 1;
+const LOAD_CORE = 0;
+const proxyCpus = PIN ? String(PROXY_CORE) : undefined;
+const loadCpus = PIN ? String(LOAD_CORE) : undefined;
 /** TTL of the rotating jwt credential (--rotation). */
 const ROTATION_TTL = '5s';
-/** Other processes' CPU (cores) above which a phase is measured again once. */
+/** Other processes' CPU (cores) above which a single (not round) phase is measured again once. */
 const NOISY = 0.25;
 const D = {
+  rounds: ROUNDS,
   warmMs: QUICK ? 500 : 2_000,
   latencyMs: QUICK ? 2_000 : 10_000,
   rate: 1_000,
@@ -62,8 +88,14 @@ const D = {
   satS: QUICK ? 2 : 5,
   sseRuns: QUICK ? 30 : 150,
   sseDelayMs: 10,
+  burstRuns: QUICK ? 10 : 40,
+  burstEvents: 500,
+  /** Age of the leash process (since it answered) at which idle RSS is read. */
+  idleAgeMs: QUICK ? 3_000 : 15_000,
   aborts: 100,
 };
+/** Issue 11's goals, relative to the bare forwarder (or to an empty node) of the same run. */
+const GOALS = { cpuRatio: 1.15, addedP50Ratio: 1.1, sseFirstPlusUs: 50, sseLastRatio: 1.0, idleOverEmptyMB: 12, peakOverIdleMB: 12 };
 
 const HOST = '127.0.0.1';
 const KEY = `sk-bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
@@ -84,7 +116,8 @@ function snapshotBuild(): string {
   return join(app, 'dist/src/cli.js');
 }
 const CLI = snapshotBuild();
-const env = { ...process.env, BENCH_KEY: KEY };
+/** Every child's environment. UV_USE_IO_URING=0: nothing may turn libuv's io_uring on for the proxies. */
+const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
 const t0 = Date.now();
 const log = (msg: string) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}\n`);
 
@@ -131,9 +164,10 @@ async function startLeash(tag: string, upstreamPort: number, level: string, node
   // Logs go to a file, as they would to a container runtime's log pipe.
   const logPath = join(TMP, `${tag}.log`);
   const fd = openSync(logPath, 'w');
-  const child = spawnNode([...nodeArgs, CLI, 'sidecar', '--config', cfg], env, ['ignore', fd, 'pipe']);
+  const child = spawnNode([...nodeArgs, CLI, 'sidecar', '--config', cfg], env, ['ignore', fd, 'pipe'], proxyCpus);
   closeSync(fd);
   children.push(child);
+  if (PIN) onProxyCore.push(child);
   const stderr: string[] = [];
   child.stderr!.on('data', (b: Buffer) => stderr.push(b.toString()));
   await waitReady(HOST, port, '/bench/v1/ok').catch((err: Error) => {
@@ -179,9 +213,10 @@ async function startLeashRotation(tag: string, upstreamPort: number, level: stri
   );
   const logPath = join(TMP, `${tag}.log`);
   const fd = openSync(logPath, 'w');
-  const child = spawnNode([CLI, 'dev', '--config', cfg], env, ['ignore', fd, 'pipe']);
+  const child = spawnNode([CLI, 'dev', '--config', cfg], env, ['ignore', fd, 'pipe'], proxyCpus);
   closeSync(fd);
   children.push(child);
+  if (PIN) onProxyCore.push(child);
   const stderr: string[] = [];
   child.stderr!.on('data', (b: Buffer) => stderr.push(b.toString()));
   await waitReady(HOST, port, '/bench/v1/ok').catch((err: Error) => {
@@ -199,34 +234,53 @@ async function rotationCount(adminPort: number): Promise<{ success: number; fail
 
 // ---------------------------------------------------------------- phases
 
-type Latency = PacedResult & { proxyCpuUsPerReq: number | undefined; foreignCores: number };
+/** Other load during a phase, in cores: anything not ours on the whole machine, and on the proxy's core. */
+interface Load {
+  foreignCores: number;
+  /** CPU on the proxy's core not used by the proxies pinned there (undefined when not pinned). */
+  proxyCoreForeign: number | undefined;
+}
 
-/** Runs a phase; if other processes were busy during it, waits for quiet and runs it once more, keeping the quieter one. */
-async function quietly<T extends { foreignCores: number }>(name: string, phase: () => Promise<T>): Promise<T> {
+function loadMeter(): () => Load {
+  const all = foreignMeter(ourPids);
+  const core = PIN ? coreForeignMeter(PROXY_CORE, () => liveOf(onProxyCore)) : undefined;
+  return () => ({ foreignCores: all(), proxyCoreForeign: core?.() });
+}
+
+const fmtLoad = (l: Load): string => `${l.foreignCores.toFixed(2)}${l.proxyCoreForeign === undefined ? '' : ` (core ${PROXY_CORE}: ${l.proxyCoreForeign.toFixed(2)})`}`;
+
+type Latency = PacedResult & { proxyCpuUsPerReq: number | undefined } & Load;
+
+/**
+ * Runs a phase; if other processes were busy during it, waits for quiet and runs it once more,
+ * keeping the quieter one. Only for phases outside the rounds: within a round, a repeat would
+ * break the pairing the ratios rely on.
+ */
+async function quietly<T extends Load>(name: string, repeat: boolean, phase: () => Promise<T>): Promise<T> {
   const a = await phase();
-  if (!WAIT || a.foreignCores <= NOISY || waitBudgetLeft() < 3_000) return a;
+  if (!repeat || !WAIT || a.foreignCores <= NOISY || waitBudgetLeft() < 3_000) return a;
   log(`${name}: other processes used ${a.foreignCores.toFixed(2)} cores during the phase; repeating once`);
   await waitQuiet(ourPids, NOISY / 2, 15_000, log);
   const b = await phase();
   return b.foreignCores < a.foreignCores ? b : a;
 }
 
-async function latencyAt1k(t: Target): Promise<Latency> {
+async function latencyAt1k(t: Target, repeat = true): Promise<Latency> {
   await paced({ host: HOST, port: t.port, payload: okPayload(t), rate: D.rate, durationMs: D.warmMs, connections: D.connections });
-  return quietly(`${t.name} @1k`, async () => {
+  return quietly(`${t.name} @1k`, repeat, async () => {
     const c0 = t.pid ? cpuUs(t.pid) : 0;
-    const foreign = foreignMeter(ourPids);
+    const load = loadMeter();
     const r = await paced({ host: HOST, port: t.port, payload: okPayload(t), rate: D.rate, durationMs: D.latencyMs, connections: D.connections });
-    const foreignCores = foreign();
+    const l = load();
     const proxyCpuUsPerReq = t.pid ? (cpuUs(t.pid) - c0) / r.sent : undefined;
     log(
-      `${t.name.padEnd(12)} @1k: p50 ${r.latency.p50.toFixed(0)} µs p99 ${r.latency.p99.toFixed(0)} µs, ${r.achievedRate.toFixed(0)} req/s, errors ${r.errors}, queued ${r.queued}, others ${foreignCores.toFixed(2)} cores`,
+      `${t.name.padEnd(12)} @1k: p50 ${r.latency.p50.toFixed(0)} µs p99 ${r.latency.p99.toFixed(0)} µs, ${r.achievedRate.toFixed(0)} req/s, errors ${r.errors}, queued ${r.queued}, others ${fmtLoad(l)} cores`,
     );
-    return { ...r, proxyCpuUsPerReq, foreignCores };
+    return { ...r, proxyCpuUsPerReq, ...l };
   });
 }
 
-interface Saturation {
+interface Saturation extends Load {
   rps: number;
   total: number;
   errors: number;
@@ -235,52 +289,55 @@ interface Saturation {
   proxyCpuUsPerReq: number | undefined;
   upstreamCpuUsPerReq: number;
   proxyCores: number | undefined;
-  foreignCores: number;
 }
 
-async function saturation(t: Target, upstreamPid: number): Promise<Saturation> {
+async function saturation(t: Target, upstreamPid: number, repeat = true): Promise<Saturation> {
   const url = `http://${HOST}:${t.port}${t.prefix}/ok`;
   const headers = reqHeaders(t);
   await autocannon({ url, connections: D.connections, duration: D.satWarmS, headers });
-  return quietly(`${t.name} saturation`, async () => {
-  const foreign = foreignMeter(ourPids);
-  const [p0, u0, w0] = [t.pid ? cpuUs(t.pid) : 0, cpuUs(upstreamPid), performance.now()];
-  const r = await autocannon({ url, connections: D.connections, duration: D.satS, headers });
-  const [p1, u1, w1] = [t.pid ? cpuUs(t.pid) : 0, cpuUs(upstreamPid), performance.now()];
-  const foreignCores = foreign();
-  const total = r.requests.total;
-  const out: Saturation = {
-    rps: total / D.satS,
-    total,
-    errors: r.errors + r.timeouts,
-    non2xx: r.non2xx,
-    latencyP50Ms: r.latency.p50,
-    proxyCpuUsPerReq: t.pid ? (p1 - p0) / total : undefined,
-    upstreamCpuUsPerReq: (u1 - u0) / total,
-    proxyCores: t.pid ? (p1 - p0) / ((w1 - w0) * 1000) : undefined,
-    foreignCores,
-  };
-  log(
-    `${t.name.padEnd(12)} saturation: ${out.rps.toFixed(0)} req/s, proxy CPU ${out.proxyCpuUsPerReq?.toFixed(0) ?? '-'} µs/req (${out.proxyCores?.toFixed(2) ?? '-'} cores), errors ${out.errors}, non2xx ${out.non2xx}, others ${foreignCores.toFixed(2)} cores`,
-  );
-  return out;
+  return quietly(`${t.name} saturation`, repeat, async () => {
+    const load = loadMeter();
+    const [p0, u0, w0] = [t.pid ? cpuUs(t.pid) : 0, cpuUs(upstreamPid), performance.now()];
+    const r = await autocannon({ url, connections: D.connections, duration: D.satS, headers });
+    const [p1, u1, w1] = [t.pid ? cpuUs(t.pid) : 0, cpuUs(upstreamPid), performance.now()];
+    const l = load();
+    const total = r.requests.total;
+    const out: Saturation = {
+      rps: total / D.satS,
+      total,
+      errors: r.errors + r.timeouts,
+      non2xx: r.non2xx,
+      latencyP50Ms: r.latency.p50,
+      proxyCpuUsPerReq: t.pid ? (p1 - p0) / total : undefined,
+      upstreamCpuUsPerReq: (u1 - u0) / total,
+      proxyCores: t.pid ? (p1 - p0) / ((w1 - w0) * 1000) : undefined,
+      ...l,
+    };
+    log(
+      `${t.name.padEnd(12)} saturation: ${out.rps.toFixed(0)} req/s, proxy CPU ${out.proxyCpuUsPerReq?.toFixed(0) ?? '-'} µs/req (${out.proxyCores?.toFixed(2) ?? '-'} cores), errors ${out.errors}, non2xx ${out.non2xx}, others ${fmtLoad(l)} cores`,
+    );
+    return out;
   });
 }
 
-/** Sequential SSE requests, targets interleaved run by run; time to the first event. */
+/** Sequential SSE requests, targets interleaved run by run. */
 interface Sse {
   /** Request written → first event read: what the agent waits (includes the request's trip). */
   first: Stats;
   headers: Stats;
   /** Upstream's write of the event → client's read of it (one clock, CLOCK_MONOTONIC). */
   relay: Stats;
+  /** A burst of D.burstEvents events: request written → last event read (the stream's relay rate). */
+  last: Stats;
 }
 
-async function sseFirstEvent(targets: Target[]): Promise<Map<string, Sse>> {
+async function sse(targets: Target[]): Promise<{ byTarget: Map<string, Sse>; load: Load }> {
   const conns = await Promise.all(targets.map((t) => RawConn.open(HOST, t.port)));
   const first = targets.map(() => [] as number[]);
   const heads = targets.map(() => [] as number[]);
   const relay = targets.map(() => [] as number[]);
+  const last = targets.map(() => [] as number[]);
+  const load = loadMeter();
   for (let i = 0; i < D.sseRuns + 10; i++) {
     for (let j = 0; j < targets.length; j++) {
       const r = await conns[j]!.request(ssePayload(targets[j]!, `delay=${D.sseDelayMs}&mode=once`));
@@ -292,14 +349,27 @@ async function sseFirstEvent(targets: Target[]): Promise<Map<string, Sse>> {
       if (sent) relay[j]!.push(Number(r.firstEventAtNs! - BigInt(sent)) / 1000);
     }
   }
+  for (let i = 0; i < D.burstRuns + 3; i++) {
+    for (let j = 0; j < targets.length; j++) {
+      const r = await conns[j]!.request(ssePayload(targets[j]!, `delay=0&mode=burst&n=${D.burstEvents}`));
+      if (i < 3) continue; // warm-up
+      const events = r.body.toString('latin1').split('\n\n').length - 1;
+      if (r.status !== 200 || events < D.burstEvents) throw new Error(`SSE burst via ${targets[j]!.name}: status ${r.status}, ${events} events`);
+      last[j]!.push(r.latencyUs);
+    }
+  }
+  const l = load();
   for (const c of conns) c.destroy();
   const out = new Map<string, Sse>();
   targets.forEach((t, j) => {
-    const r = { first: stats(first[j]!), headers: stats(heads[j]!), relay: stats(relay[j]!) };
+    const r = { first: stats(first[j]!), headers: stats(heads[j]!), relay: stats(relay[j]!), last: stats(last[j]!) };
     out.set(t.name, r);
-    log(`${t.name.padEnd(12)} SSE first event p50 ${(r.first.p50 / 1000).toFixed(3)} ms (delay ${D.sseDelayMs} ms), event relay p50 ${r.relay.p50.toFixed(0)} µs`);
+    log(
+      `${t.name.padEnd(12)} SSE first event p50 ${(r.first.p50 / 1000).toFixed(3)} ms (delay ${D.sseDelayMs} ms), event relay p50 ${r.relay.p50.toFixed(0)} µs, last of ${D.burstEvents} events p50 ${(r.last.p50 / 1000).toFixed(3)} ms`,
+    );
   });
-  return out;
+  log(`SSE: others ${fmtLoad(l)} cores`);
+  return { byTarget: out, load: l };
 }
 
 interface AbortResult {
@@ -364,33 +434,72 @@ async function profileLeash(upstreamPort: number): Promise<{ summary: ProfileSum
   return { summary: summarise(join(dir, file)), rps: s.rps, cpuUsPerReq: s.proxyCpuUsPerReq! };
 }
 
+/** An empty node process (`node -e "setInterval(()=>{},1e6)"`), same env and pinning as the proxies: the RSS baseline. */
+function startEmptyNode(): ChildProcess {
+  const child = spawnNode(['-e', 'setInterval(()=>{},1e6)'], env, 'ignore', proxyCpus);
+  children.push(child);
+  return child;
+}
+
 // ---------------------------------------------------------------- main
 
 let upstreamPid = 0;
 /** Every process this run started, so a failure never leaves one behind. */
 const children: ChildProcess[] = [];
-const ourPids = (): number[] => children.filter((c) => c.exitCode === null && c.pid !== undefined).map((c) => c.pid!);
+/** The proxies, pinned to PROXY_CORE (when pinning). */
+const onProxyCore: ChildProcess[] = [];
+const liveOf = (list: ChildProcess[]): number[] => list.filter((c) => c.exitCode === null && c.signalCode === null && c.pid !== undefined).map((c) => c.pid!);
+const ourPids = (): number[] => liveOf(children);
+
+/** One interleaved round: the same phases for every target, back to back. */
+interface Round {
+  order: string[];
+  latency: Record<string, Latency>;
+  saturation: Record<string, Saturation>;
+  sse: Record<string, Sse>;
+  sseLoad: Load;
+  /** Issue 11's comparisons within this round (undefined without the bare forwarder). */
+  cpuRatio: number | undefined;
+  addedP50Ratio: number | undefined;
+  sseFirstPlusUs: number | undefined;
+  sseLastRatio: number | undefined;
+}
 
 async function main(): Promise<void> {
+  const pinnedSelf = PIN && loadCpus !== undefined ? pinSelf(loadCpus) : false;
   const cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? '?';
   const machine = { nproc: cpus().length, cpu: cpuModel, node: process.version, date: new Date().toISOString() };
-  log(`machine: ${machine.nproc} cores, ${machine.cpu}, node ${machine.node}${QUICK ? ' (QUICK run)' : ''}; leash from ${LEASH_DIST}`);
+  log(`machine: ${machine.nproc} cores, ${machine.cpu}, node ${machine.node}${QUICK ? ' (QUICK run)' : ''}; leash from ${LEASH_DIST}; ${ROUNDS} round(s)`);
 
-  const up = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env);
+  const up = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env, loadCpus);
   upstreamPid = up.child.pid!;
   children.push(up.child);
   const direct: Target = { name: 'direct', port: up.hello.port, prefix: '/v1', auth: `Bearer ${KEY}`, pid: undefined };
 
   let fwd: Target | undefined;
   if (BASELINE) {
-    const f = await spawnNodeWithHello<{ port: number }>([join(HERE, 'forwarder.js'), String(up.hello.port)], env);
+    const f = await spawnNodeWithHello<{ port: number }>([join(HERE, 'forwarder.js'), String(up.hello.port)], env, proxyCpus);
     children.push(f.child);
+    if (PIN) onProxyCore.push(f.child);
     fwd = { name: 'http-proxy', port: f.hello.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: f.child.pid! };
   }
 
   const l = await startLeash('leash-info', up.hello.port, 'info');
+  const leashReadyAt = performance.now();
   const leash: Target = { name: 'leash', port: l.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: l.pid };
   const targets = [direct, ...(fwd ? [fwd] : []), leash];
+  const pinning = {
+    pinned: PIN,
+    proxyCore: PIN ? PROXY_CORE : undefined,
+    allowed: { bench: allowedCpus(process.pid), upstream: allowedCpus(upstreamPid), ...(fwd ? { 'http-proxy': allowedCpus(fwd.pid!) } : {}), leash: allowedCpus(l.pid) },
+    pinnedSelf,
+    uvUseIoUring: env.UV_USE_IO_URING,
+  };
+  log(
+    PIN
+      ? `pinned: proxies on core ${PROXY_CORE}, this process and the upstream on core ${LOAD_CORE} (Cpus_allowed_list ${Object.entries(pinning.allowed).map(([k, v]) => `${k} ${v}`).join(', ')})`
+      : 'NOT pinned (--no-pin, no taskset, or < 2 cores): figures are not comparable with pinned runs',
+  );
   let rot: (Leash & { admin: number }) | undefined;
   let rotT: Target | undefined;
   let rotStartupBadAuth = 0; // its readiness probe carries a JWT too
@@ -400,16 +509,64 @@ async function main(): Promise<void> {
     rotStartupBadAuth = (JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { badAuth: number }).badAuth - before.badAuth;
     rotT = { name: 'leash (rotation)', port: rot.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: rot.pid };
   }
-  await sleep(1_000);
+  // Idle RSS of leash, the forwarder and an empty node, read at one instant (≥ 1 s after each
+  // started): reclaim of file pages under memory pressure lowers all of them alike.
+  // Read at a fixed age of the leash process (D.idleAgeMs after it answered): its RSS falls
+  // by several MB in the first seconds (V8 shrinks the heap once start-up is over), so a
+  // reading that depended on how long the machine took to get quiet would not compare.
+  const empty = startEmptyNode();
+  const idleTrace: number[] = [];
+  do {
+    await sleep(1_000);
+    idleTrace.push(Math.round(memory(l.pid).rssMB * 10) / 10);
+  } while (performance.now() - leashReadyAt < D.idleAgeMs);
+  const idle = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined, ageMs: Math.round(performance.now() - leashReadyAt), leashTraceMB: idleTrace };
+  const emptyNode = memory(empty.pid!);
+  await stopChild(empty);
   const quietAtStart = WAIT ? await waitQuiet(ourPids, NOISY / 2, 30_000, log) : undefined;
-  const idle = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined };
-  log(`leash idle RSS ${idle.leash.rssMB.toFixed(1)} MB${idle.fwd ? `, http-proxy idle RSS ${idle.fwd.rssMB.toFixed(1)} MB` : ''}`);
+  // From here VmHWM is the peak under the bench load, not start-up's (which can be above idle RSS).
+  const peakReset = resetPeakRss(l.pid) && (!fwd || resetPeakRss(fwd.pid!));
+  if (!peakReset) log('could not reset VmHWM (/proc/<pid>/clear_refs): peak − idle includes start-up');
+  const rssText = (m: { rssMB: number; anonMB: number }) => `${m.rssMB.toFixed(1)} MB (anon ${m.anonMB.toFixed(1)})`;
+  log(`idle RSS at ${(idle.ageMs / 1000).toFixed(0)} s: leash ${rssText(idle.leash)}${idle.fwd ? `, http-proxy ${rssText(idle.fwd)}` : ''}, empty node ${rssText(emptyNode)}`);
 
-  const latency: Record<string, Awaited<ReturnType<typeof latencyAt1k>>> = {};
-  for (const t of targets) latency[t.name] = await latencyAt1k(t);
+  // ------------------------------------------------------------ interleaved rounds
+  const rounds: Round[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    // direct first, then the pair in alternating order (bare, leash / leash, bare): a drift across the round hits both sides.
+    const pair = fwd ? (r % 2 === 0 ? [fwd, leash] : [leash, fwd]) : [leash];
+    const order = [direct, ...pair];
+    log(`round ${r + 1}/${ROUNDS}: ${order.map((t) => t.name).join(', ')}`);
+    const lat: Record<string, Latency> = {};
+    for (const t of order) lat[t.name] = await latencyAt1k(t, false);
+    const sat: Record<string, Saturation> = {};
+    for (const t of order) sat[t.name] = await saturation(t, upstreamPid, false);
+    const { byTarget: s, load: sseLoad } = await sse(order);
+    const F = fwd ? fwd.name : undefined;
+    const sseOf = (n: string) => s.get(n)!;
+    const round: Round = {
+      order: order.map((t) => t.name),
+      latency: lat,
+      saturation: sat,
+      sse: Object.fromEntries(s),
+      sseLoad,
+      cpuRatio: F ? sat.leash!.proxyCpuUsPerReq! / sat[F]!.proxyCpuUsPerReq! : undefined,
+      addedP50Ratio: F ? (lat.leash!.latency.p50 - lat.direct!.latency.p50) / (lat[F]!.latency.p50 - lat.direct!.latency.p50) : undefined,
+      sseFirstPlusUs: F ? sseOf('leash').first.p50 - sseOf(F).first.p50 : undefined,
+      sseLastRatio: F ? sseOf('leash').last.p50 / sseOf(F).last.p50 : undefined,
+    };
+    rounds.push(round);
+    if (F)
+      log(
+        `round ${r + 1}: CPU/req ${round.cpuRatio!.toFixed(3)}× bare, added p50 ${round.addedP50Ratio!.toFixed(3)}× bare, SSE first event ${round.sseFirstPlusUs! >= 0 ? '+' : ''}${round.sseFirstPlusUs!.toFixed(0)} µs vs bare, last event ${round.sseLastRatio!.toFixed(3)}× bare`,
+      );
+  }
+
+  // ------------------------------------------------------------ single phases
+  const latency: Record<string, Latency> = {};
   const sat: Record<string, Saturation> = {};
-  for (const t of targets) sat[t.name] = await saturation(t, upstreamPid);
-  // Rotation mode: the same two phases, right after the static leash's. Its requests carry a
+  const lastRound = rounds[rounds.length - 1]!;
+  // Rotation mode: latency @1k and saturation, right after the rounds. Its requests carry a
   // JWT, not BENCH_KEY, so the upstream's "without the expected credential" count is
   // taken around them and left out of the static check.
   const rotation = { badAuth: rotStartupBadAuth, requests: 0, rotationsAt1k: { success: 0, failure: 0 }, rotationsSat: { success: 0, failure: 0 }, rssMB: 0 };
@@ -433,12 +590,11 @@ async function main(): Promise<void> {
     log(`rotation: ${rotation.rotationsAt1k.success} rotations during @1k, ${rotation.rotationsSat.success} during saturation, ${rotation.rotationsAt1k.failure + rotation.rotationsSat.failure} failed refreshes`);
     await stopChild(rot.child);
   }
-  const sse = await sseFirstEvent(targets);
   const aborts: Record<string, AbortResult> = {};
   for (const t of targets) aborts[t.name] = await abortPropagation(t, up.hello.port, t.name);
   await sleep(2_000);
   const after = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined };
-  log(`leash RSS after load ${after.leash.rssMB.toFixed(1)} MB, peak (VmHWM) ${after.leash.hwmMB.toFixed(1)} MB`);
+  log(`leash RSS after load ${after.leash.rssMB.toFixed(1)} MB, peak (VmHWM) ${after.leash.hwmMB.toFixed(1)} MB, peak − idle ${(after.leash.hwmMB - idle.leash.rssMB).toFixed(1)} MB`);
   await stopChild(l.child);
   const auditLines = readFileSync(l.logPath, 'utf8').split('\n').filter((s) => s.includes('"event":"request"')).length;
 
@@ -461,46 +617,155 @@ async function main(): Promise<void> {
   for (const c of children) await stopChild(c);
 
   // ------------------------------------------------------------ report
-  const d = latency.direct!;
-  const L = latency.leash!;
-  const F = fwd ? latency[fwd.name] : undefined;
   const us = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${Math.round(v)}`);
-  const plus = (v: number | undefined) => (v === undefined ? '–' : `${v >= 0 ? '+' : ''}${Math.round(v)}`);
-  const mb = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(1));
-  const met = (ok: boolean) => (ok ? 'met' : '**not met**');
-  const addP50 = L.latency.p50 - d.latency.p50;
-  const addP99 = L.latency.p99 - d.latency.p99;
-  const sseAdd = sse.get('leash')!.first.p50 - sse.get('direct')!.first.p50;
-  const cols = ['direct', ...(fwd ? ['http-proxy (bare)'] : []), 'leash (info)', ...(warn ? ['leash (warn)'] : []), 'target', 'leash'];
+  const plus = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${v >= 0 ? '+' : ''}${Math.round(v)}`);
+  const mb = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(1));
+  const x = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${v.toFixed(2)}×`);
+  const pass = (ok: boolean | undefined) => (ok === undefined ? '–' : ok ? 'pass' : '**fail**');
+  /** Median over the rounds of one figure. */
+  const med = (f: (r: Round) => number | undefined): number => median(rounds.map(f).filter((v): v is number => v !== undefined));
+  const each = (f: (r: Round) => number | undefined, fmt: (v: number | undefined) => string) => (rounds.length > 1 ? rounds.map((r) => fmt(f(r))).join(', ') : '–');
+  const F = fwd?.name;
   const row = (name: string, vals: string[]) => `| ${name} | ${vals.join(' | ')} |`;
-  const wl = warn?.latency;
-  const lines = [
-    row('metric', cols),
-    row('---', cols.map(() => '---')),
-    row('p50 @1k req/s (µs)', [us(d.latency.p50), ...(F ? [us(F.latency.p50)] : []), us(L.latency.p50), ...(wl ? [us(wl.latency.p50)] : []), '', '']),
-    row('p99 @1k req/s (µs)', [us(d.latency.p99), ...(F ? [us(F.latency.p99)] : []), us(L.latency.p99), ...(wl ? [us(wl.latency.p99)] : []), '', '']),
-    row('p99.9 @1k req/s (µs)', [us(d.latency.p999), ...(F ? [us(F.latency.p999)] : []), us(L.latency.p999), ...(wl ? [us(wl.latency.p999)] : []), '', '']),
-    row('added p50 vs direct (µs)', ['0', ...(F ? [plus(F.latency.p50 - d.latency.p50)] : []), plus(addP50), ...(wl ? [plus(wl.latency.p50 - d.latency.p50)] : []), '≤ +300', met(addP50 <= 300)]),
-    row('added p99 vs direct (µs)', ['0', ...(F ? [plus(F.latency.p99 - d.latency.p99)] : []), plus(addP99), ...(wl ? [plus(wl.latency.p99 - d.latency.p99)] : []), '≤ +1000', met(addP99 <= 1000)]),
-    row('proxy CPU @1k (µs/req)', ['–', ...(F ? [us(F.proxyCpuUsPerReq)] : []), us(L.proxyCpuUsPerReq), ...(wl ? [us(wl.proxyCpuUsPerReq)] : []), '', '']),
-    row('saturation (req/s, 10 conns)', [us(sat.direct!.rps), ...(fwd ? [us(sat[fwd.name]!.rps)] : []), us(sat.leash!.rps), ...(warn ? [us(warn.sat.rps)] : []), '', '']),
-    row('proxy CPU @saturation (µs/req)', ['–', ...(fwd ? [us(sat[fwd.name]!.proxyCpuUsPerReq)] : []), us(sat.leash!.proxyCpuUsPerReq), ...(warn ? [us(warn.sat.proxyCpuUsPerReq)] : []), '', '']),
-    row('upstream CPU @saturation (µs/req)', [us(sat.direct!.upstreamCpuUsPerReq), ...(fwd ? [us(sat[fwd.name]!.upstreamCpuUsPerReq)] : []), us(sat.leash!.upstreamCpuUsPerReq), ...(warn ? [us(warn.sat.upstreamCpuUsPerReq)] : []), '', '']),
-    row('other processes during @1k / saturation (cores)', [
-      ...targets.map((t) => `${latency[t.name]!.foreignCores.toFixed(2)} / ${sat[t.name]!.foreignCores.toFixed(2)}`),
-      ...(warn ? [`${warn.latency.foreignCores.toFixed(2)} / ${warn.sat.foreignCores.toFixed(2)}`] : []),
-      '',
-      '',
+
+  // Issue 11's goals, each compared within a round, median of the rounds.
+  const idleOverEmpty = idle.leash.rssMB - emptyNode.rssMB;
+  const peakOverIdle = after.leash.hwmMB - idle.leash.rssMB;
+  const fwdPeakOverIdle = after.fwd && idle.fwd ? after.fwd.hwmMB - idle.fwd.rssMB : undefined;
+  const goals = {
+    cpuRatio: F ? med((r) => r.cpuRatio) : undefined,
+    addedP50Ratio: F ? med((r) => r.addedP50Ratio) : undefined,
+    sseFirstPlusUs: F ? med((r) => r.sseFirstPlusUs) : undefined,
+    sseLastRatio: F ? med((r) => r.sseLastRatio) : undefined,
+    abortsPct: (100 * aborts.leash!.cancelledWithin1s) / D.aborts,
+    emptyNodeRssMB: emptyNode.rssMB,
+    idleOverEmptyMB: idleOverEmpty,
+    peakOverIdleMB: peakOverIdle,
+  };
+  const ok = {
+    cpu: goals.cpuRatio === undefined ? undefined : goals.cpuRatio <= GOALS.cpuRatio,
+    added: goals.addedP50Ratio === undefined ? undefined : goals.addedP50Ratio <= GOALS.addedP50Ratio,
+    first: goals.sseFirstPlusUs === undefined ? undefined : goals.sseFirstPlusUs <= GOALS.sseFirstPlusUs,
+    last: goals.sseLastRatio === undefined ? undefined : goals.sseLastRatio <= GOALS.sseLastRatio,
+    aborts: aborts.leash!.cancelledWithin1s === D.aborts,
+    idle: idleOverEmpty <= GOALS.idleOverEmptyMB,
+    peak: peakOverIdle <= GOALS.peakOverIdleMB,
+  };
+  const satOf = (r: Round, n: string) => r.saturation[n];
+  const latOf = (r: Round, n: string) => r.latency[n];
+  const sseOf = (r: Round, n: string) => r.sse[n];
+  const addedOf = (r: Round, n: string) => latOf(r, n)!.latency.p50 - latOf(r, 'direct')!.latency.p50;
+  const gcols = ['http-proxy (bare)', 'leash', `leash vs bare, median of ${rounds.length} round${rounds.length > 1 ? 's' : ''}`, 'per round', 'goal', 'result'];
+  const goalLines = [
+    row('issue 11 goal', gcols),
+    row('---', gcols.map(() => '---')),
+    row('proxy CPU/request at saturation (µs)', [
+      F ? us(med((r) => satOf(r, F)!.proxyCpuUsPerReq)) : '–',
+      us(med((r) => satOf(r, 'leash')!.proxyCpuUsPerReq)),
+      x(goals.cpuRatio),
+      each((r) => r.cpuRatio, (v) => (v === undefined ? '–' : v.toFixed(2))),
+      `≤ ${GOALS.cpuRatio.toFixed(2)}× bare`,
+      pass(ok.cpu),
     ]),
-    row('idle RSS (MB)', ['–', ...(idle.fwd ? [mb(idle.fwd.rssMB)] : []), mb(idle.leash.rssMB), ...(warn ? [mb(warn.idle)] : []), '≤ 45', met(idle.leash.rssMB <= 45)]),
-    row('RSS after load, settled (MB)', ['–', ...(after.fwd ? [mb(after.fwd.rssMB)] : []), mb(after.leash.rssMB), ...(warn ? ['–'] : []), '', '']),
-    row('peak RSS, VmHWM (MB)', ['–', ...(after.fwd ? [mb(after.fwd.hwmMB)] : []), mb(after.leash.hwmMB), ...(warn ? [mb(warn.peak)] : []), '≤ 64', met(after.leash.hwmMB <= 64)]),
-    row(`SSE first event p50 (µs, ${D.sseDelayMs} ms delay)`, [...targets.map((t) => us(sse.get(t.name)!.first.p50)), ...(warn ? ['–'] : []), '', '']),
-    row('SSE event relay p50, upstream write → client read (µs)', [...targets.map((t) => us(sse.get(t.name)!.relay.p50)), ...(warn ? ['–'] : []), '', '']),
-    row('SSE first event added p50 (µs)', [...targets.map((t) => plus(sse.get(t.name)!.first.p50 - sse.get('direct')!.first.p50)), ...(warn ? ['–'] : []), '≤ +300', met(sseAdd <= 300)]),
-    row('aborts cancelling upstream ≤ 1 s', [...targets.map((t) => `${aborts[t.name]!.cancelledWithin1s}/${D.aborts}${aborts[t.name]!.delayMs.n ? ` (p50 ${aborts[t.name]!.delayMs.p50.toFixed(1)} ms)` : ''}`), ...(warn ? ['–'] : []), '100/100', met(aborts.leash!.cancelledWithin1s === D.aborts)]),
+    row('added p50 @1k req/s, proxy p50 − direct p50 (µs)', [
+      F ? plus(med((r) => addedOf(r, F))) : '–',
+      plus(med((r) => addedOf(r, 'leash'))),
+      x(goals.addedP50Ratio),
+      each((r) => r.addedP50Ratio, (v) => (v === undefined ? '–' : v.toFixed(2))),
+      `≤ ${GOALS.addedP50Ratio.toFixed(2)}× bare`,
+      pass(ok.added),
+    ]),
+    row(`SSE first event p50, ${D.sseDelayMs} ms upstream delay (µs)`, [
+      F ? us(med((r) => sseOf(r, F)!.first.p50)) : '–',
+      us(med((r) => sseOf(r, 'leash')!.first.p50)),
+      goals.sseFirstPlusUs === undefined ? '–' : `${plus(goals.sseFirstPlusUs)} µs`,
+      each((r) => r.sseFirstPlusUs, plus),
+      `≤ bare + ${GOALS.sseFirstPlusUs} µs`,
+      pass(ok.first),
+    ]),
+    row(`SSE relay: time to the last of ${D.burstEvents} events, p50 (µs)`, [
+      F ? us(med((r) => sseOf(r, F)!.last.p50)) : '–',
+      us(med((r) => sseOf(r, 'leash')!.last.p50)),
+      x(goals.sseLastRatio),
+      each((r) => r.sseLastRatio, (v) => (v === undefined ? '–' : v.toFixed(2))),
+      `≤ ${GOALS.sseLastRatio.toFixed(2)}× bare`,
+      pass(ok.last),
+    ]),
+    row('client aborts cancelling the upstream stream ≤ 1 s', [
+      F ? `${aborts[F]!.cancelledWithin1s}/${D.aborts}` : '–',
+      `${aborts.leash!.cancelledWithin1s}/${D.aborts}`,
+      '–',
+      '–',
+      '100 %',
+      pass(ok.aborts),
+    ]),
+    row(`idle RSS at ${(idle.ageMs / 1000).toFixed(0)} s (MB); empty node ${mb(emptyNode.rssMB)} MB`, [
+      mb(idle.fwd?.rssMB),
+      mb(idle.leash.rssMB),
+      `empty node ${plus(idleOverEmpty)} MB (RssAnon ${plus(idle.leash.anonMB - emptyNode.anonMB)})`,
+      '–',
+      `≤ empty node + ${GOALS.idleOverEmptyMB} MB`,
+      pass(ok.idle),
+    ]),
+    row(`peak − idle under the bench load, VmHWM${peakReset ? ' (reset at idle)' : ' (incl. start-up)'} − idle RSS (MB)`, [
+      mb(fwdPeakOverIdle),
+      mb(peakOverIdle),
+      '–',
+      '–',
+      `≤ ${GOALS.peakOverIdleMB} MB`,
+      pass(ok.peak),
+    ]),
+  ];
+  const goalTable = goalLines.join('\n');
+
+  // Detailed figures: each the median of the rounds (single phases as measured).
+  const names = targets.map((t) => t.name);
+  const cols = ['direct', ...(fwd ? ['http-proxy (bare)'] : []), 'leash (info)', ...(warn ? ['leash (warn)'] : [])];
+  const wl = warn?.latency;
+  const perTarget = (f: (r: Round, n: string) => number | undefined, fmt: (v: number | undefined) => string, w?: number | string) => [
+    ...names.map((n) => fmt(med((r) => f(r, n)))),
+    ...(warn ? [typeof w === 'string' ? w : fmt(w)] : []),
+  ];
+  const lines = [
+    row('metric (median of rounds)', cols),
+    row('---', cols.map(() => '---')),
+    row('p50 @1k req/s (µs)', perTarget((r, n) => latOf(r, n)!.latency.p50, us, wl?.latency.p50)),
+    row('p99 @1k req/s (µs)', perTarget((r, n) => latOf(r, n)!.latency.p99, us, wl?.latency.p99)),
+    row('p99.9 @1k req/s (µs)', perTarget((r, n) => latOf(r, n)!.latency.p999, us, wl?.latency.p999)),
+    row('added p50 vs direct (µs)', perTarget((r, n) => addedOf(r, n), plus, wl ? wl.latency.p50 - med((r) => latOf(r, 'direct')!.latency.p50) : undefined)),
+    row('added p99 vs direct (µs)', perTarget((r, n) => latOf(r, n)!.latency.p99 - latOf(r, 'direct')!.latency.p99, plus, wl ? wl.latency.p99 - med((r) => latOf(r, 'direct')!.latency.p99) : undefined)),
+    row('proxy CPU @1k (µs/req)', perTarget((r, n) => latOf(r, n)!.proxyCpuUsPerReq, us, wl?.proxyCpuUsPerReq)),
+    row('saturation (req/s, 10 conns)', perTarget((r, n) => satOf(r, n)!.rps, us, warn?.sat.rps)),
+    row('proxy CPU @saturation (µs/req)', perTarget((r, n) => satOf(r, n)!.proxyCpuUsPerReq, us, warn?.sat.proxyCpuUsPerReq)),
+    row('proxy cores @saturation', perTarget((r, n) => satOf(r, n)!.proxyCores, (v) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(2)), warn?.sat.proxyCores)),
+    row('upstream CPU @saturation (µs/req)', perTarget((r, n) => satOf(r, n)!.upstreamCpuUsPerReq, us, warn?.sat.upstreamCpuUsPerReq)),
+    row('idle RSS (MB)', ['–', ...(idle.fwd ? [mb(idle.fwd.rssMB)] : []), mb(idle.leash.rssMB), ...(warn ? [mb(warn.idle)] : [])]),
+    row('idle RssAnon / RssFile (MB)', [`empty node ${mb(emptyNode.anonMB)} / ${mb(emptyNode.fileMB)}`, ...(idle.fwd ? [`${mb(idle.fwd.anonMB)} / ${mb(idle.fwd.fileMB)}`] : []), `${mb(idle.leash.anonMB)} / ${mb(idle.leash.fileMB)}`, ...(warn ? ['–'] : [])]),
+    row('RSS after load, settled (MB)', ['–', ...(after.fwd ? [mb(after.fwd.rssMB)] : []), mb(after.leash.rssMB), ...(warn ? ['–'] : [])]),
+    row(`peak RSS, VmHWM (MB)${peakReset ? ', since idle' : ''}`, ['–', ...(after.fwd ? [mb(after.fwd.hwmMB)] : []), mb(after.leash.hwmMB), ...(warn ? [mb(warn.peak)] : [])]),
+    row(`SSE first event p50 (µs, ${D.sseDelayMs} ms delay)`, perTarget((r, n) => sseOf(r, n)!.first.p50, us, '–')),
+    row('SSE first event added p50 vs direct (µs)', perTarget((r, n) => sseOf(r, n)!.first.p50 - sseOf(r, 'direct')!.first.p50, plus, '–')),
+    row('SSE event relay p50, upstream write → client read (µs)', perTarget((r, n) => sseOf(r, n)!.relay.p50, us, '–')),
+    row(`SSE time to last of ${D.burstEvents} events p50 (µs)`, perTarget((r, n) => sseOf(r, n)!.last.p50, us, '–')),
+    row('aborts cancelling upstream ≤ 1 s', [
+      ...names.map((n) => `${aborts[n]!.cancelledWithin1s}/${D.aborts}${aborts[n]!.delayMs.n ? ` (p50 ${aborts[n]!.delayMs.p50.toFixed(1)} ms)` : ''}`),
+      ...(warn ? ['–'] : []),
+    ]),
   ];
   const table = lines.join('\n');
+
+  // Other load, per round and phase: cores used by processes not ours, all cores (on the proxy's core).
+  const rcols = rounds.map((_r, i) => `round ${i + 1}`);
+  const loadLines = [
+    row(`other processes, cores: all${PIN ? ` (on the proxy's core ${PROXY_CORE})` : ''}`, rcols),
+    row('---', rcols.map(() => '---')),
+    ...names.map((n) => row(`${n} @1k`, rounds.map((r) => fmtLoad(r.latency[n]!)))),
+    ...names.map((n) => row(`${n} saturation`, rounds.map((r) => fmtLoad(r.saturation[n]!)))),
+    row('SSE (all targets)', rounds.map((r) => fmtLoad(r.sseLoad))),
+    row('order', rounds.map((r) => r.order.join(', '))),
+  ];
+  const extraLoad = warn ? `\nSingle phases: leash (warn) @1k ${fmtLoad(warn.latency)}, saturation ${fmtLoad(warn.sat)}.` : '';
+  const loadTable = loadLines.join('\n') + extraLoad;
 
   const profText = prof
     ? [
@@ -516,21 +781,28 @@ async function main(): Promise<void> {
       ].join('\n')
     : '';
 
+  const L = lastRound.latency.leash!;
+  const d = lastRound.latency.direct!;
   let rotText = '';
   if (rotT) {
     const R = latency[rotT.name]!;
     const A = latency['leash (again)']!;
     const SR = sat[rotT.name]!;
-    const SL = sat.leash!;
+    const SL = lastRound.saturation.leash!;
     const rrow = (name: string, st: string, again: string, ro: string) => `| ${name} | ${st} | ${again} | ${ro} |`;
     rotText = [
       `\n### leash with rotation (jwt TTL ${ROTATION_TTL}, \`leash dev --config\`) vs static credential, same run\n`,
-      '| metric | leash static | leash static (again, after) | leash rotation |',
+      '| metric | leash static (last round) | leash static (again, after) | leash rotation |',
       '| --- | --- | --- | --- |',
       rrow('p50 @1k req/s (µs)', us(L.latency.p50), us(A.latency.p50), us(R.latency.p50)),
       rrow('p99 @1k req/s (µs)', us(L.latency.p99), us(A.latency.p99), us(R.latency.p99)),
       rrow('p99.9 @1k req/s (µs)', us(L.latency.p999), us(A.latency.p999), us(R.latency.p999)),
-      rrow('added p50 / p99 vs direct (µs)', `${plus(addP50)} / ${plus(addP99)}`, `${plus(A.latency.p50 - d.latency.p50)} / ${plus(A.latency.p99 - d.latency.p99)}`, `${plus(R.latency.p50 - d.latency.p50)} / ${plus(R.latency.p99 - d.latency.p99)}`),
+      rrow(
+        'added p50 / p99 vs direct (µs)',
+        `${plus(L.latency.p50 - d.latency.p50)} / ${plus(L.latency.p99 - d.latency.p99)}`,
+        `${plus(A.latency.p50 - d.latency.p50)} / ${plus(A.latency.p99 - d.latency.p99)}`,
+        `${plus(R.latency.p50 - d.latency.p50)} / ${plus(R.latency.p99 - d.latency.p99)}`,
+      ),
       rrow('proxy CPU @1k (µs/req)', us(L.proxyCpuUsPerReq), us(A.proxyCpuUsPerReq), us(R.proxyCpuUsPerReq)),
       rrow('failed requests @1k (non-200 or error)', String(L.errors), String(A.errors), `**${R.errors}** of ${R.sent}`),
       rrow('credential rotations during @1k', '–', '–', `${rotation.rotationsAt1k.success} (failed refreshes ${rotation.rotationsAt1k.failure})`),
@@ -538,21 +810,43 @@ async function main(): Promise<void> {
       rrow('proxy CPU @saturation (µs/req)', us(SL.proxyCpuUsPerReq), '–', us(SR.proxyCpuUsPerReq)),
       rrow('failed requests @saturation (errors + non-2xx)', String(SL.errors + SL.non2xx), '–', `**${SR.errors + SR.non2xx}** of ${SR.total}`),
       rrow('credential rotations during saturation', '–', '–', `${rotation.rotationsSat.success} (failed refreshes ${rotation.rotationsSat.failure})`),
-      rrow('other processes during @1k / saturation (cores)', `${L.foreignCores.toFixed(2)} / ${SL.foreignCores.toFixed(2)}`, `${A.foreignCores.toFixed(2)} / –`, `${R.foreignCores.toFixed(2)} / ${SR.foreignCores.toFixed(2)}`),
+      rrow('other processes during @1k / saturation (cores)', `${fmtLoad(L)} / ${fmtLoad(SL)}`, `${fmtLoad(A)} / –`, `${fmtLoad(R)} / ${fmtLoad(SR)}`),
       rrow('RSS after the phases (MB)', '–', '–', mb(rotation.rssMB)),
     ].join('\n');
   }
+  const sumErr = (n: string) => rounds.reduce((a, r) => a + r.latency[n]!.errors, 0);
+  const sumQueued = (n: string) => rounds.reduce((a, r) => a + r.latency[n]!.queued, 0);
   const checks = [
     `upstream saw ${upstreamStats.requests} requests, ${upstreamStats.badAuth} without the expected credential (must be 0)`,
     `leash (info) wrote ${auditLines} "request" audit lines`,
-    `latency runs: errors direct ${d.errors}, leash ${L.errors}${F ? `, http-proxy ${F.errors}` : ''}; queued sends direct ${d.queued}, leash ${L.queued}`,
+    `latency runs (all rounds): errors ${names.map((n) => `${n} ${sumErr(n)}`).join(', ')}; queued sends ${names.map((n) => `${n} ${sumQueued(n)}`).join(', ')}`,
+    PIN
+      ? `pinning: proxies on core ${PROXY_CORE}, bench process and upstream on core ${LOAD_CORE} (Cpus_allowed_list: ${Object.entries(pinning.allowed).map(([k, v]) => `${k} ${v}`).join(', ')}); children run with UV_USE_IO_URING=0`
+      : 'pinning: **off** (--no-pin, no taskset, or < 2 cores); children run with UV_USE_IO_URING=0',
   ];
   process.stdout.write(
-    `\n## leash proxy benchmark ${QUICK ? '(QUICK)' : ''}\n\nmachine: ${machine.nproc} × ${machine.cpu}, node ${machine.node}, ${machine.date}\n\n${table}\n${profText}${rotText}\n\n${checks.map((c) => `- ${c}`).join('\n')}\n`,
+    [
+      `\n## leash proxy benchmark ${QUICK ? '(QUICK)' : ''}\n`,
+      `machine: ${machine.nproc} × ${machine.cpu}, node ${machine.node}, ${machine.date}; ${rounds.length} interleaved round(s)\n`,
+      goalTable,
+      '',
+      table,
+      '',
+      loadTable,
+      profText,
+      rotText,
+      '',
+      checks.map((c) => `- ${c}`).join('\n'),
+      '',
+    ].join('\n'),
   );
   writeFileSync(
     join(HERE, 'last-run.json'),
-    JSON.stringify({ machine, quietAtStart, params: D, latency, saturation: sat, rotation, sse: Object.fromEntries(sse), aborts, idle, after, warn, profile: prof, upstreamStats, auditLines }, null, 2),
+    JSON.stringify(
+      { machine, pinning, quietAtStart, params: D, goalTargets: GOALS, goals, goalsMet: ok, rounds, latency, saturation: sat, rotation, aborts, idle, emptyNode, peakReset, after, warn, profile: prof, upstreamStats, auditLines },
+      null,
+      2,
+    ),
   );
   rmSync(TMP, { recursive: true, force: true });
   log(`done; details in ${join(HERE, 'last-run.json')}`);
@@ -562,6 +856,6 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   process.exit(1);
 });

@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
  * The benchmark upstream, run as its own process: prints {"port":N} and serves
  *   GET …/ok                       small JSON answer (an API call's size, not a stream)
  *   GET …/sse?id=&delay=&mode=     SSE: headers now, first event after `delay` ms;
- *                                  mode=once ends after it, mode=forever sends one every 100 ms
+ *                                  mode=once ends after it, mode=forever sends one every 100 ms,
+ *                                  mode=burst&n=N sends N events back to back (one write each), then ends
  *   GET /__stats                   counters and per-stream open/close times (monotonic ns)
  * Each event carries "t": process.hrtime at the write, so the client can time its relay.
  * It counts requests that arrive without the expected credential.
@@ -41,6 +42,12 @@ function sse(req: IncomingMessage, res: ServerResponse, query: URLSearchParams):
   let interval: NodeJS.Timeout | undefined;
   const first = setTimeout(() => {
     res.write(`data: {"n":${n++},"t":${mono()}}\n\n`);
+    if (query.get('mode') === 'burst') {
+      // A token stream arriving faster than it can be relayed: what counts is the time to the last event.
+      const total = Number(query.get('n') ?? '200');
+      while (n < total) res.write(`data: {"n":${n++},"choices":[{"delta":{"content":" token"}}]}\n\n`);
+      return void res.end();
+    }
     if (!forever) return void res.end();
     interval = setInterval(() => res.write(`data: {"n":${n++}}\n\n`), 100);
   }, delay);
