@@ -1,19 +1,25 @@
 import type { Sidecar } from '../sidecar/sidecar.js';
-import { assembleSidecar } from '../sidecar/assemble.js';
 import type { RedisClient } from '../bus/redis.js';
 import { auditKey } from '../core/protocol.js';
-import { createAudit, PER_REQUEST_EVENTS, redisAuditSink, type RedisAuditSink } from '../telemetry/audit.js';
-import { UsageWriter } from '../telemetry/usage-writer.js';
-import { createLogger } from '../telemetry/logger.js';
+import type { RedisAuditSink } from '../telemetry/audit.js';
+import type { UsageWriter } from '../telemetry/usage-writer.js';
 import { untilSignal } from './signals.js';
 import { packageVersion } from './version.js';
 import { sidecarHygieneWarnings } from './hygiene.js';
-import { bootstrapTokenReader, loadSidecarConfig, loadSidecarConfigFromEnv, readCaFiles, readText, resolveRedisTarget } from './load.js';
+// files.js, not load.js: the config is validated in a worker, and yaml and zod never load here.
+import { bootstrapTokenReader, loadSidecarConfigIsolated, readCaFiles, readText, resolveRedisTarget } from './files.js';
 
 /** `leash sidecar --config FILE`: config → logger → sidecar → signals. Resolves with the exit status. */
 export async function runSidecar(source: string | { env: string }, env: NodeJS.ProcessEnv): Promise<number> {
   // A file path, or { env: NAME } for `--config-env NAME` (the injector puts the config in the pod spec).
-  const config = typeof source === 'string' ? loadSidecarConfig(source, env) : loadSidecarConfigFromEnv(source.env, env);
+  const config = await loadSidecarConfigIsolated(source, env);
+  // The serving code is loaded once the config's worker has exited: their peaks do not add up.
+  const [{ assembleSidecar }, { createAudit, PER_REQUEST_EVENTS, redisAuditSink }, { UsageWriter }, { createLogger }] = await Promise.all([
+    import('../sidecar/assemble.js'),
+    import('../telemetry/audit.js'),
+    import('../telemetry/usage-writer.js'),
+    import('../telemetry/logger.js'),
+  ]);
   const caFiles = readCaFiles(config);
   const logger = createLogger({ level: config.log.level });
   // The same warnings as leash check (group-readable credential files, admin off loopback).

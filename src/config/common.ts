@@ -41,13 +41,8 @@ export type SecretSource = z.infer<typeof secretSource>;
 
 export const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
-export function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
+// Here for the schemas; in plain.ts so that the serving thread can freeze without zod.
+export { deepFreeze } from './plain.js';
 
 const redisNode = z.strictObject({ host: z.string().min(1), port: z.int().min(1).max(65535) });
 /** Redis: a redis:// URL (single node), a Sentinel group, or Cluster seed nodes. */

@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import type { RedisTarget } from '../bus/connect.js';
+import type { RedisTargetConfig } from '../config/common.js';
+import { parseSidecarConfigIsolated } from '../config/isolated.js';
+import type { SidecarConfig } from '../config/sidecar.js';
+import { ConfigError } from '../core/errors.js';
+
+/**
+ * Entry-point helpers: the only code that reads config and CA files from disk. Nothing here
+ * loads yaml or zod (`leash sidecar` imports this module; bin/load.ts has the in-process
+ * parsers for the other commands).
+ */
+export function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${what}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+}
+
+export function readCaFiles(config: SidecarConfig): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [name, route] of Object.entries(config.routes)) {
+    if (route.caFile && !out.has(route.caFile)) out.set(route.caFile, readText(route.caFile, `routes.${name}.caFile`));
+  }
+  return out;
+}
+
+/** The join token, read when bootstrap asks for it (a Kubernetes-mounted file may appear late). */
+export function joinTokenReader(config: SidecarConfig, env: NodeJS.ProcessEnv): (() => string | undefined) | undefined {
+  const source = config.authority?.bootstrap.joinToken;
+  if (!source) return undefined;
+  if ('env' in source) return () => env[source.env]?.trim() || undefined;
+  return () => {
+    try {
+      return readFileSync(source.file, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+/**
+ * The evidence the configured attestor presents, as a reader called for every bootstrap:
+ * the join token, or the projected Kubernetes token (the kubelet replaces that file as it
+ * rotates the token, so it is never cached). Undefined while the file is absent or empty.
+ */
+export function bootstrapTokenReader(config: SidecarConfig, env: NodeJS.ProcessEnv): (() => string | undefined) | undefined {
+  const k = config.authority?.bootstrap.kubernetes;
+  if (!k) return joinTokenReader(config, env);
+  return () => {
+    try {
+      return readFileSync(k.tokenFile, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+/** A Redis target from config with its password source read now (the entry point reads secrets). */
+export function resolveRedisTarget(target: RedisTargetConfig, env: NodeJS.ProcessEnv, where: string): RedisTarget {
+  if (typeof target === 'string') return target;
+  const pw = target.password;
+  const password = pw === undefined ? undefined : 'env' in pw ? env[pw.env] : readText(pw.file, `${where}.password`).trim();
+  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password } : { cluster: target.cluster, password };
+}
+
+/**
+ * The sidecar's config from a file (a path) or an environment variable ({ env: NAME },
+ * `--config-env`), validated in a worker thread that has exited when this resolves: the
+ * same value and errors as loadSidecarConfig, without yaml and zod in this thread.
+ */
+export async function loadSidecarConfigIsolated(source: string | { env: string }, env: NodeJS.ProcessEnv): Promise<SidecarConfig> {
+  if (typeof source === 'string') return parseSidecarConfigIsolated(readText(source, '--config'), env, source);
+  const text = env[source.env];
+  if (text === undefined || text.trim() === '') throw new ConfigError([`--config-env ${source.env}: the environment variable is not set`]);
+  return parseSidecarConfigIsolated(text, env, `$${source.env}`);
+}
