@@ -15,7 +15,7 @@ import type { WorkerAnswer, WorkerRequest } from './worker.js';
 export async function parseSidecarConfigIsolated(text: string, env: Readonly<Record<string, string | undefined>>, source: string): Promise<SidecarConfig> {
   const request: WorkerRequest = { text, env: { ...env }, source };
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
-    workerData: request,
+    workerData: { sidecarConfig: request },
     // A small young generation: validation allocates little and the process's peak is what counts.
     resourceLimits: { maxYoungGenerationSizeMb: 4 },
     // The worker gets its env through workerData; its own process.env is left empty.

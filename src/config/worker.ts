@@ -1,4 +1,4 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { ConfigError } from '../core/errors.js';
 import { parseConfig } from './load.js';
 import { toPlain } from './plain.js';
@@ -20,11 +20,15 @@ export type WorkerAnswer =
   | { ok: false; issues: string[]; context: ConfigError['context'] }
   | { ok: false; unexpected: string };
 
-const { text, env, source } = workerData as WorkerRequest;
-let answer: WorkerAnswer;
-try {
-  answer = { ok: true, config: toPlain(parseConfig(sidecarSchema, text, env, source)) };
-} catch (e) {
-  answer = e instanceof ConfigError ? { ok: false, issues: [...e.issues], context: e.context } : { ok: false, unexpected: (e as Error)?.message ?? String(e) };
+/** The answer to one request: the plain config, or the error as data. */
+export function validateSidecarConfig({ text, env, source }: WorkerRequest): WorkerAnswer {
+  try {
+    return { ok: true, config: toPlain(parseConfig(sidecarSchema, text, env, source)) };
+  } catch (e) {
+    return e instanceof ConfigError ? { ok: false, issues: [...e.issues], context: e.context } : { ok: false, unexpected: (e as Error)?.message ?? String(e) };
+  }
 }
-parentPort!.postMessage(answer);
+
+// Started as the worker: answer and end. Imported anywhere else (a test, the image check), nothing runs.
+const request = (workerData as { sidecarConfig?: WorkerRequest } | null)?.sidecarConfig;
+if (!isMainThread && parentPort && request) parentPort.postMessage(validateSidecarConfig(request));
