@@ -80,8 +80,8 @@ EXPOSE 8080 9090 8443
 # authority running `kind: exec` credentials whose commands leave orphaned grandchildren
 # should run with an init (docker run --init; in a pod, shareProcessNamespace) to reap them.
 # --max-semi-space-size=1: V8's young generation stays at 2 MB instead of growing to 32 MB
-# under load, so a sidecar's peak stays within ~6 MB of its idle RSS at 10 connections
-# (not ~14-16), for ~3.5 % more instructions per request (bench/RESULTS.md, "Idle and
+# under load, so a sidecar's peak stays within ~5 MB of its idle RSS at 1,000 requests/s
+# (not ~9-16 MB), for ~3.5 % more instructions per request (bench/RESULTS.md, "Idle and
 # peak memory"; docs/operations.md#memory).
 ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/dist/src/cli.js"]
 CMD ["sidecar", "--config", "/etc/leash/sidecar.yaml"]
