@@ -108,7 +108,9 @@ describe('src/pki', () => {
   it('the sidecar does not load it (nor node-forge) until it needs a CSR: only a dynamic import reaches it', () => {
     // Sanity: the walk does find pki where it is imported statically.
     expect([...staticGraph('authority/assemble.ts')]).toContain('pki/x509.ts');
-    const graph = staticGraph('bin/sidecar.ts');
+    // bin/sidecar.ts imports the serving code (sidecar/assemble.ts) at every start, once the
+    // config's worker has exited: part of what a sidecar loads, though not a static import.
+    const graph = new Set([...staticGraph('bin/sidecar.ts'), ...staticGraph('sidecar/assemble.ts')]);
     expect(graph).toContain('sidecar/sidecar.ts');
     expect([...graph].filter((f) => f.startsWith('pki/'))).toEqual([]);
     // …and some module of the sidecar does load it on demand (the identity manager, for its CSR).
