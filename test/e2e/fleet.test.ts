@@ -191,7 +191,7 @@ describe('a fleet of separate processes', () => {
     await recordedHttpsGet(seen, 'authority GET /.well-known/jwks.json', `${f.authorityUrl}/.well-known/jwks.json`, f.caPem);
     expect((await recordedFetch(seen, 'verify-service GET /healthz', `${f.verifyUrl}/healthz`)).status).toBe(200);
     const metrics1 = seen.find((x) => x.what === 'http sidecar-1 GET /metrics')!.text;
-    expect(metrics1).toMatch(/leash_revocation_channel_up 1/);
+    expect(metrics1).toMatch(/^leash_revocation_channel_up 1$/m);
     const redisLive = await dumpRedis(f.redis.url, 'live');
 
     // ── 6. SIGTERM everything: sidecars (they release their leases), the verify service, the authority. All exit 0.

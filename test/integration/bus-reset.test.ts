@@ -151,13 +151,13 @@ describe('a real sidecar whose lease was revoked while it was cut off from a Red
     await cutOffPublishRestart(() => publisher.publish({ scope: 'lease', target: revoked, reason: 'leaked', by: 'test' }));
     const deadline = Date.now() + 10_000;
     let lease = await leaseOf();
-    while ((lease === revoked || lease === null || !/leash_revocation_channel_up 1/.test(await metrics())) && Date.now() < deadline) {
+    while ((lease === revoked || lease === null || !/^leash_revocation_channel_up 1$/m.test(await metrics())) && Date.now() < deadline) {
       await sleep(50);
       lease = await leaseOf();
     }
     expect(lease).not.toBe(revoked);
     expect(lease).not.toBeNull();
-    expect(await metrics()).toMatch(/leash_revocation_channel_up 1/);
+    expect(await metrics()).toMatch(/^leash_revocation_channel_up 1$/m);
     const from = Date.now();
     for (let i = 0; i < 10; i++) expect((await fetch(`${s.url}/search/x`)).status).toBe(200);
     expect(seen.filter((x) => x.at >= from).map((x) => x.jti)).not.toContain(revoked);

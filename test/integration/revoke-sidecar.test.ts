@@ -79,7 +79,7 @@ describe('sidecars apply revocations', () => {
     expect(seen.filter((s) => s.jti === before[0] && s.at >= appliedAt)).toEqual([]);
     const metrics = await (await fetch(`${sidecars[0]!.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/leash_revocations_applied_total\{scope="lease"\} 1/);
-    expect(metrics).toMatch(/leash_revocation_channel_up 1/);
+    expect(metrics).toMatch(/^leash_revocation_channel_up 1$/m);
     expect(sidecars[0]!.logs.events('credential.revoked')).toHaveLength(1);
   });
 
