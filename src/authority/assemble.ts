@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
 import { type Clock, systemClock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
-import { redisConnector, type RedisTarget } from '../bus/connect.js';
+import { redisConnector } from '../bus/connect.js';
+import { redisTargetFrom, type RedisTarget } from '../bus/target.js';
 import type { RedisClient } from '../bus/redis.js';
 import { MemoryRevocationBus } from '../bus/memory.js';
 import { RedisRevocationPublisher } from '../bus/redis.js';
@@ -114,12 +115,10 @@ function issuerSpec(c: CredentialConfig, inputs: AuthorityInputs): IssuerSpec {
 
 /** Config's Redis target with its password source read now (connections are made at start). */
 export function redisTargetOf(target: RedisTargetConfig, inputs: Pick<AuthorityInputs, 'secret'>): RedisTarget {
-  if (typeof target === 'string') return target;
-  const password = target.password === undefined ? undefined : (() => {
-    const v = inputs.secret(target.password);
+  return redisTargetFrom(target, (source) => {
+    const v = inputs.secret(source);
     return typeof v === 'function' ? (v() as string) : v;
-  })();
-  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password } : { cluster: target.cluster, password };
+  });
 }
 
 const SERVER_CERT_TTL_MS = 30 * 86_400_000;

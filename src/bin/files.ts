@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { RedisTarget } from '../bus/connect.js';
+import { redisTargetFrom, type RedisTarget } from '../bus/target.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { parseSidecarConfigIsolated } from '../config/isolated.js';
 import type { SidecarConfig } from '../config/sidecar.js';
@@ -59,10 +59,13 @@ export function bootstrapTokenReader(config: SidecarConfig, env: NodeJS.ProcessE
 
 /** A Redis target from config with its password source read now (the entry point reads secrets). */
 export function resolveRedisTarget(target: RedisTargetConfig, env: NodeJS.ProcessEnv, where: string): RedisTarget {
-  if (typeof target === 'string') return target;
-  const pw = target.password;
-  const password = pw === undefined ? undefined : 'env' in pw ? env[pw.env] : readText(pw.file, `${where}.password`).trim();
-  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password } : { cluster: target.cluster, password };
+  return redisTargetFrom(target, (source) => {
+    if ('file' in source) return readText(source.file, `${where}.password`).trim();
+    const value = env[source.env];
+    // Never a connection without the password the config names (it would fail as NOAUTH, far from the cause).
+    if (value === undefined) throw new ConfigError([`${where}.password: environment variable ${source.env} is not set`]);
+    return value;
+  });
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisClient } from './redis.js';
+import type { RedisTarget } from './target.js';
 
 /**
  * Redis connections for the revocation bus: single node (URL), Sentinel or Cluster.
@@ -7,10 +8,7 @@ import type { RedisClient } from './redis.js';
  * revocations); commands time out so a half-open command connection cannot hang a
  * catch-up; autoResubscribe is off because the subscriber resubscribes itself.
  */
-export type RedisTarget =
-  | string
-  | { sentinels: { host: string; port: number }[]; name: string; password?: string }
-  | { cluster: { host: string; port: number }[]; password?: string };
+export type { RedisTarget } from './target.js';
 
 const BASE: RedisOptions = {
   autoResubscribe: false,

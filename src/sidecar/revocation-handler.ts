@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { RedisTarget } from '../bus/connect.js';
+import { redisTargetFrom, type RedisTarget } from '../bus/target.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
 import type { RevocationSubscriber, SubscriberEvents } from '../bus/types.js';
 import type { Revocation } from '../core/protocol.js';
@@ -128,11 +128,8 @@ export function revocationSource(
   return { redis: resolved ?? redisTargetOf(config.redis, env), prefix: config.prefix };
 }
 
-function redisTargetOf(target: RedisTargetConfig, env: Readonly<Record<string, string | undefined>>): RedisTarget {
-  if (typeof target === 'string') return target;
-  const password = target.password === undefined ? undefined : passwordOf(target.password, env);
-  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password } : { cluster: target.cluster, password };
-}
+const redisTargetOf = (target: RedisTargetConfig, env: Readonly<Record<string, string | undefined>>): RedisTarget =>
+  redisTargetFrom(target, (source) => passwordOf(source, env));
 
 function passwordOf(source: SecretSource, env: Readonly<Record<string, string | undefined>>): string {
   if ('file' in source) throw new ConfigError([`revocations.redis.password: ${source.file} was not read (the entry point reads it and passes the target as revocationsRedis)`]);
