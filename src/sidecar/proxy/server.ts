@@ -5,7 +5,7 @@ import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { BadRequestError, type LeashHttpError, UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
-import { runDecidePasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
+import { runHeadPasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
 import { readRequestBody } from './request-body.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
 import { UpstreamTimeouts, type TimeoutEntry } from './timeouts.js';
@@ -90,6 +90,10 @@ export function upstreamFailure(err: Error, timedOut: boolean, route: string | u
   if (code.startsWith('HPE_')) return new UpstreamBadResponseError(`the upstream answered a malformed HTTP response (${code})`, { route });
   return new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route }, { cause: err });
 }
+
+/** Whether SEND waits for the request-body phase (routes that inspect bodies); the WebSocket path has none. */
+const hasBodyPhase = (route: RouteRuntime): boolean => route.bodyFilters.length > 0;
+const noBodyPhase = (): boolean => false;
 
 /** Client went away before the answer finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
@@ -242,7 +246,7 @@ export class ProxyServer {
    */
   private decide(req: WithCtx, ctx: Tracked, bodyPhase: boolean): LeashHttpError | undefined {
     if (POISONED.has(req.socket)) return new BadRequestError('a previous request on this connection was refused as malformed');
-    return runDecidePasses(req, ctx, this.env) ?? (bodyPhase && ctx.route!.bodyFilters.length > 0 ? undefined : runSendPasses(req, ctx, this.env));
+    return runHeadPasses(req, ctx, this.env, bodyPhase ? hasBodyPhase : noBodyPhase);
   }
 
   private handle(req: WithCtx, res: ServerResponse): void {
