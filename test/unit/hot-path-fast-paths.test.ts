@@ -7,6 +7,7 @@ import { jsonString, requestLineBody, type AuditFields } from '../../src/telemet
 import { contextOf, envFor, HandsOutAnything, requestOf, routeFor } from '../helpers/passes.js';
 import type { ClientRequest } from 'node:http';
 import type { RequestBodyFilter } from '../../src/sidecar/proxy/request-body.js';
+import { hasBadValueChar, isToken } from '../../src/sidecar/proxy/response.js';
 
 /**
  * Fast paths of the per-request hot path (issue 11), each pinned against the general path
@@ -194,3 +195,31 @@ describe('UpstreamTimeouts.payloadOf (the unsolicited-101 lookup)', () => {
     t.close();
   });
 });
+
+describe('response headers: isToken and hasBadValueChar are the regexes they replace', () => {
+  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  const BAD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
+  it('on every single UTF-16 code unit below 0x2000, alone and inside text', () => {
+    for (let c = 0; c < 0x2000; c++) {
+      for (const s of [String.fromCharCode(c), `ab${String.fromCharCode(c)}`, `${String.fromCharCode(c)}cd`]) {
+        expect(isToken(s), JSON.stringify(s)).toBe(TOKEN.test(s));
+        expect(hasBadValueChar(s), JSON.stringify(s)).toBe(BAD_VALUE_CHAR.test(s));
+      }
+    }
+    for (const s of ['', 'Content-Type', 'x_a.b~c', 'a b', 'a:b', 'a\u00e9', '\ud800', 'text/html; charset=utf-8', 'a\tb', 'a\r\nb']) {
+      expect(isToken(s)).toBe(TOKEN.test(s));
+      expect(hasBadValueChar(s)).toBe(BAD_VALUE_CHAR.test(s));
+    }
+  });
+  it('on random strings', () => {
+    const alphabet = ['a', 'Z', '0', '-', '_', '!', '|', '~', ' ', '\t', '\r', '\n', ':', '"', '(', '\u007f', '\u0080', '\u00ff', '\u0100', '\u2028', '\ud83d\ude00', '\u0000'];
+    for (let n = 0; n < 20_000; n++) {
+      let s = '';
+      const len = next() % 8;
+      for (let i = 0; i < len; i++) s += alphabet[next() % alphabet.length];
+      expect(isToken(s), JSON.stringify(s)).toBe(TOKEN.test(s));
+      expect(hasBadValueChar(s), JSON.stringify(s)).toBe(BAD_VALUE_CHAR.test(s));
+    }
+  });
+});
+

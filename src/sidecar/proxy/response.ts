@@ -29,6 +29,29 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** What Node refuses in a header value (it accepts HTAB, SP, VCHAR and obs-text). */
 const BAD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
+/** RFC 9110 tchar, by code (TOKEN's class): 1 = allowed. */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+
+/** TOKEN.test(name), without a regex call per response header (test/unit/hot-path-fast-paths.test.ts pins it). */
+export function isToken(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/** BAD_VALUE_CHAR.test(value), without a regex call per response header. */
+export function hasBadValueChar(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return true;
+  }
+  return false;
+}
+
 /** The reason phrase leash sends: the standard one for the status, never the upstream's. */
 export function reasonPhrase(status: number): string {
   return STATUS_CODES[status] ?? 'Unknown';
@@ -86,6 +109,25 @@ export function relayHeaders(
   valueOf: (lower: string, value: string) => string,
   fullNames = true,
 ): RelayedHeaders {
+  return relayHeadersWith(raw, skip, scrubber, fullNames, callValueOf, valueOf, undefined);
+}
+
+const callValueOf = (lower: string, value: string, valueOf: (lower: string, value: string) => string): string => valueOf(lower, value);
+
+/**
+ * relayHeaders with `valueOf` a plain function of two arguments `a` and `b` besides the
+ * header: the per-response path (planResponse) passes its state that way instead of a
+ * closure made for every answer.
+ */
+function relayHeadersWith<A, B>(
+  raw: readonly string[],
+  skip: ReadonlySet<string>,
+  scrubber: Scrubber,
+  fullNames: boolean,
+  valueOf: (lower: string, value: string, a: A, b: B) => string,
+  a: A,
+  b: B,
+): RelayedHeaders {
   const headers: string[] = [];
   let dropped = 0;
   for (let i = 0; i < raw.length; i += 2) {
@@ -93,12 +135,12 @@ export function relayHeaders(
     const lower = name.toLowerCase();
     if (skip.has(lower) || lower.startsWith(LEASH_PREFIX)) continue;
     // Names get the scrubbing their answer's values get: full on errors, whole values otherwise.
-    if (!TOKEN.test(name) || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name) {
+    if (!isToken(name) || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name) {
       dropped++;
       continue;
     }
-    const value = valueOf(lower, raw[i + 1]!);
-    if (BAD_VALUE_CHAR.test(value)) {
+    const value = valueOf(lower, raw[i + 1]!, a, b);
+    if (hasBadValueChar(value)) {
       dropped++;
       continue;
     }
@@ -177,6 +219,29 @@ export type ResponseHead = Pick<IncomingMessage, 'statusCode' | 'headers' | 'raw
  * leash by `agentLocation`), and how the body goes.
  */
 export function planResponse(up: ResponseHead, method: string, scrubber: Scrubber, agentLocation: (location: string) => string): ResponsePlan {
+  return planResponseWith(up, method, scrubber, callAgentLocation, agentLocation, undefined);
+}
+
+const callAgentLocation = (location: string, agentLocation: (location: string) => string): string => agentLocation(location);
+
+/** What a relayed header value becomes: scrubbed (fully on errors and URL headers), a Location brought back through leash. */
+interface ValueState<A, B> {
+  isError: boolean;
+  scrubber: Scrubber;
+  locate: (location: string, a: A, b: B) => string;
+}
+
+/** One per planResponseWith call would be a closure again: the state is kept in one reused object (the event loop runs one at a time). */
+const valueState: ValueState<any, any> = { isError: false, scrubber: undefined as unknown as Scrubber, locate: callAgentLocation };
+
+function relayedValue<A, B>(lower: string, raw: string, a: A, b: B): string {
+  const st = valueState as ValueState<A, B>;
+  const value = st.isError || URL_HEADERS.has(lower) ? st.scrubber.full(raw) : st.scrubber.whole(raw);
+  return lower === 'location' ? st.locate(value, a, b) : value;
+}
+
+/** planResponse with the Location rewrite as a plain function of `a` and `b` (no closure per answer). */
+function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scrubber, locate: (location: string, a: A, b: B) => string, a: A, b: B): ResponsePlan {
   const problem = statusProblem(up.statusCode) ?? (up.headers['transfer-encoding'] === undefined ? undefined : transferCodingProblem(up.rawHeaders));
   if (problem !== undefined) return { kind: 'refuse', problem };
   const status = up.statusCode!;
@@ -190,10 +255,18 @@ export function planResponse(up: ResponseHead, method: string, scrubber: Scrubbe
   const hop = responseSkipSet(up.headers.connection);
   // A scrubbed body is decoded and re-framed by leash: the upstream's framing does not apply.
   const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
-  const { headers, dropped } = relayHeaders(up.rawHeaders, skip, scrubber, (lower, raw) => {
-    const value = isError || URL_HEADERS.has(lower) ? scrubber.full(raw) : scrubber.whole(raw);
-    return lower === 'location' ? agentLocation(value) : value;
-  }, isError);
+  valueState.isError = isError;
+  valueState.scrubber = scrubber;
+  valueState.locate = locate;
+  let relayed: RelayedHeaders;
+  try {
+    relayed = relayHeadersWith(up.rawHeaders, skip, scrubber, isError, relayedValue, a, b);
+  } finally {
+    // Not kept past the call: the scrubber holds the route's secrets.
+    valueState.scrubber = undefined as unknown as Scrubber;
+    valueState.locate = callAgentLocation;
+  }
+  const { headers, dropped } = relayed;
   return { kind: 'relay', status, reason: reasonPhrase(status), headers, dropped, body: scrub ? 'scrub' : stream ? 'flush' : 'pipe' };
 }
 
@@ -210,7 +283,7 @@ export function forwardResponse(
   scrubber: Scrubber,
   agentPath: (route: RouteRuntime, rest: string) => string = prefixAgentPath,
 ): ForwardOutcome {
-  const plan = planResponse(proxyRes, method, scrubber, (location) => rewriteLocation(location, route, agentPath));
+  const plan = planResponseWith(proxyRes, method, scrubber, rewriteLocation, route, agentPath);
   if (plan.kind === 'refuse') {
     abandon(proxyRes);
     const refused = refusal(plan.problem, route.name);
