@@ -7,7 +7,9 @@ import { jsonString, requestLineBody, type AuditFields } from '../../src/telemet
 import { contextOf, envFor, HandsOutAnything, requestOf, routeFor } from '../helpers/passes.js';
 import type { ClientRequest } from 'node:http';
 import type { RequestBodyFilter } from '../../src/sidecar/proxy/request-body.js';
-import { hasBadValueChar, isToken } from '../../src/sidecar/proxy/response.js';
+import { hasBadValueChar, headFacts, isToken } from '../../src/sidecar/proxy/response.js';
+import { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
 
 /**
  * Fast paths of the per-request hot path (issue 11), each pinned against the general path
@@ -223,3 +225,44 @@ describe('response headers: isToken and hasBadValueChar are the regexes they rep
   });
 });
 
+describe('response head: headFacts reads the raw headers as Node parses them', () => {
+  /** Node's own parse of `raw` (IncomingMessage builds `headers` from rawHeaders on first access). */
+  const nodeHeaders = (raw: string[]) => {
+    const m = new IncomingMessage(new Socket());
+    m.rawHeaders = raw;
+    const count = Object.getOwnPropertySymbols(m).find((sym) => sym.description === 'kHeadersCount');
+    if (!count) throw new Error('Node internals changed: kHeadersCount not found');
+    (m as unknown as Record<symbol, number>)[count] = raw.length;
+    return m.headers;
+  };
+  const same = (raw: string[]) => {
+    const h = nodeHeaders(raw);
+    const ct = h['content-type'];
+    const conn = h.connection;
+    expect(headFacts(raw), JSON.stringify(raw)).toEqual({
+      transferEncoding: h['transfer-encoding'] !== undefined,
+      contentType: ct,
+      connection: Array.isArray(conn) ? conn.join(', ') : conn,
+    });
+  };
+  it('on hand-picked heads', () => {
+    same([]);
+    same(['Content-Type', 'application/json', 'Content-Length', '2', 'Connection', 'keep-alive', 'Keep-Alive', 'timeout=5']);
+    same(['content-type', 'text/event-stream', 'CONTENT-TYPE', 'text/html']);
+    same(['Connection', 'close', 'connection', 'x-a', 'CONNECTION', 'Upgrade']);
+    same(['Transfer-Encoding', 'chunked', 'transfer-encoding', 'gzip']);
+    same(['Transfer-Encoding', '']);
+    same(['Content-Type', '', 'Content-Type', 'text/event-stream']);
+    same(['Connection', '', 'Connection', 'keep-alive']);
+  });
+  it('on random heads', () => {
+    const names = ['Content-Type', 'content-type', 'CONTENT-TYPE', 'Connection', 'connection', 'Transfer-Encoding', 'transfer-encoding', 'Content-Length', 'X-Leash-Error', 'Set-Cookie', 'Keep-Alive', 'Content-Typo', 'Connectiom'];
+    const values = ['', 'keep-alive', 'close', 'text/event-stream', 'application/json', 'chunked', 'gzip, chunked', 'a=b'];
+    for (let n = 0; n < 5_000; n++) {
+      const raw: string[] = [];
+      const len = next() % 7;
+      for (let i = 0; i < len; i++) raw.push(names[next() % names.length]!, values[next() % values.length]!);
+      same(raw);
+    }
+  });
+});

@@ -208,6 +208,37 @@ export type ResponsePlan =
       readonly body: 'pipe' | 'flush' | 'scrub';
     };
 
+/**
+ * What the response-head phase reads of the upstream's headers, from the raw name/value
+ * list, as Node's parsed `headers` would give it: whether a Transfer-Encoding line is
+ * there, the first Content-Type (Node drops later ones), every Connection value joined
+ * with ", " (as Node joins them). Pinned against Node's own parse in
+ * test/unit/hot-path-fast-paths.test.ts.
+ */
+export interface HeadFacts {
+  transferEncoding: boolean;
+  contentType: string | undefined;
+  connection: string | undefined;
+}
+
+export function headFacts(raw: readonly string[]): HeadFacts {
+  let transferEncoding = false;
+  let contentType: string | undefined;
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    // Only names of the right length are lowercased.
+    const name = raw[i]!;
+    if (name.length === 17) {
+      if (name.toLowerCase() === 'transfer-encoding') transferEncoding = true;
+    } else if (name.length === 12) {
+      if (contentType === undefined && name.toLowerCase() === 'content-type') contentType = raw[i + 1]!;
+    } else if (name.length === 10) {
+      if (name.toLowerCase() === 'connection') connection = connection === undefined ? raw[i + 1]! : `${connection}, ${raw[i + 1]!}`;
+    }
+  }
+  return { transferEncoding, contentType, connection };
+}
+
 /** What planResponse reads of an upstream answer (an IncomingMessage, or a test's literal). */
 export type ResponseHead = Pick<IncomingMessage, 'statusCode' | 'headers' | 'rawHeaders'>;
 
@@ -242,17 +273,20 @@ function relayedValue<A, B>(lower: string, raw: string, a: A, b: B): string {
 
 /** planResponse with the Location rewrite as a plain function of `a` and `b` (no closure per answer). */
 function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scrubber, locate: (location: string, a: A, b: B) => string, a: A, b: B): ResponsePlan {
-  const problem = statusProblem(up.statusCode) ?? (up.headers['transfer-encoding'] === undefined ? undefined : transferCodingProblem(up.rawHeaders));
+  // From the raw headers only: IncomingMessage builds its parsed `headers` object on first
+  // access (≈ 9k instructions per answer, issue 11), and nothing else on this path needs it.
+  const facts = headFacts(up.rawHeaders);
+  const problem = statusProblem(up.statusCode) ?? (facts.transferEncoding ? transferCodingProblem(up.rawHeaders) : undefined);
   if (problem !== undefined) return { kind: 'refuse', problem };
   const status = up.statusCode!;
   const isError = status >= 400;
   // A redirect's body usually repeats its target URL (framework "Redirecting to …" pages):
   // with query injection that URL carries the credential, so it is scrubbed like an error body.
   const isRedirect = status >= 300 && status < 400;
-  const stream = (up.headers['content-type'] ?? '').startsWith('text/event-stream');
+  const stream = (facts.contentType ?? '').startsWith('text/event-stream');
   // An error is scrubbed whatever its content type (a 401 sent as an event stream included).
   const scrub = (isError || (isRedirect && !stream)) && method !== 'HEAD' && status !== 204 && status !== 304;
-  const hop = responseSkipSet(up.headers.connection);
+  const hop = responseSkipSet(facts.connection);
   // A scrubbed body is decoded and re-framed by leash: the upstream's framing does not apply.
   const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
   valueState.isError = isError;
