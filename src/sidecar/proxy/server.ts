@@ -251,7 +251,9 @@ export class ProxyServer {
 
   private handle(req: WithCtx, res: ServerResponse): void {
     const ctx = this.begin(req, false);
-    res.once('close', () => {
+    // `on`, not `once`: a ServerResponse emits 'close' once (Node guards it with `_closed`),
+    // and once() would wrap the listener in a state object and a bound function per request.
+    res.on('close', () => {
       if (!res.writableFinished) {
         // The agent went away: cancel the upstream now so it stops generating (and billing).
         ctx.clientGone = true;
