@@ -89,17 +89,35 @@ export function createAudit(logger: Logger, sink?: AuditSink): Audit {
  * a non-finite number as null, as pino does.
  */
 export function requestLineBody(event: string, f: AuditFields): string {
-  let s = `,"v":${AUDIT_SCHEMA_VERSION},"event":${jsonString(event)}`;
-  if (f.instance !== undefined) s += `,"instance":${jsonString(f.instance)}`;
-  if (f.route !== undefined) s += `,"route":${jsonString(f.route)}`;
-  if (f.method !== undefined) s += `,"method":${jsonString(f.method)}`;
+  let s = `,"v":${AUDIT_SCHEMA_VERSION},"event":${quotedEvent.of(event)}`;
+  if (f.instance !== undefined) s += `,"instance":${quotedInstance.of(f.instance)}`;
+  if (f.route !== undefined) s += `,"route":${quotedRoute.of(f.route)}`;
+  if (f.method !== undefined) s += `,"method":${quotedMethod.of(f.method)}`;
   if (f.path !== undefined) s += `,"path":${jsonString(f.path)}`;
   if (f.status !== undefined) s += `,"status":${jsonNumber(f.status)}`;
   if (f.durationMs !== undefined) s += `,"durationMs":${jsonNumber(f.durationMs)}`;
-  if (f.fingerprint !== undefined) s += `,"fingerprint":${jsonString(f.fingerprint)}`;
+  if (f.fingerprint !== undefined) s += `,"fingerprint":${quotedFingerprint.of(f.fingerprint)}`;
   if (f.reason !== undefined) s += `,"reason":${jsonString(f.reason)}`;
   return s;
 }
+
+/** The last string quoted for one field, and its JSON: the instance, route, method and fingerprint rarely change between lines. */
+class LastQuoted {
+  private last: string | undefined;
+  private json = '';
+  of(s: string): string {
+    if (s !== this.last) {
+      this.json = jsonString(s);
+      this.last = s;
+    }
+    return this.json;
+  }
+}
+const quotedEvent = new LastQuoted();
+const quotedInstance = new LastQuoted();
+const quotedRoute = new LastQuoted();
+const quotedMethod = new LastQuoted();
+const quotedFingerprint = new LastQuoted();
 
 /**
  * JSON.stringify(s), exactly: a string of printable ASCII other than `"` and `\` (route

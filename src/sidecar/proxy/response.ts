@@ -226,14 +226,14 @@ export function headFacts(raw: readonly string[]): HeadFacts {
   let contentType: string | undefined;
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    // Only names of the right length are lowercased.
+    // Only names of the right length are looked at, and lowercased only in an unusual case.
     const name = raw[i]!;
     if (name.length === 17) {
-      if (name.toLowerCase() === 'transfer-encoding') transferEncoding = true;
+      if (name === 'Transfer-Encoding' || name === 'transfer-encoding' || name.toLowerCase() === 'transfer-encoding') transferEncoding = true;
     } else if (name.length === 12) {
-      if (contentType === undefined && name.toLowerCase() === 'content-type') contentType = raw[i + 1]!;
+      if (contentType === undefined && (name === 'Content-Type' || name === 'content-type' || name.toLowerCase() === 'content-type')) contentType = raw[i + 1]!;
     } else if (name.length === 10) {
-      if (name.toLowerCase() === 'connection') connection = connection === undefined ? raw[i + 1]! : `${connection}, ${raw[i + 1]!}`;
+      if (name === 'Connection' || name === 'connection' || name.toLowerCase() === 'connection') connection = connection === undefined ? raw[i + 1]! : `${connection}, ${raw[i + 1]!}`;
     }
   }
   return { transferEncoding, contentType, connection };
