@@ -109,24 +109,23 @@ export function relayHeaders(
   valueOf: (lower: string, value: string) => string,
   fullNames = true,
 ): RelayedHeaders {
-  return relayHeadersWith(raw, skip, scrubber, fullNames, callValueOf, valueOf, undefined);
+  return relayHeadersWith(raw, skip, scrubber, fullNames, callValueOf, valueOf);
 }
 
 const callValueOf = (lower: string, value: string, valueOf: (lower: string, value: string) => string): string => valueOf(lower, value);
 
 /**
- * relayHeaders with `valueOf` a plain function of two arguments `a` and `b` besides the
- * header: the per-response path (planResponse) passes its state that way instead of a
- * closure made for every answer.
+ * relayHeaders with `valueOf` a plain function of one state argument besides the header:
+ * the per-response path (planResponse) passes its state that way instead of a closure
+ * made for every answer.
  */
-function relayHeadersWith<A, B>(
+function relayHeadersWith<S>(
   raw: readonly string[],
   skip: ReadonlySet<string>,
   scrubber: Scrubber,
   fullNames: boolean,
-  valueOf: (lower: string, value: string, a: A, b: B) => string,
-  a: A,
-  b: B,
+  valueOf: (lower: string, value: string, state: S) => string,
+  state: S,
 ): RelayedHeaders {
   const headers: string[] = [];
   let dropped = 0;
@@ -139,7 +138,7 @@ function relayHeadersWith<A, B>(
       dropped++;
       continue;
     }
-    const value = valueOf(lower, raw[i + 1]!, a, b);
+    const value = valueOf(lower, raw[i + 1]!, state);
     if (hasBadValueChar(value)) {
       dropped++;
       continue;
@@ -255,20 +254,22 @@ export function planResponse(up: ResponseHead, method: string, scrubber: Scrubbe
 
 const callAgentLocation = (location: string, agentLocation: (location: string) => string): string => agentLocation(location);
 
-/** What a relayed header value becomes: scrubbed (fully on errors and URL headers), a Location brought back through leash. */
-interface ValueState<A, B> {
-  isError: boolean;
-  scrubber: Scrubber;
-  locate: (location: string, a: A, b: B) => string;
+/**
+ * What a relayed header value becomes (scrubbed — fully on errors and URL headers — and a
+ * Location brought back through leash): the state of one answer in one object, made per
+ * answer instead of two closures.
+ */
+interface ValueRule<A, B> {
+  readonly isError: boolean;
+  readonly scrubber: Scrubber;
+  readonly locate: (location: string, a: A, b: B) => string;
+  readonly a: A;
+  readonly b: B;
 }
 
-/** One per planResponseWith call would be a closure again: the state is kept in one reused object (the event loop runs one at a time). */
-const valueState: ValueState<any, any> = { isError: false, scrubber: undefined as unknown as Scrubber, locate: callAgentLocation };
-
-function relayedValue<A, B>(lower: string, raw: string, a: A, b: B): string {
-  const st = valueState as ValueState<A, B>;
-  const value = st.isError || URL_HEADERS.has(lower) ? st.scrubber.full(raw) : st.scrubber.whole(raw);
-  return lower === 'location' ? st.locate(value, a, b) : value;
+function relayedValue<A, B>(lower: string, raw: string, rule: ValueRule<A, B>): string {
+  const value = rule.isError || URL_HEADERS.has(lower) ? rule.scrubber.full(raw) : rule.scrubber.whole(raw);
+  return lower === 'location' ? rule.locate(value, rule.a, rule.b) : value;
 }
 
 /** planResponse with the Location rewrite as a plain function of `a` and `b` (no closure per answer). */
@@ -289,18 +290,8 @@ function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scru
   const hop = responseSkipSet(facts.connection);
   // A scrubbed body is decoded and re-framed by leash: the upstream's framing does not apply.
   const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
-  valueState.isError = isError;
-  valueState.scrubber = scrubber;
-  valueState.locate = locate;
-  let relayed: RelayedHeaders;
-  try {
-    relayed = relayHeadersWith(up.rawHeaders, skip, scrubber, isError, relayedValue, a, b);
-  } finally {
-    // Not kept past the call: the scrubber holds the route's secrets.
-    valueState.scrubber = undefined as unknown as Scrubber;
-    valueState.locate = callAgentLocation;
-  }
-  const { headers, dropped } = relayed;
+  const rule: ValueRule<A, B> = { isError, scrubber, locate, a, b };
+  const { headers, dropped } = relayHeadersWith(up.rawHeaders, skip, scrubber, isError, relayedValue, rule);
   return { kind: 'relay', status, reason: reasonPhrase(status), headers, dropped, body: scrub ? 'scrub' : stream ? 'flush' : 'pipe' };
 }
 
