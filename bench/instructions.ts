@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +10,7 @@ import { freePort, httpGet, RawConn, sleep, spawnNodeWithHello, stopChild, waitR
  * (wall-clock figures are only comparable within one quiet, pinned run; instruction
  * counts are comparable across runs and days).
  *
- *   node dist/bench/instructions.js [--requests=N] [--leash-dist=DIR ...] [--audit-redis=URL]
+ *   node dist/bench/instructions.js [--requests=N] [--leash-dist=DIR ...] [--audit-redis=URL] [--by-function [--top=N]]
  *
  * For each target (the bare http-proxy forwarder, then each leash build given, default
  * ./dist/src) the proxy runs under `valgrind --tool=callgrind`; after a warm-up the
@@ -20,6 +20,14 @@ import { freePort, httpGet, RawConn, sleep, spawnNodeWithHello, stopChild, waitR
  * With --audit-redis, the last leash build is measured a second time with `audit.redis` set
  * (per-request `usage` summaries flushed to `<prefix>audit` every 5 s; prefix
  * `leash-bench:`), so the cost of the summaries is the difference within one run.
+ *
+ * With --by-function, every proxy under callgrind runs with `node --perf-basic-prof` (V8
+ * writes `/tmp/perf-<pid>.map`: "start size name" per JIT code object), the main thread's
+ * dump of the measured interval is read for each function's self cost (`fn=` blocks), and
+ * callgrind's unnamed addresses are named from that map. Printed: the top functions by
+ * self instructions/request for each target, and per leash build the difference to the
+ * bare forwarder (and to the first leash build, if more than one). The map makes V8 do a
+ * little more per code object, so compare these tables only within one run.
  */
 const HOST = '127.0.0.1';
 // A fake key (the bench upstream only checks that it arrives): never a real credential.
@@ -29,6 +37,8 @@ const N = Number(args.find((a) => a.startsWith('--requests='))?.split('=')[1] ??
 const WARM = Number(args.find((a) => a.startsWith('--warmup='))?.split('=')[1] ?? 3000);
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
+const BY_FN = args.includes('--by-function');
+const TOP = Number(args.find((a) => a.startsWith('--top='))?.split('=')[1] ?? 40);
 const auditRedis = args.find((a) => a.startsWith('--audit-redis='))?.slice('--audit-redis='.length);
 const dists = args.filter((a) => a.startsWith('--leash-dist=')).map((a) => resolve(a.slice('--leash-dist='.length)));
 if (dists.length === 0) dists.push(join(ROOT, 'dist/src'));
@@ -88,9 +98,10 @@ function start(cmd: string, argv: string[], logTag: string): ChildProcess {
 }
 
 /** Instructions per request: main thread (the event loop) and all threads (GC, compiler, libuv pool). */
-async function instructions(t: Target, tag: string): Promise<{ main: number; all: number }> {
+async function instructions(t: Target, tag: string): Promise<{ main: number; all: number; byFn?: Map<string, number> }> {
   const out = join(TMP, `cg-${tag}`);
-  const child = start('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...t.argv], `vg-${tag}`);
+  const nodeArgs = BY_FN ? ['--perf-basic-prof', ...t.argv] : t.argv;
+  const child = start('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...nodeArgs], `vg-${tag}`);
   try {
     await waitReady(HOST, t.port, `${t.prefix}/v1/ok`, 180_000);
     await drive(t.port, t.prefix, WARM);
@@ -106,13 +117,154 @@ async function instructions(t: Target, tag: string): Promise<{ main: number; all
   if (files.length === 0) throw new Error(`no callgrind dump for ${t.name}`);
   let main = 0;
   let all = 0;
+  let mainText = '';
   for (const f of files) {
-    const m = /^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(join(TMP, f), 'utf8'));
+    const text = readFileSync(join(TMP, f), 'utf8');
+    const m = /^(?:summary|totals):\s*(\d+)/m.exec(text);
     const ir = Number(m?.[1] ?? 0);
     all += ir;
-    if (/\.1-0*1$/.test(f)) main = ir;
+    if (/\.1-0*1$/.test(f)) {
+      main = ir;
+      mainText = text;
+    }
   }
-  return { main: main / N, all: all / N };
+  if (!BY_FN) return { main: main / N, all: all / N };
+  const perfMap = join('/tmp', `perf-${child.pid}.map`);
+  // Kept next to the dumps (the run's temp dir) so a table can be made again from them.
+  const kept = join(TMP, `perf-${tag}.map`);
+  if (existsSync(perfMap)) renameSync(perfMap, kept);
+  const byFn = selfCostByFunction(mainText, existsSync(kept) ? readFileSync(kept, 'utf8') : '');
+  for (const [k, v] of byFn) byFn.set(k, v / N);
+  return { main: main / N, all: all / N, byFn };
+}
+
+/** JIT code ranges from a perf map ("<hex start> <hex size> <name>"), sorted by start; later entries win on overlap. */
+function parsePerfMap(text: string): { starts: bigint[]; ends: bigint[]; names: string[] } {
+  const entries: Array<{ start: bigint; end: bigint; name: string; seq: number }> = [];
+  let seq = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-fA-F]+) ([0-9a-fA-F]+) (.*)$/.exec(line);
+    if (!m) continue;
+    const start = BigInt(`0x${m[1]}`);
+    entries.push({ start, end: start + BigInt(`0x${m[2]}`), name: m[3]!, seq: seq++ });
+  }
+  // Code moves and its space is reused: for one start address the latest entry is the one
+  // that was live at the end (the measured interval is the end of the process's life).
+  entries.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.seq - b.seq));
+  const dedup: typeof entries = [];
+  for (const e of entries) {
+    if (dedup.length > 0 && dedup[dedup.length - 1]!.start === e.start) dedup[dedup.length - 1] = e;
+    else dedup.push(e);
+  }
+  return { starts: dedup.map((e) => e.start), ends: dedup.map((e) => e.end), names: dedup.map((e) => e.name) };
+}
+
+/** `LazyCompile:*name /abs/.../dist/src/x.js:1:2` → `name src/x.js:1:2` (tiers merged, checkout paths dropped). */
+function jsName(raw: string): string {
+  let s = raw.replace(/^(?:JS|LazyCompile|Function|Script|Builtin|Stub|BytecodeHandler|RegExp):/, '');
+  s = s.replace(/^[*~^+]/, '');
+  s = s.replace(/(\s)(?:file:\/\/)?\/\S*\/node_modules\//, '$1');
+  s = s.replace(/(\s)(?:file:\/\/)?\/\S*\/dist\/((?:src|bench)\/)/, '$1$2');
+  return s || '(anonymous)';
+}
+
+/**
+ * Self cost per function from a callgrind dump: the cost lines under each `fn=` that do
+ * not follow a `calls=` line (those are inclusive costs of a call). Names use callgrind's
+ * compression (`fn=(id) name` once, `fn=(id)` after). Unnamed functions (callgrind writes
+ * their address) are looked up in the perf map; what is in neither stays `0x… (no symbol)`.
+ */
+function selfCostByFunction(dump: string, perfMap: string): Map<string, number> {
+  const map = parsePerfMap(perfMap);
+  const lookup = (addr: bigint): string | undefined => {
+    let lo = 0;
+    let hi = map.starts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (map.starts[mid]! <= addr) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return hi >= 0 && addr < map.ends[hi]! ? map.names[hi] : undefined;
+  };
+  const names = new Map<string, string>();
+  const named = (raw: string): string => {
+    const m = /^(?:\?\?\?:)?0x([0-9a-fA-F]+)$/.exec(raw.trim());
+    if (!m) return raw.trim();
+    const js = lookup(BigInt(`0x${m[1]}`));
+    return js ? `JS ${jsName(js)}` : '(JIT/unknown code, not in perf map)';
+  };
+  const self = new Map<string, number>();
+  let fn = '';
+  let skipNext = false;
+  let eventCol = 0;
+  for (const line of dump.split('\n')) {
+    if (line.startsWith('events:')) {
+      eventCol = Math.max(0, line.slice(7).trim().split(/\s+/).indexOf('Ir'));
+      continue;
+    }
+    if (line.startsWith('fn=')) {
+      const m = /^fn=(?:\((\d+)\))?\s*(.*)$/.exec(line)!;
+      const id = m[1];
+      let name = m[2] ?? '';
+      if (id !== undefined) {
+        if (name) names.set(id, named(name));
+        name = names.get(id) ?? name;
+      } else name = named(name);
+      fn = name;
+      skipNext = false;
+      continue;
+    }
+    if (line.startsWith('cfn=')) {
+      // Called functions share the id space: a name may be given first here.
+      const m = /^cfn=\((\d+)\)\s*(.*)$/.exec(line);
+      if (m && m[2] && !names.has(m[1]!)) names.set(m[1]!, named(m[2]));
+      continue;
+    }
+    if (line.startsWith('calls=')) {
+      skipNext = true;
+      continue;
+    }
+    const c = line.charCodeAt(0);
+    // Cost lines start with a position: a digit, or +, -, * (relative positions).
+    if ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 42) {
+      if (skipNext) {
+        skipNext = false;
+        continue;
+      }
+      const parts = line.trim().split(/\s+/);
+      const v = Number(parts[1 + eventCol] ?? 0);
+      if (fn && v) self.set(fn, (self.get(fn) ?? 0) + v);
+    }
+  }
+  return self;
+}
+
+function printByFunction(rows: Array<{ name: string; ir: { main: number; byFn?: Map<string, number> } }>): void {
+  const k = (n: number) => Math.round(n).toLocaleString('en');
+  const sgn = (n: number) => (n >= 0 ? `+${k(n)}` : k(n));
+  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  for (const r of rows) {
+    if (!r.ir.byFn) continue;
+    const sorted = [...r.ir.byFn].sort((a, b) => b[1] - a[1]).slice(0, TOP);
+    const named = [...r.ir.byFn.values()].reduce((a, b) => a + b, 0);
+    console.log(`\n### ${r.name}: top ${TOP} functions by self instructions/request (main thread; all functions sum to ${k(named)})\n`);
+    console.log('| function | self instructions/request |');
+    console.log('| --- | --- |');
+    for (const [f, v] of sorted) console.log(`| ${cell(f)} | ${k(v)} |`);
+  }
+  const diff = (a: (typeof rows)[number], b: (typeof rows)[number]) => {
+    const keys = new Set([...a.ir.byFn!.keys(), ...b.ir.byFn!.keys()]);
+    const d = [...keys].map((f) => [f, (b.ir.byFn!.get(f) ?? 0) - (a.ir.byFn!.get(f) ?? 0), a.ir.byFn!.get(f) ?? 0, b.ir.byFn!.get(f) ?? 0] as const);
+    d.sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
+    console.log(`\n### ${b.name} − ${a.name}, by function (self instructions/request, top ${TOP} by |difference|; total ${sgn(b.ir.main - a.ir.main)})\n`);
+    console.log(`| function | ${cell(a.name)} | ${cell(b.name)} | difference |`);
+    console.log('| --- | --- | --- | --- |');
+    for (const [f, v, x, y] of d.slice(0, TOP)) console.log(`| ${cell(f)} | ${k(x)} | ${k(y)} | ${sgn(v)} |`);
+  };
+  const leash = rows.slice(1).filter((r) => r.ir.byFn);
+  if (!rows[0]?.ir.byFn) return;
+  for (const r of leash) diff(rows[0], r);
+  if (leash.length > 1) diff(leash[0]!, leash[leash.length - 1]!);
 }
 
 async function syscalls(t: Target, tag: string): Promise<number> {
@@ -140,7 +292,7 @@ function run(cmd: string, argv: string[]): void {
 
 async function main(): Promise<void> {
   const { child: upstream, hello } = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env);
-  const rows: Array<{ name: string; ir: { main: number; all: number }; sys: number }> = [];
+  const rows: Array<{ name: string; ir: { main: number; all: number; byFn?: Map<string, number> }; sys: number }> = [];
   try {
     const targets: Target[] = [];
     const fwdPort = await freePort();
@@ -167,6 +319,7 @@ async function main(): Promise<void> {
       `| ${r.name} | ${k(r.ir.main)} | ${(r.ir.main / base.ir.main).toFixed(3)} | ${k(r.ir.all)} | ${(r.ir.all / base.ir.all).toFixed(3)} | ${r.sys.toFixed(2)} | ${(r.sys / base.sys).toFixed(2)} |`,
     );
   }
+  if (BY_FN) printByFunction(rows);
 }
 
 await main();

@@ -63,8 +63,13 @@ interface BurstState {
 
 export class AnomalyDetector {
   private readonly startedAt: number;
-  /** (credential, method, rule) keys seen; bounded by maxOperations. */
-  private readonly operations = new Set<string>();
+  /**
+   * (credential, method, rule) seen, as credential → method → rules: three lookups of
+   * strings that are the same objects on every request (their hashes cached), no key string
+   * built per request. Bounded by maxOperations (`operationCount` of them in all).
+   */
+  private readonly operations = new Map<string, Map<string, Set<string>>>();
+  private operationCount = 0;
   /** Non-loopback client → when it was last reported; oldest evicted past maxClients. */
   private readonly clients = new Map<string, number>();
   private readonly bursts = new Map<string, BurstState>();
@@ -80,7 +85,7 @@ export class AnomalyDetector {
 
   /**
    * One finished request. The common case (a loopback client, a known operation) costs
-   * two string tests, one string concatenation and one Set lookup.
+   * two string tests and three Map/Set lookups.
    */
   request(r: ObservedRequest): Anomaly[] | undefined {
     let out: Anomaly[] | undefined;
@@ -89,11 +94,15 @@ export class AnomalyDetector {
       if (a) (out ??= []).push(a);
     }
     if (r.rule !== undefined && r.route !== undefined && r.credential !== undefined) {
-      const key = `${r.credential}\u0000${r.method}\u0000${r.rule}`;
-      if (!this.operations.has(key)) {
-        if (this.operations.size >= this.policy.maxOperations) this.untracked++;
+      let byMethod = this.operations.get(r.credential);
+      let rules = byMethod?.get(r.method);
+      if (rules === undefined || !rules.has(r.rule)) {
+        if (this.operationCount >= this.policy.maxOperations) this.untracked++;
         else {
-          this.operations.add(key);
+          if (byMethod === undefined) this.operations.set(r.credential, (byMethod = new Map()));
+          if (rules === undefined) byMethod.set(r.method, (rules = new Set()));
+          rules.add(r.rule);
+          this.operationCount++;
           // Learned silently while the window lasts: the first requests are the baseline.
           if (this.clock.monotonicMs() - this.startedAt >= this.policy.learningWindowMs) {
             (out ??= []).push({ kind: 'new_operation', route: r.route, credential: r.credential, method: r.method, rule: r.rule });

@@ -89,16 +89,47 @@ export function createAudit(logger: Logger, sink?: AuditSink): Audit {
  * a non-finite number as null, as pino does.
  */
 export function requestLineBody(event: string, f: AuditFields): string {
-  let s = `,"v":${AUDIT_SCHEMA_VERSION},"event":${JSON.stringify(event)}`;
-  if (f.instance !== undefined) s += `,"instance":${JSON.stringify(f.instance)}`;
-  if (f.route !== undefined) s += `,"route":${JSON.stringify(f.route)}`;
-  if (f.method !== undefined) s += `,"method":${JSON.stringify(f.method)}`;
-  if (f.path !== undefined) s += `,"path":${JSON.stringify(f.path)}`;
+  let s = `,"v":${AUDIT_SCHEMA_VERSION},"event":${quotedEvent.of(event)}`;
+  if (f.instance !== undefined) s += `,"instance":${quotedInstance.of(f.instance)}`;
+  if (f.route !== undefined) s += `,"route":${quotedRoute.of(f.route)}`;
+  if (f.method !== undefined) s += `,"method":${quotedMethod.of(f.method)}`;
+  if (f.path !== undefined) s += `,"path":${jsonString(f.path)}`;
   if (f.status !== undefined) s += `,"status":${jsonNumber(f.status)}`;
   if (f.durationMs !== undefined) s += `,"durationMs":${jsonNumber(f.durationMs)}`;
-  if (f.fingerprint !== undefined) s += `,"fingerprint":${JSON.stringify(f.fingerprint)}`;
-  if (f.reason !== undefined) s += `,"reason":${JSON.stringify(f.reason)}`;
+  if (f.fingerprint !== undefined) s += `,"fingerprint":${quotedFingerprint.of(f.fingerprint)}`;
+  if (f.reason !== undefined) s += `,"reason":${jsonString(f.reason)}`;
   return s;
+}
+
+/** The last string quoted for one field, and its JSON: the instance, route, method and fingerprint rarely change between lines. */
+class LastQuoted {
+  private last: string | undefined;
+  private json = '';
+  of(s: string): string {
+    if (s !== this.last) {
+      this.json = jsonString(s);
+      this.last = s;
+    }
+    return this.json;
+  }
+}
+const quotedEvent = new LastQuoted();
+const quotedInstance = new LastQuoted();
+const quotedRoute = new LastQuoted();
+const quotedMethod = new LastQuoted();
+const quotedFingerprint = new LastQuoted();
+
+/**
+ * JSON.stringify(s), exactly: a string of printable ASCII other than `"` and `\` (route
+ * names, methods, plain paths, fingerprints, error types) is quoted as it is, without the
+ * call into the runtime's serializer; anything else goes to JSON.stringify.
+ */
+export function jsonString(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return JSON.stringify(s);
+  }
+  return `"${s}"`;
 }
 
 function jsonNumber(n: number): string {

@@ -15,7 +15,8 @@ export type Framing =
   | { readonly kind: 'length'; readonly length: string }
   | { readonly kind: 'chunked' };
 
-const NO_FRAMING: Framing = Object.freeze({ kind: 'none' });
+/** No body: the framing of most requests (one shared object). */
+export const NO_FRAMING: Framing = Object.freeze({ kind: 'none' });
 
 /**
  * Methods whose request body is refused (RFC 9110 §9.3.2, §9.3.8): a HEAD or TRACE body

@@ -63,7 +63,10 @@ const refuseSmuggling: Pass = (req, ctx) => {
 };
 
 const resolveRoute: Pass = (req, ctx, env) => {
-  const resolved = (env.resolver ?? prefixResolverOf(env)).resolve(req);
+  const resolver = env.resolver ?? prefixResolverOf(env);
+  // The usual resolver fills the context itself (no pair allocated per request).
+  if (resolver instanceof PrefixResolver) return resolver.resolveInto(req, ctx);
+  const resolved = resolver.resolve(req);
   if (resolved instanceof LeashHttpError) return resolved;
   ctx.target = resolved.target;
   ctx.route = resolved.route;
@@ -162,6 +165,25 @@ function run(passes: readonly Pass[], req: IncomingMessage, ctx: RequestContext,
 export function runPasses(req: IncomingMessage, ctx: RequestContext, env: PassEnv): LeashHttpError | undefined {
   return run(PASSES, req, ctx, env);
 }
+
+/**
+ * DECIDE then, unless `stopBeforeSend` says so for the route DECIDE chose (a route that
+ * inspects bodies: SEND runs after the body phase), SEND — in one loop.
+ */
+export function runHeadPasses(
+  req: IncomingMessage,
+  ctx: RequestContext,
+  env: PassEnv,
+  stopBeforeSend: (route: RouteRuntime) => boolean,
+): LeashHttpError | undefined {
+  for (let i = 0; i < PASSES.length; i++) {
+    if (i === DECIDE_COUNT && stopBeforeSend(ctx.route!)) return undefined;
+    const err = PASSES[i]!(req, ctx, env);
+    if (err) return err;
+  }
+  return undefined;
+}
+const DECIDE_COUNT = DECIDE_PASSES.length;
 
 export function runDecidePasses(req: IncomingMessage, ctx: RequestContext, env: PassEnv): LeashHttpError | undefined {
   return run(DECIDE_PASSES, req, ctx, env);

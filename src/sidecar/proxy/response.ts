@@ -29,6 +29,29 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** What Node refuses in a header value (it accepts HTAB, SP, VCHAR and obs-text). */
 const BAD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
 
+/** RFC 9110 tchar, by code (TOKEN's class): 1 = allowed. */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+
+/** TOKEN.test(name), without a regex call per response header (test/unit/hot-path-fast-paths.test.ts pins it). */
+export function isToken(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TCHAR[c] === 0) return false;
+  }
+  return true;
+}
+
+/** BAD_VALUE_CHAR.test(value), without a regex call per response header. */
+export function hasBadValueChar(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return true;
+  }
+  return false;
+}
+
 /** The reason phrase leash sends: the standard one for the status, never the upstream's. */
 export function reasonPhrase(status: number): string {
   return STATUS_CODES[status] ?? 'Unknown';
@@ -86,6 +109,24 @@ export function relayHeaders(
   valueOf: (lower: string, value: string) => string,
   fullNames = true,
 ): RelayedHeaders {
+  return relayHeadersWith(raw, skip, scrubber, fullNames, callValueOf, valueOf);
+}
+
+const callValueOf = (lower: string, value: string, valueOf: (lower: string, value: string) => string): string => valueOf(lower, value);
+
+/**
+ * relayHeaders with `valueOf` a plain function of one state argument besides the header:
+ * the per-response path (planResponse) passes its state that way instead of a closure
+ * made for every answer.
+ */
+function relayHeadersWith<S>(
+  raw: readonly string[],
+  skip: ReadonlySet<string>,
+  scrubber: Scrubber,
+  fullNames: boolean,
+  valueOf: (lower: string, value: string, state: S) => string,
+  state: S,
+): RelayedHeaders {
   const headers: string[] = [];
   let dropped = 0;
   for (let i = 0; i < raw.length; i += 2) {
@@ -93,12 +134,12 @@ export function relayHeaders(
     const lower = name.toLowerCase();
     if (skip.has(lower) || lower.startsWith(LEASH_PREFIX)) continue;
     // Names get the scrubbing their answer's values get: full on errors, whole values otherwise.
-    if (!TOKEN.test(name) || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name) {
+    if (!isToken(name) || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name) {
       dropped++;
       continue;
     }
-    const value = valueOf(lower, raw[i + 1]!);
-    if (BAD_VALUE_CHAR.test(value)) {
+    const value = valueOf(lower, raw[i + 1]!, state);
+    if (hasBadValueChar(value)) {
       dropped++;
       continue;
     }
@@ -166,6 +207,37 @@ export type ResponsePlan =
       readonly body: 'pipe' | 'flush' | 'scrub';
     };
 
+/**
+ * What the response-head phase reads of the upstream's headers, from the raw name/value
+ * list, as Node's parsed `headers` would give it: whether a Transfer-Encoding line is
+ * there, the first Content-Type (Node drops later ones), every Connection value joined
+ * with ", " (as Node joins them). Pinned against Node's own parse in
+ * test/unit/hot-path-fast-paths.test.ts.
+ */
+export interface HeadFacts {
+  transferEncoding: boolean;
+  contentType: string | undefined;
+  connection: string | undefined;
+}
+
+export function headFacts(raw: readonly string[]): HeadFacts {
+  let transferEncoding = false;
+  let contentType: string | undefined;
+  let connection: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    // Only names of the right length are looked at, and lowercased only in an unusual case.
+    const name = raw[i]!;
+    if (name.length === 17) {
+      if (name === 'Transfer-Encoding' || name === 'transfer-encoding' || name.toLowerCase() === 'transfer-encoding') transferEncoding = true;
+    } else if (name.length === 12) {
+      if (contentType === undefined && (name === 'Content-Type' || name === 'content-type' || name.toLowerCase() === 'content-type')) contentType = raw[i + 1]!;
+    } else if (name.length === 10) {
+      if (name === 'Connection' || name === 'connection' || name.toLowerCase() === 'connection') connection = connection === undefined ? raw[i + 1]! : `${connection}, ${raw[i + 1]!}`;
+    }
+  }
+  return { transferEncoding, contentType, connection };
+}
+
 /** What planResponse reads of an upstream answer (an IncomingMessage, or a test's literal). */
 export type ResponseHead = Pick<IncomingMessage, 'statusCode' | 'headers' | 'rawHeaders'>;
 
@@ -177,23 +249,49 @@ export type ResponseHead = Pick<IncomingMessage, 'statusCode' | 'headers' | 'raw
  * leash by `agentLocation`), and how the body goes.
  */
 export function planResponse(up: ResponseHead, method: string, scrubber: Scrubber, agentLocation: (location: string) => string): ResponsePlan {
-  const problem = statusProblem(up.statusCode) ?? (up.headers['transfer-encoding'] === undefined ? undefined : transferCodingProblem(up.rawHeaders));
+  return planResponseWith(up, method, scrubber, callAgentLocation, agentLocation, undefined);
+}
+
+const callAgentLocation = (location: string, agentLocation: (location: string) => string): string => agentLocation(location);
+
+/**
+ * What a relayed header value becomes (scrubbed — fully on errors and URL headers — and a
+ * Location brought back through leash): the state of one answer in one object, made per
+ * answer instead of two closures.
+ */
+interface ValueRule<A, B> {
+  readonly isError: boolean;
+  readonly scrubber: Scrubber;
+  readonly locate: (location: string, a: A, b: B) => string;
+  readonly a: A;
+  readonly b: B;
+}
+
+function relayedValue<A, B>(lower: string, raw: string, rule: ValueRule<A, B>): string {
+  const value = rule.isError || URL_HEADERS.has(lower) ? rule.scrubber.full(raw) : rule.scrubber.whole(raw);
+  return lower === 'location' ? rule.locate(value, rule.a, rule.b) : value;
+}
+
+/** planResponse with the Location rewrite as a plain function of `a` and `b` (no closure per answer). */
+function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scrubber, locate: (location: string, a: A, b: B) => string, a: A, b: B): ResponsePlan {
+  // From the raw headers only: IncomingMessage builds its parsed `headers` object on first
+  // access (≈ 8k instructions per answer, issue 11), and nothing else on this path needs it.
+  const facts = headFacts(up.rawHeaders);
+  const problem = statusProblem(up.statusCode) ?? (facts.transferEncoding ? transferCodingProblem(up.rawHeaders) : undefined);
   if (problem !== undefined) return { kind: 'refuse', problem };
   const status = up.statusCode!;
   const isError = status >= 400;
   // A redirect's body usually repeats its target URL (framework "Redirecting to …" pages):
   // with query injection that URL carries the credential, so it is scrubbed like an error body.
   const isRedirect = status >= 300 && status < 400;
-  const stream = (up.headers['content-type'] ?? '').startsWith('text/event-stream');
+  const stream = (facts.contentType ?? '').startsWith('text/event-stream');
   // An error is scrubbed whatever its content type (a 401 sent as an event stream included).
   const scrub = (isError || (isRedirect && !stream)) && method !== 'HEAD' && status !== 204 && status !== 304;
-  const hop = responseSkipSet(up.headers.connection);
+  const hop = responseSkipSet(facts.connection);
   // A scrubbed body is decoded and re-framed by leash: the upstream's framing does not apply.
   const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
-  const { headers, dropped } = relayHeaders(up.rawHeaders, skip, scrubber, (lower, raw) => {
-    const value = isError || URL_HEADERS.has(lower) ? scrubber.full(raw) : scrubber.whole(raw);
-    return lower === 'location' ? agentLocation(value) : value;
-  }, isError);
+  const rule: ValueRule<A, B> = { isError, scrubber, locate, a, b };
+  const { headers, dropped } = relayHeadersWith(up.rawHeaders, skip, scrubber, isError, relayedValue, rule);
   return { kind: 'relay', status, reason: reasonPhrase(status), headers, dropped, body: scrub ? 'scrub' : stream ? 'flush' : 'pipe' };
 }
 
@@ -210,7 +308,7 @@ export function forwardResponse(
   scrubber: Scrubber,
   agentPath: (route: RouteRuntime, rest: string) => string = prefixAgentPath,
 ): ForwardOutcome {
-  const plan = planResponse(proxyRes, method, scrubber, (location) => rewriteLocation(location, route, agentPath));
+  const plan = planResponseWith(proxyRes, method, scrubber, rewriteLocation, route, agentPath);
   if (plan.kind === 'refuse') {
     abandon(proxyRes);
     const refused = refusal(plan.problem, route.name);

@@ -5,7 +5,7 @@ import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { BadRequestError, type LeashHttpError, UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
-import { runDecidePasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
+import { runHeadPasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
 import { readRequestBody } from './request-body.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
 import { UpstreamTimeouts, type TimeoutEntry } from './timeouts.js';
@@ -15,6 +15,7 @@ import type { RouteRuntime } from './route.js';
 import { listen } from '../../core/listen.js';
 import { listenerOptions, type ListenerLimits } from '../listener-limits.js';
 import { auditPath } from './audit-path.js';
+import { NO_FRAMING } from './framing.js';
 
 /**
  * The agent-facing reverse proxy. http-proxy 1.18.1 moves the bytes; everything that
@@ -65,15 +66,16 @@ type Tracked = RequestContext & {
   remote: string | undefined;
   /** Why leash answered the request itself, if it did. */
   denied: LeashHttpError | undefined;
-  proxyReq?: ClientRequest;
-  proxyRes?: IncomingMessage;
+  proxyReq: ClientRequest | undefined;
+  proxyRes: IncomingMessage | undefined;
   /** The agent's response (plain requests), once forwarded. */
-  res?: ServerResponse;
+  res: ServerResponse | undefined;
   /** The upstream timeouts' entry (timeouts.ts), once forwarded. */
-  timeout?: TimeoutEntry<Tracked>;
-  clientGone?: boolean;
-  timedOut?: boolean;
-  status?: number;
+  timeout: TimeoutEntry<Tracked> | undefined;
+  clientGone: boolean;
+  timedOut: boolean;
+  /** The upstream's status (WebSocket path). */
+  status: number | undefined;
 };
 type WithCtx = IncomingMessage & { [CTX]?: Tracked };
 
@@ -88,6 +90,10 @@ export function upstreamFailure(err: Error, timedOut: boolean, route: string | u
   if (code.startsWith('HPE_')) return new UpstreamBadResponseError(`the upstream answered a malformed HTTP response (${code})`, { route });
   return new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route }, { cause: err });
 }
+
+/** Whether SEND waits for the request-body phase (routes that inspect bodies); the WebSocket path has none. */
+const hasBodyPhase = (route: RouteRuntime): boolean => route.bodyFilters.length > 0;
+const noBodyPhase = (): boolean => false;
 
 /** Client went away before the answer finished (nginx's 499). */
 const CLIENT_CLOSED = 499;
@@ -193,9 +199,18 @@ export class ProxyServer {
       target: undefined,
       credential: undefined,
       rule: undefined,
-      framing: { kind: 'none' },
+      framing: NO_FRAMING,
       upstreamPath: '',
       outgoingHeaders: {},
+      // Every field the request will get, declared here: one object shape from the start
+      // (properties added later would move each context through a chain of hidden classes).
+      proxyReq: undefined,
+      proxyRes: undefined,
+      res: undefined,
+      timeout: undefined,
+      clientGone: false,
+      timedOut: false,
+      status: undefined,
     };
   }
 
@@ -231,12 +246,14 @@ export class ProxyServer {
    */
   private decide(req: WithCtx, ctx: Tracked, bodyPhase: boolean): LeashHttpError | undefined {
     if (POISONED.has(req.socket)) return new BadRequestError('a previous request on this connection was refused as malformed');
-    return runDecidePasses(req, ctx, this.env) ?? (bodyPhase && ctx.route!.bodyFilters.length > 0 ? undefined : runSendPasses(req, ctx, this.env));
+    return runHeadPasses(req, ctx, this.env, bodyPhase ? hasBodyPhase : noBodyPhase);
   }
 
   private handle(req: WithCtx, res: ServerResponse): void {
     const ctx = this.begin(req, false);
-    res.once('close', () => {
+    // `on`, not `once`: a ServerResponse emits 'close' once (Node guards it with `_closed`),
+    // and once() would wrap the listener in a state object and a bound function per request.
+    res.on('close', () => {
       if (!res.writableFinished) {
         // The agent went away: cancel the upstream now so it stops generating (and billing).
         ctx.clientGone = true;
@@ -298,22 +315,27 @@ export class ProxyServer {
     this.armTimeouts(proxyReq, ctx);
     // A 101 to a request that did not ask to upgrade: Node hands the socket to an 'upgrade'
     // listener and, without one, destroys it without emitting 'response' or 'error' — the
-    // agent would wait forever. One shared listener (no closure per request) finds the
-    // request through the context.
-    (proxyReq as ClientRequest & { [CTX]?: Tracked })[CTX] = ctx;
+    // agent would wait forever. One shared listener (no closure per request); it finds the
+    // request's context through the upstream timeouts' entry, which is live until the
+    // answer completes (so nothing is added to the ClientRequest per request).
     ctx.res = res;
     proxyReq.on('upgrade', this.unsolicitedUpgrade);
   }
 
   /** The 'upgrade' listener of every plain request (made once: `this` is the ClientRequest). */
   private readonly unsolicitedUpgrade = ((server: ProxyServer) =>
-    function (this: ClientRequest & { [CTX]?: Tracked }, _proxyRes: IncomingMessage, proxySocket: Duplex): void {
-      server.refuseUpgrade(this[CTX]!, proxySocket);
+    function (this: ClientRequest, _proxyRes: IncomingMessage, proxySocket: Duplex): void {
+      server.refuseUpgrade(server.timeouts.payloadOf(this), proxySocket);
     })(this);
 
   /** See onProxyReq: close the upstream connection and answer 502. */
-  private refuseUpgrade(ctx: Tracked, proxySocket: Duplex): void {
+  private refuseUpgrade(ctx: Tracked | undefined, proxySocket: Duplex): void {
     proxySocket.destroy();
+    if (ctx === undefined) {
+      // Not tracked any more: the request is already over (timed out or gone); nothing to answer.
+      this.log.warn({ code: 'LEASH_ERR_UPSTREAM_BAD_RESPONSE' }, 'the upstream switched protocols (101) on a request that is no longer tracked');
+      return;
+    }
     const route = ctx.route?.name;
     const err = new UpstreamBadResponseError('the upstream switched protocols (101) on a request that did not ask to upgrade', { route });
     this.log.warn({ route, code: err.code }, err.message);

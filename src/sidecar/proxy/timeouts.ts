@@ -87,6 +87,15 @@ export class UpstreamTimeouts<T> {
     this.live.delete(entry);
   }
 
+  /**
+   * The payload of the live entry for `req`, if any: a scan of the in-flight requests, for
+   * rare events only (an unsolicited 101, server.ts) so that nothing is kept per request.
+   */
+  payloadOf(req: ClientRequest): T | undefined {
+    for (const e of this.live) if (e.req === req) return e.payload;
+    return undefined;
+  }
+
   get size(): number {
     return this.live.size;
   }
