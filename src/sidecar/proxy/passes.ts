@@ -13,7 +13,8 @@ import { decideFraming, framingHeader, type Framing } from './framing.js';
 import { decodableAcceptEncoding, hasDuplicateHost, stripRequestHeadersWith } from './headers.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
 import type { RouteRuntime } from './route.js';
-import { withoutQueryParam, type Target } from './target.js';
+import { injectedQuery } from './inject.js';
+import type { Target } from './target.js';
 
 /**
  * The ordered request passes (STYLE 9): each looks at the request and its context and
@@ -138,11 +139,7 @@ const buildOutgoing: Pass = (req, ctx) => {
   const header = route.credentialHeader(value);
   let query = ctx.target!.query;
   if (header) out[header[0]] = header[1];
-  else {
-    const inject = route.config.inject as { query: string };
-    const rest = withoutQueryParam(query, inject.query);
-    query = `${rest ? `${rest}&` : '?'}${inject.query}=${encodeURIComponent(value)}`;
-  }
+  else query = injectedQuery(route.config.inject, query, value);
   ctx.upstreamPath = `${route.basePath}${ctx.target!.rawPath}${query}`;
   return undefined;
 };

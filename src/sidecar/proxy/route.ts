@@ -4,7 +4,7 @@ import type { RouteConfig } from '../../config/sidecar.js';
 import type { CredentialProvider, HeldCredential } from '../credentials/types.js';
 import { requestStripSet } from './headers.js';
 import type { RequestBodyFilter } from './request-body.js';
-import { basicToken, formatted } from './inject.js';
+import { injectedHeader, injectedHeaderName, scrubOptionsFor } from './inject.js';
 import { Scrubber, type ScrubOptions } from './scrub.js';
 
 /** A configured route with what it needs at run time: its pool, its credential, its scrubber. */
@@ -43,18 +43,15 @@ export class RouteRuntime {
     // system roots for that route (private PKI), it never disables verification.
     const poolOptions = { keepAlive: true, maxSockets: config.maxSockets, maxFreeSockets: 64, scheduling: 'lifo' as const };
     this.agent = https ? new HttpsAgent({ ...poolOptions, ca, rejectUnauthorized: true }) : new HttpAgent(poolOptions);
-    const inject = config.inject;
-    this.strip = 'header' in inject ? [...config.stripHeaders, inject.header] : config.stripHeaders;
+    const own = injectedHeaderName(config.inject);
+    this.strip = own === undefined ? config.stripHeaders : [...config.stripHeaders, own];
     this.stripSet = requestStripSet(this.strip);
     this.scrubber = new Scrubber([], this.scrubOptions());
   }
 
-  /** How this route sends its credential: the wrappers scrubbed with it (scrub.ts). */
+  /** How this route sends its credential: the wrappers scrubbed with it (inject.ts). */
   private scrubOptions(): ScrubOptions {
-    const inject = this.config.inject;
-    if ('basic' in inject) return { basicUser: inject.basic.username };
-    if ('header' in inject) return { format: inject.format };
-    return {};
+    return scrubOptionsFor(this.config.inject);
   }
 
   /**
@@ -88,10 +85,7 @@ export class RouteRuntime {
   }
 
   private buildHeader(value: string): [string, string] | undefined {
-    const inject = this.config.inject;
-    if ('header' in inject) return [inject.header, formatted(inject.format, value)];
-    if ('basic' in inject) return ['authorization', `Basic ${basicToken(inject.basic.username, value)}`];
-    return undefined;
+    return injectedHeader(this.config.inject, value);
   }
 
   close(): void {
