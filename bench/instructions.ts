@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, httpGet, RawConn, sleep, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, freePort, httpGet, RawConn, sleep, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
 
 /**
  * Instructions and syscalls per proxied request: repeatable figures on a noisy machine
@@ -72,20 +72,15 @@ function leashTarget(dist: string, upstreamPort: number, port: number, admin: nu
   const cfg = join(TMP, `${tag}.yaml`);
   writeFileSync(
     cfg,
-    [
-      `listen: "${HOST}:${port}"`,
-      `admin: "${HOST}:${admin}"`,
-      'shutdown: { grace: 1s }',
-      'log: { level: info }',
-      'routes:',
-      '  bench:',
-      `    upstream: "http://${HOST}:${upstreamPort}"`,
-      '    credential: { env: BENCH_KEY }',
-      '    inject: { header: authorization, format: "Bearer {{credential}}" }',
-      '    allow: ["GET /v1/**"]',
-      ...(audit ? [`audit: { redis: "${audit}", prefix: "leash-bench:" }`] : []),
-      '',
-    ].join('\n'),
+    benchSidecarYaml({
+      host: HOST,
+      port,
+      admin,
+      upstreamPort,
+      level: 'info',
+      allow: ['GET /v1/**'],
+      extra: audit ? [`audit: { redis: "${audit}", prefix: "leash-bench:" }`] : [],
+    }),
   );
   return { name: `leash ${dist}${audit ? ' +audit' : ''}`, argv: [join(dist, 'cli.js'), 'sidecar', '--config', cfg], port, prefix: '/bench' };
 }

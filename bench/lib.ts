@@ -467,3 +467,33 @@ async function waitQuietUntil(ours: () => number[], cores: number, deadline: num
   if (calm === 0) log(`machine still busy (${last.toFixed(2)} cores used by others); measuring anyway — figures are skewed`);
   return last;
 }
+
+/**
+ * The benchmarks' leash sidecar config (YAML): one route `bench` to the upstream, header
+ * injection of `BENCH_KEY`, the given allow rules. One definition, so every bench
+ * measures the same proxy configuration.
+ */
+export function benchSidecarYaml(o: {
+  host: string;
+  port: number;
+  admin: number;
+  upstreamPort: number;
+  level?: string;
+  allow?: readonly string[];
+  extra?: readonly string[];
+}): string {
+  return [
+    `listen: "${o.host}:${o.port}"`,
+    `admin: "${o.host}:${o.admin}"`,
+    'shutdown: { grace: 1s }',
+    ...(o.level ? [`log: { level: ${o.level} }`] : []),
+    'routes:',
+    '  bench:',
+    `    upstream: "http://${o.host}:${o.upstreamPort}"`,
+    '    credential: { env: BENCH_KEY }',
+    '    inject: { header: authorization, format: "Bearer {{credential}}" }',
+    `    allow: [${(o.allow ?? ['GET /v1/**', 'POST /v1/**']).map((r) => `"${r}"`).join(', ')}]`,
+    ...(o.extra ?? []),
+    '',
+  ].join('\n');
+}

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { cpuUs, freePort, httpGet, paced, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, cpuUs, freePort, httpGet, paced, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
 
 /**
  * Idle and peak memory of `leash sidecar` (issue 11), against an empty `node` measured in
@@ -96,21 +96,7 @@ interface Run {
 async function leash(t: Target, upstreamPort: number, tag: string): Promise<Run> {
   const [port, admin] = [await freePort(), await freePort()];
   const cfg = join(TMP, `${tag}.yaml`);
-  writeFileSync(
-    cfg,
-    [
-      `listen: "${HOST}:${port}"`,
-      `admin: "${HOST}:${admin}"`,
-      'shutdown: { grace: 1s }',
-      'routes:',
-      '  bench:',
-      `    upstream: "http://${HOST}:${upstreamPort}"`,
-      '    credential: { env: BENCH_KEY }',
-      '    inject: { header: authorization, format: "Bearer {{credential}}" }',
-      '    allow: ["GET /v1/**", "POST /v1/**"]',
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(cfg, benchSidecarYaml({ host: HOST, port, admin, upstreamPort }));
   const fd = openSync(join(TMP, `${tag}.log`), 'w');
   const t0 = performance.now();
   const child: ChildProcess = spawnNode([...t.nodeArgs, t.cli, 'sidecar', '--config', cfg], env, ['ignore', fd, 'inherit']);

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import {
+  benchSidecarYaml,
   allowedCpus,
   canPin,
   coreForeignMeter,
@@ -145,22 +146,7 @@ interface Leash {
 async function startLeash(tag: string, upstreamPort: number, level: string, nodeArgs: string[] = []): Promise<Leash> {
   const [port, admin] = [await freePort(), await freePort()];
   const cfg = join(TMP, `${tag}.yaml`);
-  writeFileSync(
-    cfg,
-    [
-      `listen: "${HOST}:${port}"`,
-      `admin: "${HOST}:${admin}"`,
-      'shutdown: { grace: 1s }',
-      `log: { level: ${level} }`,
-      'routes:',
-      '  bench:',
-      `    upstream: "http://${HOST}:${upstreamPort}"`,
-      '    credential: { env: BENCH_KEY }',
-      '    inject: { header: authorization, format: "Bearer {{credential}}" }',
-      '    allow: ["GET /v1/**", "POST /v1/**"]',
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(cfg, benchSidecarYaml({ host: HOST, port, admin, upstreamPort, level }));
   // Logs go to a file, as they would to a container runtime's log pipe.
   const logPath = join(TMP, `${tag}.log`);
   const fd = openSync(logPath, 'w');
