@@ -202,6 +202,17 @@ describe('request-body phase', () => {
     expect(seen).toHaveLength(0);
   });
 
+  it('a filter whose verdict never comes refuses the request after the idle timeout (the connection is not held)', async () => {
+    const silent: RequestBodyFilter = { name: 'never-answers', maxBytes: 4_096, end: () => new Promise<undefined>(() => undefined) };
+    const { seen, port } = await setUp([silent]);
+    const t0 = performance.now();
+    const r = await rawRequest(`http://127.0.0.1:${port}/tools/mcp`, { method: 'POST', body: '{}', timeoutMs: 5_000 });
+    expect(r.status).toBe(403);
+    expect(r.body.toString()).toContain('could not be inspected');
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(390);
+    expect(seen).toHaveLength(0);
+  });
+
   it('the credential is taken after the body: one that expired while the body arrived is never sent', async () => {
     const provider = new HandsOutAnything(cred(10_000));
     const { seen, port } = await setUp([toolPolicy(['search'])], provider);

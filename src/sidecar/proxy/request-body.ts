@@ -14,7 +14,8 @@ import type { RequestContext } from './passes.js';
  * the request leave, with exactly the bytes read, framed by leash (`content-length`).
  * Fail closed: a body larger than a filter can read is refused (`leash_denied`: what
  * cannot be inspected cannot be allowed), and one that stops arriving for the route's idle
- * timeout is refused too.
+ * timeout is refused too (`leash_bad_request`), as is a filter that throws or does not give
+ * its verdict within that timeout (`leash_denied`).
  */
 export interface RequestBodyFilter {
   readonly name: string;
@@ -72,10 +73,18 @@ export function readRequestBody(req: IncomingMessage, ctx: RequestContext, filte
       settled = true;
       clearTimeout(timer);
       req.off('data', onData).off('close', onClose).off('error', onClose);
-      void endAll(filters, body, ctx).then(
-        (refused) => resolve(refused ? { refused } : { body }),
-        () => resolve({ refused: uninspectable(ctx) }),
-      );
+      // A filter's verdict is bounded like the body was: one that never settles refuses the
+      // request after the idle timeout instead of holding the agent's connection for ever.
+      const deadline = setTimeout(() => resolve({ refused: uninspectable(ctx) }), idleMs);
+      void endAll(filters, body, ctx)
+        .then(
+          (refused): BodyOutcome => (refused ? { refused } : { body }),
+          (): BodyOutcome => ({ refused: uninspectable(ctx) }),
+        )
+        .then((outcome) => {
+          clearTimeout(deadline);
+          resolve(outcome);
+        });
     };
     // 'close' before 'end': the agent went away (or the connection broke) mid-body.
     const onClose = () => settle({ gone: true });

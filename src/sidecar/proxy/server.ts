@@ -263,7 +263,15 @@ export class ProxyServer {
     });
     const denied = (ctx.denied = this.decide(req, ctx, true));
     if (denied) return this.deny(req, res, denied);
-    if (ctx.route!.bodyFilters.length > 0) return void this.inspectBody(req, res, ctx);
+    if (ctx.route!.bodyFilters.length > 0) {
+      // Nothing may reject unhandled (that would end the process): an unforeseen throw cuts
+      // this request's connection only (only the code is logged: a message may quote the body).
+      this.inspectBody(req, res, ctx).catch((err: unknown) => {
+        this.log.warn({ route: ctx.route?.name, code: (err as NodeJS.ErrnoException).code ?? 'error' }, 'request body phase failed: connection cut');
+        res.destroy();
+      });
+      return;
+    }
     this.forward(req, res, ctx, undefined);
   }
 
