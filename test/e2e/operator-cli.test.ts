@@ -104,6 +104,7 @@ describe('leash status', () => {
 
 describe('leash trace', () => {
   it('exits 1 for a value nothing knows, 0 for a fingerprint an active lease holds', async () => {
+    // A made-up value (never a real key): nothing holds it, so trace finds nothing.
     const unknown = await leash(['trace', 'sk-no-lease-ever-held-this-value'], adminEnv);
     expect(unknown.code).toBe(1);
     expect(unknown.stdout).toContain('no active lease holds it');

@@ -29,6 +29,7 @@ beforeAll(async () => {
     res.statusCode = req.url?.startsWith('/v1/secret') ? 401 : 200;
     res.end('{}');
   });
+  // A fake key made up for this test (never a real credential).
   const env = { UPSTREAM_KEY: 'sk-anomaly-test-value-0123456789' };
   const config = parseConfig(
     sidecarSchema,
