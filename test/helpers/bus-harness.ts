@@ -1,3 +1,6 @@
+import { afterAll, beforeAll } from 'vitest';
+import { startBusProxy, type BusProxy } from './bus-proxy.js';
+import { startBusRedis, type BusRedis } from './bus-redis.js';
 import { Redis } from 'ioredis';
 import { redisConnector } from '../../src/bus/connect.js';
 import { RedisRevocationPublisher, RedisRevocationSubscriber, type RedisSubscriberOptions } from '../../src/bus/redis.js';
@@ -66,3 +69,20 @@ export const rev = (i: number, extra: Partial<NewRevocation> = {}): NewRevocatio
 
 /** Ids the recorder is missing out of `expected`. */
 export const missing = (rec: Recorder, expected: Iterable<string>) => [...expected].filter((id) => !rec.ids.has(id));
+
+/**
+ * A Redis and a bus proxy in front of it (bus-proxy.ts: holds, partitions or pauses the
+ * traffic it forwards), started before a test file's tests and stopped after them.
+ */
+export function redisBehindProxy(): { readonly redis: BusRedis; readonly proxy: BusProxy } {
+  const started = {} as { redis: BusRedis; proxy: BusProxy };
+  beforeAll(async () => {
+    started.redis = await startBusRedis();
+    started.proxy = await startBusProxy(started.redis.port);
+  });
+  afterAll(async () => {
+    await started.proxy?.close();
+    await started.redis?.stop();
+  });
+  return started;
+}

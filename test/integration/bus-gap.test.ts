@@ -1,7 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBusProxy, type BusProxy } from '../helpers/bus-proxy.js';
-import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
-import { missing, plainClient, publisherFor, recorder, rev, sleep, waitFor } from '../helpers/bus-harness.js';
+import { describe, expect, it } from 'vitest';
+import { missing, plainClient, publisherFor, recorder, redisBehindProxy, rev, sleep, waitFor } from '../helpers/bus-harness.js';
 
 /**
  * DESIGN §7: a subscriber offline while the stream was trimmed past its position may have
@@ -10,30 +8,20 @@ import { missing, plainClient, publisherFor, recorder, rev, sleep, waitFor } fro
  * (Redis ≥ 7), or by the stream being gone (restart without persistence).
  */
 const KEY = 'leash:revocations';
-let redis: BusRedis;
-let proxy: BusProxy;
-
-beforeAll(async () => {
-  redis = await startBusRedis();
-  proxy = await startBusProxy(redis.port);
-});
-afterAll(async () => {
-  await proxy.close();
-  await redis.stop();
-});
+const bus = redisBehindProxy();
 
 describe('revocation bus: gap after trimming', () => {
   it('calls gap() before channel(true) for the subscriber that fell behind the trim, and not for one that did not', async () => {
-    const admin = plainClient(redis.url);
-    const behind = recorder(proxy.url, {}, 300); // gap() takes 300 ms: channel(true) must wait for it
-    const current = recorder(redis.url);
+    const admin = plainClient(bus.redis.url);
+    const behind = recorder(bus.proxy.url, {}, 300); // gap() takes 300 ms: channel(true) must wait for it
+    const current = recorder(bus.redis.url);
     await Promise.all([behind.sub.start(), current.sub.start()]);
-    const { publisher, client } = publisherFor(redis.url, 60_000);
+    const { publisher, client } = publisherFor(bus.redis.url, 60_000);
     const early: string[] = [];
     for (let i = 0; i < 5; i++) early.push((await publisher.publish(rev(i))).id);
     await waitFor(() => missing(behind, early).length === 0 && missing(current, early).length === 0, 2_000, 'early ones');
 
-    proxy.partition();
+    bus.proxy.partition();
     await waitFor(() => !behind.up, 5_000, 'behind: channel down');
     const later: string[] = [];
     for (let i = 0; i < 10; i++) {
@@ -44,8 +32,8 @@ describe('revocation bus: gap after trimming', () => {
     await admin.xtrim(KEY, 'MINID', later[7]!);
     await waitFor(() => missing(current, later).length === 0, 2_000, 'current has all');
 
-    proxy.cutAll();
-    proxy.heal();
+    bus.proxy.cutAll();
+    bus.proxy.heal();
     await waitFor(() => behind.up, 8_000, 'behind: channel up again');
     expect(behind.gaps).toBe(1);
     // gap() ran to completion before the channel was reported up
@@ -68,12 +56,12 @@ describe('revocation bus: gap after trimming', () => {
   });
 
   it('calls gap() when the stream itself is gone (Redis restarted without persistence)', async () => {
-    const rec = recorder(redis.url);
+    const rec = recorder(bus.redis.url);
     await rec.sub.start();
-    const { publisher, client } = publisherFor(redis.url);
+    const { publisher, client } = publisherFor(bus.redis.url);
     const r = await publisher.publish(rev(1));
     await waitFor(() => rec.ids.has(r.id), 2_000, 'first');
-    await redis.restart(); // no persistence: the stream is lost
+    await bus.redis.restart(); // no persistence: the stream is lost
     await waitFor(() => rec.up && rec.channel.length >= 3, 5_000, 'channel up after restart');
     expect(rec.gaps).toBe(1);
     expect(rec.log.slice(-3)).toEqual(['gap:start', 'gap:end', 'channel:true']);

@@ -1,7 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBusProxy, type BusProxy } from '../helpers/bus-proxy.js';
-import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
-import { missing, publisherFor, recorder, rev, sleep, waitFor } from '../helpers/bus-harness.js';
+import { describe, expect, it } from 'vitest';
+import { missing, publisherFor, recorder, redisBehindProxy, rev, sleep, waitFor } from '../helpers/bus-harness.js';
 
 /**
  * docs/pitfalls.md: a half-open socket goes unnoticed by ioredis for 10–15 minutes (#240, #1451).
@@ -9,17 +7,7 @@ import { missing, publisherFor, recorder, rev, sleep, waitFor } from '../helpers
  * partitioned (the proxy stops forwarding both ways, nothing is closed), with the
  * subscriber's default heartbeat (2 s, deadline 3 s).
  */
-let redis: BusRedis;
-let proxy: BusProxy;
-
-beforeAll(async () => {
-  redis = await startBusRedis();
-  proxy = await startBusProxy(redis.port);
-});
-afterAll(async () => {
-  await proxy.close();
-  await redis.stop();
-});
+const bus = redisBehindProxy();
 
 describe('revocation bus: half-open (partitioned) link', () => {
   it.each([
@@ -27,14 +15,14 @@ describe('revocation bus: half-open (partitioned) link', () => {
     ['the old connections are cut and a new one works', 'cut'],
     ['only a new connection works and the old ones stay silent forever', 'new'],
   ])('reports channel down within 10 s, then reconnects and catches up when %s', async (_what, how) => {
-    const rec = recorder(proxy.url, { heartbeatMs: undefined, heartbeatDeadlineMs: undefined }); // library defaults
+    const rec = recorder(bus.proxy.url, { heartbeatMs: undefined, heartbeatDeadlineMs: undefined }); // library defaults
     await rec.sub.start();
     expect(rec.up).toBe(true);
-    const { publisher, client } = publisherFor(redis.url); // directly to Redis
+    const { publisher, client } = publisherFor(bus.redis.url); // directly to Redis
     const before = await publisher.publish(rev(0));
     await waitFor(() => rec.ids.has(before.id), 2_000, 'the first revocation');
 
-    proxy.partition();
+    bus.proxy.partition();
     const partitionedAt = Date.now();
     const published: string[] = [];
     let publishing = true;
@@ -51,8 +39,8 @@ describe('revocation bus: half-open (partitioned) link', () => {
     expect(rec.up).toBe(false);
     expect(rec.received.length).toBe(1);
 
-    if (how === 'cut') proxy.cutAll(); // the old connections are reset
-    proxy.heal({ old: how === 'heal' });
+    if (how === 'cut') bus.proxy.cutAll(); // the old connections are reset
+    bus.proxy.heal({ old: how === 'heal' });
     const healedAt = Date.now();
     await waitFor(() => rec.up, 8_000, 'channel(true) after healing');
     const backMs = Date.now() - healedAt;

@@ -1,7 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBusProxy, type BusProxy } from '../helpers/bus-proxy.js';
-import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
-import { missing, plainClient, publisherFor, recorder, rev, waitFor } from '../helpers/bus-harness.js';
+import { describe, expect, it } from 'vitest';
+import { missing, plainClient, publisherFor, recorder, redisBehindProxy, rev, waitFor } from '../helpers/bus-harness.js';
 
 /**
  * docs/pitfalls.md: Redis cuts off a pub/sub client whose output buffer passes its limit (32 MB,
@@ -9,31 +7,21 @@ import { missing, plainClient, publisherFor, recorder, rev, waitFor } from '../h
  * limit is 64 kB hard / 32 kB for 1 s, and the subscriber's reads are paused in the proxy.
  */
 const KEY = 'leash:revocations';
-let redis: BusRedis;
-let proxy: BusProxy;
-
-beforeAll(async () => {
-  redis = await startBusRedis();
-  proxy = await startBusProxy(redis.port);
-});
-afterAll(async () => {
-  await proxy.close();
-  await redis.stop();
-});
+const bus = redisBehindProxy();
 
 describe('revocation bus: a stalled subscriber cut off by Redis', () => {
   it('recovers every revocation by catch-up once it reads again', async () => {
-    const admin = plainClient(redis.url);
+    const admin = plainClient(bus.redis.url);
     await admin.config('SET', 'client-output-buffer-limit', 'pubsub 64kb 32kb 1');
     // heartbeat slower than the test: it is Redis that cuts the subscriber here, not us
-    const rec = recorder(proxy.url, { heartbeatMs: 60_000, heartbeatDeadlineMs: 60_000 });
+    const rec = recorder(bus.proxy.url, { heartbeatMs: 60_000, heartbeatDeadlineMs: 60_000 });
     await rec.sub.start();
-    const { publisher, client } = publisherFor(redis.url);
+    const { publisher, client } = publisherFor(bus.redis.url);
     const first = await publisher.publish(rev(0));
     await waitFor(() => rec.ids.has(first.id), 2_000, 'first');
     expect(((await admin.pubsub('NUMSUB', KEY)) as [string, number])[1]).toBe(1);
 
-    proxy.pauseReads();
+    bus.proxy.pauseReads();
     const big = 'r'.repeat(48 * 1024);
     const published: string[] = [first.id];
     // ~48 kB each: kernel buffers (a few MB on loopback) fill, then Redis' output buffer
@@ -52,7 +40,7 @@ describe('revocation bus: a stalled subscriber cut off by Redis', () => {
     // and a few more while it is cut off
     for (let i = 0; i < 5; i++) published.push((await publisher.publish(rev(1000 + i))).id);
 
-    proxy.resumeReads();
+    bus.proxy.resumeReads();
     await waitFor(() => missing(rec, published).length === 0, 10_000, 'every revocation after resuming').catch(() => undefined);
     expect(missing(rec, published)).toEqual([]);
     expect(rec.received.length).toBe(published.length);

@@ -1,10 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { redisConnector } from '../../src/bus/connect.js';
 import { RedisRevocationSubscriber } from '../../src/bus/redis.js';
 import type { Revocation } from '../../src/core/protocol.js';
-import { startBusProxy, type BusProxy } from '../helpers/bus-proxy.js';
-import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
-import { plainClient, publisherFor, rev, sleep, waitFor } from '../helpers/bus-harness.js';
+import { plainClient, publisherFor, redisBehindProxy, rev, sleep, waitFor } from '../helpers/bus-harness.js';
 
 /**
  * docs/pitfalls.md: the catch-up must start only once the SUBSCRIBE is acknowledged. On loopback
@@ -16,21 +14,12 @@ import { plainClient, publisherFor, rev, sleep, waitFor } from '../helpers/bus-h
  * a connection that is not subscribed yet: lost. No overlap re-read, no poll, so nothing
  * papers over it.
  */
-let redis: BusRedis;
-let proxy: BusProxy;
-beforeAll(async () => {
-  redis = await startBusRedis();
-  proxy = await startBusProxy(redis.port);
-});
-afterAll(async () => {
-  await proxy.close();
-  await redis.stop();
-});
+const bus = redisBehindProxy();
 
 describe('revocation bus: a slow SUBSCRIBE acknowledgement loses nothing', () => {
   it('revocations published while the re-SUBSCRIBE is held arrive once it is acknowledged', async () => {
-    const direct = redisConnector(redis.url);
-    const viaProxy = redisConnector(proxy.url);
+    const direct = redisConnector(bus.redis.url);
+    const viaProxy = redisConnector(bus.proxy.url);
     let connections = 0;
     let holdNextReady = false;
     let held = false;
@@ -48,7 +37,7 @@ describe('revocation bus: a slow SUBSCRIBE acknowledgement loses nothing', () =>
             if (!holdNextReady) return;
             holdNextReady = false;
             held = true;
-            proxy.partition();
+            bus.proxy.partition();
           });
           return c;
         },
@@ -65,8 +54,8 @@ describe('revocation bus: a slow SUBSCRIBE acknowledgement loses nothing', () =>
       },
     );
     await sub.start();
-    const { publisher, client } = publisherFor(redis.url);
-    const admin = plainClient(redis.url);
+    const { publisher, client } = publisherFor(bus.redis.url);
+    const admin = plainClient(bus.redis.url);
     const published: string[] = [];
     published.push((await publisher.publish(rev(0))).id);
     await waitFor(() => received.length === 1, 2_000, 'first revocation');
@@ -79,7 +68,7 @@ describe('revocation bus: a slow SUBSCRIBE acknowledgement loses nothing', () =>
       published.push((await publisher.publish(rev(i))).id);
       await sleep(5);
     }
-    proxy.heal();
+    bus.proxy.heal();
     await waitFor(() => channel.at(-1) === true && published.every((id) => received.some((r) => r.id === id)), 3_000, 'all delivered').catch(() => undefined);
     const got = new Set(received.map((r) => r.id));
     expect(published.filter((id) => !got.has(id))).toEqual([]);

@@ -61,24 +61,3 @@ export function parseTargetReference(url: string): Target | BadRequestError | No
   const trailing = rest.length > 0 && path.endsWith('/') ? '/' : '';
   return { route: decoded[0]!, segments: decoded.slice(1), rawPath: `/${rest.join('/')}${trailing}`, query };
 }
-
-/** The query with every parameter named `name` removed (the agent may not choose the key). */
-export function withoutQueryParam(query: string, name: string): string {
-  if (!query) return '';
-  const kept = query
-    .slice(1)
-    .split('&')
-    .filter((pair) => {
-      if (pair === '') return false;
-      const eq = pair.indexOf('=');
-      const key = eq === -1 ? pair : pair.slice(0, eq);
-      let k = key;
-      try {
-        k = decodeURIComponent(key.replace(/\+/g, ' '));
-      } catch {
-        // an undecodable name cannot equal a valid parameter name; keep it as is
-      }
-      return k !== name;
-    });
-  return kept.length ? `?${kept.join('&')}` : '';
-}
