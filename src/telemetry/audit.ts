@@ -95,7 +95,7 @@ export function requestLineBody(event: string, f: AuditFields): string {
   if (f.method !== undefined) s += `,"method":${quotedMethod.of(f.method)}`;
   if (f.path !== undefined) s += `,"path":${jsonString(f.path)}`;
   if (f.status !== undefined) s += `,"status":${jsonNumber(f.status)}`;
-  if (f.durationMs !== undefined) s += `,"durationMs":${jsonNumber(f.durationMs)}`;
+  if (f.durationMs !== undefined) s += `,"durationMs":${millisJson(f.durationMs)}`;
   if (f.fingerprint !== undefined) s += `,"fingerprint":${quotedFingerprint.of(f.fingerprint)}`;
   if (f.reason !== undefined) s += `,"reason":${jsonString(f.reason)}`;
   return s;
@@ -134,6 +134,24 @@ export function jsonString(s: string): string {
 
 function jsonNumber(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
+}
+
+/**
+ * A duration in ms, to the microsecond, as JSON: the same text as
+ * `jsonNumber(Math.round(ms * 1000) / 1000)` (below 1e12 ms every such value's shortest
+ * round-trip form is its decimal with at most three fractional digits), built from
+ * integers — `String` of a fractional double (its shortest-digits search) was ~1 % of the
+ * proxy's CPU at saturation. Pinned against the general form in test/unit/audit-line.test.ts.
+ */
+export function millisJson(ms: number): string {
+  const us = Math.round(ms * 1000);
+  if (!(us >= 0 && us < 1e15)) return jsonNumber(us / 1000);
+  const whole = Math.floor(us / 1000);
+  const frac = us - whole * 1000;
+  if (frac === 0) return String(whole);
+  if (frac % 100 === 0) return `${whole}.${frac / 100}`;
+  if (frac % 10 === 0) return `${whole}.${frac < 100 ? '0' : ''}${frac / 10}`;
+  return `${whole}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
 }
 
 /** Per-request events: logged, but not copied to the shared stream (one XADD per proxied request). */

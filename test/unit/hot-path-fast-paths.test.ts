@@ -3,7 +3,7 @@ import { AnomalyDetector, type AnomalyPolicy, type ObservedRequest } from '../..
 import { runDecidePasses, runHeadPasses, runSendPasses } from '../../src/sidecar/proxy/passes.js';
 import { PrefixResolver } from '../../src/sidecar/proxy/resolve.js';
 import { UpstreamTimeouts } from '../../src/sidecar/proxy/timeouts.js';
-import { jsonString, requestLineBody, type AuditFields } from '../../src/telemetry/audit.js';
+import { jsonString, millisJson, requestLineBody, type AuditFields } from '../../src/telemetry/audit.js';
 import { contextOf, envFor, HandsOutAnything, requestOf, routeFor } from '../helpers/passes.js';
 import type { ClientRequest } from 'node:http';
 import type { RequestBodyFilter } from '../../src/sidecar/proxy/request-body.js';
@@ -66,6 +66,26 @@ describe('audit line: jsonString is JSON.stringify', () => {
       };
       const event = next() % 2 === 0 ? 'request' : 'request.denied';
       expect(requestLineBody(event, f)).toBe(requestLineBodyReference(event, f));
+    }
+  });
+});
+
+describe('audit line: millisJson is String(Math.round(ms * 1000) / 1000)', () => {
+  const reference = (ms: number) => {
+    const x = Math.round(ms * 1000) / 1000;
+    return Number.isFinite(x) ? String(x) : 'null';
+  };
+  it('on hand-picked durations (every fraction shape, zero, huge, not finite)', () => {
+    const picked = [0, -0, 0.001, 0.01, 0.1, 0.011, 0.101, 0.11, 0.999, 1, 1.5, 1.05, 1.005, 1.0005, 1.0004, 12.34, 999.9999, 1e6 + 0.25, 123456789.123, 1e11 + 0.001, 1e12 - 0.001, 1e12, 1e13, 1e21, -1.5, NaN, Infinity, -Infinity];
+    for (const ms of picked) expect(millisJson(ms), String(ms)).toBe(reference(ms));
+  });
+  it('on random durations, rounded to the microsecond as outcomes.ts does and raw', () => {
+    for (let n = 0; n < 50_000; n++) {
+      const scale = [1, 10, 1_000, 100_000, 1e9][next() % 5]!;
+      const raw = (next() / 0x7fffffff) * scale;
+      expect(millisJson(raw), String(raw)).toBe(reference(raw));
+      const rounded = Math.round(raw * 1000) / 1000;
+      expect(millisJson(rounded), String(rounded)).toBe(reference(rounded));
     }
   });
 });
