@@ -3,20 +3,35 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchSidecarYaml, freePort, httpGet, RawConn, sleep, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, median, RawConn, sleep, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
 
 /**
  * Instructions and syscalls per proxied request: repeatable figures on a noisy machine
  * (wall-clock figures are only comparable within one quiet, pinned run; instruction
  * counts are comparable across runs and days).
  *
- *   node dist/bench/instructions.js [--requests=N] [--leash-dist=DIR ...] [--audit-redis=URL] [--by-function [--top=N]]
+ *   node dist/bench/instructions.js [--requests=N] [--warmup=N] [--processes=N] [--leash-dist=DIR ...]
+ *        [--leash-node-flags="--a --b"] [--audit-redis=URL] [--by-function [--top=N]]
  *
  * For each target (the bare http-proxy forwarder, then each leash build given, default
- * ./dist/src) the proxy runs under `valgrind --tool=callgrind`; after a warm-up the
- * counters are zeroed (`callgrind_control -z`), N requests are sent one at a time on
- * 4 keep-alive connections, and the counters dumped (`-d`): Ir ÷ N. Syscalls: the same
- * target without valgrind, `strace -f -c` attached around N requests.
+ * ./dist/src) the proxy runs under `valgrind --tool=callgrind`. Warm-up: --warmup requests
+ * (default 3000) in 3 parts, each on 4 fresh keep-alive connections that are destroyed at
+ * its end, so connection teardown has run (and V8 has re-optimised what a closed socket
+ * deoptimises: "wrong map") before the measurement, not inside it. After a 500 ms pause
+ * (the proxy handles the last closes) the counters are zeroed (`callgrind_control -z`), N
+ * requests are sent one at a time on 4 fresh keep-alive connections, which are destroyed;
+ * after another 500 ms (their teardown, always inside the window) the counters are dumped
+ * (`-d`): Ir ÷ N. Syscalls: the same target without valgrind, `strace -f -c` attached around
+ * N requests, once per target.
+ *
+ * --processes=N (default 1): each target is measured in N fresh processes, interleaved
+ * (bare, leash, bare, leash, …), since the figure varies from one process to the next (JIT
+ * decisions); printed: the median and the min–max of instructions/request (main thread and
+ * all threads), ratios to bare from the medians.
+ *
+ * leash runs with the image's node flags (bench/lib.ts IMAGE_NODE_FLAGS, the Dockerfile's
+ * ENTRYPOINT), as deployed; --leash-node-flags="--a --b" replaces them, --leash-node-flags=
+ * (empty) runs leash with none. The bare forwarder runs with none. The flags used are printed.
  * With --audit-redis, the last leash build is measured a second time with `audit.redis` set
  * (per-request `usage` summaries flushed to `<prefix>audit` every 5 s; prefix
  * `leash-bench:`), so the cost of the summaries is the difference within one run.
@@ -26,7 +41,8 @@ import { benchSidecarYaml, freePort, httpGet, RawConn, sleep, spawnNodeWithHello
  * dump of the measured interval is read for each function's self cost (`fn=` blocks), and
  * callgrind's unnamed addresses are named from that map. Printed: the top functions by
  * self instructions/request for each target, and per leash build the difference to the
- * bare forwarder (and to the first leash build, if more than one). The map makes V8 do a
+ * bare forwarder (and to the first leash build, if more than one); with --processes, each
+ * function's cost is the mean over the target's processes. The map makes V8 do a
  * little more per code object, so compare these tables only within one run.
  */
 const HOST = '127.0.0.1';
@@ -39,6 +55,11 @@ const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
 const BY_FN = args.includes('--by-function');
 const TOP = Number(args.find((a) => a.startsWith('--top='))?.split('=')[1] ?? 40);
+const PROCESSES = Math.max(1, Math.floor(Number(args.find((a) => a.startsWith('--processes='))?.split('=')[1] ?? 1)) || 1);
+/** Warm-up parts, each on fresh connections destroyed at its end. */
+const WARM_PARTS = 3;
+/** node flags for every leash process (the image's by default). */
+const LEASH_NODE_FLAGS = leashNodeFlags(args);
 const auditRedis = args.find((a) => a.startsWith('--audit-redis='))?.slice('--audit-redis='.length);
 const dists = args.filter((a) => a.startsWith('--leash-dist=')).map((a) => resolve(a.slice('--leash-dist='.length)));
 if (dists.length === 0) dists.push(join(ROOT, 'dist/src'));
@@ -47,7 +68,9 @@ const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
 
 interface Target {
   name: string;
-  /** node arguments after `node` (script and its args). */
+  /** node flags (before the script): the leash flags for leash, none for the bare forwarder. */
+  nodeFlags: string[];
+  /** node arguments after the flags (script and its args). */
   argv: string[];
   port: number;
   prefix: string;
@@ -82,7 +105,7 @@ function leashTarget(dist: string, upstreamPort: number, port: number, admin: nu
       extra: audit ? [`audit: { redis: "${audit}", prefix: "leash-bench:" }`] : [],
     }),
   );
-  return { name: `leash ${dist}${audit ? ' +audit' : ''}`, argv: [join(dist, 'cli.js'), 'sidecar', '--config', cfg], port, prefix: '/bench' };
+  return { name: `leash ${dist}${audit ? ' +audit' : ''}`, nodeFlags: LEASH_NODE_FLAGS, argv: [join(dist, 'cli.js'), 'sidecar', '--config', cfg], port, prefix: '/bench' };
 }
 
 function start(cmd: string, argv: string[], logTag: string): ChildProcess {
@@ -92,16 +115,29 @@ function start(cmd: string, argv: string[], logTag: string): ChildProcess {
   return child;
 }
 
+/** The warm-up: WARM requests in WARM_PARTS parts, each on fresh connections destroyed at its end. */
+async function warmUp(port: number, prefix: string): Promise<void> {
+  for (let i = 0; i < WARM_PARTS; i++) await drive(port, prefix, Math.ceil(WARM / WARM_PARTS));
+}
+
+interface Ir {
+  main: number;
+  all: number;
+  byFn?: Map<string, number>;
+}
+
 /** Instructions per request: main thread (the event loop) and all threads (GC, compiler, libuv pool). */
-async function instructions(t: Target, tag: string): Promise<{ main: number; all: number; byFn?: Map<string, number> }> {
+async function instructions(t: Target, tag: string): Promise<Ir> {
   const out = join(TMP, `cg-${tag}`);
-  const nodeArgs = BY_FN ? ['--perf-basic-prof', ...t.argv] : t.argv;
+  const nodeArgs = [...(BY_FN ? ['--perf-basic-prof'] : []), ...t.nodeFlags, ...t.argv];
   const child = start('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...nodeArgs], `vg-${tag}`);
   try {
     await waitReady(HOST, t.port, `${t.prefix}/v1/ok`, 180_000);
-    await drive(t.port, t.prefix, WARM);
+    await warmUp(t.port, t.prefix);
+    await sleep(500); // the proxy handles the warm-up's closes outside the window
     run('callgrind_control', ['-z', String(child.pid)]);
     await drive(t.port, t.prefix, N);
+    await sleep(500); // and the measured connections' closes inside it
     run('callgrind_control', ['-d', String(child.pid)]);
     await sleep(500);
   } finally {
@@ -263,10 +299,10 @@ function printByFunction(rows: Array<{ name: string; ir: { main: number; byFn?: 
 }
 
 async function syscalls(t: Target, tag: string): Promise<number> {
-  const child = start(process.execPath, t.argv, `st-${tag}`);
+  const child = start(process.execPath, [...t.nodeFlags, ...t.argv], `st-${tag}`);
   try {
     await waitReady(HOST, t.port, `${t.prefix}/v1/ok`, 30_000);
-    await drive(t.port, t.prefix, WARM);
+    await warmUp(t.port, t.prefix);
     const outFile = join(TMP, `strace-${tag}.txt`);
     const tracer = spawn('strace', ['-f', '-c', '-o', outFile, '-p', String(child.pid)], { stdio: 'ignore' });
     await sleep(1000);
@@ -285,33 +321,69 @@ function run(cmd: string, argv: string[]): void {
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: ${r.stderr}`);
 }
 
+/** Per-function self cost averaged over a target's processes (a function absent from one counts 0 there). */
+function meanByFn(irs: Ir[]): Map<string, number> | undefined {
+  if (!irs.every((r) => r.byFn)) return undefined;
+  const out = new Map<string, number>();
+  for (const r of irs) for (const [f, v] of r.byFn!) out.set(f, (out.get(f) ?? 0) + v / irs.length);
+  return out;
+}
+
+interface Row {
+  name: string;
+  /** One entry per process, in the order measured. */
+  irs: Ir[];
+  /** Medians over the processes (byFn: the mean per function). */
+  ir: Ir;
+  sys: number;
+}
+
 async function main(): Promise<void> {
   const { child: upstream, hello } = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env);
-  const rows: Array<{ name: string; ir: { main: number; all: number; byFn?: Map<string, number> }; sys: number }> = [];
+  console.error(`leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}; bare forwarder: (none); ${PROCESSES} process(es) per target`);
+  const rows: Row[] = [];
   try {
     const targets: Target[] = [];
     const fwdPort = await freePort();
-    targets.push({ name: 'http-proxy (bare)', argv: [join(HERE, 'forwarder.js'), String(hello.port), String(fwdPort)], port: fwdPort, prefix: '/bench' });
+    targets.push({ name: 'http-proxy (bare)', nodeFlags: [], argv: [join(HERE, 'forwarder.js'), String(hello.port), String(fwdPort)], port: fwdPort, prefix: '/bench' });
     for (const [i, dist] of dists.entries()) {
       targets.push(leashTarget(dist, hello.port, await freePort(), await freePort(), `leash${i}`));
       // Builds before the `audit:` key cannot take it: only the last one is measured with it.
       if (auditRedis && i === dists.length - 1) targets.push(leashTarget(dist, hello.port, await freePort(), await freePort(), `leash${i}a`, auditRedis));
     }
+    // Interleaved: process p of every target, then process p + 1 of every target.
+    const irs = targets.map(() => [] as Ir[]);
+    for (let p = 0; p < PROCESSES; p++) {
+      for (const [i, t] of targets.entries()) {
+        const ir = await instructions(t, `t${i}p${p}`);
+        irs[i]!.push(ir);
+        console.error(`${t.name}, process ${p + 1}/${PROCESSES}: ${Math.round(ir.main)} instructions/request main thread, ${Math.round(ir.all)} all threads`);
+      }
+    }
     for (const [i, t] of targets.entries()) {
-      const tag = `t${i}`;
-      rows.push({ name: t.name, ir: await instructions(t, tag), sys: await syscalls(t, tag) });
+      const mine = irs[i]!;
+      const byFn = meanByFn(mine);
+      const ir: Ir = { main: median(mine.map((r) => r.main)), all: median(mine.map((r) => r.all)), ...(byFn ? { byFn } : {}) };
+      rows.push({ name: t.name, irs: mine, ir, sys: await syscalls(t, `t${i}`) });
     }
   } finally {
     await stopChild(upstream);
   }
   const base = rows[0]!;
-  console.log(`\n${N} requests per measurement, after ${WARM} warm-up requests; 4 keep-alive connections, one request at a time each\n`);
+  console.log(
+    `\n${N} requests per measurement, after ${WARM} warm-up requests in ${WARM_PARTS} parts (each on fresh connections, destroyed); 4 keep-alive connections, one request at a time each`,
+  );
+  console.log(`leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)} (bare forwarder: none); ${PROCESSES} fresh process(es) per target, interleaved${PROCESSES > 1 ? ': median (min–max)' : ''}; syscalls from one process per target\n`);
   const k = (n: number) => Math.round(n).toLocaleString('en');
+  const spread = (r: Row, f: (ir: Ir) => number) => {
+    const v = r.irs.map(f);
+    return v.length > 1 ? `${k(f(r.ir))} (${k(Math.min(...v))}–${k(Math.max(...v))})` : k(f(r.ir));
+  };
   console.log('| target | instructions/request, main thread | ÷ bare | all threads | ÷ bare | syscalls/request | ÷ bare |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     console.log(
-      `| ${r.name} | ${k(r.ir.main)} | ${(r.ir.main / base.ir.main).toFixed(3)} | ${k(r.ir.all)} | ${(r.ir.all / base.ir.all).toFixed(3)} | ${r.sys.toFixed(2)} | ${(r.sys / base.sys).toFixed(2)} |`,
+      `| ${r.name} | ${spread(r, (i) => i.main)} | ${(r.ir.main / base.ir.main).toFixed(3)} | ${spread(r, (i) => i.all)} | ${(r.ir.all / base.ir.all).toFixed(3)} | ${r.sys.toFixed(2)} | ${(r.sys / base.sys).toFixed(2)} |`,
     );
   }
   if (BY_FN) printByFunction(rows);

@@ -497,3 +497,31 @@ export function benchSidecarYaml(o: {
     '',
   ].join('\n');
 }
+
+// ---- node flags of the leash process ----
+
+/**
+ * The node flags the leash image runs with (Dockerfile ENTRYPOINT: `node <these> dist/src/cli.js`).
+ * The one place the benches take them from; test/unit/bench-flags.test.ts checks that the
+ * Dockerfile uses exactly these, so the bench measures leash as deployed.
+ */
+export const IMAGE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+
+/**
+ * The node flags for leash from `--leash-node-flags="--a --b"` (split on whitespace; the last
+ * occurrence wins): IMAGE_NODE_FLAGS when absent, none for `--leash-node-flags=` (empty).
+ * Throws on a value that is not a flag (a word not starting with `-`) or on the option
+ * without `=`, so a typo cannot silently run leash with other arguments.
+ */
+export function leashNodeFlags(args: readonly string[]): string[] {
+  if (args.includes('--leash-node-flags')) throw new Error('--leash-node-flags needs a value: --leash-node-flags="--a --b" (or --leash-node-flags= for none)');
+  const given = args.filter((a) => a.startsWith('--leash-node-flags=')).at(-1);
+  if (given === undefined) return [...IMAGE_NODE_FLAGS];
+  const flags = given.slice('--leash-node-flags='.length).split(/\s+/).filter((f) => f !== '');
+  const bad = flags.find((f) => !f.startsWith('-'));
+  if (bad !== undefined) throw new Error(`--leash-node-flags: "${bad}" is not a node flag (each word must start with -)`);
+  return flags;
+}
+
+/** How a list of node flags is printed: the flags, or "(none)". */
+export const fmtNodeFlags = (flags: readonly string[]): string => (flags.length ? flags.join(' ') : '(none)');

@@ -10,8 +10,11 @@ import {
   canPin,
   coreForeignMeter,
   cpuUs,
+  fmtNodeFlags,
   foreignMeter,
   freePort,
+  IMAGE_NODE_FLAGS,
+  leashNodeFlags,
   httpGet,
   median,
   memory,
@@ -44,10 +47,30 @@ import { summarise, type ProfileSummary } from './profile.js';
  * direct, leash, bare, …); each goal's ratio is taken within a round and the median of the
  * rounds is reported, so a neighbour's burst lands on both sides of a pair.
  *
- *   npm run bench                 full run (3 rounds, ~5 min)
+ * Fresh processes: each round starts a FRESH bare forwarder and a FRESH leash (both pinned)
+ * and stops them at its end, since CPU per request differs a lot between two processes of
+ * the same build; one process per target for the whole run would make every ratio a sample
+ * of one pair. In each round, when its leash is D.idleAgeMs old (15 s; 3 s with --quick),
+ * the idle RSS of both is read and their VmHWM reset (clear_refs 5); at the end of the round
+ * (2 s after its last phase) RSS and VmHWM are read again: peak − idle per process, reported
+ * as the median of the rounds and per round. Round 1 also reads an empty node at the idle
+ * instant: the idle goal is round 1's. A fresh process is cold: each target's latency phase
+ * starts with D.warmMs at 1k req/s, each saturation phase with D.satWarmS s of saturation.
+ * The single phases run on their own fresh processes: aborts on a fresh forwarder and leash
+ * (also the rotation comparison's "leash (again)"), warn, profile and rotation on their own
+ * leash each. Peak − idle no longer includes the abort phase (before, one leash served the
+ * rounds and the aborts).
+ *
+ * node flags: leash runs as the image runs it, with bench/lib.ts IMAGE_NODE_FLAGS (the
+ * Dockerfile's ENTRYPOINT flags, checked by test/unit/bench-flags.test.ts), in every phase;
+ * the bare forwarder and the empty node run with none. The flags used are printed.
+ *
+ *   npm run bench                 full run (3 rounds, ~5-6 min)
  *   node dist/bench/proxy.js --quick      short phases, 1 round, for checking the harness
  *   --rounds=N        number of interleaved rounds (default 3; 1 with --quick)
  *   --leash-dist=DIR  measure the leash compiled in DIR instead of ./dist/src
+ *   --leash-node-flags="--a --b"   node flags for leash instead of the image's;
+ *                     --leash-node-flags= (empty): none
  *   flags: --no-baseline --no-warn --no-profile --no-wait (don't wait for a quiet machine)
  *          --no-pin (don't pin; pinning also needs taskset and ≥ 2 cores)
  *   --rotation    also run leash in rotation mode (`leash dev --config`: in-process authority,
@@ -57,11 +80,22 @@ import { summarise, type ProfileSummary } from './profile.js';
  * Every child runs with UV_USE_IO_URING=0 (libuv's io_uring is off in Node 20's default, and
  * must stay off: it changes the syscall pattern the figures and instructions.ts compare).
  *
+ * last-run.json: as before, plus `leashNodeFlags` and `imageNodeFlags`; `rounds[i].memory`
+ * (keys `leash`, `http-proxy`: pid, idle, idleAgeMs, end, peakReset, peakOverIdleMB, for that
+ * round's processes); `peakOverIdle` ({leash, http-proxy}: medianMB, perRoundMB). Changed
+ * meaning: `idle` is round 1's processes' reading; `after` is round 1's processes' end-of-
+ * round reading (so after.leash.hwmMB − idle.leash.rssMB is round 1's peak − idle);
+ * `goals.peakOverIdleMB` is the median over rounds; `peakReset` is true when every reset
+ * succeeded; `auditLines` sums the leash (info) processes of the rounds and the abort phase.
+ *
  * Prints Markdown tables and writes dist/bench/last-run.json.
  */
 
 const valueFlag = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
-const argv = new Set(process.argv.slice(2).filter((a) => !a.startsWith('--leash-dist=') && !a.startsWith('--rounds=')));
+const argv = new Set(process.argv.slice(2).filter((a) => !a.startsWith('--leash-dist=') && !a.startsWith('--rounds=') && !a.startsWith('--leash-node-flags=')));
+/** node flags of every leash process: the image's (IMAGE_NODE_FLAGS) unless --leash-node-flags says otherwise. */
+const LEASH_NODE_FLAGS = leashNodeFlags(process.argv.slice(2));
+const sameAsImage = LEASH_NODE_FLAGS.join(' ') === IMAGE_NODE_FLAGS.join(' ');
 const QUICK = argv.has('--quick');
 const BASELINE = !argv.has('--no-baseline');
 const WARN = !argv.has('--no-warn');
@@ -85,7 +119,8 @@ const D = {
   latencyMs: QUICK ? 2_000 : 10_000,
   rate: 1_000,
   connections: 10,
-  satWarmS: 1,
+  /** Saturation warm-up (autocannon, same connections), per target and phase: enough for a fresh leash (profile phase) to reach its steady CPU/request. */
+  satWarmS: 2,
   satS: QUICK ? 2 : 5,
   sseRuns: QUICK ? 30 : 150,
   sseDelayMs: 10,
@@ -150,7 +185,7 @@ async function startLeash(tag: string, upstreamPort: number, level: string, node
   // Logs go to a file, as they would to a container runtime's log pipe.
   const logPath = join(TMP, `${tag}.log`);
   const fd = openSync(logPath, 'w');
-  const child = spawnNode([...nodeArgs, CLI, 'sidecar', '--config', cfg], env, ['ignore', fd, 'pipe'], proxyCpus);
+  const child = spawnNode([...LEASH_NODE_FLAGS, ...nodeArgs, CLI, 'sidecar', '--config', cfg], env, ['ignore', fd, 'pipe'], proxyCpus);
   closeSync(fd);
   children.push(child);
   if (PIN) onProxyCore.push(child);
@@ -199,7 +234,7 @@ async function startLeashRotation(tag: string, upstreamPort: number, level: stri
   );
   const logPath = join(TMP, `${tag}.log`);
   const fd = openSync(logPath, 'w');
-  const child = spawnNode([CLI, 'dev', '--config', cfg], env, ['ignore', fd, 'pipe'], proxyCpus);
+  const child = spawnNode([...LEASH_NODE_FLAGS, CLI, 'dev', '--config', cfg], env, ['ignore', fd, 'pipe'], proxyCpus);
   closeSync(fd);
   children.push(child);
   if (PIN) onProxyCore.push(child);
@@ -444,6 +479,8 @@ interface Round {
   saturation: Record<string, Saturation>;
   sse: Record<string, Sse>;
   sseLoad: Load;
+  /** This round's fresh proxy processes (keys `leash`, `http-proxy`): idle and end-of-round memory. */
+  memory: Record<string, ProcMemory>;
   /** Issue 11's comparisons within this round (undefined without the bare forwarder). */
   cpuRatio: number | undefined;
   addedP50Ratio: number | undefined;
@@ -451,84 +488,147 @@ interface Round {
   sseLastRatio: number | undefined;
 }
 
+/** /proc readings of one process (lib.ts memory()). */
+type Mem = ReturnType<typeof memory>;
+
+/** Memory of one of a round's fresh proxy processes. */
+interface ProcMemory {
+  pid: number;
+  /** Read when this round's leash was D.idleAgeMs old (the forwarder, started just before it, a little older). */
+  idle: Mem;
+  idleAgeMs: number;
+  /** Read at the end of the round, 2 s after its last phase: settled RSS, and VmHWM (the peak since idle when peakReset). */
+  end: Mem;
+  /** VmHWM was reset right after the idle reading. */
+  peakReset: boolean;
+  /** end.hwmMB − idle.rssMB. */
+  peakOverIdleMB: number;
+}
+
+/** A fresh bare forwarder (unless --no-baseline) and a fresh leash (info), both on the proxy core. */
+interface Pair {
+  fwd: Target | undefined;
+  fwdChild: ChildProcess | undefined;
+  leash: Target;
+  l: Leash;
+  /** performance.now() when leash first answered: the age of the pair. */
+  readyAt: number;
+}
+
+async function startPair(tag: string, upstreamPort: number): Promise<Pair> {
+  let fwd: Target | undefined;
+  let fwdChild: ChildProcess | undefined;
+  if (BASELINE) {
+    const f = await spawnNodeWithHello<{ port: number }>([join(HERE, 'forwarder.js'), String(upstreamPort)], env, proxyCpus);
+    children.push(f.child);
+    if (PIN) onProxyCore.push(f.child);
+    fwdChild = f.child;
+    fwd = { name: 'http-proxy', port: f.hello.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: f.child.pid! };
+  }
+  const l = await startLeash(tag, upstreamPort, 'info');
+  const leash: Target = { name: 'leash', port: l.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: l.pid };
+  return { fwd, fwdChild, leash, l, readyAt: performance.now() };
+}
+
+async function stopPair(p: Pair): Promise<void> {
+  if (p.fwdChild) await stopChild(p.fwdChild);
+  await stopChild(p.l.child);
+}
+
+/** "request" audit lines a leash (info) wrote to its log. */
+const auditLinesOf = (l: Leash): number => readFileSync(l.logPath, 'utf8').split('\n').filter((s) => s.includes('"event":"request"')).length;
+
 async function main(): Promise<void> {
   const pinnedSelf = PIN && loadCpus !== undefined ? pinSelf(loadCpus) : false;
   const cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? '?';
   const machine = { nproc: cpus().length, cpu: cpuModel, node: process.version, date: new Date().toISOString() };
   log(`machine: ${machine.nproc} cores, ${machine.cpu}, node ${machine.node}${QUICK ? ' (QUICK run)' : ''}; leash from ${LEASH_DIST}; ${ROUNDS} round(s)`);
+  log(`leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}${sameAsImage ? " (the image's)" : ` (the image's: ${fmtNodeFlags(IMAGE_NODE_FLAGS)})`}; bare forwarder and empty node: none`);
 
   const up = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env, loadCpus);
   upstreamPid = up.child.pid!;
   children.push(up.child);
   const direct: Target = { name: 'direct', port: up.hello.port, prefix: '/v1', auth: `Bearer ${KEY}`, pid: undefined };
-
-  let fwd: Target | undefined;
-  if (BASELINE) {
-    const f = await spawnNodeWithHello<{ port: number }>([join(HERE, 'forwarder.js'), String(up.hello.port)], env, proxyCpus);
-    children.push(f.child);
-    if (PIN) onProxyCore.push(f.child);
-    fwd = { name: 'http-proxy', port: f.hello.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: f.child.pid! };
-  }
-
-  const l = await startLeash('leash-info', up.hello.port, 'info');
-  const leashReadyAt = performance.now();
-  const leash: Target = { name: 'leash', port: l.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: l.pid };
-  const targets = [direct, ...(fwd ? [fwd] : []), leash];
-  const pinning = {
-    pinned: PIN,
-    proxyCore: PIN ? PROXY_CORE : undefined,
-    allowed: { bench: allowedCpus(process.pid), upstream: allowedCpus(upstreamPid), ...(fwd ? { 'http-proxy': allowedCpus(fwd.pid!) } : {}), leash: allowedCpus(l.pid) },
-    pinnedSelf,
-    uvUseIoUring: env.UV_USE_IO_URING,
-  };
-  log(
-    PIN
-      ? `pinned: proxies on core ${PROXY_CORE}, this process and the upstream on core ${LOAD_CORE} (Cpus_allowed_list ${Object.entries(pinning.allowed).map(([k, v]) => `${k} ${v}`).join(', ')})`
-      : 'NOT pinned (--no-pin, no taskset, or < 2 cores): figures are not comparable with pinned runs',
-  );
-  let rot: (Leash & { admin: number }) | undefined;
-  let rotT: Target | undefined;
-  let rotStartupBadAuth = 0; // its readiness probe carries a JWT too
-  if (ROTATION) {
-    const before = JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { badAuth: number };
-    rot = await startLeashRotation('leash-rotation', up.hello.port, 'info');
-    rotStartupBadAuth = (JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { badAuth: number }).badAuth - before.badAuth;
-    rotT = { name: 'leash (rotation)', port: rot.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: rot.pid };
-  }
-  // Idle RSS of leash, the forwarder and an empty node, read at one instant (≥ 1 s after each
-  // started): reclaim of file pages under memory pressure lowers all of them alike.
-  // Read at a fixed age of the leash process (D.idleAgeMs after it answered): its RSS falls
-  // by several MB in the first seconds (V8 shrinks the heap once start-up is over), so a
-  // reading that depended on how long the machine took to get quiet would not compare.
-  const empty = startEmptyNode();
-  const idleTrace: number[] = [];
-  do {
-    await sleep(1_000);
-    idleTrace.push(Math.round(memory(l.pid).rssMB * 10) / 10);
-  } while (performance.now() - leashReadyAt < D.idleAgeMs);
-  const idle = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined, ageMs: Math.round(performance.now() - leashReadyAt), leashTraceMB: idleTrace };
-  const emptyNode = memory(empty.pid!);
-  await stopChild(empty);
-  const quietAtStart = WAIT ? await waitQuiet(ourPids, NOISY / 2, 30_000, log) : undefined;
-  // From here VmHWM is the peak under the bench load, not start-up's (which can be above idle RSS).
-  const peakReset = resetPeakRss(l.pid) && (!fwd || resetPeakRss(fwd.pid!));
-  if (!peakReset) log('could not reset VmHWM (/proc/<pid>/clear_refs): peak − idle includes start-up');
-  const rssText = (m: { rssMB: number; anonMB: number }) => `${m.rssMB.toFixed(1)} MB (anon ${m.anonMB.toFixed(1)})`;
-  log(`idle RSS at ${(idle.ageMs / 1000).toFixed(0)} s: leash ${rssText(idle.leash)}${idle.fwd ? `, http-proxy ${rssText(idle.fwd)}` : ''}, empty node ${rssText(emptyNode)}`);
+  const F = BASELINE ? 'http-proxy' : undefined;
 
   // ------------------------------------------------------------ interleaved rounds
+  // Every round starts a fresh forwarder and a fresh leash and stops them at its end: CPU per
+  // request differs a lot between two processes of the same build, so one process per target
+  // for the whole run would make every ratio a sample of one pair of processes.
   const rounds: Round[] = [];
+  let pinning: { pinned: boolean; proxyCore: number | undefined; allowed: Record<string, string>; pinnedSelf: boolean; uvUseIoUring: string | undefined } | undefined;
+  let idle: { leash: Mem; fwd: Mem | undefined; ageMs: number; leashTraceMB: number[] } | undefined;
+  let emptyNode: Mem | undefined;
+  let quietAtStart: number | undefined;
+  let auditLines = 0;
+  const rssText = (m: { rssMB: number; anonMB: number }) => `${m.rssMB.toFixed(1)} MB (anon ${m.anonMB.toFixed(1)})`;
   for (let r = 0; r < ROUNDS; r++) {
+    const pp = await startPair(`leash-r${r + 1}`, up.hello.port);
+    const { fwd, leash } = pp;
+    if (!pinning) {
+      pinning = {
+        pinned: PIN,
+        proxyCore: PIN ? PROXY_CORE : undefined,
+        allowed: { bench: allowedCpus(process.pid), upstream: allowedCpus(upstreamPid), ...(fwd ? { 'http-proxy': allowedCpus(fwd.pid!) } : {}), leash: allowedCpus(leash.pid!) },
+        pinnedSelf,
+        uvUseIoUring: env.UV_USE_IO_URING,
+      };
+      log(
+        PIN
+          ? `pinned: proxies on core ${PROXY_CORE}, this process and the upstream on core ${LOAD_CORE} (Cpus_allowed_list ${Object.entries(pinning.allowed).map(([k, v]) => `${k} ${v}`).join(', ')})`
+          : 'NOT pinned (--no-pin, no taskset, or < 2 cores): figures are not comparable with pinned runs',
+      );
+    }
+    // Idle RSS of leash and the forwarder, read at a fixed age of the leash process (D.idleAgeMs
+    // after it answered): its RSS falls by several MB in the first seconds (V8 shrinks the heap
+    // once start-up is over), so a reading that depended on how long anything took would not
+    // compare. Round 1 also reads an empty node at the same instant (≥ 1 s after each started):
+    // reclaim of file pages under memory pressure lowers all of them alike; that is the idle goal.
+    const empty = r === 0 ? startEmptyNode() : undefined;
+    const trace: number[] = [];
+    do {
+      await sleep(1_000);
+      trace.push(Math.round(memory(leash.pid!).rssMB * 10) / 10);
+    } while (performance.now() - pp.readyAt < D.idleAgeMs);
+    const idleL = memory(leash.pid!);
+    const idleF = fwd ? memory(fwd.pid!) : undefined;
+    const ageMs = Math.round(performance.now() - pp.readyAt);
+    if (empty) {
+      emptyNode = memory(empty.pid!);
+      await stopChild(empty);
+    }
+    // From here VmHWM is the peak under this round's load, not start-up's (which can be above idle RSS).
+    const resetL = resetPeakRss(leash.pid!);
+    const resetF = fwd ? resetPeakRss(fwd.pid!) : undefined;
+    if (!resetL || resetF === false) log('could not reset VmHWM (/proc/<pid>/clear_refs): peak − idle includes start-up');
+    if (r === 0) {
+      idle = { leash: idleL, fwd: idleF, ageMs, leashTraceMB: trace };
+      log(`idle RSS at ${(ageMs / 1000).toFixed(0)} s: leash ${rssText(idleL)}${idleF ? `, http-proxy ${rssText(idleF)}` : ''}, empty node ${rssText(emptyNode!)}`);
+      quietAtStart = WAIT ? await waitQuiet(ourPids, NOISY / 2, 30_000, log) : undefined;
+    } else log(`round ${r + 1} idle RSS at ${(ageMs / 1000).toFixed(0)} s: leash ${rssText(idleL)}${idleF ? `, http-proxy ${rssText(idleF)}` : ''}`);
+
     // direct first, then the pair in alternating order (bare, leash / leash, bare): a drift across the round hits both sides.
     const pair = fwd ? (r % 2 === 0 ? [fwd, leash] : [leash, fwd]) : [leash];
     const order = [direct, ...pair];
-    log(`round ${r + 1}/${ROUNDS}: ${order.map((t) => t.name).join(', ')}`);
+    log(`round ${r + 1}/${ROUNDS}: ${order.map((t) => t.name).join(', ')} (fresh proxies: leash pid ${leash.pid}${fwd ? `, http-proxy pid ${fwd.pid}` : ''})`);
     const lat: Record<string, Latency> = {};
     for (const t of order) lat[t.name] = await latencyAt1k(t, false);
     const sat: Record<string, Saturation> = {};
     for (const t of order) sat[t.name] = await saturation(t, upstreamPid, false);
     const { byTarget: s, load: sseLoad } = await sse(order);
-    const F = fwd ? fwd.name : undefined;
+    // Settled RSS and peak (VmHWM since idle) of this round's processes.
+    await sleep(2_000);
+    const procMem = (pid: number, idleM: Mem, reset: boolean): ProcMemory => {
+      const endM = memory(pid);
+      return { pid, idle: idleM, idleAgeMs: ageMs, end: endM, peakReset: reset, peakOverIdleMB: endM.hwmMB - idleM.rssMB };
+    };
+    const mem: Record<string, ProcMemory> = { leash: procMem(leash.pid!, idleL, resetL) };
+    if (fwd) mem[fwd.name] = procMem(fwd.pid!, idleF!, resetF!);
+    log(
+      `round ${r + 1} peak − idle: leash ${mem.leash!.peakOverIdleMB.toFixed(1)} MB (VmHWM ${mem.leash!.end.hwmMB.toFixed(1)}, RSS after ${mem.leash!.end.rssMB.toFixed(1)})${F ? `, http-proxy ${mem[F]!.peakOverIdleMB.toFixed(1)} MB` : ''}`,
+    );
+    auditLines += auditLinesOf(pp.l);
+    await stopPair(pp);
     const sseOf = (n: string) => s.get(n)!;
     const round: Round = {
       order: order.map((t) => t.name),
@@ -536,6 +636,7 @@ async function main(): Promise<void> {
       saturation: sat,
       sse: Object.fromEntries(s),
       sseLoad,
+      memory: mem,
       cpuRatio: F ? sat.leash!.proxyCpuUsPerReq! / sat[F]!.proxyCpuUsPerReq! : undefined,
       addedP50Ratio: F ? (lat.leash!.latency.p50 - lat.direct!.latency.p50) / (lat[F]!.latency.p50 - lat.direct!.latency.p50) : undefined,
       sseFirstPlusUs: F ? sseOf('leash').first.p50 - sseOf(F).first.p50 : undefined,
@@ -547,11 +648,24 @@ async function main(): Promise<void> {
         `round ${r + 1}: CPU/req ${round.cpuRatio!.toFixed(3)}× bare, added p50 ${round.addedP50Ratio!.toFixed(3)}× bare, SSE first event ${round.sseFirstPlusUs! >= 0 ? '+' : ''}${round.sseFirstPlusUs!.toFixed(0)} µs vs bare, last event ${round.sseLastRatio!.toFixed(3)}× bare`,
       );
   }
+  if (!pinning || !idle || !emptyNode) throw new Error('no round ran');
 
   // ------------------------------------------------------------ single phases
+  // On their own fresh processes: a forwarder and a leash (info) for the aborts (and the
+  // rotation comparison's "leash (again)"), started together before any of these phases so no
+  // start-up lands on the proxy core during a measurement.
+  const post = await startPair('leash-post', up.hello.port);
+  let rot: (Leash & { admin: number }) | undefined;
+  let rotT: Target | undefined;
+  let rotStartupBadAuth = 0; // its readiness probe carries a JWT too
+  if (ROTATION) {
+    const before = JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { badAuth: number };
+    rot = await startLeashRotation('leash-rotation', up.hello.port, 'info');
+    rotStartupBadAuth = (JSON.parse((await once(HOST, up.hello.port, '/__stats')).body.toString()) as { badAuth: number }).badAuth - before.badAuth;
+    rotT = { name: 'leash (rotation)', port: rot.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: rot.pid };
+  }
   const latency: Record<string, Latency> = {};
   const sat: Record<string, Saturation> = {};
-  const lastRound = rounds[rounds.length - 1]!;
   // Rotation mode: latency @1k and saturation, right after the rounds. Its requests carry a
   // JWT, not BENCH_KEY, so the upstream's "without the expected credential" count is
   // taken around them and left out of the static check.
@@ -569,27 +683,28 @@ async function main(): Promise<void> {
       return out;
     };
     latency[rotT.name] = await around(() => latencyAt1k(rotT), rotation.rotationsAt1k);
-    // The static leash once more, right after: a drift between the two static runs is the noise floor.
-    latency['leash (again)'] = await latencyAt1k({ ...leash, name: 'leash (again)' });
+    // A static leash once more, right after (a fresh process: the difference to the last round's
+    // includes process-to-process variation, which is the noise floor of a comparison of two processes).
+    latency['leash (again)'] = await latencyAt1k({ ...post.leash, name: 'leash (again)' });
     sat[rotT.name] = await around(() => saturation(rotT, upstreamPid), rotation.rotationsSat);
     rotation.rssMB = memory(rot.pid).rssMB;
     log(`rotation: ${rotation.rotationsAt1k.success} rotations during @1k, ${rotation.rotationsSat.success} during saturation, ${rotation.rotationsAt1k.failure + rotation.rotationsSat.failure} failed refreshes`);
     await stopChild(rot.child);
   }
   const aborts: Record<string, AbortResult> = {};
-  for (const t of targets) aborts[t.name] = await abortPropagation(t, up.hello.port, t.name);
-  await sleep(2_000);
-  const after = { leash: memory(l.pid), fwd: fwd ? memory(fwd.pid!) : undefined };
-  log(`leash RSS after load ${after.leash.rssMB.toFixed(1)} MB, peak (VmHWM) ${after.leash.hwmMB.toFixed(1)} MB, peak − idle ${(after.leash.hwmMB - idle.leash.rssMB).toFixed(1)} MB`);
-  await stopChild(l.child);
-  const auditLines = readFileSync(l.logPath, 'utf8').split('\n').filter((s) => s.includes('"event":"request"')).length;
+  for (const t of [direct, ...(post.fwd ? [post.fwd] : []), post.leash]) aborts[t.name] = await abortPropagation(t, up.hello.port, t.name);
+  auditLines += auditLinesOf(post.l);
+  await stopPair(post);
+  // Round 1's end readings (they pair with `idle`, round 1's idle readings).
+  const after = { leash: rounds[0]!.memory.leash!.end, fwd: F ? rounds[0]!.memory[F]!.end : undefined };
+  const peakReset = rounds.every((r) => Object.values(r.memory).every((m) => m.peakReset));
 
   let warn: { latency: Latency; sat: Saturation; idle: number; peak: number } | undefined;
   if (WARN) {
     const w = await startLeash('leash-warn', up.hello.port, 'warn');
     await sleep(500);
     const idleW = memory(w.pid).rssMB;
-    const wt: Target = { ...leash, name: 'leash (warn)', port: w.port, pid: w.pid };
+    const wt: Target = { name: 'leash (warn)', port: w.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: w.pid };
     const lw = await latencyAt1k(wt);
     const sw = await saturation(wt, upstreamPid);
     warn = { latency: lw, sat: sw, idle: idleW, peak: memory(w.pid).hwmMB };
@@ -611,13 +726,19 @@ async function main(): Promise<void> {
   /** Median over the rounds of one figure. */
   const med = (f: (r: Round) => number | undefined): number => median(rounds.map(f).filter((v): v is number => v !== undefined));
   const each = (f: (r: Round) => number | undefined, fmt: (v: number | undefined) => string) => (rounds.length > 1 ? rounds.map((r) => fmt(f(r))).join(', ') : '–');
-  const F = fwd?.name;
   const row = (name: string, vals: string[]) => `| ${name} | ${vals.join(' | ')} |`;
+  const lastRound = rounds[rounds.length - 1]!;
+  const memOf = (r: Round, n: string) => r.memory[n];
 
-  // Issue 11's goals, each compared within a round, median of the rounds.
+  // Issue 11's goals, each compared within a round, median of the rounds. Idle: round 1's
+  // processes (with the empty node); peak − idle: each round's own processes, median.
   const idleOverEmpty = idle.leash.rssMB - emptyNode.rssMB;
-  const peakOverIdle = after.leash.hwmMB - idle.leash.rssMB;
-  const fwdPeakOverIdle = after.fwd && idle.fwd ? after.fwd.hwmMB - idle.fwd.rssMB : undefined;
+  const peakOverIdle = med((r) => memOf(r, 'leash')!.peakOverIdleMB);
+  const fwdPeakOverIdle = F ? med((r) => memOf(r, F)!.peakOverIdleMB) : undefined;
+  const peakOverIdleByProcess = {
+    leash: { medianMB: peakOverIdle, perRoundMB: rounds.map((r) => memOf(r, 'leash')!.peakOverIdleMB) },
+    ...(F ? { [F]: { medianMB: fwdPeakOverIdle!, perRoundMB: rounds.map((r) => memOf(r, F)!.peakOverIdleMB) } } : {}),
+  };
   const goals = {
     cpuRatio: F ? med((r) => r.cpuRatio) : undefined,
     addedP50Ratio: F ? med((r) => r.addedP50Ratio) : undefined,
@@ -685,7 +806,7 @@ async function main(): Promise<void> {
       '100 %',
       pass(ok.aborts),
     ]),
-    row(`idle RSS at ${(idle.ageMs / 1000).toFixed(0)} s (MB); empty node ${mb(emptyNode.rssMB)} MB`, [
+    row(`idle RSS at ${(idle.ageMs / 1000).toFixed(0)} s, round 1's processes (MB); empty node ${mb(emptyNode.rssMB)} MB`, [
       mb(idle.fwd?.rssMB),
       mb(idle.leash.rssMB),
       `empty node ${plus(idleOverEmpty)} MB (RssAnon ${plus(idle.leash.anonMB - emptyNode.anonMB)})`,
@@ -693,11 +814,11 @@ async function main(): Promise<void> {
       `≤ empty node + ${GOALS.idleOverEmptyMB} MB`,
       pass(ok.idle),
     ]),
-    row(`peak − idle under the bench load, VmHWM${peakReset ? ' (reset at idle)' : ' (incl. start-up)'} − idle RSS (MB)`, [
+    row(`peak − idle per process under its round's load, VmHWM${peakReset ? ' (reset at idle)' : ' (incl. start-up)'} at the round's end − idle RSS (MB), median of rounds`, [
       mb(fwdPeakOverIdle),
       mb(peakOverIdle),
       '–',
-      '–',
+      rounds.length > 1 ? `leash ${rounds.map((r) => mb(memOf(r, 'leash')!.peakOverIdleMB)).join(', ')}${F ? `; bare ${rounds.map((r) => mb(memOf(r, F)!.peakOverIdleMB)).join(', ')}` : ''}` : '–',
       `≤ ${GOALS.peakOverIdleMB} MB`,
       pass(ok.peak),
     ]),
@@ -705,8 +826,9 @@ async function main(): Promise<void> {
   const goalTable = goalLines.join('\n');
 
   // Detailed figures: each the median of the rounds (single phases as measured).
-  const names = targets.map((t) => t.name);
-  const cols = ['direct', ...(fwd ? ['http-proxy (bare)'] : []), 'leash (info)', ...(warn ? ['leash (warn)'] : [])];
+  const names = ['direct', ...(F ? [F] : []), 'leash'];
+  const cols = ['direct', ...(F ? ['http-proxy (bare)'] : []), 'leash (info)', ...(warn ? ['leash (warn)'] : [])];
+  const memCols = (f: (m: ProcMemory) => number) => [...(F ? [mb(med((r) => f(memOf(r, F)!)))] : []), mb(med((r) => f(memOf(r, 'leash')!)))];
   const wl = warn?.latency;
   const perTarget = (f: (r: Round, n: string) => number | undefined, fmt: (v: number | undefined) => string, w?: number | string) => [
     ...names.map((n) => fmt(med((r) => f(r, n)))),
@@ -725,10 +847,10 @@ async function main(): Promise<void> {
     row('proxy CPU @saturation (µs/req)', perTarget((r, n) => satOf(r, n)!.proxyCpuUsPerReq, us, warn?.sat.proxyCpuUsPerReq)),
     row('proxy cores @saturation', perTarget((r, n) => satOf(r, n)!.proxyCores, (v) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(2)), warn?.sat.proxyCores)),
     row('upstream CPU @saturation (µs/req)', perTarget((r, n) => satOf(r, n)!.upstreamCpuUsPerReq, us, warn?.sat.upstreamCpuUsPerReq)),
-    row('idle RSS (MB)', ['–', ...(idle.fwd ? [mb(idle.fwd.rssMB)] : []), mb(idle.leash.rssMB), ...(warn ? [mb(warn.idle)] : [])]),
-    row('idle RssAnon / RssFile (MB)', [`empty node ${mb(emptyNode.anonMB)} / ${mb(emptyNode.fileMB)}`, ...(idle.fwd ? [`${mb(idle.fwd.anonMB)} / ${mb(idle.fwd.fileMB)}`] : []), `${mb(idle.leash.anonMB)} / ${mb(idle.leash.fileMB)}`, ...(warn ? ['–'] : [])]),
-    row('RSS after load, settled (MB)', ['–', ...(after.fwd ? [mb(after.fwd.rssMB)] : []), mb(after.leash.rssMB), ...(warn ? ['–'] : [])]),
-    row(`peak RSS, VmHWM (MB)${peakReset ? ', since idle' : ''}`, ['–', ...(after.fwd ? [mb(after.fwd.hwmMB)] : []), mb(after.leash.hwmMB), ...(warn ? [mb(warn.peak)] : [])]),
+    row("idle RSS, round 1's processes (MB)", ['–', ...(idle.fwd ? [mb(idle.fwd.rssMB)] : []), mb(idle.leash.rssMB), ...(warn ? [mb(warn.idle)] : [])]),
+    row("idle RssAnon / RssFile, round 1's processes (MB)", [`empty node ${mb(emptyNode.anonMB)} / ${mb(emptyNode.fileMB)}`, ...(idle.fwd ? [`${mb(idle.fwd.anonMB)} / ${mb(idle.fwd.fileMB)}`] : []), `${mb(idle.leash.anonMB)} / ${mb(idle.leash.fileMB)}`, ...(warn ? ['–'] : [])]),
+    row('RSS at the end of the round, settled (MB)', ['–', ...memCols((m) => m.end.rssMB), ...(warn ? ['–'] : [])]),
+    row(`peak RSS, VmHWM (MB)${peakReset ? ', since idle' : ''}`, ['–', ...memCols((m) => m.end.hwmMB), ...(warn ? [mb(warn.peak)] : [])]),
     row(`SSE first event p50 (µs, ${D.sseDelayMs} ms delay)`, perTarget((r, n) => sseOf(r, n)!.first.p50, us, '–')),
     row('SSE first event added p50 vs direct (µs)', perTarget((r, n) => sseOf(r, n)!.first.p50 - sseOf(r, 'direct')!.first.p50, plus, '–')),
     row('SSE event relay p50, upstream write → client read (µs)', perTarget((r, n) => sseOf(r, n)!.relay.p50, us, '–')),
@@ -752,6 +874,20 @@ async function main(): Promise<void> {
   ];
   const extraLoad = warn ? `\nSingle phases: leash (warn) @1k ${fmtLoad(warn.latency)}, saturation ${fmtLoad(warn.sat)}.` : '';
   const loadTable = loadLines.join('\n') + extraLoad;
+
+  // The fresh proxy processes of each round: how much one process differs from the next.
+  const procNames = [...(F ? [F] : []), 'leash'];
+  const label = (n: string) => (n === 'leash' ? 'leash' : 'bare');
+  const procLines = [
+    row('fresh proxy processes, per round', rcols),
+    row('---', rcols.map(() => '---')),
+    ...procNames.map((n) => row(`${label(n)} pid`, rounds.map((r) => String(memOf(r, n)!.pid)))),
+    ...procNames.map((n) => row(`${label(n)} CPU @saturation (µs/req)`, rounds.map((r) => us(satOf(r, n)!.proxyCpuUsPerReq)))),
+    ...procNames.map((n) => row(`${label(n)} CPU @1k (µs/req)`, rounds.map((r) => us(latOf(r, n)!.proxyCpuUsPerReq)))),
+    ...procNames.map((n) => row(`${label(n)} idle RSS (MB)`, rounds.map((r) => `${mb(memOf(r, n)!.idle.rssMB)} at ${(memOf(r, n)!.idleAgeMs / 1000).toFixed(0)} s`))),
+    ...procNames.map((n) => row(`${label(n)} peak − idle (MB)`, rounds.map((r) => mb(memOf(r, n)!.peakOverIdleMB)))),
+  ];
+  const procTable = procLines.join('\n');
 
   const profText = prof
     ? [
@@ -804,7 +940,8 @@ async function main(): Promise<void> {
   const sumQueued = (n: string) => rounds.reduce((a, r) => a + r.latency[n]!.queued, 0);
   const checks = [
     `upstream saw ${upstreamStats.requests} requests, ${upstreamStats.badAuth} without the expected credential (must be 0)`,
-    `leash (info) wrote ${auditLines} "request" audit lines`,
+    `leash (info) processes (${rounds.length} round${rounds.length > 1 ? 's' : ''} + aborts) wrote ${auditLines} "request" audit lines`,
+    `leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}${sameAsImage ? " (the image's, Dockerfile ENTRYPOINT)" : ` (**not** the image's: ${fmtNodeFlags(IMAGE_NODE_FLAGS)})`}; the bare forwarder and the empty node run with none`,
     `latency runs (all rounds): errors ${names.map((n) => `${n} ${sumErr(n)}`).join(', ')}; queued sends ${names.map((n) => `${n} ${sumQueued(n)}`).join(', ')}`,
     PIN
       ? `pinning: proxies on core ${PROXY_CORE}, bench process and upstream on core ${LOAD_CORE} (Cpus_allowed_list: ${Object.entries(pinning.allowed).map(([k, v]) => `${k} ${v}`).join(', ')}); children run with UV_USE_IO_URING=0`
@@ -813,12 +950,14 @@ async function main(): Promise<void> {
   process.stdout.write(
     [
       `\n## leash proxy benchmark ${QUICK ? '(QUICK)' : ''}\n`,
-      `machine: ${machine.nproc} × ${machine.cpu}, node ${machine.node}, ${machine.date}; ${rounds.length} interleaved round(s)\n`,
+      `machine: ${machine.nproc} × ${machine.cpu}, node ${machine.node}, ${machine.date}; ${rounds.length} interleaved round(s), fresh proxy processes each; leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}\n`,
       goalTable,
       '',
       table,
       '',
       loadTable,
+      '',
+      procTable,
       profText,
       rotText,
       '',
@@ -829,7 +968,31 @@ async function main(): Promise<void> {
   writeFileSync(
     join(HERE, 'last-run.json'),
     JSON.stringify(
-      { machine, pinning, quietAtStart, params: D, goalTargets: GOALS, goals, goalsMet: ok, rounds, latency, saturation: sat, rotation, aborts, idle, emptyNode, peakReset, after, warn, profile: prof, upstreamStats, auditLines },
+      {
+        machine,
+        pinning,
+        quietAtStart,
+        leashNodeFlags: LEASH_NODE_FLAGS,
+        imageNodeFlags: IMAGE_NODE_FLAGS,
+        params: D,
+        goalTargets: GOALS,
+        goals,
+        goalsMet: ok,
+        rounds,
+        latency,
+        saturation: sat,
+        rotation,
+        aborts,
+        idle,
+        emptyNode,
+        peakReset,
+        after,
+        peakOverIdle: peakOverIdleByProcess,
+        warn,
+        profile: prof,
+        upstreamStats,
+        auditLines,
+      },
       null,
       2,
     ),
