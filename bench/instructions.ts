@@ -31,7 +31,7 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  *
  * leash runs with the image's node flags (bench/lib.ts IMAGE_NODE_FLAGS, the Dockerfile's
  * ENTRYPOINT), as deployed; --leash-node-flags="--a --b" replaces them, --leash-node-flags=
- * (empty) runs leash with none. The bare forwarder runs with none. The flags used are printed.
+ * (empty) runs leash with none. The bare forwarder runs with the same flags (the floor measured the same way). The flags used are printed.
  * With --audit-redis, the last leash build is measured a second time with `audit.redis` set
  * (per-request `usage` summaries flushed to `<prefix>audit` every 5 s; prefix
  * `leash-bench:`), so the cost of the summaries is the difference within one run.
@@ -68,7 +68,7 @@ const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
 
 interface Target {
   name: string;
-  /** node flags (before the script): the leash flags for leash, none for the bare forwarder. */
+  /** node flags (before the script): the same for leash and the bare forwarder. */
   nodeFlags: string[];
   /** node arguments after the flags (script and its args). */
   argv: string[];
@@ -340,12 +340,12 @@ interface Row {
 
 async function main(): Promise<void> {
   const { child: upstream, hello } = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env);
-  console.error(`leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}; bare forwarder: (none); ${PROCESSES} process(es) per target`);
+  console.error(`node flags of leash and the bare forwarder: ${fmtNodeFlags(LEASH_NODE_FLAGS)}; ${PROCESSES} process(es) per target`);
   const rows: Row[] = [];
   try {
     const targets: Target[] = [];
     const fwdPort = await freePort();
-    targets.push({ name: 'http-proxy (bare)', nodeFlags: [], argv: [join(HERE, 'forwarder.js'), String(hello.port), String(fwdPort)], port: fwdPort, prefix: '/bench' });
+    targets.push({ name: 'http-proxy (bare)', nodeFlags: LEASH_NODE_FLAGS, argv: [join(HERE, 'forwarder.js'), String(hello.port), String(fwdPort)], port: fwdPort, prefix: '/bench' });
     for (const [i, dist] of dists.entries()) {
       targets.push(leashTarget(dist, hello.port, await freePort(), await freePort(), `leash${i}`));
       // Builds before the `audit:` key cannot take it: only the last one is measured with it.
@@ -373,7 +373,7 @@ async function main(): Promise<void> {
   console.log(
     `\n${N} requests per measurement, after ${WARM} warm-up requests in ${WARM_PARTS} parts (each on fresh connections, destroyed); 4 keep-alive connections, one request at a time each`,
   );
-  console.log(`leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)} (bare forwarder: none); ${PROCESSES} fresh process(es) per target, interleaved${PROCESSES > 1 ? ': median (min–max)' : ''}; syscalls from one process per target\n`);
+  console.log(`node flags of leash and the bare forwarder: ${fmtNodeFlags(LEASH_NODE_FLAGS)}; ${PROCESSES} fresh process(es) per target, interleaved${PROCESSES > 1 ? ': median (min–max)' : ''}; syscalls from one process per target\n`);
   const k = (n: number) => Math.round(n).toLocaleString('en');
   const spread = (r: Row, f: (ir: Ir) => number) => {
     const v = r.irs.map(f);

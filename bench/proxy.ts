@@ -63,7 +63,7 @@ import { summarise, type ProfileSummary } from './profile.js';
  *
  * node flags: leash runs as the image runs it, with bench/lib.ts IMAGE_NODE_FLAGS (the
  * Dockerfile's ENTRYPOINT flags, checked by test/unit/bench-flags.test.ts), in every phase;
- * the bare forwarder and the empty node run with none. The flags used are printed.
+ * the bare forwarder runs with the same flags (the floor measured the same way), the empty node with none. The flags used are printed.
  *
  *   npm run bench                 full run (3 rounds, ~5-6 min)
  *   node dist/bench/proxy.js --quick      short phases, 1 round, for checking the harness
@@ -519,7 +519,8 @@ async function startPair(tag: string, upstreamPort: number): Promise<Pair> {
   let fwd: Target | undefined;
   let fwdChild: ChildProcess | undefined;
   if (BASELINE) {
-    const f = await spawnNodeWithHello<{ port: number }>([join(HERE, 'forwarder.js'), String(upstreamPort)], env, proxyCpus);
+    // The floor measured the same way: the forwarder runs with leash's node flags.
+    const f = await spawnNodeWithHello<{ port: number }>([...LEASH_NODE_FLAGS, join(HERE, 'forwarder.js'), String(upstreamPort)], env, proxyCpus);
     children.push(f.child);
     if (PIN) onProxyCore.push(f.child);
     fwdChild = f.child;
@@ -543,7 +544,7 @@ async function main(): Promise<void> {
   const cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? '?';
   const machine = { nproc: cpus().length, cpu: cpuModel, node: process.version, date: new Date().toISOString() };
   log(`machine: ${machine.nproc} cores, ${machine.cpu}, node ${machine.node}${QUICK ? ' (QUICK run)' : ''}; leash from ${LEASH_DIST}; ${ROUNDS} round(s)`);
-  log(`leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}${sameAsImage ? " (the image's)" : ` (the image's: ${fmtNodeFlags(IMAGE_NODE_FLAGS)})`}; bare forwarder and empty node: none`);
+  log(`leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}${sameAsImage ? " (the image's)" : ` (the image's: ${fmtNodeFlags(IMAGE_NODE_FLAGS)})`}; the bare forwarder runs with the same flags, the empty node with none`);
 
   const up = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env, loadCpus);
   upstreamPid = up.child.pid!;
@@ -941,7 +942,7 @@ async function main(): Promise<void> {
   const checks = [
     `upstream saw ${upstreamStats.requests} requests, ${upstreamStats.badAuth} without the expected credential (must be 0)`,
     `leash (info) processes (${rounds.length} round${rounds.length > 1 ? 's' : ''} + aborts) wrote ${auditLines} "request" audit lines`,
-    `leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}${sameAsImage ? " (the image's, Dockerfile ENTRYPOINT)" : ` (**not** the image's: ${fmtNodeFlags(IMAGE_NODE_FLAGS)})`}; the bare forwarder and the empty node run with none`,
+    `leash node flags: ${fmtNodeFlags(LEASH_NODE_FLAGS)}${sameAsImage ? " (the image's, Dockerfile ENTRYPOINT)" : ` (**not** the image's: ${fmtNodeFlags(IMAGE_NODE_FLAGS)})`}; the bare forwarder runs with the same flags (the floor measured the same way), the empty node with none`,
     `latency runs (all rounds): errors ${names.map((n) => `${n} ${sumErr(n)}`).join(', ')}; queued sends ${names.map((n) => `${n} ${sumQueued(n)}`).join(', ')}`,
     PIN
       ? `pinning: proxies on core ${PROXY_CORE}, bench process and upstream on core ${LOAD_CORE} (Cpus_allowed_list: ${Object.entries(pinning.allowed).map(([k, v]) => `${k} ${v}`).join(', ')}); children run with UV_USE_IO_URING=0`
