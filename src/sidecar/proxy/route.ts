@@ -1,10 +1,10 @@
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { Agent as HttpAgent } from 'node:http';
 import type { RouteConfig } from '../../config/sidecar.js';
 import type { CredentialProvider, HeldCredential } from '../credentials/types.js';
 import { requestStripSet } from './headers.js';
 import type { RequestBodyFilter } from './request-body.js';
 import { injectedHeader, injectedHeaderName, scrubOptionsFor } from './inject.js';
+import { upstreamAgent } from './pool.js';
 import { Scrubber, type ScrubOptions } from './scrub.js';
 
 /** A configured route with what it needs at run time: its pool, its credential, its scrubber. */
@@ -42,7 +42,7 @@ export class RouteRuntime {
     // Keep-alive pool per route. TLS is always verified; a route's caFile replaces the
     // system roots for that route (private PKI), it never disables verification.
     const poolOptions = { keepAlive: true, maxSockets: config.maxSockets, maxFreeSockets: 64, scheduling: 'lifo' as const };
-    this.agent = https ? new HttpsAgent({ ...poolOptions, ca, rejectUnauthorized: true }) : new HttpAgent(poolOptions);
+    this.agent = https ? upstreamAgent(true, { ...poolOptions, ca, rejectUnauthorized: true }) : upstreamAgent(false, poolOptions);
     const own = injectedHeaderName(config.inject);
     this.strip = own === undefined ? config.stripHeaders : [...config.stripHeaders, own];
     this.stripSet = requestStripSet(this.strip);
