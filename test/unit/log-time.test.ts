@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isoTimeAt } from '../../src/telemetry/logger.js';
+import { seededRandom } from '../helpers/random.js';
 
 /** The log lines' time field (logger.ts isoTimeAt) is pino's isoTime, character for character. */
 const pinoIsoTime = (ms: number) => `,"time":"${new Date(ms).toISOString()}"`;
@@ -14,8 +15,7 @@ describe('isoTimeAt', () => {
   });
 
   it('the once-a-second cache never serves another second (back and forth, random instants)', () => {
-    let x = 7;
-    const next = () => (x = (x * 1103515245 + 12345) & 0x7fffffff);
+    const next = seededRandom(7);
     const base = Date.UTC(2026, 0, 1);
     for (let i = 0; i < 20_000; i++) {
       const t = base + (next() % 5_000) + (i % 3 === 0 ? 86_400_000 * (next() % 400) : 0);

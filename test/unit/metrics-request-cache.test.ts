@@ -1,6 +1,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { NO_ROUTE, PRECREATED_REQUEST_CODES, REQUEST_METHODS, SidecarMetrics } from '../../src/telemetry/metrics.js';
+import { seededRandom } from '../helpers/random.js';
 
 /**
  * requestFinished counts in its own numeric-keyed map and hands the counts to prom-client
@@ -47,9 +48,9 @@ function* requests(seed: number, count: number): Generator<[string, string, numb
   const methods = ['GET', 'POST', 'DELETE', 'PROPFIND', 'get', 'HEAD', 'OPTIONS', 'PATCH', 'PUT', 'BREW'];
   const codes = [200, 201, 204, 400, 401, 404, 429, 499, 500, 502, 503, 504, 999, 101];
   const routes = [...ROUTES, NO_ROUTE];
-  let x = seed;
+  const next = seededRandom(seed);
   for (let i = 0; i < count; i++) {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    const x = next();
     yield [routes[x % routes.length]!, methods[(x >> 4) % methods.length]!, codes[(x >> 8) % codes.length]!, ((x >> 12) % 200_000) / 1000];
   }
 }

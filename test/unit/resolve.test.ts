@@ -4,6 +4,7 @@ import { HostResolver, PrefixResolver } from '../../src/sidecar/proxy/resolve.js
 import { rewriteLocation } from '../../src/sidecar/proxy/response.js';
 import { parseTarget, parseWholePath } from '../../src/sidecar/proxy/target.js';
 import { HandsOutAnything, requestOf, routeFor } from '../helpers/passes.js';
+import { seededRandom } from '../helpers/random.js';
 
 /**
  * Route resolvers (src/sidecar/proxy/resolve.ts): by path prefix (what every agent uses) and
@@ -88,8 +89,7 @@ describe('HostResolver', () => {
 describe('parseWholePath', () => {
   it('answers as parseTarget does for the same path under a route prefix', () => {
     const alphabet = ['/', '/', '/', 'a', 'b', 'v1', '.', '..', '%', '%2e', '%2F', '%41', '\\', ' ', '?', '&', ';', '\u00e9', '\u0007', '~'];
-    let x = 4242;
-    const next = () => (x = (x * 1103515245 + 12345) & 0x7fffffff);
+    const next = seededRandom(4242);
     for (let n = 0; n < 10_000; n++) {
       let path = '/';
       const len = next() % 10;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseTarget } from '../../src/sidecar/proxy/target.js';
 import { parseTargetReference } from './target-reference.js';
+import { seededRandom } from '../helpers/random.js';
 
 /**
  * parseTarget has a one-scan fast path for plain paths (printable ASCII, no `%`, no `//`).
@@ -31,8 +32,7 @@ describe('parseTarget fast path', () => {
 
   it('answers as the general path on random targets', () => {
     const alphabet = ['/', '/', '/', 'a', 'b', 'v1', '.', '..', '%', '%2e', '%2F', '%41', '\\', ' ', '?', '&', ';', '\u00e9', '\u0007', '~', '-', '_'];
-    let x = 12345;
-    const next = () => (x = (x * 1103515245 + 12345) & 0x7fffffff);
+    const next = seededRandom(12345);
     for (let n = 0; n < 20_000; n++) {
       let url = '/';
       const len = next() % 12;
