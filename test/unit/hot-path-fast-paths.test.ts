@@ -7,16 +7,18 @@ import { jsonString, millisJson, requestLineBody, type AuditFields } from '../..
 import { contextOf, envFor, HandsOutAnything, requestOf, routeFor } from '../helpers/passes.js';
 import type { ClientRequest } from 'node:http';
 import type { RequestBodyFilter } from '../../src/sidecar/proxy/request-body.js';
-import { hasBadValueChar, headFacts, isToken } from '../../src/sidecar/proxy/response.js';
+import { hasBadValueChar, headFacts, isToken, relayHeaders } from '../../src/sidecar/proxy/response.js';
+import { responseSkipSet } from '../../src/sidecar/proxy/headers.js';
+import { Scrubber } from '../../src/sidecar/proxy/scrub.js';
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
+import { seededRandom } from '../helpers/random.js';
 
 /**
  * Fast paths of the per-request hot path (issue 11), each pinned against the general path
  * it stands in for: same answers for every input tried, hand-picked and random.
  */
-let seed = 424242;
-const next = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
+const next = seededRandom(424242);
 
 /** requestLineBody as it was before the fast path: JSON.stringify for every string. */
 function requestLineBodyReference(event: string, f: AuditFields): string {
@@ -86,6 +88,54 @@ describe('audit line: millisJson is String(Math.round(ms * 1000) / 1000)', () =>
       expect(millisJson(raw), String(raw)).toBe(reference(raw));
       const rounded = Math.round(raw * 1000) / 1000;
       expect(millisJson(rounded), String(rounded)).toBe(reference(rounded));
+    }
+  });
+});
+
+describe('relayHeaders: the per-name memo answers as the plain path', () => {
+  /** relayHeaders as it was before the memo: every fact worked out per header. */
+  function relayReference(raw: readonly string[], skip: ReadonlySet<string>, scrubber: Scrubber, valueOf: (l: string, v: string) => string, fullNames: boolean) {
+    const headers: string[] = [];
+    let dropped = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      const lower = name.toLowerCase();
+      if (skip.has(lower) || lower.startsWith('x-leash-')) continue;
+      if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name) || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name) {
+        dropped++;
+        continue;
+      }
+      const value = valueOf(lower, raw[i + 1]!);
+      if (/[^\t\x20-\x7e\x80-\xff]/.test(value)) {
+        dropped++;
+        continue;
+      }
+      headers.push(name, value);
+    }
+    return { headers, dropped };
+  }
+
+  it('on random answers, with more distinct names than the memo keeps, every skip set, secret-holding names', () => {
+    // A fake key, for the scrubber only.
+    const secret = 'sk-fake-relay-memo-0123456789abcdef';
+    const scrubber = new Scrubber([secret]);
+    const names = ['Content-Type', 'content-type', 'CONTENT-TYPE', 'Date', 'Connection', 'connection', 'Keep-Alive', 'Transfer-Encoding', 'Upgrade', 'TE', 'Trailer',
+      'Proxy-Authenticate', 'X-Leash-Error', 'x-leash-anything', 'Location', 'Content-Location', 'Refresh', 'Set-Cookie', 'bad name', 'bad:name', '', 'ümlaut',
+      `X-${secret}`, `x-echo-${secret.slice(3)}`, 'Content-Length', 'Content-Encoding', 'X-Custom'];
+    const values = ['application/json', '', 'keep-alive', `Bearer ${secret}`, 'a\x00b', 'tab\there', 'caf\u00e9', '\u0100', 'https://api.example/x', secret];
+    const valueOf = (l: string, v: string) => (l === 'location' ? `L:${scrubber.full(v)}` : scrubber.whole(v));
+    const skips = [responseSkipSet(undefined), responseSkipSet('keep-alive'), responseSkipSet('x-custom, date'), new Set([...responseSkipSet(undefined), 'content-length', 'content-encoding'])];
+    for (let n = 0; n < 3_000; n++) {
+      const raw: string[] = [];
+      const count = next() % 8;
+      for (let h = 0; h < count; h++) {
+        // Every so often a never-seen name, so the memo fills past its bound.
+        const name = next() % 4 === 0 ? `X-Fresh-${n}-${h}` : names[next() % names.length]!;
+        raw.push(name, values[next() % values.length]!);
+      }
+      const skip = skips[next() % skips.length]!;
+      const full = next() % 2 === 0;
+      expect(relayHeaders(raw, skip, scrubber, valueOf, full), JSON.stringify(raw)).toEqual(relayReference(raw, skip, scrubber, valueOf, full));
     }
   });
 });

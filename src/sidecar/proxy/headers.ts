@@ -25,7 +25,7 @@ export const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-m
  */
 const CONNECTION_PROTECTED = new Set(['content-length', 'transfer-encoding', 'host']);
 /** Response headers that describe the connection or the framing leash re-does. */
-const RESPONSE_HOP_BY_HOP = new Set([...HOP_BY_HOP, 'transfer-encoding']);
+export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'transfer-encoding']);
 
 const NO_TOKENS: readonly string[] = [];
 
@@ -70,7 +70,7 @@ export function stripRequestHeaders(headers: IncomingHttpHeaders, extra: readonl
 }
 
 /** Response header names leash does not pass back: hop-by-hop plus those the connection header lists. */
-export function responseSkipSet(connection: string | string[] | undefined): Set<string> {
+export function responseSkipSet(connection: string | string[] | undefined): ReadonlySet<string> {
   const tokens = connectionTokens(connection);
   // Usually "keep-alive" or "close": nothing beyond the fixed set, so no new Set per response.
   if (tokens.every((t) => RESPONSE_HOP_BY_HOP.has(t) || t === 'close')) return RESPONSE_HOP_BY_HOP;
