@@ -14,3 +14,9 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) & 0x7fffffff;
   };
 }
+
+/** The same source as a float in [0, 1) (Math.random's range). */
+export function seededUnit(seed: number): () => number {
+  const next = seededRandom(seed);
+  return () => next() / 0x80000000;
+}

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { checkLeaseResponse, type LeaseCheck } from '../../src/sidecar/credentials/lease-response.js';
+import { seededUnit } from '../helpers/random.js';
 
 /**
  * checkLeaseResponse is the sidecar's only gate between the authority's JSON and a
@@ -236,17 +237,6 @@ describe('checkLeaseResponse: table', () => {
 // Property loop
 // ---------------------------------------------------------------------------------------
 
-/** mulberry32: a seeded PRNG, so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The rule the implementation must name for each oracle verdict (rules apply in the same order). */
 const ORACLE_RULE: Record<string, RegExp> = {
@@ -308,7 +298,7 @@ function satisfiesInvariants(body: unknown, credential: string): string | undefi
 
 describe('checkLeaseResponse: property loop', () => {
   it('500 random mutations of a valid answer: never throws, accepts only answers that satisfy the contract', () => {
-    const rnd = prng(0x1ea5);
+    const rnd = seededUnit(0x1ea5);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
     const iat = Math.floor(NOW / 1000);
     const randomString = (n: number) => Array.from({ length: n }, () => String.fromCharCode(Math.floor(rnd() * 0x90))).join('');
@@ -397,7 +387,7 @@ describe('checkLeaseResponse: property loop', () => {
   });
 
   it('the oracle agrees with the implementation on every table-free random valid answer', () => {
-    const rnd = prng(7);
+    const rnd = seededUnit(7);
     for (let i = 0; i < 100; i++) {
       const span = 1 + Math.floor(rnd() * 86_400);
       const value = `tok-${Math.floor(rnd() * 1e12).toString(36)}`;

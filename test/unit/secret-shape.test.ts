@@ -1,21 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { entropy, looksLikeSecret, secretShape } from '../../src/config/secret-shape.js';
+import { seededUnit } from '../helpers/random.js';
 
 /**
  * The inline-secret detector: real-looking keys of every known shape are refused, plausible
  * lease names are not. Keys are generated from a seeded PRNG, so the run is reproducible
  * and covers many draws of each shape (a detector that only knows one sample would fail).
  */
-function prng(seed: number): () => number {
-  // mulberry32
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = prng(0x1ea5);
+const rand = seededUnit(0x1ea5);
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const B64URL = `${ALNUM}-_`;
 const HEX = '0123456789abcdef';
