@@ -205,7 +205,7 @@ function binaryPages(pid: number): Map<string, number> {
           if (ov > 0) cover.set(x.name, (cover.get(x.name) ?? 0) + ov);
         }
         const total = [...cover.values()].reduce((a, b) => a + b, 0);
-        if (total === 0) add(p[1]!.includes('x') ? 'unnamed code' : 'built-in JS sources (unnamed .rodata)', 4);
+        if (total === 0) add(p[1]!.includes('x') ? 'unnamed code' : offset === 0 ? 'ELF headers, dynamic symbols' : 'built-in JS sources (unnamed .rodata)', 4);
         else for (const [name, b] of cover) add(groupOf(name), (4 * b) / total);
       }
     }
