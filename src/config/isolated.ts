@@ -1,36 +1,48 @@
-import { Worker } from 'node:worker_threads';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { deserialize, serialize } from 'node:v8';
 import { ConfigError } from '../core/errors.js';
-import { fromPlain } from './plain.js';
+import { fromPlain, VALIDATE_ARG } from './plain.js';
 import type { SidecarConfig } from './sidecar.js';
 import type { WorkerAnswer, WorkerRequest } from './worker.js';
 
 /**
- * parseConfig(sidecarSchema, …) in a short-lived worker thread: the same value and the same
+ * parseConfig(sidecarSchema, …) in a short-lived child process: the same value and the same
  * ConfigError, but yaml, zod and the schemas (~12 MB resident once loaded) are never loaded
- * into the calling thread. Resolves only after the worker has exited, so its isolate is
- * gone before the caller goes on to serve (bench/RESULTS.md, "Idle and peak memory").
+ * into the serving process. A child process, not a worker thread: a worker's exit left its
+ * glibc malloc arena and the built-in sources it compiled resident in the serving process
+ * (1.8 MB idle RSS, 3.4 MB with the image's `--max-semi-space-size=1`; bench/rss-breakdown.md).
+ * Request and answer cross its stdin and stdout as v8.serialize data (structured clone, as
+ * a worker's message was). Resolves only after the child has exited.
  *
  * This module must import nothing that imports zod or yaml (test/integration/config-isolated.test.ts).
  */
 export async function parseSidecarConfigIsolated(text: string, env: Readonly<Record<string, string | undefined>>, source: string): Promise<SidecarConfig> {
   const request: WorkerRequest = { text, env: { ...env }, source };
-  const worker = new Worker(new URL('./worker.js', import.meta.url), {
-    workerData: { sidecarConfig: request },
-    // A small young generation: validation allocates little and the process's peak is what counts.
-    resourceLimits: { maxYoungGenerationSizeMb: 4 },
-    // The worker gets its env through workerData; its own process.env is left empty.
+  const child = spawn(process.execPath, ['--max-semi-space-size=1', fileURLToPath(new URL('./worker.js', import.meta.url)), VALIDATE_ARG], {
+    // The env to expand travels on stdin; the child's own environment is empty, so no
+    // NODE_OPTIONS preload (an APM agent, say) runs again there. stderr is not relayed: the
+    // answer says what went wrong, and a crash's output could quote the config.
     env: {},
-    // Not the process's node flags: a preload (--import/--require of an APM agent, say) is not run again there.
-    execArgv: [],
+    stdio: ['pipe', 'pipe', 'ignore'],
   });
-  const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
-  let answer: WorkerAnswer | undefined;
-  let failure: Error | undefined;
-  worker.once('message', (m: WorkerAnswer) => (answer = m));
-  worker.once('error', (e) => (failure = e));
-  const code = await exited;
-  if (failure) throw failure;
-  if (!answer) throw new Error(`config validation ended without an answer (worker exit code ${code})`);
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (b: Buffer) => chunks.push(b));
+  // A child that exits before reading all of stdin must not fail the write with EPIPE.
+  child.stdin.on('error', () => undefined);
+  child.stdin.end(serialize(request));
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (c, s) => resolve({ code: c, signal: s }));
+  });
+  const how = signal ? `signal ${signal}` : `exit code ${code}`;
+  if (chunks.length === 0) throw new Error(`config validation ended without an answer (${how})`);
+  let answer: WorkerAnswer;
+  try {
+    answer = deserialize(Buffer.concat(chunks)) as WorkerAnswer;
+  } catch {
+    throw new Error(`config validation gave an unreadable answer (${how})`);
+  }
   if (answer.ok) return fromPlain<SidecarConfig>(answer.config);
   if ('issues' in answer) throw new ConfigError(answer.issues, answer.context);
   throw new Error(answer.unexpected);

@@ -1,6 +1,6 @@
 /**
- * A validated config as plain data, to cross from the thread that validated it (with zod
- * and yaml loaded) to the serving thread, which loads neither (config/isolated.ts).
+ * A validated config as plain data, to cross from the process that validated it (with zod
+ * and yaml loaded) to the serving process, which loads neither (config/isolated.ts).
  * Structured clone keeps plain objects, arrays and primitives as they are; a URL cannot be
  * cloned, so each is sent as its href with its key path and parsed again on arrival. Any
  * other kind of object (a class instance, a Map, a function) is refused where it is found:
@@ -8,6 +8,9 @@
  */
 
 export type KeyPath = ReadonlyArray<string | number>;
+
+/** The argument that makes config/worker.js validate a request (imported anywhere else, it does nothing). */
+export const VALIDATE_ARG = '--leash-validate-sidecar-config';
 
 export interface PlainConfig {
   value: unknown;

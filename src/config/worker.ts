@@ -1,13 +1,14 @@
-import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { deserialize, serialize } from 'node:v8';
 import { ConfigError } from '../core/errors.js';
 import { parseConfig } from './load.js';
-import { toPlain } from './plain.js';
+import { toPlain, VALIDATE_ARG } from './plain.js';
 import { sidecarSchema } from './sidecar.js';
 
 /**
- * The thread that validates a sidecar config (config/isolated.ts starts it): yaml, zod and
- * the schemas are loaded here, and go with this thread's isolate when it exits, so the
- * serving thread never holds them. It answers with one message and ends.
+ * The process that validates a sidecar config (config/isolated.ts starts it with
+ * VALIDATE_ARG): yaml, zod and the schemas are loaded here and leave with this process, so
+ * the serving process never holds them. It reads one request on stdin, writes one answer on
+ * stdout (v8.serialize), and ends.
  */
 export interface WorkerRequest {
   text: string;
@@ -29,6 +30,16 @@ export function validateSidecarConfig({ text, env, source }: WorkerRequest): Wor
   }
 }
 
-// Started as the worker: answer and end. Imported anywhere else (a test, the image check), nothing runs.
-const request = (workerData as { sidecarConfig?: WorkerRequest } | null)?.sidecarConfig;
-if (!isMainThread && parentPort && request) parentPort.postMessage(validateSidecarConfig(request));
+if (process.argv[2] === VALIDATE_ARG) {
+  const chunks: Buffer[] = [];
+  process.stdin.on('data', (b: Buffer) => chunks.push(b));
+  process.stdin.on('end', () => {
+    let answer: WorkerAnswer;
+    try {
+      answer = validateSidecarConfig(deserialize(Buffer.concat(chunks)) as WorkerRequest);
+    } catch (e) {
+      answer = { ok: false, unexpected: `unreadable request: ${(e as Error)?.message ?? String(e)}` };
+    }
+    process.stdout.write(serialize(answer));
+  });
+}

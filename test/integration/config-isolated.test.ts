@@ -6,9 +6,9 @@ import { fromPlain, toPlain } from '../../src/config/plain.js';
 import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 
 /**
- * `leash sidecar` validates its config in a worker thread (config/isolated.ts) so that yaml,
- * zod and the schemas are never loaded into the serving thread (issue 11, idle RSS). These
- * tests use the compiled modules (dist/): the worker runs dist/src/config/worker.js.
+ * `leash sidecar` validates its config in a short-lived child process (config/isolated.ts) so
+ * that yaml, zod and the schemas are never loaded into the serving process (issue 11, idle
+ * RSS). These tests use the compiled modules (dist/): the child runs dist/src/config/worker.js.
  */
 const DIST = join(import.meta.dirname, '..', '..', 'dist', 'src');
 const load = async <T>(path: string): Promise<T> => (await import(pathToFileURL(join(DIST, path)).href)) as T;
@@ -64,7 +64,7 @@ const cases: Array<[string, string, Record<string, string | undefined>]> = [
   ['empty document', '', ENV],
 ];
 
-describe('sidecar config validated in a worker thread', () => {
+describe('sidecar config validated in a child process', () => {
   it.each(cases)('%s: the same value, or the same error, as parseConfig in this thread', async (_name, text, env) => {
     const inThread = await outcome(() => parseConfig(sidecarSchema, text, env, '/etc/leash/sidecar.yaml'));
     const isolated = await outcome(() => parseSidecarConfigIsolated(text, env, '/etc/leash/sidecar.yaml'));
@@ -93,7 +93,7 @@ describe('sidecar config validated in a worker thread', () => {
   });
 });
 
-describe('config/plain.ts: what crosses from the worker', () => {
+describe('config/plain.ts: what crosses from the validating process', () => {
   it('URLs are sent as href and come back as URLs, everything frozen', () => {
     const plain = toPlain({ a: [{ u: new URL('https://x.example/p') }], b: 1 });
     expect(plain.urls).toEqual([['a', 0, 'u']]);
@@ -124,7 +124,7 @@ describe('leash sidecar: the serving thread', () => {
 
   it('never loads zod or yaml (modules recorded by a load hook in that thread)', async () => {
     // A module.register() hook sees every module the main thread loads (ESM, and the entry
-    // of each CommonJS package); the worker is started without the process's --import.
+    // of each CommonJS package); the validating child process runs without the process's --import.
     const record = writeTemp('loaded.txt', '');
     const hooks = writeTemp(
       'hooks.mjs',
