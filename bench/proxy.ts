@@ -50,7 +50,7 @@ import { summarise, type ProfileSummary } from './profile.js';
  * Fresh processes: each round starts a FRESH bare forwarder and a FRESH leash (both pinned)
  * and stops them at its end, since CPU per request differs a lot between two processes of
  * the same build; one process per target for the whole run would make every ratio a sample
- * of one pair. In each round, when its leash is D.idleAgeMs old (15 s; 3 s with --quick),
+ * of one pair. In each round, when its leash is D.idleAgeMs old (40 s, after V8's memory reducer; 3 s with --quick),
  * the idle RSS of both is read and their VmHWM reset (clear_refs 5); at the end of the round
  * (2 s after its last phase) RSS and VmHWM are read again: peak − idle per process, reported
  * as the median of the rounds and per round. Round 1 also reads an empty node at the idle
@@ -65,7 +65,7 @@ import { summarise, type ProfileSummary } from './profile.js';
  * Dockerfile's ENTRYPOINT flags, checked by test/unit/bench-flags.test.ts), in every phase;
  * the bare forwarder runs with the same flags (the floor measured the same way), the empty node with none. The flags used are printed.
  *
- *   npm run bench                 full run (3 rounds, ~5-6 min)
+ *   npm run bench                 full run (3 rounds, ~7 min)
  *   node dist/bench/proxy.js --quick      short phases, 1 round, for checking the harness
  *   --rounds=N        number of interleaved rounds (default 3; 1 with --quick)
  *   --leash-dist=DIR  measure the leash compiled in DIR instead of ./dist/src
@@ -126,8 +126,12 @@ const D = {
   sseDelayMs: 10,
   burstRuns: QUICK ? 10 : 40,
   burstEvents: 500,
-  /** Age of the leash process (since it answered) at which idle RSS is read. */
-  idleAgeMs: QUICK ? 3_000 : 15_000,
+  /**
+   * Age of the leash process (since it answered) at which idle RSS is read: after V8's memory
+   * reducer has run its first mark-compact (10-18 s after start; before it RSS is ~5 MB higher
+   * in some processes and not others — bench/rss-breakdown.md).
+   */
+  idleAgeMs: QUICK ? 3_000 : 40_000,
   aborts: 100,
 };
 /** Issue 11's goals, relative to the bare forwarder (or to an empty node) of the same run. */
@@ -581,9 +585,8 @@ async function main(): Promise<void> {
       );
     }
     // Idle RSS of leash and the forwarder, read at a fixed age of the leash process (D.idleAgeMs
-    // after it answered): its RSS falls by several MB in the first seconds (V8 shrinks the heap
-    // once start-up is over), so a reading that depended on how long anything took would not
-    // compare. Round 1 also reads an empty node at the same instant (≥ 1 s after each started):
+    // after it answered): its RSS falls by ~5 MB when V8's memory reducer first runs (10-18 s
+    // after start), so a reading that depended on how long anything took would not compare. Round 1 also reads an empty node at the same instant (≥ 1 s after each started):
     // reclaim of file pages under memory pressure lowers all of them alike; that is the idle goal.
     const empty = r === 0 ? startEmptyNode() : undefined;
     const trace: number[] = [];
