@@ -505,7 +505,7 @@ export function benchSidecarYaml(o: {
  * The one place the benches take them from; test/unit/bench-flags.test.ts checks that the
  * Dockerfile uses exactly these, so the bench measures leash as deployed.
  */
-export const IMAGE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+export const IMAGE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
 
 /**
  * The node flags for leash from `--leash-node-flags="--a --b"` (split on whitespace; the last

@@ -11,7 +11,7 @@ import type { WorkerAnswer, WorkerRequest } from './worker.js';
  * ConfigError, but yaml, zod and the schemas (~12 MB resident once loaded) are never loaded
  * into the serving process. A child process, not a worker thread: a worker's exit left its
  * glibc malloc arena and the built-in sources it compiled resident in the serving process
- * (1.8 MB idle RSS, 3.4 MB with the image's `--max-semi-space-size=1`; bench/rss-breakdown.md).
+ * (1.8 MB idle RSS, 3.4 MB with `--max-semi-space-size=1`; bench/rss-breakdown.md).
  * Request and answer cross its stdin and stdout as v8.serialize data (structured clone, as
  * a worker's message was). Resolves only after the child has exited.
  *
