@@ -71,7 +71,7 @@ export function resolveRedisTarget(target: RedisTargetConfig, env: NodeJS.Proces
 /**
  * The sidecar's config from a file (a path) or an environment variable ({ env: NAME },
  * `--config-env`), validated in a child process that has exited when this resolves: the
- * same value and errors as loadSidecarConfig, without yaml and zod in this thread.
+ * same value and errors as loadSidecarConfig, without yaml and zod in this process.
  */
 export async function loadSidecarConfigIsolated(source: string | { env: string }, env: NodeJS.ProcessEnv): Promise<SidecarConfig> {
   if (typeof source === 'string') return parseSidecarConfigIsolated(readText(source, '--config'), env, source);

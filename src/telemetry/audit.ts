@@ -141,7 +141,7 @@ function jsonNumber(n: number): string {
  * `jsonNumber(Math.round(ms * 1000) / 1000)` (below 1e12 ms every such value's shortest
  * round-trip form is its decimal with at most three fractional digits), built from
  * integers — `String` of a fractional double (its shortest-digits search) was ~1 % of the
- * proxy's CPU at saturation. Pinned against the general form in test/unit/audit-line.test.ts.
+ * proxy's CPU at saturation. Pinned against the general form in test/unit/hot-path-fast-paths.test.ts.
  */
 export function millisJson(ms: number): string {
   const us = Math.round(ms * 1000);

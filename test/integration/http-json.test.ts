@@ -16,6 +16,7 @@ import { waitFor } from '../helpers/wait.js';
  * stale-socket retry, and that no secret it was given ever shows in what it throws.
  */
 
+// A fake key, made up for this test (only its bytes are searched for in what is thrown).
 const SECRET = 'sk-live-HTTPJSONSECRET-9c1e';
 const SECRET_PART = 'HTTPJSONSECRET';
 

@@ -174,6 +174,7 @@ describe('PrefixResolver.resolveInto answers as resolve', () => {
 const BODY_FILTER: RequestBodyFilter = { name: 'test', maxBytes: 1024, end: () => undefined };
 
 describe('runHeadPasses is DECIDE then SEND', () => {
+  // A fake credential value (these passes only move it into a header).
   const held = { value: 'sk-head-passes-0123456789', fingerprint: 'fp', acquiredAtMs: 0, expiresAtMs: undefined, lease: undefined };
   const cases: Array<[string, string, string[]?]> = [
     ['GET', '/search/x'],

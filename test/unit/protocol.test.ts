@@ -119,6 +119,7 @@ describe('parseRevocationEntry (XRANGE) and parseRevocationMessage (pub/sub)', (
   });
 
   it('refusal texts stay short and never echo a field value', () => {
+    // Fake, key-shaped: only its bytes are searched for in the refusal texts.
     const secretish = 'sk-live-0123456789abcdef0123456789abcdef';
     for (const p of [
       parseRevocationMessage(JSON.stringify({ ...good, scope: secretish })),
