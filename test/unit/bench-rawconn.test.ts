@@ -1,0 +1,102 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RawConn } from '../../bench/lib.js';
+
+/**
+ * bench/lib.ts RawConn is the benches' client: what it reads decides the figures. It reads
+ * each piece once (a terminator may straddle two reads) and concatenates the body at the
+ * end; these cases split answers at every byte, so a terminator or an event boundary that
+ * only counts when it arrives in one read is caught.
+ */
+const HEAD_CHUNKED = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n';
+const chunk = (s: string): string => `${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`;
+const EVENTS = ['data: {"n":0}\n\n', 'data: {"n":1}\n\n', 'data: {"n":2}\n\n'];
+const SSE_ANSWER = HEAD_CHUNKED + EVENTS.map(chunk).join('') + '0\r\n\r\n';
+const BODY = EVENTS.map(chunk).join('') + '0\r\n\r\n';
+const LENGTH_ANSWER = 'HTTP/1.1 201 Created\r\ncontent-length: 11\r\n\r\nhello world';
+
+let server: Server;
+/** What the server sends for the next request: the answer's pieces, written one read apart. */
+let pieces: string[] = [];
+
+async function writeApart(socket: Socket, parts: readonly string[]): Promise<void> {
+  for (const p of parts) {
+    socket.write(p);
+    // Far enough apart that the client reads each piece on its own.
+    await new Promise((r) => setTimeout(r, 3));
+  }
+}
+
+beforeAll(async () => {
+  server = createServer((socket) => {
+    socket.on('data', () => void writeApart(socket, pieces));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+const port = (): number => (server.address() as AddressInfo).port;
+const GET = Buffer.from('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+
+describe('bench RawConn', () => {
+  it('a chunked event stream split in two at every byte: the whole body, every time, and the first event is found', async () => {
+    const conn = await RawConn.open('127.0.0.1', port());
+    try {
+      for (let at = 1; at < SSE_ANSWER.length; at++) {
+        pieces = [SSE_ANSWER.slice(0, at), SSE_ANSWER.slice(at)];
+        const r = await conn.request(GET);
+        expect(r.status, `split at ${at}`).toBe(200);
+        expect(r.body.toString('latin1'), `split at ${at}`).toBe(BODY);
+        expect(r.firstEventUs, `split at ${at}`).toBeDefined();
+        expect(r.afterFirstEventUs, `split at ${at}`).toBeGreaterThanOrEqual(0);
+      }
+    } finally {
+      conn.destroy();
+    }
+  }, 30_000);
+
+  it('the stream byte by byte: the first event is stamped when its blank line arrives, the span runs to the last byte', async () => {
+    const conn = await RawConn.open('127.0.0.1', port());
+    try {
+      pieces = [...SSE_ANSWER];
+      const r = await conn.request(GET);
+      expect(r.body.toString('latin1')).toBe(BODY);
+      // The first event ends well before the answer: the rest took many reads 3 ms apart.
+      const firstEnds = HEAD_CHUNKED.length + chunk(EVENTS[0]!).length - 2;
+      const remainingReads = SSE_ANSWER.length - firstEnds;
+      expect(r.afterFirstEventUs!).toBeGreaterThan(remainingReads * 2_000);
+      expect(r.latencyUs - r.firstEventUs!).toBeCloseTo(r.afterFirstEventUs!, -2);
+    } finally {
+      conn.destroy();
+    }
+  }, 30_000);
+
+  it('a content-length answer split at every byte, then the next request on the same connection', async () => {
+    const conn = await RawConn.open('127.0.0.1', port());
+    try {
+      for (let at = 1; at < LENGTH_ANSWER.length; at++) {
+        pieces = [LENGTH_ANSWER.slice(0, at), LENGTH_ANSWER.slice(at)];
+        const r = await conn.request(GET);
+        expect(r.status).toBe(201);
+        expect(r.body.toString('latin1')).toBe('hello world');
+        expect(r.firstEventUs).toBeUndefined();
+        expect(r.afterFirstEventUs).toBeUndefined();
+      }
+    } finally {
+      conn.destroy();
+    }
+  }, 30_000);
+
+  it('an empty chunked body (the last chunk alone) completes', async () => {
+    const conn = await RawConn.open('127.0.0.1', port());
+    try {
+      pieces = [HEAD_CHUNKED + '0\r\n', '\r\n'];
+      const r = await conn.request(GET);
+      expect(r.status).toBe(200);
+      expect(r.body.toString('latin1')).toBe('0\r\n\r\n');
+    } finally {
+      conn.destroy();
+    }
+  });
+});
