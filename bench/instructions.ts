@@ -15,7 +15,11 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  *
  * For each target (the bare http-proxy forwarder, then each leash build given, default
  * ./dist/src) the proxy runs under `valgrind --tool=callgrind`. Warm-up: --warmup requests
- * (default 3000) in 3 parts, each on 4 fresh keep-alive connections that are destroyed at
+ * (default 30000: below that, V8 is still compiling leash's hot functions with TurboFan
+ * in the measured window — under valgrind its background compile threads run serialised
+ * with the main thread and finish late — so part of the window runs in lower tiers: with
+ * 3000, leash's main thread read 1.08× the bare forwarder's and all threads 1.31× (TurboFan
+ * jobs ~125k instructions/request); with 30000, 1.045× and 1.10×, bench/RESULTS.md) in 3 parts, each on 4 fresh keep-alive connections that are destroyed at
  * its end, so connection teardown has run (and V8 has re-optimised what a closed socket
  * deoptimises: "wrong map") before the measurement, not inside it. After a 500 ms pause
  * (the proxy handles the last closes) the counters are zeroed (`callgrind_control -z`), N
@@ -50,7 +54,7 @@ const HOST = '127.0.0.1';
 const KEY = 'sk-bench-instructions-0123456789abcdef';
 const args = process.argv.slice(2);
 const N = Number(args.find((a) => a.startsWith('--requests='))?.split('=')[1] ?? 2000);
-const WARM = Number(args.find((a) => a.startsWith('--warmup='))?.split('=')[1] ?? 3000);
+const WARM = Number(args.find((a) => a.startsWith('--warmup='))?.split('=')[1] ?? 30000);
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
 const BY_FN = args.includes('--by-function');
@@ -130,11 +134,19 @@ interface Ir {
 async function instructions(t: Target, tag: string): Promise<Ir> {
   const out = join(TMP, `cg-${tag}`);
   const nodeArgs = [...(BY_FN ? ['--perf-basic-prof'] : []), ...t.nodeFlags, ...t.argv];
-  const child = start('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...nodeArgs], `vg-${tag}`);
+  // Start-up and warm-up run uninstrumented (`--instr-atstart=no`: valgrind still runs the
+  // process, several times faster than with callgrind counting); counting starts with
+  // `--instr=on` and the counters are zeroed right before the measured requests.
+  const child = start(
+    'valgrind',
+    ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...nodeArgs],
+    `vg-${tag}`,
+  );
   try {
     await waitReady(HOST, t.port, `${t.prefix}/v1/ok`, 180_000);
     await warmUp(t.port, t.prefix);
     await sleep(500); // the proxy handles the warm-up's closes outside the window
+    run('callgrind_control', ['--instr=on', String(child.pid)]);
     run('callgrind_control', ['-z', String(child.pid)]);
     await drive(t.port, t.prefix, N);
     await sleep(500); // and the measured connections' closes inside it

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { LeanHistogram, type HistogramSeries } from './lean-histogram.js';
 import { HTTP_ERROR_TYPES } from '../core/errors.js';
 import { REVOCATION_SCOPES } from '../core/protocol.js';
 import type { AuthFailureSkip } from '../sidecar/credentials/rotation.js';
@@ -66,12 +67,13 @@ export class SidecarMetrics {
     registers: [this.registry],
     collect: () => this.flushRequests(),
   });
-  /** The per-route histogram children, made once (prom-client's `labels()` builds a closure per call). */
-  private readonly durationChildren = new Map<string, { observe(v: number): void }>();
-  private readonly duration = new Histogram({
+  /** The per-route series, made once. */
+  private readonly durationChildren = new Map<string, HistogramSeries>();
+  /** Observed on every request: lean-histogram.ts (prom-client's observe costs ~4k instructions). */
+  private readonly duration = new LeanHistogram({
     name: 'leash_request_duration_seconds',
     help: 'Time from request received to response finished (streams included).',
-    labelNames: ['route'] as const,
+    labelName: 'route',
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
     registers: [this.registry],
   });
@@ -180,7 +182,7 @@ export class SidecarMetrics {
       for (const status of AUTH_FAILURE_STATUSES) this.upstreamAuth.inc({ route, status }, 0);
       for (const reason of REFRESH_SKIP_REASONS) this.authRefreshSkipped.inc({ route, reason }, 0);
       this.expired.inc({ route }, 0);
-      this.duration.zero({ route });
+      this.duration.zero(route);
     }
   }
 
@@ -197,7 +199,7 @@ export class SidecarMetrics {
       this.pendingOrder.push(p);
     }
     let child = this.durationChildren.get(route);
-    if (child === undefined) this.durationChildren.set(route, (child = this.duration.labels(route)));
+    if (child === undefined) this.durationChildren.set(route, (child = this.duration.child(route)));
     child.observe(seconds);
   }
 
