@@ -13,8 +13,9 @@ const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
 const LABELS = ['openai', 'github', 'x_y', 'quo"te', 'back\\slash', 'new\nline', '', 'ünï', '123'];
 
 function pair(contentType?: string) {
-  const refRegistry = new Registry(contentType as never);
-  const leanRegistry = new Registry(contentType as never);
+  const refRegistry = new Registry();
+  const leanRegistry = new Registry();
+  if (contentType) for (const r of [refRegistry, leanRegistry]) r.setContentType(contentType as never);
   const ref = new Histogram({ name: 'h_seconds', help: 'A "help" \\ text.', labelNames: ['route'] as const, buckets: BUCKETS, registers: [refRegistry] });
   const lean = new LeanHistogram({ name: 'h_seconds', help: 'A "help" \\ text.', labelName: 'route', buckets: BUCKETS, registers: [leanRegistry] });
   return { refRegistry, leanRegistry, ref, lean };
