@@ -225,6 +225,12 @@ export interface PacedResult {
   sent: number;
   ok: number;
   errors: number;
+  /**
+   * Idle connections the server had closed (its keep-alive timeout; the pool is LIFO, so
+   * connections at its bottom can sit idle for seconds at a low rate), found before a
+   * request was written on them: replaced, not counted as errors.
+   */
+  reopened: number;
   /** Sends that found no free connection and waited for one (open-loop schedule slipped). */
   queued: number;
   achievedRate: number;
@@ -247,6 +253,7 @@ export async function paced(o: { host: string; port: number; payload: Buffer; ra
   let inflight = 0;
   let ok = 0;
   let errors = 0;
+  let reopened = 0;
   let stopped = false;
   let done: () => void = () => undefined;
   const finished = new Promise<void>((r) => (done = r));
@@ -265,14 +272,39 @@ export async function paced(o: { host: string; port: number; payload: Buffer; ra
       () => {
         inflight--;
         errors++;
-        RawConn.open(o.host, o.port).then((n) => {
-          all.push(n);
-          release(n);
-        }, () => undefined);
+        replace();
       },
     );
   };
+  let ended = false;
+  /** A new connection in place of a closed one, into the pool once open. */
+  const replace = (): void => {
+    RawConn.open(o.host, o.port).then(
+      (n) => {
+        if (ended) return n.destroy();
+        all.push(n);
+        release(n);
+      },
+      () => {
+        if (stopped && inflight === 0) done();
+      },
+    );
+  };
+  /** A free connection the server has not closed, or undefined (closed ones are replaced). */
+  const take = (): RawConn | undefined => {
+    let c = free.pop();
+    while (c?.closed) {
+      reopened++;
+      replace();
+      c = free.pop();
+    }
+    return c;
+  };
   const release = (c: RawConn): void => {
+    if (c.closed) {
+      reopened++;
+      return replace();
+    }
     if (waiting > 0) {
       waiting--;
       send(c);
@@ -286,7 +318,7 @@ export async function paced(o: { host: string; port: number; payload: Buffer; ra
     const due = Math.floor((Math.min(elapsed, o.durationMs) * o.rate) / 1000);
     while (scheduled < due) {
       scheduled++;
-      const c = free.pop();
+      const c = take();
       if (c) send(c);
       else {
         waiting++;
@@ -302,8 +334,9 @@ export async function paced(o: { host: string; port: number; payload: Buffer; ra
   tick();
   await finished;
   const wall = performance.now() - t0;
+  ended = true;
   for (const c of all) c.destroy();
-  return { sent: scheduled, ok, errors, queued, achievedRate: (ok + errors) / (wall / 1000), latency: stats(lat) };
+  return { sent: scheduled, ok, errors, reopened, queued, achievedRate: (ok + errors) / (wall / 1000), latency: stats(lat) };
 }
 
 // ---- /proc ----

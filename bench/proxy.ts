@@ -299,7 +299,7 @@ async function latencyAt1k(t: Target, repeat = true): Promise<Latency> {
     const l = load();
     const proxyCpuUsPerReq = t.pid ? (cpuUs(t.pid) - c0) / r.sent : undefined;
     log(
-      `${t.name.padEnd(12)} @1k: p50 ${r.latency.p50.toFixed(0)} µs p99 ${r.latency.p99.toFixed(0)} µs, ${r.achievedRate.toFixed(0)} req/s, errors ${r.errors}, queued ${r.queued}, others ${fmtLoad(l)} cores`,
+      `${t.name.padEnd(12)} @1k: p50 ${r.latency.p50.toFixed(0)} µs p99 ${r.latency.p99.toFixed(0)} µs, ${r.achievedRate.toFixed(0)} req/s, errors ${r.errors}, queued ${r.queued}, reopened ${r.reopened}, others ${fmtLoad(l)} cores`,
     );
     return { ...r, proxyCpuUsPerReq, ...l };
   });

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RawConn } from '../../bench/lib.js';
+import { paced, RawConn } from '../../bench/lib.js';
 
 /**
  * bench/lib.ts RawConn is the benches' client: what it reads decides the figures. It reads
@@ -19,17 +19,21 @@ const LENGTH_ANSWER = 'HTTP/1.1 201 Created\r\ncontent-length: 11\r\n\r\nhello w
 let server: Server;
 /** What the server sends for the next request: the answer's pieces, written one read apart. */
 let pieces: string[] = [];
+/** How far apart the pieces are written (ms). */
+let apart = 1;
 
 async function writeApart(socket: Socket, parts: readonly string[]): Promise<void> {
   for (const p of parts) {
     socket.write(p);
     // Far enough apart that the client reads each piece on its own.
-    await new Promise((r) => setTimeout(r, 3));
+    await new Promise((r) => setTimeout(r, apart));
   }
 }
 
 beforeAll(async () => {
   server = createServer((socket) => {
+    // Each piece in its own segment, sent at once (Nagle would hold the second for an ACK).
+    socket.setNoDelay(true);
     socket.on('data', () => void writeApart(socket, pieces));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -60,7 +64,9 @@ describe('bench RawConn', () => {
     const conn = await RawConn.open('127.0.0.1', port());
     try {
       pieces = [...SSE_ANSWER];
+      apart = 3;
       const r = await conn.request(GET);
+      apart = 1;
       expect(r.body.toString('latin1')).toBe(BODY);
       // The first event ends well before the answer: the rest took many reads 3 ms apart.
       const firstEnds = HEAD_CHUNKED.length + chunk(EVENTS[0]!).length - 2;
@@ -99,4 +105,33 @@ describe('bench RawConn', () => {
       conn.destroy();
     }
   });
+});
+
+describe('bench paced', () => {
+  it('replaces pooled connections the server closed while idle instead of counting them as errors', async () => {
+    // A server that closes a keep-alive connection after ~1.15 s idle (Node 20 adds 1 s to
+    // keepAliveTimeout), and answers slowly
+    // in two windows: the first spreads requests over every pooled connection, the quiet
+    // middle uses only the top of the (LIFO) pool so the rest go idle and are closed, the
+    // second needs them again.
+    const { createServer: createHttpServer } = await import('node:http');
+    let t0 = 0;
+    const http = createHttpServer({ keepAliveTimeout: 150 }, (_req, res) => {
+      t0 ||= performance.now();
+      const at = performance.now() - t0;
+      const slow = at < 150 || (at > 1_600 && at < 1_900);
+      setTimeout(() => res.end('ok'), slow ? 60 : 0);
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    try {
+      const p = (http.address() as AddressInfo).port;
+      const r = await paced({ host: '127.0.0.1', port: p, payload: GET, rate: 100, durationMs: 2_000, connections: 8 });
+      expect(r.errors).toBe(0);
+      expect(r.reopened).toBeGreaterThan(0);
+      expect(r.ok).toBe(r.sent);
+    } finally {
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+    }
+  }, 20_000);
 });
