@@ -4,7 +4,7 @@ import { deserialize, serialize } from 'node:v8';
 import { ConfigError } from '../core/errors.js';
 import { fromPlain, VALIDATE_ARG } from './plain.js';
 import type { SidecarConfig } from './sidecar.js';
-import type { WorkerAnswer, WorkerRequest } from './worker.js';
+import type { ChildAnswer, ChildRequest } from './validate-child.js';
 
 /**
  * parseConfig(sidecarSchema, …) in a short-lived child process: the same value and the same
@@ -13,13 +13,13 @@ import type { WorkerAnswer, WorkerRequest } from './worker.js';
  * glibc malloc arena and the built-in sources it compiled resident in the serving process
  * (1.8 MB idle RSS, 3.4 MB with `--max-semi-space-size=1`; bench/rss-breakdown.md).
  * Request and answer cross its stdin and stdout as v8.serialize data (structured clone, as
- * a worker's message was). Resolves only after the child has exited.
+ * a worker thread's message was). Resolves only after the child has exited.
  *
  * This module must import nothing that imports zod or yaml (test/integration/config-isolated.test.ts).
  */
 export async function parseSidecarConfigIsolated(text: string, env: Readonly<Record<string, string | undefined>>, source: string): Promise<SidecarConfig> {
-  const request: WorkerRequest = { text, env: { ...env }, source };
-  const child = spawn(process.execPath, ['--max-semi-space-size=1', fileURLToPath(new URL('./worker.js', import.meta.url)), VALIDATE_ARG], {
+  const request: ChildRequest = { text, env: { ...env }, source };
+  const child = spawn(process.execPath, ['--max-semi-space-size=1', fileURLToPath(new URL('./validate-child.js', import.meta.url)), VALIDATE_ARG], {
     // The env to expand travels on stdin; the child's own environment is empty, so no
     // NODE_OPTIONS preload (an APM agent, say) runs again there. stderr is not relayed: the
     // answer says what went wrong, and a crash's output could quote the config.
@@ -37,9 +37,9 @@ export async function parseSidecarConfigIsolated(text: string, env: Readonly<Rec
   });
   const how = signal ? `signal ${signal}` : `exit code ${code}`;
   if (chunks.length === 0) throw new Error(`config validation ended without an answer (${how})`);
-  let answer: WorkerAnswer;
+  let answer: ChildAnswer;
   try {
-    answer = deserialize(Buffer.concat(chunks)) as WorkerAnswer;
+    answer = deserialize(Buffer.concat(chunks)) as ChildAnswer;
   } catch {
     throw new Error(`config validation gave an unreadable answer (${how})`);
   }

@@ -9,7 +9,7 @@
 
 export type KeyPath = ReadonlyArray<string | number>;
 
-/** The argument that makes config/worker.js validate a request (imported anywhere else, it does nothing). */
+/** The argument that makes config/validate-child.js validate a request (imported anywhere else, it does nothing). */
 export const VALIDATE_ARG = '--leash-validate-sidecar-config';
 
 export interface PlainConfig {

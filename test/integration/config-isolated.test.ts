@@ -8,7 +8,7 @@ import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 /**
  * `leash sidecar` validates its config in a short-lived child process (config/isolated.ts) so
  * that yaml, zod and the schemas are never loaded into the serving process (issue 11, idle
- * RSS). These tests use the compiled modules (dist/): the child runs dist/src/config/worker.js.
+ * RSS). These tests use the compiled modules (dist/): the child runs dist/src/config/validate-child.js.
  */
 const DIST = join(import.meta.dirname, '..', '..', 'dist', 'src');
 const load = async <T>(path: string): Promise<T> => (await import(pathToFileURL(join(DIST, path)).href)) as T;

@@ -10,19 +10,19 @@ import { sidecarSchema } from './sidecar.js';
  * the serving process never holds them. It reads one request on stdin, writes one answer on
  * stdout (v8.serialize), and ends.
  */
-export interface WorkerRequest {
+export interface ChildRequest {
   text: string;
   env: Record<string, string | undefined>;
   source: string;
 }
 
-export type WorkerAnswer =
+export type ChildAnswer =
   | { ok: true; config: ReturnType<typeof toPlain> }
   | { ok: false; issues: string[]; context: ConfigError['context'] }
   | { ok: false; unexpected: string };
 
 /** The answer to one request: the plain config, or the error as data. */
-export function validateSidecarConfig({ text, env, source }: WorkerRequest): WorkerAnswer {
+export function validateSidecarConfig({ text, env, source }: ChildRequest): ChildAnswer {
   try {
     return { ok: true, config: toPlain(parseConfig(sidecarSchema, text, env, source)) };
   } catch (e) {
@@ -34,9 +34,9 @@ if (process.argv[2] === VALIDATE_ARG) {
   const chunks: Buffer[] = [];
   process.stdin.on('data', (b: Buffer) => chunks.push(b));
   process.stdin.on('end', () => {
-    let answer: WorkerAnswer;
+    let answer: ChildAnswer;
     try {
-      answer = validateSidecarConfig(deserialize(Buffer.concat(chunks)) as WorkerRequest);
+      answer = validateSidecarConfig(deserialize(Buffer.concat(chunks)) as ChildRequest);
     } catch (e) {
       answer = { ok: false, unexpected: `unreadable request: ${(e as Error)?.message ?? String(e)}` };
     }
