@@ -43,10 +43,19 @@ afterAll(() => new Promise<void>((r) => server.close(() => r())));
 const port = (): number => (server.address() as AddressInfo).port;
 const GET = Buffer.from('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
 
+/** One keep-alive connection to the test server for `body`, destroyed after it. */
+async function withConn(body: (conn: RawConn) => Promise<void>): Promise<void> {
+  const conn = await RawConn.open('127.0.0.1', port());
+  try {
+    await body(conn);
+  } finally {
+    conn.destroy();
+  }
+}
+
 describe('bench RawConn', () => {
-  it('a chunked event stream split in two at every byte: the whole body, every time, and the first event is found', async () => {
-    const conn = await RawConn.open('127.0.0.1', port());
-    try {
+  it('a chunked event stream split in two at every byte: the whole body, every time, and the first event is found', () =>
+    withConn(async (conn) => {
       for (let at = 1; at < SSE_ANSWER.length; at++) {
         pieces = [SSE_ANSWER.slice(0, at), SSE_ANSWER.slice(at)];
         const r = await conn.request(GET);
@@ -55,14 +64,10 @@ describe('bench RawConn', () => {
         expect(r.firstEventUs, `split at ${at}`).toBeDefined();
         expect(r.afterFirstEventUs, `split at ${at}`).toBeGreaterThanOrEqual(0);
       }
-    } finally {
-      conn.destroy();
-    }
-  }, 30_000);
+    }), 30_000);
 
-  it('the stream byte by byte: the first event is stamped when its blank line arrives, the span runs to the last byte', async () => {
-    const conn = await RawConn.open('127.0.0.1', port());
-    try {
+  it('the stream byte by byte: the first event is stamped when its blank line arrives, the span runs to the last byte', () =>
+    withConn(async (conn) => {
       pieces = [...SSE_ANSWER];
       apart = 3;
       const r = await conn.request(GET);
@@ -73,14 +78,10 @@ describe('bench RawConn', () => {
       const remainingReads = SSE_ANSWER.length - firstEnds;
       expect(r.afterFirstEventUs!).toBeGreaterThan(remainingReads * 2_000);
       expect(r.latencyUs - r.firstEventUs!).toBeCloseTo(r.afterFirstEventUs!, -2);
-    } finally {
-      conn.destroy();
-    }
-  }, 30_000);
+    }), 30_000);
 
-  it('a content-length answer split at every byte, then the next request on the same connection', async () => {
-    const conn = await RawConn.open('127.0.0.1', port());
-    try {
+  it('a content-length answer split at every byte, then the next request on the same connection', () =>
+    withConn(async (conn) => {
       for (let at = 1; at < LENGTH_ANSWER.length; at++) {
         pieces = [LENGTH_ANSWER.slice(0, at), LENGTH_ANSWER.slice(at)];
         const r = await conn.request(GET);
@@ -89,22 +90,15 @@ describe('bench RawConn', () => {
         expect(r.firstEventUs).toBeUndefined();
         expect(r.afterFirstEventUs).toBeUndefined();
       }
-    } finally {
-      conn.destroy();
-    }
-  }, 30_000);
+    }), 30_000);
 
-  it('an empty chunked body (the last chunk alone) completes', async () => {
-    const conn = await RawConn.open('127.0.0.1', port());
-    try {
+  it('an empty chunked body (the last chunk alone) completes', () =>
+    withConn(async (conn) => {
       pieces = [HEAD_CHUNKED + '0\r\n', '\r\n'];
       const r = await conn.request(GET);
       expect(r.status).toBe(200);
       expect(r.body.toString('latin1')).toBe('0\r\n\r\n');
-    } finally {
-      conn.destroy();
-    }
-  });
+    }));
 });
 
 describe('bench paced', () => {
