@@ -20,11 +20,13 @@ function fakeFd() {
     calls: () => out.length,
     failWith: (code: string | undefined) => (fail = code),
     partialOnce: (n: number) => (partial = n),
-    write: (_fd: number, data: Buffer) => {
+    /** write(2) as BatchedFdDestination calls it: a string (encoded as UTF-8, as Node does) or bytes. */
+    write: (_fd: number, data: string | Buffer) => {
       if (fail) throw Object.assign(new Error(fail), { code: fail });
-      const n = partial > 0 ? Math.min(partial, data.length) : data.length;
+      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+      const n = partial > 0 ? Math.min(partial, bytes.length) : bytes.length;
       partial = 0;
-      out.push(Buffer.from(data.subarray(0, n)));
+      out.push(Buffer.from(bytes.subarray(0, n)));
       return n;
     },
   };
@@ -63,8 +65,10 @@ describe('BatchedFdDestination', () => {
   it('a partial write keeps its rest first; EAGAIN keeps everything for later; EPIPE stops quietly', async () => {
     const fd = fakeFd();
     const d = new BatchedFdDestination(99, { minBytes: 1, maxDelayMs: 60_000 }, fd.write);
-    fd.partialOnce(3);
+    // 2 bytes: the write stops inside `é` (2 bytes in UTF-8); the rest starts with its second byte.
+    fd.partialOnce(2);
     d.write('héllo\n');
+    expect(fd.calls()).toBe(2);
     expect(fd.text()).toBe('héllo\n');
     fd.failWith('EAGAIN');
     d.write('one\n');
