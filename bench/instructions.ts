@@ -14,15 +14,16 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  *        [--leash-node-flags="--a --b"] [--audit-redis=URL] [--by-function [--top=N]]
  *
  * For each target (the bare http-proxy forwarder, then each leash build given, default
- * ./dist/src) the proxy runs under `valgrind --tool=callgrind`. Warm-up: --warmup requests
- * (default 30000: below that, V8 is still compiling leash's hot functions with TurboFan
- * in the measured window — under valgrind its background compile threads run serialised
- * with the main thread and finish late — so part of the window runs in lower tiers: with
- * 3000, leash's main thread read 1.08× the bare forwarder's and all threads 1.31× (TurboFan
- * jobs ~125k instructions/request); with 30000, 1.045× and 1.10×, bench/RESULTS.md) in 3 parts, each on 4 fresh keep-alive connections that are destroyed at
+ * ./dist/src) the proxy runs under `valgrind --tool=callgrind --instr-atstart=no`: start-up
+ * and warm-up run uncounted. Warm-up: --warmup requests (default 30000; with the old 3000,
+ * V8 was still compiling leash's hot functions with TurboFan in the measured window — under
+ * valgrind its compile threads finish late — so leash read ~1.08× the bare forwarder
+ * instead of ~1.05×, with a ±15k spread between processes; bench/RESULTS.md, "fourth"
+ * session) in 3 parts, each on 4 fresh keep-alive connections that are destroyed at
  * its end, so connection teardown has run (and V8 has re-optimised what a closed socket
  * deoptimises: "wrong map") before the measurement, not inside it. After a 500 ms pause
- * (the proxy handles the last closes) the counters are zeroed (`callgrind_control -z`), N
+ * (the proxy handles the last closes) counting is switched on and the counters zeroed
+ * (`callgrind_control --instr=on`, `-z`), N
  * requests are sent one at a time on 4 fresh keep-alive connections, which are destroyed;
  * after another 500 ms (their teardown, always inside the window) the counters are dumped
  * (`-d`): Ir ÷ N. Syscalls: the same target without valgrind, `strace -f -c` attached around

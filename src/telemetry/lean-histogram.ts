@@ -88,16 +88,20 @@ export class LeanHistogram {
     for (const r of o.registers) r.registerMetric(this as never);
   }
 
-  /** The series of one label value, made on first use (keep it: no lookup per observation). */
+  /** The series of one label value, made on first use (one Map lookup; keep it to skip even that). */
   child(labelValue: string): HistogramSeries {
-    let s = this.series.get(labelValue);
-    if (s === undefined) this.series.set(labelValue, (s = new Series(labelValue, this.bounds)));
-    return s;
+    return this.seriesOf(labelValue);
   }
 
   /** Creates the series at zero, or sets it back to zero (prom-client's `zero`). */
   zero(labelValue: string): void {
-    (this.child(labelValue) as Series).zero();
+    this.seriesOf(labelValue).zero();
+  }
+
+  private seriesOf(labelValue: string): Series {
+    let s = this.series.get(labelValue);
+    if (s === undefined) this.series.set(labelValue, (s = new Series(labelValue, this.bounds)));
+    return s;
   }
 
   /** prom-client's `reset`: every series gone (children handed out before stop being exported). */

@@ -52,7 +52,9 @@ export class BatchedFdDestination {
     private readonly fd: number,
     private readonly batch: LogBatch = LOG_BATCH,
     /** write(2) of a string (UTF-8) or bytes; injectable so tests can make it fail (EAGAIN, EPIPE) or write part. */
-    private readonly writeFd: (fd: number, data: string | Buffer) => number = (fd, data) => (typeof data === 'string' ? writeSync(fd, data) : writeSync(fd, data)),
+    private readonly writeFd: (fd: number, data: string | Buffer) => number = (fd, data) =>
+      // Two calls because writeSync's string and bytes forms are separate overloads.
+      typeof data === 'string' ? writeSync(fd, data) : writeSync(fd, data),
   ) {
     live.add(this);
     installExitHook();

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { LeanHistogram, type HistogramSeries } from './lean-histogram.js';
+import { LeanHistogram } from './lean-histogram.js';
 import { HTTP_ERROR_TYPES } from '../core/errors.js';
 import { REVOCATION_SCOPES } from '../core/protocol.js';
 import type { AuthFailureSkip } from '../sidecar/credentials/rotation.js';
@@ -67,8 +67,6 @@ export class SidecarMetrics {
     registers: [this.registry],
     collect: () => this.flushRequests(),
   });
-  /** The per-route series, made once. */
-  private readonly durationChildren = new Map<string, HistogramSeries>();
   /** Observed on every request: lean-histogram.ts (prom-client's observe costs ~4k instructions). */
   private readonly duration = new LeanHistogram({
     name: 'leash_request_duration_seconds',
@@ -198,9 +196,7 @@ export class SidecarMetrics {
       byKey.set(key, p);
       this.pendingOrder.push(p);
     }
-    let child = this.durationChildren.get(route);
-    if (child === undefined) this.durationChildren.set(route, (child = this.duration.child(route)));
-    child.observe(seconds);
+    this.duration.child(route).observe(seconds);
   }
 
   /** Hands the pending counts to prom-client (its collect hook: runs before every read). */
