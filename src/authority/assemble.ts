@@ -183,7 +183,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
       const now = clock.wallMs();
       return (await store.listLeases({ limit })).map((l) => ({ credential: l.credential, ageSeconds: (now - l.issuedAtMs) / 1000 }));
     },
-    { credentials: Object.keys(config.credentials), version: inputs.version ?? 'unknown', now: () => clock.monotonicMs() },
+    { credentials: Object.keys(config.credentials), version: inputs.version ?? 'unknown', now: () => clock.monotonicMs(), gcDuration: config.metrics.gcDuration },
   );
   const audit = createAudit(logger, redis ? redisAuditSink(redis, auditKey(config.keyPrefix), logger, config.audit.maxLen, undefined, undefined, clock, config.audit.maxAge) : undefined);
   const authority = new Authority({

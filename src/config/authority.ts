@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
-import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
+import { deepFreeze, duration, hostPort, logLevel, metricsOptions, redisTarget, secretSource } from './common.js';
 import { didYouMean } from './cross-check.js';
 import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
@@ -88,6 +88,7 @@ export const authoritySchema = z
       })
       .optional(),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
+    metrics: metricsOptions,
     credentials: z.record(
       z
         .string()

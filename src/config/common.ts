@@ -41,6 +41,13 @@ export type SecretSource = z.infer<typeof secretSource>;
 
 export const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
+/**
+ * `metrics:` of a sidecar or authority file. `gcDuration` turns on prom-client's
+ * `nodejs_gc_duration_seconds`, whose gc observer costs ~5 % of the proxy's CPU at
+ * saturation (telemetry/default-metrics.ts); off by default.
+ */
+export const metricsOptions = z.strictObject({ gcDuration: z.boolean().default(false) }).prefault({});
+
 // Here for the schemas; in plain.ts so that the serving thread can freeze without zod.
 export { deepFreeze } from './plain.js';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
-import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
+import { deepFreeze, duration, hostPort, logLevel, metricsOptions, redisTarget, secretSource } from './common.js';
 import { parseRule, type AllowRule } from './rules.js';
 import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
@@ -118,6 +118,7 @@ export const sidecarSchema = z
     connections: z.strictObject({ proxy: listenerLimits(512, 30_000), admin: listenerLimits(64, 10_000) }).prefault({}),
     shutdown: z.strictObject({ grace: duration().default(30_000) }).prefault({}),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
+    metrics: metricsOptions,
     credentialFiles: z.strictObject({ pollInterval: duration().default(2_000) }).prefault({}),
     authority: z
       .strictObject({

@@ -130,6 +130,7 @@ export class Sidecar {
     this.metrics = new SidecarMetrics(() => this.health.credentialStates(), () => this.identity?.ttlRemainingSeconds(), {
       routes: [...routes.keys()],
       version: deps.version ?? 'unknown',
+      gcDuration: config.metrics.gcDuration,
     });
     this.authFailures = authFailureRefreshers(routes, config, this.clock, this.metrics, this.log);
     this.outcomes = new Outcomes({

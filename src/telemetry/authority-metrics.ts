@@ -55,6 +55,8 @@ export interface AuthorityMetricsOptions {
   version: string;
   /** Monotonic ms, for the snapshot cache (tests inject it). */
   now?: () => number;
+  /** `nodejs_gc_duration_seconds` (config `metrics.gcDuration`; default-metrics.ts). */
+  gcDuration?: boolean;
 }
 
 export class AuthorityMetrics {
@@ -98,7 +100,7 @@ export class AuthorityMetrics {
    */
   constructor(activeLeases: (limit: number) => Promise<readonly ActiveLeaseView[]>, options: AuthorityMetricsOptions = { credentials: [], version: 'unknown' }) {
     const now = options.now ?? (() => performance.now());
-    registerDefaultMetrics(this.registry);
+    registerDefaultMetrics(this.registry, { gcDuration: options.gcDuration });
     new Gauge({ name: 'leash_build_info', help: BUILD_INFO_HELP, labelNames: ['version'] as const, registers: [this.registry] }).set({ version: options.version }, 1);
 
     type Snapshot = { ok: true; byCredential: Map<string, LeaseAgeSummary>; truncated: boolean } | { ok: false };

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { collectDefaultMetrics, type Registry } from 'prom-client';
 
 /**
@@ -13,8 +14,36 @@ import { collectDefaultMetrics, type Registry } from 'prom-client';
  */
 export const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 
-export function registerDefaultMetrics(registry: Registry): void {
-  collectDefaultMetrics({ register: registry });
+/** prom-client's collector (its `metricsList` key) behind `nodejs_gc_duration_seconds`. */
+const GC_COLLECTOR = 'gc';
+
+export interface DefaultMetricsOptions {
+  /**
+   * `nodejs_gc_duration_seconds` (config `metrics.gcDuration`, off by default). It needs a
+   * `gc` PerformanceObserver, and with one Node builds an entry and runs a callback for
+   * every collection: ~5 % of the proxy's CPU at saturation (bench/RESULTS.md, "The GC
+   * metric's cost at saturation"). Off, no observer is installed at all.
+   */
+  gcDuration?: boolean;
+}
+
+const requireCjs = createRequire(import.meta.url);
+type Collector = (registry: Registry, config: Record<string, unknown>) => void;
+
+/**
+ * Each of prom-client's default collectors is run on its own, in the order of its
+ * `metricsList` (what `collectDefaultMetrics` runs), so one can be left out: prom-client has
+ * no option to skip one, and removing a metric after the fact would leave its observer
+ * running. test/unit/default-metrics.test.ts checks the result against
+ * `collectDefaultMetrics` itself, so a prom-client upgrade that moves a collector fails there.
+ */
+export function registerDefaultMetrics(registry: Registry, options: DefaultMetricsOptions = {}): void {
+  // collectDefaultMetrics' own defaults (it passes the same config to every collector).
+  const config = { register: registry, eventLoopMonitoringPrecision: 10 };
+  for (const name of collectDefaultMetrics.metricsList) {
+    if (name === GC_COLLECTOR && options.gcDuration !== true) continue;
+    (requireCjs(`prom-client/lib/metrics/${name}`) as Collector)(registry, config);
+  }
   for (const name of DROPPED_DEFAULT_METRICS) if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
 }
 

@@ -129,7 +129,7 @@ export class SidecarMetrics {
   constructor(
     credentialStates: () => readonly CredentialGaugeState[],
     identityTtl: () => number | undefined = () => undefined,
-    known: { routes: readonly string[]; version: string } = { routes: [], version: 'unknown' },
+    known: { routes: readonly string[]; version: string; gcDuration?: boolean } = { routes: [], version: 'unknown' },
   ) {
     new Gauge({ name: 'leash_build_info', help: BUILD_INFO_HELP, labelNames: ['version'] as const, registers: [this.registry] }).set({ version: known.version }, 1);
     new Gauge({
@@ -142,7 +142,7 @@ export class SidecarMetrics {
         if (v !== undefined) this.set(v);
       },
     });
-    registerDefaultMetrics(this.registry);
+    registerDefaultMetrics(this.registry, { gcDuration: known.gcDuration });
     const gauge = (name: string, help: string, pick: (s: CredentialGaugeState) => number | undefined) =>
       new Gauge({
         name,
