@@ -11,7 +11,7 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  * counts are comparable across runs and days).
  *
  *   node dist/bench/instructions.js [--requests=N] [--warmup=N] [--processes=N] [--leash-dist=DIR ...]
- *        [--leash-node-flags="--a --b"] [--audit-redis=URL] [--by-function [--top=N]]
+ *        [--leash-node-flags="--a --b"] [--audit-redis=URL] [--by-function [--top=N]] [--idle-ms=N]
  *
  * For each target (the bare http-proxy forwarder, then each leash build given, default
  * ./dist/src) the proxy runs under `valgrind --tool=callgrind --instr-atstart=no`: start-up
@@ -56,6 +56,8 @@ const KEY = 'sk-bench-instructions-0123456789abcdef';
 const args = process.argv.slice(2);
 const N = Number(args.find((a) => a.startsWith('--requests='))?.split('=')[1] ?? 2000);
 const WARM = Number(args.find((a) => a.startsWith('--warmup='))?.split('=')[1] ?? 30000);
+/** Idle time after the proxy first answers, before the warm-up (V8's memory reducer runs ~8 s after start in an idle process). */
+const IDLE_MS = Number(args.find((a) => a.startsWith('--idle-ms='))?.split('=')[1] ?? 0);
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
 const BY_FN = args.includes('--by-function');
@@ -145,6 +147,7 @@ async function instructions(t: Target, tag: string): Promise<Ir> {
   );
   try {
     await waitReady(HOST, t.port, `${t.prefix}/v1/ok`, 180_000);
+    if (IDLE_MS > 0) await sleep(IDLE_MS);
     await warmUp(t.port, t.prefix);
     await sleep(500); // the proxy handles the warm-up's closes outside the window
     run('callgrind_control', ['--instr=on', String(child.pid)]);

@@ -55,7 +55,10 @@ import { summarise, type ProfileSummary } from './profile.js';
  * (2 s after its last phase) RSS and VmHWM are read again: peak − idle per process, reported
  * as the median of the rounds and per round. Round 1 also reads an empty node at the idle
  * instant: the idle goal is round 1's. A fresh process is cold: each target's latency phase
- * starts with D.warmMs at 1k req/s, each saturation phase with D.satWarmS s of saturation.
+ * starts with D.warmMs at 1k req/s, the round's saturation with D.satRoundWarmS s of it per
+ * target. Saturation inside a round is sliced (slicedSaturation): D.satSlices cycles of a
+ * 1 s slice per target, order reversed every cycle, the CPU ratio taken per cycle and its
+ * median kept; the single phases (warn, profile, rotation) still run one D.satS phase.
  * The single phases run on their own fresh processes: aborts on a fresh forwarder and leash
  * (also the rotation comparison's "leash (again)"), warn, profile and rotation on their own
  * leash each. Peak − idle no longer includes the abort phase (before, one leash served the
@@ -87,6 +90,8 @@ import { summarise, type ProfileSummary } from './profile.js';
  * round reading (so after.leash.hwmMB − idle.leash.rssMB is round 1's peak − idle);
  * `goals.peakOverIdleMB` is the median over rounds; `peakReset` is true when every reset
  * succeeded; `auditLines` sums the leash (info) processes of the rounds and the abort phase.
+ * `rounds[i].cpuRatioCycles`: leash ÷ bare CPU/request per saturation cycle of the round
+ * (`cpuRatio` is their median; before the sliced saturation it was the ratio of one phase each).
  *
  * Prints Markdown tables and writes dist/bench/last-run.json.
  */
@@ -122,6 +127,17 @@ const D = {
   /** Saturation warm-up (autocannon, same connections), per target and phase: enough for a fresh leash (profile phase) to reach its steady CPU/request. */
   satWarmS: 2,
   satS: QUICK ? 2 : 5,
+  /**
+   * Within a round, saturation runs in slices: after each target's warm-up (satRoundWarmS),
+   * satSlices cycles of one satSliceS slice per target, the order reversed every cycle. The
+   * CPU ratio is taken per cycle (slices seconds apart) and the round's is their median:
+   * this VM's speed drifts by ±10-20 % over tens of seconds (the upstream's own CPU per
+   * request moves with it), which one 5 s phase per target, run one after the other, read
+   * as a difference between the proxies.
+   */
+  satRoundWarmS: QUICK ? 2 : 4,
+  satSlices: QUICK ? 2 : 6,
+  satSliceS: 1,
   sseRuns: QUICK ? 30 : 150,
   sseDelayMs: 10,
   burstRuns: QUICK ? 10 : 40,
@@ -316,6 +332,64 @@ interface Saturation extends Load {
   proxyCores: number | undefined;
 }
 
+/**
+ * Saturation within a round (D.satSlices): every target warmed up, then cycles of one slice
+ * per target, alternating the order, all proxies alive and warm throughout. Returns each
+ * target's totals over its slices and each cycle's CPU µs/request per proxy target.
+ */
+async function slicedSaturation(targets: Target[], upstreamPid: number): Promise<{ byTarget: Record<string, Saturation>; cycles: Array<Record<string, number>> }> {
+  const url = (t: Target) => `http://${HOST}:${t.port}${t.prefix}/ok`;
+  for (const t of targets) await autocannon({ url: url(t), connections: D.connections, duration: D.satRoundWarmS, headers: reqHeaders(t) });
+  type Acc = { total: number; errors: number; non2xx: number; p50: number[]; proxyUs: number; upUs: number; wallMs: number; foreign: number; core: number | undefined };
+  const acc = new Map<string, Acc>(targets.map((t) => [t.name, { total: 0, errors: 0, non2xx: 0, p50: [], proxyUs: 0, upUs: 0, wallMs: 0, foreign: 0, core: PIN ? 0 : undefined }]));
+  const cycles: Array<Record<string, number>> = [];
+  for (let c = 0; c < D.satSlices; c++) {
+    const cycle: Record<string, number> = {};
+    for (const t of c % 2 === 0 ? targets : [...targets].reverse()) {
+      const load = loadMeter();
+      const [p0, u0, w0] = [t.pid ? cpuUs(t.pid) : 0, cpuUs(upstreamPid), performance.now()];
+      const r = await autocannon({ url: url(t), connections: D.connections, duration: D.satSliceS, headers: reqHeaders(t) });
+      const [p1, u1, w1] = [t.pid ? cpuUs(t.pid) : 0, cpuUs(upstreamPid), performance.now()];
+      const l = load();
+      const a = acc.get(t.name)!;
+      a.total += r.requests.total;
+      a.errors += r.errors + r.timeouts;
+      a.non2xx += r.non2xx;
+      a.p50.push(r.latency.p50);
+      a.proxyUs += p1 - p0;
+      a.upUs += u1 - u0;
+      a.wallMs += w1 - w0;
+      // Other load, time-weighted over the slices.
+      a.foreign += l.foreignCores * (w1 - w0);
+      if (a.core !== undefined) a.core += (l.proxyCoreForeign ?? 0) * (w1 - w0);
+      if (t.pid) cycle[t.name] = (p1 - p0) / r.requests.total;
+    }
+    cycles.push(cycle);
+  }
+  const byTarget: Record<string, Saturation> = {};
+  for (const t of targets) {
+    const a = acc.get(t.name)!;
+    const out: Saturation = {
+      rps: a.total / (D.satSlices * D.satSliceS),
+      total: a.total,
+      errors: a.errors,
+      non2xx: a.non2xx,
+      latencyP50Ms: median(a.p50),
+      proxyCpuUsPerReq: t.pid ? a.proxyUs / a.total : undefined,
+      upstreamCpuUsPerReq: a.upUs / a.total,
+      proxyCores: t.pid ? a.proxyUs / (a.wallMs * 1000) : undefined,
+      foreignCores: a.foreign / a.wallMs,
+      proxyCoreForeign: a.core === undefined ? undefined : a.core / a.wallMs,
+    };
+    byTarget[t.name] = out;
+    const per = t.pid ? ` (per slice: ${cycles.map((c) => c[t.name]!.toFixed(0)).join(', ')})` : '';
+    log(
+      `${t.name.padEnd(12)} saturation: ${out.rps.toFixed(0)} req/s, proxy CPU ${out.proxyCpuUsPerReq?.toFixed(0) ?? '-'} µs/req${per} (${out.proxyCores?.toFixed(2) ?? '-'} cores), errors ${out.errors}, non2xx ${out.non2xx}, others ${fmtLoad(out)} cores`,
+    );
+  }
+  return { byTarget, cycles };
+}
+
 async function saturation(t: Target, upstreamPid: number, repeat = true): Promise<Saturation> {
   const url = `http://${HOST}:${t.port}${t.prefix}/ok`;
   const headers = reqHeaders(t);
@@ -494,7 +568,9 @@ interface Round {
   /** This round's fresh proxy processes (keys `leash`, `http-proxy`): idle and end-of-round memory. */
   memory: Record<string, ProcMemory>;
   /** Issue 11's comparisons within this round (undefined without the bare forwarder). */
+  /** Median over the round's saturation cycles of leash ÷ bare CPU/request (slicedSaturation). */
   cpuRatio: number | undefined;
+  cpuRatioCycles: number[] | undefined;
   addedP50Ratio: number | undefined;
   sseFirstPlusUs: number | undefined;
   /** Informational: time to the last event, request's trip included. */
@@ -628,8 +704,7 @@ async function main(): Promise<void> {
     log(`round ${r + 1}/${ROUNDS}: ${order.map((t) => t.name).join(', ')} (fresh proxies: leash pid ${leash.pid}${fwd ? `, http-proxy pid ${fwd.pid}` : ''})`);
     const lat: Record<string, Latency> = {};
     for (const t of order) lat[t.name] = await latencyAt1k(t, false);
-    const sat: Record<string, Saturation> = {};
-    for (const t of order) sat[t.name] = await saturation(t, upstreamPid, false);
+    const { byTarget: sat, cycles: satCycles } = await slicedSaturation(order, upstreamPid);
     const { byTarget: s, load: sseLoad } = await sse(order);
     // Settled RSS and peak (VmHWM since idle) of this round's processes.
     await sleep(2_000);
@@ -652,7 +727,8 @@ async function main(): Promise<void> {
       sse: Object.fromEntries(s),
       sseLoad,
       memory: mem,
-      cpuRatio: F ? sat.leash!.proxyCpuUsPerReq! / sat[F]!.proxyCpuUsPerReq! : undefined,
+      cpuRatio: F ? median(satCycles.map((c) => c.leash! / c[F]!)) : undefined,
+      cpuRatioCycles: F ? satCycles.map((c) => c.leash! / c[F]!) : undefined,
       addedP50Ratio: F ? (lat.leash!.latency.p50 - lat.direct!.latency.p50) / (lat[F]!.latency.p50 - lat.direct!.latency.p50) : undefined,
       sseFirstPlusUs: F ? sseOf('leash').first.p50 - sseOf(F).first.p50 : undefined,
       sseLastRatio: F ? sseOf('leash').last.p50 / sseOf(F).last.p50 : undefined,
@@ -661,7 +737,7 @@ async function main(): Promise<void> {
     rounds.push(round);
     if (F)
       log(
-        `round ${r + 1}: CPU/req ${round.cpuRatio!.toFixed(3)}× bare, added p50 ${round.addedP50Ratio!.toFixed(3)}× bare, SSE first event ${round.sseFirstPlusUs! >= 0 ? '+' : ''}${round.sseFirstPlusUs!.toFixed(0)} µs vs bare, relay (first → last event) ${round.sseRelayRatio!.toFixed(3)}× bare (request → last event ${round.sseLastRatio!.toFixed(3)}×)`,
+        `round ${r + 1}: CPU/req ${round.cpuRatio!.toFixed(3)}× bare (per cycle ${round.cpuRatioCycles!.map((x) => x.toFixed(2)).join(', ')}), added p50 ${round.addedP50Ratio!.toFixed(3)}× bare, SSE first event ${round.sseFirstPlusUs! >= 0 ? '+' : ''}${round.sseFirstPlusUs!.toFixed(0)} µs vs bare, relay (first → last event) ${round.sseRelayRatio!.toFixed(3)}× bare (request → last event ${round.sseLastRatio!.toFixed(3)}×)`,
       );
   }
   if (!pinning || !idle || !emptyNode) throw new Error('no round ran');
