@@ -12,11 +12,12 @@ import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pi
  *
  *   node dist/bench/gc-state.js [--runs=N] [--cycles=N] [--idle-ms=N]
  *
- * Why: one full (mark-compact) collection before a process first takes load leaves it
- * ~15 % slower at saturation for as long as it was measured, leash and the bare forwarder
- * alike. V8's memory reducer runs such collections ~8 s into an idle process, so whether a
- * process met its first load before or after them depends on the run's timing, and a
- * comparison of a process that had them with one that had not is off by that much.
+ * Why: one full (mark-compact) collection before leash first took load used to leave it
+ * ~17 % slower at saturation for the life of the process (Node 20's `process.nextTick` slow
+ * path, fixed by src/core/tick-shape.ts). V8's memory reducer runs such collections ~8 s
+ * into an idle process, so whether a process met its first load before or after them
+ * depends on the run's timing, and `npm run bench` compares whatever state each process is
+ * in. Here the state is chosen; "leash, collected ÷ not" near 1.00× says the fix holds.
  *
  * Four proxies alive at once, all pinned to core 1 (this process and the upstream on core
  * 0), all with the image's node flags plus `--no-memory-reducer` (no collection the run does

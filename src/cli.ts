@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LeashError, UsageError } from './core/errors.js';
 import { argsErrorMessage, joinDashValues } from './bin/args.js';
+import { holdTickObjectShape } from './core/tick-shape.js';
 
 // Each command loads only its own code: the sidecar's resident memory should not carry
 // the authority, its CA and issuers, or the admin client (bench/RESULTS.md, idle RSS).
@@ -277,6 +278,8 @@ async function main(argv: string[]): Promise<number> {
       out(parsed.help);
       return 0;
     case 'run':
+      // Before anything runs: a full collection must never find nextTick's entry shapes unheld (core/tick-shape.ts).
+      holdTickObjectShape();
       return parsed.run(parsed.values, parsed.positionals);
   }
 }
