@@ -24,10 +24,11 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json README.md CHANGELOG.md LICENSE ./
+COPY tsconfig.json rolldown.config.mjs README.md CHANGELOG.md LICENSE ./
 COPY src ./src
 COPY examples ./examples
-# package.json "files" decides what ships (dist/src, examples/*.yaml, README, CHANGELOG,
+# `npm run build`: tsc (dist/src), then the bundle the ENTRYPOINT runs (dist/leash,
+# rolldown.config.mjs). package.json "files" decides what ships (dist/src, dist/leash, examples/*.yaml, README, CHANGELOG,
 # LICENSE if present): the image gets exactly the published package, nothing from the
 # build tree. The lockfile is not packed by npm; it is added so the runtime install below
 # resolves the same versions as the build (npm ci, not npm install).
@@ -84,5 +85,5 @@ EXPOSE 8080 9090 8443
 # or at saturation on 10 connections (not ~9-27 MB). 2, not 1: the same peak, and ~4 % fewer
 # instructions per request than 1 (bench/RESULTS.md, "Instructions per request by node
 # flags"; docs/operations.md#memory).
-ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/dist/src/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/dist/leash/cli.js"]
 CMD ["sidecar", "--config", "/etc/leash/sidecar.yaml"]

@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '../src/pki/ca.js';
 import { createCsr, createIdentityKey } from '../src/pki/x509.js';
-import { cpuUs, foreignMeter, freePort, memory, RawConn, sleep, spawnNode, stats, stopChild, type Stats } from './lib.js';
+import { cpuUs, foreignMeter, freePort, memory, RawConn, SHIPPED_CLI, sleep, spawnNode, stats, stopChild, type Stats } from './lib.js';
 import { summarise, type ProfileSummary } from './profile.js';
 
 /**
@@ -43,10 +43,10 @@ const log = (msg: string) => process.stderr.write(`[${((Date.now() - t0) / 1000)
 /** One snapshot of the build for the whole run (others rebuild dist/ in the same tree). */
 function snapshotBuild(): string {
   const app = join(TMP, 'app');
-  cpSync(join(ROOT, 'dist/src'), join(app, 'dist/src'), { recursive: true });
+  cpSync(join(ROOT, dirname(SHIPPED_CLI)), join(app, dirname(SHIPPED_CLI)), { recursive: true });
   cpSync(join(ROOT, 'package.json'), join(app, 'package.json'));
   symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules'), 'dir');
-  return join(app, 'dist/src/cli.js');
+  return join(app, SHIPPED_CLI);
 }
 
 const TASKSET = spawnSync('taskset', ['--version']).status === 0 && cpus().length >= 2;

@@ -4,7 +4,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pinSelf, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pinSelf, SHIPPED_CLI, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
 
 /**
  * CPU per request at saturation, leash against the bare http-proxy forwarder, with both
@@ -30,7 +30,7 @@ import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pi
 
 const HOST = '127.0.0.1';
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
-const CLI = join(HERE, '../src/cli.js');
+const CLI = join(HERE, '../..', SHIPPED_CLI);
 const arg = (name: string, dflt: number): number => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt);
 const RUNS = arg('runs', 2);
 const CYCLES = arg('cycles', 6);

@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, median, RawConn, sleep, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, median, RawConn, SHIPPED_CLI, sleep, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
 
 /**
  * Instructions and syscalls per proxied request: repeatable figures on a noisy machine
@@ -13,8 +13,8 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  *   node dist/bench/instructions.js [--requests=N] [--warmup=N] [--processes=N] [--leash-dist=DIR ...]
  *        [--leash-node-flags="--a --b"] [--audit-redis=URL] [--by-function [--top=N]] [--idle-ms=N]
  *
- * For each target (the bare http-proxy forwarder, then each leash build given, default
- * ./dist/src) the proxy runs under `valgrind --tool=callgrind --instr-atstart=no`: start-up
+ * For each target (the bare http-proxy forwarder, then each leash build given as a directory
+ * holding a cli.js, default ./dist/leash, the shipped bundle) the proxy runs under `valgrind --tool=callgrind --instr-atstart=no`: start-up
  * and warm-up run uncounted. Warm-up: --warmup requests (default 30000; with the old 3000,
  * V8 was still compiling leash's hot functions with TurboFan in the measured window — under
  * valgrind its compile threads finish late — so leash read ~1.08× the bare forwarder
@@ -69,7 +69,7 @@ const WARM_PARTS = 3;
 const LEASH_NODE_FLAGS = leashNodeFlags(args);
 const auditRedis = args.find((a) => a.startsWith('--audit-redis='))?.slice('--audit-redis='.length);
 const dists = args.filter((a) => a.startsWith('--leash-dist=')).map((a) => resolve(a.slice('--leash-dist='.length)));
-if (dists.length === 0) dists.push(join(ROOT, 'dist/src'));
+if (dists.length === 0) dists.push(join(ROOT, dirname(SHIPPED_CLI)));
 const TMP = mkdtempSync(join(tmpdir(), 'leash-instr-'));
 const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
 

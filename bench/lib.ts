@@ -567,10 +567,18 @@ export function benchSidecarYaml(o: {
   ].join('\n');
 }
 
-// ---- node flags of the leash process ----
+// ---- what the benches run: the shipped file, with the image's node flags ----
 
 /**
- * The node flags the leash image runs with (Dockerfile ENTRYPOINT: `node <these> dist/src/cli.js`).
+ * The command line as shipped, relative to the package root: the bundle `npm run build`
+ * writes (rolldown.config.mjs), the package's `bin` and the Dockerfile's ENTRYPOINT script
+ * (test/unit/bench-flags.test.ts). The benches measure this file by default; `--leash-dist=DIR`
+ * names another directory holding a cli.js (another build's dist/leash, or a dist/src).
+ */
+export const SHIPPED_CLI = 'dist/leash/cli.js';
+
+/**
+ * The node flags the leash image runs with (Dockerfile ENTRYPOINT: `node <these> dist/leash/cli.js`).
  * The one place the benches take them from; test/unit/bench-flags.test.ts checks that the
  * Dockerfile uses exactly these, so the bench measures leash as deployed.
  */

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { benchSidecarYaml, cpuUs, freePort, httpGet, paced, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, cpuUs, freePort, httpGet, paced, SHIPPED_CLI, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
 
 /**
  * Idle and peak memory of `leash sidecar` (issue 11), against an empty `node` measured in
  * the same run:
- *   node dist/bench/memory.js                       this build (dist/src)
+ *   node dist/bench/memory.js                       this build (dist/leash, the shipped bundle)
  *   --leash-dist=DIR[,DIR…]   measure other builds too (e.g. a build of main), same run
  *   --variant="FLAGS"         this build run with node FLAGS as well (repeatable), e.g.
  *                             --variant="--max-semi-space-size=1"
@@ -36,7 +36,7 @@ interface Target {
   cli: string;
   nodeArgs: string[];
 }
-const THIS = join(ROOT, 'dist/src/cli.js');
+const THIS = join(ROOT, SHIPPED_CLI);
 const TARGETS: Target[] = [
   { name: 'this build', cli: THIS, nodeArgs: [] },
   ...args.filter((a) => a.startsWith('--variant=')).map((a) => a.slice('--variant='.length)).map((f) => ({ name: `this build, ${f}`, cli: THIS, nodeArgs: f.split(/\s+/).filter(Boolean) })),

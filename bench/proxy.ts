@@ -23,6 +23,7 @@ import {
   pinSelf,
   resetPeakRss,
   RawConn,
+  SHIPPED_CLI,
   sleep,
   spawnNode,
   spawnNodeWithHello,
@@ -71,7 +72,7 @@ import { summarise, type ProfileSummary } from './profile.js';
  *   npm run bench                 full run (3 rounds, ~7 min)
  *   node dist/bench/proxy.js --quick      short phases, 1 round, for checking the harness
  *   --rounds=N        number of interleaved rounds (default 3; 1 with --quick)
- *   --leash-dist=DIR  measure the leash compiled in DIR instead of ./dist/src
+ *   --leash-dist=DIR  measure the cli.js in DIR (another build's dist/leash or dist/src) instead of ./dist/leash
  *   --leash-node-flags="--a --b"   node flags for leash instead of the image's;
  *                     --leash-node-flags= (empty): none
  *   flags: --no-baseline --no-warn --no-profile --no-wait (don't wait for a quiet machine)
@@ -157,8 +158,8 @@ const HOST = '127.0.0.1';
 const KEY = `sk-bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
-/** The compiled leash to measure: ./dist/src, or --leash-dist=DIR (e.g. a build of another commit). */
-const LEASH_DIST = resolve(process.argv.find((a) => a.startsWith('--leash-dist='))?.slice('--leash-dist='.length) ?? join(ROOT, 'dist/src'));
+/** The leash to measure: the shipped bundle (dist/leash), or --leash-dist=DIR holding a cli.js (another build's dist/leash or dist/src). */
+const LEASH_DIST = resolve(process.argv.find((a) => a.startsWith('--leash-dist='))?.slice('--leash-dist='.length) ?? join(ROOT, dirname(SHIPPED_CLI)));
 const TMP = mkdtempSync(join(tmpdir(), 'leash-bench-'));
 /**
  * Every leash process of a run uses one snapshot of the build, so a rebuild of dist/
@@ -166,12 +167,19 @@ const TMP = mkdtempSync(join(tmpdir(), 'leash-bench-'));
  */
 function snapshotBuild(): string {
   const app = join(TMP, 'app');
-  cpSync(LEASH_DIST, join(app, 'dist/src'), { recursive: true });
+  cpSync(LEASH_DIST, join(app, 'dist/leash'), { recursive: true });
+  cpSync(join(ROOT, 'dist/src'), join(app, 'dist/src'), { recursive: true });
   cpSync(join(ROOT, 'package.json'), join(app, 'package.json'));
   symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules'), 'dir');
-  return join(app, 'dist/src/cli.js');
+  return join(app, 'dist/leash/cli.js');
 }
 const CLI = snapshotBuild();
+/**
+ * The profile phase runs tsc's unbundled output of this checkout (the same code, one file
+ * per module, dependencies from node_modules), so each frame's file says whether it is
+ * leash, a dependency or Node (profile.ts area()); in the bundle they share chunk files.
+ */
+const PROFILE_CLI = join(dirname(dirname(CLI)), 'src/cli.js');
 /** Every child's environment. UV_USE_IO_URING=0: nothing may turn libuv's io_uring on for the proxies. */
 const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
 const t0 = Date.now();
@@ -198,14 +206,14 @@ interface Leash {
   stderr: string[];
 }
 
-async function startLeash(tag: string, upstreamPort: number, level: string, nodeArgs: string[] = []): Promise<Leash> {
+async function startLeash(tag: string, upstreamPort: number, level: string, nodeArgs: string[] = [], cli = CLI): Promise<Leash> {
   const [port, admin] = [await freePort(), await freePort()];
   const cfg = join(TMP, `${tag}.yaml`);
   writeFileSync(cfg, benchSidecarYaml({ host: HOST, port, admin, upstreamPort, level }));
   // Logs go to a file, as they would to a container runtime's log pipe.
   const logPath = join(TMP, `${tag}.log`);
   const fd = openSync(logPath, 'w');
-  const child = spawnNode([...LEASH_NODE_FLAGS, ...nodeArgs, CLI, 'sidecar', '--config', cfg], env, ['ignore', fd, 'pipe'], proxyCpus);
+  const child = spawnNode([...LEASH_NODE_FLAGS, ...nodeArgs, cli, 'sidecar', '--config', cfg], env, ['ignore', fd, 'pipe'], proxyCpus);
   closeSync(fd);
   children.push(child);
   if (PIN) onProxyCore.push(child);
@@ -531,7 +539,7 @@ async function abortPropagation(t: Target, upstreamPort: number, tag: string): P
 async function profileLeash(upstreamPort: number): Promise<{ summary: ProfileSummary; rps: number; cpuUsPerReq: number }> {
   const dir = join(TMP, 'prof');
   mkdirSync(dir, { recursive: true });
-  const l = await startLeash('leash-prof', upstreamPort, 'info', ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250']);
+  const l = await startLeash('leash-prof', upstreamPort, 'info', ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'], PROFILE_CLI);
   const t: Target = { name: 'leash (prof)', port: l.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: l.pid };
   const upPid = upstreamPid;
   const s = await saturation(t, upPid);

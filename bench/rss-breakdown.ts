@@ -4,15 +4,15 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, r
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchSidecarYaml, freePort, median, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, freePort, median, SHIPPED_CLI, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
 
 /**
  * Where `leash sidecar`'s idle RSS above an empty `node` goes (issue 11), per mapping:
  *   node dist/bench/rss-breakdown.js [--runs=N] [--at=MS] [--preload] [--malloc]
  *     --variant="FLAGS"        this build with node FLAGS as well (repeatable); NAME=VALUE
  *                              tokens are environment variables, e.g. "MALLOC_ARENA_MAX=2 --v8-pool-size=1";
- *                              a token dist=DIR runs another build (its dist/src) with the rest
- *     --leash-dist=DIR[,DIR…]  other builds (their dist/src), same runs
+ *                              a token dist=DIR runs another build (a dir holding cli.js: dist/leash or dist/src) with the rest
+ *     --leash-dist=DIR[,DIR…]  other builds (dirs holding a cli.js: dist/leash or dist/src), same runs
  *     --preload                load dist/bench/rss-preload.js (--import) into every leash and
  *                              print V8's heap statistics and the modules loaded at the reading
  *     --binary                 also split the node binary's resident pages (/proc/PID/pagemap)
@@ -36,7 +36,7 @@ const MALLOC = args.includes('--malloc');
 const BINARY = args.includes('--binary');
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
-const THIS = join(ROOT, 'dist/src/cli.js');
+const THIS = join(ROOT, SHIPPED_CLI);
 interface Target {
   name: string;
   cli: string;
@@ -52,7 +52,7 @@ const TARGETS: Target[] = [
       // Tokens NAME=VALUE (upper-case name) are environment variables, the rest node flags.
       const tokens = v.split(/\s+/).filter(Boolean);
       const isEnv = (t: string) => /^[A-Z_][A-Z0-9_]*=/.test(t);
-      // A token dist=DIR runs that build (its dist/src) instead of this one.
+      // A token dist=DIR runs that build (a dir holding its cli.js) instead of this one.
       const dist = tokens.find((t) => t.startsWith('dist='))?.slice(5);
       const flags = tokens.filter((t) => !isEnv(t) && !t.startsWith('dist='));
       return { name: dist ? v : `this build, ${v}`, cli: dist ? join(resolve(dist), 'cli.js') : THIS, nodeArgs: flags, env: Object.fromEntries(tokens.filter(isEnv).map((t) => [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)])) };

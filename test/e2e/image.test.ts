@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  */
 const ROOT = join(import.meta.dirname, '..', '..');
 const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; dependencies: Record<string, string>; devDependencies: Record<string, string> };
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; bin: { leash: string }; dependencies: Record<string, string>; devDependencies: Record<string, string> };
 const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
 
 /** The Dockerfile's instructions, continuation lines joined, comments dropped. */
@@ -58,7 +58,7 @@ const ok = (r: SpawnSyncReturns<string>, what: string) => {
 let work: string;
 /** The clean directory standing for the image's /app. */
 let app: string;
-/** The ENTRYPOINT with /app mapped to `app`: [node, <app>/dist/src/cli.js]. */
+/** The ENTRYPOINT with /app mapped to `app`: [node, …flags, <app>/dist/leash/cli.js]. */
 let entry: string[];
 /** Dummy values for every variable the shipped examples read (none is a real secret). */
 const dummyEnv: NodeJS.ProcessEnv = {
@@ -96,7 +96,9 @@ beforeAll(() => {
     }
   }
   symlinkSync(join(ROOT, 'node_modules'), join(build, 'node_modules'), 'dir');
-  ok(run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: build, timeout: 120_000 }), 'tsc');
+  // The build stage's `npm run build`: tsc, then the bundle (rolldown.config.mjs).
+  expect(buildStage.some((s) => s.op === 'RUN' && s.args.startsWith('npm run build'))).toBe(true);
+  ok(run('npm', ['run', 'build'], { cwd: build, timeout: 120_000 }), 'npm run build');
   const packed = ok(run('npm', ['pack', '--json', '--pack-destination', work], { cwd: build, timeout: 60_000 }), 'npm pack');
   const tarball = join(work, (JSON.parse(packed.stdout) as Array<{ filename: string }>)[0]!.filename);
   app = join(work, 'app');
@@ -171,8 +173,13 @@ describe('the installed image (npm pack, npm ci --omit=dev)', () => {
     const expected = new Set(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'examples', 'node_modules', 'package-lock.json', 'package.json']);
     expect(top.filter((f) => !expected.has(f))).toEqual([]);
     expect(top).toContain('LICENSE');
-    expect(readdirSync(join(app, 'dist'))).toEqual(['src']);
+    expect(readdirSync(join(app, 'dist')).sort()).toEqual(['leash', 'src']);
     expect(existsSync(join(app, 'dist', 'src', 'cli.js'))).toBe(true);
+    // The ENTRYPOINT runs the bundle (rolldown.config.mjs), and the package's bin is the same file.
+    expect(entry.at(-1)).toBe(join(app, 'dist', 'leash', 'cli.js'));
+    expect(existsSync(entry.at(-1)!)).toBe(true);
+    expect(existsSync(join(app, 'dist', 'leash', 'validate-child.js'))).toBe(true);
+    expect(join(app, pkg.bin.leash)).toBe(entry.at(-1));
   });
 
   it('answers --version with the package version', () => {
@@ -190,6 +197,7 @@ describe('the installed image (npm pack, npm ci --omit=dev)', () => {
     };
     walk(join(app, 'dist', 'src'));
     expect(files.length).toBeGreaterThan(50);
+    walk(join(app, 'dist', 'leash'));
     // cli.js runs only when it is the main module, so importing it starts nothing.
     // From a script file: cli.js runs unless argv[1] names another file (so not with -e).
     const script = join(work, 'import-all.mjs');

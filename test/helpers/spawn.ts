@@ -12,7 +12,14 @@ export interface Spawned {
   waitFor(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
-export const CLI = join(import.meta.dirname, '..', '..', 'dist', 'src', 'cli.js');
+/**
+ * The shipped command line: the bundle `npm run build` writes (rolldown.config.mjs), what the
+ * package's `bin` and the image's ENTRYPOINT run. Every test that runs leash as a process
+ * runs this file, so the bundle is what they test.
+ */
+export const CLI = join(import.meta.dirname, '..', '..', 'dist', 'leash', 'cli.js');
+/** What a test that needs CLI says when it is missing. */
+export const CLI_MISSING = 'dist/leash/cli.js missing: run `npm run build` first';
 
 export function writeTemp(name: string, text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'leash-test-'));
@@ -21,8 +28,9 @@ export function writeTemp(name: string, text: string): string {
   return path;
 }
 
-export function spawnLeash(args: string[], env: Record<string, string> = {}): Spawned {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `node CLI ARGS` with only PATH and `env` in its environment; `opts.cli` runs another copy of the CLI, `opts.cwd` sets its directory. */
+export function spawnLeash(args: string[], env: Record<string, string> = {}, opts: { cli?: string; cwd?: string } = {}): Spawned {
+  const child = spawn(process.execPath, [opts.cli ?? CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const stderr: string[] = [];
   const waiters: Array<() => void> = [];

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI } from '../helpers/spawn.js';
+import { CLI, CLI_MISSING } from '../helpers/spawn.js';
 
 /**
  * `leash check FILE` as a process on files in a tmp dir: every problem in one run with key
@@ -19,7 +19,7 @@ const file = (name: string, text: string, mode = 0o600) => {
   return p;
 };
 const check = (path: string, env: Record<string, string> = {}) => {
-  expect(existsSync(CLI), 'dist/src/cli.js missing: run `npx tsc -p .` first').toBe(true);
+  expect(existsSync(CLI), CLI_MISSING).toBe(true);
   const r = spawnSync(process.execPath, [CLI, 'check', '--config', path], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, all: r.stdout + r.stderr };
 };

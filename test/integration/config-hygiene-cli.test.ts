@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, spawnLeash, type Spawned } from '../helpers/spawn.js';
+import { CLI, CLI_MISSING, spawnLeash, type Spawned } from '../helpers/spawn.js';
 
 /**
  * `leash check` (and `leash sidecar` at start) as processes, on files in a tmp dir: inline
@@ -19,7 +19,7 @@ const file = (name: string, text: string, mode = 0o600) => {
   return p;
 };
 const run = (args: string[], env: Record<string, string> = {}) => {
-  expect(existsSync(CLI), 'dist/src/cli.js missing: run `npx tsc -p .` first').toBe(true);
+  expect(existsSync(CLI), CLI_MISSING).toBe(true);
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
 };
 const pieces = (secret: string) => Array.from({ length: secret.length - 7 }, (_, i) => secret.slice(i, i + 8));

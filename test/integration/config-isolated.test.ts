@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fromPlain, toPlain } from '../../src/config/plain.js';
-import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
+import { CLI, spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 
 /**
  * `leash sidecar` validates its config in a short-lived child process (config/isolated.ts) so
@@ -44,6 +44,12 @@ const route = (over: Record<string, unknown> = {}) => ({
 });
 const doc = (over: Record<string, unknown> = {}, routeOver: Record<string, unknown> = {}) => JSON.stringify({ routes: { api: route(routeOver) }, ...over });
 const ENV = { API_KEY: 'fake-key-for-tests', LEASH_JOIN_TOKEN: 'fake-join-token' };
+
+/** The bundle the CLI runs (dist/leash/) and, from its manifest.json, the modules of each chunk file. */
+const BUNDLE_URL = pathToFileURL(dirname(CLI)).href + '/';
+const CHUNK_MODULES = new Map(
+  (JSON.parse(readFileSync(join(dirname(CLI), 'manifest.json'), 'utf8')) as { chunks: Array<{ file: string; modules: string[] }> }).chunks.map((c) => [c.file, c.modules]),
+);
 
 const EXAMPLES = join(import.meta.dirname, '..', '..', 'examples');
 const cases: Array<[string, string, Record<string, string | undefined>]> = [
@@ -134,16 +140,20 @@ describe('leash sidecar: the serving thread', () => {
     const config = writeTemp('sidecar.yaml', ['listen: 127.0.0.1:0', 'admin: 127.0.0.1:0', 'routes:', '  api:', ...Object.entries(route()).map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`)].join('\n'));
     proc = spawnLeash(['sidecar', '--config', config], { ...ENV, NODE_OPTIONS: `--import ${pathToFileURL(register).href}` });
     await proc.waitFor((l) => l.msg === 'leash sidecar started', 15_000);
+    // The CLI is the bundle (test/helpers/spawn.ts): the hook sees its chunk files, and the
+    // bundle's manifest.json says which modules each chunk holds.
     const loaded = readFileSync(record, 'utf8').split('\n').filter(Boolean);
-    const packages = new Set(loaded.map((u) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u)?.[1]).filter(Boolean));
+    const modules = loaded.flatMap((u) => (u.startsWith(BUNDLE_URL) ? (CHUNK_MODULES.get(u.slice(BUNDLE_URL.length)) ?? [`unknown chunk ${u}`]) : [u]));
+    expect(modules.filter((m) => m.startsWith('unknown chunk'))).toEqual([]);
+    const packages = new Set(modules.map((m) => /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(m)?.[1]).filter(Boolean));
     // The hook saw the serving code (so an absence below means something)...
     expect(packages).toContain('pino');
     expect(packages).toContain('prom-client');
-    expect(loaded.some((u) => u.endsWith('/dist/src/sidecar/sidecar.js'))).toBe(true);
+    expect(modules).toContain('dist/src/sidecar/sidecar.js');
     // ...and neither yaml nor zod, nor the schemas.
     expect(packages).not.toContain('zod');
     expect(packages).not.toContain('yaml');
-    expect(loaded.filter((u) => /\/dist\/src\/config\/(load|sidecar|common|worker)\.js$/.test(u))).toEqual([]);
+    expect(modules.filter((m) => /dist\/src\/config\/(load|sidecar|common|worker)\.js$/.test(m))).toEqual([]);
   });
 
   it('a bad config: exit 1 and the same one line per problem as before, nothing served', async () => {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
+import { CLI, CLI_MISSING } from '../helpers/spawn.js';
 import { closedPort, rawPairs, rawRequest, sleep, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
@@ -455,8 +456,8 @@ describe('pitfall: no error listener, no crash', () => {
   });
 
   it('a spawned `leash sidecar` process survives failing upstreams and exits 0 on SIGTERM', async () => {
-    const cli = join(process.cwd(), 'dist/src/cli.js');
-    expect(existsSync(cli), 'dist/src/cli.js missing: run `npx tsc -p .` first').toBe(true);
+    const cli = CLI;
+    expect(existsSync(cli), CLI_MISSING).toBe(true);
     const dead = await closedPort();
     const dir = mkdtempSync(join(tmpdir(), 'leash-pitfall-'));
     const config = join(dir, 'sidecar.yaml');

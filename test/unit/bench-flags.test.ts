@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { IMAGE_NODE_FLAGS, leashNodeFlags } from '../../bench/lib.js';
+import { IMAGE_NODE_FLAGS, leashNodeFlags, SHIPPED_CLI } from '../../bench/lib.js';
 
 /**
  * The benches run leash with bench/lib.ts's IMAGE_NODE_FLAGS by default, to measure it as the
@@ -28,8 +28,8 @@ describe('bench node flags', () => {
   it("the Dockerfile's ENTRYPOINT runs node with exactly IMAGE_NODE_FLAGS before the cli", () => {
     const entry = entrypoint();
     expect(entry[0]).toBe('node');
-    const script = entry.findIndex((a) => a.endsWith('/dist/src/cli.js'));
-    expect(script, 'ENTRYPOINT names dist/src/cli.js').toBeGreaterThan(0);
+    const script = entry.findIndex((a) => a.endsWith(`/${SHIPPED_CLI}`));
+    expect(script, `ENTRYPOINT names ${SHIPPED_CLI}, the file the benches measure`).toBeGreaterThan(0);
     expect(entry.slice(1, script)).toEqual([...IMAGE_NODE_FLAGS]);
     // No node flag after the script either (those would be leash's arguments, not node's).
     expect(entry.slice(script + 1)).toEqual([]);

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { sidecarSchema, type SidecarConfig } from '../../src/config/sidecar.js';
 import { ConfigError } from '../../src/core/errors.js';
+import { CLI, CLI_MISSING } from '../helpers/spawn.js';
 
 /** Config validation: every message names the key path and the reason (DESIGN §4), never a secret. */
 const route = (over: Record<string, unknown> = {}) => ({
@@ -257,9 +258,9 @@ describe('config: syntax', () => {
 });
 
 describe('CLI', () => {
-  const cli = join(process.cwd(), 'dist/src/cli.js');
+  const cli = CLI;
   const run = (args: string[], env: Record<string, string> = {}) => {
-    expect(existsSync(cli), 'dist/src/cli.js missing: run `npx tsc -p .` first').toBe(true);
+    expect(existsSync(cli), CLI_MISSING).toBe(true);
     return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
   };
   const dir = mkdtempSync(join(tmpdir(), 'leash-cli-'));

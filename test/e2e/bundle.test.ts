@@ -1,0 +1,84 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, parse } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, spawnLeash, type Spawned } from '../helpers/spawn.js';
+
+/**
+ * The shipped command line is a bundle (rolldown.config.mjs): dist/leash/ holds leash and
+ * its production dependencies. Copied alone into a directory with no node_modules on the
+ * way up (so nothing can be found there), it must still run: `--version`, `check`, and
+ * `leash dev` serving its demo route (authority, mTLS bootstrap, a leased JWT, the proxy).
+ * A dependency the bundle left out would be loaded from node_modules at run time: a second
+ * copy beside the bundled one, or a failure in an image without node_modules.
+ */
+const ROOT = join(import.meta.dirname, '..', '..');
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+let dir: string;
+let cli: string;
+let dev: Spawned | undefined;
+
+/** Every node_modules directory Node would search from `from` upwards. */
+function nodeModulesAbove(from: string): string[] {
+  const found: string[] = [];
+  for (let d = from; ; d = dirname(d)) {
+    if (existsSync(join(d, 'node_modules'))) found.push(join(d, 'node_modules'));
+    if (d === parse(d).root) return found;
+  }
+}
+
+beforeAll(() => {
+  expect(existsSync(CLI), 'dist/leash/cli.js missing: run `npm run build` first').toBe(true);
+  dir = mkdtempSync(join(tmpdir(), 'leash-bundle-'));
+  cpSync(dirname(CLI), join(dir, 'dist', 'leash'), { recursive: true });
+  cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
+  cli = join(dir, 'dist', 'leash', 'cli.js');
+});
+
+afterAll(async () => {
+  if (dev && dev.child.exitCode === null) {
+    dev.child.kill('SIGKILL');
+    await dev.exit;
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the bundled CLI, alone in a directory without node_modules', () => {
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
+
+  it('has no node_modules to fall back on', () => {
+    expect(nodeModulesAbove(dirname(cli))).toEqual([]);
+  });
+
+  it('answers --version', () => {
+    const r = run(['--version']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(pkg.version);
+  });
+
+  it('checks a config in its child process (the bundled validate-child.js: yaml and zod)', () => {
+    const good = join(dir, 'sidecar.yaml');
+    writeFileSync(good, ['routes:', '  api:', '    upstream: https://api.example.com', '    credential: { env: API_KEY }', '    inject: { header: authorization, format: "Bearer {{credential}}" }', '    allow: ["GET /v1/models"]', ''].join('\n'));
+    const ok = run(['check', '--config', good], { API_KEY: 'bundle-test-dummy' });
+    expect(ok.status, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('valid');
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'routes:\n  api:\n    upstream: api.example.com\n');
+    const no = run(['check', '--config', bad]);
+    expect(no.status).toBe(1);
+    expect(no.stderr).toContain('routes.api.upstream');
+  });
+
+  it('runs `leash dev`: bootstrap, a leased credential, and the proxy answering the demo route', async () => {
+    dev = spawnLeash(['dev'], { LEASH_LISTEN: '127.0.0.1:0', LEASH_ADMIN: '127.0.0.1:0', LEASH_DEMO_TTL: '30s' }, { cli, cwd: dir });
+    const started = await dev.waitFor((l) => l.msg === 'leash sidecar started', 20_000);
+    const res = await fetch(`http://${String(started.listen)}/demo/whoami`);
+    expect(res.status, await res.clone().text()).toBe(200);
+    // The demo upstream verified the leased JWT and says whom it was issued to.
+    expect(JSON.stringify(await res.json())).toMatch(/spiffe:\/\//);
+    dev.child.kill('SIGTERM');
+    expect(await dev.exit).toBe(0);
+  }, 30_000);
+});
