@@ -1,17 +1,5 @@
 import { collectDefaultMetrics, type Registry } from 'prom-client';
-import processCpuTotal from 'prom-client/lib/metrics/processCpuTotal.js';
-import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
-import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
-import processOpenFileDescriptors from 'prom-client/lib/metrics/processOpenFileDescriptors.js';
-import processMaxFileDescriptors from 'prom-client/lib/metrics/processMaxFileDescriptors.js';
-import eventLoopLag from 'prom-client/lib/metrics/eventLoopLag.js';
-import processResources from 'prom-client/lib/metrics/processResources.js';
-import processHandles from 'prom-client/lib/metrics/processHandles.js';
-import processRequests from 'prom-client/lib/metrics/processRequests.js';
-import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
-import heapSpacesSizeAndUsed from 'prom-client/lib/metrics/heapSpacesSizeAndUsed.js';
-import version from 'prom-client/lib/metrics/version.js';
-import gc from 'prom-client/lib/metrics/gc.js';
+import { promCollector } from './prom-collectors.js';
 
 /**
  * prom-client's default process and Node.js metrics under their standard names (no
@@ -39,17 +27,6 @@ export interface DefaultMetricsOptions {
   gcDuration?: boolean;
 }
 
-type Collector = (registry: Registry, config: Record<string, unknown>) => void;
-
-/**
- * prom-client's collectors by their `metricsList` names, imported statically (not through
- * `createRequire`) so the bundle (rolldown.config.mjs) holds them: a require by a computed
- * name would load a second copy of prom-client from node_modules at run time.
- */
-const COLLECTORS: Readonly<Record<string, Collector>> = {
-  processCpuTotal, processStartTime, osMemoryHeap, processOpenFileDescriptors, processMaxFileDescriptors, eventLoopLag, processResources, processHandles, processRequests, heapSizeAndUsed, heapSpacesSizeAndUsed, version, gc,
-};
-
 /**
  * Each of prom-client's default collectors is run on its own, in the order of its
  * `metricsList` (what `collectDefaultMetrics` runs), so one can be left out: prom-client has
@@ -62,7 +39,7 @@ export function registerDefaultMetrics(registry: Registry, options: DefaultMetri
   const config = { register: registry, eventLoopMonitoringPrecision: 10 };
   for (const name of collectDefaultMetrics.metricsList) {
     if (name === GC_COLLECTOR && options.gcDuration !== true) continue;
-    const collector = COLLECTORS[name];
+    const collector = promCollector(name);
     if (!collector) throw new Error(`prom-client's default collector "${name}" is not known to leash (prom-client upgraded?)`);
     collector(registry, config);
   }

@@ -52,6 +52,14 @@ describe('the bundled CLI, alone in a directory without node_modules', () => {
     expect(nodeModulesAbove(dirname(cli))).toEqual([]);
   });
 
+  it("holds prom-client's collectors itself (prom-collectors.bundled.js in place of the require)", () => {
+    const { chunks } = JSON.parse(readFileSync(join(dirname(cli), 'manifest.json'), 'utf8')) as { chunks: Array<{ modules: string[] }> };
+    const modules = chunks.flatMap((c) => c.modules);
+    expect(modules).toContain('dist/src/telemetry/prom-collectors.bundled.js');
+    expect(modules).not.toContain('dist/src/telemetry/prom-collectors.js');
+    expect(modules).toContain('node_modules/prom-client/lib/metrics/processCpuTotal.js');
+  });
+
   it('answers --version', () => {
     const r = run(['--version']);
     expect(r.stderr).toBe('');

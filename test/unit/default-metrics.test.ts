@@ -6,6 +6,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { sidecarSchema } from '../../src/config/sidecar.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { DROPPED_DEFAULT_METRICS, registerDefaultMetrics } from '../../src/telemetry/default-metrics.js';
+import { promCollector } from '../../src/telemetry/prom-collectors.js';
+import { promCollector as bundledCollector } from '../../src/telemetry/prom-collectors.bundled.js';
 import { AuthorityMetrics } from '../../src/telemetry/authority-metrics.js';
 import { SidecarMetrics } from '../../src/telemetry/metrics.js';
 import { sample } from '../helpers/promtool.js';
@@ -111,5 +113,20 @@ describe('config: metrics.gcDuration', () => {
     expect(bad.join('\n')).toMatch(/metrics\.gcDuration/);
     const typo = problems(() => parseConfig(sidecarSchema, sidecar('metrics: { gcduration: true }\n'), { K: 'k' }));
     expect(typo.join('\n')).toMatch(/gcduration.*did you mean .gcDuration./);
+  });
+});
+
+describe("prom-client's collectors: the require (dist/src) and the bundle's static imports", () => {
+  it('give the same function for every name in metricsList, and nothing for an unknown name', () => {
+    expect(collectDefaultMetrics.metricsList.length).toBeGreaterThanOrEqual(13);
+    for (const name of collectDefaultMetrics.metricsList) {
+      const required = promCollector(name);
+      expect(typeof required, name).toBe('function');
+      expect(bundledCollector(name), name).toBe(required);
+    }
+    for (const name of ['noSuchCollector', 'toString', '__proto__']) {
+      expect(promCollector(name)).toBeUndefined();
+      expect(bundledCollector(name)).toBeUndefined();
+    }
   });
 });
