@@ -821,6 +821,7 @@ async function main(): Promise<void> {
   const us = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${Math.round(v)}`);
   const plus = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${v >= 0 ? '+' : ''}${Math.round(v)}`);
   const mb = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(1));
+  const plusMB = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${v >= 0 ? '+' : ''}${v.toFixed(1)}`);
   const x = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '–' : `${v.toFixed(2)}×`);
   const pass = (ok: boolean | undefined) => (ok === undefined ? '–' : ok ? 'pass' : '**fail**');
   /** Median over the rounds of one figure. */
@@ -959,6 +960,9 @@ async function main(): Promise<void> {
     row("idle RSS, round 1's processes (MB)", ['–', ...(idle.fwd ? [mb(idle.fwd.rssMB)] : []), mb(idle.leash.rssMB), ...(warn ? [mb(warn.idle)] : [])]),
     row("idle RssAnon / RssFile, round 1's processes (MB)", [`empty node ${mb(emptyNode.anonMB)} / ${mb(emptyNode.fileMB)}`, ...(idle.fwd ? [`${mb(idle.fwd.anonMB)} / ${mb(idle.fwd.fileMB)}`] : []), `${mb(idle.leash.anonMB)} / ${mb(idle.leash.fileMB)}`, ...(warn ? ['–'] : [])]),
     row('RSS at the end of the round, settled (MB)', ['–', ...memCols((m) => m.end.rssMB), ...(warn ? ['–'] : [])]),
+    // Not a goal: how much of the growth under load is anonymous memory (heap, buffers, malloc)
+    // and how much file pages (the node binary's code first run under load, e.g. TurboFan's).
+    row('RssAnon / RssFile at the end of the round − at idle (MB)', ['–', ...(F ? [`${plusMB(med((r) => memOf(r, F)!.end.anonMB - memOf(r, F)!.idle.anonMB))} / ${plusMB(med((r) => memOf(r, F)!.end.fileMB - memOf(r, F)!.idle.fileMB))}`] : []), `${plusMB(med((r) => memOf(r, 'leash')!.end.anonMB - memOf(r, 'leash')!.idle.anonMB))} / ${plusMB(med((r) => memOf(r, 'leash')!.end.fileMB - memOf(r, 'leash')!.idle.fileMB))}`, ...(warn ? ['–'] : [])]),
     row(`peak RSS, VmHWM (MB)${peakReset ? ', since idle' : ''}`, ['–', ...memCols((m) => m.end.hwmMB), ...(warn ? [mb(warn.peak)] : [])]),
     row(`SSE first event p50 (µs, ${D.sseDelayMs} ms delay)`, perTarget((r, n) => sseOf(r, n)!.first.p50, us, '–')),
     row('SSE first event added p50 vs direct (µs)', perTarget((r, n) => sseOf(r, n)!.first.p50 - sseOf(r, 'direct')!.first.p50, plus, '–')),
