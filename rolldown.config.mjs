@@ -14,12 +14,15 @@
 // leash/…) the resolver's per-import work was still enough to get V8 to optimise it
 // (`--trace-opt`: getPathFromURLPosix, normalizeString) and page in TurboFan's ~3.3 MB.
 // Three groups keep the serving process to a few files: `base` (what cli.ts imports, so
-// `cli.js` itself stays small and never loads the sidecar), `serving` (everything
+// `cli.js` itself stays small and never loads the sidecar; its test must follow cli.ts's
+// imports), `serving` (everything
 // `leash sidecar` imports statically, dependencies included), `validate` (what only the
 // config child needs: yaml, zod, the schemas). A module two groups want goes to the higher
 // priority, so `serving` never holds yaml or zod (test/integration/config-isolated.test.ts
 // checks what the serving process loads); the config child loads `serving` for the few
 // modules it shares with it (~30 ms more start-up, bench/RESULTS.md "seventh").
+import { dirname, join, relative } from 'node:path';
+
 const groups = [
   { name: 'base', test: /dist[\\/]src[\\/](core[\\/](errors|tick-shape)|bin[\\/]args)\.js$/, priority: 3 },
   { name: 'serving', test: /dist[\\/]src[\\/](bin[\\/]sidecar|sidecar[\\/]sidecar)\.js$/, priority: 2 },
@@ -28,11 +31,9 @@ const groups = [
 
 // Output is flat, one directory: cli.js finds ../../package.json, and config/isolated.ts
 // spawns `./validate-child.js` beside itself, both relative to import.meta.url.
-// manifest.json records which modules each chunk holds and what it imports, so
-// test/integration/bundle.test.ts can check that the sidecar's serving path never loads
-// zod or yaml (config validation runs in the validate-child process).
-import { dirname, join, relative } from 'node:path';
-
+// manifest.json records which modules each chunk holds and what it imports:
+// test/integration/config-isolated.test.ts maps the files the sidecar loads to modules
+// through it (no zod or yaml, at most 8 files), test/e2e/bundle.test.ts checks its contents.
 const root = process.cwd();
 const rel = (id) => (id ? relative(root, id).split('\\').join('/') : null);
 
@@ -74,8 +75,7 @@ const manifest = {
 export default {
   input: { cli: 'dist/src/cli.js', 'validate-child': 'dist/src/config/validate-child.js' },
   platform: 'node',
-  logLevel: 'warn',
-  plugins: [promCollectors, manifest],
+    plugins: [promCollectors, manifest],
   output: {
     dir: 'dist/leash',
     format: 'esm',

@@ -1,5 +1,5 @@
 // prom-client's default collectors, one CommonJS module each, which it ships without
-// types; telemetry/default-metrics.ts imports them one by one.
+// types; telemetry/prom-collectors.bundled.ts imports them one by one (for the bundle).
 declare module 'prom-client/lib/metrics/*' {
   import type { Registry } from 'prom-client';
   const collector: (registry: Registry, config: Record<string, unknown>) => void;

@@ -3,7 +3,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { dirname, join, parse } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, spawnLeash, type Spawned } from '../helpers/spawn.js';
+import { CLI, CLI_MISSING, spawnLeash, type Spawned } from '../helpers/spawn.js';
 
 /**
  * The shipped command line is a bundle (rolldown.config.mjs): dist/leash/ holds leash and
@@ -29,7 +29,7 @@ function nodeModulesAbove(from: string): string[] {
 }
 
 beforeAll(() => {
-  expect(existsSync(CLI), 'dist/leash/cli.js missing: run `npm run build` first').toBe(true);
+  expect(existsSync(CLI), CLI_MISSING).toBe(true);
   dir = mkdtempSync(join(tmpdir(), 'leash-bundle-'));
   cpSync(dirname(CLI), join(dir, 'dist', 'leash'), { recursive: true });
   cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));

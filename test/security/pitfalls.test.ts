@@ -456,8 +456,7 @@ describe('pitfall: no error listener, no crash', () => {
   });
 
   it('a spawned `leash sidecar` process survives failing upstreams and exits 0 on SIGTERM', async () => {
-    const cli = CLI;
-    expect(existsSync(cli), CLI_MISSING).toBe(true);
+    expect(existsSync(CLI), CLI_MISSING).toBe(true);
     const dead = await closedPort();
     const dir = mkdtempSync(join(tmpdir(), 'leash-pitfall-'));
     const config = join(dir, 'sidecar.yaml');
@@ -476,7 +475,7 @@ describe('pitfall: no error listener, no crash', () => {
         '',
       ].join('\n'),
     );
-    const child = spawn(process.execPath, [cli, 'sidecar', '--config', config], { env: { ...process.env, LEASH_TEST_KEY: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'sidecar', '--config', config], { env: { ...process.env, LEASH_TEST_KEY: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let exited: number | null | undefined;
     const exit = new Promise<number | null>((r) => child.on('exit', (code) => r((exited = code))));

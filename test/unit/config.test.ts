@@ -258,10 +258,9 @@ describe('config: syntax', () => {
 });
 
 describe('CLI', () => {
-  const cli = CLI;
   const run = (args: string[], env: Record<string, string> = {}) => {
-    expect(existsSync(cli), CLI_MISSING).toBe(true);
-    return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
+    expect(existsSync(CLI), CLI_MISSING).toBe(true);
+    return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
   };
   const dir = mkdtempSync(join(tmpdir(), 'leash-cli-'));
   const file = (name: string, text: string) => {
