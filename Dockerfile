@@ -81,9 +81,9 @@ EXPOSE 8080 9090 8443
 # authority running `kind: exec` credentials whose commands leave orphaned grandchildren
 # should run with an init (docker run --init; in a pod, shareProcessNamespace) to reap them.
 # --max-semi-space-size=2: V8's young generation stays at ~4 MB instead of growing to 32 MB
-# under load, so a sidecar's peak stays within ~5-7 MB of its idle RSS at 1,000 requests/s
-# or at saturation on 10 connections (not ~9-27 MB). 2, not 1: the same peak, and ~4 % fewer
-# instructions per request than 1 (bench/RESULTS.md, "Instructions per request by node
-# flags"; docs/operations.md#memory).
+# under load, so a sidecar's peak stays within ~12 MB of its idle RSS at 1,000 requests/s
+# or at saturation on 10 connections (not ~15-35 MB). 2, not 1: 1 lowers the peak by ~1-2 MB
+# for ~4 % more instructions per request (bench/RESULTS.md, "eighth" and "Instructions per
+# request by node flags"; docs/operations.md#memory).
 ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/dist/leash/cli.js"]
 CMD ["sidecar", "--config", "/etc/leash/sidecar.yaml"]

@@ -12,6 +12,7 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  *
  *   node dist/bench/instructions.js [--requests=N] [--warmup=N] [--processes=N] [--leash-dist=DIR ...]
  *        [--leash-node-flags="--a --b"] [--audit-redis=URL] [--by-function [--top=N]] [--idle-ms=N]
+ *        [--connections=N] [--cache-sim]
  *
  * For each target (the bare http-proxy forwarder, then each leash build given as a directory
  * holding a cli.js, default ./dist/leash, the shipped bundle) the proxy runs under `valgrind --tool=callgrind --instr-atstart=no`: start-up
@@ -41,6 +42,17 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  * (per-request `usage` summaries flushed to `<prefix>audit` every 5 s; prefix
  * `leash-bench:`), so the cost of the summaries is the difference within one run.
  *
+ * --connections=N (default 4): the keep-alive connections the requests are spread over, one
+ * request at a time on each (the saturation phase of bench/proxy.ts uses 10; under callgrind
+ * the proxy is slow enough that every connection's next request waits in its socket, so more
+ * connections means more requests handled per event-loop turn).
+ *
+ * --cache-sim: callgrind also simulates caches and branch prediction (`--cache-sim=yes
+ * --branch-sim=yes`, its model of the host's L1 and last-level caches) and the main thread's
+ * misses per request are printed with their ratios to bare: a repeatable view of why a CPU
+ * second buys fewer instructions in one process than in another (slower; the instruction
+ * counts are the same).
+ *
  * With --by-function, every proxy under callgrind runs with `node --perf-basic-prof` (V8
  * writes `/tmp/perf-<pid>.map`: "start size name" per JIT code object), the main thread's
  * dump of the measured interval is read for each function's self cost (`fn=` blocks), and
@@ -61,6 +73,10 @@ const IDLE_MS = Number(args.find((a) => a.startsWith('--idle-ms='))?.split('=')[
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
 const BY_FN = args.includes('--by-function');
+/** callgrind's cache and branch simulation (`--cache-sim=yes --branch-sim=yes`): misses per request, a model of the host's, the same on every host. */
+const CACHE_SIM = args.includes('--cache-sim');
+/** Keep-alive connections the requests are spread over (one request at a time on each). */
+const CONNS = Math.max(1, Number(args.find((a) => a.startsWith('--connections='))?.split('=')[1] ?? 4) || 4);
 const TOP = Number(args.find((a) => a.startsWith('--top='))?.split('=')[1] ?? 40);
 const PROCESSES = Math.max(1, Math.floor(Number(args.find((a) => a.startsWith('--processes='))?.split('=')[1] ?? 1)) || 1);
 /** Warm-up parts, each on fresh connections destroyed at its end. */
@@ -84,7 +100,7 @@ interface Target {
 }
 
 async function drive(port: number, prefix: string, count: number): Promise<void> {
-  const conns = await Promise.all([0, 1, 2, 3].map(() => RawConn.open(HOST, port)));
+  const conns = await Promise.all(Array.from({ length: CONNS }, () => RawConn.open(HOST, port)));
   const payload = httpGet(HOST, port, `${prefix}/v1/ok`);
   let left = count;
   await Promise.all(
@@ -130,6 +146,8 @@ async function warmUp(port: number, prefix: string): Promise<void> {
 interface Ir {
   main: number;
   all: number;
+  /** With --cache-sim: every simulated event of the main thread per request (Ir, D1mr, LLd misses, Bcm, …). */
+  events?: Record<string, number>;
   byFn?: Map<string, number>;
 }
 
@@ -142,7 +160,7 @@ async function instructions(t: Target, tag: string): Promise<Ir> {
   // `--instr=on` and the counters are zeroed right before the measured requests.
   const child = start(
     'valgrind',
-    ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...nodeArgs],
+    ['--tool=callgrind', '--instr-atstart=no', ...(CACHE_SIM ? ['--cache-sim=yes', '--branch-sim=yes'] : []), `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...nodeArgs],
     `vg-${tag}`,
   );
   try {
@@ -175,14 +193,22 @@ async function instructions(t: Target, tag: string): Promise<Ir> {
       mainText = text;
     }
   }
-  if (!BY_FN) return { main: main / N, all: all / N };
+  const events = CACHE_SIM ? perRequestEvents(mainText) : undefined;
+  if (!BY_FN) return { main: main / N, all: all / N, ...(events ? { events } : {}) };
   const perfMap = join('/tmp', `perf-${child.pid}.map`);
   // Kept next to the dumps (the run's temp dir) so a table can be made again from them.
   const kept = join(TMP, `perf-${tag}.map`);
   if (existsSync(perfMap)) renameSync(perfMap, kept);
   const byFn = selfCostByFunction(mainText, existsSync(kept) ? readFileSync(kept, 'utf8') : '');
   for (const [k, v] of byFn) byFn.set(k, v / N);
-  return { main: main / N, all: all / N, byFn };
+  return { main: main / N, all: all / N, byFn, ...(events ? { events } : {}) };
+}
+
+/** The dump's totals by event name (`events:` names the columns of `summary:`), per request. */
+function perRequestEvents(dump: string): Record<string, number> {
+  const names = /^events:\s*(.*)$/m.exec(dump)?.[1]?.trim().split(/\s+/) ?? [];
+  const values = /^(?:summary|totals):\s*(.*)$/m.exec(dump)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
+  return Object.fromEntries(names.map((n, i) => [n, (values[i] ?? 0) / N]));
 }
 
 /** JIT code ranges from a perf map ("<hex start> <hex size> <name>"), sorted by start; later entries win on overlap. */
@@ -314,6 +340,22 @@ function printByFunction(rows: Array<{ name: string; ir: { main: number; byFn?: 
   if (leash.length > 1) diff(leash[0]!, leash[leash.length - 1]!);
 }
 
+/** Simulated cache and branch misses per request, main thread (median over processes), and ratios to bare. */
+function printCacheSim(rows: Row[]): void {
+  const med = (r: Row, e: string) => median(r.irs.map((i) => i.events?.[e] ?? 0));
+  const cols: Array<[string, (r: Row) => number]> = [
+    ['I1 misses', (r) => med(r, 'I1mr')],
+    ['D1 misses (read + write)', (r) => med(r, 'D1mr') + med(r, 'D1mw')],
+    ['LL misses (instr + data)', (r) => med(r, 'ILmr') + med(r, 'DLmr') + med(r, 'DLmw')],
+    ['branch mispredicts (cond + indirect)', (r) => med(r, 'Bcm') + med(r, 'Bim')],
+  ];
+  const base = rows[0]!;
+  console.log('\nSimulated by callgrind (`--cache-sim=yes --branch-sim=yes`: its model of the host\'s L1 and last-level caches, per request, main thread):\n');
+  console.log(`| target | ${cols.map(([c]) => `${c} | ÷ bare`).join(' | ')} |`);
+  console.log(`| --- | ${cols.map(() => '--- | ---').join(' | ')} |`);
+  for (const r of rows) console.log(`| ${r.name} | ${cols.map(([, f]) => `${Math.round(f(r)).toLocaleString('en')} | ${(f(r) / f(base)).toFixed(2)}`).join(' | ')} |`);
+}
+
 async function syscalls(t: Target, tag: string): Promise<number> {
   const child = start(process.execPath, [...t.nodeFlags, ...t.argv], `st-${tag}`);
   try {
@@ -387,7 +429,7 @@ async function main(): Promise<void> {
   }
   const base = rows[0]!;
   console.log(
-    `\n${N} requests per measurement, after ${WARM} warm-up requests in ${WARM_PARTS} parts (each on fresh connections, destroyed); 4 keep-alive connections, one request at a time each`,
+    `\n${N} requests per measurement, after ${WARM} warm-up requests in ${WARM_PARTS} parts (each on fresh connections, destroyed); ${CONNS} keep-alive connections, one request at a time each`,
   );
   console.log(`node flags of leash and the bare forwarder: ${fmtNodeFlags(LEASH_NODE_FLAGS)}; ${PROCESSES} fresh process(es) per target, interleaved${PROCESSES > 1 ? ': median (min–max)' : ''}; syscalls from one process per target\n`);
   const k = (n: number) => Math.round(n).toLocaleString('en');
@@ -402,6 +444,7 @@ async function main(): Promise<void> {
       `| ${r.name} | ${spread(r, (i) => i.main)} | ${(r.ir.main / base.ir.main).toFixed(3)} | ${spread(r, (i) => i.all)} | ${(r.ir.all / base.ir.all).toFixed(3)} | ${r.sys.toFixed(2)} | ${(r.sys / base.sys).toFixed(2)} |`,
     );
   }
+  if (CACHE_SIM) printCacheSim(rows);
   if (BY_FN) printByFunction(rows);
 }
 
