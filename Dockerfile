@@ -8,9 +8,9 @@
 #   docker run --rm leash:0.1.0 check --config /etc/leash/sidecar.yaml
 # In Kubernetes: deploy/ and docs/kubernetes.md.
 #
-# The steps below (pack, then install the packed files with production dependencies only,
-# then check every shipped example) are performed without a Docker engine by
-# test/e2e/image.test.ts, which also reads this file: keep the two in step.
+# The steps below (build and pack, then copy the bundle out of the package, then check every
+# shipped example) are performed without a Docker engine by test/e2e/image.test.ts, which
+# also reads this file: keep the two in step.
 
 # Base image, pinned to an exact Node release on an exact Debian release (not node:20-slim,
 # which moves under a rebuild). Pinning by digest as well (node:20.20.2-bookworm-slim@sha256:…)
@@ -28,22 +28,14 @@ COPY tsconfig.json rolldown.config.mjs README.md CHANGELOG.md LICENSE ./
 COPY src ./src
 COPY examples ./examples
 # `npm run build`: tsc (dist/src), then the bundle the ENTRYPOINT runs (dist/leash,
-# rolldown.config.mjs). package.json "files" decides what ships (dist/src, dist/leash, examples/*.yaml, README, CHANGELOG,
-# LICENSE if present): the image gets exactly the published package, nothing from the
-# build tree. The lockfile is not packed by npm; it is added so the runtime install below
-# resolves the same versions as the build (npm ci, not npm install).
+# rolldown.config.mjs: leash and its production dependencies, with their license texts in
+# dist/leash/THIRD-PARTY-LICENSES.txt). package.json "files" decides what is published
+# (dist/src, dist/leash, examples/*.yaml, README, CHANGELOG, LICENSE); the runtime stage
+# takes its files from that package, never from the build tree.
 RUN npm run build \
  && npm pack --pack-destination /tmp \
  && mkdir /pkg \
- && tar -xzf /tmp/leash-*.tgz -C /pkg --strip-components=1 \
- && cp package-lock.json /pkg/
-
-# ---- deps: production dependencies only, from the lockfile ----
-FROM ${NODE_IMAGE} AS deps
-WORKDIR /app
-COPY --from=build /pkg ./
-# --ignore-scripts: no dependency runs code at install time (none needs to).
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+ && tar -xzf /tmp/leash-*.tgz -C /pkg --strip-components=1
 
 # ---- runtime ----
 FROM ${NODE_IMAGE}
@@ -61,7 +53,13 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
            /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 WORKDIR /app
-COPY --from=deps /app ./
+# From the published package, only what runs: the bundle needs no node_modules (every
+# dependency is in it), so the image holds no npm dependency tree to scan or to load code
+# from; dist/src (the library entry points for `import 'leash/…'`) is left out.
+# package.json: `leash --version` reads it. test/e2e/image.test.ts copies exactly these.
+COPY --from=build /pkg/package.json /pkg/LICENSE /pkg/README.md /pkg/CHANGELOG.md ./
+COPY --from=build /pkg/dist/leash ./dist/leash
+COPY --from=build /pkg/examples ./examples
 # The default config: examples/sidecar-image.yaml, whose admin listener is on 0.0.0.0:9090
 # so the kubelet's probes reach it (that file says why). Mount your own over it. Files
 # copied here are owned by root and read-only to leash: it writes nothing to its filesystem

@@ -21,6 +21,7 @@
 // priority, so `serving` never holds yaml or zod (test/integration/config-isolated.test.ts
 // checks what the serving process loads); the config child loads `serving` for the few
 // modules it shares with it (~30 ms more start-up, bench/RESULTS.md "seventh").
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 
 const groups = [
@@ -72,10 +73,44 @@ const manifest = {
   },
 };
 
+/**
+ * THIRD-PARTY-LICENSES.txt beside the bundle: every npm package the bundle holds code from,
+ * with its version, declared license and the license text it ships (their licenses ask that
+ * the notice travel with the code, and the image carries the bundle without node_modules).
+ * test/e2e/bundle.test.ts checks it names every package in manifest.json.
+ * @type {import('rolldown').Plugin}
+ */
+const thirdPartyLicenses = {
+  name: 'leash-third-party-licenses',
+  generateBundle(_options, bundle) {
+    const roots = new Set();
+    for (const c of Object.values(bundle)) {
+      if (c.type !== 'chunk') continue;
+      for (const id of c.moduleIds) {
+        // The package is the last node_modules/<name> or node_modules/@scope/<name> in the path.
+        const m = /^(.*[\\/]node_modules[\\/](?:@[^\\/]+[\\/])?[^\\/]+)[\\/](?!.*[\\/]node_modules[\\/])/.exec(id);
+        if (m) roots.add(m[1]);
+      }
+    }
+    const entries = [...roots].map((root) => {
+      const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+      const declared = typeof pkg.license === 'string' ? pkg.license : pkg.license?.type ?? (pkg.licenses ?? []).map((l) => l.type ?? l).join(' OR ');
+      const file = readdirSync(root).find((f) => /^(licen[cs]e|copying)(\.(md|txt|markdown))?$/i.test(f));
+      const text = file ? readFileSync(join(root, file), 'utf8').trim() : `(${pkg.name} ships no license file; its package.json declares ${declared || 'no license'}.)`;
+      return { name: pkg.name, version: pkg.version, declared, text };
+    });
+    entries.sort((a, b) => a.name.localeCompare(b.name));
+    const rule = '='.repeat(78);
+    const body = entries.map((e) => `${rule}\n${e.name} ${e.version} (${e.declared || 'no license declared'})\n${rule}\n\n${e.text}\n`).join('\n');
+    const head = `Third-party software bundled into dist/leash (leash's own license: LICENSE at the package root).\n${entries.length} packages: ${entries.map((e) => e.name).join(', ')}.\n\n`;
+    this.emitFile({ type: 'asset', fileName: 'THIRD-PARTY-LICENSES.txt', source: head + body });
+  },
+};
+
 export default {
   input: { cli: 'dist/src/cli.js', 'validate-child': 'dist/src/config/validate-child.js' },
   platform: 'node',
-    plugins: [promCollectors, manifest],
+    plugins: [promCollectors, manifest, thirdPartyLicenses],
   output: {
     dir: 'dist/leash',
     format: 'esm',

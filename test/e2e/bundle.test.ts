@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, parse } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,6 +58,26 @@ describe('the bundled CLI, alone in a directory without node_modules', () => {
     expect(modules).toContain('dist/src/telemetry/prom-collectors.bundled.js');
     expect(modules).not.toContain('dist/src/telemetry/prom-collectors.js');
     expect(modules).toContain('node_modules/prom-client/lib/metrics/processCpuTotal.js');
+  });
+
+  it("carries the license text of every npm package it holds code from (THIRD-PARTY-LICENSES.txt)", () => {
+    const { chunks } = JSON.parse(readFileSync(join(dirname(cli), 'manifest.json'), 'utf8')) as { chunks: Array<{ modules: string[] }> };
+    // The package of a module is its last node_modules/<name> (or @scope/<name>).
+    const roots = new Set(chunks.flatMap((c) => c.modules).flatMap((m) => /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\/(?!.*node_modules\/)/.exec(m)?.[1] ?? []));
+    expect(roots.size).toBeGreaterThanOrEqual(10);
+    const notices = readFileSync(join(dirname(cli), 'THIRD-PARTY-LICENSES.txt'), 'utf8');
+    const sections = notices.split(/^={78}$/m);
+    for (const root of roots) {
+      const dep = JSON.parse(readFileSync(join(ROOT, root, 'package.json'), 'utf8')) as { name: string; version: string };
+      // A header line `<name> <version> (<license>)`, then that package's own license file.
+      const i = sections.findIndex((sec) => sec.trim().startsWith(`${dep.name} ${dep.version} (`));
+      expect(i, `${dep.name} ${dep.version} in THIRD-PARTY-LICENSES.txt`).toBeGreaterThan(0);
+      const file = readdirSync(join(ROOT, root)).find((f) => /^(licen[cs]e|copying)(\.(md|txt|markdown))?$/i.test(f));
+      expect(file, `${dep.name} ships a license file`).toBeDefined();
+      expect(sections[i + 1]!.trim()).toBe(readFileSync(join(ROOT, root, file!), 'utf8').trim());
+    }
+    // No package listed that the bundle does not hold.
+    expect(notices.match(/^={78}$/gm)!.length).toBe(2 * roots.size);
   });
 
   it('answers --version', () => {

@@ -1,24 +1,25 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { networkInterfaces, tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { basename, dirname, join, parse, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
  * The Dockerfile's steps, without a Docker engine (none on these machines): build, `npm pack`,
- * unpack the tarball into a clean directory with the lockfile, `npm ci --omit=dev`, then run
- * the installed package the way the image's ENTRYPOINT/CMD do — `--version`, `leash check`
- * on every shipped example and on the image's default config, every compiled module
- * imported (a runtime import of a devDependency fails here), and the default sidecar started
- * and probed. The Dockerfile and .dockerignore are parsed, so a change there that breaks the
- * image (a user name instead of a numeric uid, a config path CMD does not name, a COPY source
- * the build context excludes) fails this test.
+ * unpack the tarball, then copy out of it exactly what the runtime stage's `COPY --from=build`
+ * lines copy (the bundle, package.json, the examples: no node_modules), and run that the way
+ * the image's ENTRYPOINT/CMD do: `--version`, `leash check` on every shipped example and on the
+ * image's default config, every bundle file imported with no node_modules to fall back on, and
+ * the default sidecar started and probed. The published package itself (dist/src, the library
+ * entry points) is checked too, installed with production dependencies only. The Dockerfile
+ * and .dockerignore are parsed, so a change there that breaks the image (a user name instead
+ * of a numeric uid, a config path CMD does not name, a COPY source the build context
+ * excludes) fails this test.
  */
 const ROOT = join(import.meta.dirname, '..', '..');
 const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; bin: { leash: string }; dependencies: Record<string, string>; devDependencies: Record<string, string> };
-const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
 
 /** The Dockerfile's instructions, continuation lines joined, comments dropped. */
 function instructions(text: string): Array<{ op: string; args: string }> {
@@ -56,7 +57,9 @@ const ok = (r: SpawnSyncReturns<string>, what: string) => {
 };
 
 let work: string;
-/** The clean directory standing for the image's /app. */
+/** The unpacked npm package (the build stage's /pkg), with its production dependencies installed. */
+let pkgDir: string;
+/** The clean directory standing for the image's /app: what the runtime stage copies from /pkg. */
 let app: string;
 /** The ENTRYPOINT with /app mapped to `app`: [node, …flags, <app>/dist/leash/cli.js]. */
 let entry: string[];
@@ -101,12 +104,29 @@ beforeAll(() => {
   ok(run('npm', ['run', 'build'], { cwd: build, timeout: 120_000 }), 'npm run build');
   const packed = ok(run('npm', ['pack', '--json', '--pack-destination', work], { cwd: build, timeout: 60_000 }), 'npm pack');
   const tarball = join(work, (JSON.parse(packed.stdout) as Array<{ filename: string }>)[0]!.filename);
+  pkgDir = join(work, 'pkg');
+  mkdirSync(pkgDir);
+  ok(run('tar', ['-xzf', tarball, '-C', pkgDir, '--strip-components=1']), 'tar');
+  // Runtime stage: its `COPY --from=build /pkg/… dest` lines, relative to WORKDIR /app. As
+  // Docker does: a file lands in dest (or dest/<name> when dest is a directory), a
+  // directory's contents land in dest.
   app = join(work, 'app');
   mkdirSync(app);
-  ok(run('tar', ['-xzf', tarball, '-C', app, '--strip-components=1']), 'tar');
-  cpSync(join(ROOT, 'package-lock.json'), join(app, 'package-lock.json'));
-  // deps stage: exactly the Dockerfile's command, from the local npm cache where it can.
-  ok(run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app, timeout: 120_000 }), 'npm ci --omit=dev');
+  const fromBuild = only('COPY').filter((s) => s.args.startsWith('--from=build '));
+  expect(fromBuild.length).toBeGreaterThan(0);
+  for (const copy of fromBuild) {
+    const parts = copy.args.split(/\s+/).slice(1);
+    const dest = join(app, parts.at(-1)!);
+    for (const src of parts.slice(0, -1)) {
+      expect(src, `COPY ${copy.args}: from the package`).toMatch(/^\/pkg\//);
+      const from = join(pkgDir, src.slice('/pkg/'.length));
+      if (statSync(from).isDirectory()) cpSync(from, dest, { recursive: true });
+      else cpSync(from, parts.at(-1)!.endsWith('/') || parts.length > 2 ? join(dest, basename(from)) : dest);
+    }
+  }
+  // The published package, as `npm install leash` gives it: production dependencies only.
+  cpSync(join(ROOT, 'package-lock.json'), join(pkgDir, 'package-lock.json'));
+  ok(run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: pkgDir, timeout: 120_000 }), 'npm ci --omit=dev');
   entry = execForm('ENTRYPOINT').map((a) => (a.startsWith('/app/') ? join(app, a.slice('/app/'.length)) : a === 'node' ? process.execPath : a));
 }, 240_000);
 
@@ -154,32 +174,52 @@ describe('the Dockerfile', () => {
   });
 });
 
-describe('the installed image (npm pack, npm ci --omit=dev)', () => {
-  it('holds the production dependencies and no devDependency', () => {
-    for (const dep of Object.keys(pkg.dependencies)) expect(existsSync(join(app, 'node_modules', dep, 'package.json')), dep).toBe(true);
-    for (const dep of ['vitest', 'typescript', '@stryker-mutator/core', 'openai', '@anthropic-ai/sdk', 'autocannon', ...Object.keys(pkg.devDependencies)]) {
-      expect(existsSync(join(app, 'node_modules', dep)), `devDependency ${dep} installed`).toBe(false);
+/** Every .js file under `dir`. */
+function jsFiles(dir: string): string[] {
+  const files: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) files.push(...jsFiles(join(dir, e.name)));
+    else if (e.name.endsWith('.js')) files.push(join(dir, e.name));
+  }
+  return files;
+}
+
+/** Imports every file from a script file (cli.js runs unless argv[1] names another file, so not with -e): importing it starts nothing. */
+function importAll(files: string[], cwd: string, tag: string) {
+  const script = join(work, `import-${tag}.mjs`);
+  writeFileSync(script, `for (const f of ${JSON.stringify(files)}) await import(f);\n`);
+  return run(process.execPath, [script], { cwd, env: dummyEnv, timeout: 30_000 });
+}
+
+describe('the published package (npm pack, npm ci --omit=dev)', () => {
+  it('imports every compiled module with production dependencies only', () => {
+    const files = jsFiles(join(pkgDir, 'dist', 'src'));
+    expect(files.length).toBeGreaterThan(50);
+    ok(importAll(files, pkgDir, 'package'), 'import every module of dist/src');
+  }, 40_000);
+});
+
+describe('the image (the bundle copied out of the package, no node_modules)', () => {
+  it('holds no node_modules: the bundle is all it runs', () => {
+    const above: string[] = [];
+    for (let d = app; ; d = dirname(d)) {
+      if (existsSync(join(d, 'node_modules'))) above.push(join(d, 'node_modules'));
+      if (d === parse(d).root) break;
     }
-    // And nothing the lockfile marks dev-only, transitively.
-    const devOnly = Object.entries(lock.packages)
-      .filter(([path, p]) => path.startsWith('node_modules/') && p.dev === true)
-      .map(([path]) => path);
-    expect(devOnly.length).toBeGreaterThan(50);
-    expect(devOnly.filter((path) => existsSync(join(app, path)))).toEqual([]);
+    expect(above).toEqual([]);
   });
 
-  it('ships the compiled code and the examples, not the sources, tests or build tree', () => {
+  it('ships the bundle, its licenses and the examples, not the sources, tests, library or build tree', () => {
     const top = readdirSync(app).sort();
-    const expected = new Set(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'examples', 'node_modules', 'package-lock.json', 'package.json']);
-    expect(top.filter((f) => !expected.has(f))).toEqual([]);
-    expect(top).toContain('LICENSE');
-    expect(readdirSync(join(app, 'dist')).sort()).toEqual(['leash', 'src']);
-    expect(existsSync(join(app, 'dist', 'src', 'cli.js'))).toBe(true);
+    expect(top).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'dist', 'examples', 'package.json']);
+    expect(readdirSync(join(app, 'dist'))).toEqual(['leash']);
     // The ENTRYPOINT runs the bundle (rolldown.config.mjs), and the package's bin is the same file.
     expect(entry.at(-1)).toBe(join(app, 'dist', 'leash', 'cli.js'));
     expect(existsSync(entry.at(-1)!)).toBe(true);
     expect(existsSync(join(app, 'dist', 'leash', 'validate-child.js'))).toBe(true);
     expect(join(app, pkg.bin.leash)).toBe(entry.at(-1));
+    // The bundled dependencies' licenses travel with them (test/e2e/bundle.test.ts checks the contents).
+    expect(readFileSync(join(app, 'dist', 'leash', 'THIRD-PARTY-LICENSES.txt'), 'utf8')).toMatch(/^http-proxy \d+\.\d+\.\d+ \(MIT\)$/m);
   });
 
   it('answers --version with the package version', () => {
@@ -187,22 +227,10 @@ describe('the installed image (npm pack, npm ci --omit=dev)', () => {
     expect(r.stdout).toContain(pkg.version);
   });
 
-  it('imports every compiled module with production dependencies only', () => {
-    const files: string[] = [];
-    const walk = (dir: string) => {
-      for (const e of readdirSync(dir, { withFileTypes: true })) {
-        if (e.isDirectory()) walk(join(dir, e.name));
-        else if (e.name.endsWith('.js')) files.push(join(dir, e.name));
-      }
-    };
-    walk(join(app, 'dist', 'src'));
-    expect(files.length).toBeGreaterThan(50);
-    walk(join(app, 'dist', 'leash'));
-    // cli.js runs only when it is the main module, so importing it starts nothing.
-    // From a script file: cli.js runs unless argv[1] names another file (so not with -e).
-    const script = join(work, 'import-all.mjs');
-    writeFileSync(script, `for (const f of ${JSON.stringify(files)}) await import(f);\n`);
-    ok(run(process.execPath, [script], { cwd: app, env: dummyEnv, timeout: 30_000 }), 'import every module');
+  it('imports every file of the bundle', () => {
+    const files = jsFiles(join(app, 'dist', 'leash'));
+    expect(files.length).toBeGreaterThan(5);
+    ok(importAll(files, app, 'image'), 'import every bundle file');
   }, 40_000);
 
   it('passes leash check on every shipped example', () => {
