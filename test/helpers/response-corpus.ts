@@ -123,6 +123,19 @@ export function buildCorpus(secret: string): Case[] {
   add({ name: 'connection lists a header holding the secret', bytes: resp('HTTP/1.1 200 OK', ['connection: x-private', `x-private: ${secret}`]), expect: 'relay', status: 200, check: absent('x-private') });
   add({ name: 'x-leash-error from the upstream', bytes: resp('HTTP/1.1 403 Forbidden', ['x-leash-error: leash_denied', 'X-Leash-Body-Withheld: no']), expect: 'relay', status: 403, check: absent('x-leash-error') });
 
+  // HTML character references (an HTML error page, an encoder that escapes punctuation or everything).
+  const htmlHex = [...secret].map((c) => `&#x${c.charCodeAt(0).toString(16)};`).join('');
+  const htmlPunct = secret.replace(/[^A-Za-z0-9]/g, (c) => `&#${c.charCodeAt(0)};`);
+  const noHtmlSecret = (got: { headers: Record<string, unknown>; body: string }) => {
+    const text = `${JSON.stringify(got.headers)}\n${got.body}`.replace(/&#x([0-9a-f]+);?|&#([0-9]+);?/gi, (_m, h?: string, d?: string) => String.fromCharCode(h !== undefined ? parseInt(h, 16) : Number(d)));
+    return text.includes(secret) ? 'the secret is readable once HTML references are decoded' : undefined;
+  };
+  for (const [how, enc] of [['every character as &#x..;', htmlHex], ['punctuation as &#..;', htmlPunct]] as const) {
+    const page = `<html><body><h1>401</h1><p>Invalid API key: ${enc}</p></body></html>`;
+    add({ name: `401 HTML page, secret with ${how}`, bytes: resp('HTTP/1.1 401 Unauthorized', ['content-type: text/html'], page), expect: 'relay', status: 401, check: noHtmlSecret });
+    add({ name: `401 header value, secret with ${how}`, bytes: resp('HTTP/1.1 401 Unauthorized', [`x-debug: key=${enc}`]), expect: 'relay', status: 401, check: noHtmlSecret });
+  }
+
   // --- E. framing ------------------------------------------------------------------
   add({ name: 'duplicate content-length, same', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello'), expect: 'any' });
   add({ name: 'duplicate content-length, different', bytes: raw('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!'), expect: 'leash502' });

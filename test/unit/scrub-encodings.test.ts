@@ -25,6 +25,11 @@ const hex = (c: number, upper: boolean) => (upper ? c.toString(16).toUpperCase()
 const pctAll = (s: string, upper: boolean) => [...Buffer.from(s)].map((b) => `%${hex(b, upper)}`).join('');
 const uAll = (s: string, upper: boolean) => [...s].map((c) => `\\u${hex(c.charCodeAt(0), upper).padStart(4, '0')}`).join('');
 const b64 = (s: string) => Buffer.from(s).toString('base64');
+/** HTML character references: decimal `&#45;`, hex `&#x2d;` (or `&#X2D;`), with or without the `;`. */
+const htmlDec = (c: string, semi = true) => `&#${c.charCodeAt(0)}${semi ? ';' : ''}`;
+const htmlHex = (c: string, upper: boolean) => `&#${upper ? 'X' : 'x'}${hex(c.charCodeAt(0), upper)};`;
+/** HTML5 names of the punctuation a key or its base64 holds (`-` has none: numeric). */
+const NAMED: Record<string, string> = { '+': '&plus;', '/': '&sol;', '=': '&equals;', '.': '&period;', _: '&lowbar;', '~': '&#126;', '-': '&#45;' };
 const url = (s: string) => s.replace(/\+/g, '-').replace(/\//g, '_');
 const bare = (s: string) => s.replace(/=+$/, '');
 
@@ -50,6 +55,16 @@ function encodings(v: string): { name: string; text: string; exact: readonly Inj
     ['double encodeURIComponent', encodeURIComponent(encodeURIComponent(v))],
     ['double percent every byte (%25XX)', encodeURIComponent(pctAll(v, true))],
     ['double percent every byte, lower (%25xx)', encodeURIComponent(pctAll(v, false)).toLowerCase()],
+    ['html decimal every char', [...v].map((c) => htmlDec(c)).join('')],
+    // The last one keeps its `;`: without it, a `;` that follows in the text would be read as its end.
+    ['html decimal every char, no semicolons', [...v].map((c, i) => htmlDec(c, i === v.length - 1)).join('')],
+    ['html hex every char, lower', [...v].map((c) => htmlHex(c, false)).join('')],
+    ['html hex every char, upper', [...v].map((c) => htmlHex(c, true)).join('')],
+    ['html partial: punctuation numeric (&#45;)', v.replace(/[-+/=._~]/g, (c) => htmlDec(c))],
+    ['html partial: punctuation named (&plus; &sol; &equals; &period; &lowbar;)', v.replace(/[-+/=._~]/g, (c) => NAMED[c]!)],
+    ['html escaped twice (&amp;#x2d;)', v.replace(/[-+/=._~]/g, (c) => `&amp;${htmlHex(c, false).slice(1)}`)],
+    // Escaped padding is left (`[REDACTED]&equals;`), as `%3D` is: it is not the secret.
+    ['html named base64 (&plus; &sol; &equals;)', b64(v).replace(/[+/=]/g, (c) => NAMED[c]!), []],
     ['base64 padded', b64(v)],
     ['base64 unpadded', bare(b64(v))],
     ['base64url padded', url(b64(v))],
@@ -85,8 +100,13 @@ const PLACES: { name: string; mode: 'full' | 'whole'; wrap: (e: string) => strin
 /** The secret is findable in `text` by decoding it independently of the scrubber's code. */
 function leaks(text: string, secret: string): boolean {
   let decoded = text;
+  const named: Record<string, string> = { plus: '+', sol: '/', equals: '=', period: '.', lowbar: '_', amp: '&' };
   for (let i = 0; i < 4; i++) {
     decoded = decoded
+      // One level of HTML escaping per round (so `&amp;#45;` takes two).
+      .replace(/&#([0-9]+);?|&#[xX]([0-9A-Fa-f]+);?|&([a-z]+);/g, (m, d?: string, h?: string, n?: string) =>
+        d !== undefined ? String.fromCharCode(Number(d)) : h !== undefined ? String.fromCharCode(parseInt(h, 16)) : (named[n!] ?? m),
+      )
       .replace(/\\\\/g, '\\') // one level of JSON string escaping (JSON in JSON) per round
       .replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)))
       .replace(/\\u([0-9A-Fa-f]{4})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)))
@@ -155,6 +175,7 @@ describe('no over-scrubbing of ordinary text', () => {
     '{"detail":"caf\\u00e9 \\u2014 r\\u00e9sum\\u00e9 \\/ path \\u002d dash","id":"c2stcHJvai1BYjND"}',
     'see sk-proj docs; dGVzdA== is base64 of test; c2stcHJv starts many keys',
     'ETag: "33a64df551425fcc55e4d42a148795d9f25f89d4", max-age=31536000; includeSubDomains',
+    '<p>Tom &amp; Jerry &lt;b&gt;caf&eacute;&lt;/b&gt; &#8212; a&#45;b &#x2F;path?x=1&y=2&amp;sk=proj&#45;list &#99999999; &#x110000;</p>',
   ];
   for (const [injectName, inject] of Object.entries(INJECTS)) {
     for (const secret of Object.values(SECRETS)) {
@@ -178,7 +199,7 @@ async function runThrough(scrubber: Scrubber, chunks: Buffer[]): Promise<string>
 describe('ScrubStream (bodies over 64 KiB) finds encoded secrets split across chunks', () => {
   const secret = SECRETS.specials;
   const scrubber = routeScrubber(INJECTS.header, secret);
-  for (const text of [uAll(secret, false), encodeURIComponent(pctAll(secret, true)), b64(secret)]) {
+  for (const text of [uAll(secret, false), encodeURIComponent(pctAll(secret, true)), b64(secret), [...secret].map((c) => htmlHex(c, false)).join(''), secret.replace(/[-+/=._~]/g, (c) => NAMED[c]!)]) {
     it(`${text.slice(0, 14)}… split at every offset`, async () => {
       const body = Buffer.from(`{"a":"${text}","b":"kept"}`);
       for (let i = 0; i <= body.length; i++) {
@@ -199,6 +220,9 @@ describe('hostile echoes cannot stall the event loop', () => {
     'a run of backslashes': '\\'.repeat(64 * 1024),
     'a run of %25 without hex': `%${'25'.repeat(32 * 1024)}zz`,
     'escapes everywhere': '\\u0041%2F'.repeat(6 * 1024),
+    'a run of &amp; without a reference': `${'&amp;'.repeat(13 * 1024)}x`,
+    'a run of &# without digits': `${'&#'.repeat(32 * 1024)}x`,
+    'html references everywhere': '&#65;&plus;&amp;#x2F;'.repeat(3 * 1024),
     'one long token then a dot (masked-token rule)': `${'a'.repeat(64 * 1024)}.`,
     'one long token then a mask run': `${'a'.repeat(64 * 1024)}***`,
   };

@@ -33,15 +33,31 @@ const isTokenChar = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && 
 const MIN_CORE = 12;
 /**
  * One escaped character: `%XX` under any number of `%25` levels, `\uXXXX` and `\/` with
- * one or two backslashes (JSON inside JSON). Bounded, not `\\+`: an unbounded run would
- * be rescanned from every backslash in it, quadratic on an echoed run of backslashes.
+ * one or two backslashes (JSON inside JSON), and an HTML character reference — decimal
+ * `&#45;` or hex `&#x2d;` (the `;` optional, as browsers read them) or one of the names in
+ * HTML_NAMED, under up to three `&amp;` levels (HTML escaped again). Bounded, not `\\+` or
+ * `(?:amp;)*`: an unbounded run would be rescanned from every backslash or `&` in it,
+ * quadratic on an echoed run of them.
  */
-const ESCAPE = /%(?:25)*([0-9A-Fa-f]{2})|\\{1,2}u([0-9A-Fa-f]{4})|\\{1,2}\//g;
+const ESCAPE = /%(?:25)*([0-9A-Fa-f]{2})|\\{1,2}u([0-9A-Fa-f]{4})|\\{1,2}\/|&(?:amp;){0,3}#(?:([0-9]{1,7})|[xX]([0-9A-Fa-f]{1,6}));?|&(?:amp;){0,3}([A-Za-z]{2,8});/g;
+/**
+ * HTML's named references for the ASCII punctuation a credential or its base64 can hold
+ * (HTML5 names; the 8-letter bound above covers them). Other names (`&eacute;`) are left
+ * as they are: they cannot stand for a character of a held form.
+ */
+const HTML_NAMED: Readonly<Record<string, string>> = {
+  excl: '!', quot: '"', QUOT: '"', num: '#', dollar: '$', percnt: '%', amp: '&', AMP: '&', apos: "'",
+  lpar: '(', rpar: ')', ast: '*', midast: '*', plus: '+', comma: ',', period: '.', sol: '/',
+  colon: ':', semi: ';', lt: '<', LT: '<', equals: '=', gt: '>', GT: '>', quest: '?', commat: '@',
+  lsqb: '[', lbrack: '[', bsol: '\\', rsqb: ']', rbrack: ']', Hat: '^', lowbar: '_', grave: '`',
+  lcub: '{', lbrace: '{', verbar: '|', vert: '|', rcub: '}', rbrace: '}',
+};
 /**
  * How many characters an escaped character takes at most, for holding back text across
- * stream chunks: `\u002d` is 6, `%252D` is 5. Deeper nesting is still found in held text.
+ * stream chunks: `\\u002d` is 7, `&lowbar;` and `&#x0002d` 8, `%252D` 5. Deeper nesting
+ * (`&amp;#x2d;`) is still found in held text.
  */
-const MAX_EXPANSION = 6;
+const MAX_EXPANSION = 8;
 
 /** How a route sends its credential: the wrappers whose encodings are scrubbed too. */
 export interface ScrubOptions {
@@ -103,10 +119,23 @@ function fragmentSources(value: string, options: ScrubOptions): string[] {
   return forms;
 }
 
-function decodeEscape(_m: string, pct: string | undefined, u: string | undefined): string {
-  const hex = pct ?? u;
-  return hex === undefined ? '/' : String.fromCharCode(parseInt(hex, 16));
+/**
+ * What one ESCAPE match stands for; the match itself when it stands for nothing leash
+ * decodes (an unknown entity name, a code point past U+10FFFF).
+ */
+function decodeEscape(m: string, pct: string | undefined, u: string | undefined, dec: string | undefined, hex: string | undefined, name: string | undefined): string {
+  const hex4 = pct ?? u;
+  if (hex4 !== undefined) return String.fromCharCode(parseInt(hex4, 16));
+  if (dec !== undefined || hex !== undefined) {
+    const code = dec !== undefined ? parseInt(dec, 10) : parseInt(hex!, 16);
+    return code <= 0x10ffff ? String.fromCodePoint(code) : m;
+  }
+  if (name !== undefined) return Object.hasOwn(HTML_NAMED, name) ? HTML_NAMED[name]! : m;
+  return '/';
 }
+
+/** decodeEscape on a RegExp match. */
+const decodeMatch = (m: RegExpExecArray): string => decodeEscape(m[0], m[1], m[2], m[3], m[4], m[5]);
 
 /**
  * `text` with escapes decoded, and for each decoded character where it starts in `text`
@@ -122,8 +151,12 @@ function unescape(text: string): { decoded: string; starts: number[] } | undefin
   while (m) {
     for (let i = from; i < m.index; i++) starts.push(i);
     decoded += text.slice(from, m.index);
-    decoded += decodeEscape(m[0], m[1], m[2]);
-    starts.push(m.index);
+    const rep = decodeMatch(m);
+    decoded += rep;
+    // Left as it was (an unknown entity): each character from itself; decoded (one
+    // character, or two for a code point past U+FFFF): from where the escape starts.
+    if (rep === m[0]) for (let k = 0; k < rep.length; k++) starts.push(m.index + k);
+    else for (let k = 0; k < rep.length; k++) starts.push(m.index);
     from = m.index + m[0].length;
     m = ESCAPE.exec(text);
   }
@@ -181,14 +214,14 @@ export class Scrubber {
   /**
    * Every form, whole, literal or escaped. Cheap enough for every response header: text
    * shorter than the shortest form is returned at once (escaping only lengthens), and
-   * the decoding pass runs only on text holding `%` or `\`.
+   * the decoding pass runs only on text holding `%`, `\` or `&`.
    */
   whole(text: string): string {
     if (this.shortest === 0 || text.length < this.shortest) return text;
     let out = text;
     // Escaped forms first: the escaped view holds literal text too, so a form that is half
     // literal, half escaped (`…AbC%3D`) goes whole rather than leaving its escaped tail.
-    if (out.includes('%') || out.includes('\\')) out = this.escapedOut(out);
+    if (out.includes('%') || out.includes('\\') || out.includes('&')) out = this.escapedOut(out);
     if (this.mayHold(out)) for (const s of this.forms) if (out.includes(s)) out = out.split(s).join(REDACTED);
     return out;
   }
@@ -240,12 +273,13 @@ export class Scrubber {
     ESCAPE.lastIndex = 0;
     let relevant = false;
     for (let m = ESCAPE.exec(text); m && !relevant; m = ESCAPE.exec(text)) {
-      const code = decodeEscape(m[0], m[1], m[2]).charCodeAt(0);
-      relevant = code < 128 && this.alphabet[code] === 1;
+      const rep = decodeMatch(m);
+      const code = rep.charCodeAt(0);
+      relevant = rep !== m[0] && code < 128 && this.alphabet[code] === 1;
     }
     if (!relevant) return text;
     ESCAPE.lastIndex = 0;
-    const plain = text.replace(ESCAPE, decodeEscape);
+    const plain = text.replace(ESCAPE, decodeEscape as (m: string, ...groups: string[]) => string);
     if (plain === text || !this.mayHold(plain)) return text;
     const { decoded, starts } = unescape(text)!;
     const hits: [number, number][] = [];
