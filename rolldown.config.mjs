@@ -15,7 +15,7 @@
 // (`--trace-opt`: getPathFromURLPosix, normalizeString) and page in TurboFan's ~3.3 MB.
 // Three groups keep the serving process to a few files: `base` (what cli.ts imports, so
 // `cli.js` itself stays small and never loads the sidecar; its test must follow cli.ts's
-// imports), `serving` (everything
+// imports: test/e2e/bundle.test.ts fails when it does not), `serving` (everything
 // `leash sidecar` imports statically, dependencies included), `validate` (what only the
 // config child needs: yaml, zod, the schemas). A module two groups want goes to the higher
 // priority, so `serving` never holds yaml or zod (test/integration/config-isolated.test.ts

@@ -80,6 +80,33 @@ describe('the bundled CLI, alone in a directory without node_modules', () => {
     expect(notices.match(/^={78}$/gm)!.length).toBe(2 * roots.size);
   });
 
+  it("loads, to start, only what src/cli.ts imports: the `base` group follows cli.ts (rolldown.config.mjs)", () => {
+    const { chunks } = JSON.parse(readFileSync(join(dirname(cli), 'manifest.json'), 'utf8')) as { chunks: Array<{ file: string; imports: string[]; modules: string[] }> };
+    const byFile = new Map(chunks.map((c) => [c.file, c]));
+    // The chunks cli.js loads statically, and the modules they hold.
+    const loaded = new Set<string>();
+    const visit = (file: string) => {
+      if (loaded.has(file) || !byFile.has(file)) return; // node: built-ins are not chunks
+      loaded.add(file);
+      for (const i of byFile.get(file)!.imports) visit(i);
+    };
+    visit('cli.js');
+    const bundled = [...loaded].flatMap((f) => byFile.get(f)!.modules).sort();
+    // What dist/src/cli.js imports statically, followed through dist/src.
+    const wanted = new Set<string>();
+    const follow = (rel: string) => {
+      if (wanted.has(rel)) return;
+      wanted.add(rel);
+      const text = readFileSync(join(ROOT, rel), 'utf8');
+      for (const m of text.matchAll(/^import\s[^;]*?from\s+'(\.{1,2}\/[^']+)';/gm)) follow(join(dirname(rel), m[1]!).split('\\').join('/'));
+    };
+    follow('dist/src/cli.js');
+    // A drift (an import added to cli.ts that the group's test does not name) puts that
+    // module in another chunk, and cli.js would load that chunk, and whatever it holds, at every start.
+    expect(bundled).toEqual([...wanted].sort());
+    expect(loaded.size).toBe(2);
+  });
+
   it('answers --version', () => {
     const r = run(['--version']);
     expect(r.stderr).toBe('');
