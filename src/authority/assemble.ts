@@ -1,3 +1,4 @@
+import { KeyedRateLimiter } from './rate-limit.js';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
@@ -202,6 +203,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     auditSearch: redis ? auditSearcher(redis, auditKey(config.keyPrefix)) : undefined,
     logger,
     clock,
+    leaseRateLimit: config.limits.leases.perMinute > 0 ? new KeyedRateLimiter(config.limits.leases, () => clock.monotonicMs()) : undefined,
     revocationMemory: memory,
     resetCheck: redisPublisher && {
       check: () => redisPublisher.checkEpoch(),

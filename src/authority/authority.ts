@@ -15,7 +15,8 @@ import { verifyCsr } from '../pki/csr.js';
 import { parseSpiffeId } from '../pki/spiffe.js';
 import { CaInvalidError } from '../pki/errors.js';
 import { verifyClientCertificate } from '../pki/verify.js';
-import { AuthorityError, badRequest, forbidden, notFound, unauthenticated } from './errors.js';
+import { AuthorityError, badRequest, forbidden, notFound, rateLimited, unauthenticated } from './errors.js';
+import type { KeyedRateLimiter } from './rate-limit.js';
 import type { Issuer } from './issuers/types.js';
 import { JoinTokenRequestError } from './leases/errors.js';
 import { isAttestationKind, type AttestationKind, type AttestationVerifier } from '../core/attestation.js';
@@ -50,6 +51,8 @@ export interface AuthorityDeps {
   auditSearch?: (fingerprint: string, leaseIds: string[]) => Promise<Array<Record<string, string>>>;
   logger: Logger;
   clock: Clock;
+  /** Lease requests per identity (rate-limit.ts); absent: no limit. Per replica: N replicas allow up to N times as many. */
+  leaseRateLimit?: KeyedRateLimiter;
   /**
    * What this replica revoked, for re-seeding a Redis that came back empty (see
    * revocation-memory.ts). Absent: nothing is remembered (in-memory store and bus).
@@ -266,6 +269,18 @@ export class Authority {
     const started = performance.now();
     const name = body?.credential;
     if (typeof name !== 'string') throw badRequest('credential is required');
+    // Before any work for the caller (a store read, an issuer call): that work is what the limit protects.
+    const rate = this.d.leaseRateLimit?.take(identity);
+    if (rate && !rate.allowed) {
+      // Metric labels stay bounded: only a defined credential's name is used.
+      this.d.metrics.leaseIssued(this.d.issuers.has(name) ? name : '_unknown', 'rate_limited');
+      // One audit event when an identity starts being refused, not one per refused call:
+      // a loop at thousands of calls a second must not flood the audit stream.
+      if (rate.first) {
+        this.d.audit.emit('policy.denied', { identity, credential: this.d.issuers.has(name) ? name : unknownCredential(name), reason: 'rate limited' });
+      }
+      throw rateLimited(rate.retryAfterSeconds);
+    }
     await this.assertNotRevoked(identity);
     const entry = this.d.issuers.get(name);
     const verdict = decide(this.d.policy, identity, name);

@@ -6,9 +6,12 @@ import { type ErrorContext, LeashError } from '../core/errors.js';
  */
 export class AuthorityError extends LeashError {
   readonly status: number;
-  constructor(code: string, status: number, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+  /** Sent as `Retry-After` (seconds) when set: a 429's wait. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(code: string, status: number, message: string, context: ErrorContext = {}, options?: { cause?: unknown; retryAfterSeconds?: number }) {
     super(code, message, context, options);
     this.status = status;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 
@@ -16,6 +19,8 @@ export const badRequest = (message: string) => new AuthorityError('LEASH_ERR_AUT
 export const unauthenticated = (message = 'a valid client certificate is required') => new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, message);
 export const forbidden = (message: string, context: ErrorContext = {}) => new AuthorityError('LEASH_ERR_POLICY_DENIED', 403, message, context);
 export const notFound = (message: string) => new AuthorityError('LEASH_ERR_NOT_FOUND', 404, message);
+export const rateLimited = (retryAfterSeconds: number) =>
+  new AuthorityError('LEASH_ERR_RATE_LIMITED', 429, `too many lease requests from this identity; retry in ${retryAfterSeconds} s`, {}, { retryAfterSeconds });
 
 export const AUTHORITY_ERROR_CODES = [
   'LEASH_ERR_AUTHORITY_BAD_REQUEST',
@@ -23,4 +28,5 @@ export const AUTHORITY_ERROR_CODES = [
   'LEASH_ERR_POLICY_DENIED',
   'LEASH_ERR_NOT_FOUND',
   'LEASH_ERR_ISSUE_FAILED',
+  'LEASH_ERR_RATE_LIMITED',
 ] as const;

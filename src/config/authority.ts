@@ -71,6 +71,17 @@ export const authoritySchema = z
       })
       .prefault({}),
     joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),
+    // Lease requests per identity, per replica (docs/authority.md, "Rate limits"); perMinute 0: none.
+    limits: z
+      .strictObject({
+        leases: z
+          .strictObject({
+            perMinute: z.int().min(0).default(60),
+            burst: z.int().min(1).max(10_000).default(30),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     // Kubernetes node attestation (docs/authority.md): present = enabled. Each key left out
     // takes the in-cluster default, resolved by the entry point (src/bin/authority.ts):
     // https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT and the pod's own

@@ -63,7 +63,7 @@ export class AuthorityMetrics {
   readonly registry = new Registry();
   private readonly issued = new Counter({
     name: 'leash_authority_leases_issued_total',
-    help: 'Lease requests by credential and result (issued, denied, failed).',
+    help: 'Lease requests by credential and result (issued, denied, failed, rate_limited).',
     labelNames: ['credential', 'result'] as const,
     registers: [this.registry],
   });
@@ -175,14 +175,14 @@ export class AuthorityMetrics {
 
     // Every known label set at 0, so increase() sees the first event.
     for (const credential of [...options.credentials, UNKNOWN_CREDENTIAL]) {
-      for (const result of ['issued', 'denied', 'failed'] as const) this.issued.inc({ credential, result }, 0);
+      for (const result of ['issued', 'denied', 'failed', 'rate_limited'] as const) this.issued.inc({ credential, result }, 0);
       this.denials.inc({ credential }, 0);
     }
     for (const method of ['join_token', 'kubernetes', 'renew'] as const) for (const result of ['success', 'failure'] as const) this.bootstraps.inc({ method, result }, 0);
     for (const scope of REVOCATION_SCOPES) this.revocations.inc({ scope }, 0);
   }
 
-  leaseIssued(credential: string, result: 'issued' | 'denied' | 'failed', seconds?: number): void {
+  leaseIssued(credential: string, result: 'issued' | 'denied' | 'failed' | 'rate_limited', seconds?: number): void {
     this.issued.inc({ credential, result });
     if (seconds !== undefined) this.issueLatency.observe({ credential }, seconds);
   }

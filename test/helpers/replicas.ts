@@ -99,6 +99,8 @@ export async function startReplica(
 export interface ApiAnswer<T = unknown> {
   status: number;
   body: T;
+  /** The answer's headers (api() sets them). */
+  headers?: Record<string, string | string[] | undefined>;
 }
 
 export interface ClientIdentity {
@@ -140,7 +142,7 @@ export function api<T = Record<string, unknown>>(
           } catch {
             // leave as text
           }
-          resolve({ status: res.statusCode ?? 0, body: body as T });
+          resolve({ status: res.statusCode ?? 0, body: body as T, headers: res.headers });
         });
       },
     );

@@ -3,12 +3,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { api, bootstrap } from '../helpers/replicas.js';
 import { joinInstance, type Instance } from '../helpers/revoke-authority.js';
-import { steppableClock } from '../helpers/rotation-sidecar.js';
+import { countEvents, steppableClock } from '../helpers/rotation-sidecar.js';
+import type { Clock } from '../../src/core/clock.js';
 
 /**
  * Limits the authority enforces whatever the caller asks or keeps open:
  * - a caller's ttlSeconds can only LOWER the policy's and issuer's maximum;
- * - an identity remembered for a kept-alive mTLS connection stops at the certificate's end.
+ * - an identity remembered for a kept-alive mTLS connection stops at the certificate's end;
+ * - lease requests per identity are rate-limited (429 with Retry-After), others unaffected.
  */
 let authority: TestAuthority | undefined;
 let instance: Instance | undefined;
@@ -81,5 +83,61 @@ describe('per-connection identity cache ends with the client certificate', () =>
     expect(instance.sockets.size).toBe(1);
     expect(second.status).toBe(401);
     expect(second.body.value).toBeUndefined();
+  });
+});
+
+describe('lease requests per identity are rate-limited', () => {
+  it('burst 2, 6 a minute: the third call is 429 LEASH_ERR_RATE_LIMITED with Retry-After; another identity is served; one audit event; back after the wait', async () => {
+    let stepMs = 0;
+    const clock: Clock = { monotonicMs: () => performance.now() + stepMs, wallMs: () => Date.now() + stepMs };
+    authority = await startAuthority(
+      {
+        credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+        policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+        limits: { leases: { perMinute: 6, burst: 2 } },
+      },
+      { clock },
+    );
+    const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));
+    const two = await bootstrap(authority.url, authority.caPem, await authority.token('agent-2'));
+    const lease = (identity: typeof one.client, credential = 'search') =>
+      api<{ error?: { code: string; message: string } }>(authority!.url, authority!.caPem, 'POST', '/v1/leases', { identity, body: { credential } });
+    expect((await lease(one.client)).status).toBe(200);
+    expect((await lease(one.client)).status).toBe(200);
+    const refused = await lease(one.client);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error?.code).toBe('LEASH_ERR_RATE_LIMITED');
+    // One token every 10 s at 6 a minute.
+    expect(refused.headers?.['retry-after']).toBe('10');
+    // Refused before any work: an unknown credential is refused the same way, not 403.
+    expect((await lease(one.client, 'no-such-credential')).status).toBe(429);
+    expect((await lease(one.client)).status).toBe(429);
+    // The limit is per identity.
+    expect((await lease(two.client)).status).toBe(200);
+    // One policy.denied when the identity starts being refused, not one per refused call.
+    const denied = authority.logs.events('policy.denied');
+    expect(denied).toHaveLength(1);
+    expect(denied[0]).toMatchObject({ identity: 'spiffe://leash.local/join/agent-1', credential: 'search', reason: 'rate limited' });
+    expect(countEvents(authority.logs, 'lease.issued')).toBe(3);
+    const metrics = await api<string>(authority.url, authority.caPem, 'GET', '/metrics');
+    expect(metrics.body).toMatch(/^leash_authority_leases_issued_total\{credential="search",result="rate_limited"\} 2$/m);
+    expect(metrics.body).toMatch(/^leash_authority_leases_issued_total\{credential="_unknown",result="rate_limited"\} 1$/m);
+    // After the wait the bucket holds one again (and only one: the next is refused).
+    stepMs += 10_000;
+    expect((await lease(one.client)).status).toBe(200);
+    expect((await lease(one.client)).status).toBe(429);
+  });
+
+  it('perMinute 0 turns the limit off', async () => {
+    authority = await startAuthority({
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+      limits: { leases: { perMinute: 0, burst: 1 } },
+    });
+    const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));
+    for (let i = 0; i < 5; i++) {
+      const r = await api(authority.url, authority.caPem, 'POST', '/v1/leases', { identity: one.client, body: { credential: 'search' } });
+      expect(r.status).toBe(200);
+    }
   });
 });

@@ -155,7 +155,10 @@ export class AuthorityServer {
       const result = await match.handler(req, body, params);
       send(res, 200, result);
     } catch (err) {
-      if (err instanceof AuthorityError) return send(res, err.status, { error: { code: err.code, message: err.message } });
+      if (err instanceof AuthorityError) {
+        if (err.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(err.retryAfterSeconds));
+        return send(res, err.status, { error: { code: err.code, message: err.message } });
+      }
       if (err instanceof StoreError) {
         // The store is down: a retryable 503, so sidecars keep what they hold and back off.
         this.opts.logger.warn({ err }, 'store unavailable');
