@@ -1,9 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, parse } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, CLI_MISSING, spawnLeash, type Spawned } from '../helpers/spawn.js';
+import { CLI, CLI_MISSING, runLeash, spawnLeash, type Spawned } from '../helpers/spawn.js';
 
 /**
  * The shipped command line is a bundle (rolldown.config.mjs): dist/leash/ holds leash and
@@ -45,8 +44,7 @@ afterAll(async () => {
 });
 
 describe('the bundled CLI, alone in a directory without node_modules', () => {
-  const run = (args: string[], env: Record<string, string> = {}) =>
-    spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
+  const run = (args: string[], env: Record<string, string> = {}) => runLeash(args, env, { cli, cwd: dir });
 
   it('has no node_modules to fall back on', () => {
     expect(nodeModulesAbove(dirname(cli))).toEqual([]);

@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -26,6 +26,17 @@ export function writeTemp(name: string, text: string): string {
   const path = join(dir, name);
   writeFileSync(path, text);
   return path;
+}
+
+/**
+ * `node CLI ARGS` run to its end (15 s at most), with only PATH and `env` in its
+ * environment; `opts.cli` runs another copy of the CLI, `opts.cwd` sets its directory.
+ * Throws CLI_MISSING when the CLI has not been built.
+ */
+export function runLeash(args: string[], env: Record<string, string> = {}, opts: { cli?: string; cwd?: string } = {}): SpawnSyncReturns<string> {
+  const cli = opts.cli ?? CLI;
+  if (!existsSync(cli)) throw new Error(cli === CLI ? CLI_MISSING : `${cli} missing`);
+  return spawnSync(process.execPath, [cli, ...args], { cwd: opts.cwd, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
 }
 
 /** `node CLI ARGS` with only PATH and `env` in its environment; `opts.cli` runs another copy of the CLI, `opts.cwd` sets its directory. */

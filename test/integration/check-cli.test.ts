@@ -1,9 +1,8 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, CLI_MISSING } from '../helpers/spawn.js';
+import { runLeash } from '../helpers/spawn.js';
 
 /**
  * `leash check FILE` as a process on files in a tmp dir: every problem in one run with key
@@ -19,8 +18,7 @@ const file = (name: string, text: string, mode = 0o600) => {
   return p;
 };
 const check = (path: string, env: Record<string, string> = {}) => {
-  expect(existsSync(CLI), CLI_MISSING).toBe(true);
-  const r = spawnSync(process.execPath, [CLI, 'check', '--config', path], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
+  const r = runLeash(['check', '--config', path], env);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, all: r.stdout + r.stderr };
 };
 const example = (name: string) => readFileSync(join(process.cwd(), 'examples', name), 'utf8');
@@ -199,7 +197,7 @@ routes:
     allow: ["GET /**"]
 `;
   const run = (args: string[]) => {
-    const r = spawnSync(process.execPath, [CLI, 'check', ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 15_000 });
+    const r = runLeash(['check', ...args]);
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   };
 

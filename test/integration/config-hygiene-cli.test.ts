@@ -1,9 +1,8 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, CLI_MISSING, spawnLeash, type Spawned } from '../helpers/spawn.js';
+import { runLeash, spawnLeash, type Spawned } from '../helpers/spawn.js';
 
 /**
  * `leash check` (and `leash sidecar` at start) as processes, on files in a tmp dir: inline
@@ -18,10 +17,7 @@ const file = (name: string, text: string, mode = 0o600) => {
   chmodSync(p, mode);
   return p;
 };
-const run = (args: string[], env: Record<string, string> = {}) => {
-  expect(existsSync(CLI), CLI_MISSING).toBe(true);
-  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
-};
+const run = runLeash;
 const pieces = (secret: string) => Array.from({ length: secret.length - 7 }, (_, i) => secret.slice(i, i + 8));
 const expectNoPieceOf = (secret: string, text: string) => {
   for (const p of pieces(secret)) expect(text, `contains "${p}"`).not.toContain(p);

@@ -1,12 +1,11 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { sidecarSchema, type SidecarConfig } from '../../src/config/sidecar.js';
 import { ConfigError } from '../../src/core/errors.js';
-import { CLI, CLI_MISSING } from '../helpers/spawn.js';
+import { runLeash } from '../helpers/spawn.js';
 
 /** Config validation: every message names the key path and the reason (DESIGN §4), never a secret. */
 const route = (over: Record<string, unknown> = {}) => ({
@@ -258,10 +257,7 @@ describe('config: syntax', () => {
 });
 
 describe('CLI', () => {
-  const run = (args: string[], env: Record<string, string> = {}) => {
-    expect(existsSync(CLI), CLI_MISSING).toBe(true);
-    return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 15_000 });
-  };
+  const run = runLeash;
   const dir = mkdtempSync(join(tmpdir(), 'leash-cli-'));
   const file = (name: string, text: string) => {
     const p = join(dir, name);
