@@ -162,10 +162,13 @@ const AUTHORITY_CODES: Record<AuthorityFailure, string> = {
 export class AuthorityCallError extends LeashError {
   readonly kind: AuthorityFailure;
   readonly status: number | undefined;
-  constructor(kind: AuthorityFailure, message: string, context: ErrorContext & { status?: number } = {}, options?: { cause?: unknown }) {
+  /** A retryable answer's `Retry-After`, in ms (delta-seconds only), when it had one. */
+  readonly retryAfterMs: number | undefined;
+  constructor(kind: AuthorityFailure, message: string, context: ErrorContext & { status?: number; retryAfterMs?: number } = {}, options?: { cause?: unknown }) {
     super(AUTHORITY_CODES[kind], message, context, options);
     this.kind = kind;
     this.status = context.status;
+    this.retryAfterMs = context.retryAfterMs;
   }
 }
 

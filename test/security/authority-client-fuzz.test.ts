@@ -5,7 +5,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../src/pki/ca.js';
 import { AuthorityCallError, type AuthorityFailure } from '../../src/core/errors.js';
-import { AuthorityClient } from '../../src/sidecar/credentials/authority-client.js';
+import { AuthorityClient, retryAfterHeaderMs } from '../../src/sidecar/credentials/authority-client.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { waitFor as poll } from '../helpers/wait.js';
 
@@ -216,6 +216,30 @@ describe('statuses', () => {
     handler = (_req, res) => json(res, status, { error: { code: 'LEASH_ERR_X', message: `boom ${MARKER}` }, value: MARKER });
     const { err } = await expectFailure(() => newClient().lease('search'), 'retryable');
     expect(err.status).toBe(status);
+  });
+
+  it("a retryable answer's Retry-After (delta-seconds) is carried in ms; a refusal's, or a date, is not", async () => {
+    const answer = (status: number, retryAfter: string) => (_req: IncomingMessage, res: ServerResponse) => {
+      res.setHeader('retry-after', retryAfter);
+      json(res, status, { error: { code: 'LEASH_ERR_RATE_LIMITED', message: 'slow down' } });
+    };
+    handler = answer(429, '7');
+    expect((await expectFailure(() => newClient().lease('search'), 'retryable')).err.retryAfterMs).toBe(7_000);
+    handler = answer(503, 'Wed, 21 Oct 2026 07:28:00 GMT');
+    expect((await expectFailure(() => newClient().lease('search'), 'retryable')).err.retryAfterMs).toBeUndefined();
+    handler = answer(401, '7');
+    expect((await expectFailure(() => newClient().lease('search'), 'refused')).err.retryAfterMs).toBeUndefined();
+  });
+
+  it.each(['', '-1', '1.5', '1e3', ' ', '9999999999', 'abc'])('Retry-After %j is not delta-seconds: absent', (value) => {
+    expect(retryAfterHeaderMs(value)).toBeUndefined();
+  });
+
+  it('Retry-After parsing: digits, spaces around them', () => {
+    expect(retryAfterHeaderMs('10')).toBe(10_000);
+    expect(retryAfterHeaderMs(' 3 ')).toBe(3_000);
+    expect(retryAfterHeaderMs(['1', '2'])).toBeUndefined();
+    expect(retryAfterHeaderMs(undefined)).toBeUndefined();
   });
 
   it.each([401, 403, 404, 400])('%i is refused, with the status', async (status) => {

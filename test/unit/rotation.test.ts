@@ -66,4 +66,17 @@ describe('rotation decision (pure, injected time and randomness)', () => {
     expect(retryAtMs(lease, 56_000, 2, 0.5)).toBe(56_000 + 1_000);
     expect(retryAtMs(undefined, 0, 1, 0.5)).toBe(500);
   });
+
+  it("waits for the authority's Retry-After, capped at the backoff's cap, and still never past the usable deadline", () => {
+    const cap = DEFAULT_ROTATION.backoff.capMs;
+    // Backoff alone would retry at 500 ms; the authority asked for 10 s.
+    expect(retryAtMs(undefined, 0, 1, 0.5, DEFAULT_ROTATION, 10_000)).toBe(10_000);
+    // A longer backoff is kept: Retry-After is a floor, not a replacement.
+    expect(retryAtMs(undefined, 0, 10, 0.9, DEFAULT_ROTATION, 1_000)).toBe(Math.floor(0.9 * cap));
+    // An authority cannot park a sidecar for a day.
+    expect(retryAtMs(undefined, 0, 1, 0.5, DEFAULT_ROTATION, 86_400_000)).toBe(cap);
+    // With a credential in hand, the retry comes before it stops being usable (55 s here).
+    expect(retryAtMs({ receivedAtMs: 0, ttlMs: 60_000 }, 50_000, 1, 0.5, DEFAULT_ROTATION, 20_000)).toBe(55_000);
+    expect(retryAtMs(undefined, 0, 1, 0.5, DEFAULT_ROTATION, 0)).toBe(500);
+  });
 });

@@ -110,7 +110,8 @@ export class AuthorityClient {
     // it may describe an issuer's upstream, and the status says enough to retry.
     const reason = kind === 'refused' ? authorityReason(body) : undefined;
     const where = `${method} ${path.split('/').slice(0, 3).join('/')}`;
-    throw new AuthorityCallError(kind, `authority answered ${status}${detail} to ${where}${reason ? `: ${reason}` : ''}`, { status });
+    const retryAfterMs = kind === 'retryable' ? retryAfterHeaderMs(res.headers['retry-after']) : undefined;
+    throw new AuthorityCallError(kind, `authority answered ${status}${detail} to ${where}${reason ? `: ${reason}` : ''}`, { status, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
   }
 
   /** A transport failure, sorted: too large a 2xx is malformed, everything else retryable. */
@@ -123,4 +124,13 @@ export class AuthorityClient {
     if (err.failure === 'cut_off') return new AuthorityCallError('retryable', `authority answer cut off (${err.errno ?? 'error'})`, { status }, { cause: err });
     return new AuthorityCallError('retryable', `authority unreachable (${err.errno ?? 'error'})`, {}, { cause: err });
   }
+}
+
+/**
+ * Pure: a `Retry-After` header as ms, when it is delta-seconds (what the authority sends:
+ * `429 LEASH_ERR_RATE_LIMITED`); an HTTP-date, a list or anything else counts as absent.
+ */
+export function retryAfterHeaderMs(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^\d{1,9}$/.test(value.trim())) return undefined;
+  return Number(value.trim()) * 1000;
 }

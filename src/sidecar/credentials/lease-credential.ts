@@ -197,7 +197,8 @@ export class LeaseCredential implements CredentialProvider {
     this.onEvent({ kind: 'refresh_failed', error });
     const now = this.clock.monotonicMs();
     const held = this.cred && usable(this.cred, now) ? this.cred.timing : undefined;
-    this.schedule(retryAtMs(held, now, this.failures++, this.random(), this.policy));
+    const retryAfterMs = error instanceof AuthorityCallError ? error.retryAfterMs : undefined;
+    this.schedule(retryAtMs(held, now, this.failures++, this.random(), this.policy, retryAfterMs));
   }
 
   private schedule(atMs: number): void {

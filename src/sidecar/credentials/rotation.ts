@@ -74,8 +74,10 @@ export function refreshAtMs(lease: LeaseTiming, random: number, policy: Rotation
 
 /**
  * After `failures` consecutive failed refreshes, when to try again: full-jitter backoff,
- * but never later than the moment the held credential stops being usable, so a retry
- * is always made while something valid is still in hand.
+ * no sooner than the authority's `Retry-After` (`retryAfterMs`, itself capped at the
+ * backoff's cap: an authority cannot park a sidecar for longer), but never later than the
+ * moment the held credential stops being usable, so a retry is always made while
+ * something valid is still in hand.
  */
 export function retryAtMs(
   lease: LeaseTiming | undefined,
@@ -83,8 +85,10 @@ export function retryAtMs(
   failures: number,
   random: number,
   policy: RotationPolicy = DEFAULT_ROTATION,
+  retryAfterMs?: number,
 ): number {
-  const at = nowMs + fullJitterDelay(policy.backoff, failures, random);
+  let at = nowMs + fullJitterDelay(policy.backoff, failures, random);
+  if (retryAfterMs !== undefined && retryAfterMs > 0) at = Math.max(at, nowMs + Math.min(retryAfterMs, policy.backoff.capMs));
   if (!lease) return at;
   const deadline = usableUntilMs(lease);
   return deadline > nowMs ? Math.min(at, deadline) : at;
