@@ -119,6 +119,8 @@ function printAuthority(c: AuthorityConfig, env: NodeJS.ProcessEnv, out: (line: 
       ? `  attestation: join tokens; Kubernetes TokenReview at ${k.apiServer ?? 'https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT'} for audience ${k.audience} (bound pod tokens only)`
       : '  attestation: join tokens',
   );
+  const lim = c.limits.leases;
+  out(lim.perMinute > 0 ? `  lease requests per identity: ${lim.burst} at once, then ${lim.perMinute} a minute (per replica)` : '  lease requests per identity: no limit (limits.leases.perMinute 0)');
   for (const [name, cred] of Object.entries(c.credentials)) out(`  credential ${name}: ${cred.kind}, TTL ${formatDuration(cred.ttl)}`);
   if (c.policies.length === 0) out('  policies: none (every lease is denied)');
   for (const p of c.policies) out(`  policy ${p.identities.join(', ')} → ${p.credentials.join(', ')} (max TTL ${formatDuration(p.maxTtl)})`);

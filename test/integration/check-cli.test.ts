@@ -114,6 +114,17 @@ routes:
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n')[0]).toBe(`config ${join(process.cwd(), 'examples', name)}: valid (${kind})`);
   });
+
+  it('says what an authority rate-limits, or that it does not', () => {
+    const base = 'credentials:\n  search: { kind: jwt, audience: search-api }\npolicies:\n  - { identities: ["join:a-*"], credentials: [search] }\n';
+    expect(check(file('limits-default.yaml', base)).stdout).toContain('  lease requests per identity: 30 at once, then 60 a minute (per replica)\n');
+    expect(check(file('limits-set.yaml', `${base}limits: { leases: { perMinute: 6, burst: 2 } }\n`)).stdout).toContain('  lease requests per identity: 2 at once, then 6 a minute (per replica)\n');
+    expect(check(file('limits-off.yaml', `${base}limits: { leases: { perMinute: 0 } }\n`)).stdout).toContain('  lease requests per identity: no limit (limits.leases.perMinute 0)\n');
+    const bad = check(file('limits-bad.yaml', `${base}limits: { leases: { perMinute: -1, burst: 0 } }\n`));
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('limits.leases.perMinute');
+    expect(bad.stderr).toContain('limits.leases.burst');
+  });
 });
 
 describe('warnings are worded the same for every kind of file', () => {
