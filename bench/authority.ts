@@ -91,8 +91,8 @@ async function startAuthority(tag: string, cli: string, files: ReturnType<typeof
       'admin: { token: { env: BENCH_ADMIN_TOKEN } }',
       ...(redisUrl ? [`redis: "${redisUrl}"`] : []),
       'log: { level: info }',
-      // The bench measures the authority's throughput from a few identities: no per-identity limit.
-      'limits: { leases: { perMinute: 0 } }',
+      // The bench measures the authority's throughput from a few identities on one address: no limits.
+      'limits: { leases: { perMinute: 0 }, bootstraps: { perMinute: 0 } }',
       'credentials:',
       '  bench: { kind: jwt, audience: bench-api, scopes: ["bench:read"], ttl: 5m }',
       'policies:',

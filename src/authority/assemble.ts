@@ -204,6 +204,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     logger,
     clock,
     leaseRateLimit: config.limits.leases.perMinute > 0 ? new KeyedRateLimiter(config.limits.leases, () => clock.monotonicMs()) : undefined,
+    bootstrapRateLimit: config.limits.bootstraps.perMinute > 0 ? new KeyedRateLimiter(config.limits.bootstraps, () => clock.monotonicMs()) : undefined,
     revocationMemory: memory,
     resetCheck: redisPublisher && {
       check: () => redisPublisher.checkEpoch(),

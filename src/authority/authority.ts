@@ -53,6 +53,8 @@ export interface AuthorityDeps {
   clock: Clock;
   /** Lease requests per identity (rate-limit.ts); absent: no limit. Per replica: N replicas allow up to N times as many. */
   leaseRateLimit?: KeyedRateLimiter;
+  /** Bootstrap requests per client address, before any evidence is checked or spent; absent: no limit. */
+  bootstrapRateLimit?: KeyedRateLimiter;
   /**
    * What this replica revoked, for re-seeding a Redis that came back empty (see
    * revocation-memory.ts). Absent: nothing is remembered (in-memory store and bus).
@@ -154,8 +156,17 @@ export class Authority {
     return this.d.clock.wallMs();
   }
 
-  async bootstrap(body: BootstrapRequest): Promise<IdentityResponse> {
-    const attestation = attestationOf(body);
+  /** `peer`: the client's address, which bootstrap requests are rate-limited by (no identity exists yet). */
+  async bootstrap(body: BootstrapRequest, peer = 'unknown'): Promise<IdentityResponse> {
+    // First, before the CSR's signature check, a TokenReview to the API server or a join
+    // token spent: a refused call costs nothing and spends nothing (the token stays usable).
+    const attestation = attestationOf(body); // a parse, no I/O
+    const rate = this.d.bootstrapRateLimit?.take(peer);
+    if (rate && !rate.allowed) {
+      if (isAttestationKind(attestation?.kind)) this.d.metrics.bootstrap(attestation.kind, 'rate_limited');
+      if (rate.first) this.d.logger.warn({ peer, retryAfterSeconds: rate.retryAfterSeconds }, 'bootstrap requests from this address are over limits.bootstraps; refusing with 429');
+      throw rateLimited(rate.retryAfterSeconds, 'bootstrap');
+    }
     if (!attestation || typeof body.csr !== 'string') throw badRequest('attestation ({ kind, token }) or joinToken, and csr, are required');
     // Check the CSR before spending the evidence (a join token is single-use) on it.
     try {

@@ -19,8 +19,14 @@ export const badRequest = (message: string) => new AuthorityError('LEASH_ERR_AUT
 export const unauthenticated = (message = 'a valid client certificate is required') => new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, message);
 export const forbidden = (message: string, context: ErrorContext = {}) => new AuthorityError('LEASH_ERR_POLICY_DENIED', 403, message, context);
 export const notFound = (message: string) => new AuthorityError('LEASH_ERR_NOT_FOUND', 404, message);
-export const rateLimited = (retryAfterSeconds: number) =>
-  new AuthorityError('LEASH_ERR_RATE_LIMITED', 429, `too many lease requests from this identity; retry in ${retryAfterSeconds} s`, {}, { retryAfterSeconds });
+export const rateLimited = (retryAfterSeconds: number, what: 'lease' | 'bootstrap' = 'lease') =>
+  new AuthorityError(
+    'LEASH_ERR_RATE_LIMITED',
+    429,
+    what === 'lease' ? `too many lease requests from this identity; retry in ${retryAfterSeconds} s` : `too many bootstrap requests from this address; retry in ${retryAfterSeconds} s`,
+    {},
+    { retryAfterSeconds },
+  );
 
 export const AUTHORITY_ERROR_CODES = [
   'LEASH_ERR_AUTHORITY_BAD_REQUEST',

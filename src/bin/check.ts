@@ -119,8 +119,9 @@ function printAuthority(c: AuthorityConfig, env: NodeJS.ProcessEnv, out: (line: 
       ? `  attestation: join tokens; Kubernetes TokenReview at ${k.apiServer ?? 'https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT'} for audience ${k.audience} (bound pod tokens only)`
       : '  attestation: join tokens',
   );
-  const lim = c.limits.leases;
-  out(lim.perMinute > 0 ? `  lease requests per identity: ${lim.burst} at once, then ${lim.perMinute} a minute (per replica)` : '  lease requests per identity: no limit (limits.leases.perMinute 0)');
+  const limit = (l: { perMinute: number; burst: number }, key: string) => (l.perMinute > 0 ? `${l.burst} at once, then ${l.perMinute} a minute (per replica)` : `no limit (limits.${key}.perMinute 0)`);
+  out(`  lease requests per identity: ${limit(c.limits.leases, 'leases')}`);
+  out(`  bootstrap requests per client address: ${limit(c.limits.bootstraps, 'bootstraps')}`);
   for (const [name, cred] of Object.entries(c.credentials)) out(`  credential ${name}: ${cred.kind}, TTL ${formatDuration(cred.ttl)}`);
   if (c.policies.length === 0) out('  policies: none (every lease is denied)');
   for (const p of c.policies) out(`  policy ${p.identities.join(', ')} → ${p.credentials.join(', ')} (max TTL ${formatDuration(p.maxTtl)})`);

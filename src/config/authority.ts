@@ -44,6 +44,15 @@ const credential = z.discriminatedUnion(
 );
 export type CredentialConfig = z.infer<typeof credential>;
 
+/** A token bucket's settings: `perMinute` sustained (0: no limit), `burst` at once. */
+const rateLimit = (perMinute: number, burst: number) =>
+  z
+    .strictObject({
+      perMinute: z.int().min(0).default(perMinute),
+      burst: z.int().min(1).max(10_000).default(burst),
+    })
+    .prefault({});
+
 const policy = z.strictObject({
   identities: z.array(z.string().min(1)).min(1),
   credentials: z.array(z.string().min(1)).min(1),
@@ -71,15 +80,12 @@ export const authoritySchema = z
       })
       .prefault({}),
     joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),
-    // Lease requests per identity, per replica (docs/authority.md, "Rate limits"); perMinute 0: none.
+    // Lease requests per identity and bootstrap requests per client address, per replica
+    // (docs/authority.md, "Rate limits"); perMinute 0: none.
     limits: z
       .strictObject({
-        leases: z
-          .strictObject({
-            perMinute: z.int().min(0).default(60),
-            burst: z.int().min(1).max(10_000).default(30),
-          })
-          .prefault({}),
+        leases: rateLimit(60, 30),
+        bootstraps: rateLimit(60, 30),
       })
       .prefault({}),
     // Kubernetes node attestation (docs/authority.md): present = enabled. Each key left out

@@ -179,6 +179,7 @@ export class AuthorityMetrics {
       this.denials.inc({ credential }, 0);
     }
     for (const method of ['join_token', 'kubernetes', 'renew'] as const) for (const result of ['success', 'failure'] as const) this.bootstraps.inc({ method, result }, 0);
+    for (const method of ['join_token', 'kubernetes'] as const) this.bootstraps.inc({ method, result: 'rate_limited' }, 0);
     for (const scope of REVOCATION_SCOPES) this.revocations.inc({ scope }, 0);
   }
 
@@ -189,7 +190,7 @@ export class AuthorityMetrics {
   policyDenied(credential: string): void {
     this.denials.inc({ credential });
   }
-  bootstrap(method: 'join_token' | 'kubernetes' | 'renew', result: 'success' | 'failure'): void {
+  bootstrap(method: 'join_token' | 'kubernetes' | 'renew', result: 'success' | 'failure' | 'rate_limited'): void {
     this.bootstraps.inc({ method, result });
   }
   revoked(scope: string): void {

@@ -10,7 +10,8 @@ import type { Clock } from '../../src/core/clock.js';
  * Limits the authority enforces whatever the caller asks or keeps open:
  * - a caller's ttlSeconds can only LOWER the policy's and issuer's maximum;
  * - an identity remembered for a kept-alive mTLS connection stops at the certificate's end;
- * - lease requests per identity are rate-limited (429 with Retry-After), others unaffected.
+ * - lease requests per identity are rate-limited (429 with Retry-After), others unaffected;
+ * - bootstrap requests per client address too, before the evidence is spent.
  */
 let authority: TestAuthority | undefined;
 let instance: Instance | undefined;
@@ -139,5 +140,46 @@ describe('lease requests per identity are rate-limited', () => {
       const r = await api(authority.url, authority.caPem, 'POST', '/v1/leases', { identity: one.client, body: { credential: 'search' } });
       expect(r.status).toBe(200);
     }
+  });
+});
+
+describe('bootstrap requests per client address are rate-limited', () => {
+  it('burst 1, 60 a minute: the second bootstrap is 429 with Retry-After, its join token not spent; it works after the wait', async () => {
+    let stepMs = 0;
+    const clock: Clock = { monotonicMs: () => performance.now() + stepMs, wallMs: () => Date.now() + stepMs };
+    authority = await startAuthority(
+      {
+        credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+        policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+        limits: { bootstraps: { perMinute: 60, burst: 1 } },
+      },
+      { clock },
+    );
+    expect((await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'))).status).toBe(200);
+    const token = await authority.token('agent-2');
+    const refused = await bootstrap(authority.url, authority.caPem, token);
+    expect(refused.status).toBe(429);
+    expect(refused.headers?.['retry-after']).toBe('1');
+    expect((refused.body as unknown as { error: { code: string; message: string } }).error).toEqual({
+      code: 'LEASH_ERR_RATE_LIMITED',
+      message: 'too many bootstrap requests from this address; retry in 1 s',
+    });
+    // Even garbage is refused by the limit first (no CSR check, no attestation).
+    expect((await api(authority.url, authority.caPem, 'POST', '/v1/bootstrap', { body: { joinToken: 'x', csr: 'y' } })).status).toBe(429);
+    const metrics = await api<string>(authority.url, authority.caPem, 'GET', '/metrics');
+    expect(metrics.body).toMatch(/^leash_authority_bootstrap_total\{method="join_token",result="rate_limited"\} 2$/m);
+    expect(metrics.body).toMatch(/^leash_authority_bootstrap_total\{method="kubernetes",result="rate_limited"\} 0$/m);
+    // One warning when the address starts being refused, naming the address, never a token.
+    const warned = authority.logs.lines.filter((l) => l.includes('over limits.bootstraps'));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toContain('"peer":"127.0.0.1"');
+    expect(authority.logs.lines.join('\n')).not.toContain(token);
+    // The refused call did not spend the join token.
+    stepMs += 1_000;
+    const later = await bootstrap(authority.url, authority.caPem, token);
+    expect(later.status).toBe(200);
+    expect(later.body.identity).toBe('spiffe://leash.local/join/agent-2');
+    // Leases are limited separately: the new identity leases at once.
+    expect((await api(authority.url, authority.caPem, 'POST', '/v1/leases', { identity: later.client, body: { credential: 'search' } })).status).toBe(200);
   });
 });

@@ -120,6 +120,8 @@ routes:
     expect(check(file('limits-default.yaml', base)).stdout).toContain('  lease requests per identity: 30 at once, then 60 a minute (per replica)\n');
     expect(check(file('limits-set.yaml', `${base}limits: { leases: { perMinute: 6, burst: 2 } }\n`)).stdout).toContain('  lease requests per identity: 2 at once, then 6 a minute (per replica)\n');
     expect(check(file('limits-off.yaml', `${base}limits: { leases: { perMinute: 0 } }\n`)).stdout).toContain('  lease requests per identity: no limit (limits.leases.perMinute 0)\n');
+    expect(check(file('limits-boot.yaml', `${base}limits: { bootstraps: { perMinute: 0 } }\n`)).stdout).toContain('  bootstrap requests per client address: no limit (limits.bootstraps.perMinute 0)\n');
+    expect(check(file('limits-default2.yaml', base)).stdout).toContain('  bootstrap requests per client address: 30 at once, then 60 a minute (per replica)\n');
     const bad = check(file('limits-bad.yaml', `${base}limits: { leases: { perMinute: -1, burst: 0 } }\n`));
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain('limits.leases.perMinute');

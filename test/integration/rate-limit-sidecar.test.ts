@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
+import { api, bootstrap } from '../helpers/replicas.js';
 import type { Upstream } from '../helpers/harness.js';
 import { startRotationSidecar, startStrictJwtUpstream, waitFor, type RotationSidecar, type UpstreamStats } from '../helpers/rotation-sidecar.js';
 
@@ -57,5 +58,28 @@ describe('a sidecar under the authority rate limit', () => {
     // Nothing reached the upstream without a valid token.
     expect(upstream.stats.failed).toBe(0);
     expect(upstream.stats.ok).toBe(4);
+  }, 30_000);
+
+  it("a bootstrap refused by limits.bootstraps is asked again once, after the authority's Retry-After", async () => {
+    authority = await startAuthority({
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+      limits: { bootstraps: { perMinute: 60, burst: 1 } },
+    });
+    upstream = await startStrictJwtUpstream({ jwks: authority.running.keys.jwks(), audience: () => 'search-api' });
+    // Another client on this address takes the one bootstrap the bucket holds.
+    expect((await bootstrap(authority.url, authority.caPem, await authority.token('agent-other'))).status).toBe(200);
+    const token = await authority.token('agent-rl');
+    const route = { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] };
+    leash = await startRotationSidecar(
+      { authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } }, routes: { r1: route } },
+      { authorityCa: authority.caPem, joinToken: () => token },
+    );
+    await waitFor(async () => ((await fetch(`${leash!.adminUrl}/readyz`)).status === 200 ? true : undefined), 'ready', 15_000, 50);
+    const metrics = (await api<string>(authority.url, authority.caPem, 'GET', '/metrics')).body;
+    // Refused once (backoff alone would have asked again within 0.5 s, and been refused again).
+    expect(metrics).toMatch(/^leash_authority_bootstrap_total\{method="join_token",result="rate_limited"\} 1$/m);
+    expect(metrics).toMatch(/^leash_authority_bootstrap_total\{method="join_token",result="success"\} 2$/m);
+    expect((await fetch(`${leash.url}/r1/v1/x`)).status).toBe(200);
   }, 30_000);
 });

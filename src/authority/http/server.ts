@@ -60,7 +60,7 @@ export class AuthorityServer {
     this.routes = [
       { method: 'GET', pattern: /^\/healthz$/, handler: () => ({ status: 'ok' }) },
       { method: 'GET', pattern: /^\/\.well-known\/jwks\.json$/, handler: () => opts.jwks() },
-      { method: 'POST', pattern: route(API.bootstrap), handler: (_r, body) => authority.bootstrap(body as never) },
+      { method: 'POST', pattern: route(API.bootstrap), handler: (r, body) => authority.bootstrap(body as never, peerAddress(r)) },
       { method: 'POST', pattern: route(API.renewIdentity), handler: (r, body) => authority.renewIdentity(who(r), body as never) },
       { method: 'POST', pattern: route(API.leases), handler: (r, body) => authority.lease(who(r), body as never) },
       {
@@ -238,4 +238,10 @@ function readJson(req: IncomingMessage): Promise<unknown> {
       }
     });
   });
+}
+
+/** The client's address, IPv4-mapped IPv6 as plain IPv4 (one client, one key). */
+function peerAddress(req: IncomingMessage): string {
+  const a = req.socket.remoteAddress ?? 'unknown';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
 }

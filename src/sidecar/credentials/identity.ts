@@ -90,7 +90,8 @@ export class IdentityManager {
       }
       this.onEvent({ kind: 'failed', error });
       const now = this.clock.monotonicMs();
-      this.schedule(retryAtMs(this.usable() ? this.current!.timing : undefined, now, this.failures++, this.random(), this.policy));
+      const retryAfterMs = error instanceof AuthorityCallError ? error.retryAfterMs : undefined;
+      this.schedule(retryAtMs(this.usable() ? this.current!.timing : undefined, now, this.failures++, this.random(), this.policy, retryAfterMs));
       return;
     }
     const previous = this.current?.identity;
