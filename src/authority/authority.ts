@@ -280,7 +280,10 @@ export class Authority {
     const started = performance.now();
     const name = body?.credential;
     if (typeof name !== 'string') throw badRequest('credential is required');
-    // Before any work for the caller (a store read, an issuer call): that work is what the limit protects.
+    // A revoked identity is told so (401: its sidecar drops what it holds) whatever its
+    // rate: a 429 would be retried with the revoked lease kept. The limit comes next,
+    // before the policy, any issuer call or store write: what it protects.
+    await this.assertNotRevoked(identity);
     const rate = this.d.leaseRateLimit?.take(identity);
     if (rate && !rate.allowed) {
       // Metric labels stay bounded: only a defined credential's name is used.
@@ -292,7 +295,6 @@ export class Authority {
       }
       throw rateLimited(rate.retryAfterSeconds);
     }
-    await this.assertNotRevoked(identity);
     const entry = this.d.issuers.get(name);
     const verdict = decide(this.d.policy, identity, name);
     if (!entry || !verdict.allowed) {

@@ -110,7 +110,7 @@ describe('lease requests per identity are rate-limited', () => {
     expect(refused.body.error?.code).toBe('LEASH_ERR_RATE_LIMITED');
     // One token every 10 s at 6 a minute.
     expect(refused.headers?.['retry-after']).toBe('10');
-    // Refused before any work: an unknown credential is refused the same way, not 403.
+    // Refused before the policy: an unknown credential is refused the same way, not 403.
     expect((await lease(one.client, 'no-such-credential')).status).toBe(429);
     expect((await lease(one.client)).status).toBe(429);
     // The limit is per identity.
@@ -127,6 +127,22 @@ describe('lease requests per identity are rate-limited', () => {
     stepMs += 10_000;
     expect((await lease(one.client)).status).toBe(200);
     expect((await lease(one.client)).status).toBe(429);
+  });
+
+  it('a revoked identity over its limit is still told it is revoked (401), not 429', async () => {
+    authority = await startAuthority({
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+      limits: { leases: { perMinute: 1, burst: 1 } },
+    });
+    const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));
+    const lease = () => api<{ error?: { code: string; message: string } }>(authority!.url, authority!.caPem, 'POST', '/v1/leases', { identity: one.client, body: { credential: 'search' } });
+    expect((await lease()).status).toBe(200);
+    expect((await lease()).status).toBe(429);
+    await authority.running.authority.revoke('test', 'instance', 'spiffe://leash.local/join/agent-1', 'compromised');
+    const after = await lease();
+    expect(after.status).toBe(401);
+    expect(after.body.error?.message).toContain('identity revoked');
   });
 
   it('perMinute 0 turns the limit off', async () => {
