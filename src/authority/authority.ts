@@ -286,13 +286,13 @@ export class Authority {
     await this.assertNotRevoked(identity);
     const rate = this.d.leaseRateLimit?.take(identity);
     if (rate && !rate.allowed) {
-      // Metric labels stay bounded: only a defined credential's name is used.
-      this.d.metrics.leaseIssued(this.d.issuers.has(name) ? name : '_unknown', 'rate_limited');
+      // Metric labels stay bounded and a name the authority does not define is never
+      // written as given (it may be a pasted secret), as for policy denials below.
+      const known = this.d.issuers.has(name);
+      this.d.metrics.leaseIssued(known ? name : '_unknown', 'rate_limited');
       // One audit event when an identity starts being refused, not one per refused call:
       // a loop at thousands of calls a second must not flood the audit stream.
-      if (rate.first) {
-        this.d.audit.emit('policy.denied', { identity, credential: this.d.issuers.has(name) ? name : unknownCredential(name), reason: 'rate limited' });
-      }
+      if (rate.first) this.d.audit.emit('policy.denied', { identity, credential: known ? name : unknownCredential(name), reason: 'rate limited' });
       throw rateLimited(rate.retryAfterSeconds);
     }
     const entry = this.d.issuers.get(name);

@@ -1,26 +1,24 @@
 /**
- * Per-identity token buckets for lease requests (docs/authority.md, "Rate limits"): each
- * identity may lease `burst` credentials at once and `perMinute` a minute after that. A
- * sidecar leases once per route at start and about twice per TTL after, so a fleet that
- * works normally never meets the limit; what meets it is a loop (an upstream answering
- * every credential with 401, a client retrying without backoff) or a stolen identity
- * draining an issuer (an OAuth2 token endpoint's own quota, an exec command, the store).
+ * Token buckets by key (docs/authority.md, "Rate limits"): each key may make `burst`
+ * requests at once and `perMinute` a minute after that. The authority keys lease requests
+ * by identity (a sidecar leases once per route at start and about twice per TTL after, so
+ * what meets the limit is a loop or a stolen identity draining an issuer) and bootstrap
+ * requests by client address (before any evidence is checked or spent).
  *
  * Pure over the injected monotonic clock (STYLE: decisions apart from I/O). Bounded: at
- * most `maxKeys` identities are tracked, the least recently seen forgotten first (a
- * forgotten identity starts again with a full bucket; identities are bootstrapped one by
- * one, so an attacker cannot cheaply mint enough of them to matter).
+ * most `maxKeys` keys are tracked, the least recently seen forgotten first (a forgotten
+ * key starts again with a full bucket).
  */
-export interface LeaseRateLimit {
-  /** Sustained lease requests a minute, per identity; 0: no limit. */
+export interface RateLimit {
+  /** Sustained requests a minute, per key; 0: no limit. */
   readonly perMinute: number;
-  /** Requests an identity may make at once (the bucket's size). */
+  /** Requests a key may make at once (the bucket's size). */
   readonly burst: number;
 }
 
 export type RateDecision =
   | { readonly allowed: true }
-  /** `first`: the first refusal since this identity's last allowed request (what is worth an audit event). */
+  /** `first`: the first refusal since this key's last allowed request (what is worth an audit event or a log line). */
   | { readonly allowed: false; readonly retryAfterSeconds: number; readonly first: boolean };
 
 interface Bucket {
@@ -36,7 +34,7 @@ export class KeyedRateLimiter {
   private readonly perMs: number;
 
   constructor(
-    private readonly limit: LeaseRateLimit,
+    private readonly limit: RateLimit,
     private readonly nowMs: () => number,
     private readonly maxKeys = 10_000,
   ) {
@@ -69,7 +67,7 @@ export class KeyedRateLimiter {
     return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - b.tokens) / this.perMs / 1000)), first };
   }
 
-  /** Identities tracked now (for tests and the bound). */
+  /** Keys tracked now (for tests and the bound). */
   get size(): number {
     return this.buckets.size;
   }

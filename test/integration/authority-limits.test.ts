@@ -87,14 +87,19 @@ describe('per-connection identity cache ends with the client certificate', () =>
   });
 });
 
+/** One credential and a policy granting it to every join:agent-* identity. */
+const SEARCH = {
+  credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+  policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+};
+
 describe('lease requests per identity are rate-limited', () => {
   it('burst 2, 6 a minute: the third call is 429 LEASH_ERR_RATE_LIMITED with Retry-After; another identity is served; one audit event; back after the wait', async () => {
     let stepMs = 0;
     const clock: Clock = { monotonicMs: () => performance.now() + stepMs, wallMs: () => Date.now() + stepMs };
     authority = await startAuthority(
       {
-        credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
-        policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+        ...SEARCH,
         limits: { leases: { perMinute: 6, burst: 2 } },
       },
       { clock },
@@ -129,10 +134,24 @@ describe('lease requests per identity are rate-limited', () => {
     expect((await lease(one.client)).status).toBe(429);
   });
 
+  it('a refusal that starts with a name the authority does not define audits its fingerprint, never the name', async () => {
+    const pasted = 'sk-live-RATELIMITpasted0123456789abcdef';
+    authority = await startAuthority({ ...SEARCH, limits: { leases: { perMinute: 1, burst: 1 } } });
+    const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));
+    const lease = (credential: string) => api(authority!.url, authority!.caPem, 'POST', '/v1/leases', { identity: one.client, body: { credential } });
+    expect((await lease('search')).status).toBe(200);
+    const refused = await lease(pasted);
+    expect(refused.status).toBe(429);
+    const [denied] = authority.logs.events('policy.denied');
+    expect(denied).toMatchObject({ reason: 'rate limited', credential: expect.stringMatching(/^unknown:sha256:[0-9a-f]{12}$/) });
+    expect(authority.logs.lines.join('\n')).not.toContain(pasted);
+    expect(JSON.stringify(refused.body)).not.toContain(pasted);
+    expect((await api<string>(authority.url, authority.caPem, 'GET', '/metrics')).body).not.toContain(pasted);
+  });
+
   it('a revoked identity over its limit is still told it is revoked (401), not 429', async () => {
     authority = await startAuthority({
-      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
-      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+      ...SEARCH,
       limits: { leases: { perMinute: 1, burst: 1 } },
     });
     const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));
@@ -147,8 +166,7 @@ describe('lease requests per identity are rate-limited', () => {
 
   it('perMinute 0 turns the limit off', async () => {
     authority = await startAuthority({
-      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
-      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+      ...SEARCH,
       limits: { leases: { perMinute: 0, burst: 1 } },
     });
     const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));
@@ -165,8 +183,7 @@ describe('bootstrap requests per client address are rate-limited', () => {
     const clock: Clock = { monotonicMs: () => performance.now() + stepMs, wallMs: () => Date.now() + stepMs };
     authority = await startAuthority(
       {
-        credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
-        policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+        ...SEARCH,
         limits: { bootstraps: { perMinute: 60, burst: 1 } },
       },
       { clock },

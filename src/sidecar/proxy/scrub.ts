@@ -279,7 +279,7 @@ export class Scrubber {
     }
     if (!relevant) return text;
     ESCAPE.lastIndex = 0;
-    const plain = text.replace(ESCAPE, decodeEscape as (m: string, ...groups: string[]) => string);
+    const plain = text.replace(ESCAPE, decodeEscape);
     if (plain === text || !this.mayHold(plain)) return text;
     const { decoded, starts } = unescape(text)!;
     const hits: [number, number][] = [];
