@@ -1,0 +1,129 @@
+import autocannon from 'autocannon';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pinSelf, SHIPPED_CLI, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+
+/**
+ * CPU per request at saturation of several leash variants against the bare http-proxy
+ * forwarder, all alive at once and measured in interleaved slices: how a change on the
+ * request path is judged on a noisy machine without a whole `npm run bench`.
+ *
+ *   node dist/bench/saturation.js [--variant=NAME:DIR:LEVEL ...] [--runs=N] [--cycles=N] [--connections=N]
+ *
+ * A variant is a directory holding a cli.js (default the shipped dist/leash) run at a log
+ * level (default `info`); default variants: `info:dist/leash:info` and `warn:dist/leash:warn`
+ * (what the per-request line costs, interleaved). Every proxy runs with the image's node
+ * flags (bench/lib.ts IMAGE_NODE_FLAGS), pinned to core 1 (this process and the upstream
+ * on core 0). Per run: fresh processes, a 4 s autocannon warm-up each, then --cycles
+ * (default 8) cycles of one 1 s slice per proxy, order reversed every cycle; CPU per
+ * request is Δ(utime+stime) ÷ requests per slice; each variant's ratio to bare is taken per
+ * cycle and the median printed, with the median over --runs (default 2).
+ */
+
+const HOST = '127.0.0.1';
+const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
+const ROOT = resolve(HERE, '../..');
+const args = process.argv.slice(2);
+const num = (name: string, dflt: number): number => Number(args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt);
+const RUNS = num('runs', 2);
+const CYCLES = num('cycles', 8);
+const CONNECTIONS = num('connections', 10);
+const WARM_S = 4;
+const KEY = `sk-bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
+const HEADERS = { authorization: 'Bearer agent-placeholder', 'user-agent': 'leash-bench/1', accept: 'application/json' };
+
+interface Variant {
+  name: string;
+  cli: string;
+  level: string;
+}
+
+function variants(): Variant[] {
+  const given = args.filter((a) => a.startsWith('--variant=')).map((a) => a.slice('--variant='.length));
+  const specs = given.length ? given : ['info::info', 'warn::warn'];
+  return specs.map((s) => {
+    const [name, dir, level] = s.split(':');
+    if (!name) throw new Error(`--variant=${s}: NAME:DIR:LEVEL`);
+    return { name, cli: dir ? resolve(dir, 'cli.js') : join(ROOT, SHIPPED_CLI), level: level || 'info' };
+  });
+}
+
+interface Proxy {
+  name: string;
+  child: ChildProcess;
+  port: number;
+  perReq: number[];
+}
+
+async function start(v: Variant | undefined, upstreamPort: number, cpus: string | undefined, dir: string): Promise<Proxy> {
+  if (v === undefined) {
+    const f = await spawnNodeWithHello<{ port: number }>([...IMAGE_NODE_FLAGS, join(HERE, 'forwarder.js'), String(upstreamPort)], env, cpus);
+    return { name: 'bare', child: f.child, port: f.hello.port, perReq: [] };
+  }
+  const [port, admin] = [await freePort(), await freePort()];
+  const cfg = join(dir, `${v.name}.yaml`);
+  writeFileSync(cfg, benchSidecarYaml({ host: HOST, port, admin, upstreamPort, level: v.level }));
+  const fd = openSync(join(dir, `${v.name}.log`), 'w'); // logs to a file, as to a container runtime
+  const child = spawnNode([...IMAGE_NODE_FLAGS, v.cli, 'sidecar', '--config', cfg], env, ['ignore', fd, 'inherit'], cpus);
+  closeSync(fd);
+  await waitReady(HOST, port, '/bench/v1/ok');
+  return { name: v.name, child, port, perReq: [] };
+}
+
+const load = (p: Proxy, seconds: number) =>
+  autocannon({ url: `http://${HOST}:${p.port}/bench/v1/ok`, connections: CONNECTIONS, duration: seconds, headers: HEADERS });
+
+async function run(n: number, vs: Variant[], upstreamPort: number, cpus: string | undefined): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'leash-saturation-'));
+  const proxies: Proxy[] = [];
+  try {
+    proxies.push(await start(undefined, upstreamPort, cpus, dir));
+    for (const v of vs) proxies.push(await start(v, upstreamPort, cpus, dir));
+    for (const p of proxies) await load(p, WARM_S);
+    for (let c = 0; c < CYCLES; c++) {
+      for (const p of c % 2 === 0 ? proxies : [...proxies].reverse()) {
+        const before = cpuUs(p.child.pid!);
+        const r = await load(p, 1);
+        if (r.errors + r.timeouts + r.non2xx > 0) throw new Error(`${p.name}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx`);
+        p.perReq.push((cpuUs(p.child.pid!) - before) / r.requests.total);
+      }
+    }
+  } finally {
+    for (const p of proxies) await stopChild(p.child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const bare = proxies[0]!.perReq;
+  const out: Record<string, number> = {};
+  for (const p of proxies.slice(1)) out[p.name] = median(p.perReq.map((v, i) => v / bare[i]!));
+  console.log(`run ${n}: CPU µs/request (median of ${CYCLES} slices): ${proxies.map((p) => `${p.name} ${median(p.perReq).toFixed(1)}`).join(', ')}`);
+  for (const [k, v] of Object.entries(out)) console.log(`  ${k.padEnd(24)} ÷ bare ${v.toFixed(3)}×`);
+  return out;
+}
+
+async function main(): Promise<void> {
+  const vs = variants();
+  const pin = canPin(2);
+  if (pin) pinSelf('0');
+  else console.log('NOT pinned (no taskset or < 2 cores): figures are not comparable with pinned runs');
+  console.log(`variants: ${vs.map((v) => `${v.name} = ${v.cli} at ${v.level}`).join('; ')}; ${CONNECTIONS} connections`);
+  const up = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env, pin ? '0' : undefined);
+  const results: Array<Record<string, number>> = [];
+  try {
+    for (let i = 1; i <= RUNS; i++) results.push(await run(i, vs, up.hello.port, pin ? '1' : undefined));
+  } finally {
+    await stopChild(up.child);
+  }
+  if (RUNS > 1) {
+    console.log(`median of ${RUNS} runs:`);
+    for (const k of Object.keys(results[0]!)) console.log(`  ${k.padEnd(24)} ÷ bare ${median(results.map((r) => r[k]!)).toFixed(3)}×`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
