@@ -4,20 +4,20 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pinSelf, SHIPPED_CLI, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pinSelf, SHIPPED_CLI, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
 
 /**
  * CPU per request at saturation of several leash variants against the bare http-proxy
  * forwarder, all alive at once and measured in interleaved slices: how a change on the
  * request path is judged on a noisy machine without a whole `npm run bench`.
  *
- *   node dist/bench/saturation.js [--variant=NAME:DIR:LEVEL ...] [--runs=N] [--cycles=N] [--connections=N]
+ *   node dist/bench/saturation.js [--variant=NAME:DIR:LEVEL ...] [--runs=N] [--cycles=N] [--connections=N] [--idle-ms=N]
  *
  * A variant is a directory holding a cli.js (default the shipped dist/leash) run at a log
  * level (default `info`); default variants: `info:dist/leash:info` and `warn:dist/leash:warn`
  * (what the per-request line costs, interleaved). Every proxy runs with the image's node
  * flags (bench/lib.ts IMAGE_NODE_FLAGS), pinned to core 1 (this process and the upstream
- * on core 0). Per run: fresh processes, a 4 s autocannon warm-up each, then --cycles
+ * on core 0). Per run: fresh processes, idle for --idle-ms (default 0) once all have started, a 4 s autocannon warm-up each, then --cycles
  * (default 8) cycles of one 1 s slice per proxy, order reversed every cycle; CPU per
  * request is Δ(utime+stime) ÷ requests per slice; each variant's ratio to bare is taken per
  * cycle and the median printed, with the median over --runs (default 2).
@@ -31,6 +31,10 @@ const num = (name: string, dflt: number): number => Number(args.find((a) => a.st
 const RUNS = num('runs', 2);
 const CYCLES = num('cycles', 8);
 const CONNECTIONS = num('connections', 10);
+/** Idle time after every proxy has started, before the warm-up (npm run bench idles 40 s; V8's memory reducer runs ~8 s into an idle process). */
+const IDLE_MS = num('idle-ms', 0);
+/** Print each variant's per-cycle ratios (how they change over the process's first minutes). */
+const PER_CYCLE = args.includes('--per-cycle');
 const WARM_S = 4;
 const KEY = `sk-bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
@@ -83,6 +87,7 @@ async function run(n: number, vs: Variant[], upstreamPort: number, cpus: string 
   try {
     proxies.push(await start(undefined, upstreamPort, cpus, dir));
     for (const v of vs) proxies.push(await start(v, upstreamPort, cpus, dir));
+    await sleep(IDLE_MS);
     for (const p of proxies) await load(p, WARM_S);
     for (let c = 0; c < CYCLES; c++) {
       for (const p of c % 2 === 0 ? proxies : [...proxies].reverse()) {
@@ -101,6 +106,7 @@ async function run(n: number, vs: Variant[], upstreamPort: number, cpus: string 
   for (const p of proxies.slice(1)) out[p.name] = median(p.perReq.map((v, i) => v / bare[i]!));
   console.log(`run ${n}: CPU µs/request (median of ${CYCLES} slices): ${proxies.map((p) => `${p.name} ${median(p.perReq).toFixed(1)}`).join(', ')}`);
   for (const [k, v] of Object.entries(out)) console.log(`  ${k.padEnd(24)} ÷ bare ${v.toFixed(3)}×`);
+  if (PER_CYCLE) for (const p of proxies.slice(1)) console.log(`  ${p.name} ÷ bare per cycle: ${p.perReq.map((v, i) => (v / bare[i]!).toFixed(2)).join(' ')}`);
   return out;
 }
 
