@@ -1,10 +1,9 @@
 import autocannon from 'autocannon';
-import { type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pinSelf, SHIPPED_CLI, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, canPin, freePort, IMAGE_NODE_FLAGS, interleavedSlices, median, pinSelf, SHIPPED_CLI, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady, type SlicedProxy } from './lib.js';
 
 /**
  * CPU per request at saturation, leash against the bare http-proxy forwarder, with both
@@ -42,12 +41,7 @@ const HEADERS = { authorization: 'Bearer agent-placeholder', 'user-agent': 'leas
 const BASE_FLAGS = [...IMAGE_NODE_FLAGS, '--no-memory-reducer'];
 const EARLY_GC = ['--expose-gc', `--import=${join(HERE, 'early-gc.js')}`];
 
-interface Proxy {
-  name: string;
-  child: ChildProcess;
-  port: number;
-  perReq: number[];
-}
+type Proxy = SlicedProxy;
 
 async function startBare(name: string, flags: string[], upstreamPort: number, cpus: string | undefined): Promise<Proxy> {
   const f = await spawnNodeWithHello<{ port: number }>([...flags, join(HERE, 'forwarder.js'), String(upstreamPort)], env, cpus);
@@ -77,15 +71,7 @@ async function run(n: number, upstreamPort: number, cpus: string | undefined): P
   ];
   try {
     await sleep(IDLE_MS);
-    for (const p of proxies) await load(p, WARM_S);
-    for (let c = 0; c < CYCLES; c++) {
-      for (const p of c % 2 === 0 ? proxies : [...proxies].reverse()) {
-        const before = cpuUs(p.child.pid!);
-        const r = await load(p, 1);
-        if (r.errors + r.timeouts + r.non2xx > 0) throw new Error(`${p.name}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx`);
-        p.perReq.push((cpuUs(p.child.pid!) - before) / r.requests.total);
-      }
-    }
+    await interleavedSlices(proxies, { warmS: WARM_S, cycles: CYCLES, load });
   } finally {
     for (const p of proxies) await stopChild(p.child);
     rmSync(dir, { recursive: true, force: true });

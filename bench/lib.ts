@@ -602,3 +602,39 @@ export function leashNodeFlags(args: readonly string[]): string[] {
 
 /** How a list of node flags is printed: the flags, or "(none)". */
 export const fmtNodeFlags = (flags: readonly string[]): string => (flags.length ? flags.join(' ') : '(none)');
+
+// ---- saturation in interleaved slices (gc-state.ts, saturation.ts) ----
+
+/** A proxy measured in interleaved slices: its CPU µs per request, one value per cycle. */
+export interface SlicedProxy {
+  name: string;
+  child: ChildProcess;
+  port: number;
+  perReq: number[];
+}
+
+/** What one slice of load reports (autocannon's result, the fields used). */
+export interface SliceLoad {
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  requests: { total: number };
+}
+
+/**
+ * A warm-up of `warmS` seconds per proxy, then `cycles` cycles of one 1 s slice per proxy
+ * (order reversed every cycle, so no proxy always follows another): each slice's CPU per
+ * request (Δ utime+stime of the proxy ÷ requests) is pushed to the proxy's `perReq`. A slice
+ * with errors, timeouts or non-2xx answers throws.
+ */
+export async function interleavedSlices(proxies: SlicedProxy[], o: { warmS: number; cycles: number; load: (p: SlicedProxy, seconds: number) => Promise<SliceLoad> }): Promise<void> {
+  for (const p of proxies) await o.load(p, o.warmS);
+  for (let c = 0; c < o.cycles; c++) {
+    for (const p of c % 2 === 0 ? proxies : [...proxies].reverse()) {
+      const before = cpuUs(p.child.pid!);
+      const r = await o.load(p, 1);
+      if (r.errors + r.timeouts + r.non2xx > 0) throw new Error(`${p.name}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx`);
+      p.perReq.push((cpuUs(p.child.pid!) - before) / r.requests.total);
+    }
+  }
+}

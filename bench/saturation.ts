@@ -3,8 +3,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ChildProcess } from 'node:child_process';
-import { benchSidecarYaml, canPin, cpuUs, freePort, IMAGE_NODE_FLAGS, median, pinSelf, SHIPPED_CLI, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady } from './lib.js';
+import { benchSidecarYaml, canPin, freePort, IMAGE_NODE_FLAGS, interleavedSlices, median, pinSelf, SHIPPED_CLI, sleep, spawnNode, spawnNodeWithHello, stopChild, waitReady, type SlicedProxy } from './lib.js';
 
 /**
  * CPU per request at saturation of several leash variants against the bare http-proxy
@@ -56,12 +55,7 @@ function variants(): Variant[] {
   });
 }
 
-interface Proxy {
-  name: string;
-  child: ChildProcess;
-  port: number;
-  perReq: number[];
-}
+type Proxy = SlicedProxy;
 
 async function start(v: Variant | undefined, upstreamPort: number, cpus: string | undefined, dir: string): Promise<Proxy> {
   if (v === undefined) {
@@ -88,15 +82,7 @@ async function run(n: number, vs: Variant[], upstreamPort: number, cpus: string 
     proxies.push(await start(undefined, upstreamPort, cpus, dir));
     for (const v of vs) proxies.push(await start(v, upstreamPort, cpus, dir));
     await sleep(IDLE_MS);
-    for (const p of proxies) await load(p, WARM_S);
-    for (let c = 0; c < CYCLES; c++) {
-      for (const p of c % 2 === 0 ? proxies : [...proxies].reverse()) {
-        const before = cpuUs(p.child.pid!);
-        const r = await load(p, 1);
-        if (r.errors + r.timeouts + r.non2xx > 0) throw new Error(`${p.name}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx`);
-        p.perReq.push((cpuUs(p.child.pid!) - before) / r.requests.total);
-      }
-    }
+    await interleavedSlices(proxies, { warmS: WARM_S, cycles: CYCLES, load });
   } finally {
     for (const p of proxies) await stopChild(p.child);
     rmSync(dir, { recursive: true, force: true });
