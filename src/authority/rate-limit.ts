@@ -9,66 +9,58 @@
  * most `maxKeys` keys are tracked, the least recently seen forgotten first (a forgotten
  * key starts again with a full bucket).
  */
-export interface RateLimit {
-  /** Sustained requests a minute, per key; 0: no limit. */
-  readonly perMinute: number;
-  /** Requests a key may make at once (the bucket's size). */
-  readonly burst: number;
-}
+import { msUntilToken, takeToken, type BucketLimit, type TokenBucket } from '../core/token-bucket.js';
+
+/** `perMinute` sustained requests per key (0: no limit), `burst` at once. */
+export type RateLimit = BucketLimit;
 
 export type RateDecision =
   | { readonly allowed: true }
   /** `first`: the first refusal since this key's last allowed request (what is worth an audit event or a log line). */
   | { readonly allowed: false; readonly retryAfterSeconds: number; readonly first: boolean };
 
-interface Bucket {
-  tokens: number;
-  atMs: number;
+interface KeyState {
+  bucket: TokenBucket;
   refusing: boolean;
 }
 
 const ALLOWED: RateDecision = { allowed: true };
 
 export class KeyedRateLimiter {
-  private readonly buckets = new Map<string, Bucket>();
-  private readonly perMs: number;
+  private readonly keys = new Map<string, KeyState>();
 
   constructor(
     private readonly limit: RateLimit,
     private readonly nowMs: () => number,
     private readonly maxKeys = 10_000,
-  ) {
-    this.perMs = limit.perMinute / 60_000;
-  }
+  ) {}
 
-  /** Takes one request from `key`'s bucket, or says how long until one is there. */
+  /** Takes one request from `key`'s bucket (core/token-bucket.ts), or says how long until one is there. */
   take(key: string): RateDecision {
     if (this.limit.perMinute <= 0) return ALLOWED;
     const now = this.nowMs();
-    let b = this.buckets.get(key);
-    if (b === undefined) {
-      b = { tokens: this.limit.burst, atMs: now, refusing: false };
-      if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
+    let k = this.keys.get(key);
+    if (k === undefined) {
+      k = { bucket: { tokens: this.limit.burst, atMs: now }, refusing: false };
+      if (this.keys.size >= this.maxKeys) this.keys.delete(this.keys.keys().next().value!);
     } else {
-      // Refill since last seen (a clock that does not advance refills nothing), and move
-      // the key to the end: Map order is then least recently seen first.
-      b.tokens = Math.min(this.limit.burst, b.tokens + Math.max(0, now - b.atMs) * this.perMs);
-      b.atMs = now;
-      this.buckets.delete(key);
+      // Moved to the end: Map order is then least recently seen first.
+      this.keys.delete(key);
     }
-    this.buckets.set(key, b);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      b.refusing = false;
+    this.keys.set(key, k);
+    const t = takeToken(k.bucket, now, this.limit);
+    k.bucket = t.bucket;
+    if (t.ok) {
+      k.refusing = false;
       return ALLOWED;
     }
-    const first = !b.refusing;
-    b.refusing = true;
-    return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - b.tokens) / this.perMs / 1000)), first };
+    const first = !k.refusing;
+    k.refusing = true;
+    return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(msUntilToken(t.bucket, this.limit) / 1000)), first };
   }
 
   /** Keys tracked now (for tests and the bound). */
   get size(): number {
-    return this.buckets.size;
+    return this.keys.size;
   }
 }

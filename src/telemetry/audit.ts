@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../core/clock.js';
+import { msUntilToken, takeToken, type BucketLimit, type TokenBucket } from '../core/token-bucket.js';
 import { fixedLine } from './logger.js';
 
 /**
@@ -175,29 +176,9 @@ export const PER_REQUEST_EVENTS: ReadonlySet<string> = new Set(['request', 'requ
  * at `perMinute`. Without one, a sidecar in a refresh loop appended ~135 lifecycle events
  * a second and pushed the whole fleet's history out of the capped stream in minutes.
  */
-export interface AuditStreamLimit {
-  readonly burst: number;
-  readonly perMinute: number;
-}
+export type AuditStreamLimit = BucketLimit;
 
 export const DEFAULT_AUDIT_STREAM_LIMIT: AuditStreamLimit = { burst: 100, perMinute: 30 };
-
-/** A token bucket on a monotonic clock: `tokens` as of `atMs`. */
-export interface TokenBucket {
-  readonly tokens: number;
-  readonly atMs: number;
-}
-
-/** Refill to `nowMs` and take one token if there is one (pure). */
-export function takeToken(bucket: TokenBucket, nowMs: number, limit: AuditStreamLimit): { ok: boolean; bucket: TokenBucket } {
-  const tokens = Math.min(limit.burst, bucket.tokens + (Math.max(0, nowMs - bucket.atMs) * limit.perMinute) / 60_000);
-  return tokens >= 1 ? { ok: true, bucket: { tokens: tokens - 1, atMs: nowMs } } : { ok: false, bucket: { tokens, atMs: Math.max(nowMs, bucket.atMs) } };
-}
-
-/** How long until the bucket holds a whole token again. */
-export function msUntilToken(bucket: TokenBucket, limit: AuditStreamLimit): number {
-  return Math.max(0, Math.ceil(((1 - bucket.tokens) * 60_000) / limit.perMinute));
-}
 
 /** The sink, plus `close()`: writes a pending suppressed summary at once (outside the budget) and stops its timer. */
 export type RedisAuditSink = AuditSink & { close(): void };

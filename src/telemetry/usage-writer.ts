@@ -1,7 +1,8 @@
 import type { ChainableCommander } from 'ioredis';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../core/clock.js';
-import type { AuditStreamLimit, TokenBucket } from './audit.js';
+import type { TokenBucket } from '../core/token-bucket.js';
+import type { AuditStreamLimit } from './audit.js';
 import { UsageAggregator, usageFields, type UsageRequest } from './usage.js';
 
 /** The Redis calls the writer makes: one MULTI per flush (ioredis Redis and Cluster both have it). */

@@ -135,6 +135,7 @@ describe('lease requests per identity are rate-limited', () => {
   });
 
   it('a refusal that starts with a name the authority does not define audits its fingerprint, never the name', async () => {
+    // A made-up, secret-shaped name (not a real key): what a pasted secret would look like.
     const pasted = 'sk-live-RATELIMITpasted0123456789abcdef';
     authority = await startAuthority({ ...SEARCH, limits: { leases: { perMinute: 1, burst: 1 } } });
     const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));

@@ -16,7 +16,7 @@ import {
   type AuthFailureSkip,
   type AuthFailureState,
 } from '../../src/sidecar/credentials/rotation.js';
-import { msUntilToken, takeToken } from '../../src/telemetry/audit.js';
+import { msUntilToken, takeToken } from '../../src/core/token-bucket.js';
 
 const W = DEFAULT_AUTH_FAILURE.windowMs; // 30 s
 

@@ -42,13 +42,15 @@ describe('KeyedRateLimiter', () => {
     expect(l.take('b').allowed).toBe(true);
   });
 
-  it('a clock that goes back refills nothing and takes nothing away', () => {
+  it('a clock that goes back refills nothing and takes nothing away (the refill resumes from the latest reading)', () => {
     at.ms = 10_000;
     const l = new KeyedRateLimiter({ perMinute: 60, burst: 1 }, now);
     l.take('a');
     at.ms = 0;
     expect(l.take('a').allowed).toBe(false);
     at.ms = 1_000;
+    expect(l.take('a').allowed).toBe(false);
+    at.ms = 11_000;
     expect(l.take('a').allowed).toBe(true);
   });
 
