@@ -12,7 +12,7 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  *
  *   node dist/bench/instructions.js [--requests=N] [--warmup=N] [--processes=N] [--leash-dist=DIR ...]
  *        [--leash-node-flags="--a --b"] [--audit-redis=URL] [--by-function [--top=N]] [--idle-ms=N]
- *        [--connections=N] [--cache-sim]
+ *        [--connections=N] [--cache-sim] [--cache=host|l2|tlb] [--fn-event=EV[+EV…]]
  *
  * For each target (the bare http-proxy forwarder, then each leash build given as a directory
  * holding a cli.js, default ./dist/leash, the shipped bundle) the proxy runs under `valgrind --tool=callgrind --instr-atstart=no`: start-up
@@ -53,6 +53,18 @@ import { benchSidecarYaml, fmtNodeFlags, freePort, httpGet, leashNodeFlags, medi
  * second buys fewer instructions in one process than in another (slower; the instruction
  * counts are the same).
  *
+ * --cache=l2|tlb (implies --cache-sim) replaces that model with one of a named level, so its
+ * "LL" column is that level's misses: `l2` is this host's per-core caches as sysfs gives
+ * them (its L1s, and its unified L2 as the last level: a core's private cache, which a
+ * noisy neighbour cannot evict; 32 KiB L1s and a 512 KiB L2 where sysfs has no answer); `tlb` simulates the
+ * translation caches with 4 KiB "lines" (64-entry fully associative L1 iTLB and dTLB, a
+ * 2,048-entry 16-way L2 TLB). `host` (default) is callgrind's model of the host's caches.
+ *
+ * --fn-event=EV[+EV…] (with --by-function and --cache-sim): the by-function tables count
+ * these events (summed) instead of instructions, e.g. `--fn-event=ILmr+DLmr+DLmw` for the
+ * last-level misses of each function: where the misses land (a function's own footprint,
+ * or another's code and data evicting what it needs).
+ *
  * With --by-function, every proxy under callgrind runs with `node --perf-basic-prof` (V8
  * writes `/tmp/perf-<pid>.map`: "start size name" per JIT code object), the main thread's
  * dump of the measured interval is read for each function's self cost (`fn=` blocks), and
@@ -74,7 +86,33 @@ const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '../..');
 const BY_FN = args.includes('--by-function');
 /** callgrind's cache and branch simulation (`--cache-sim=yes --branch-sim=yes`): misses per request, a model of the host's, the same on every host. */
-const CACHE_SIM = args.includes('--cache-sim');
+/** One of cpu0's caches from sysfs as valgrind's "size,associativity,line size", or the fallback. */
+function hostCache(level: number, type: string, fallback: string): string {
+  const base = '/sys/devices/system/cpu/cpu0/cache';
+  try {
+    for (const index of readdirSync(base).filter((d) => d.startsWith('index'))) {
+      const read = (f: string) => readFileSync(join(base, index, f), 'utf8').trim();
+      if (Number(read('level')) !== level || read('type') !== type) continue;
+      const size = /^(\d+)K$/.exec(read('size'));
+      if (size) return `${Number(size[1]) * 1024},${read('ways_of_associativity')},${read('coherency_line_size')}`;
+    }
+  } catch {
+    // no sysfs cache description (a container without /sys): the fallback
+  }
+  return fallback;
+}
+const CACHE_MODEL = args.find((a) => a.startsWith('--cache='))?.slice('--cache='.length) ?? 'host';
+const CACHE_MODELS: Record<string, string[]> = {
+  host: [],
+  l2: [`--I1=${hostCache(1, 'Instruction', '32768,8,64')}`, `--D1=${hostCache(1, 'Data', '32768,8,64')}`, `--LL=${hostCache(2, 'Unified', '524288,8,64')}`],
+  tlb: ['--I1=262144,64,4096', '--D1=262144,64,4096', '--LL=8388608,16,4096'],
+};
+if (!CACHE_MODELS[CACHE_MODEL]) throw new Error(`--cache=${CACHE_MODEL}: one of ${Object.keys(CACHE_MODELS).join(', ')}`);
+const CACHE_SIM = args.includes('--cache-sim') || CACHE_MODEL !== 'host';
+/** The events the by-function tables count (summed), default instructions. */
+const FN_EVENTS = (args.find((a) => a.startsWith('--fn-event='))?.slice('--fn-event='.length) ?? 'Ir').split('+');
+if (FN_EVENTS.some((e) => e !== 'Ir') && !CACHE_SIM) throw new Error('--fn-event other than Ir needs --cache-sim');
+const FN_UNIT = FN_EVENTS.join(' + ') === 'Ir' ? 'self instructions/request' : `self ${FN_EVENTS.join(' + ')}/request`;
 /** Keep-alive connections the requests are spread over (one request at a time on each). */
 const CONNS = Math.max(1, Number(args.find((a) => a.startsWith('--connections='))?.split('=')[1] ?? 4) || 4);
 const TOP = Number(args.find((a) => a.startsWith('--top='))?.split('=')[1] ?? 40);
@@ -160,7 +198,7 @@ async function instructions(t: Target, tag: string): Promise<Ir> {
   // `--instr=on` and the counters are zeroed right before the measured requests.
   const child = start(
     'valgrind',
-    ['--tool=callgrind', '--instr-atstart=no', ...(CACHE_SIM ? ['--cache-sim=yes', '--branch-sim=yes'] : []), `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...nodeArgs],
+    ['--tool=callgrind', '--instr-atstart=no', ...(CACHE_SIM ? ['--cache-sim=yes', '--branch-sim=yes', ...CACHE_MODELS[CACHE_MODEL]!] : []), `--callgrind-out-file=${out}.%p`, '--smc-check=all-non-file', '--separate-threads=yes', process.execPath, ...nodeArgs],
     `vg-${tag}`,
   );
   try {
@@ -269,10 +307,15 @@ function selfCostByFunction(dump: string, perfMap: string): Map<string, number> 
   const self = new Map<string, number>();
   let fn = '';
   let skipNext = false;
-  let eventCol = 0;
+  let eventCols = [0];
   for (const line of dump.split('\n')) {
     if (line.startsWith('events:')) {
-      eventCol = Math.max(0, line.slice(7).trim().split(/\s+/).indexOf('Ir'));
+      const names = line.slice(7).trim().split(/\s+/);
+      eventCols = FN_EVENTS.map((e) => {
+        const i = names.indexOf(e);
+        if (i < 0) throw new Error(`--fn-event: callgrind recorded no ${e} (events: ${names.join(' ')})`);
+        return i;
+      });
       continue;
     }
     if (line.startsWith('fn=')) {
@@ -305,7 +348,8 @@ function selfCostByFunction(dump: string, perfMap: string): Map<string, number> 
         continue;
       }
       const parts = line.trim().split(/\s+/);
-      const v = Number(parts[1 + eventCol] ?? 0);
+      let v = 0;
+      for (const col of eventCols) v += Number(parts[1 + col] ?? 0);
       if (fn && v) self.set(fn, (self.get(fn) ?? 0) + v);
     }
   }
@@ -320,8 +364,8 @@ function printByFunction(rows: Array<{ name: string; ir: { main: number; byFn?: 
     if (!r.ir.byFn) continue;
     const sorted = [...r.ir.byFn].sort((a, b) => b[1] - a[1]).slice(0, TOP);
     const named = [...r.ir.byFn.values()].reduce((a, b) => a + b, 0);
-    console.log(`\n### ${r.name}: top ${TOP} functions by self instructions/request (main thread; all functions sum to ${k(named)})\n`);
-    console.log('| function | self instructions/request |');
+    console.log(`\n### ${r.name}: top ${TOP} functions by ${FN_UNIT} (main thread; all functions sum to ${k(named)})\n`);
+    console.log(`| function | ${FN_UNIT} |`);
     console.log('| --- | --- |');
     for (const [f, v] of sorted) console.log(`| ${cell(f)} | ${k(v)} |`);
   }
@@ -329,7 +373,8 @@ function printByFunction(rows: Array<{ name: string; ir: { main: number; byFn?: 
     const keys = new Set([...a.ir.byFn!.keys(), ...b.ir.byFn!.keys()]);
     const d = [...keys].map((f) => [f, (b.ir.byFn!.get(f) ?? 0) - (a.ir.byFn!.get(f) ?? 0), a.ir.byFn!.get(f) ?? 0, b.ir.byFn!.get(f) ?? 0] as const);
     d.sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
-    console.log(`\n### ${b.name} − ${a.name}, by function (self instructions/request, top ${TOP} by |difference|; total ${sgn(b.ir.main - a.ir.main)})\n`);
+    const total = (r: typeof a) => [...r.ir.byFn!.values()].reduce((x, y) => x + y, 0);
+    console.log(`\n### ${b.name} − ${a.name}, by function (${FN_UNIT}, top ${TOP} by |difference|; total ${sgn(total(b) - total(a))})\n`);
     console.log(`| function | ${cell(a.name)} | ${cell(b.name)} | difference |`);
     console.log('| --- | --- | --- | --- |');
     for (const [f, v, x, y] of d.slice(0, TOP)) console.log(`| ${cell(f)} | ${k(x)} | ${k(y)} | ${sgn(v)} |`);
@@ -349,8 +394,13 @@ function printCacheSim(rows: Row[]): void {
     ['LL misses (instr + data)', (r) => med(r, 'ILmr') + med(r, 'DLmr') + med(r, 'DLmw')],
     ['branch mispredicts (cond + indirect)', (r) => med(r, 'Bcm') + med(r, 'Bim')],
   ];
+  // With the host's own L2 as the last level, a cycle estimate from the events: each L1 miss
+  // that hits L2 ~14 cycles, each L2 miss ~50 (an L3 hit; more when a neighbour has evicted
+  // L3), each mispredict ~13 (Zen 4's published latencies). A model of user space only.
+  if (CACHE_MODEL === 'l2') cols.push(['estimated cycles (Ir + 14 × L1 misses + 50 × L2 misses + 13 × mispredicts)', (r) => med(r, 'Ir') + 14 * (cols[0]![1](r) + cols[1]![1](r)) + 50 * cols[2]![1](r) + 13 * cols[3]![1](r)]);
   const base = rows[0]!;
-  console.log('\nSimulated by callgrind (`--cache-sim=yes --branch-sim=yes`: its model of the host\'s L1 and last-level caches, per request, main thread):\n');
+  const model = { host: "its model of the host's L1 and last-level caches", l2: `this host's L1s and L2 as the last level (${CACHE_MODELS.l2!.join(' ')})`, tlb: 'TLBs: 64-entry L1 iTLB/dTLB, 2,048-entry L2 TLB as the last level' }[CACHE_MODEL];
+  console.log(`\nSimulated by callgrind (\`--cache-sim=yes --branch-sim=yes\`${CACHE_MODEL === 'host' ? '' : `, --cache=${CACHE_MODEL}`}: ${model}, per request, main thread):\n`);
   console.log(`| target | ${cols.map(([c]) => `${c} | ÷ bare`).join(' | ')} |`);
   console.log(`| --- | ${cols.map(() => '--- | ---').join(' | ')} |`);
   for (const r of rows) console.log(`| ${r.name} | ${cols.map(([, f]) => `${Math.round(f(r)).toLocaleString('en')} | ${(f(r) / f(base)).toFixed(2)}`).join(' | ')} |`);

@@ -1,4 +1,6 @@
 import autocannon from 'autocannon';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -34,6 +36,8 @@ const CONNECTIONS = num('connections', 10);
 const IDLE_MS = num('idle-ms', 0);
 /** Print each variant's per-cycle ratios (how they change over the process's first minutes). */
 const PER_CYCLE = args.includes('--per-cycle');
+/** Where a variant's stdout goes: `file` (default), `pipe` (a `cat` on the load core drains it, as a container runtime's shim does), `null`. A variant may name its own as NAME:DIR:LEVEL:SINK. */
+const SINK = args.find((a) => a.startsWith('--sink='))?.slice('--sink='.length) ?? 'file';
 const WARM_S = 4;
 const KEY = `sk-bench-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
 const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
@@ -43,15 +47,18 @@ interface Variant {
   name: string;
   cli: string;
   level: string;
+  sink: string;
 }
 
 function variants(): Variant[] {
   const given = args.filter((a) => a.startsWith('--variant=')).map((a) => a.slice('--variant='.length));
   const specs = given.length ? given : ['info::info', 'warn::warn'];
   return specs.map((s) => {
-    const [name, dir, level] = s.split(':');
-    if (!name) throw new Error(`--variant=${s}: NAME:DIR:LEVEL`);
-    return { name, cli: dir ? resolve(dir, 'cli.js') : join(ROOT, SHIPPED_CLI), level: level || 'info' };
+    const [name, dir, level, sink] = s.split(':');
+    if (!name) throw new Error(`--variant=${s}: NAME:DIR:LEVEL[:SINK]`);
+    const out = sink || SINK;
+    if (!['file', 'pipe', 'null'].includes(out)) throw new Error(`--variant=${s}: SINK is file, pipe or null`);
+    return { name, cli: dir ? resolve(dir, 'cli.js') : join(ROOT, SHIPPED_CLI), level: level || 'info', sink: out };
   });
 }
 
@@ -65,11 +72,20 @@ async function start(v: Variant | undefined, upstreamPort: number, cpus: string 
   const [port, admin] = [await freePort(), await freePort()];
   const cfg = join(dir, `${v.name}.yaml`);
   writeFileSync(cfg, benchSidecarYaml({ host: HOST, port, admin, upstreamPort, level: v.level }));
-  const fd = openSync(join(dir, `${v.name}.log`), 'w'); // logs to a file, as to a container runtime
-  const child = spawnNode([...IMAGE_NODE_FLAGS, v.cli, 'sidecar', '--config', cfg], env, ['ignore', fd, 'inherit'], cpus);
-  closeSync(fd);
+  const { stdout, drain } = logSink(v.sink, join(dir, `${v.name}.log`));
+  const child = spawnNode([...IMAGE_NODE_FLAGS, v.cli, 'sidecar', '--config', cfg], env, ['ignore', stdout, 'inherit'], cpus);
+  if (typeof stdout === 'number') closeSync(stdout);
+  if (drain) child.once('exit', () => drain.kill());
   await waitReady(HOST, port, '/bench/v1/ok');
   return { name: v.name, child, port, perReq: [] };
+}
+
+/** The variant's stdout: a file, /dev/null, or a pipe into a `cat` pinned to the load core. */
+function logSink(sink: string, path: string): { stdout: number | Writable; drain?: ChildProcess } {
+  if (sink === 'null') return { stdout: openSync('/dev/null', 'w') };
+  if (sink === 'file') return { stdout: openSync(path, 'w') };
+  const drain = spawn('taskset', ['-c', '0', 'cat'], { stdio: ['pipe', 'ignore', 'inherit'] });
+  return { stdout: drain.stdin!, drain };
 }
 
 const load = (p: Proxy, seconds: number) =>
@@ -101,7 +117,7 @@ async function main(): Promise<void> {
   const pin = canPin(2);
   if (pin) pinSelf('0');
   else console.log('NOT pinned (no taskset or < 2 cores): figures are not comparable with pinned runs');
-  console.log(`variants: ${vs.map((v) => `${v.name} = ${v.cli} at ${v.level}`).join('; ')}; ${CONNECTIONS} connections`);
+  console.log(`variants: ${vs.map((v) => `${v.name} = ${v.cli} at ${v.level}, stdout to ${v.sink}`).join('; ')}; ${CONNECTIONS} connections`);
   const up = await spawnNodeWithHello<{ port: number }>([join(HERE, 'upstream.js')], env, pin ? '0' : undefined);
   const results: Array<Record<string, number>> = [];
   try {

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort, rawCommand } from './bus-redis.js';
+import { rawCommand } from './bus-redis.js';
+import { freePort } from './ports.js';
 import { sleep } from './wait.js';
 
 /**

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestRedis } from './redis.js';
+import { freePort } from './ports.js';
 import { sleep } from './wait.js';
 
 /**
@@ -16,17 +17,6 @@ import { sleep } from './wait.js';
  */
 const REDIS_SERVER = process.env.LEASH_TEST_REDIS_SERVER ?? 'redis-server';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** One raw command over RESP (inline); resolves with the first reply line, or undefined. */
 export function rawCommand(port: number, line: string, timeoutMs = 500): Promise<string | undefined> {

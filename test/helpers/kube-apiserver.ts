@@ -139,25 +139,3 @@ export async function startKubeApi(options: { port?: number; listen?: boolean } 
   return api;
 }
 
-/**
- * A port that was free a moment ago, for an API server that comes up later. Chosen below
- * Linux's ephemeral range (32768-60999 by default), where every `listen(0)` and outgoing
- * connection of the other test files running meanwhile takes its ports: a port from that
- * range was taken by one of them before the server came up (EADDRINUSE, seen in a full run).
- */
-export async function freePort(): Promise<number> {
-  const { createServer: plain } = await import('node:net');
-  for (let attempt = 0; ; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const s = plain();
-    const ok = await new Promise<boolean>((resolve) => {
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (ok) {
-      await new Promise<void>((resolve) => s.close(() => resolve()));
-      return port;
-    }
-    if (attempt >= 50) throw new Error('no free port found below the ephemeral range in 50 tries');
-  }
-}

@@ -14,7 +14,8 @@ import { createAudit } from '../../src/telemetry/audit.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { freePort, startKubeApi, type KubeApi } from '../helpers/kube-apiserver.js';
+import { startKubeApi, type KubeApi } from '../helpers/kube-apiserver.js';
+import { freePort } from '../helpers/ports.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**

@@ -1,0 +1,48 @@
+import { Worker } from 'node:worker_threads';
+import { describe, expect, it } from 'vitest';
+import { cpuUsPrecise } from '../../bench/lib.js';
+
+/**
+ * bench/lib.ts cpuUsPrecise is what the sliced CPU benches divide by requests: it must count
+ * every thread of the process (GC and compiler threads work for the proxy too), in µs.
+ */
+const spin = (ms: number): void => {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+};
+
+describe('bench cpuUsPrecise', () => {
+  it('reads this thread’s CPU time in µs, as process.cpuUsage does', () => {
+    const c0 = process.cpuUsage();
+    const p0 = cpuUsPrecise(process.pid);
+    spin(150);
+    const p = cpuUsPrecise(process.pid) - p0;
+    const c = process.cpuUsage(c0);
+    // Other threads (the test runner's, GC) may add a little; µs and not ns or ticks.
+    expect(p).toBeGreaterThan(120_000);
+    expect(p).toBeLessThan(c.user + c.system + 100_000);
+  });
+
+  it('counts the CPU time of the process’s other (live) threads', async () => {
+    // The worker spins 200 ms, says so and stays alive (a thread that has exited is no
+    // longer listed; node's own threads live as long as the process).
+    const w = new Worker(
+      "const { parentPort } = require('node:worker_threads'); parentPort.once('message', () => { const end = performance.now() + 200; while (performance.now() < end); parentPort.postMessage('spun'); });",
+      { eval: true },
+    );
+    try {
+      await new Promise((r) => w.once('online', r));
+      const p0 = cpuUsPrecise(process.pid);
+      const c0 = process.cpuUsage();
+      w.postMessage('spin');
+      await new Promise((r) => w.once('message', r));
+      const p = cpuUsPrecise(process.pid) - p0;
+      const c = process.cpuUsage(c0);
+      // The main thread only waited; the worker's 200 ms of spinning are in the reading.
+      expect(p).toBeGreaterThan(170_000);
+      expect(p).toBeGreaterThan(c.user + c.system - 50_000);
+    } finally {
+      await w.terminate();
+    }
+  });
+});
