@@ -394,10 +394,6 @@ function printCacheSim(rows: Row[]): void {
     ['LL misses (instr + data)', (r) => med(r, 'ILmr') + med(r, 'DLmr') + med(r, 'DLmw')],
     ['branch mispredicts (cond + indirect)', (r) => med(r, 'Bcm') + med(r, 'Bim')],
   ];
-  // With the host's own L2 as the last level, a cycle estimate from the events: each L1 miss
-  // that hits L2 ~14 cycles, each L2 miss ~50 (an L3 hit; more when a neighbour has evicted
-  // L3), each mispredict ~13 (Zen 4's published latencies). A model of user space only.
-  if (CACHE_MODEL === 'l2') cols.push(['estimated cycles (Ir + 14 × L1 misses + 50 × L2 misses + 13 × mispredicts)', (r) => med(r, 'Ir') + 14 * (cols[0]![1](r) + cols[1]![1](r)) + 50 * cols[2]![1](r) + 13 * cols[3]![1](r)]);
   const base = rows[0]!;
   const model = { host: "its model of the host's L1 and last-level caches", l2: `this host's L1s and L2 as the last level (${CACHE_MODELS.l2!.join(' ')})`, tlb: 'TLBs: 64-entry L1 iTLB/dTLB, 2,048-entry L2 TLB as the last level' }[CACHE_MODEL];
   console.log(`\nSimulated by callgrind (\`--cache-sim=yes --branch-sim=yes\`${CACHE_MODEL === 'host' ? '' : `, --cache=${CACHE_MODEL}`}: ${model}, per request, main thread):\n`);
