@@ -72,19 +72,21 @@ async function start(v: Variant | undefined, upstreamPort: number, cpus: string 
   const [port, admin] = [await freePort(), await freePort()];
   const cfg = join(dir, `${v.name}.yaml`);
   writeFileSync(cfg, benchSidecarYaml({ host: HOST, port, admin, upstreamPort, level: v.level }));
-  const { stdout, drain } = logSink(v.sink, join(dir, `${v.name}.log`));
+  const { stdout, drain } = logSink(v.sink, join(dir, `${v.name}.log`), cpus !== undefined);
   const child = spawnNode([...IMAGE_NODE_FLAGS, v.cli, 'sidecar', '--config', cfg], env, ['ignore', stdout, 'inherit'], cpus);
+  // Only the child keeps the write end: the file closes here, and `cat` sees EOF (and exits) when leash does.
   if (typeof stdout === 'number') closeSync(stdout);
-  if (drain) child.once('exit', () => drain.kill());
+  else stdout.destroy();
+  drain?.once('error', (err) => console.error(`${v.name}: stdout drain failed: ${err.message}`));
   await waitReady(HOST, port, '/bench/v1/ok');
   return { name: v.name, child, port, perReq: [] };
 }
 
-/** The variant's stdout: a file, /dev/null, or a pipe into a `cat` pinned to the load core. */
-function logSink(sink: string, path: string): { stdout: number | Writable; drain?: ChildProcess } {
+/** The variant's stdout: a file, /dev/null, or a pipe into a `cat` (on the load core when the run is pinned). */
+function logSink(sink: string, path: string, pinned: boolean): { stdout: number | Writable; drain?: ChildProcess } {
   if (sink === 'null') return { stdout: openSync('/dev/null', 'w') };
   if (sink === 'file') return { stdout: openSync(path, 'w') };
-  const drain = spawn('taskset', ['-c', '0', 'cat'], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const drain = pinned ? spawn('taskset', ['-c', '0', 'cat'], { stdio: ['pipe', 'ignore', 'inherit'] }) : spawn('cat', { stdio: ['pipe', 'ignore', 'inherit'] });
   return { stdout: drain.stdin!, drain };
 }
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
@@ -135,8 +136,8 @@ describe('lease requests per identity are rate-limited', () => {
   });
 
   it('a refusal that starts with a name the authority does not define audits its fingerprint, never the name', async () => {
-    // A made-up, secret-shaped name (not a real key): what a pasted secret would look like.
-    const pasted = 'sk-live-RATELIMITpasted0123456789abcdef';
+    // A fake, secret-shaped name generated per run (not a real key): what a pasted secret would look like.
+    const pasted = `sk-live-${randomBytes(16).toString('hex')}`;
     authority = await startAuthority({ ...SEARCH, limits: { leases: { perMinute: 1, burst: 1 } } });
     const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));
     const lease = (credential: string) => api(authority!.url, authority!.caPem, 'POST', '/v1/leases', { identity: one.client, body: { credential } });
