@@ -122,6 +122,55 @@ describe.each(LISTENERS)('$name listener: maxConnections', ({ name, port, path }
   });
 });
 
+/**
+ * A peer that never reads and never closes its side (allowHalfOpen, paused): a FIN from leash
+ * does not end the connection. Found by an attacker's pass: leash answered these with
+ * `socket.end(...)` only, so four such sockets held a listener of maxConnections 4 for good.
+ */
+function stubbornPeer(port: number, send: string | undefined): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    socket.pause();
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.on('error', () => undefined);
+      if (send) socket.write(send);
+      cleanups.push(() => void socket.destroy());
+      resolve(socket);
+    });
+  });
+}
+
+/** Every way a listener answers on the raw socket and closes; the proxy-only ones go through leash's own writers. */
+const STUBBORN: { how: string; send: (path: string) => string | undefined; listeners: readonly string[] }[] = [
+  { how: 'sends nothing (408)', send: () => undefined, listeners: ['proxy', 'admin'] },
+  { how: 'never completes its headers (408)', send: (path) => `GET ${path} HTTP/1.1\r\nHost: l\r\n`, listeners: ['proxy', 'admin'] },
+  { how: 'sends a request the parser refuses (400)', send: (path) => `GET ${path} HTTP/1.1\r\nHost: l\r\nBad Header: 1\r\n\r\n`, listeners: ['proxy', 'admin'] },
+  {
+    how: 'asks for a WebSocket upgrade leash refuses (400)',
+    send: () => 'GET /api/../x HTTP/1.1\r\nHost: l\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    listeners: ['proxy'],
+  },
+  { how: 'sends CONNECT (400)', send: () => 'CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n', listeners: ['proxy'] },
+];
+
+describe.each(LISTENERS)('$name listener: peers that never read or close cannot hold it', ({ name, port, path }) => {
+  const cases = STUBBORN.filter((c) => c.listeners.includes(name));
+  it.each(cases)('a full house of peers that $how is released, and the listener serves again', async ({ send }) => {
+    const max = 3;
+    const { leash } = await setup({ [name]: { maxConnections: max, idleTimeout: `${IDLE_MS}ms` } });
+    for (let i = 0; i < max; i++) await stubbornPeer(port(leash), send(path));
+    // Served within the idle timeout plus leash's close grace (1 s) and slack; before the fix, never.
+    const until = performance.now() + IDLE_MS + 3_000;
+    let status: number | undefined;
+    while (status === undefined && performance.now() < until) {
+      status = (await rawRequest(port(leash), `GET ${path} HTTP/1.1\r\nHost: l\r\n\r\n`, { expectResponses: 1, timeoutMs: 300 })).responses[0]?.status;
+      if (status === undefined) await sleep(50);
+    }
+    expect(status, 'the listener stayed full').toBe(200);
+  });
+});
+
 describe('proxy listener: long legitimate exchanges are not cut by the idle timeout', () => {
   it('an SSE response with pauses longer than the idle timeout is delivered whole', async () => {
     const { leash } = await setup({ proxy: { idleTimeout: `${IDLE_MS}ms` } }, (_req, res) => {

@@ -56,6 +56,9 @@ const refuseWhileShuttingDown: Pass = (_req, _ctx, env) => (env.shuttingDown() ?
 
 const refuseSmuggling: Pass = (req, ctx) => {
   if (req.method === 'CONNECT') return new BadRequestError('CONNECT is not supported: leash is a reverse proxy');
+  // An upstream that implements TRACE answers with the request it received, the injected
+  // credential included (cross-site tracing): never forwarded, whatever the allow rules say.
+  if (req.method === 'TRACE') return new BadRequestError('TRACE is not forwarded: the answer would echo the injected credential');
   if (hasDuplicateHost(req.rawHeaders)) return new BadRequestError('more than one Host header');
   const framing = decideFraming(req.method ?? 'GET', req.rawHeaders, req.headers);
   if (framing instanceof BadRequestError) return framing;

@@ -37,7 +37,24 @@ export function sendSocketError(socket: Duplex, err: LeashHttpError): void {
   const head = Object.entries(errorHeaders(err, body, true))
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join('');
-  socket.end(`HTTP/1.1 ${err.status} ${statusText(err.status)}\r\n${head}\r\n${body}`);
+  endAndClose(socket, `HTTP/1.1 ${err.status} ${statusText(err.status)}\r\n${head}\r\n${body}`);
+}
+
+/** The longest a raw connection leash has answered stays open waiting to hand its last bytes over. */
+const CLOSE_GRACE_MS = 1_000;
+
+/**
+ * Ends a raw connection with its last bytes and closes it once they are handed to the
+ * kernel, as Node closes a `connection: close` answer's socket (destroySoon). `end()`
+ * alone only half-closes: an agent that never reads and never closes kept the socket, and
+ * its slot under `connections.proxy.maxConnections`, for good (four such sockets held a
+ * listener of four). A peer that does not read even those bytes loses them after 1 s.
+ */
+export function endAndClose(socket: Duplex, data: string | Buffer): void {
+  socket.end(data, () => socket.destroy());
+  const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+  grace.unref();
+  socket.once('close', () => clearTimeout(grace));
 }
 
 function statusText(status: number): string {

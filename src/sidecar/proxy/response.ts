@@ -4,7 +4,7 @@ import type { Readable, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { UpstreamBadResponseError } from '../../core/errors.js';
 import { RESPONSE_HOP_BY_HOP, responseSkipSet } from './headers.js';
-import { sendError, sendSocketError } from './respond.js';
+import { endAndClose, sendError, sendSocketError } from './respond.js';
 import type { RouteRuntime } from './route.js';
 import { ScrubStream, type Scrubber } from './scrub.js';
 
@@ -510,7 +510,7 @@ export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, scru
     const text = encoded && encoded !== 'identity' ? '' : scrubber.full(Buffer.concat(chunks).toString('utf8'));
     const body = Buffer.from(text, 'utf8');
     // Header values are latin1 strings (obs-text round-trips byte for byte); the body is UTF-8.
-    socket.end(Buffer.concat([Buffer.from(`${head}content-length: ${body.length}\r\nconnection: close\r\n\r\n`, 'latin1'), body]));
+    endAndClose(socket, Buffer.concat([Buffer.from(`${head}content-length: ${body.length}\r\nconnection: close\r\n\r\n`, 'latin1'), body]));
   });
   return { refused: undefined, dropped };
 }

@@ -9,7 +9,7 @@ import { runHeadPasses, runSendPasses, type PassEnv, type RequestContext } from 
 import { readRequestBody } from './request-body.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
 import { UpstreamTimeouts, type TimeoutEntry } from './timeouts.js';
-import { sendError, sendSocketError } from './respond.js';
+import { endAndClose, sendError, sendSocketError } from './respond.js';
 import { forwardResponse, scrubUpgradeHeaders, writeRawResponse, type ForwardOutcome } from './response.js';
 import type { RouteRuntime } from './route.js';
 import { listen } from '../../core/listen.js';
@@ -110,7 +110,10 @@ function dropDeleteLengthPass(proxy: httpProxy): void {
 
 export class ProxyServer {
   readonly server: Server;
-  private readonly proxy = httpProxy.createProxyServer({ xfwd: false, selfHandleResponse: true, ws: true, prependPath: false });
+  // toProxy: the outgoing path is req.url as leash set it (the upstream path it matched),
+  // not url.parse(req.url).path, which percent-escapes `'`, `"`, `^`, `{`, `|`, `}` and
+  // more, and cuts at `#` (target.ts refuses `#` and the two urlJoin rewrites).
+  private readonly proxy = httpProxy.createProxyServer({ xfwd: false, selfHandleResponse: true, ws: true, prependPath: false, toProxy: true });
   private inflight = 0;
   private readonly upgraded = new Set<Duplex>();
   private closing: Promise<void> | undefined;
@@ -149,11 +152,12 @@ export class ProxyServer {
       if (!socket.writable) return void socket.destroy();
       if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
         // connections.proxy.idleTimeout: no complete request headers in time (listener-limits.ts). As Node itself answers.
-        socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        endAndClose(socket, 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         return;
       }
       const body = JSON.stringify({ error: { type: 'leash_bad_request', message: 'malformed HTTP request', route: null } });
-      socket.end(
+      endAndClose(
+        socket,
         `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nx-leash-error: leash_bad_request\r\nconnection: close\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
       );
       this.log.debug({ code: err.code }, 'malformed request refused');

@@ -43,9 +43,19 @@ function parse(url: string, prefixed: boolean): Target | BadRequestError | NoRou
   if (url.charCodeAt(0) !== 47 /* / */) {
     return new BadRequestError('only origin-form request targets ("/route/...") are accepted');
   }
+  // A request target has no fragment (RFC 9112 §3.2.1), but Node's parser passes `#`
+  // through. Matched as a path character, `/r/v1/repos/x#/issues` met a rule for
+  // `/v1/repos/*/issues`, and the upstream request line, cut at `#` by URL parsers, asked
+  // for `/v1/repos/x` with the credential; in the query it cut off an injected key.
+  if (url.indexOf('#') !== -1) return new BadRequestError('the request target contains "#": a fragment is never sent to a server');
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
+  // http-proxy joins the outgoing path with `.replace('http:/', 'http://')` (and https):
+  // `/pub/http:/x` would leave as `/pub/http://x`, not what was matched (docs/pitfalls.md).
+  if (path.includes('http:/') || path.includes('https:/')) {
+    return new BadRequestError('the path contains "http:/" or "https:/", which the proxy engine would rewrite');
+  }
   const plain = parsePlainPath(path, query, prefixed);
   if (plain !== undefined) return plain;
   return parseGeneralPath(path, query, prefixed);
