@@ -155,14 +155,24 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   private epoch: string | null | undefined;
   private readonly sub: RedisClient;
   private readonly cmd: RedisClient;
+  /** Ids read from the stream, remembered for deduplication. */
   private readonly seen = new Set<string>();
+  /**
+   * Revocations applied from pub/sub, by id, with what they revoke: the stream read that
+   * follows does not deliver the same one again. Kept apart from `seen` because a pub/sub
+   * id is only the publisher's word: forgetting one never raises the floor.
+   */
+  private readonly hinted = new Map<string, string>();
   /**
    * Anything at or below this id counts as seen: the stream tip at first start (older
    * revocations predate us, and a later overlap re-read must not deliver them), raised to
-   * the highest id the dedupe set forgets.
+   * the highest id `seen` forgets. Only ids read from the stream raise it: 10,001 forged
+   * far-future ids by pub/sub once put every real revocation after them below it.
    */
   private floor: string | undefined;
   private lastId: string | undefined;
+  /** The stream's last-generated-id when trimmedPastUs found it behind our position. */
+  private lastGenerated: string | undefined;
   private catchingUp = false;
   private held: Revocation[] = [];
   private up = false;
@@ -252,7 +262,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       this.held = [];
       // The connection we subscribed on died meanwhile: its replacement is not subscribed.
       const lost = generation !== this.generation || (this.sub as Redis).status !== 'ready' || this.subscribedConnection()?.status !== 'ready';
-      for (const r of held) this.apply(r, !lost);
+      for (const r of held) this.apply(r, !lost, true);
       if (lost) {
         this.again = true;
         return;
@@ -264,7 +274,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       this.held = [];
       // Applied at once, but our position stays where the stream was last read up to:
       // moving it past the range we failed to read would skip that range for good.
-      for (const r of held) this.apply(r, false);
+      for (const r of held) this.apply(r, false, true);
       this.setUp(false);
       // A command connection that timed out may be half-open (commands queue on it
       // forever): replace it. The sync is retried at the next 'ready' or heartbeat.
@@ -298,7 +308,17 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     } else {
       // First epoch we can see (none had been written when we looked): remember it.
       if (this.epoch === null) this.epoch = epoch;
-      if (await this.trimmedPastUs()) await this.events.gap('trimmed');
+      const trimmed = await this.trimmedPastUs();
+      if (trimmed) await this.events.gap('trimmed');
+      if (trimmed === 'behind') {
+        // The stream never generated our position: it went back (an older snapshot), or
+        // our position came from a forged pub/sub id. Its own ids are our history from
+        // here (reported once, not at every poll; ids it hands out again are not "seen").
+        this.lastId = this.lastGenerated ?? '0-0';
+        this.floor = undefined;
+        this.seen.clear();
+        this.hinted.clear();
+      }
     }
     const [ms] = this.lastId.split('-');
     let start = `${Math.max(0, Number(ms) - (this.options.overlapMs ?? 5_000))}-0`;
@@ -322,10 +342,12 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
    * - the stream itself is gone although we had read from it (deleted, or lost by a
    *   restart without persistence);
    * - the stream went back: its newest id ever is older than our position (Redis restarted
-   *   from an older snapshot, RDB; the epoch is in the snapshot too, unchanged).
+   *   from an older snapshot, RDB; the epoch is in the snapshot too, unchanged), or our
+   *   position came from a pub/sub id the stream never generated (forged): 'behind'.
    */
-  private async trimmedPastUs(): Promise<boolean> {
+  private async trimmedPastUs(): Promise<boolean | 'behind'> {
     const lastId = this.lastId;
+    this.lastGenerated = undefined;
     if (lastId === undefined) return false;
     let info: unknown[];
     try {
@@ -341,7 +363,10 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     const maxDeleted = String(field('max-deleted-entry-id') ?? '0-0');
     if (compareIds(maxDeleted, lastId) > 0) return true;
     const lastGenerated = field('last-generated-id');
-    if (isStreamId(lastGenerated) && compareIds(lastGenerated, lastId) < 0) return true;
+    if (isStreamId(lastGenerated) && compareIds(lastGenerated, lastId) < 0) {
+      this.lastGenerated = lastGenerated;
+      return 'behind';
+    }
     const length = Number(field('length') ?? 0);
     const added = Number(field('entries-added') ?? length);
     const first = field('first-entry') as Entry | null | undefined;
@@ -364,19 +389,33 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     // Outside a synced subscription (a catch-up failed, or the channel is down) a message
     // is applied but does not move our position: only a completed catch-up, or a message
     // on a subscription that has been continuous since one, may.
-    else this.apply(r, this.up);
+    else this.apply(r, this.up, true);
   }
 
-  private apply(r: Revocation, advance = true): void {
+  /** A revocation read from the stream (onEntry), or from pub/sub (onMessage, `fromPubSub`; `advance` as there). */
+  private apply(r: Revocation, advance = true, fromPubSub = false): void {
     if (this.seen.has(r.id)) return;
     if (this.floor !== undefined && compareIds(r.id, this.floor) <= 0) return;
-    this.seen.add(r.id);
-    if (this.seen.size > (this.options.remember ?? 10_000)) {
-      const old = this.seen.values().next().value!;
-      this.seen.delete(old);
-      if (this.floor === undefined || compareIds(old, this.floor) > 0) this.floor = old;
+    const what = `${r.scope}\n${r.target}\n${r.at}`;
+    if (fromPubSub) {
+      if (this.hinted.get(r.id) === what) return;
+      this.hinted.set(r.id, what);
+      if (this.hinted.size > (this.options.remember ?? 10_000)) this.hinted.delete(this.hinted.keys().next().value!);
+    } else {
+      this.seen.add(r.id);
+      if (this.seen.size > (this.options.remember ?? 10_000)) {
+        const old = this.seen.values().next().value!;
+        this.seen.delete(old);
+        if (this.floor === undefined || compareIds(old, this.floor) > 0) this.floor = old;
+      }
     }
     if (advance && (this.lastId === undefined || compareIds(r.id, this.lastId) > 0)) this.lastId = r.id;
+    // Read from the stream after pub/sub brought it: delivered once. (The same id with
+    // other contents is another revocation: a stream that went back hands ids out again.)
+    if (!fromPubSub && this.hinted.get(r.id) === what) {
+      this.hinted.delete(r.id);
+      return;
+    }
     this.events.revocation(r);
   }
 

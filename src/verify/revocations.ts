@@ -30,6 +30,9 @@ interface Cutoff {
   id: string;
 }
 
+/** The furthest in the future a revocation's `at` is taken to be (a real one is at most a clock skew ahead). */
+export const MAX_FUTURE_MS = 5 * 60_000;
+
 export class DenySet {
   private readonly leases = new Map<string, { untilMs: number; id: string }>();
   private readonly instances = new Map<string, Cutoff>();
@@ -43,13 +46,20 @@ export class DenySet {
   ) {}
 
   apply(r: Revocation): void {
-    const atMs = Date.parse(r.at);
+    const now = this.now();
+    // A time past now + MAX_FUTURE_MS is no clock's skew: taken as now + MAX_FUTURE_MS, so
+    // one forged `all` at 9999-01-01 cannot deny every token issued until a restart.
+    const atMs = Math.min(Date.parse(r.at), now + MAX_FUTURE_MS);
     const entry: Cutoff = { atMs, untilMs: atMs + this.retainMs, id: r.id };
-    if (entry.untilMs <= this.now()) return; // too old to matter (a catch-up of an old entry)
+    if (entry.untilMs <= now) return; // too old to matter (a catch-up of an old entry)
     switch (r.scope) {
-      case 'lease':
-        if (!this.leases.has(r.target)) this.leases.set(r.target, { untilMs: entry.untilMs, id: r.id });
+      case 'lease': {
+        // The entry that lasts longest: an earlier one for the same lease (a forged old
+        // `at`) must not end the denial before the real revocation's retention does.
+        const had = this.leases.get(r.target);
+        if (!had || had.untilMs < entry.untilMs) this.leases.set(r.target, { untilMs: entry.untilMs, id: r.id });
         break;
+      }
       case 'instance':
         later(this.instances, r.target, entry);
         break;

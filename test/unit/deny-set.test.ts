@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Revocation } from '../../src/core/protocol.js';
-import { DenySet } from '../../src/verify/revocations.js';
+import { DenySet, MAX_FUTURE_MS } from '../../src/verify/revocations.js';
 
 /**
  * The verifier's deny-set as a pure structure (DESIGN §7 applied to tokens), on an
@@ -176,5 +176,47 @@ describe('DenySet edges (fail closed)', () => {
     t = T1 + 120_000 + RETAIN;
     set.prune();
     expect(set.size).toBe(0);
+  });
+});
+
+/**
+ * Revocations arrive on a channel anyone with PUBLISH rights can write to (an attacker's
+ * pass): whatever their `at`, a forged entry may add denial, never shorten a real one, and
+ * never deny without end.
+ */
+describe('DenySet against forged times', () => {
+  it('lease: a forged entry with an old `at` does not end the real revocation early (either order)', () => {
+    let now = T0;
+    for (const order of ['forged first', 'real first'] as const) {
+      const set = new DenySet(RETAIN, () => now);
+      const forged = rev('lease', 'lease-x', T0 - RETAIN + 2_000);
+      const real = rev('lease', 'lease-x', T0);
+      for (const r of order === 'forged first' ? [forged, real] : [real, forged]) set.apply(r);
+      now = T0 + 3_000; // past the forged entry's retention
+      expect(set.check(token(T0 - 1_000)), order).toMatchObject({ scope: 'lease', id: real.id });
+      now = T0 + RETAIN - 1;
+      expect(set.check(token(T0 - 1_000)), order).toMatchObject({ scope: 'lease' });
+      now = T0;
+    }
+  });
+
+  it.each(['all', 'credential', 'instance'] as const)('%s: an `at` far in the future is taken as now + MAX_FUTURE_MS', (scope) => {
+    let now = T0;
+    const set = new DenySet(RETAIN, () => now);
+    set.apply(rev(scope, scope === 'all' ? '*' : scope === 'credential' ? 'search' : 'spiffe://leash.local/join/a-1', Date.parse('9999-01-01T00:00:00Z')));
+    expect(set.check(token(T0 + MAX_FUTURE_MS))).toBeDefined();
+    now = T0 + MAX_FUTURE_MS + 60_000;
+    expect(set.check(token(T0 + MAX_FUTURE_MS + 1))).toBeUndefined();
+    // and the entry is retained as one at now + MAX_FUTURE_MS would be, not until 9999
+    now = T0 + MAX_FUTURE_MS + RETAIN;
+    set.prune();
+    expect(set.size).toBe(0);
+  });
+
+  it('an `at` within MAX_FUTURE_MS ahead (clock skew) is kept as it is', () => {
+    const set = new DenySet(RETAIN, () => T0);
+    set.apply(rev('all', '*', T0 + 60_000));
+    expect(set.check(token(T0 + 60_000))).toBeDefined();
+    expect(set.check(token(T0 + 60_001))).toBeUndefined();
   });
 });

@@ -338,8 +338,9 @@ function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scru
   // with query injection that URL carries the credential, so it is scrubbed like an error body.
   const isRedirect = status >= 300 && status < 400;
   const stream = (facts.contentType ?? '').startsWith('text/event-stream');
-  // An error is scrubbed whatever its content type (a 401 sent as an event stream included).
-  const scrub = (isError || (isRedirect && !stream)) && method !== 'HEAD' && status !== 204 && status !== 304;
+  // An error or a redirect is scrubbed whatever its content type (a 401 or a 302 sent as an
+  // event stream included: the upstream, not leash, would otherwise choose to skip it).
+  const scrub = (isError || isRedirect) && method !== 'HEAD' && status !== 204 && status !== 304;
   const hop = responseSkipSet(facts.connection);
   // A scrubbed body is decoded and re-framed by leash: the upstream's framing does not apply.
   const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
