@@ -349,6 +349,16 @@ describe('admin endpoints', () => {
     expect(authority.logs.lines.filter((l) => l.includes('"token.created"')).length).toBe(tokensBefore);
   });
 
+  it('a join token request with a ttl that is not a duration string is refused, not given the default', async () => {
+    for (const ttl of [600, true, null, ['10m'], { m: 10 }, '', 'soon']) {
+      const t = await req('POST', '/v1/admin/tokens', { headers: bearer(ADMIN_TOKEN), body: { identity: 'agent-admin', ttl } });
+      expect(t.status, JSON.stringify(ttl)).toBe(400);
+      expect(t.text).not.toContain('leash_jt_');
+    }
+    const t = await req('POST', '/v1/admin/tokens', { headers: bearer(ADMIN_TOKEN), body: { identity: 'agent-admin' } });
+    expect(t.status).toBe(200);
+  });
+
   it('the right token works: a join token that bootstraps, and the lease list', async () => {
     const t = await req('POST', '/v1/admin/tokens', { headers: bearer(ADMIN_TOKEN), body: { identity: 'agent-admin', ttl: '10m' } });
     expect(t.status).toBe(200);

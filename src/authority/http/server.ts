@@ -77,8 +77,9 @@ export class AuthorityServer {
         handler: (r, body) => {
           const actor = this.admin(r);
           const b = body as { identity?: unknown; ttl?: unknown };
-          const ttlMs = typeof b?.ttl === 'string' ? parseDuration(b.ttl) : 600_000;
-          if (typeof b?.identity !== 'string' || ttlMs === undefined) throw badRequest('identity (string) and ttl (duration) are required');
+          // Absent: ten minutes. Anything but a duration string (`600`, `true`) is refused, not defaulted.
+          const ttlMs = b?.ttl === undefined ? 600_000 : typeof b.ttl === 'string' ? parseDuration(b.ttl) : undefined;
+          if (typeof b?.identity !== 'string' || ttlMs === undefined) throw badRequest('identity (a string) is required; ttl, when given, is a duration like "10m"');
           return authority.createJoinToken(actor, b.identity, ttlMs);
         },
       },
