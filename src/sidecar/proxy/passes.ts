@@ -62,6 +62,10 @@ const refuseSmuggling: Pass = (req, ctx) => {
   if (hasDuplicateHost(req.rawHeaders)) return new BadRequestError('more than one Host header');
   const framing = decideFraming(req.method ?? 'GET', req.rawHeaders, req.headers);
   if (framing instanceof BadRequestError) return framing;
+  // A handshake has no body. With one declared, http-proxy sends the head with its framing
+  // but not the bytes (they stay in the agent's socket), so an upstream that refuses the
+  // upgrade and keeps the connection reads leash's next request as that body.
+  if (ctx.upgrade && framing.kind !== 'none') return new BadRequestError('a WebSocket upgrade must not carry a body (Content-Length or Transfer-Encoding)');
   ctx.framing = framing;
   return undefined;
 };

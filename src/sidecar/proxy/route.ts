@@ -1,4 +1,5 @@
-import type { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import type { RouteConfig } from '../../config/sidecar.js';
 import type { CredentialProvider, HeldCredential } from '../credentials/types.js';
 import { requestStripSet } from './headers.js';
@@ -15,6 +16,12 @@ export class RouteRuntime {
   /** The upstream URL's path without a trailing slash ('' for the root). */
   readonly basePath: string;
   readonly agent: HttpAgent;
+  /**
+   * WebSocket handshakes: a connection of their own each, never pooled. A handshake the
+   * upstream refuses (no 101) would otherwise leave its socket in the pool, where whatever
+   * the upstream still reads as that request's body swallows the next request's head.
+   */
+  readonly upgradeAgent: HttpAgent;
   readonly strip: readonly string[];
   /** Every request header name removed on this route (headers.ts requestStripSet). */
   readonly stripSet: ReadonlySet<string>;
@@ -43,6 +50,7 @@ export class RouteRuntime {
     // system roots for that route (private PKI), it never disables verification.
     const poolOptions = { keepAlive: true, maxSockets: config.maxSockets, maxFreeSockets: 64, scheduling: 'lifo' as const };
     this.agent = https ? upstreamAgent(true, { ...poolOptions, ca, rejectUnauthorized: true }) : upstreamAgent(false, poolOptions);
+    this.upgradeAgent = https ? new HttpsAgent({ keepAlive: false, ca, rejectUnauthorized: true }) : new HttpAgent({ keepAlive: false });
     const own = injectedHeaderName(config.inject);
     this.strip = own === undefined ? config.stripHeaders : [...config.stripHeaders, own];
     this.stripSet = requestStripSet(this.strip);
@@ -90,6 +98,7 @@ export class RouteRuntime {
 
   close(): void {
     this.agent.destroy();
+    this.upgradeAgent.destroy();
   }
 }
 

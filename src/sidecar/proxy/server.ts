@@ -412,7 +412,7 @@ export class ProxyServer {
     if (denied) return sendSocketError(socket, denied);
     const route = ctx.route!;
     req.url = ctx.upstreamPath;
-    this.proxy.ws(req, socket, head, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders }, (err: Error) => {
+    this.proxy.ws(req, socket, head, { target: route.target, agent: route.upgradeAgent, headers: ctx.outgoingHeaders }, (err: Error) => {
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       this.log.warn({ route: route.name, code }, 'websocket upstream failed');
       sendSocketError(socket, upstreamFailure(err, ctx.timedOut === true, route.name));
