@@ -19,7 +19,7 @@ import { AuthorityError, badRequest, forbidden, notFound, rateLimited, unauthent
 import type { KeyedRateLimiter } from './rate-limit.js';
 import type { Issuer } from './issuers/types.js';
 import { JoinTokenRequestError } from './leases/errors.js';
-import { isAttestationKind, type AttestationKind, type AttestationVerifier } from '../core/attestation.js';
+import { isAttestationKind, renewsOverMtls, type AttestationKind, type AttestationVerifier } from '../core/attestation.js';
 import { JoinTokenVerifier } from './attestors/join-token.js';
 import { isValidIdentityName, type JoinTokens } from './leases/join-tokens.js';
 import type { AuthorityStore, LeaseFilter } from './leases/types.js';
@@ -204,6 +204,10 @@ export class Authority {
 
   async renewIdentity(identity: string, body: RenewIdentityRequest): Promise<IdentityResponse> {
     if (typeof body?.csr !== 'string') throw badRequest('csr is required');
+    if (!renewsOverMtls(identity.slice(`spiffe://${this.d.trustDomain}`.length))) {
+      this.d.metrics.bootstrap('renew', 'failure');
+      throw unauthenticated('a Kubernetes identity is renewed by attesting again with the pod\'s current token, not with its certificate');
+    }
     await this.assertNotRevoked(identity, 'renew');
     const answer = this.sign(body.csr, identity);
     await this.d.store.putIdentity(identity, Date.parse(answer.expiresAt));

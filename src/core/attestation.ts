@@ -33,6 +33,16 @@ export interface NodeAttestor {
   evidence(): { attestation: Attestation } | { missing: string };
 }
 
+/**
+ * Whether an identity (its SPIFFE ID path) may be renewed over mTLS with its certificate
+ * alone. Not a Kubernetes identity (`/ns/…`): it is refreshed by attesting again
+ * (NodeAttestor.reattest), so a deleted pod's identity ends with its certificate; renewing
+ * it by certificate would keep a stolen key, or a leftover sidecar, alive without end.
+ */
+export function renewsOverMtls(path: string): boolean {
+  return !path.startsWith('/ns/');
+}
+
 /** Authority side: checks evidence of one kind and names the identity it proves. */
 export interface AttestationVerifier {
   readonly kind: AttestationKind;

@@ -213,6 +213,31 @@ describe('Kubernetes node attestation (TokenReview)', () => {
     await leaseWorks();
   });
 
+  it("a pod's identity is not renewed with its certificate: only by attesting again, so it ends with a deleted pod", async () => {
+    api = await startKubeApi();
+    const token = api.mint(POD);
+    await start(api, token);
+    const { createCsr, createIdentityKey } = await import('../../src/pki/x509.js');
+    const { AuthorityClient } = await import('../../src/sidecar/credentials/authority-client.js');
+    const client = new AuthorityClient(new URL(authority!.url), authority!.caPem);
+    const key = createIdentityKey();
+    const boot = await client.bootstrap({ kind: 'kubernetes', token }, createCsr(key, 'leash-sidecar'));
+    expect(boot.identity).toBe(IDENTITY);
+    client.setIdentity({ certificate: boot.certificate, privateKey: key.privateKeyPem });
+    // The pod is deleted: its token stops passing the review.
+    api.tokens.delete(token);
+    const reviews = api.reviews.length;
+    const renewed = await client.renewIdentity(createCsr(createIdentityKey(), 'leash-sidecar')).then(
+      () => 'renewed',
+      (err: Error) => err.message,
+    );
+    client.close();
+    expect(renewed).toMatch(/401|attesting again/);
+    expect(api.reviews.length).toBe(reviews);
+    const metrics = await authority!.running.metrics.registry.metrics();
+    expect(metrics).toMatch(/leash_authority_bootstrap_total\{method="renew",result="failure"\} 1/);
+  });
+
   it('the old bootstrap request shape { joinToken, csr } is still accepted', async () => {
     api = await startKubeApi();
     await start(api, api.mint(POD));
