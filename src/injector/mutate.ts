@@ -50,7 +50,7 @@ interface Container {
 }
 interface Pod {
   metadata?: { name?: string; generateName?: string; annotations?: Record<string, unknown>; labels?: Record<string, unknown> };
-  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Array<{ name?: unknown }> };
+  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Array<{ name?: unknown }>; hostNetwork?: unknown };
 }
 
 /** A review the injector can decide on, or why not (→ HTTP 400). */
@@ -96,15 +96,22 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
   if (annotations[ANNOTATION.inject] !== 'true') return { allowed: true, reason: 'not annotated for injection' };
   const spec = pod.spec;
   if (!isObject(spec) || !Array.isArray(spec.containers)) return { allowed: false, message: 'pod has no spec.containers' };
-  const initContainers = Array.isArray(spec.initContainers) ? spec.initContainers : [];
-  // Idempotent: a pod already carrying leash (injected before, or written by hand) gets nothing more.
-  if (annotations[ANNOTATION.status] === 'injected' || [...initContainers, ...spec.containers].some((c) => c?.name === SIDECAR_NAME)) {
-    return { allowed: true, reason: 'already has a leash sidecar' };
+  // In the node's network namespace the proxy's loopback listener is the node's: every
+  // process on the node, and every other hostNetwork pod, could use the credentials (and
+  // the admin listener would be on every node address). Refused, not injected quietly.
+  if (spec.hostNetwork === true) {
+    return { allowed: false, message: 'leash is not injected into a hostNetwork pod: its proxy would listen on the node\'s loopback, open to every process on the node' };
   }
+  const initContainers = Array.isArray(spec.initContainers) ? spec.initContainers : [];
+  const hasSidecar = [...initContainers, ...spec.containers].some((c) => c?.name === SIDECAR_NAME);
+  const injected = annotations[ANNOTATION.status] === 'injected';
+  // A pod carrying leash written by hand (or marked injected without it) gets nothing more.
+  if (hasSidecar !== injected) return { allowed: true, reason: 'already has a leash sidecar' };
 
   const routes = requestedRoutes(annotations[ANNOTATION.routes]);
   if (typeof routes === 'string') return { allowed: false, message: routes };
-  const unknown = routes.filter((r) => !(r in injector.catalog));
+  // Own keys only: `constructor` or `toString` is in every object, not in the catalog.
+  const unknown = routes.filter((r) => !Object.hasOwn(injector.catalog, r));
   if (unknown.length > 0) {
     const known = Object.keys(injector.catalog).join(', ');
     return { allowed: false, message: `${ANNOTATION.routes} names unknown route${unknown.length === 1 ? '' : 's'} ${unknown.map(show).join(', ')} (the injector knows: ${known})` };
@@ -115,6 +122,14 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
   const adminPort = portAnnotation(annotations[ANNOTATION.adminPort], ANNOTATION.adminPort, injector.config.ports.admin);
   if (typeof adminPort === 'string') return { allowed: false, message: adminPort };
   if (proxyPort === adminPort) return { allowed: false, message: `${ANNOTATION.port} and ${ANNOTATION.adminPort} must differ (both ${proxyPort})` };
+  if (injected) {
+    // Reinvoked (reinvocationPolicy: IfNeeded) after a later webhook changed the pod: the
+    // sidecar is in; app containers added since get the agent's variables too.
+    const agentEnv = agentEnvFor(injector, routes, proxyPort);
+    if (typeof agentEnv === 'string') return { allowed: false, message: agentEnv };
+    const patch = envPatch(spec.containers, agentEnv, undefined);
+    return patch.length === 0 ? { allowed: true, reason: 'already has a leash sidecar' } : { allowed: true, patch, warnings: [], reason: 'reinvoked: agent variables added to new containers' };
+  }
   // The pod's containers share one network namespace: a port an app already declares would make leash fail to listen.
   for (const c of [...initContainers, ...spec.containers]) {
     for (const p of c?.ports ?? []) {
@@ -134,18 +149,7 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
   // First among the init containers: those after it (migrations, fetchers) can already use the routes.
   patch.push(Array.isArray(spec.initContainers) ? { op: 'add', path: '/spec/initContainers/0', value: sidecar } : { op: 'add', path: '/spec/initContainers', value: [sidecar] });
   patch.push(Array.isArray(spec.volumes) ? { op: 'add', path: '/spec/volumes/-', value: tokenVolume(injector) } : { op: 'add', path: '/spec/volumes', value: [tokenVolume(injector)] });
-  spec.containers.forEach((c, i) => {
-    const existing = new Set((Array.isArray(c.env) ? c.env : []).map((e) => e?.name));
-    const add = agentEnv.filter((e) => {
-      // The app's own value wins: a team that points OPENAI_BASE_URL elsewhere meant it.
-      if (!existing.has(e.name)) return true;
-      warnings.push(`leash: container ${show(c.name)} already sets ${e.name}; kept its value`);
-      return false;
-    });
-    if (add.length === 0) return;
-    if (Array.isArray(c.env)) for (const e of add) patch.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value: e });
-    else patch.push({ op: 'add', path: `/spec/containers/${i}/env`, value: add });
-  });
+  patch.push(...envPatch(spec.containers, agentEnv, warnings));
   patch.push(
     pod.metadata?.annotations
       ? { op: 'add', path: `/metadata/annotations/${pointer(ANNOTATION.status)}`, value: 'injected' }
@@ -156,6 +160,28 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
       : { op: 'add', path: '/metadata/labels', value: { [ANNOTATION.injected]: 'true' } },
   );
   return { allowed: true, patch, warnings, reason: 'injected' };
+}
+
+/**
+ * The agent's variables added to each app container that does not set them. The app's own
+ * value wins: a team that points OPENAI_BASE_URL elsewhere meant it (a warning says so;
+ * `warnings` undefined on a reinvocation, which warned the first time).
+ */
+function envPatch(containers: readonly Container[], agentEnv: ReadonlyArray<{ name: string; value: string }>, warnings: string[] | undefined): PatchOp[] {
+  const patch: PatchOp[] = [];
+  containers.forEach((c, i) => {
+    if (!isObject(c)) return;
+    const existing = new Set((Array.isArray(c.env) ? c.env : []).map((e) => e?.name));
+    const add = agentEnv.filter((e) => {
+      if (!existing.has(e.name)) return true;
+      warnings?.push(`leash: container ${show(c.name)} already sets ${e.name}; kept its value`);
+      return false;
+    });
+    if (add.length === 0) return;
+    if (Array.isArray(c.env)) for (const e of add) patch.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value: e });
+    else patch.push({ op: 'add', path: `/spec/containers/${i}/env`, value: add });
+  });
+  return patch;
 }
 
 /** `leash.dev/routes: "openai, search"` → ["openai", "search"]; a message when there is none. */

@@ -253,6 +253,44 @@ describe('leash injector /mutate', () => {
     expect((await review(injected)).json.response).toEqual({ uid: injected.request.uid, allowed: true });
   });
 
+  it('reinvoked after a later webhook added an app container: that container gets the agent variables, nothing else changes', async () => {
+    const first = await review(fixture());
+    const injected = fixture();
+    injected.request.object = applyPatch(injected.request.object, patchOf(first));
+    injected.request.object.spec.containers.push({ name: 'late', image: 'example/late:1' });
+    const again = await review(injected);
+    expect(again.json.response).toMatchObject({ allowed: true });
+    const ops = patchOf(again) as Array<{ path: string; value: unknown }>;
+    const late = injected.request.object.spec.containers.length - 1;
+    expect(ops.map((o) => o.path)).toEqual([`/spec/containers/${late}/env`]);
+    const pod = applyPatch(injected.request.object, ops);
+    expect(() => new Pod(pod as never).validate()).not.toThrow();
+    const names = (pod.spec.containers[late].env as Array<{ name: string }>).map((e) => e.name);
+    expect(names.length).toBeGreaterThan(0);
+    // The same variables the first pass gave the original app container.
+    const original = new Set((pod.spec.containers[0].env as Array<{ name: string }>).map((e) => e.name));
+    for (const n of names) expect(original.has(n), n).toBe(true);
+    // The sidecar and the volume are not added twice.
+    expect(pod.spec.initContainers.filter((c: { name: string }) => c.name === 'leash')).toHaveLength(1);
+  });
+
+  it('refuses a hostNetwork pod (the proxy would listen on the node\'s loopback)', async () => {
+    const r = withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' });
+    r.request.object.spec.hostNetwork = true;
+    const reply = await review(r);
+    expect(reply.status).toBe(200);
+    expect(reply.json.response).toMatchObject({ allowed: false, status: { message: expect.stringContaining('hostNetwork') } });
+    expect(reply.json.response.patch).toBeUndefined();
+  });
+
+  it('route names that every JavaScript object has (constructor, __proto__, toString…) are unknown routes, not a crash', async () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf']) {
+      const reply = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': name }));
+      expect(reply.status, name).toBe(200);
+      expect(reply.json.response, name).toMatchObject({ allowed: false, status: { message: expect.stringContaining('unknown route') } });
+    }
+  });
+
   it('never patches a pod that does not ask for injection', async () => {
     for (const annotations of <Array<Record<string, string> | undefined>>[undefined, { 'leash.dev/routes': 'openai' }, { 'leash.dev/inject': 'false', 'leash.dev/routes': 'openai' }, { 'leash.dev/inject': 'yes' }]) {
       const reply = await review(withAnnotations(annotations));
