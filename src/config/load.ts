@@ -42,7 +42,16 @@ export function readDocumentCollecting(
   if (doc.errors.length) {
     throw new ConfigError(doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`));
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // Unresolved or too many aliases. yaml's message quotes the alias as written, which
+    // could be anything a user pasted (a secret included): named by kind only.
+    const m = String((err as Error)?.message);
+    const why = /unresolved alias/i.test(m) ? 'an alias (*name) names no anchor (&name) set before it' : /alias/i.test(m) ? 'its aliases expand too far (more than 100)' : 'it is not YAML leash can read';
+    throw new ConfigError([`${source}: ${why}`]);
+  }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError([`${source}: must be a mapping of keys to values`]);
   }

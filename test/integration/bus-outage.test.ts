@@ -25,7 +25,10 @@ describe('revocation bus: Redis killed and restarted mid-run', () => {
     await Promise.all(recs.map((r) => r.sub.start()));
     const { publisher, client } = publisherFor(redis.url);
     const published: string[] = [];
-    let whileAllDown = 0; // published while no subscriber was subscribed: pub/sub reached nobody
+    // Published while a subscriber was not subscribed: pub/sub could not reach it, only its
+    // catch-up can. (Counted per publish for any subscriber: whether the publisher is back
+    // before every subscriber after the restart is a race the machine's load decides.)
+    let whileOneDown = 0;
     let failures = 0;
     let running = true;
     const loop = (async () => {
@@ -34,7 +37,7 @@ describe('revocation bus: Redis killed and restarted mid-run', () => {
           try {
             const r = await publisher.publish(rev(i));
             published.push(r.id);
-            if (recs.every((x) => !x.up)) whileAllDown++;
+            if (recs.some((x) => !x.up)) whileOneDown++;
             break;
           } catch {
             failures++;
@@ -60,9 +63,9 @@ describe('revocation bus: Redis killed and restarted mid-run', () => {
     client.disconnect();
     await waitFor(() => recs.every((r) => missing(r, published).length === 0), 5_000, 'every id on every subscriber').catch(() => undefined);
     const lost = recs.map((r) => missing(r, published).length);
-    console.log(`outage ${restartedAt - killedAt} ms; published ${published.length} (failed attempts ${failures}); ${whileAllDown} published while every subscriber was down; back ${backAfterMs} ms after restart; lost per subscriber ${lost.join(',')}`);
+    console.log(`outage ${restartedAt - killedAt} ms; published ${published.length} (failed attempts ${failures}); ${whileOneDown} published while a subscriber was down; back ${backAfterMs} ms after restart; lost per subscriber ${lost.join(',')}`);
     expect(failures).toBeGreaterThan(0);
-    expect(whileAllDown).toBeGreaterThan(0);
+    expect(whileOneDown).toBeGreaterThan(0);
     expect(lost).toEqual(recs.map(() => 0));
     for (const r of recs) {
       // exactly once each

@@ -260,7 +260,7 @@ describe('leash injector /mutate', () => {
     injected.request.object.spec.containers.push({ name: 'late', image: 'example/late:1' });
     const again = await review(injected);
     expect(again.json.response).toMatchObject({ allowed: true });
-    const ops = patchOf(again) as Array<{ path: string; value: unknown }>;
+    const ops = patchOf(again) as Array<{ op: string; path: string; value: unknown }>;
     const late = injected.request.object.spec.containers.length - 1;
     expect(ops.map((o) => o.path)).toEqual([`/spec/containers/${late}/env`]);
     const pod = applyPatch(injected.request.object, ops);
