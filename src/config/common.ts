@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
-import { INLINE_SECRET, looksLikeSecret, secretShape } from './secret-shape.js';
+import { hasSecretSegment, INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
 /** Building blocks shared by every config schema. */
 
@@ -31,12 +31,6 @@ export const hostPort = z.string({ error: 'must be "host:port"' }).transform((te
 });
 
 /**
- * A path segment that can only be a secret (a vendor key, a JWT, PEM, `Bearer …`): a
- * path is not held to the looser shapes (a UUID or a hex run names pods and containers).
- */
-const secretInPath = (path: string): boolean => path.split('/').some((seg) => ['pem', 'key-prefix', 'jwt', 'auth-scheme'].includes(secretShape(seg) ?? ''));
-
-/**
  * A secret is never written inline (DESIGN §4): it comes from a file or an environment
  * variable. A variable *name* or a path that is itself a secret (`{ env: "${GITHUB_TOKEN}" }`
  * expanded) is refused like an inline one: it would be printed by `leash check`, on
@@ -44,7 +38,7 @@ const secretInPath = (path: string): boolean => path.split('/').some((seg) => ['
  */
 export const secretSource = z.union(
   [
-    z.strictObject({ file: z.string().min(1, 'must be a file path').refine((p) => !secretInPath(p), INLINE_SECRET) }),
+    z.strictObject({ file: z.string().min(1, 'must be a file path').refine((p) => !hasSecretSegment(p), INLINE_SECRET) }),
     z.strictObject({
       env: z
         .string()

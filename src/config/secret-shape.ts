@@ -133,3 +133,28 @@ function switches(text: string): number {
   for (let i = 1; i < text.length; i++) if (/\d/.test(text[i]!) !== /\d/.test(text[i - 1]!)) n++;
   return n;
 }
+
+/**
+ * Shapes only a secret has. Not the UUID, hex and random-looking ones: in paths they name
+ * pods, containers, temporary directories (`leash-x-c8A7k4…`) and API objects (a Drive
+ * file id), and a valid config refused is the costly mistake.
+ */
+const IN_PATH: ReadonlySet<SecretShape> = new Set(['pem', 'key-prefix', 'jwt', 'auth-scheme']);
+
+/**
+ * Does a path (a file path, a URL's path, an allow rule's) hold a segment that can only be
+ * a secret: a vendor key, a JWT, PEM, `Bearer …`? Segments are percent-decoded when they
+ * decode. A key glued to other text (`bot<token>`) is not recognised.
+ */
+export function hasSecretSegment(path: string): boolean {
+  return path.split('/').some((seg) => {
+    let s = seg;
+    try {
+      s = decodeURIComponent(seg);
+    } catch {
+      // as written
+    }
+    const shape = secretShape(s);
+    return shape !== undefined && IN_PATH.has(shape);
+  });
+}

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
 import { deepFreeze, duration, hostPort, logLevel, metricsOptions, redisTarget, secretSource } from './common.js';
 import { parseRule, type AllowRule } from './rules.js';
-import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
+import { hasSecretSegment, INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
 /** The sidecar's configuration (DESIGN §4), validated once and frozen. */
 
@@ -31,6 +31,11 @@ const upstreamUrl = z.string({ error: 'must be an http(s) URL' }).transform((tex
     ctx.addIssue({ code: 'custom', message: 'must not have a query or fragment' });
     return z.NEVER;
   }
+  // `https://api.example/bot${TOKEN}`: the key would be shown on /status and by leash check.
+  if (hasSecretSegment(url.pathname)) {
+    ctx.addIssue({ code: 'custom', message: `its path ${INLINE_SECRET}` });
+    return z.NEVER;
+  }
   return url;
 });
 
@@ -57,6 +62,10 @@ const inject = z.union(
 export type InjectConfig = z.infer<typeof inject>;
 
 const allowRule = z.string({ error: 'must be a string "METHOD /path"' }).transform((text, ctx): AllowRule => {
+  if (hasSecretSegment(text.trim().split(/\s+/)[1] ?? '')) {
+    ctx.addIssue({ code: 'custom', message: `its path ${INLINE_SECRET}` });
+    return z.NEVER;
+  }
   const rule = parseRule(text);
   if (typeof rule === 'string') {
     ctx.addIssue({ code: 'custom', message: rule });

@@ -95,6 +95,32 @@ sidecar:
     }
   });
 
+  it('a secret expanded into an upstream path or an allow rule: exit 1, the secret nowhere; ids in paths still pass', () => {
+    const BOT_TOKEN = 'sk-proj-Zx81TqLm3VbN7cHs0PdR5yWe2KaGfJ4u';
+    const JWT = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJl';
+    const route = (upstream: string, allow: string) => `routes:
+  vendor:
+    upstream: ${upstream}
+    credential: { env: KEY }
+    inject: { header: authorization, format: "Bearer {{credential}}" }
+    allow: ["${allow}"]
+`;
+    for (const [upstream, allow, where] of [
+      ['https://api.vendor.example/t/${JWT}/', 'GET /**', 'routes.vendor.upstream'],
+      ['https://api.vendor.example/${BOT_TOKEN}', 'GET /**', 'routes.vendor.upstream'],
+      ['https://api.vendor.example', 'GET /v1/${BOT_TOKEN}/**', 'routes.vendor.allow[0]'],
+    ] as const) {
+      const r = run(['check', '--config', file('path-secret.yaml', route(upstream, allow))], { BOT_TOKEN, JWT, KEY: 'x' });
+      expect(r.status, `${upstream} ${allow}: ${r.stdout}${r.stderr}`).toBe(1);
+      expect(r.stderr).toContain(`${where}: its path looks like a secret written inline`);
+      expectNoPieceOf(BOT_TOKEN, r.stdout + r.stderr);
+      expectNoPieceOf(JWT, r.stdout + r.stderr);
+    }
+    // UUIDs, versions and words in paths pass.
+    const ok = run(['check', '--config', file('path-ok.yaml', route('https://api.vendor.example/projects/0f5e0c3a-1111-4a2b-9c3d-7e8f9a0b1c2d/v1', 'GET /v1/models/gpt-4o-2024-08-06'))], { KEY: 'x' });
+    expect(ok.status, ok.stderr).toBe(0);
+  });
+
   it('a YAML alias that names no anchor, or aliases that expand too far: a config error naming the kind, not the alias', () => {
     const alias = 'Zq9xK2mW7pR4tY8vB3nL6hJ1';
     const r = run(['check', '--config', file('alias.yaml', sidecarYaml(`*${alias}`))]);
