@@ -5,6 +5,7 @@ import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-jso
 import { ALL_TARGET, API, parseRevocation, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
 import { readText } from './load.js';
 import { redactUrl } from '../config/issues.js';
+import { isoOf, printable } from './terminal.js';
 
 /**
  * Admin commands (DESIGN §3): they reach the authority at --authority / LEASH_AUTHORITY_URL,
@@ -89,7 +90,7 @@ export async function listLeases(target: AdminTarget, filter: { instance?: strin
   if (filter.credential) q.set('credential', filter.credential);
   const answer = (await call(target, 'GET', `${API.adminLeases}${q.size ? `?${q}` : ''}`)) as { leases: LeaseRecord[] };
   if (json) return JSON.stringify(answer.leases, null, 2);
-  const rows = answer.leases.map((l) => `${l.id}  ${l.credential}  ${l.fingerprint}  expires ${new Date(l.expiresAtMs).toISOString()}  ${l.instance}`);
+  const rows = answer.leases.map((l) => printable(`${l.id}  ${l.credential}  ${l.fingerprint}  expires ${isoOf(l.expiresAtMs)}  ${l.instance}`));
   return rows.length ? rows.join('\n') : '(no active leases)';
 }
 
@@ -128,8 +129,8 @@ export async function revoke(target: AdminTarget, options: RevokeOptions): Promi
   if (!parsed?.ok) throw new AdminError('authority answer has no revocation');
   const r = parsed.revocation;
   // An unknown target was revoked anyway (the authority may have lost its records): say so.
-  const warning = typeof answer.warning === 'string' ? `; ${answer.warning.replace(/[\x00-\x1f\x7f]/g, '').slice(0, 200)}` : '';
-  return `revoked ${r.scope} ${r.target} (${r.id})${warning}`;
+  const warning = typeof answer.warning === 'string' ? `; ${answer.warning.slice(0, 200)}` : '';
+  return printable(`revoked ${r.scope} ${r.target} (${r.id})${warning}`);
 }
 
 const FINGERPRINT = /^sha256:[0-9a-f]{12}$/;
@@ -148,7 +149,7 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
   if (json) return { output: JSON.stringify(answer, null, 2), found };
   const lines = [`${fp}`];
   if (answer.leases.length === 0) lines.push('  no active lease holds it');
-  for (const l of answer.leases) lines.push(`  lease ${l.id}  ${l.credential}  held by ${l.instance}  issued ${new Date(l.issuedAtMs).toISOString()}  expires ${new Date(l.expiresAtMs).toISOString()}`);
+  for (const l of answer.leases) lines.push(printable(`  lease ${l.id}  ${l.credential}  held by ${l.instance}  issued ${isoOf(l.issuedAtMs)}  expires ${isoOf(l.expiresAtMs)}`));
   if (!answer.auditStream) lines.push('  (no audit stream: the authority runs without Redis; see its log for events)');
   else if (answer.events.length === 0 && operations.length === 0) lines.push('  no audit events name it');
   const holders = answer.holders ?? [];
@@ -157,7 +158,7 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
     const times = ['issued', 'acquired', 'rotated', 'replaced', 'released', 'revoked', 'expired'] as const;
     for (const h of holders) {
       const when = times.filter((t) => h[t]).map((t) => `${t} ${h[t]}`);
-      lines.push(`  ${h.lease ?? '(no lease)'}  ${h.credential ?? '-'}  ${h.instances.join(', ') || '-'}${when.length ? `  ${when.join('  ')}` : ''}`);
+      lines.push(printable(`  ${h.lease ?? '(no lease)'}  ${h.credential ?? '-'}  ${h.instances.join(', ') || '-'}${when.length ? `  ${when.join('  ')}` : ''}`));
     }
   }
   if (operations.length) {
@@ -175,14 +176,14 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
       .filter(([k]) => k !== 'fingerprint')
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    lines.push(`  ${at ?? ''}  ${event ?? ''}  ${detail}`);
+    lines.push(printable(`  ${at ?? ''}  ${event ?? ''}  ${detail}`));
   }
   return { output: lines.join('\n'), found };
 }
 
-/** Columns padded to their widest cell. Cells come from the authority: control characters are dropped. */
+/** Columns padded to their widest cell. Cells come from the authority: made printable. */
 function table(rows: string[][]): string[] {
-  const clean = rows.map((r) => r.map((c) => c.replace(/[\x00-\x1f\x7f]/g, '')));
+  const clean = rows.map((r) => r.map(printable));
   const widths = clean[0]!.map((_, i) => Math.max(...clean.map((r) => r[i]!.length)));
   return clean.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
 }

@@ -6,6 +6,7 @@ import { auditKey, DEFAULT_KEY_PREFIX, parseAuditEntry, type AuditEntry } from '
 import { analyzeScopes, type RouteAllow, type ScopesReport } from '../telemetry/scopes.js';
 import { loadSidecarConfig, resolveRedisTarget } from './load.js';
 import { redactUrl } from '../config/issues.js';
+import { printable } from './terminal.js';
 
 /**
  * `leash scopes [--since 7d] [--json] [--config FILE] [--redis URL]`: reads the shared audit
@@ -89,7 +90,8 @@ export function formatScopes(report: ScopesReport, sinceText: string): string {
   }
   const { denied, overflow, noRoute } = report.skipped;
   if (denied + overflow + noRoute > 0) lines.push(`not counted: ${denied} refused, ${noRoute} without a route, ${overflow} in overflow "(other)" entries`);
-  return lines.join('\n');
+  // Paths, routes and instances come from the audit stream (paths as agents asked for them).
+  return lines.map(printable).join('\n');
 }
 
 /** Exit 0; 1 on a cloned credential (an anomaly to act on), like `leash check` on a problem. */

@@ -3,6 +3,7 @@ import { readDocument } from '../config/load.js';
 import { LeashError, UsageError } from '../core/errors.js';
 import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-json.js';
 import { readText } from './load.js';
+import { printable } from './terminal.js';
 
 /**
  * `leash status [--admin ADDR] [--config FILE] [--json]`: the sidecar's admin `/status`
@@ -66,7 +67,7 @@ export async function fetchStatus(addr: { host: string; port: number; text: stri
 /** A cell as the terminal will show it: no control characters, bounded. */
 const cell = (v: unknown): string => {
   if (v === null || v === undefined) return '-';
-  const s = (typeof v === 'string' ? v : typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v)).replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
+  const s = printable(typeof v === 'string' ? v : typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v));
   return s.length > 80 ? `${s.slice(0, 79)}…` : s;
 };
 

@@ -136,6 +136,8 @@ describe('usage summaries in leash:audit', () => {
 
     // leash trace, as a process: who held it, and what it did (the value is fingerprinted locally).
     const lease = byPath['/v1/models']!.lease!;
+    // Fields anyone with XADD (every sidecar with audit.redis) can write: printed, never as control characters.
+    await client!.xadd('leash:audit', '*', 'v', '1', 'event', 'lease.revoked', 'lease', lease, 'fingerprint', byPath['/v1/models']!.fingerprint!, 'identity', 'spiffe://x\x1b[2J\x1b[H', 'instance', 'i\x1b[8m', 'reason', '\x1b]0;PWNED\x07\x1b[8m');
     const table = await until(
       () => leash(['trace', SECRET], caFile),
       (r) => r.stdout.includes('released'),
@@ -149,6 +151,8 @@ describe('usage summaries in leash:audit', () => {
     expect(table.stdout).toContain('spiffe://leash.local/join/agent-1');
     expect(table.stdout).toContain('sc-usage');
     expect(table.stdout).not.toContain(SECRET);
+    expect(table.stdout).toContain('PWNED');
+    expect(table.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
     const json = await leash(['trace', SECRET, '--json'], caFile);
     expect(json.code).toBe(0);
     const answer = JSON.parse(json.stdout) as { operations: Array<Record<string, unknown>>; holders: Array<Record<string, unknown>> };

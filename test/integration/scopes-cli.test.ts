@@ -116,4 +116,14 @@ describe('leash scopes (process, real Redis)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^leash: cannot read the audit stream leash:audit: /);
   });
+
+  it('nothing from the stream reaches the terminal as a control character: an agent\'s encoded ESC cannot hide the ANOMALY line', async () => {
+    // As the sidecar stores what an agent asked for (percent-encoded), and as anyone with XADD could write.
+    await client.xadd('leash:audit', '*', ...usage({ route: 'evil', lease: 'l-9', path: '/v1/%1B%5B8m/%1B%5D0;PWNED%07' }));
+    await client.xadd('leash:audit', '*', ...usage({ route: 'evil', lease: 'l-9', instance: 'agent-\x1b[2J\x1b[H', path: '/v1/%C2%9B8m' }));
+    const r = await run(['--redis', redis.url]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/ANOMALY cloned credential: lease l-9 /);
+    expect(r.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+  });
 });

@@ -150,11 +150,14 @@ describe('RedisStore with corrupt data', () => {
     await admin.set('leash:lease:lse_bad2', JSON.stringify({ id: 'lse_bad2', instance: 42 }));
     await admin.set('leash:lease:lse_bad3', JSON.stringify({ ...good, id: 'lse_other' })); // record under the wrong key
     await admin.set('leash:lease:lse_bad4', '\x00\xff');
-    for (const id of ['lse_bad1', 'lse_bad2', 'lse_bad3', 'lse_bad4']) expect(await s.getLease(id)).toBeUndefined();
-    expect(corrupt).toEqual(['lse_bad1', 'lse_bad2', 'lse_bad3', 'lse_bad4'].map((id) => ({ key: `leash:lease:${id}`, kind: 'lease' })));
+    // A time no Date can hold: formatting it threw in `leash leases` and made trace a 500.
+    await s.putLease(lease({ id: 'lse_bad5' }));
+    await admin.set('leash:lease:lse_bad5', JSON.stringify({ ...good, id: 'lse_bad5', expiresAtMs: 1e20 }));
+    for (const id of ['lse_bad1', 'lse_bad2', 'lse_bad3', 'lse_bad4', 'lse_bad5']) expect(await s.getLease(id)).toBeUndefined();
+    expect(corrupt).toEqual(['lse_bad1', 'lse_bad2', 'lse_bad3', 'lse_bad4', 'lse_bad5'].map((id) => ({ key: `leash:lease:${id}`, kind: 'lease' })));
     corrupt.length = 0;
     expect((await s.listLeases()).map((r) => r.id)).toEqual([good.id]);
-    expect(corrupt.map((c) => c.key).sort()).toEqual(['leash:lease:lse_bad1', 'leash:lease:lse_bad2', 'leash:lease:lse_bad3']);
+    expect(corrupt.map((c) => c.key).sort()).toEqual(['leash:lease:lse_bad1', 'leash:lease:lse_bad2', 'leash:lease:lse_bad3', 'leash:lease:lse_bad5']);
     expect(await s.deleteLease('lse_bad1')).toBe(false);
   });
 

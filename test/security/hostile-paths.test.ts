@@ -66,6 +66,7 @@ const TARGETS: [name: string, request: () => string, expected: Expectation][] = 
   ['\\ (backslash)', () => get('/openai/v1\\..\\admin'), BAD],
   ['\\ as the separator after the route', () => get('/openai\\v1'), BAD],
   ['%00', () => get('/openai/v1/models%00.json'), BAD],
+  ...['%1B', '%1b%5B8m', '%07', '%0A', '%0d%0a', '%7F', '%C2%9B', '%C2%85'].map((c): [string, () => string, Expectation] => [`encoded control ${c}`, () => get(`/openai/v1/x${c}y`), BAD]),
   ['NUL byte', () => get('/openai/v1/models\0.json'), BAD],
   ['%zz (invalid percent)', () => get('/openai/v1/%zz'), BAD],
   ['truncated percent %2', () => get('/openai/v1/x%2'), BAD],

@@ -16,8 +16,11 @@ function isKeyPart(v: unknown): v is string {
   return typeof v === 'string' && KEY_PART.test(v);
 }
 
+/** The largest time a Date holds (ms): a record past it is corrupt, not a crash of whoever formats it. */
+const MAX_DATE_MS = 8.64e15;
+
 function isMs(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_DATE_MS;
 }
 
 function leaseProblem(r: Partial<Record<keyof LeaseRecord, unknown>>): string | undefined {

@@ -23,6 +23,8 @@ const BAD_CHAR = /[^\x21-\x7e]|\\/;
 const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 // After one decode: still-encoded dot, slash, backslash or NUL means double encoding.
 const DOUBLE_ENCODED = /%(?:2e|2f|5c|00)/i;
+// C0 and C1 controls and DEL, once decoded (NUL has its own message above).
+const ENCODED_CONTROL = /[\x01-\x1f\x7f-\x9f]/;
 // `..;x` is `..` to servlet containers.
 const DOT_SEGMENT = /^\.\.?(?:;.*)?$/;
 
@@ -118,6 +120,9 @@ function parseGeneralPath(path: string, query: string, prefixed: boolean): Targe
         return new BadRequestError('the path contains an encoded slash, backslash or NUL');
       }
       if (DOUBLE_ENCODED.test(d)) return new BadRequestError('the path contains a double-encoded dot, slash, backslash or NUL');
+      // No API path needs one, and the path is shown to operators (leash scopes, leash
+      // trace): an encoded ESC could recolour or hide what a terminal prints after it.
+      if (ENCODED_CONTROL.test(d)) return new BadRequestError('the path contains an encoded control character');
     }
     if (DOT_SEGMENT.test(d)) return new BadRequestError('the path contains a dot-segment ("." or "..")');
     decoded[i] = d;
