@@ -55,11 +55,8 @@ describe('leash check', () => {
     }
   });
 
-  it('a secret expanded into a variable name or a file path ({ env: "${GITHUB_TOKEN}" }): exit 1, the secret nowhere', () => {
-    const GITHUB_TOKEN = 'ghp_R8kq2ZxW9mVt4LpY7nB3cJ6hD1sF5gA0eQ2u';
-    for (const source of ['{ env: "${GITHUB_TOKEN}" }', '{ file: "/run/secrets/${GITHUB_TOKEN}" }']) {
-      // In a dev file the source is read by the embedded authority; printed by check as the source's name.
-      const yaml = `authority:
+  /** A dev file whose one authority credential reads `source` (printed by check as the source's name). */
+  const ghDev = (source: string) => `authority:
   credentials:
     gh: { kind: static, source: ${source} }
   policies: [{ identities: ["join:*"], credentials: ["*"] }]
@@ -71,26 +68,18 @@ sidecar:
       inject: { header: authorization, format: "Bearer {{credential}}" }
       allow: ["GET /**"]
 `;
-      const r = run(['check', '--config', file('env-name.yaml', yaml)], { GITHUB_TOKEN });
+
+  it('a secret expanded into a variable name or a file path ({ env: "${GITHUB_TOKEN}" }): exit 1, the secret nowhere', () => {
+    const GITHUB_TOKEN = 'ghp_R8kq2ZxW9mVt4LpY7nB3cJ6hD1sF5gA0eQ2u';
+    for (const source of ['{ env: "${GITHUB_TOKEN}" }', '{ file: "/run/secrets/${GITHUB_TOKEN}" }']) {
+      const r = run(['check', '--config', file('env-name.yaml', ghDev(source))], { GITHUB_TOKEN });
       expect(r.status, `${source}: ${r.stdout}${r.stderr}`).toBe(1);
       expect(r.stderr).toMatch(/authority\.credentials\.gh\.source/);
       expectNoPieceOf(GITHUB_TOKEN, r.stdout + r.stderr);
     }
     // Ordinary names and paths still pass (a UUID or hex directory included).
     for (const source of ['{ env: GITHUB_TOKEN }', '{ env: AWS_SECRET_ACCESS_KEY }', '{ file: /var/lib/kubelet/pods/0f5e0c3a-1111-4a2b-9c3d-7e8f9a0b1c2d/token }']) {
-      const yaml = `authority:
-  credentials:
-    gh: { kind: static, source: ${source} }
-  policies: [{ identities: ["join:*"], credentials: ["*"] }]
-sidecar:
-  routes:
-    gh:
-      upstream: https://api.github.com
-      credential: gh
-      inject: { header: authorization, format: "Bearer {{credential}}" }
-      allow: ["GET /**"]
-`;
-      const r = run(['check', '--config', file('env-name-ok.yaml', yaml)], { GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY: 'x'.repeat(20) });
+      const r = run(['check', '--config', file('env-name-ok.yaml', ghDev(source))], { GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY: 'x'.repeat(20) });
       expect(r.stderr, source).not.toMatch(/written inline/);
     }
   });
