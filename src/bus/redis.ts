@@ -171,8 +171,6 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
    */
   private floor: string | undefined;
   private lastId: string | undefined;
-  /** The stream's last-generated-id when trimmedPastUs found it behind our position. */
-  private lastGenerated: string | undefined;
   private catchingUp = false;
   private held: Revocation[] = [];
   private up = false;
@@ -310,11 +308,11 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       if (this.epoch === null) this.epoch = epoch;
       const trimmed = await this.trimmedPastUs();
       if (trimmed) await this.events.gap('trimmed');
-      if (trimmed === 'behind') {
+      if (typeof trimmed === 'object') {
         // The stream never generated our position: it went back (an older snapshot), or
         // our position came from a forged pub/sub id. Its own ids are our history from
         // here (reported once, not at every poll; ids it hands out again are not "seen").
-        this.lastId = this.lastGenerated ?? '0-0';
+        this.lastId = trimmed.behind;
         this.floor = undefined;
         this.seen.clear();
         this.hinted.clear();
@@ -343,11 +341,11 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
    *   restart without persistence);
    * - the stream went back: its newest id ever is older than our position (Redis restarted
    *   from an older snapshot, RDB; the epoch is in the snapshot too, unchanged), or our
-   *   position came from a pub/sub id the stream never generated (forged): 'behind'.
+   *   position came from a pub/sub id the stream never generated (forged): `behind` is
+   *   the stream's newest id then.
    */
-  private async trimmedPastUs(): Promise<boolean | 'behind'> {
+  private async trimmedPastUs(): Promise<boolean | { behind: string }> {
     const lastId = this.lastId;
-    this.lastGenerated = undefined;
     if (lastId === undefined) return false;
     let info: unknown[];
     try {
@@ -363,10 +361,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     const maxDeleted = String(field('max-deleted-entry-id') ?? '0-0');
     if (compareIds(maxDeleted, lastId) > 0) return true;
     const lastGenerated = field('last-generated-id');
-    if (isStreamId(lastGenerated) && compareIds(lastGenerated, lastId) < 0) {
-      this.lastGenerated = lastGenerated;
-      return 'behind';
-    }
+    if (isStreamId(lastGenerated) && compareIds(lastGenerated, lastId) < 0) return { behind: lastGenerated };
     const length = Number(field('length') ?? 0);
     const added = Number(field('entries-added') ?? length);
     const first = field('first-entry') as Entry | null | undefined;

@@ -62,13 +62,14 @@ const inject = z.union(
 export type InjectConfig = z.infer<typeof inject>;
 
 const allowRule = z.string({ error: 'must be a string "METHOD /path"' }).transform((text, ctx): AllowRule => {
-  if (hasSecretSegment(text.trim().split(/\s+/)[1] ?? '')) {
-    ctx.addIssue({ code: 'custom', message: `its path ${INLINE_SECRET}` });
-    return z.NEVER;
-  }
   const rule = parseRule(text);
   if (typeof rule === 'string') {
     ctx.addIssue({ code: 'custom', message: rule });
+    return z.NEVER;
+  }
+  // `GET /v1/${KEY}/**`: the rule's text is printed by leash check and leash scopes.
+  if (hasSecretSegment(rule.segments.join('/'))) {
+    ctx.addIssue({ code: 'custom', message: `its path ${INLINE_SECRET}` });
     return z.NEVER;
   }
   return rule;

@@ -85,6 +85,7 @@ sidecar:
   });
 
   it('a secret expanded into an upstream path or an allow rule: exit 1, the secret nowhere; ids in paths still pass', () => {
+    // Made up, vendor-shaped (as the inline-key test above): never a real key.
     const BOT_TOKEN = 'sk-proj-Zx81TqLm3VbN7cHs0PdR5yWe2KaGfJ4u';
     const JWT = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJl';
     const route = (upstream: string, allow: string) => `routes:

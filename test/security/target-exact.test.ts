@@ -14,6 +14,7 @@ import { rawRequest, sleep, startRecordingUpstream, type RecordingUpstream } fro
  * routes) is refused and nothing reaches the upstream; every printable character in a
  * segment and in the query either is refused or arrives exactly as sent.
  */
+// Made up for this test (no vendor issues keys of this shape): what must reach only the upstream.
 const SECRET = 'sk-exact-7e1d0c9b8a7f6e5d4c3b2a19';
 let up: RecordingUpstream;
 /** Upgrade requests the upstream saw (its 'request' handler never sees them). */

@@ -12,6 +12,7 @@ import { rawRequest, sleep } from '../helpers/security-net.js';
  * followed as requests — one completed with leash's credential. So: a handshake with any
  * framing is refused, and a handshake's upstream connection is never reused.
  */
+// Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-upgrade-3b9e1d7c5a2f4e6d8c0b';
 
 /** A raw HTTP/1.1 upstream: answers each request head as it completes (a body is never read), keep-alive; records which connection carried what. */
