@@ -300,6 +300,12 @@ function importedByAnotherProgram(): boolean {
 }
 
 if (!importedByAnotherProgram()) {
+  // SIGUSR1 makes Node open its inspector on 127.0.0.1:9229, unauthenticated: anything on
+  // loopback (the agent, which shares it) could then run code in leash and read every
+  // credential it holds. Whoever may signal leash (same uid, or CAP_KILL in a shared PID
+  // namespace) is not trusted that far. A listener of our own keeps Node from starting it
+  // (Node 20 has no --disable-sigusr1).
+  process.on('SIGUSR1', () => process.stderr.write('leash: SIGUSR1 ignored (the inspector is never opened on a signal)\n'));
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: unknown) => {

@@ -158,3 +158,16 @@ export function hasSecretSegment(path: string): boolean {
     return shape !== undefined && IN_PATH.has(shape);
   });
 }
+
+/**
+ * Does a short config text that is printed as it is (an `inject.format`, a Basic username,
+ * `instance.id`) hold something that can only be a secret: the whole text, or one of its
+ * words, a vendor key, a JWT, PEM or `Bearer …`? The same narrow shapes as in paths:
+ * instance ids are pod names and UUIDs, and a username may be random-looking.
+ */
+export function holdsSecret(text: string): boolean {
+  return [text, ...text.split(/[\s/,;=]+/)].some((t) => {
+    const shape = secretShape(t);
+    return shape !== undefined && IN_PATH.has(shape);
+  });
+}

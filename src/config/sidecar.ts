@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
 import { deepFreeze, duration, hostPort, logLevel, metricsOptions, redisTarget, secretSource } from './common.js';
 import { parseRule, type AllowRule } from './rules.js';
-import { hasSecretSegment, INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
+import { hasSecretSegment, holdsSecret, INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
 /** The sidecar's configuration (DESIGN §4), validated once and frozen. */
 
@@ -52,10 +52,20 @@ const inject = z.union(
         .string()
         .refine((f) => f.split('{{credential}}').length === 2, 'must contain "{{credential}}" exactly once')
         .refine((f) => !/[\r\n\0]/.test(f), 'must not contain CR, LF or NUL')
+        // Printed by leash check and /status: `Token ${KEY} {{credential}}` would print the key.
+        .refine((f) => !holdsSecret(f.replace('{{credential}}', ' ')), INLINE_SECRET)
         .default('{{credential}}'),
     }),
     z.strictObject({ query: z.string().regex(/^[A-Za-z0-9_.~-]+$/, 'must be a query parameter name') }),
-    z.strictObject({ basic: z.strictObject({ username: z.string().refine((u) => !/[:\r\n\0]/.test(u), 'must not contain ":", CR, LF or NUL') }) }),
+    z.strictObject({
+      basic: z.strictObject({
+        username: z
+          .string()
+          .refine((u) => !/[:\r\n\0]/.test(u), 'must not contain ":", CR, LF or NUL')
+          // Printed by leash check; APIs that take the key as the username (Stripe) tempt `username: "${KEY}"`.
+          .refine((u) => !holdsSecret(u), INLINE_SECRET),
+      }),
+    }),
   ],
   { error: 'must be { header, format } or { query } or { basic: { username } }' },
 );
@@ -122,7 +132,8 @@ const listenerLimits = (maxConnections: number, idleTimeout: number) =>
 
 export const sidecarSchema = z
   .strictObject({
-    instance: z.strictObject({ id: z.string().default('') }).prefault({}),
+    // In every log line, audit event and /status.
+    instance: z.strictObject({ id: z.string().refine((id) => !holdsSecret(id), INLINE_SECRET).default('') }).prefault({}),
     listen: hostPort.default({ host: '127.0.0.1', port: 8080 }),
     admin: hostPort.default({ host: '127.0.0.1', port: 9090 }),
     connections: z.strictObject({ proxy: listenerLimits(512, 30_000), admin: listenerLimits(64, 10_000) }).prefault({}),

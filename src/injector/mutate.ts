@@ -50,7 +50,7 @@ interface Container {
 }
 interface Pod {
   metadata?: { name?: string; generateName?: string; annotations?: Record<string, unknown>; labels?: Record<string, unknown> };
-  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Array<{ name?: unknown }>; hostNetwork?: unknown };
+  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Array<{ name?: unknown }>; hostNetwork?: unknown; shareProcessNamespace?: unknown };
 }
 
 /** A review the injector can decide on, or why not (→ HTTP 400). */
@@ -101,6 +101,12 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
   // the admin listener would be on every node address). Refused, not injected quietly.
   if (spec.hostNetwork === true) {
     return { allowed: false, message: 'leash is not injected into a hostNetwork pod: its proxy would listen on the node\'s loopback, open to every process on the node' };
+  }
+  // In one PID namespace the agent's containers see the sidecar's process: they can signal
+  // it (Node opens a debugger on SIGUSR1 unless told not to), and one running as the same
+  // uid, or with CAP_SYS_PTRACE, reads its environment and memory: the credentials.
+  if (spec.shareProcessNamespace === true) {
+    return { allowed: false, message: 'leash is not injected into a pod with shareProcessNamespace: its other containers could signal, trace or read the sidecar\'s process and the credentials in it' };
   }
   const initContainers = Array.isArray(spec.initContainers) ? spec.initContainers : [];
   const hasSidecar = [...initContainers, ...spec.containers].some((c) => c?.name === SIDECAR_NAME);

@@ -111,6 +111,44 @@ sidecar:
     expect(ok.status, ok.stderr).toBe(0);
   });
 
+  it('a secret expanded into inject.format, a Basic username or instance.id: exit 1, the key path named, the secret nowhere', () => {
+    // Made up, vendor-shaped (as above): never real keys.
+    const STRIPE_KEY = 'sk_live_51HqLyjWDarjtT1zdp7dcXcaR0aFz';
+    const KEY = 'sk-proj-Zx81TqLm3VbN7cHs0PdR5yWe2KaGfJ4u';
+    const JWT = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJl';
+    const route = (inject: string, instance = '') => `${instance}routes:
+  vendor:
+    upstream: https://api.vendor.example
+    credential: { env: CRED }
+    inject: ${inject}
+    allow: ["GET /**"]
+`;
+    const cases = [
+      [route('{ basic: { username: "${STRIPE_KEY}" } }'), 'routes.vendor.inject.basic.username'],
+      [route('{ header: authorization, format: "Token ${KEY} {{credential}}" }'), 'routes.vendor.inject.format'],
+      [route('{ header: x-auth, format: "{{credential}};session=${JWT}" }'), 'routes.vendor.inject.format'],
+      [route('{ header: x-auth, format: "Bearer ${JWT}/{{credential}}" }'), 'routes.vendor.inject.format'],
+      [route('{ header: authorization, format: "Bearer {{credential}}" }', 'instance: { id: "${KEY}" }\n'), 'instance.id'],
+      [route('{ header: authorization, format: "Bearer {{credential}}" }', 'instance: { id: "${JWT}" }\n'), 'instance.id'],
+    ] as const;
+    for (const [yaml, where] of cases) {
+      const r = run(['check', '--config', file('printed-secret.yaml', yaml)], { STRIPE_KEY, KEY, JWT, CRED: 'x' });
+      expect(r.status, `${where}: ${r.stdout}${r.stderr}`).toBe(1);
+      expect(r.stderr).toContain(`${where}: looks like a secret written inline`);
+      for (const secret of [STRIPE_KEY, KEY, JWT]) expectNoPieceOf(secret, r.stdout + r.stderr);
+    }
+    // What these hold in real configs passes: words, pod names, UUIDs, random-looking usernames.
+    for (const yaml of [
+      route('{ basic: { username: api } }', 'instance: { id: agent-7f9c8d6b5-x2k9q }\n'),
+      route('{ basic: { username: AC9f3e2d1c0b4a5968776655443322110f } }', 'instance: { id: 0f5e0c3a-1111-4a2b-9c3d-7e8f9a0b1c2d }\n'),
+      route('{ header: authorization, format: "Token token={{credential}}, scheme=v2" }'),
+      route('{ header: x-api-key, format: "Bearer {{credential}}" }'),
+    ]) {
+      const r = run(['check', '--config', file('printed-ok.yaml', yaml)], { CRED: 'x' });
+      expect(r.status, `${yaml}\n${r.stdout}${r.stderr}`).toBe(0);
+    }
+  });
+
   it('a YAML alias that names no anchor, or aliases that expand too far: a config error naming the kind, not the alias', () => {
     const alias = 'Zq9xK2mW7pR4tY8vB3nL6hJ1';
     const r = run(['check', '--config', file('alias.yaml', sidecarYaml(`*${alias}`))]);

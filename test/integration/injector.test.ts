@@ -283,6 +283,22 @@ describe('leash injector /mutate', () => {
     expect(reply.json.response.patch).toBeUndefined();
   });
 
+  it('refuses a pod with shareProcessNamespace (its containers could signal or trace the sidecar)', async () => {
+    for (const share of [true, false]) {
+      const r = withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' });
+      r.request.object.spec.shareProcessNamespace = share;
+      const reply = await review(r);
+      expect(reply.status).toBe(200);
+      if (share) {
+        expect(reply.json.response).toMatchObject({ allowed: false, status: { message: expect.stringContaining('shareProcessNamespace') } });
+        expect(reply.json.response.patch).toBeUndefined();
+      } else {
+        expect(reply.json.response).toMatchObject({ allowed: true });
+        expect(reply.json.response.patch).toBeDefined();
+      }
+    }
+  });
+
   it('route names that every JavaScript object has (constructor, __proto__, toString…) are unknown routes, not a crash', async () => {
     for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf']) {
       const reply = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': name }));

@@ -6,9 +6,13 @@ import { cpuUsPrecise } from '../../bench/lib.js';
  * bench/lib.ts cpuUsPrecise is what the sliced CPU benches divide by requests: it must count
  * every thread of the process (GC and compiler threads work for the proxy too), in µs.
  */
+/** Spins until the process has used `ms` of CPU (not wall time: a loaded machine gives less CPU per ms). */
 const spin = (ms: number): void => {
-  const end = performance.now() + ms;
-  while (performance.now() < end);
+  const c0 = process.cpuUsage();
+  for (;;) {
+    const c = process.cpuUsage(c0);
+    if (c.user + c.system >= ms * 1_000) return;
+  }
 };
 
 describe('bench cpuUsPrecise', () => {
@@ -24,10 +28,11 @@ describe('bench cpuUsPrecise', () => {
   });
 
   it('counts the CPU time of the process’s other (live) threads', async () => {
-    // The worker spins 200 ms, says so and stays alive (a thread that has exited is no
+    // The worker spins until the process has used 200 ms of CPU (the main thread only waits,
+    // so that is the worker's), says so and stays alive (a thread that has exited is no
     // longer listed; node's own threads live as long as the process).
     const w = new Worker(
-      "const { parentPort } = require('node:worker_threads'); parentPort.once('message', () => { const end = performance.now() + 200; while (performance.now() < end); parentPort.postMessage('spun'); });",
+      "const { parentPort } = require('node:worker_threads'); parentPort.once('message', () => { const c0 = process.cpuUsage(); for (;;) { const c = process.cpuUsage(c0); if (c.user + c.system >= 200000) break; } parentPort.postMessage('spun'); });",
       { eval: true },
     );
     try {

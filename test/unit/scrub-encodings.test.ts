@@ -25,6 +25,7 @@ const hex = (c: number, upper: boolean) => (upper ? c.toString(16).toUpperCase()
 const pctAll = (s: string, upper: boolean) => [...Buffer.from(s)].map((b) => `%${hex(b, upper)}`).join('');
 const uAll = (s: string, upper: boolean) => [...s].map((c) => `\\u${hex(c.charCodeAt(0), upper).padStart(4, '0')}`).join('');
 const b64 = (s: string) => Buffer.from(s).toString('base64');
+const hexOf = (s: string) => Buffer.from(s).toString('hex');
 /** HTML character references: decimal `&#45;`, hex `&#x2d;` (or `&#X2D;`), with or without the `;`. */
 const htmlDec = (c: string, semi = true) => `&#${c.charCodeAt(0)}${semi ? ';' : ''}`;
 const htmlHex = (c: string, upper: boolean) => `&#${upper ? 'X' : 'x'}${hex(c.charCodeAt(0), upper)};`;
@@ -33,14 +34,14 @@ const NAMED: Record<string, string> = { '+': '&plus;', '/': '&sol;', '=': '&equa
 const url = (s: string) => s.replace(/\+/g, '-').replace(/\//g, '_');
 const bare = (s: string) => s.replace(/=+$/, '');
 
-type Inject = 'header' | 'basic';
+type Inject = 'header' | 'basic' | 'query';
 /**
  * Every encoding of `v` an upstream plausibly echoes. `exact`: for which injection the
  * whole text is replaced (for the others only the part that encodes the secret is, e.g.
  * `Bearer [REDACTED]` when the route sends Basic).
  */
 function encodings(v: string): { name: string; text: string; exact: readonly Inject[] }[] {
-  const all: Inject[] = ['header', 'basic'];
+  const all: Inject[] = ['header', 'basic', 'query'];
   const out: [string, string, Inject[]?][] = [
     ['raw', v],
     ['json \\u partial (only - or first char)', v.includes('-') ? v.replace(/-/g, '\\u002d') : `\\u00${hex(v.charCodeAt(0), false)}${v.slice(1)}`],
@@ -81,6 +82,14 @@ function encodings(v: string): { name: string; text: string; exact: readonly Inj
     ['base64, secret at byte offset 1', b64(`x${v}yz`), []],
     ['base64, secret at byte offset 2', b64(`xy${v}z`), []],
     ['base64url, secret at byte offset 1', url(b64(`{${v}}`)), []],
+    ['hex, lower case', hexOf(v)],
+    ['hex, upper case', hexOf(v).toUpperCase()],
+    ['hex of a longer text (a request dump)', hexOf(`GET /v1?k=${v} HTTP/1.1`), []],
+    ['hex of a longer text, upper case', hexOf(`{"key":"${v}"}`).toUpperCase(), []],
+    // How a query route sends it: an upstream that base64-encodes the URL it was asked for.
+    ['base64 of the percent-encoded secret', b64(encodeURIComponent(v))],
+    ['base64url of a URL holding the percent-encoded secret', url(b64(`https://api.example.com/v1/items?api_key=${encodeURIComponent(v)}`)), []],
+    ['base64 of a URL holding the percent-encoded secret, offset 1', b64(`/cb?api_key=${encodeURIComponent(v)}&n=1`), []],
   ];
   return out.map(([name, text, exact]) => ({ name, text, exact: exact ?? all }));
 }
@@ -96,6 +105,8 @@ const PLACES: { name: string; mode: 'full' | 'whole'; wrap: (e: string) => strin
   { name: 'Location on a redirect', mode: 'whole', wrap: (e) => `https://api.example.com/v1/continue?key=${e}&page=2&q=hello%20world` },
   { name: 'Refresh', mode: 'whole', wrap: (e) => `0; url=/v1/login?token=${e}&next=%2Fhome` },
 ];
+
+const pctDecoded = (s: string) => s.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
 
 /** The secret is findable in `text` by decoding it independently of the scrubber's code. */
 function leaks(text: string, secret: string): boolean {
@@ -118,8 +129,11 @@ function leaks(text: string, secret: string): boolean {
     for (let skip = 0; skip < 4; skip++) {
       const bytes = Buffer.from(std.slice(skip).slice(0, Math.floor((std.length - skip) / 4) * 4), 'base64').toString('latin1');
       // The middle of the secret is enough to count as a leak (its edges may mix with neighbours).
-      if (bytes.includes(secret.slice(2, -2))) return true;
+      if (bytes.includes(secret.slice(2, -2)) || pctDecoded(bytes).includes(secret.slice(2, -2))) return true;
     }
+  }
+  for (const run of decoded.match(/[0-9A-Fa-f]{16,}/g) ?? []) {
+    for (let skip = 0; skip < 2; skip++) if (Buffer.from(run.slice(skip), 'hex').toString('latin1').includes(secret.slice(2, -2))) return true;
   }
   return false;
 }
@@ -141,6 +155,7 @@ function routeScrubber(inject: Record<string, unknown>, secret: string): Scrubbe
 const INJECTS: Record<Inject, Record<string, unknown>> = {
   header: { header: 'authorization', format: 'Bearer {{credential}}' },
   basic: { basic: { username: USER } },
+  query: { query: 'api_key' },
 };
 
 describe.each(Object.entries(INJECTS) as [Inject, Record<string, unknown>][])('every encoding of the secret is scrubbed (%s injection)', (kind, inject) => {

@@ -54,7 +54,16 @@ type Pass = (req: IncomingMessage, ctx: RequestContext, env: PassEnv) => LeashHt
 
 const refuseWhileShuttingDown: Pass = (_req, _ctx, env) => (env.shuttingDown() ? new ShuttingDownError() : undefined);
 
+/**
+ * Node parses at most this many request header lines into `req.headers` (the listener's
+ * `maxHeadersCount`, server.ts); llhttp still frames the message by every line it read, and
+ * `req.rawHeaders` keeps them all. A request with more would be framed by a
+ * Transfer-Encoding or Content-Length line that `req.headers` does not show: it is refused.
+ */
+export const MAX_REQUEST_HEADERS = 2000;
+
 const refuseSmuggling: Pass = (req, ctx) => {
+  if (req.rawHeaders.length > 2 * MAX_REQUEST_HEADERS) return new BadRequestError(`more than ${MAX_REQUEST_HEADERS} header lines`);
   if (req.method === 'CONNECT') return new BadRequestError('CONNECT is not supported: leash is a reverse proxy');
   // An upstream that implements TRACE answers with the request it received, the injected
   // credential included (cross-site tracing): never forwarded, whatever the allow rules say.

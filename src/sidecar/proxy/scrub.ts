@@ -98,7 +98,14 @@ function base64Cores(value: string): string[] {
 
 /** Every literal (case-sensitive) form of a value that whole-value scrubbing looks for. */
 export function literalForms(value: string, options: ScrubOptions = {}): string[] {
-  const forms = [value, ...base64Forms(value), ...base64Cores(value)];
+  // Hex (either case) is byte-aligned: the value's own hex is inside the hex of any text around it.
+  const hex = Buffer.from(value, 'utf8').toString('hex');
+  const forms = [value, ...base64Forms(value), ...base64Cores(value), hex, hex.toUpperCase()];
+  // A query route sends the value percent-encoded, and an upstream that base64-encodes the
+  // URL it was asked for (an SSO `return_to`, a cursor, a trace id) holds the base64 of
+  // that form: looked for on every route, as the value's own base64 is.
+  const sent = encodeURIComponent(value);
+  if (sent !== value) forms.push(...base64Forms(sent), ...base64Cores(sent));
   if (options.basicUser !== undefined) {
     const pair = base64Forms(`${options.basicUser}:${value}`); // [0] is basicToken(user, value)
     forms.push(`Basic ${pair[0]}`, ...pair);

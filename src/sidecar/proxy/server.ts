@@ -5,7 +5,7 @@ import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { BadRequestError, type LeashHttpError, UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
-import { runHeadPasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
+import { MAX_REQUEST_HEADERS, runHeadPasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
 import { readRequestBody } from './request-body.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
 import { UpstreamTimeouts, type TimeoutEntry } from './timeouts.js';
@@ -135,6 +135,9 @@ export class ProxyServer {
     // No limit on reading a body (slow uploads are legitimate; a stalled one is bounded by the route's upstream idle timeout).
     this.server = createServer(listenerOptions(limits, 0), (req, res) => this.handle(req as WithCtx, res));
     this.server.maxConnections = limits.maxConnections;
+    // Node's default, set explicitly: refuseSmuggling (passes.ts) refuses a request with more
+    // header lines than req.headers holds (a framing header past it would be invisible there).
+    this.server.maxHeadersCount = MAX_REQUEST_HEADERS;
     let lastDropLog = -Infinity;
     this.server.on('drop', () => {
       // Node closes the connection itself; one line a second at most, however hard the flood.
@@ -262,6 +265,15 @@ export class ProxyServer {
         // The agent went away: cancel the upstream now so it stops generating (and billing).
         ctx.clientGone = true;
         ctx.proxyReq?.destroy();
+      } else if (ctx.proxyReq !== undefined && !ctx.proxyReq.destroyed && !ctx.proxyReq.writableFinished) {
+        // The upstream answered before the whole request body went out (an early 401 or
+        // 413). It does not need the rest, and its connection is never reused: an upstream
+        // that answered without reading the body would take the rest as its next request,
+        // which leash's next request there would complete with the credential (a CL.0
+        // desync). Node has also detached this request from the agent's connection, so it
+        // would otherwise wait for the rest for ever, holding one of the route's sockets.
+        ctx.proxyReq.destroy();
+        req.resume(); // the rest of the body is read and dropped: the agent's connection stays usable
       }
       this.finish(req, ctx, res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED);
     });
