@@ -57,10 +57,16 @@ const EMPTY = Buffer.alloc(0);
 const TAIL = END_CHUNKED.length - 1;
 const usSince = (t0: bigint, t1: bigint): number => Number(t1 - t0) / 1000;
 
+/** Marks a RawConn request error as the keep-alive race (see `fail` in RawConn). */
+export const STALE = Symbol('stale keep-alive connection');
+export const isStale = (err: unknown): boolean => typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[STALE] === true;
+
 /** One keep-alive connection, one request at a time (no pipelining). */
 export class RawConn {
   private buf: Buffer = Buffer.alloc(0);
   private cur: Pending | undefined;
+  /** Responses completed on this connection. */
+  private served = 0;
   closed = false;
 
   private constructor(private readonly socket: Socket) {
@@ -70,7 +76,12 @@ export class RawConn {
       this.closed = true;
       const p = this.cur;
       this.cur = undefined;
-      p?.reject(err ?? new Error('connection closed'));
+      if (p === undefined) return;
+      // A kept-alive connection the server closed as the request went out (its idle
+      // timeout and the request crossed): nothing of an answer came back, so the request
+      // may be sent again on a new connection (STALE).
+      const stale = this.served > 0 && p.status === 0 && this.buf.length === 0;
+      p.reject(Object.assign(err ?? new Error('connection closed'), stale ? { [STALE]: true } : {}));
     };
     socket.on('error', fail);
     socket.on('close', () => fail());
@@ -175,6 +186,7 @@ export class RawConn {
     // Bytes past the answer (none without pipelining) wait for the next request.
     this.buf = all.subarray(end);
     this.cur = undefined;
+    this.served++;
     p.resolve(res);
   }
 }
@@ -261,6 +273,9 @@ export async function paced(o: { host: string; port: number; payload: Buffer; ra
 
   const send = (c: RawConn): void => {
     inflight++;
+    attempt(c);
+  };
+  const attempt = (c: RawConn): void => {
     c.request(o.payload).then(
       (r) => {
         inflight--;
@@ -269,7 +284,24 @@ export async function paced(o: { host: string; port: number; payload: Buffer; ra
         else errors++;
         release(c);
       },
-      () => {
+      (err: unknown) => {
+        if (isStale(err) && !ended) {
+          // The server closed the idle connection as the request went out: sent again on a
+          // new one (as browsers and Node's own agent-less retries do), not an error.
+          reopened++;
+          RawConn.open(o.host, o.port).then(
+            (n) => {
+              all.push(n);
+              attempt(n);
+            },
+            () => {
+              inflight--;
+              errors++;
+              if (stopped && inflight === 0) done();
+            },
+          );
+          return;
+        }
         inflight--;
         errors++;
         replace();

@@ -221,6 +221,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     adminToken: inputs.adminToken,
     registry: metrics.registry,
     logger,
+    connections: config.connections,
   });
   const timers: NodeJS.Timeout[] = [];
   if (!inputs.tls) {

@@ -82,6 +82,8 @@ export interface AuthorityDeps {
 const LEASE_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Printable, no control characters; what the stream's parser keeps (512). */
 const REASON = /^[^\x00-\x1f\x7f]{0,512}$/;
+/** How much longer than one identity TTL an instance's revocation mark lasts (in-flight renewals, replica clock skew). */
+const MARK_MARGIN_MS = 5 * 60_000;
 /** Leases deleted concurrently by one revocation. */
 const DELETE_BATCH = 256;
 
@@ -197,6 +199,11 @@ export class Authority {
     }
     const answer = this.sign(body.csr, identity);
     await this.d.store.putIdentity(identity, Date.parse(answer.expiresAt));
+    // As in renewIdentity: a revocation that landed while this bootstrap was past its check.
+    if (await this.isRevoked(identity)) {
+      this.d.metrics.bootstrap(method, 'failure');
+      throw revokedIdentity();
+    }
     this.d.metrics.bootstrap(method, 'success');
     this.d.audit.emit('instance.bootstrapped', { identity, instance: identity });
     return answer;
@@ -209,8 +216,20 @@ export class Authority {
       throw unauthenticated('a Kubernetes identity is renewed by attesting again with the pod\'s current token, not with its certificate');
     }
     await this.assertNotRevoked(identity, 'renew');
+    // Renewals share the identity's lease budget (limits.leases): a sidecar renews at half
+    // its certificate's life, so a loop is the only thing this stops — one that would sign
+    // certificates at will and push the fleet's history out of the capped audit stream.
+    const rate = this.d.leaseRateLimit?.take(`renew ${identity}`);
+    if (rate && !rate.allowed) {
+      this.d.metrics.bootstrap('renew', 'failure');
+      if (rate.first) this.d.audit.emit('policy.denied', { identity, instance: identity, reason: 'renewals rate limited' });
+      throw rateLimited(rate.retryAfterSeconds, 'renew');
+    }
     const answer = this.sign(body.csr, identity);
     await this.d.store.putIdentity(identity, Date.parse(answer.expiresAt));
+    // A revocation that landed while this renewal was past its check (its mark computed before
+    // this certificate was signed) must not let the certificate out: look again now it is recorded.
+    await this.assertNotRevoked(identity, 'renew');
     this.d.metrics.bootstrap('renew', 'success');
     this.d.audit.emit('instance.renewed', { identity, instance: identity });
     return answer;
@@ -499,7 +518,9 @@ export class Authority {
     // never certified, or forgotten by a Redis that lost its data — revoked all the same.
     const unknown = !known && !revoked && leases.length === 0;
     // Mark first: from here on no replica serves it, whatever happens next.
-    const untilMs = this.d.clock.wallMs() + this.d.identityTtlMs;
+    // + MARK_MARGIN_MS: a renewal already past its revocation check signs its certificate a
+    // little later than now (notAfter = its own now + ttl): the mark must outlast that too.
+    const untilMs = this.d.clock.wallMs() + this.d.identityTtlMs + MARK_MARGIN_MS;
     await this.d.store.revokeIdentity(identity, untilMs);
     this.d.revocationMemory?.markInstance(identity, untilMs);
     const revocation = await this.publish('instance', identity, reason, actor);

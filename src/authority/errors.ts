@@ -19,11 +19,15 @@ export const badRequest = (message: string) => new AuthorityError('LEASH_ERR_AUT
 export const unauthenticated = (message = 'a valid client certificate is required') => new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, message);
 export const forbidden = (message: string, context: ErrorContext = {}) => new AuthorityError('LEASH_ERR_POLICY_DENIED', 403, message, context);
 export const notFound = (message: string) => new AuthorityError('LEASH_ERR_NOT_FOUND', 404, message);
-export const rateLimited = (retryAfterSeconds: number, what: 'lease' | 'bootstrap' = 'lease') =>
+export const rateLimited = (retryAfterSeconds: number, what: 'lease' | 'bootstrap' | 'renew' = 'lease') =>
   new AuthorityError(
     'LEASH_ERR_RATE_LIMITED',
     429,
-    what === 'lease' ? `too many lease requests from this identity; retry in ${retryAfterSeconds} s` : `too many bootstrap requests from this address; retry in ${retryAfterSeconds} s`,
+    what === 'lease'
+      ? `too many lease requests from this identity; retry in ${retryAfterSeconds} s`
+      : what === 'renew'
+        ? `too many identity renewals from this identity; retry in ${retryAfterSeconds} s`
+        : `too many bootstrap requests from this address; retry in ${retryAfterSeconds} s`,
     {},
     { retryAfterSeconds },
   );

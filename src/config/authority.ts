@@ -88,6 +88,16 @@ export const authoritySchema = z
         bootstraps: rateLimit(60, 30),
       })
       .prefault({}),
+    // The HTTPS listener's connections (docs/authority.md, "Connections"): in all, from one
+    // client address (0: no cap; SNAT puts many sidecars behind one), and how long a
+    // connection may take to finish its TLS handshake.
+    connections: z
+      .strictObject({
+        maxConnections: z.int().min(1).max(1_000_000).default(10_000),
+        perAddress: z.int().min(0).max(1_000_000).default(1_000),
+        handshakeTimeout: duration().refine((ms) => ms >= 100, 'must be at least 100ms').default(10_000),
+      })
+      .prefault({}),
     // Kubernetes node attestation (docs/authority.md): present = enabled. Each key left out
     // takes the in-cluster default, resolved by the entry point (src/bin/authority.ts):
     // https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT and the pod's own

@@ -6,13 +6,16 @@ import { api, bootstrap } from '../helpers/replicas.js';
 import { joinInstance, type Instance } from '../helpers/revoke-authority.js';
 import { countEvents, steppableClock } from '../helpers/rotation-sidecar.js';
 import type { Clock } from '../../src/core/clock.js';
+import { createCsr, createIdentityKey } from '../../src/pki/x509.js';
 
 /**
  * Limits the authority enforces whatever the caller asks or keeps open:
  * - a caller's ttlSeconds can only LOWER the policy's and issuer's maximum;
  * - an identity remembered for a kept-alive mTLS connection stops at the certificate's end;
  * - lease requests per identity are rate-limited (429 with Retry-After), others unaffected;
- * - bootstrap requests per client address too, before the evidence is spent.
+ * - bootstrap requests per client address too, before the evidence is spent;
+ * - identity renewals per identity, on the lease budget: a loop of renewals signed
+ *   certificates at will and pushed the fleet's history out of the capped audit stream.
  */
 let authority: TestAuthority | undefined;
 let instance: Instance | undefined;
@@ -176,6 +179,38 @@ describe('lease requests per identity are rate-limited', () => {
       const r = await api(authority.url, authority.caPem, 'POST', '/v1/leases', { identity: one.client, body: { credential: 'search' } });
       expect(r.status).toBe(200);
     }
+  });
+});
+
+describe('identity renewals per identity are rate-limited (limits.leases)', () => {
+  it('burst 2: the third renewal is 429 with Retry-After and signs nothing; one audit event; another identity renews; leases keep their own budget', async () => {
+    let stepMs = 0;
+    const clock: Clock = { monotonicMs: () => performance.now() + stepMs, wallMs: () => Date.now() + stepMs };
+    authority = await startAuthority({ ...SEARCH, limits: { leases: { perMinute: 6, burst: 2 } } }, { clock });
+    const one = await bootstrap(authority.url, authority.caPem, await authority.token('agent-1'));
+    const two = await bootstrap(authority.url, authority.caPem, await authority.token('agent-2'));
+    // One CSR reused every time, as a loop would: nothing else stops it.
+    const csr = createCsr(createIdentityKey(), 'leash-test');
+    const renew = (identity: typeof one.client) =>
+      api<{ certificate?: string; error?: { code: string; message: string } }>(authority!.url, authority!.caPem, 'POST', '/v1/identity/renew', { identity, body: { csr } });
+    expect((await renew(one.client)).status).toBe(200);
+    expect((await renew(one.client)).status).toBe(200);
+    const refused = await renew(one.client);
+    expect(refused.status).toBe(429);
+    expect(refused.headers?.['retry-after']).toBe('10');
+    expect(refused.body).toEqual({ error: { code: 'LEASH_ERR_RATE_LIMITED', message: 'too many identity renewals from this identity; retry in 10 s' } });
+    expect(refused.body.certificate).toBeUndefined();
+    for (let i = 0; i < 5; i++) expect((await renew(one.client)).status).toBe(429);
+    expect(countEvents(authority.logs, 'instance.renewed')).toBe(2);
+    const denied = authority.logs.events('policy.denied');
+    expect(denied).toHaveLength(1);
+    expect(denied[0]).toMatchObject({ identity: 'spiffe://leash.local/join/agent-1', reason: 'renewals rate limited' });
+    // Per identity; and renewals do not eat the identity's lease budget.
+    expect((await renew(two.client)).status).toBe(200);
+    const lease = await api(authority.url, authority.caPem, 'POST', '/v1/leases', { identity: one.client, body: { credential: 'search' } });
+    expect(lease.status).toBe(200);
+    stepMs += 10_000;
+    expect((await renew(one.client)).status).toBe(200);
   });
 });
 

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -20,6 +20,17 @@ import { listen } from '../../core/listen.js';
  */
 const MAX_BODY = 64 * 1024;
 
+/** The listener's connection caps (config `connections`; defaults as there). */
+export interface AuthorityConnectionLimits {
+  /** Connections held at once, in all. */
+  readonly maxConnections: number;
+  /** … and from one client address (sidecars keep one or two each); 0: no cap. */
+  readonly perAddress: number;
+  /** A client that has not finished its TLS handshake by then is cut (Node's default: 120 s). */
+  readonly handshakeTimeout: number;
+}
+export const DEFAULT_AUTHORITY_CONNECTIONS: AuthorityConnectionLimits = { maxConnections: 10_000, perAddress: 1_000, handshakeTimeout: 10_000 };
+
 export interface AuthorityServerOptions {
   cert: string;
   key: string;
@@ -28,9 +39,27 @@ export interface AuthorityServerOptions {
   adminToken: string | undefined;
   registry: Registry;
   logger: Logger;
+  connections?: AuthorityConnectionLimits;
 }
 
 type Handler = (req: IncomingMessage, body: unknown, params: string[]) => Promise<unknown> | unknown;
+
+/** Connections from one client address beyond `max` are closed at once (IPv4-mapped IPv6 counts as the IPv4 address). */
+function capPerAddress(server: Server, max: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const a = socket.remoteAddress ?? 'unknown';
+    const key = a.startsWith('::ffff:') ? a.slice(7) : a;
+    const n = (open.get(key) ?? 0) + 1;
+    if (n > max) return void socket.destroy();
+    open.set(key, n);
+    socket.once('close', () => {
+      const left = (open.get(key) ?? 1) - 1;
+      if (left <= 0) open.delete(key);
+      else open.set(key, left);
+    });
+  });
+}
 
 export class AuthorityServer {
   readonly server: Server;
@@ -42,6 +71,7 @@ export class AuthorityServer {
     private readonly opts: AuthorityServerOptions,
   ) {
     this.adminDigest = opts.adminToken ? digest(opts.adminToken) : undefined;
+    const limits = opts.connections ?? DEFAULT_AUTHORITY_CONNECTIONS;
     // A TLS connection's client certificate cannot change, so its verified identity is
     // remembered for the connection (until the certificate's end): re-verifying it on
     // every keep-alive call cost ~19 % of the authority's CPU per lease. Only the
@@ -123,10 +153,17 @@ export class AuthorityServer {
         // API calls are small: a client trickling headers or a body is cut early.
         headersTimeout: 10_000,
         requestTimeout: 30_000,
+        // A TCP connection that never finishes its TLS handshake was kept 120 s (Node's default).
+        handshakeTimeout: limits.handshakeTimeout,
       },
       (req, res) => void this.handle(req, res),
     );
     this.server.on('tlsClientError', () => undefined);
+    // Nothing capped how many connections a peer without any identity could hold: enough of
+    // them used up the process's file descriptors and every sidecar's call was reset. Now at
+    // most maxConnections in all and perAddress from one client address.
+    this.server.maxConnections = limits.maxConnections;
+    if (limits.perAddress > 0) capPerAddress(this.server, limits.perAddress);
   }
 
   private admin(req: IncomingMessage): string {
