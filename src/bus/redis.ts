@@ -171,6 +171,13 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
    */
   private floor: string | undefined;
   private lastId: string | undefined;
+  /**
+   * Where the next re-read of the stream starts (less the overlap): the newest id *read from
+   * the stream*. `lastId` also moves with pub/sub ids, which say nothing about what the
+   * stream holds below them: a revocation whose PUBLISH never happened sits there, and a
+   * re-read from a later pub/sub id would never find it.
+   */
+  private readFrom: string | undefined;
   private catchingUp = false;
   private held: Revocation[] = [];
   private up = false;
@@ -289,6 +296,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       // never held (the authority refuses revoked identities itself). Start at the tip.
       const last = (await this.cmd.xrevrange(this.key, '+', '-', 'COUNT', 1)) as Entry[];
       this.lastId = last[0]?.[0] ?? '0-0';
+      this.readFrom = this.lastId;
       this.floor = this.lastId;
       this.epoch = epoch;
       return;
@@ -301,6 +309,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       await this.events.gap('reset');
       this.epoch = epoch;
       this.lastId = '0-0';
+      this.readFrom = '0-0';
       this.floor = undefined;
       this.seen.clear();
     } else {
@@ -313,12 +322,13 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
         // our position came from a forged pub/sub id. Its own ids are our history from
         // here (reported once, not at every poll; ids it hands out again are not "seen").
         this.lastId = trimmed.behind;
+        this.readFrom = trimmed.behind;
         this.floor = undefined;
         this.seen.clear();
         this.hinted.clear();
       }
     }
-    const [ms] = this.lastId.split('-');
+    const [ms] = (this.readFrom !== undefined && compareIds(this.readFrom, this.lastId) < 0 ? this.readFrom : this.lastId).split('-');
     let start = `${Math.max(0, Number(ms) - (this.options.overlapMs ?? 5_000))}-0`;
     for (;;) {
       const page = (await this.cmd.xrange(this.key, start, '+', 'COUNT', 500)) as Entry[];
@@ -405,6 +415,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
       }
     }
     if (advance && (this.lastId === undefined || compareIds(r.id, this.lastId) > 0)) this.lastId = r.id;
+    if (advance && !fromPubSub && (this.readFrom === undefined || compareIds(r.id, this.readFrom) > 0)) this.readFrom = r.id;
     // Read from the stream after pub/sub brought it: delivered once. (The same id with
     // other contents is another revocation: a stream that went back hands ids out again.)
     if (!fromPubSub && this.hinted.get(r.id) === what) {

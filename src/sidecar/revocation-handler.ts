@@ -95,6 +95,9 @@ export class RevocationHandler {
     } else if (action.kind === 're-lease') {
       for (const route of action.routes) void (this.t.routes.get(route)!.provider as LeaseCredential).revoke(reason, true);
     }
+    // A lease id held nowhere here may still be on its way: a lease call under way can bring
+    // it back after this revocation was applied. Every route refuses it if it does.
+    if (r.scope === 'lease') for (const { provider } of leased) provider.forbidLease(r.target);
     this.t.metrics.revocationApplied(r.scope, (this.t.clock.wallMs() - Date.parse(r.at)) / 1000);
     this.t.log.info({ revocation: r.id, scope: r.scope, target: r.target, by: r.by, action: action.kind }, 'revocation applied');
   }

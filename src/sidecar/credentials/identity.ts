@@ -4,7 +4,7 @@ import type { IdentityResponse } from '../../core/protocol.js';
 import type { NodeAttestor } from '../../core/attestation.js';
 import { createCsr, createIdentityKey } from '../../pki/x509.js';
 import type { AuthorityClient } from './authority-client.js';
-import { DEFAULT_ROTATION, isUsable, refreshAtMs, retryAtMs, type LeaseTiming, type RotationPolicy } from './rotation.js';
+import { DEFAULT_ROTATION, MAX_TIMER_MS, isUsable, refreshAtMs, retryAtMs, type LeaseTiming, type RotationPolicy } from './rotation.js';
 
 /**
  * The sidecar's own identity: an X.509 certificate with a SPIFFE URI SAN, obtained with
@@ -122,7 +122,10 @@ export class IdentityManager {
   private schedule(atMs: number): void {
     if (this.closed) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.run(), Math.max(0, atMs - this.clock.monotonicMs()));
+    // setTimeout takes at most 2^31−1 ms (~24.8 days) and fires after 1 ms for anything
+    // longer: a lease of ~62 days or more would be refreshed in a tight loop. Wait in steps.
+    const delay = Math.max(0, atMs - this.clock.monotonicMs());
+    this.timer = setTimeout(() => (delay > MAX_TIMER_MS ? this.schedule(atMs) : void this.run()), Math.min(delay, MAX_TIMER_MS));
     this.timer.unref();
   }
 

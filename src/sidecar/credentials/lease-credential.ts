@@ -1,7 +1,7 @@
 import type { Clock } from '../../core/clock.js';
 import { AuthorityCallError } from '../../core/errors.js';
 import type { LeaseResponse } from '../../core/protocol.js';
-import { DEFAULT_ROTATION, refreshAtMs, retryAtMs, usable, type LeaseTiming, type RotationPolicy } from './rotation.js';
+import { DEFAULT_ROTATION, MAX_TIMER_MS, refreshAtMs, retryAtMs, usable, type LeaseTiming, type RotationPolicy } from './rotation.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './types.js';
 import { LEASE_EXPIRY_GRACE_MS, LEASE_VALUES_KEPT, ValueHistory } from './value-history.js';
 
@@ -34,12 +34,18 @@ export class LeaseCredential implements CredentialProvider {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private closed = false;
+  /** This instance was revoked: nothing is leased again (a call under way is discarded, not retried). */
+  private cutOff = false;
   private epoch = 0;
   private expiredReported: Held | undefined;
   /** Monotonic ms of the scheduled refresh of `cred` (set when it was received). */
   private refreshDue: number | undefined;
   /** Every value leased, until it expires upstream: revoked or displaced ones included. */
   private readonly history = new ValueHistory(LEASE_VALUES_KEPT, LEASE_EXPIRY_GRACE_MS);
+  /** Leases dropped by a revocation or refusal (bounded): never sent again, queued requests included. */
+  private readonly dropped = new Set<string>();
+  /** Lease ids revoked while not held here (bounded): a lease call under way may bring one back. */
+  private readonly forbidden = new Set<string>();
 
   constructor(
     private readonly credential: string,
@@ -68,12 +74,16 @@ export class LeaseCredential implements CredentialProvider {
     return undefined;
   }
 
+  stillSendable(cred: HeldCredential, nowMs: number): boolean {
+    return usable(cred, nowMs) && !(cred.lease !== undefined && this.dropped.has(cred.lease));
+  }
+
   recentValues(): readonly string[] {
     return this.history.values(this.clock.monotonicMs());
   }
 
   refresh(refused?: HeldCredential): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.closed || this.cutOff) return Promise.resolve();
     // Refused after it was replaced (or dropped, which already seeks a new one): stale news.
     if (refused && refused.fingerprint !== this.cred?.fingerprint) return this.inFlight ?? Promise.resolve();
     this.inFlight ??= this.attempt().finally(() => {
@@ -87,6 +97,10 @@ export class LeaseCredential implements CredentialProvider {
     // Anything a lease call already under way brings back was issued before this drop:
     // it is discarded (see attempt), so a revoked lease cannot slip back in by a race.
     this.epoch++;
+    if (this.cred) {
+      this.dropped.add(this.cred.leaseId);
+      if (this.dropped.size > LEASE_VALUES_KEPT) this.dropped.delete(this.dropped.values().next().value!);
+    }
     if (this.cred) this.onEvent({ kind: 'revoked', fingerprint: this.cred.fingerprint, lease: this.cred.leaseId, reason });
     this.releaseDisplaced(this.cred);
     this.previous = this.cred ?? this.previous;
@@ -116,10 +130,20 @@ export class LeaseCredential implements CredentialProvider {
     return [this.cred?.leaseId, this.previous?.leaseId].filter((id): id is string => id !== undefined);
   }
 
+  /**
+   * A lease-scope revocation of an id this route does not hold: the answer of a lease call
+   * under way (stored at the authority, not yet received) may be exactly that lease.
+   */
+  forbidLease(leaseId: string): void {
+    this.forbidden.add(leaseId);
+    if (this.forbidden.size > 1024) this.forbidden.delete(this.forbidden.values().next().value!);
+  }
+
   /** A revocation: drop at once, and (unless the identity itself is gone) lease anew now. */
   revoke(reason: string, reLease: boolean): Promise<void> {
     this.drop(reason);
     if (!reLease) {
+      this.cutOff = true;
       if (this.timer) clearTimeout(this.timer);
       return Promise.resolve();
     }
@@ -152,10 +176,10 @@ export class LeaseCredential implements CredentialProvider {
       this.failed(err instanceof Error ? err : new Error(String(err)));
       return;
     }
-    if (epoch !== this.epoch) {
+    if (epoch !== this.epoch || this.forbidden.has(lease.lease)) {
       // Revoked while this call was under way: the answer may predate the revocation.
       await this.source.release(lease.lease).catch(() => undefined);
-      if (!this.closed) this.schedule(this.clock.monotonicMs());
+      if (!this.closed && !this.cutOff) this.schedule(this.clock.monotonicMs());
       return;
     }
     if (this.closed) {
@@ -202,9 +226,12 @@ export class LeaseCredential implements CredentialProvider {
   }
 
   private schedule(atMs: number): void {
-    if (this.closed) return;
+    if (this.closed || this.cutOff) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.refresh(), Math.max(0, atMs - this.clock.monotonicMs()));
+    // setTimeout takes at most 2^31−1 ms (~24.8 days) and fires after 1 ms for anything
+    // longer: a lease of ~62 days or more would be refreshed in a tight loop. Wait in steps.
+    const delay = Math.max(0, atMs - this.clock.monotonicMs());
+    this.timer = setTimeout(() => (delay > MAX_TIMER_MS ? this.schedule(atMs) : void this.refresh()), Math.min(delay, MAX_TIMER_MS));
     this.timer.unref();
   }
 }

@@ -21,6 +21,9 @@ export interface RotationPolicy {
   readonly backoff: BackoffPolicy;
 }
 
+/** The longest delay setTimeout honours; longer ones fire after 1 ms (Node's TimeoutOverflowWarning). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export const DEFAULT_ROTATION: RotationPolicy = {
   refreshFraction: 0.5,
   jitterFraction: 0.1,

@@ -40,6 +40,12 @@ export interface CredentialProvider {
    * the authority, so agents retrying every second cannot drive the authority's load.
    */
   onUnavailable?(): void;
+  /**
+   * Whether a credential handed out earlier may still leave now: usable (outside its
+   * safety margin) and not revoked since. Asked again when a request that waited for an
+   * upstream socket is about to be written (server.ts), since the pool may have queued it.
+   */
+  stillSendable?(cred: HeldCredential, nowMs: number): boolean;
   start(): Promise<void>;
   close(): Promise<void>;
 }

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { PassThrough, type Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
-import { BadRequestError, type LeashHttpError, UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
+import { BadRequestError, CredentialUnavailableError, type LeashHttpError, UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
 import { MAX_REQUEST_HEADERS, runHeadPasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
 import { readRequestBody } from './request-body.js';
@@ -74,6 +74,8 @@ type Tracked = RequestContext & {
   timeout: TimeoutEntry<Tracked> | undefined;
   clientGone: boolean;
   timedOut: boolean;
+  /** The credential stopped being sendable while the request waited for an upstream socket. */
+  stale?: boolean;
   /** The upstream's status (WebSocket path). */
   status: number | undefined;
 };
@@ -336,6 +338,7 @@ export class ProxyServer {
       proxyReq.destroy();
       return;
     }
+    if (!this.recheckOnSocket(proxyReq, ctx, true)) return;
     this.armTimeouts(proxyReq, ctx);
     // A 101 to a request that did not ask to upgrade: Node hands the socket to an 'upgrade'
     // listener and, without one, destroys it without emitting 'response' or 'error' — the
@@ -364,6 +367,29 @@ export class ProxyServer {
     const err = new UpstreamBadResponseError('the upstream switched protocols (101) on a request that did not ask to upgrade', { route });
     this.log.warn({ route, code: err.code }, err.message);
     if (!ctx.clientGone) this.refuse(ctx.res!, err);
+  }
+
+  /**
+   * Fail closed on the pool's queue: the credential was taken in SEND, but a request beyond
+   * `maxSockets` waits for a socket for as long as other requests hold them (a stream can
+   * hold one for minutes). Its head is written only once a socket is assigned, right after
+   * Node's 'socket' event (http-proxy emits 'proxyReq' from it; 'proxyReqWs' comes before
+   * it): check the credential again then; a revoked or expiring one is never written, the
+   * agent gets 503 leash_credential_unavailable. Returns false when the request was cut.
+   */
+  private recheckOnSocket(proxyReq: ClientRequest, ctx: Tracked, now: boolean): boolean {
+    const provider = ctx.route!.provider;
+    const cred = ctx.credential;
+    if (!cred || !provider.stillSendable) return true;
+    const check = (): boolean => {
+      if (provider.stillSendable!(cred, this.env.now())) return true;
+      ctx.stale = true;
+      proxyReq.destroy(Object.assign(new Error('credential no longer valid'), { code: 'LEASH_CREDENTIAL_STALE' }));
+      return false;
+    };
+    if (now) return check();
+    proxyReq.once('socket', check);
+    return true;
   }
 
   /** Both paths: the route's connect and idle timeouts, kept by the sweeper (timeouts.ts). */
@@ -403,7 +429,9 @@ export class ProxyServer {
       this.log.debug({ route, code }, 'upstream sent bytes after its answer');
       return;
     }
-    const answer = upstreamFailure(err, ctx.timedOut === true, route);
+    const answer = ctx.stale
+      ? new CredentialUnavailableError('the credential expired or was revoked while the request waited for an upstream connection', { route })
+      : upstreamFailure(err, ctx.timedOut === true, route);
     this.log.warn({ route, code }, answer.message);
     sendError(res, answer);
   }
@@ -427,7 +455,12 @@ export class ProxyServer {
     this.proxy.ws(req, socket, head, { target: route.target, agent: route.upgradeAgent, headers: ctx.outgoingHeaders }, (err: Error) => {
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       this.log.warn({ route: route.name, code }, 'websocket upstream failed');
-      sendSocketError(socket, upstreamFailure(err, ctx.timedOut === true, route.name));
+      sendSocketError(
+        socket,
+        ctx.stale
+          ? new CredentialUnavailableError('the credential expired or was revoked while the request waited for an upstream connection', { route: route.name })
+          : upstreamFailure(err, ctx.timedOut === true, route.name),
+      );
     });
   }
 
@@ -438,6 +471,7 @@ export class ProxyServer {
     if (socket.destroyed) return void proxyReq.destroy();
     // Until upgraded: Node marks the request destroyed once it is, and the sweeper lets go.
     this.armTimeouts(proxyReq, ctx);
+    this.recheckOnSocket(proxyReq, ctx, false);
     // These listeners run before http-proxy's own (registered right after this event).
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, proxySocket: Duplex) => {
       ctx.status = 101;
