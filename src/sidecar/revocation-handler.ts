@@ -10,7 +10,7 @@ import type { SidecarMetrics } from '../telemetry/metrics.js';
 import type { IdentityManager } from './credentials/identity.js';
 import type { LeaseCredential } from './credentials/lease-credential.js';
 import type { RouteRuntime } from './proxy/route.js';
-import { decideRevocation } from './revocations.js';
+import { decideRevocation, exchangesToCut, type CutRule } from './revocations.js';
 import { leaseProviders } from './routes.js';
 
 /**
@@ -28,6 +28,8 @@ export interface RevocationTargets {
   clock: Clock;
   metrics: SidecarMetrics;
   log: Logger;
+  /** Ends the open exchanges (requests, streams, WebSockets) a rule names; how many it ended. */
+  cutOpen?(rule: CutRule): number;
 }
 
 /** How long start() waits for the channel before serving anyway (and reconciling once it is up). */
@@ -98,6 +100,10 @@ export class RevocationHandler {
     // A lease id held nowhere here may still be on its way: a lease call under way can bring
     // it back after this revocation was applied. Every route refuses it if it does.
     if (r.scope === 'lease') for (const { provider } of leased) provider.forbidLease(r.target);
+    // What is already open with a revoked lease is ended too: a stream or a WebSocket would
+    // otherwise keep using the upstream session that lease opened for as long as it lasts.
+    const cut = this.t.cutOpen?.(exchangesToCut(r, action, leased.map(({ route }) => route))) ?? 0;
+    if (cut > 0) this.t.log.warn({ revocation: r.id, scope: r.scope, cut }, 'open requests, streams and WebSockets sent with a revoked lease ended');
     this.t.metrics.revocationApplied(r.scope, (this.t.clock.wallMs() - Date.parse(r.at)) / 1000);
     this.t.log.info({ revocation: r.id, scope: r.scope, target: r.target, by: r.by, action: action.kind }, 'revocation applied');
   }

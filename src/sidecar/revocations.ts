@@ -32,3 +32,25 @@ export function decideRevocation(r: Revocation, identity: string | undefined, he
   }
   return routes.length ? { kind: 're-lease', routes } : { kind: 'none' };
 }
+
+/**
+ * Which open exchanges (requests in flight, streams under way, WebSockets) a revocation
+ * ends: those sent with a lease it revoked. A lease revocation names one lease, which an
+ * exchange may hold although the route has rotated past it (a stream longer than a TTL);
+ * a credential or `all` revocation every lease of the routes it re-leases; a cut-off every
+ * lease this instance holds.
+ */
+export type CutRule = { kind: 'none' } | { kind: 'lease'; lease: string } | { kind: 'routes'; routes: ReadonlySet<string> };
+
+export function exchangesToCut(r: Revocation, action: RevocationAction, leasedRoutes: readonly string[]): CutRule {
+  if (action.kind === 'cut-off') return { kind: 'routes', routes: new Set(leasedRoutes) };
+  if (r.scope === 'lease') return { kind: 'lease', lease: r.target };
+  if (action.kind === 're-lease') return { kind: 'routes', routes: new Set(action.routes) };
+  return { kind: 'none' };
+}
+
+/** Pure: whether an open exchange on `route`, sent with `lease`, falls under `rule`. */
+export function cutsExchange(rule: CutRule, route: string, lease: string | undefined): boolean {
+  if (lease === undefined || rule.kind === 'none') return false;
+  return rule.kind === 'lease' ? lease === rule.lease : rule.routes.has(route);
+}

@@ -25,6 +25,7 @@ import { joinTokenAttestor } from './credentials/attestors/join-token.js';
 import { Health, type ReadinessReport } from './health.js';
 import { Outcomes } from './outcomes.js';
 import { RevocationHandler, revocationSource } from './revocation-handler.js';
+import { cutsExchange } from './revocations.js';
 import { authFailureRefreshers, buildRoutes, SourceLabels } from './routes.js';
 
 export type { ReadinessReport } from './health.js';
@@ -143,7 +144,14 @@ export class Sidecar {
       clock: this.clock,
       anomalies: config.anomalies,
     });
-    this.revocations = new RevocationHandler(source, { routes, identity: () => this.identity, clock: this.clock, metrics: this.metrics, log: this.log });
+    this.revocations = new RevocationHandler(source, {
+      routes,
+      identity: () => this.identity,
+      clock: this.clock,
+      metrics: this.metrics,
+      log: this.log,
+      cutOpen: (rule) => this.proxy.cutOpen((route, lease) => cutsExchange(rule, route, lease)),
+    });
     const env: PassEnv = {
       shuttingDown: () => this.shuttingDown,
       route: (name) => routes.get(name),

@@ -117,7 +117,8 @@ export class ProxyServer {
   // more, and cuts at `#` (target.ts refuses `#` and the two urlJoin rewrites).
   private readonly proxy = httpProxy.createProxyServer({ xfwd: false, selfHandleResponse: true, ws: true, prependPath: false, toProxy: true });
   private inflight = 0;
-  private readonly upgraded = new Set<Duplex>();
+  /** Open WebSockets: the agent's socket and its request's context. */
+  private readonly upgraded = new Map<Duplex, Tracked>();
   private closing: Promise<void> | undefined;
   private idle: (() => void) | undefined;
   private readonly env: PassEnv;
@@ -392,6 +393,33 @@ export class ProxyServer {
     return true;
   }
 
+  /**
+   * Ends every open exchange sent with a credential `revoked` names (a revocation,
+   * revocation-handler.ts): a request still waiting for its answer gets 503
+   * leash_credential_unavailable; a response under way (a stream) and a WebSocket are cut.
+   * Returns how many.
+   */
+  cutOpen(revoked: (route: string, lease: string | undefined) => boolean): number {
+    let n = 0;
+    for (const [ctx, proxyReq] of this.timeouts.entries()) {
+      if (!ctx.route || !revoked(ctx.route.name, ctx.credential?.lease)) continue;
+      n++;
+      if (ctx.res && !ctx.res.headersSent) {
+        ctx.stale = true;
+        proxyReq.destroy(Object.assign(new Error('credential revoked'), { code: 'LEASH_CREDENTIAL_STALE' }));
+      } else {
+        ctx.res?.destroy();
+        proxyReq.destroy();
+      }
+    }
+    for (const [socket, ctx] of this.upgraded) {
+      if (!ctx.route || !revoked(ctx.route.name, ctx.credential?.lease)) continue;
+      n++;
+      socket.destroy();
+    }
+    return n;
+  }
+
   /** Both paths: the route's connect and idle timeouts, kept by the sweeper (timeouts.ts). */
   private armTimeouts(proxyReq: ClientRequest, ctx: Tracked): void {
     const { connect, idle } = ctx.route!.config.timeouts;
@@ -439,7 +467,7 @@ export class ProxyServer {
   private handleUpgrade(req: WithCtx, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const ctx = this.begin(req, true);
-    this.upgraded.add(socket);
+    this.upgraded.set(socket, ctx);
     socket.once('close', () => {
       this.upgraded.delete(socket);
       ctx.proxyReq?.destroy();
@@ -519,7 +547,7 @@ export class ProxyServer {
         clearTimeout(timer);
         this.idle = undefined;
         this.server.closeAllConnections();
-        for (const s of this.upgraded) s.destroy();
+        for (const s of this.upgraded.keys()) s.destroy();
         this.proxy.close();
         this.timeouts.close();
         resolve();

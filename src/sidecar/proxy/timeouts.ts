@@ -120,6 +120,13 @@ export class UpstreamTimeouts<T> {
     return undefined;
   }
 
+  /** Every live entry's payload and request, for rare events only (a revocation). */
+  entries(): Array<[T, ClientRequest]> {
+    const out: Array<[T, ClientRequest]> = [];
+    for (let e = this.head; e !== null; e = e.next) out.push([e.payload, e.req]);
+    return out;
+  }
+
   get size(): number {
     return this.count;
   }
