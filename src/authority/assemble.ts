@@ -15,6 +15,7 @@ import type { RedisTargetConfig } from '../config/common.js';
 import { createAudit, redisAuditSink } from '../telemetry/audit.js';
 import { selectTraceEntries } from './trace.js';
 import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
+import { MetricsListener } from './http/metrics-listener.js';
 import { Authority } from './authority.js';
 import { CertificateAuthority } from '../pki/ca.js';
 import { AuthorityServer } from './http/server.js';
@@ -75,6 +76,8 @@ export interface RunningAuthority {
   metrics: AuthorityMetrics;
   /** The revocation publisher in use (inputs.revocations, Redis, or an in-process bus). */
   revocations: RevocationPublisher;
+  /** /metrics on its own listener, when `metrics.listen` is set (the entry point binds it). */
+  metricsListener: MetricsListener | undefined;
   close(): Promise<void>;
 }
 
@@ -222,7 +225,9 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     registry: metrics.registry,
     logger,
     connections: config.connections,
+    metricsOnApi: config.metrics.listen === undefined,
   });
+  const metricsListener = config.metrics.listen ? new MetricsListener(metrics.registry) : undefined;
   const timers: NodeJS.Timeout[] = [];
   if (!inputs.tls) {
     timers.push(
@@ -257,9 +262,10 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     store,
     metrics,
     revocations,
+    metricsListener,
     async close() {
       for (const t of timers) clearInterval(t);
-      await server.close();
+      await Promise.all([server.close(), metricsListener?.close()]);
       await Promise.all([...issuers.values()].map((i) => i.issuer.close()));
       if (!inputs.store) await store.close();
       if (!inputs.revocations) await revocations.close();

@@ -2,7 +2,8 @@ import { createAuthority } from '../authority/assemble.js';
 import { authoritySchema, type AuthorityConfig } from '../config/authority.js';
 import type { SecretSource } from '../config/common.js';
 import { parseConfig } from '../config/load.js';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, ListenError } from '../core/errors.js';
+import { listenErrorMessage } from '../core/listen.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { readText } from './load.js';
 import { untilSignal } from './signals.js';
@@ -71,8 +72,23 @@ export async function runAuthority(configPath: string, env: NodeJS.ProcessEnv): 
   const config = loadAuthorityConfig(configPath, env);
   const logger = createLogger({ level: config.log.level });
   const running = await createAuthority(authorityInputs(config, env, logger));
-  const addr = await running.server.listen(config.listen.host, config.listen.port);
-  logger.info({ listen: `${addr.address}:${addr.port}`, trustDomain: config.trustDomain, credentials: Object.keys(config.credentials) }, 'leash authority started');
+  const bind = <T>(p: Promise<T>, what: string, host: string, port: number, key: string): Promise<T> =>
+    p.catch(async (err: unknown) => {
+      await running.close();
+      throw new ListenError(listenErrorMessage(err, what, host, port, `${key}: in ${configPath}`), {}, { cause: err });
+    });
+  const addr = await bind(running.server.listen(config.listen.host, config.listen.port), 'authority API', config.listen.host, config.listen.port, 'listen');
+  const m = config.metrics.listen;
+  const metricsAddr = m && running.metricsListener ? await bind(running.metricsListener.listen(m.host, m.port), 'authority metrics', m.host, m.port, 'metrics.listen') : undefined;
+  logger.info(
+    {
+      listen: `${addr.address}:${addr.port}`,
+      ...(metricsAddr ? { metrics: `${metricsAddr.address}:${metricsAddr.port}` } : {}),
+      trustDomain: config.trustDomain,
+      credentials: Object.keys(config.credentials),
+    },
+    'leash authority started',
+  );
   await untilSignal(logger);
   await running.close();
   await new Promise<void>((resolve) => logger.flush(() => resolve()));

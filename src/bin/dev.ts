@@ -78,6 +78,12 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
     const addr = await authority.server.listen(authorityHost, authorityPort).catch((err: unknown) => {
       throw new ListenError(listenErrorMessage(err, 'authority', authorityHost, authorityPort, opts.config ? `authority.listen: in ${opts.config}` : 'authority.listen'), {}, { cause: err });
     });
+    const m = authorityConfig.metrics.listen;
+    if (m && authority.metricsListener) {
+      await authority.metricsListener.listen(m.host, m.port).catch((err: unknown) => {
+        throw new ListenError(listenErrorMessage(err, 'authority metrics', m.host, m.port, opts.config ? `authority.metrics.listen: in ${opts.config}` : 'authority.metrics.listen'), {}, { cause: err });
+      });
+    }
     const authorityUrl = `https://127.0.0.1:${addr.port}`;
 
     const sidecarDoc = structuredClone(doc.sidecar) as { routes?: Record<string, { upstream?: string }>; revocations?: unknown };

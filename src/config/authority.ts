@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
-import { deepFreeze, duration, hostPort, logLevel, metricsOptions, redisTarget, secretSource } from './common.js';
+import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
 import { didYouMean } from './cross-check.js';
 import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
@@ -115,7 +115,9 @@ export const authoritySchema = z
       })
       .optional(),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
-    metrics: metricsOptions,
+    // As a sidecar's metrics options, and `listen`: /metrics on a plain-HTTP listener of its own, and no longer
+    // on the API port (docs/authority.md, "Metrics listener").
+    metrics: z.strictObject({ gcDuration: z.boolean().default(false), listen: hostPort.optional() }).prefault({}),
     credentials: z.record(
       z
         .string()

@@ -298,6 +298,18 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/ kustomize directories', () => {
       const narrowed = Object.keys(peer.podSelector?.matchLabels ?? {}).length > 0 || Object.keys(peer.namespaceSelector?.matchLabels ?? {}).length > 0;
       expect(narrowed, JSON.stringify(peer)).toBe(true);
     }
+    // The monitoring namespace reaches the metrics port (metrics.listen) only, never the API
+    // port, and the authority's config, container, Service and ServiceMonitor agree on it.
+    const rules = (np.spec as { ingress: Array<{ ports: Array<{ port: number }>; from: Array<Record<string, any>> }> }).ingress;
+    const monitoring = (r: (typeof rules)[number]) => r.from.some((p) => p.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'monitoring');
+    expect(rules.filter(monitoring).map((r) => r.ports.map((p) => p.port))).toEqual([[9090]]);
+    expect(rules.filter((r) => r.ports.some((p) => p.port === 8443)).some(monitoring)).toBe(false);
+    const authorityYaml = (find(base, 'ConfigMap', 'leash-authority').data as Record<string, string>)['authority.yaml']!;
+    expect(authorityYaml).toMatch(/^\s*metrics: \{ listen: 0\.0\.0\.0:9090 \}/m);
+    const svcPorts = (find(base, 'Service', 'leash-authority').spec as { ports: Array<{ name: string; port: number }> }).ports;
+    expect(svcPorts.find((p) => p.name === 'metrics')?.port).toBe(9090);
+    const sm = find(rendered.get('deploy/monitoring')!, 'ServiceMonitor', 'leash-authority');
+    expect((sm.spec as { endpoints: Array<{ port: string; scheme: string }> }).endpoints[0]).toMatchObject({ port: 'metrics', scheme: 'http' });
     const redis = rendered.get('deploy/overlays/redis-in-cluster')!;
     const rnp = find(redis, 'NetworkPolicy', 'leash-redis');
     expect((rnp.spec as { ingress: unknown }).ingress).toEqual([

@@ -40,6 +40,8 @@ export interface AuthorityServerOptions {
   registry: Registry;
   logger: Logger;
   connections?: AuthorityConnectionLimits;
+  /** false when /metrics has a listener of its own (`metrics.listen`): then 404 here. */
+  metricsOnApi?: boolean;
 }
 
 type Handler = (req: IncomingMessage, body: unknown, params: string[]) => Promise<unknown> | unknown;
@@ -180,7 +182,7 @@ export class AuthorityServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
-    if (req.method === 'GET' && path === '/metrics') {
+    if (req.method === 'GET' && path === '/metrics' && this.opts.metricsOnApi !== false) {
       const text = await this.opts.registry.metrics();
       res.writeHead(200, { 'content-type': this.opts.registry.contentType });
       return void res.end(text);
