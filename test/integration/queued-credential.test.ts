@@ -2,13 +2,10 @@ import { request } from 'node:http';
 import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryRevocationBus } from '../../src/bus/memory.js';
-import { parseConfig } from '../../src/config/load.js';
-import { sidecarSchema } from '../../src/config/sidecar.js';
 import { Sidecar } from '../../src/sidecar/sidecar.js';
-import { createAudit } from '../../src/telemetry/audit.js';
-import { createLogger } from '../../src/telemetry/logger.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { leasedRoute, leasedSidecar, statusOf } from '../helpers/leased-sidecar.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -66,33 +63,11 @@ async function setup(ttl: string) {
     res.end('ok');
   });
   const bus = new MemoryRevocationBus();
-  const token = await authority.token('agent-1');
-  const logger = createLogger({ level: 'info', destination: new LogSink() });
-  sidecar = new Sidecar({
-    config: parseConfig(
-      sidecarSchema,
-      JSON.stringify({
-        listen: '127.0.0.1:0',
-        admin: '127.0.0.1:0',
-        shutdown: { grace: '2s' },
-        authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
-        routes: { api: { upstream: upstream.url, credential: 'api', maxSockets: 1, inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**', 'POST /upload'] } },
-      }),
-      {},
-    ),
-    env: {},
-    caFiles: new Map(),
-    logger,
-    audit: createAudit(logger),
-    authorityCa: authority.caPem,
-    joinToken: () => token,
-    revocationBus: bus,
-  });
+  ({ sidecar } = await leasedSidecar(authority, { api: leasedRoute(upstream.url, 'api', { maxSockets: 1, allow: ['GET /**', 'POST /upload'] }) }, { bus, extra: { shutdown: { grace: '2s' } } }));
   const addrs = await sidecar.start();
   const base = `http://127.0.0.1:${addrs.proxy.port}/api`;
-  const status = async () =>
-    ((await (await fetch(`http://127.0.0.1:${addrs.admin.port}/status`)).json()) as { instance: { identity: string }; routes: { api: { lease: string | null } } });
-  await waitFor(async () => (await status()).routes.api.lease !== null, { timeoutMs: 5_000, intervalMs: 20, message: 'lease' });
+  const status = () => statusOf(addrs.admin.port);
+  await waitFor(async () => (await status()).routes.api!.lease !== null, { timeoutMs: 5_000, intervalMs: 20, message: 'lease' });
   return { base, seen, bus, status };
 }
 
@@ -115,13 +90,13 @@ describe('a request queued for an upstream socket', () => {
 
   it('whose lease was revoked while it waited: 503, never sent with the revoked lease', async () => {
     const { base, seen, bus, status } = await setup('5m');
-    const revoked = (await status()).routes.api.lease!;
+    const revoked = (await status()).routes.api!.lease!;
     const slow = fetch(`${base}/slow?ms=2000`).then((r) => r.text());
     await sleep(200);
     const queued = answer(`${base}/queued`);
     await sleep(300);
     await bus.publish({ scope: 'lease', target: revoked, reason: 'leaked', by: 'test' });
-    await waitFor(async () => (await status()).routes.api.lease !== revoked, { timeoutMs: 5_000, intervalMs: 20, message: 're-lease' });
+    await waitFor(async () => (await status()).routes.api!.lease !== revoked, { timeoutMs: 5_000, intervalMs: 20, message: 're-lease' });
     await slow;
     const q = await queued;
     expect(seen.filter((s) => s.path === '/queued' && s.jti === revoked)).toEqual([]);

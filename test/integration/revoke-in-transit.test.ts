@@ -1,15 +1,11 @@
 import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../src/authority/leases/memory.js';
-import type { MemoryRevocationBus } from '../../src/bus/memory.js';
-import { parseConfig } from '../../src/config/load.js';
-import { sidecarSchema } from '../../src/config/sidecar.js';
 import type { LeaseRecord } from '../../src/core/protocol.js';
 import { Sidecar } from '../../src/sidecar/sidecar.js';
-import { createAudit } from '../../src/telemetry/audit.js';
-import { createLogger } from '../../src/telemetry/logger.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { leasedRoute, leasedSidecar, statusOf } from '../helpers/leased-sidecar.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -61,29 +57,7 @@ async function start(store: GatedStore, seen: string[], logs: LogSink, extra: Re
     seen.push(String(decodeJwt(String(req.headers.authorization).slice(7)).jti));
     res.end('ok');
   });
-  const token = await authority.token('agent-1');
-  const logger = createLogger({ level: 'info', destination: logs });
-  sidecar = new Sidecar({
-    config: parseConfig(
-      sidecarSchema,
-      JSON.stringify({
-        listen: '127.0.0.1:0',
-        admin: '127.0.0.1:0',
-        shutdown: { grace: '1s' },
-        ...extra,
-        authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
-        routes: { api: { upstream: upstream.url, credential: 'api', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
-      }),
-      {},
-    ),
-    env: {},
-    caFiles: new Map(),
-    logger,
-    audit: createAudit(logger),
-    authorityCa: authority.caPem,
-    joinToken: () => token,
-    revocationBus: authority.running.revocations as MemoryRevocationBus,
-  });
+  ({ sidecar } = await leasedSidecar(authority, { api: leasedRoute(upstream.url, 'api') }, { extra, logs }));
 }
 
 describe('a revocation meets a lease call under way', () => {
@@ -116,12 +90,11 @@ describe('a revocation meets a lease call under way', () => {
     const logs = new LogSink();
     await start(store, seen, logs, { rotation: { backoff: { base: '100ms', cap: '400ms' } } });
     const addrs = await sidecar!.start();
-    const st = async () => (await (await fetch(`http://127.0.0.1:${addrs.admin.port}/status`)).json()) as { instance: { identity: string }; routes: { api: { lease: string } } };
-    const s0 = await st();
+    const s0 = await statusOf(addrs.admin.port);
     let open!: () => void;
     store.gate = { at: 'before', open: new Promise<void>((r) => (open = r)) };
     // A lease revocation: the route leases again, and that call is held at the authority...
-    await authority!.running.authority.revoke('admin', 'lease', s0.routes.api.lease, 'first');
+    await authority!.running.authority.revoke('admin', 'lease', s0.routes.api!.lease!, 'first');
     await waitFor(() => store.entered, { timeoutMs: 3_000, intervalMs: 10, message: 'lease call held' });
     // ...while the instance is cut off.
     await authority!.running.authority.revoke('admin', 'instance', s0.instance.identity, 'pod compromised');

@@ -2,14 +2,11 @@ import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../src/authority/leases/memory.js';
 import { MemoryRevocationBus } from '../../src/bus/memory.js';
-import { parseConfig } from '../../src/config/load.js';
-import { sidecarSchema } from '../../src/config/sidecar.js';
 import type { LeaseRecord } from '../../src/core/protocol.js';
 import { Sidecar } from '../../src/sidecar/sidecar.js';
-import { createAudit } from '../../src/telemetry/audit.js';
-import { createLogger } from '../../src/telemetry/logger.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { leasedRoute, leasedSidecar } from '../helpers/leased-sidecar.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -73,29 +70,7 @@ describe('revoked while the lease call is in flight', () => {
       res.end('ok');
     });
     const bus = new MemoryRevocationBus();
-    const token = await authority.token('agent-1');
-    const logs = new LogSink();
-    const logger = createLogger({ level: 'debug', destination: logs });
-    sidecar = new Sidecar({
-      config: parseConfig(
-        sidecarSchema,
-        JSON.stringify({
-          listen: '127.0.0.1:0',
-          admin: '127.0.0.1:0',
-          shutdown: { grace: '2s' },
-          authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
-          routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
-        }),
-        {},
-      ),
-      env: {},
-      caFiles: new Map(),
-      logger,
-      audit: createAudit(logger),
-      authorityCa: authority.caPem,
-      joinToken: () => token,
-      revocationBus: bus,
-    });
+    ({ sidecar } = await leasedSidecar(authority, { search: leasedRoute(upstream.url, 'search') }, { bus, level: 'debug', extra: { shutdown: { grace: '2s' } } }));
     const addrs = await sidecar.start();
     const proxyUrl = `http://127.0.0.1:${addrs.proxy.port}/search/x`;
     const leaseOf = async () =>

@@ -4,13 +4,10 @@ import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { MemoryRevocationBus } from '../../src/bus/memory.js';
-import { parseConfig } from '../../src/config/load.js';
-import { sidecarSchema } from '../../src/config/sidecar.js';
 import { Sidecar } from '../../src/sidecar/sidecar.js';
-import { createAudit } from '../../src/telemetry/audit.js';
-import { createLogger } from '../../src/telemetry/logger.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { leasedRoute, leasedSidecar, statusOf } from '../helpers/leased-sidecar.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -56,33 +53,12 @@ async function setup() {
     req.on('close', () => clearInterval(t));
   }, server);
   const bus = new MemoryRevocationBus();
-  const token = await authority.token('agent-1');
-  const logs = new LogSink();
-  const logger = createLogger({ level: 'info', destination: logs });
-  const route = (credential: string) => ({ upstream: upstream!.url, credential, websocket: true, inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] });
-  sidecar = new Sidecar({
-    config: parseConfig(
-      sidecarSchema,
-      JSON.stringify({
-        listen: '127.0.0.1:0',
-        admin: '127.0.0.1:0',
-        shutdown: { grace: '1s' },
-        authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
-        routes: { api: route('api'), other: route('other') },
-      }),
-      {},
-    ),
-    env: {},
-    caFiles: new Map(),
-    logger,
-    audit: createAudit(logger),
-    authorityCa: authority.caPem,
-    joinToken: () => token,
-    revocationBus: bus,
-  });
+  const route = (credential: string) => leasedRoute(upstream!.url, credential, { websocket: true });
+  const built = await leasedSidecar(authority, { api: route('api'), other: route('other') }, { bus });
+  sidecar = built.sidecar;
+  const logs = built.logs;
   const addrs = await sidecar.start();
-  const status = async () =>
-    (await (await fetch(`http://127.0.0.1:${addrs.admin.port}/status`)).json()) as { instance: { identity: string }; routes: Record<string, { lease: string | null }> };
+  const status = () => statusOf(addrs.admin.port);
   await waitFor(async () => Object.values((await status()).routes).every((r) => r.lease !== null), { timeoutMs: 5_000, intervalMs: 20, message: 'leases' });
 
   const open = async (routeName: string): Promise<Open> => {
