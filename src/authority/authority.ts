@@ -5,7 +5,7 @@ import type { Clock } from '../core/clock.js';
 import { fingerprint } from '../core/fingerprint.js';
 import type { TraceResponse } from '../core/protocol.js';
 import type { BootstrapRequest, IdentityResponse, LeaseRecord, LeaseRequest, LeaseResponse, RenewIdentityRequest } from '../core/protocol.js';
-import { ALL_TARGET, MAX_REVOCATION_TARGET, REVOCATION_SCOPES, type Revocation, type RevocationScope } from '../core/protocol.js';
+import { ALL_TARGET, isUsableLeaseValue, MAX_LEASE_VALUE, MAX_REVOCATION_TARGET, REVOCATION_SCOPES, type Revocation, type RevocationScope } from '../core/protocol.js';
 import type { RevocationPublisher } from '../bus/types.js';
 import type { Audit } from '../telemetry/audit.js';
 import { summariseTrace } from './trace.js';
@@ -18,6 +18,7 @@ import { verifyClientCertificate } from '../pki/verify.js';
 import { AuthorityError, badRequest, forbidden, notFound, rateLimited, unauthenticated } from './errors.js';
 import type { KeyedRateLimiter } from './rate-limit.js';
 import type { Issuer } from './issuers/types.js';
+import { IssuerError } from './issuers/errors.js';
 import { JoinTokenRequestError } from './leases/errors.js';
 import { isAttestationKind, renewsOverMtls, type AttestationKind, type AttestationVerifier } from '../core/attestation.js';
 import { JoinTokenVerifier } from './attestors/join-token.js';
@@ -343,6 +344,9 @@ export class Authority {
     let issued;
     try {
       issued = await entry.issuer.issue({ identity, credential: name, leaseId, maxTtlMs, nowMs: now });
+      // Every issuer checks its own values; this is the one place any issuer's value passes,
+      // so one that no sidecar could inject is never stored, audited or answered.
+      if (!isUsableLeaseValue(issued.value)) throw new IssuerError('LEASH_ERR_ISSUER_RESPONSE', `issuer of "${name}" gave a value that is not printable ASCII of at most ${MAX_LEASE_VALUE} characters`, { credential: name });
     } catch (err) {
       this.d.metrics.leaseIssued(name, 'failed');
       this.d.logger.warn({ credential: name, err }, 'issuer failed');

@@ -10,6 +10,14 @@ const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const TRUST_DOMAIN = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
 
 const ttl = duration('a TTL').refine((ms) => ms >= 1_000, 'must be at least 1s');
+/**
+ * An issuer's call timeout. 0 would fail every lease at once; beyond 2^31-1 ms Node's
+ * timers fire after 1 ms (TimeoutOverflowWarning), which fails every lease just the same.
+ */
+const issuerTimeout = duration('a timeout')
+  .refine((ms) => ms >= 100, 'must be at least 100ms')
+  .refine((ms) => ms <= 600_000, 'must be at most 10m')
+  .default(10_000);
 
 const credential = z.discriminatedUnion(
   'kind',
@@ -30,13 +38,13 @@ const credential = z.discriminatedUnion(
       audience: z.string().optional(),
       clientAuth: z.enum(['basic', 'post']).default('basic'),
       caFile: z.string().min(1).optional(),
-      timeout: duration().default(10_000),
+      timeout: issuerTimeout,
       ttl: ttl.default(3_600_000),
     }),
     z.strictObject({
       kind: z.literal('exec'),
       command: z.array(z.string().min(1)).min(1, 'must name the program and its arguments'),
-      timeout: duration().default(10_000),
+      timeout: issuerTimeout,
       ttl: ttl.default(1_800_000),
     }),
   ],

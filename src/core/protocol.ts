@@ -268,6 +268,14 @@ const refuse = (reason: RevocationRefusal, message: string): ParsedRevocation =>
 // Redis keys (DESIGN §7: the prefix `leash:` is configurable)
 // ---------------------------------------------------------------------------------------
 
+/**
+ * What a lease value must be for a sidecar to use it (lease-response.ts checks it too):
+ * printable ASCII, spaces only inside (it goes into a header, a query or basic auth), at
+ * most 16 KiB. Issuers refuse anything else, so no lease is stored for an unusable value.
+ */
+export const MAX_LEASE_VALUE = 16 * 1024;
+export const isUsableLeaseValue = (value: string): boolean => value.length <= MAX_LEASE_VALUE && /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value);
+
 export const DEFAULT_KEY_PREFIX = 'leash:';
 
 /** What a configured prefix may hold. No braces: epochKeyOf's hash tag relies on it. */

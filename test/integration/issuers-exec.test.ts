@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IssuerError } from '../../src/authority/issuers/errors.js';
@@ -113,6 +113,20 @@ describe('ExecIssuer', () => {
     expectNoStdout(err);
   });
 
+  it('stderr words that look like secrets (curl -v, set -x, SDK errors) are redacted before they are shown', async () => {
+    const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+    const issuer = script(`process.stderr.write("> Authorization: token ${SECRET}\\n+ T=${jwt}\\nkey='sk-proj-Ab3De5Gh7Jk9Mn1Pq3St5Vw'\\n"); process.exit(22);`);
+    const err = await rejection(issuer.issue(request()));
+    expect(err.message).toContain('exited with status 22: > Authorization: token [REDACTED]');
+    expect(err.message).not.toContain(SECRET);
+    expect(err.message).not.toContain(jwt);
+    expect(err.message).not.toContain('Ab3De5Gh7Jk9');
+    // A realistic installation token is redacted by its shape alone.
+    const ghs = 'ghs_16C7e42F292c6912E7710c838347Ae178B4a';
+    const shaped = await rejection(script(`process.stderr.write("T=${ghs} failed"); process.exit(1);`).issue(request()));
+    expect(shaped.message).toContain('exited with status 1: T=[REDACTED] failed');
+  });
+
   it('garbage, non-object JSON, a missing value → LEASH_ERR_ISSUER_RESPONSE without the output', async () => {
     for (const body of [
       `process.stdout.write('value=${SECRET}')`,
@@ -123,6 +137,14 @@ describe('ExecIssuer', () => {
       const err = await rejection(script(body).issue(request()));
       expect(err.code, body).toBe('LEASH_ERR_ISSUER_RESPONSE');
       expect(err.message, body).toContain(`command ${process.execPath} printed`);
+      expectNoStdout(err);
+    }
+  });
+
+  it('a value no sidecar could inject (CR/LF, controls, non-ASCII, > 16 KiB) → LEASH_ERR_ISSUER_RESPONSE without the output', async () => {
+    for (const value of [`${SECRET}\r\nX-Injected: 1`, `${SECRET}\u0007`, `${SECRET}é`, `${SECRET} `, 'A'.repeat(16 * 1024 + 1)]) {
+      const err = await rejection(script(`console.log(JSON.stringify({ value: ${JSON.stringify(value)}, ttlSeconds: 60 }));`).issue(request()));
+      expect(err.code, JSON.stringify(value.slice(-3))).toBe('LEASH_ERR_ISSUER_RESPONSE');
       expectNoStdout(err);
     }
   });
@@ -153,6 +175,29 @@ describe('ExecIssuer', () => {
     expect(err.code).toBe('LEASH_ERR_ISSUER_EXEC');
     expect(err.message).toContain('ENOENT');
     expect(() => new ExecIssuer({ command: [] })).toThrow(IssuerError);
+  });
+
+  it('at most maxConcurrent commands run at once; the others wait for a slot within the timeout', async () => {
+    const counter = join(dir, 'concurrency');
+    writeFileSync(counter, '');
+    // Each run appends "+" when it starts and "-" when it ends: the running count never passes 4.
+    const issuer = script(
+      `import fs from 'node:fs'; fs.appendFileSync(${JSON.stringify(counter)}, '+');
+       setTimeout(() => { fs.appendFileSync(${JSON.stringify(counter)}, '-'); console.log(JSON.stringify({ value: 'v' + process.pid, ttlSeconds: 60 })); }, 150);`,
+      { maxConcurrent: 4, timeoutMs: 5_000 },
+    );
+    const results = await Promise.all(Array.from({ length: 20 }, () => issuer.issue(request()).then(() => 'ok', (e: IssuerError) => e.code)));
+    expect(results.every((r) => r === 'ok')).toBe(true);
+    let running = 0;
+    let peak = 0;
+    for (const c of readFileSync(counter, 'utf8')) peak = Math.max(peak, (running += c === '+' ? 1 : -1));
+    expect(peak).toBe(4);
+    // A lease that cannot get a slot within the timeout fails as a timeout, naming the limit.
+    const slow = script('setTimeout(() => {}, 5_000);', { maxConcurrent: 1, timeoutMs: 300 });
+    const [first, second] = await Promise.all([rejection(slow.issue(request())), rejection(slow.issue(request()))]);
+    expect(first.code).toBe('LEASH_ERR_ISSUER_TIMEOUT');
+    expect(second.code).toBe('LEASH_ERR_ISSUER_TIMEOUT');
+    expect(second.message).toContain('no free slot within 300ms (1 commands running)');
   });
 
   it('close() kills running commands and refuses new issues', async () => {

@@ -96,6 +96,34 @@ describe('OAuth2Issuer (client credentials against a real token endpoint)', () =
     expect((await rejection(make().issue(request()))).message).toMatch(/answered 400$/);
   });
 
+  it('an `error` that is free text, the client secret or a key is not repeated (a reflecting endpoint)', async () => {
+    const basic = `Basic ${Buffer.from(`leash-client:${SECRET}`).toString('base64')}`;
+    for (const error of [`invalid_client ${SECRET}`, SECRET, basic, 'Invalid client secret provided', 'ghs_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z']) {
+      server.behaviour = { kind: 'raw', status: 401, body: JSON.stringify({ error: error }) };
+      const err = await rejection(make().issue(request()));
+      expect(err.message, error).toMatch(/answered 401$/);
+      expect((err as IssuerError).context, error).not.toHaveProperty('oauthError');
+      noSecretIn(err);
+    }
+    // A code-shaped secret (lower case, underscores) reflected alone is not repeated either.
+    const shaped = 'q7vt2mn9_xk4pl8wr3zy6h_secret';
+    server.behaviour = { kind: 'raw', status: 401, body: JSON.stringify({ error: shaped }) };
+    const err = await rejection(make({ clientSecret: shaped }).issue(request()));
+    expect(err.message).toMatch(/answered 401$/);
+    expect(err.message).not.toContain(shaped);
+  });
+
+  it('an access_token no sidecar could inject (CR/LF, controls, non-ASCII, > 16 KiB) → LEASH_ERR_ISSUER_RESPONSE, not repeated', async () => {
+    for (const token of ['zzq\r\nX-Injected: 1', 'zzq\u0000x', 'zzqö', 'zzq\u2028x', ' zzq', 'A'.repeat(16 * 1024 + 1)]) {
+      server.behaviour = { kind: 'raw', status: 200, body: JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: 60 }) };
+      const err = await rejection(make().issue(request()));
+      expect(err.code, JSON.stringify(token.slice(0, 20))).toBe('LEASH_ERR_ISSUER_RESPONSE');
+      expect(err.message).not.toMatch(/zzq|AAAA/);
+    }
+    server.behaviour = { kind: 'raw', status: 200, body: JSON.stringify({ access_token: 'A'.repeat(16 * 1024), expires_in: 60 }) };
+    expect((await make().issue(request())).value).toHaveLength(16 * 1024);
+  });
+
   it('garbage JSON, a JSON array, and 200 without access_token → LEASH_ERR_ISSUER_RESPONSE, body never repeated', async () => {
     for (const body of ['{"access_token": "leaked-tok', '[1,2]', '{"token_type":"Bearer","expires_in":60,"oops":"leaked-tok"}']) {
       server.behaviour = { kind: 'raw', status: 200, body };
@@ -128,6 +156,9 @@ describe('OAuth2Issuer (client credentials against a real token endpoint)', () =
   it('config: plain http only to loopback, no credentials in the URL, a client id', () => {
     expect(() => new OAuth2Issuer({ tokenUrl: 'http://idp.example/token', clientId: 'c', clientSecret: 's' })).toThrow(/must be https/);
     expect(() => new OAuth2Issuer({ tokenUrl: 'https://u:p@idp.example/token', clientId: 'c', clientSecret: 's' })).toThrow(/credentials/);
+    for (const caPem of ['', '\n', 'not a certificate']) {
+      expect(() => new OAuth2Issuer({ tokenUrl: 'https://idp.example/token', clientId: 'c', clientSecret: 's', caPem })).toThrow(/caFile holds no PEM certificate/);
+    }
     expect(() => new OAuth2Issuer({ tokenUrl: 'not a url', clientId: 'c', clientSecret: 's' })).toThrow(IssuerError);
     expect(() => new OAuth2Issuer({ tokenUrl: 'https://idp.example/token', clientId: '', clientSecret: 's' })).toThrow(/clientId/);
   });

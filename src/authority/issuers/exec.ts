@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fingerprint } from '../../core/fingerprint.js';
+import { looksLikeSecret } from '../../config/secret-shape.js';
+import { isUsableLeaseValue, MAX_LEASE_VALUE } from '../../core/protocol.js';
 import { IssuerError, issuerLabel } from './errors.js';
 import type { IssueRequest, Issued, Issuer } from './types.js';
 
@@ -14,6 +16,12 @@ export interface ExecIssuerOptions {
   ttlMs?: number;
   /** Default 10 s; on expiry the whole process group gets SIGKILL. */
   timeoutMs?: number;
+  /**
+   * Commands of this issuer running at once; more leases wait for a free slot (their
+   * wait counts against timeoutMs). Default 16: a fleet starting together, or many
+   * identities each within their rate limit, cannot fork without bound on the authority.
+   */
+  maxConcurrent?: number;
   /** stdout beyond this fails the call (and kills the command). Default 64 KiB. */
   maxOutputBytes?: number;
   cwd?: string;
@@ -22,6 +30,18 @@ export interface ExecIssuerOptions {
 }
 
 const STDERR_SHOWN = 200;
+
+/**
+ * stderr is the command's free text: `curl -v`, `set -x` and SDK errors print the token or
+ * the key they sent there. Every word that looks like a secret (a vendor key, a JWT, PEM,
+ * random-looking base64/hex…, config/secret-shape.ts) is replaced before anything is shown.
+ */
+const redactSecrets = (text: string): string => {
+  const parts = text.split(/([\s"'`,;=:()<>[\]{}]+)/);
+  // Words at even indexes; the one after an auth scheme (`Bearer x`, `token x`) is a credential whatever its shape.
+  const afterScheme = (i: number): boolean => i >= 2 && /^(?:bearer|basic|token|bot)$/i.test(parts[i - 2]!) && /^\s+$/.test(parts[i - 1]!);
+  return parts.map((w, i) => (i % 2 === 0 && w && (looksLikeSecret(w) || afterScheme(i)) ? '[REDACTED]' : w)).join('');
+};
 
 /**
  * Any credential a program can mint (a GitHub App installation token, a cloud STS call):
@@ -36,6 +56,8 @@ export class ExecIssuer implements Issuer {
   readonly kind = 'exec' as const;
   private readonly running = new Set<number>();
   private closed = false;
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
 
   constructor(private readonly options: ExecIssuerOptions) {
     if (options.command.length === 0 || !options.command[0]) {
@@ -45,19 +67,56 @@ export class ExecIssuer implements Issuer {
 
   async issue(req: IssueRequest): Promise<Issued> {
     if (this.closed) throw new IssuerError('LEASH_ERR_ISSUER_CLOSED', `${this.label(req)} is closed`, this.ctx(req));
-    const stdout = await this.run(req);
-    return this.parse(stdout, req);
+    const waitedMs = await this.acquire(req);
+    try {
+      if (this.closed) throw new IssuerError('LEASH_ERR_ISSUER_CLOSED', `${this.label(req)} is closed`, this.ctx(req));
+      const stdout = await this.run(req, waitedMs);
+      return this.parse(stdout, req);
+    } finally {
+      this.releaseSlot();
+    }
   }
 
-  /** Kills every command still running. */
+  /** Kills every command still running; leases waiting for a slot fail with LEASH_ERR_ISSUER_CLOSED. */
   async close(): Promise<void> {
     this.closed = true;
     for (const pid of this.running) killGroup(pid);
+    for (const wake of this.waiting.splice(0)) wake();
   }
 
-  private run(req: IssueRequest): Promise<string> {
-    const [file, ...args] = this.options.command as [string, ...string[]];
+  /** A slot among maxConcurrent (resolves with the ms waited for it), or a timeout while waiting. */
+  private acquire(req: IssueRequest): Promise<number> {
+    if (this.active < (this.options.maxConcurrent ?? 16)) {
+      this.active++;
+      return Promise.resolve(0);
+    }
     const timeoutMs = this.options.timeoutMs ?? 10_000;
+    const since = Date.now();
+    return new Promise((resolve, reject) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.active++;
+        resolve(Date.now() - since);
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiting.indexOf(wake);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(new IssuerError('LEASH_ERR_ISSUER_TIMEOUT', `${this.label(req)}: no free slot within ${timeoutMs}ms (${this.options.maxConcurrent ?? 16} commands running)`, this.ctx(req)));
+      }, timeoutMs);
+      this.waiting.push(wake);
+    });
+  }
+
+  private releaseSlot(): void {
+    this.active--;
+    this.waiting.shift()?.();
+  }
+
+  private run(req: IssueRequest, waitedMs = 0): Promise<string> {
+    const [file, ...args] = this.options.command as [string, ...string[]];
+    const configuredMs = this.options.timeoutMs ?? 10_000;
+    // The wait for a slot counts against the timeout; the message names the configured one.
+    const timeoutMs = Math.max(1, configuredMs - waitedMs);
     const maxBytes = this.options.maxOutputBytes ?? 64 * 1024;
     const env: Record<string, string> = {
       LEASH_IDENTITY: req.identity,
@@ -70,7 +129,7 @@ export class ExecIssuer implements Issuer {
       if (v !== undefined && !(name in env)) env[name] = v;
     }
     const err = (code: 'LEASH_ERR_ISSUER_EXEC' | 'LEASH_ERR_ISSUER_TIMEOUT', message: string, stderr = '', cause?: unknown): IssuerError => {
-      const shown = stderr.trim().slice(0, STDERR_SHOWN);
+      const shown = redactSecrets(stderr.trim()).slice(0, STDERR_SHOWN);
       return new IssuerError(code, `${this.label(req)}: command ${file} ${message}${shown ? `: ${shown}` : ''}`, { ...this.ctx(req), command: file }, { cause });
     };
 
@@ -93,7 +152,7 @@ export class ExecIssuer implements Issuer {
         }
       };
       if (child.pid !== undefined) this.running.add(child.pid);
-      const timer = setTimeout(() => finish(err('LEASH_ERR_ISSUER_TIMEOUT', `did not finish within ${timeoutMs}ms (killed)`, stderr)), timeoutMs);
+      const timer = setTimeout(() => finish(err('LEASH_ERR_ISSUER_TIMEOUT', `did not finish within ${configuredMs}ms (killed)`, stderr)), timeoutMs);
       child.stdout.on('data', (c: Buffer) => {
         outBytes += c.length;
         if (outBytes > maxBytes) {
@@ -130,6 +189,9 @@ export class ExecIssuer implements Issuer {
     if (json === null || typeof json !== 'object' || Array.isArray(json)) throw bad('JSON that is not an object');
     const o = json as Record<string, unknown>;
     if (typeof o.value !== 'string' || o.value.length === 0) throw bad('no "value" string');
+    // A value no sidecar can inject (CR/LF, other controls, non-ASCII, > 16 KiB) is refused here,
+    // before a lease is stored for it.
+    if (!isUsableLeaseValue(o.value)) throw bad(`a "value" that is not printable ASCII of at most ${MAX_LEASE_VALUE} characters`);
     const limits: number[] = [req.maxTtlMs];
     if (this.options.ttlMs !== undefined) limits.push(this.options.ttlMs);
     let given = false;

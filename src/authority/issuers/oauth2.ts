@@ -2,6 +2,8 @@ import { setMaxListeners } from 'node:events';
 import type { Agent } from 'node:http';
 import { HttpJsonError, httpJson, httpJsonAgent } from '../../core/http-json.js';
 import { fingerprint } from '../../core/fingerprint.js';
+import { isUsableLeaseValue, MAX_LEASE_VALUE } from '../../core/protocol.js';
+import { looksLikeSecret } from '../../config/secret-shape.js';
 import { IssuerError, issuerLabel } from './errors.js';
 import type { IssueRequest, Issued, Issuer } from './types.js';
 
@@ -30,8 +32,13 @@ export interface OAuth2IssuerOptions {
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
-/** RFC 6749 §5.2: error = 1*( %x20-21 / %x23-5B / %x5D-7E ). */
-const ERROR_CODE = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
+/**
+ * The `error` repeated in messages: a code-shaped token only. RFC 6749 §5.2 allows any
+ * printable text there, but every registered code (invalid_client, invalid_grant,
+ * unauthorized_client, temporarily_unavailable…) is lower-case words joined by `_`; free
+ * text (spaces, mixed case, a reflected `Basic …` header or client secret) is not repeated.
+ */
+const ERROR_CODE = /^[a-z][a-z0-9_]{2,63}$/;
 
 /** RFC 6749 Appendix B: form-urlencode, as required for the Basic credentials too (§2.3.1). */
 const formEncode = (s: string): string => new URLSearchParams({ v: s }).toString().slice(2);
@@ -64,6 +71,10 @@ export class OAuth2Issuer implements Issuer {
     }
     if (url.username || url.password) throw this.configError('tokenUrl must not carry credentials');
     if (!options.clientId) throw this.configError('clientId is empty');
+    // An empty CA bundle would silently mean "the default roots": the pin the operator asked for, gone.
+    if (options.caPem !== undefined && !options.caPem.includes('-----BEGIN CERTIFICATE-----')) {
+      throw this.configError('caFile holds no PEM certificate');
+    }
     this.url = url;
     // TLS is always verified (httpJsonAgent), against caPem when given.
     this.agent = url.protocol === 'https:' ? httpJsonAgent('https:', { ca: options.caPem }) : httpJsonAgent('http:');
@@ -94,7 +105,7 @@ export class OAuth2Issuer implements Issuer {
     headers['content-length'] = String(body.length);
 
     const { status, text } = await this.post(body, headers, req);
-    return this.parse(status, text, req);
+    return this.parse(status, text, req, secret);
   }
 
   async close(): Promise<void> {
@@ -118,7 +129,7 @@ export class OAuth2Issuer implements Issuer {
     }
   }
 
-  private parse(status: number, text: string, req: IssueRequest): Issued {
+  private parse(status: number, text: string, req: IssueRequest, secret: string): Issued {
     const where = `${this.url.origin}${this.url.pathname}`;
     let json: unknown;
     try {
@@ -130,7 +141,10 @@ export class OAuth2Issuer implements Issuer {
     if (status < 200 || status > 299) {
       // Only the RFC 6749 §5.2 error code is repeated: error_description and the rest of
       // the body are the endpoint's free text and could echo anything.
-      const code = typeof obj?.error === 'string' && ERROR_CODE.test(obj.error) ? obj.error : undefined;
+      // Nor a code-shaped `error` that is, or holds, the client secret or a key-like value.
+      const e = obj?.error;
+      const echoes = (t: string): boolean => t.includes(secret) || t.includes(formEncode(secret));
+      const code = typeof e === 'string' && ERROR_CODE.test(e) && !looksLikeSecret(e) && !echoes(e) ? e : undefined;
       const ctx = { ...this.ctx(req), status, ...(code ? { oauthError: code } : {}) };
       throw new IssuerError('LEASH_ERR_ISSUER_UPSTREAM', `${this.label(req)}: token endpoint ${where} answered ${status}${code ? ` ${code}` : ''}`, ctx);
     }
@@ -139,6 +153,9 @@ export class OAuth2Issuer implements Issuer {
     if (!obj) throw bad('the body is not a JSON object');
     const token = obj.access_token;
     if (typeof token !== 'string' || token.length === 0) throw bad('without an access_token');
+    // A token no sidecar can inject (CR/LF, other controls, non-ASCII, > 16 KiB) is refused here,
+    // before a lease is stored for it.
+    if (!isUsableLeaseValue(token)) throw bad(`with an access_token that is not printable ASCII of at most ${MAX_LEASE_VALUE} characters`);
     // expires_in is RECOMMENDED (§5.1) and some servers send it as a string.
     const raw = obj.expires_in;
     const expiresIn = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : undefined;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { LeaseResponse } from '../../core/protocol.js';
+import { MAX_LEASE_VALUE, type LeaseResponse } from '../../core/protocol.js';
 
 /**
  * Validation of what the authority answers to a lease request. Anything malformed,
@@ -8,7 +8,7 @@ import type { LeaseResponse } from '../../core/protocol.js';
  * sidecar's wall clock, so a stepped clock cannot make a good lease look expired.
  */
 export const MAX_LEASE_BODY = 64 * 1024;
-const MAX_VALUE = 16 * 1024;
+const MAX_VALUE = MAX_LEASE_VALUE;
 const HEADER_SAFE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
 export type LeaseCheck = { ok: true; lease: LeaseResponse } | { ok: false; reason: string };
