@@ -195,7 +195,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     ca,
     issuers,
     store,
-    joinTokens: new JoinTokens(store),
+    joinTokens: new JoinTokens(store, ca.deriveKey('join tokens')),
     attestors: kubernetesAttestors(config, inputs),
     policy,
     identityTtlMs: config.identity.ttl,

@@ -6,7 +6,7 @@
  * encoder (src/pki/x509.ts); every certificate is checked with Node's X509Certificate
  * before it leaves here.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import { contentOf, derToPem, describeKey, OID, parseCertificateDer, pemToDer, readWhole, TAG } from './x509.js';
 import { verifyCsr } from './csr.js';
 import { CaInvalidError, CertificateRequestError, SpiffeIdError } from './errors.js';
@@ -169,6 +169,16 @@ export class CertificateAuthority {
   }
 
   /** A certificate and fresh key for the authority's own HTTPS listener (serverAuth). */
+  /**
+   * A 32-byte key for `label`, derived from the CA's private key (HMAC-SHA256 keyed by its
+   * PKCS#8 DER): the same on every authority replica sharing this CA, unknown to anything
+   * that does not hold the CA key (sidecars, Redis). The key itself never leaves.
+   */
+  deriveKey(label: string): Buffer {
+    const der = this.#key.export({ type: 'pkcs8', format: 'der' });
+    return createHmac('sha256', der).update(`leash derived key v1\n${label}`, 'utf8').digest();
+  }
+
   serverCertificate(hostnames: readonly string[], ipAddresses: readonly string[], ttlMs: number, nowMs: number = Date.now()): ServerCertificate {
     const dnsNames = hostnames.map(validateHostname);
     ipAddresses.forEach(ipBytes); // validates

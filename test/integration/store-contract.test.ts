@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fingerprint } from '../../src/core/fingerprint.js';
@@ -8,6 +9,9 @@ import { hashJoinToken, JOIN_TOKEN_PREFIX, JoinTokens } from '../../src/authorit
 import type { AuthorityStore } from '../../src/authority/leases/types.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { sleep } from '../helpers/wait.js';
+
+/** The join-token key (an authority derives it from its CA key; any 32 bytes here). */
+const JT_KEY = Buffer.alloc(32, 7);
 
 /**
  * One contract, two stores. Memory runs on an injected clock; Redis on real time with
@@ -268,7 +272,7 @@ describe.each(HARNESSES)('%s: AuthorityStore contract', (_name, makeHarness) => 
 
     it('JoinTokens: create → redeem once; used, expired, unknown and malformed all fail alike', async () => {
       setup();
-      const jt = new JoinTokens(store);
+      const jt = new JoinTokens(store, JT_KEY);
       const token = await jt.create('demo-1', 60_000, h.now());
       expect(token).toMatch(/^leash_jt_[A-Za-z0-9_-]{43}$/);
       expect(await jt.redeem(token, h.now())).toBe('demo-1');
@@ -288,11 +292,39 @@ describe.each(HARNESSES)('%s: AuthorityStore contract', (_name, makeHarness) => 
       expect([...messages]).toEqual(['join token is invalid, expired or already used']);
     });
 
+    it('JoinTokens: a record an authority did not write, or altered, is refused (whoever can write the store cannot mint or retarget a token)', async () => {
+      setup();
+      const jt = new JoinTokens(store, JT_KEY);
+      const fresh = () => `${JOIN_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+      const later = h.now() + 60_000;
+      const refused = async (token: string) => expect(jt.redeem(token, h.now())).rejects.toMatchObject({ code: 'LEASH_ERR_JOIN_TOKEN' });
+      // At the plain sha256 of a token of the writer's choosing (all it can compute).
+      const plain = fresh();
+      await store.putJoinToken(hashJoinToken(plain), { identity: 'prod-db-1', expiresAtMs: later });
+      await refused(plain);
+      // At the right key (which a writer cannot compute): without a MAC, or with another key's.
+      const noMac = fresh();
+      await store.putJoinToken(jt.storeKey(noMac), { identity: 'prod-db-1', expiresAtMs: later });
+      await refused(noMac);
+      const other = new JoinTokens(store, Buffer.alloc(32, 9));
+      const otherKey = await other.create('prod-db-1', 60_000, h.now());
+      await refused(otherKey);
+      // A real token whose record was changed: identity, or expiry.
+      for (const change of [{ identity: 'prod-db-1' }, { expiresAtMs: later + 3_600_000 }]) {
+        const token = await jt.create('dev-1', 60_000, h.now());
+        const record = (await store.takeJoinToken(jt.storeKey(token), h.now()))!;
+        await store.putJoinToken(jt.storeKey(token), { ...record, ...change });
+        await refused(token);
+      }
+      // Unchanged, it still works.
+      expect(await jt.redeem(await jt.create('dev-2', 60_000, h.now()), h.now())).toBe('dev-2');
+    });
+
     it('JoinTokens: 20 concurrent redeems on two replicas, exactly one succeeds', async () => {
       setup();
       const [a, b] = h.replicas();
-      const token = await new JoinTokens(a).create('fleet-7', 60_000, h.now());
-      const services = [new JoinTokens(a), new JoinTokens(b)];
+      const token = await new JoinTokens(a, JT_KEY).create('fleet-7', 60_000, h.now());
+      const services = [new JoinTokens(a, JT_KEY), new JoinTokens(b, JT_KEY)];
       const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => services[i % 2]!.redeem(token, h.now())));
       expect(results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<string>).value)).toEqual(['fleet-7']);
       expect(results.filter((r) => r.status === 'rejected').every((r) => (r as PromiseRejectedResult).reason.code === 'LEASH_ERR_JOIN_TOKEN')).toBe(true);
@@ -300,7 +332,7 @@ describe.each(HARNESSES)('%s: AuthorityStore contract', (_name, makeHarness) => 
 
     it('JoinTokens: identity names and TTLs are validated', async () => {
       setup();
-      const jt = new JoinTokens(store);
+      const jt = new JoinTokens(store, JT_KEY);
       for (const ok of ['a', 'demo-1', 'x.y_z-0', 'a'.repeat(63), '0abc']) {
         await expect(jt.create(ok, 1000, h.now())).resolves.toMatch(/^leash_jt_/);
       }
@@ -314,7 +346,7 @@ describe.each(HARNESSES)('%s: AuthorityStore contract', (_name, makeHarness) => 
 
     it('JoinTokens: two tokens for one identity are independent', async () => {
       setup();
-      const jt = new JoinTokens(store);
+      const jt = new JoinTokens(store, JT_KEY);
       const t1 = await jt.create('same', 60_000, h.now());
       const t2 = await jt.create('same', 60_000, h.now());
       expect(t1).not.toBe(t2);

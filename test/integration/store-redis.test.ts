@@ -7,6 +7,9 @@ import { RedisStore, type CorruptRecord } from '../../src/authority/leases/redis
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { sleep } from '../helpers/wait.js';
 
+/** The join-token key (an authority derives it from its CA key; any 32 bytes here). */
+const JT_KEY = Buffer.alloc(32, 7);
+
 /** What only RedisStore has: its key layout, lazy index cleanup, corrupt data, outages. */
 let redis: TestRedis;
 let admin: Redis;
@@ -70,20 +73,22 @@ describe('RedisStore key layout', () => {
     expect(s.keys().lease('x')).toBe('leash:lease:x');
   });
 
-  it('join tokens live at join:<sha256 hex> with PXAT, and the prefix is configurable', async () => {
+  it('join tokens live at join:<keyed hash hex> with PXAT and a MAC, and the prefix is configurable', async () => {
     const s = store({ prefix: 'acme:' });
-    const jt = new JoinTokens(s);
+    const jt = new JoinTokens(s, JT_KEY);
     const token = await jt.create('demo-1', 60_000, Date.now());
     const keys = await admin.keys('*');
-    expect(keys).toEqual([`acme:join:${hashJoinToken(token)}`]);
-    expect(JSON.parse((await admin.get(keys[0]!))!)).toEqual({ identity: 'demo-1', expiresAtMs: expect.any(Number) });
+    expect(keys).toEqual([`acme:join:${jt.storeKey(token)}`]);
+    // Keyed: not the token's plain sha256, which anyone could compute for a token of their own.
+    expect(jt.storeKey(token)).not.toBe(hashJoinToken(token));
+    expect(JSON.parse((await admin.get(keys[0]!))!)).toEqual({ identity: 'demo-1', expiresAtMs: expect.any(Number), mac: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(await admin.pttl(keys[0]!)).toBeGreaterThan(55_000);
     await s.putLease(lease({ id: 'lse_p' }));
     expect((await admin.keys('*')).sort()).toEqual(
-      [`acme:join:${hashJoinToken(token)}`, 'acme:lease:lse_p', 'acme:leases:all', 'acme:leases:by-credential:openai', 'acme:leases:by-instance:spiffe://leash.local/join/a'].sort(),
+      [`acme:join:${jt.storeKey(token)}`, 'acme:lease:lse_p', 'acme:leases:all', 'acme:leases:by-credential:openai', 'acme:leases:by-instance:spiffe://leash.local/join/a'].sort(),
     );
     await jt.redeem(token, Date.now());
-    expect(await admin.exists(`acme:join:${hashJoinToken(token)}`)).toBe(0);
+    expect(await admin.exists(`acme:join:${jt.storeKey(token)}`)).toBe(0);
   });
 
   it('listing removes expired members from the index it reads (ZREMRANGEBYSCORE) and dangling ids', async () => {
@@ -124,7 +129,7 @@ describe('RedisStore key layout', () => {
     await s.listLeases({ instance: r.instance });
     await s.listLeases();
     await s.deleteLease(r.id);
-    const jt = new JoinTokens(s);
+    const jt = new JoinTokens(s, JT_KEY);
     await jt.redeem(await jt.create('a', 1000, Date.now()), Date.now());
     await sleep(100);
     mon.disconnect();
@@ -176,10 +181,11 @@ describe('RedisStore with corrupt data', () => {
       },
     });
     const token = `leash_jt_${'B'.repeat(43)}`;
-    await admin.set(`leash:join:${hashJoinToken(token)}`, 'garbage');
-    await expect(new JoinTokens(s).redeem(token, Date.now())).rejects.toMatchObject({ code: 'LEASH_ERR_JOIN_TOKEN' });
-    expect(reported).toEqual([{ key: `leash:join:${hashJoinToken(token)}`, kind: 'join-token' }]);
-    expect(await admin.exists(`leash:join:${hashJoinToken(token)}`)).toBe(0);
+    const jt = new JoinTokens(s, JT_KEY);
+    await admin.set(`leash:join:${jt.storeKey(token)}`, 'garbage');
+    await expect(jt.redeem(token, Date.now())).rejects.toMatchObject({ code: 'LEASH_ERR_JOIN_TOKEN' });
+    expect(reported).toEqual([{ key: `leash:join:${jt.storeKey(token)}`, kind: 'join-token' }]);
+    expect(await admin.exists(`leash:join:${jt.storeKey(token)}`)).toBe(0);
   });
 });
 
@@ -189,7 +195,7 @@ describe('RedisStore never sees a secret', () => {
     const args: string[] = [];
     mon.on('monitor', (_t: string, a: string[]) => args.push(...a));
     const s = store();
-    const jt = new JoinTokens(s);
+    const jt = new JoinTokens(s, JT_KEY);
     const secret = 'sk-live-SECRET-0123456789abcdefXYZ';
     const r = lease({ fingerprint: fingerprint(secret), version: fingerprint(secret) });
     await s.putLease(r);

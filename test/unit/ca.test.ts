@@ -173,6 +173,18 @@ describe('CertificateAuthority.load', () => {
     expect(CertificateAuthority.load(ca.caPem, sec1, TD).caPem).toBe(ca.caPem);
   });
 
+  it('deriveKey: the same 32 bytes for every replica loading the CA (any key encoding), other bytes for another label or CA, never the key itself', () => {
+    const sec1 = createPrivateKey(ca.exportPrivateKeyPem()).export({ type: 'sec1', format: 'pem' }) as string;
+    const a = CertificateAuthority.load(ca.caPem, ca.exportPrivateKeyPem(), TD).deriveKey('join tokens');
+    const b = CertificateAuthority.load(ca.caPem, sec1, TD).deriveKey('join tokens');
+    expect(a).toHaveLength(32);
+    expect(b.equals(a)).toBe(true);
+    expect(ca.deriveKey('other').equals(a)).toBe(false);
+    expect(otherCa.deriveKey('join tokens').equals(a)).toBe(false);
+    const der = createPrivateKey(ca.exportPrivateKeyPem()).export({ type: 'pkcs8', format: 'der' });
+    expect(der.includes(a)).toBe(false);
+  });
+
   it('refuses a key that does not match the certificate', () => {
     expect(() => CertificateAuthority.load(ca.caPem, otherCa.exportPrivateKeyPem(), TD)).toThrow(CaInvalidError);
     expect(() => CertificateAuthority.load(ca.caPem, otherCa.exportPrivateKeyPem(), TD)).toThrow(/does not match/);

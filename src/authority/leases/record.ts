@@ -45,8 +45,11 @@ export function checkJoinTokenRecord(hash: string, record: JoinTokenRecord): Joi
   if (!/^[0-9a-f]{64}$/.test(hash)) throw new StoreRecordError('join token refused: the key must be a hex sha256 hash, never the token');
   if (!isKeyPart(record.identity)) throw new StoreRecordError('join token refused: identity must be 1-256 printable characters');
   if (!isMs(record.expiresAtMs)) throw new StoreRecordError('join token refused: expiresAtMs must be a finite, non-negative number');
-  return { identity: record.identity, expiresAtMs: record.expiresAtMs };
+  if (record.mac !== undefined && !isMac(record.mac)) throw new StoreRecordError('join token refused: mac must be 64 hex digits');
+  return { identity: record.identity, expiresAtMs: record.expiresAtMs, ...(record.mac !== undefined ? { mac: record.mac } : {}) };
 }
+
+const isMac = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
 
 /** An identity (SPIFFE ID) and a time for the identity registry or a revocation mark; throws StoreRecordError. */
 export function checkIdentityEntry(identity: string, ms: number, what: 'identity' | 'revocation'): void {
@@ -86,5 +89,6 @@ export function parseLeaseRecord(text: string): LeaseRecord | undefined {
 export function parseJoinTokenRecord(text: string): JoinTokenRecord | undefined {
   const o = parseObject(text);
   if (!o || !isKeyPart(o.identity) || !isMs(o.expiresAtMs)) return undefined;
-  return { identity: o.identity, expiresAtMs: o.expiresAtMs };
+  // No MAC, or a malformed one: still a record (taken, then refused by JoinTokens.redeem).
+  return { identity: o.identity, expiresAtMs: o.expiresAtMs, ...(isMac(o.mac) ? { mac: o.mac } : {}) };
 }

@@ -16,6 +16,8 @@ export interface LeaseFilter {
 export interface JoinTokenRecord {
   identity: string;
   expiresAtMs: number;
+  /** Hex HMAC-SHA256 over the record's key, identity and expiry (JoinTokens): an authority wrote it. */
+  mac?: string;
 }
 
 export interface AuthorityStore {
