@@ -283,12 +283,26 @@ function kubernetesAttestors(config: AuthorityConfig, inputs: AuthorityInputs): 
 
 /**
  * Audit entries naming a fingerprint (as `fingerprint` or `previousFingerprint`) or one of
- * its lease ids (the `usage` summaries), oldest first, from the newest `scan` entries.
+ * its lease ids (the `usage` summaries), oldest first, from the whole stream (newest first,
+ * a page at a time, at most `max` entries: the stream's own retention bounds it). Only
+ * entries that name a fingerprint or a lease are kept while paging. A fixed window of the
+ * newest entries let one agent's refused requests push a value's whole history out of
+ * `leash trace`'s sight in about half an hour, which then said nobody had held it.
  */
-function auditSearcher(redis: RedisClient, key: string, scan = 20_000) {
+function auditSearcher(redis: RedisClient, key: string, page = 1_000, max = 1_000_000) {
   return async (fingerprint: string, leaseIds: string[]): Promise<Array<Record<string, string>>> => {
-    const entries = (await redis.xrevrange(key, '+', '-', 'COUNT', scan)) as Array<[string, string[]]>;
-    const all = entries.map(([id, fields]) => parseAuditEntry(id, fields));
-    return selectTraceEntries(fingerprint, all.reverse(), leaseIds);
+    const kept: Array<Record<string, string>> = [];
+    let end = '+';
+    for (let read = 0; read < max; ) {
+      const entries = (await redis.xrevrange(key, end, '-', 'COUNT', page)) as Array<[string, string[]]>;
+      for (const [id, fields] of entries) {
+        const e = parseAuditEntry(id, fields);
+        if (e.fingerprint !== undefined || e.previousFingerprint !== undefined || e.lease !== undefined) kept.push(e);
+      }
+      read += entries.length;
+      if (entries.length < page) break;
+      end = `(${entries[entries.length - 1]![0]}`;
+    }
+    return selectTraceEntries(fingerprint, kept.reverse(), leaseIds);
   };
 }

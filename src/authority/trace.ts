@@ -52,7 +52,8 @@ export function summariseTrace(fingerprint: string, leases: LeaseRecord[], event
     const lease = replaced ? undefined : e.lease;
     if (e.event === 'usage') {
       const key = [lease, e.instance, e.route, e.method, e.path, e.status, e.denied].join('\n');
-      const count = Number(e.count) || 0;
+      const n = Number(e.count);
+      const count = Number.isSafeInteger(n) && n > 0 ? n : 0;
       const o = ops.get(key);
       if (o) {
         o.count += count;

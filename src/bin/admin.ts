@@ -5,7 +5,7 @@ import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-jso
 import { ALL_TARGET, API, parseRevocation, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
 import { readText } from './load.js';
 import { redactUrl } from '../config/issues.js';
-import { isoOf, printable } from './terminal.js';
+import { isoOf, jsonText, printable } from './terminal.js';
 
 /**
  * Admin commands (DESIGN §3): they reach the authority at --authority / LEASH_AUTHORITY_URL,
@@ -89,7 +89,7 @@ export async function listLeases(target: AdminTarget, filter: { instance?: strin
   if (filter.instance) q.set('instance', filter.instance);
   if (filter.credential) q.set('credential', filter.credential);
   const answer = (await call(target, 'GET', `${API.adminLeases}${q.size ? `?${q}` : ''}`)) as { leases: LeaseRecord[] };
-  if (json) return JSON.stringify(answer.leases, null, 2);
+  if (json) return jsonText(answer.leases);
   const rows = answer.leases.map((l) => printable(`${l.id}  ${l.credential}  ${l.fingerprint}  expires ${isoOf(l.expiresAtMs)}  ${l.instance}`));
   return rows.length ? rows.join('\n') : '(no active leases)';
 }
@@ -146,7 +146,7 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
   const answer = (await call(target, 'GET', `${API.adminTrace}?fingerprint=${encodeURIComponent(fp)}`)) as TraceResponse;
   const operations = answer.operations ?? [];
   const found = answer.leases.length > 0 || answer.events.length > 0 || operations.length > 0;
-  if (json) return { output: JSON.stringify(answer, null, 2), found };
+  if (json) return { output: jsonText(answer), found };
   const lines = [`${fp}`];
   if (answer.leases.length === 0) lines.push('  no active lease holds it');
   for (const l of answer.leases) lines.push(printable(`  lease ${l.id}  ${l.credential}  held by ${l.instance}  issued ${isoOf(l.issuedAtMs)}  expires ${isoOf(l.expiresAtMs)}`));

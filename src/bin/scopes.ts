@@ -6,7 +6,7 @@ import { auditKey, DEFAULT_KEY_PREFIX, parseAuditEntry, type AuditEntry } from '
 import { analyzeScopes, type RouteAllow, type ScopesReport } from '../telemetry/scopes.js';
 import { loadSidecarConfig, resolveRedisTarget } from './load.js';
 import { redactUrl } from '../config/issues.js';
-import { printable } from './terminal.js';
+import { jsonText, printable } from './terminal.js';
 
 /**
  * `leash scopes [--since 7d] [--json] [--config FILE] [--redis URL]`: reads the shared audit
@@ -111,6 +111,6 @@ export async function runScopes(o: ScopesOptions, env: NodeJS.ProcessEnv, out: (
   const prefix = o.prefix ?? config?.audit.prefix ?? config?.revocations?.prefix ?? DEFAULT_KEY_PREFIX;
   const entries = await readStream(target, auditKey(prefix), Date.now() - sinceMs);
   const report = analyzeScopes(entries, config ? routesOf(config) : undefined);
-  out(o.json ? JSON.stringify({ since: sinceText, ...report }, null, 2) : formatScopes(report, sinceText));
+  out(o.json ? jsonText({ since: sinceText, ...report }) : formatScopes(report, sinceText));
   return report.cloned.length > 0 ? 1 : 0;
 }

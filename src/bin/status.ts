@@ -3,7 +3,7 @@ import { readDocument } from '../config/load.js';
 import { LeashError, UsageError } from '../core/errors.js';
 import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-json.js';
 import { readText } from './load.js';
-import { printable } from './terminal.js';
+import { jsonText, printable } from './terminal.js';
 
 /**
  * `leash status [--admin ADDR] [--config FILE] [--json]`: the sidecar's admin `/status`
@@ -102,6 +102,6 @@ export function formatStatus(status: unknown): string {
 
 export async function runStatus(opts: { admin?: string; config?: string; json?: boolean }, env: NodeJS.ProcessEnv, out: (line: string) => void): Promise<number> {
   const status = await fetchStatus(adminAddress(opts, env));
-  out(opts.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+  out(opts.json ? jsonText(status) : formatStatus(status));
   return 0;
 }

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { listen } from '../core/listen.js';
 import { listenerOptions, type ListenerLimits } from './listener-limits.js';
+import { capLocalConnections, isLocalAddressOf } from './local-share.js';
 
 /**
  * The admin listener: /healthz (process alive), /readyz (started, every required route
@@ -19,7 +20,7 @@ export const DEFAULT_ADMIN_LIMITS: ListenerLimits = { maxConnections: 64, idleTi
 
 export class AdminServer {
   readonly server: Server;
-  constructor(source: AdminSource, limits: ListenerLimits = DEFAULT_ADMIN_LIMITS) {
+  constructor(source: AdminSource, limits: ListenerLimits = DEFAULT_ADMIN_LIMITS, isLocal: (address: string | undefined) => boolean = isLocalAddressOf()) {
     // Admin requests are small GETs: the body (if any) is bounded like the headers.
     this.server = createServer(listenerOptions(limits, limits.idleTimeout), (req, res) => {
       const json = (status: number, body: unknown) => {
@@ -52,6 +53,8 @@ export class AdminServer {
       }
     });
     this.server.maxConnections = limits.maxConnections;
+    // Half for this host's own processes (the agent among them), half for probes from elsewhere.
+    capLocalConnections(this.server, Math.max(1, Math.floor(limits.maxConnections / 2)), isLocal);
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {

@@ -56,6 +56,10 @@ export interface ScopesReport {
 }
 
 const NO_ROUTE = '(none)';
+
+/** The route's config, if `routes` has one of that name: never an Object.prototype member (a stream entry's `route: "constructor"` crashed the report). */
+const configOf = (routes: Readonly<Record<string, RouteAllow>> | undefined, route: string): RouteAllow | undefined =>
+  routes !== undefined && Object.hasOwn(routes, route) ? routes[route] : undefined;
 const OVERFLOW = '(other)';
 
 const segmentsOf = (path: string): string[] =>
@@ -114,7 +118,7 @@ export function analyzeScopes(entries: readonly AuditEntry[], routes?: Readonly<
     }
     if (e.event !== 'usage') continue;
     const count = Number(e.count);
-    if (!Number.isFinite(count) || count <= 0) continue;
+    if (!Number.isSafeInteger(count) || count <= 0) continue;
     if (e.lease && e.instance) {
       const l = leaseInstances.get(e.lease) ?? { instances: new Set<string>() };
       l.instances.add(e.instance);
@@ -135,7 +139,7 @@ export function analyzeScopes(entries: readonly AuditEntry[], routes?: Readonly<
       continue;
     }
     const route = e.route;
-    const cfg = routes?.[route];
+    const cfg = configOf(routes, route);
     const credential = e.credential ?? cfg?.credential ?? '?';
     let r = byRoute.get(`${route}\u0000${credential}`);
     if (!r) byRoute.set(`${route}\u0000${credential}`, (r = { credential, ops: new Map() }));
@@ -143,7 +147,7 @@ export function analyzeScopes(entries: readonly AuditEntry[], routes?: Readonly<
     let op = r.ops.get(key);
     if (!op) {
       const rule = e.rule ?? (cfg ? firstMatch(cfg.allow, e.method, segmentsOf(e.path))?.text : undefined);
-      r.ops.set(key, (op = { method: e.method, path: e.path, rule, count: 0, statuses: {} }));
+      r.ops.set(key, (op = { method: e.method, path: e.path, rule, count: 0, statuses: Object.create(null) as Record<string, number> }));
     }
     op.count += count;
     const status = e.status ?? '?';
@@ -153,7 +157,7 @@ export function analyzeScopes(entries: readonly AuditEntry[], routes?: Readonly<
   const out: RouteScope[] = [];
   for (const [key, r] of byRoute) {
     const route = key.slice(0, key.indexOf('\u0000'));
-    const cfg = routes?.[route];
+    const cfg = configOf(routes, route);
     const operations = [...r.ops.values()].sort((a, b) => b.count - a.count || a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
     const matched = new Set(operations.map((o) => o.rule));
     out.push({
@@ -174,7 +178,7 @@ export function analyzeScopes(entries: readonly AuditEntry[], routes?: Readonly<
     unused.push({ route, credential: cfg.credential });
     out.push({ route, credential: cfg.credential, configured: true, requests: 0, operations: [], rulesNeverMatched: cfg.allow.map((a) => a.text), narrowest: [] });
   }
-  for (const [route, credential] of acquired) if (!used.has(route) && !routes?.[route]) unused.push({ route, credential });
+  for (const [route, credential] of acquired) if (!used.has(route) && !configOf(routes, route)) unused.push({ route, credential });
   out.sort((a, b) => a.route.localeCompare(b.route) || a.credential.localeCompare(b.credential));
   unused.sort((a, b) => a.route.localeCompare(b.route));
 

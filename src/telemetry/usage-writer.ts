@@ -84,15 +84,18 @@ export class UsageWriter {
     }
     if (this.o.maxAgeMs > 0) multi.xtrim(this.o.key, 'MINID', '~', `${Math.max(0, nowMs - this.o.maxAgeMs)}-0`);
     this.batches++;
-    const done = multi.exec().then(
-      () => undefined,
-      (err: unknown) => {
-        if (Date.now() - this.lastWarn > 60_000) {
-          this.lastWarn = Date.now();
-          this.o.logger.warn({ err }, 'audit usage flush failed: these summaries are in the request log only');
-        }
-      },
-    );
+    const warn = (err: unknown) => {
+      if (Date.now() - this.lastWarn > 60_000) {
+        this.lastWarn = Date.now();
+        this.o.logger.warn({ err }, 'audit usage flush failed: these summaries are in the request log only');
+      }
+    };
+    // EXEC resolves even when commands in it failed (a key that is not a stream, a stream
+    // whose last id is the largest: every XADD '*' refused): each result carries its error.
+    const done = multi.exec().then((results) => {
+      const failed = results?.find(([err]) => err);
+      if (failed) warn(failed[0]);
+    }, warn);
     this.inFlight = this.inFlight.then(() => done);
     return this.inFlight;
   }

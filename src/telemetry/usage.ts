@@ -55,6 +55,8 @@ export function usagePath(path: string | undefined): string {
 export class UsageAggregator {
   private map = new Map<string, UsageSummary>();
   private other: UsageSummary | undefined;
+  /** Keys of refused requests in `map`: at most half of maxKeys, so refused junk (free for an agent) cannot crowd out forwarded use. */
+  private refusedKeys = 0;
 
   constructor(private readonly maxKeys = 1_000) {}
 
@@ -67,10 +69,11 @@ export class UsageAggregator {
       s.lastMs = nowMs;
       return;
     }
-    if (this.map.size >= this.maxKeys) {
+    if (this.map.size >= this.maxKeys || (r.denied !== undefined && this.refusedKeys >= this.maxKeys >> 1)) {
       this.addOther(1, nowMs, nowMs);
       return;
     }
+    if (r.denied !== undefined) this.refusedKeys++;
     this.map.set(key, {
       route: r.route ?? NO_ROUTE,
       method: r.method,
@@ -107,14 +110,21 @@ export class UsageAggregator {
     const other = this.other;
     this.map = new Map();
     this.other = undefined;
+    this.refusedKeys = 0;
     return foldToBudget(out, other, budget);
   }
 }
 
-/** Pure: `summaries` (+ `other`) cut to at most max(1, budget) entries, the excess folded into `(other)`. */
+/**
+ * Pure: `summaries` (+ `other`) cut to at most max(1, budget) entries, the excess folded into
+ * `(other)`. Forwarded use is kept before refused requests: the agent chooses the order in
+ * which keys arrive, and refused ones cost it nothing (it could otherwise have its real use
+ * folded away by sending junk first).
+ */
 export function foldToBudget(summaries: UsageSummary[], other: UsageSummary | undefined, budget: number): UsageSummary[] {
   const total = summaries.length + (other ? 1 : 0);
   if (total <= budget) return other ? [...summaries, other] : summaries;
+  if (summaries.some((s) => s.denied !== undefined)) summaries = [...summaries.filter((s) => s.denied === undefined), ...summaries.filter((s) => s.denied !== undefined)];
   const keep = Math.max(0, Math.floor(budget) - 1);
   const folded: UsageSummary = other ? { ...other } : { route: undefined, method: undefined, path: OTHER_PATH, status: undefined, lease: undefined, fingerprint: undefined, denied: undefined, count: 0, firstMs: Infinity, lastMs: -Infinity };
   for (const s of summaries.slice(keep)) {

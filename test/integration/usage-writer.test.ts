@@ -57,6 +57,18 @@ describe('UsageWriter', () => {
     expect(entries.map((e) => [e.path, e.count])).toEqual([['/p/0', '250'], ['/p/1', '250'], ['/p/2', '250'], ['/p/3', '250']]);
   });
 
+  it('a flush whose XADDs Redis refused inside the MULTI (a stream frozen at the largest id) is warned about, not silent', async () => {
+    // What a writer with XADD rights can do to everyone: after this id no XADD * succeeds.
+    await client.xadd('w-frozen', '18446744073709551615-18446744073709551615', 'event', 'freeze');
+    const logs = new LogSink();
+    const w = writer('w-frozen', { logger: createLogger({ level: 'warn', destination: logs }) });
+    w.record(req('/v1/models'));
+    await w.flush();
+    const warned = logs.lines.filter((l) => l.includes('audit usage flush failed'));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/exhausted|ERR/i);
+  });
+
   it('maxKeys and the stream budget bound the entries; the excess is one (other) entry, counts exact', async () => {
     const w = writer('w2', { maxKeys: 5, budget: { burst: 3, perMinute: 0.001 } });
     for (let i = 0; i < 100; i++) w.record(req(`/p/${i}`));

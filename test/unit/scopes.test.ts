@@ -114,3 +114,20 @@ describe('leash scopes analysis', () => {
     expect(narrowestRules([{ method: 'GET', path: '/x/1' }, { method: 'GET', path: '/x/1/2' }])).toEqual(['GET /x/1', 'GET /x/1/2']);
   });
 });
+
+describe('leash scopes on hostile stream entries (a compromised writer)', () => {
+  it('route names every object has (constructor, toString, __proto__) are routes like any other, not a crash', () => {
+    for (const route of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      const report = analyzeScopes([usage({ route }), usage({})], config);
+      expect(report.routes.map((r) => r.route)).toContain(route);
+    }
+  });
+
+  it('counts that are not positive integers are ignored; status tallies hold only statuses', () => {
+    const report = analyzeScopes([usage({ count: '-7' }), usage({ count: '1e400' }), usage({ count: '2.5' }), usage({ count: '3', status: 'constructor' }), usage({ count: '2' })], config);
+    const openai = report.routes.find((r) => r.route === 'openai')!;
+    expect(openai.requests).toBe(5);
+    expect(Object.getPrototypeOf(openai.operations[0]!.statuses)).toBeNull();
+    expect(openai.operations[0]!.statuses).toEqual({ constructor: 3, '2xx': 2 });
+  });
+});

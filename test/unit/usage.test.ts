@@ -79,6 +79,27 @@ describe('usage aggregation (docs/audit.md `usage`)', () => {
     expect(foldToBudget([], undefined, 0)).toEqual([]);
   });
 
+  it('refused requests (free for an agent) fill at most half of maxKeys: forwarded use sent after a flood of them keeps its own summary', () => {
+    const a = new UsageAggregator(10);
+    for (let i = 0; i < 50; i++) a.add(req({ path: `/junk/${i}`, status: 403, denied: 'leash_forbidden' }), 100 + i);
+    for (let i = 0; i < 3; i++) a.add(req({ method: 'DELETE', path: `/v1/files/f${i}` }), 200 + i);
+    const out = a.take();
+    expect(out.filter((s) => s.denied !== undefined)).toHaveLength(5);
+    expect(out.filter((s) => s.method === 'DELETE').map((s) => s.path)).toEqual(['/v1/files/f0', '/v1/files/f1', '/v1/files/f2']);
+    expect(out.find((s) => s.path === '(other)')).toMatchObject({ count: 45 });
+    expect(out.reduce((n, s) => n + s.count, 0)).toBe(53);
+  });
+
+  it('over the budget, refused summaries fold into (other) before forwarded ones, whatever order they came in', () => {
+    const a = new UsageAggregator(100);
+    for (let i = 0; i < 6; i++) a.add(req({ path: `/junk/${i}`, status: 403, denied: 'leash_forbidden' }), 100 + i);
+    a.add(req({ path: '/v1/exfiltrate' }), 200);
+    const out = a.take(3);
+    expect(out).toHaveLength(3);
+    expect(out[0]).toMatchObject({ path: '/v1/exfiltrate', lease: 'L1', denied: undefined });
+    expect(out[2]).toMatchObject({ path: '(other)', count: 5 });
+  });
+
   it('stream fields: event and at first, v "1", every value a string, absent values left out', () => {
     const a = new UsageAggregator();
     a.add(req(), Date.UTC(2026, 0, 1));

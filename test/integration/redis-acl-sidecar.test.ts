@@ -1,0 +1,110 @@
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RedisRevocationPublisher } from '../../src/bus/redis.js';
+import { startAuthority, type TestAuthority } from '../helpers/authority.js';
+import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * The Redis user docs/revocation.md ("A Redis user for sidecars") gives sidecars that share
+ * the authority's Redis, applied to a real redis-server: with it a sidecar subscribes,
+ * applies revocations and writes its usage summaries, and cannot touch the authority's
+ * keys (join tokens, leases, revocation marks) or publish revocations. Keep the two in step.
+ */
+const SIDECAR_ACL = [
+  'on',
+  '>sidecar-password-not-a-secret',
+  'resetkeys',
+  '~leash:audit',
+  '~{leash:revocations}:epoch',
+  '%R~leash:revocations',
+  'resetchannels',
+  '&leash:revocations',
+  '-@all',
+  '+subscribe',
+  '+unsubscribe',
+  '+ping',
+  '+info',
+  '+client|setname',
+  '+xrange',
+  '+xrevrange',
+  '+xinfo|stream',
+  '+get',
+  '+set',
+  '+multi',
+  '+exec',
+  '+xadd',
+  '+xtrim',
+];
+
+let redis: TestRedis | undefined;
+let authority: TestAuthority | undefined;
+let upstream: Upstream | undefined;
+let sidecar: Spawned | undefined;
+let admin: Redis | undefined;
+afterEach(async () => {
+  sidecar?.child.kill('SIGKILL');
+  await upstream?.close();
+  await authority?.stop();
+  admin?.disconnect();
+  await redis?.stop();
+  sidecar = upstream = authority = admin = redis = undefined;
+});
+
+describe('a sidecar with the documented Redis user', () => {
+  it('applies revocations and writes its audit entries, and cannot write or read the authority\'s keys', async () => {
+    redis = await startRedis();
+    admin = new Redis(redis.url);
+    await admin.call('ACL', 'SETUSER', 'leash-sidecar', ...SIDECAR_ACL);
+    const sidecarRedis = `redis://leash-sidecar:sidecar-password-not-a-secret@127.0.0.1:${new URL(redis.url).port}`;
+    authority = await startAuthority({
+      redis: redis.url,
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+    });
+    upstream = await startUpstream((_req, res) => res.end('ok'));
+    const config = writeTemp(
+      'sidecar.json',
+      JSON.stringify({
+        listen: '127.0.0.1:0',
+        admin: '127.0.0.1:0',
+        instance: { id: 'sc-acl' },
+        authority: { url: authority.url, caFile: writeTemp('ca.pem', authority.caPem), bootstrap: { joinToken: { env: 'JT' } } },
+        revocations: { redis: sidecarRedis },
+        audit: { flushInterval: '100ms' },
+        routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
+      }),
+    );
+    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1') });
+    const started = await sidecar.waitFor((l) => l.msg === 'leash sidecar started');
+    const acquired = await sidecar.waitFor((l) => l.event === 'credential.acquired');
+    const proxy = `http://127.0.0.1:${String(started.listen).split(':').pop()}`;
+    expect((await fetch(`${proxy}/search/v1/x`)).status).toBe(200);
+    // Its lifecycle events and usage summaries reach the stream.
+    const events = async () => (await admin!.xrange('leash:audit', '-', '+')).filter(([, f]) => f.includes('sc-acl')).map(([, f]) => f[f.indexOf('event') + 1]);
+    await waitFor(async () => (await events()).includes('usage'), { timeoutMs: 5_000, intervalMs: 50 });
+    expect(await events()).toContain('credential.acquired');
+    // A revocation published by the authority's side is applied.
+    await new RedisRevocationPublisher(admin, 3_600_000).publish({ scope: 'lease', target: String(acquired.lease), reason: 'test', by: 'test' });
+    await sidecar.waitFor((l) => l.event === 'credential.revoked');
+    await sidecar.waitFor((l) => l.event === 'credential.acquired' && l.lease !== acquired.lease);
+    // Nothing Redis refused along the way.
+    expect([...sidecar.lines, sidecar.stderr.join('')].filter((l) => /NOPERM|flush failed|revocation channel not up/.test(l))).toEqual([]);
+
+    // And with that user, none of the authority's keys, nor publishing.
+    const as = new Redis(sidecarRedis);
+    try {
+      const refused = async (p: Promise<unknown>) => expect(p).rejects.toThrow(/NOPERM/);
+      await refused(as.set('leash:join:0123', '{"identity":"prod-db-1","expiresAtMs":1}'));
+      await refused(as.get('leash:lease:x'));
+      await refused(as.del('leash:revoked:instance:spiffe://leash.local/join/agent-1'));
+      await refused(as.keys('*'));
+      await refused(as.publish('leash:revocations', '{}'));
+      await refused(as.xadd('leash:revocations', '*', 'scope', 'all'));
+    } finally {
+      as.disconnect();
+    }
+  }, 30_000);
+});
