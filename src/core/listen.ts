@@ -1,6 +1,14 @@
 import type { Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 
+/** Stop accepting and cut every connection now (a listener whose requests are all short: admin, metrics). */
+export function closeNow(server: import('node:http').Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
 /** Listen on host:port (0 = any free port) and resolve with the bound address; reject on a bind error. */
 export function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { listen } from '../core/listen.js';
+import { closeNow, listen } from '../core/listen.js';
 import { listenerOptions, type ListenerLimits } from './listener-limits.js';
 import { capLocalConnections, isLocalAddressOf } from './local-share.js';
 
@@ -62,9 +62,6 @@ export class AdminServer {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    return closeNow(this.server);
   }
 }

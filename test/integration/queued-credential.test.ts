@@ -1,11 +1,12 @@
 import { request } from 'node:http';
 import { decodeJwt } from 'jose';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryRevocationBus } from '../../src/bus/memory.js';
 import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { leasedRoute, leasedSidecar, statusOf } from '../helpers/leased-sidecar.js';
+import { stopAfterEach } from '../helpers/teardown.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -16,17 +17,10 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * request gets its socket, before a byte is written; a stale one is 503
  * leash_credential_unavailable and never reaches the upstream.
  */
+const started = stopAfterEach();
 let authority: TestAuthority | undefined;
 let upstream: Upstream | undefined;
 let sidecar: Sidecar | undefined;
-afterEach(async () => {
-  await sidecar?.stop();
-  await upstream?.close();
-  await authority?.stop();
-  sidecar = undefined;
-  upstream = undefined;
-  authority = undefined;
-});
 
 interface Seen {
   path: string;
@@ -40,6 +34,7 @@ async function setup(ttl: string) {
     credentials: { api: { kind: 'jwt', audience: 'api', ttl } },
     policies: [{ identities: ['join:agent-*'], credentials: ['api'] }],
   });
+  started(authority, (a) => a!.stop());
   const seen: Seen[] = [];
   upstream = await startUpstream((req, res) => {
     const claims = decodeJwt(String(req.headers.authorization).slice(7));
@@ -62,8 +57,10 @@ async function setup(ttl: string) {
     }
     res.end('ok');
   });
+  started(upstream, (u) => u!.close());
   const bus = new MemoryRevocationBus();
   ({ sidecar } = await leasedSidecar(authority, { api: leasedRoute(upstream.url, 'api', { maxSockets: 1, allow: ['GET /**', 'POST /upload'] }) }, { bus, extra: { shutdown: { grace: '2s' } } }));
+  started(sidecar, (x) => x!.stop());
   const addrs = await sidecar.start();
   const base = `http://127.0.0.1:${addrs.proxy.port}/api`;
   const status = () => statusOf(addrs.admin.port);

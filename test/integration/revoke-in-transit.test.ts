@@ -1,11 +1,12 @@
 import { decodeJwt } from 'jose';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../src/authority/leases/memory.js';
 import type { LeaseRecord } from '../../src/core/protocol.js';
 import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
 import { leasedRoute, leasedSidecar, statusOf } from '../helpers/leased-sidecar.js';
+import { stopAfterEach } from '../helpers/teardown.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -36,28 +37,24 @@ class GatedStore extends MemoryStore {
   }
 }
 
+const started = stopAfterEach();
 let authority: TestAuthority | undefined;
 let upstream: Upstream | undefined;
 let sidecar: Sidecar | undefined;
-afterEach(async () => {
-  await sidecar?.stop();
-  await upstream?.close();
-  await authority?.stop();
-  sidecar = undefined;
-  upstream = undefined;
-  authority = undefined;
-});
 
 async function start(store: GatedStore, seen: string[], logs: LogSink, extra: Record<string, unknown> = {}) {
   authority = await startAuthority(
     { credentials: { api: { kind: 'jwt', audience: 'api', ttl: '5m' } }, policies: [{ identities: ['join:agent-*'], credentials: ['api'] }] },
     { store },
   );
+  started(authority, (a) => a!.stop());
   upstream = await startUpstream((req, res) => {
     seen.push(String(decodeJwt(String(req.headers.authorization).slice(7)).jti));
     res.end('ok');
   });
+  started(upstream, (u) => u!.close());
   ({ sidecar } = await leasedSidecar(authority, { api: leasedRoute(upstream.url, 'api') }, { extra, logs }));
+  started(sidecar, (x) => x!.stop());
 }
 
 describe('a revocation meets a lease call under way', () => {

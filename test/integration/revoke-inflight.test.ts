@@ -1,5 +1,5 @@
 import { decodeJwt } from 'jose';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../src/authority/leases/memory.js';
 import { MemoryRevocationBus } from '../../src/bus/memory.js';
 import type { LeaseRecord } from '../../src/core/protocol.js';
@@ -7,6 +7,7 @@ import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { leasedRoute, leasedSidecar } from '../helpers/leased-sidecar.js';
+import { stopAfterEach } from '../helpers/teardown.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -36,17 +37,10 @@ class GatedStore extends MemoryStore {
   }
 }
 
+const started = stopAfterEach();
 let authority: TestAuthority | undefined;
 let upstream: Upstream | undefined;
 let sidecar: Sidecar | undefined;
-afterEach(async () => {
-  await sidecar?.stop();
-  await upstream?.close();
-  await authority?.stop();
-  sidecar = undefined;
-  upstream = undefined;
-  authority = undefined;
-});
 
 async function until<T>(fn: () => T | Promise<T>, ok: (v: T) => boolean, ms = 3_000): Promise<T> {
   let v!: T;
@@ -64,13 +58,16 @@ describe('revoked while the lease call is in flight', () => {
       },
       { store },
     );
+    started(authority, (a) => a!.stop());
     const seen: string[] = [];
     upstream = await startUpstream((req, res) => {
       seen.push(String(decodeJwt(String(req.headers.authorization).slice(7)).jti));
       res.end('ok');
     });
+    started(upstream, (u) => u!.close());
     const bus = new MemoryRevocationBus();
     ({ sidecar } = await leasedSidecar(authority, { search: leasedRoute(upstream.url, 'search') }, { bus, level: 'debug', extra: { shutdown: { grace: '2s' } } }));
+    started(sidecar, (x) => x!.stop());
     const addrs = await sidecar.start();
     const proxyUrl = `http://127.0.0.1:${addrs.proxy.port}/search/x`;
     const leaseOf = async () =>

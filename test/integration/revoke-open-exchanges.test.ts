@@ -1,13 +1,14 @@
 import { createServer, request } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { decodeJwt } from 'jose';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { MemoryRevocationBus } from '../../src/bus/memory.js';
 import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { leasedRoute, leasedSidecar, statusOf } from '../helpers/leased-sidecar.js';
+import { stopAfterEach } from '../helpers/teardown.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -18,17 +19,10 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * session outlives the credential that opened it). Exchanges on other credentials, and
  * those with another lease than the one revoked, carry on.
  */
+const started = stopAfterEach();
 let authority: TestAuthority | undefined;
 let upstream: Upstream | undefined;
 let sidecar: Sidecar | undefined;
-afterEach(async () => {
-  await sidecar?.stop();
-  await upstream?.close();
-  await authority?.stop();
-  sidecar = undefined;
-  upstream = undefined;
-  authority = undefined;
-});
 
 interface Open {
   ws: WebSocket;
@@ -42,6 +36,7 @@ async function setup() {
     credentials: { api: { kind: 'jwt', audience: 'api', ttl: '5m' }, other: { kind: 'jwt', audience: 'other', ttl: '5m' } },
     policies: [{ identities: ['join:agent-*'], credentials: ['api', 'other'] }],
   });
+  started(authority, (a) => a!.stop());
   const wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws) => ws.on('message', (d) => ws.send(`echo:${d.toString()}`)));
   const server = createServer();
@@ -52,10 +47,12 @@ async function setup() {
     const t = setInterval(() => res.write(`data: ${Date.now()}\n\n`), 100);
     req.on('close', () => clearInterval(t));
   }, server);
+  started(upstream, (u) => u!.close());
   const bus = new MemoryRevocationBus();
   const route = (credential: string) => leasedRoute(upstream!.url, credential, { websocket: true });
   const built = await leasedSidecar(authority, { api: route('api'), other: route('other') }, { bus });
   sidecar = built.sidecar;
+  started(sidecar, (x) => x!.stop());
   const logs = built.logs;
   const addrs = await sidecar.start();
   const status = () => statusOf(addrs.admin.port);

@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
+import { stopAfterEach } from '../helpers/teardown.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -9,24 +10,19 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * config accepts, was refreshed in a tight loop (860 leases in 3 s; 138 renewals, each a
  * new key and certificate). Refreshes now wait in steps.
  */
+const started = stopAfterEach();
 let authority: TestAuthority | undefined;
 let upstream: Upstream | undefined;
 let sidecar: RunningSidecar | undefined;
-afterEach(async () => {
-  await sidecar?.stop();
-  await upstream?.close();
-  await authority?.stop();
-  sidecar = undefined;
-  upstream = undefined;
-  authority = undefined;
-});
 
 async function start(authorityConfig: Record<string, unknown>): Promise<void> {
   authority = await startAuthority(
     { policies: [{ identities: ['join:agent-*'], credentials: ['api'], maxTtl: '90d' }], limits: { leases: { perMinute: 0 } }, ...authorityConfig },
     { env: { K: 'static-key-value-0123456789' } },
   );
+  started(authority, (a) => a!.stop());
   upstream = await startUpstream((_q, r) => r.end('ok'));
+  started(upstream, (u) => u!.close());
   const token = await authority.token('agent-1');
   sidecar = await startSidecar(
     {
@@ -35,6 +31,7 @@ async function start(authorityConfig: Record<string, unknown>): Promise<void> {
     },
     { authorityCa: authority.caPem, joinToken: () => token },
   );
+  started(sidecar, (x) => x!.stop());
   await waitFor(() => authority!.logs.events('lease.issued').length > 0, { timeoutMs: 5_000, intervalMs: 20, message: 'first lease' });
 }
 

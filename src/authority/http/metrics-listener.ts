@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { listen } from '../../core/listen.js';
+import { closeNow, listen } from '../../core/listen.js';
 
 /**
  * The authority's `/metrics` on a listener of its own (`metrics.listen`), plain HTTP, for
@@ -45,9 +45,6 @@ export class MetricsListener {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    return closeNow(this.server);
   }
 }
