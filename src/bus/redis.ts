@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import { compareIds, epochKeyOf, isStreamId, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, type NewRevocation, type Revocation } from '../core/protocol.js';
+import { compareIds, DEFAULT_KEY_PREFIX, epochKeyOf, isStreamId, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, type NewRevocation, type Revocation } from '../core/protocol.js';
 import { currentEpoch, epochReset } from './epoch.js';
 import type { RevocationPublisher, RevocationSubscriber, SubscriberEvents } from './types.js';
 
@@ -190,6 +190,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   private again = false;
   private lastPoll = 0;
   private polling = false;
+  private exposureChecked = false;
   /** Cluster only: the ioredis subscriber connection we listen to (see trackClusterSubscriber). */
   private tracked: Redis | undefined;
 
@@ -514,11 +515,25 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
     this.polling = true;
     try {
       await this.catchUp();
+      if (!this.exposureChecked) {
+        this.exposureChecked = true;
+        await this.checkExposure();
+      }
     } catch {
       if ((this.cmd as Redis).status === 'ready') this.cmd.disconnect(true);
     } finally {
       this.polling = false;
     }
+  }
+
+  /**
+   * Can this user read the authority's records? A subscriber needs the revocation keys only:
+   * a user limited to them gets NOPERM here; a Redis that is not the authority's has no lease
+   * index (0). Only a 1 (the index is there, and readable) is reported.
+   */
+  private async checkExposure(): Promise<void> {
+    const found = await this.cmd.exists(`${this.options.prefix ?? DEFAULT_KEY_PREFIX}leases:all`).catch(() => 0);
+    if (found === 1) this.events.exposed?.();
   }
 
   async close(): Promise<void> {

@@ -24,6 +24,13 @@ export interface SubscriberEvents {
   gap(why: GapReason): Promise<void> | void;
   /** A message that is not a revocation: logged and skipped, never a crash. */
   malformed(reason: string): void;
+  /**
+   * Once, if it is so: this connection's Redis user can read the authority's own records
+   * (its lease index exists there and answered). Whoever holds this password, an agent
+   * sharing the pod included, could then tamper with them (docs/revocation.md, "A Redis
+   * user for sidecars").
+   */
+  exposed?(): void;
 }
 
 export interface RevocationPublisher {

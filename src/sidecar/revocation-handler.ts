@@ -62,6 +62,10 @@ export class RevocationHandler {
       },
       gap: (why) => this.reconcile(why === 'reset' ? 'the revocation stream was reset (Redis lost its data)' : 'the revocation stream was trimmed past our position'),
       malformed: (reason) => this.t.log.warn({ reason }, 'malformed revocation skipped'),
+      exposed: () =>
+        this.t.log.warn(
+          "revocations.redis: this sidecar's Redis user can read the authority's own records (leases, join tokens, revocation marks); anyone with its password, the agent sharing this pod included, could tamper with them: give sidecars a user of their own (docs/revocation.md, \"A Redis user for sidecars\")",
+        ),
     };
     const source = this.source;
     if (!source) return;

@@ -121,6 +121,8 @@ export interface ChannelEvents {
   /** Revocations may have been lost: the stream was trimmed past our position, or reset (Redis lost its data). */
   gap(why: GapReason): void;
   malformed(reason: string): void;
+  /** This Redis user can read the authority's own records (bus/types.ts SubscriberEvents.exposed). */
+  exposed?(): void;
 }
 
 /**
@@ -150,6 +152,7 @@ export class RevocationChannel {
       channel: (up) => this.onSubscriber(up),
       gap: (why) => events.gap(why),
       malformed: (reason) => events.malformed(reason),
+      exposed: () => events.exposed?.(),
     };
     if ('bus' in source) {
       this.subscriber = source.bus.subscriber(relay);

@@ -106,6 +106,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
         warn({ why, at: new Date(at).toISOString() }, `leash/verify: revocations may have been lost (${what}): refusing every token issued until now`);
       },
       malformed: (reason) => warn({ reason }, 'leash/verify: malformed revocation skipped'),
+      exposed: () =>
+        warn({}, "leash/verify: this verifier's Redis user can read the authority's own records (leases, join tokens, revocation marks): give verifiers a user of their own (docs/revocation.md, \"A Redis user for sidecars\")"),
     });
   } else {
     warn({}, 'leash/verify: no revocation source configured: revoked tokens are accepted until they expire');

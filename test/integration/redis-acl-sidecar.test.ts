@@ -5,6 +5,7 @@ import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { api, bootstrap } from '../helpers/replicas.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -91,7 +92,7 @@ describe('a sidecar with the documented Redis user', () => {
     await sidecar.waitFor((l) => l.event === 'credential.revoked');
     await sidecar.waitFor((l) => l.event === 'credential.acquired' && l.lease !== acquired.lease);
     // Nothing Redis refused along the way.
-    expect([...sidecar.lines, sidecar.stderr.join('')].filter((l) => /NOPERM|flush failed|revocation channel not up/.test(l))).toEqual([]);
+    expect([...sidecar.lines, sidecar.stderr.join('')].filter((l) => /NOPERM|flush failed|revocation channel not up|can read the authority/.test(l))).toEqual([]);
 
     // And with that user, none of the authority's keys, nor publishing.
     const as = new Redis(sidecarRedis);
@@ -106,5 +107,32 @@ describe('a sidecar with the documented Redis user', () => {
     } finally {
       as.disconnect();
     }
+  }, 30_000);
+
+  it('with the authority\'s own user instead, the sidecar warns that its Redis user can read the authority\'s records', async () => {
+    redis = await startRedis();
+    authority = await startAuthority({
+      redis: redis.url,
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+    });
+    upstream = await startUpstream((_req, res) => res.end('ok'));
+    // Another instance holds a lease: the authority's lease index exists in Redis.
+    const other = await bootstrap(authority.url, authority.caPem, await authority.token('agent-0'));
+    expect((await api(authority.url, authority.caPem, 'POST', '/v1/leases', { identity: other.client, body: { credential: 'search' } })).status).toBe(200);
+    const config = writeTemp(
+      'sidecar.json',
+      JSON.stringify({
+        listen: '127.0.0.1:0',
+        admin: '127.0.0.1:0',
+        authority: { url: authority.url, caFile: writeTemp('ca.pem', authority.caPem), bootstrap: { joinToken: { env: 'JT' } } },
+        revocations: { redis: redis.url },
+        routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
+      }),
+    );
+    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1') });
+    const warned = await sidecar.waitFor((l) => typeof l.msg === 'string' && l.msg.includes("can read the authority's own records"), 10_000);
+    expect(warned.level).toBe('warn');
+    expect(sidecar.lines.filter((l) => l.includes("can read the authority's own records"))).toHaveLength(1);
   }, 30_000);
 });
