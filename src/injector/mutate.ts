@@ -47,10 +47,11 @@ interface Container {
   name?: unknown;
   env?: EnvVar[];
   ports?: Array<{ containerPort?: unknown }>;
+  volumeMounts?: Array<{ name?: unknown }>;
 }
 interface Pod {
   metadata?: { name?: string; generateName?: string; annotations?: Record<string, unknown>; labels?: Record<string, unknown> };
-  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Array<{ name?: unknown }>; hostNetwork?: unknown; shareProcessNamespace?: unknown };
+  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Array<{ name?: unknown }>; hostNetwork?: unknown; hostPID?: unknown; shareProcessNamespace?: unknown };
 }
 
 /** A review the injector can decide on, or why not (→ HTTP 400). */
@@ -108,6 +109,11 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
   if (spec.shareProcessNamespace === true) {
     return { allowed: false, message: 'leash is not injected into a pod with shareProcessNamespace: its other containers could signal, trace or read the sidecar\'s process and the credentials in it' };
   }
+  // hostPID is worse still: every container of the pod is in the node's PID namespace, so
+  // the agent's containers see (signal, trace, read) the sidecar's process just the same.
+  if (spec.hostPID === true) {
+    return { allowed: false, message: 'leash is not injected into a hostPID pod: its other containers could signal, trace or read the sidecar\'s process and the credentials in it' };
+  }
   const initContainers = Array.isArray(spec.initContainers) ? spec.initContainers : [];
   const hasSidecar = [...initContainers, ...spec.containers].some((c) => c?.name === SIDECAR_NAME);
   const injected = annotations[ANNOTATION.status] === 'injected';
@@ -145,6 +151,13 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
     }
   }
   if ((spec.volumes ?? []).some((v) => v?.name === TOKEN_VOLUME)) return { allowed: false, message: `pod already has a volume named ${TOKEN_VOLUME}` };
+  // The volume is added here, so a mount of it by name in an app container would validate
+  // once patched: the agent would hold the sidecar's token (and so its identity).
+  for (const c of [...initContainers, ...spec.containers]) {
+    if (Array.isArray(c?.volumeMounts) && c.volumeMounts.some((m) => m?.name === TOKEN_VOLUME)) {
+      return { allowed: false, message: `container ${show(c.name)} mounts ${TOKEN_VOLUME}, the volume holding leash's own token; only the leash container may` };
+    }
+  }
 
   const agentEnv = agentEnvFor(injector, routes, proxyPort);
   if (typeof agentEnv === 'string') return { allowed: false, message: agentEnv };

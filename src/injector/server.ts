@@ -17,6 +17,14 @@ import { admissionResponse, decide, parseReview } from './mutate.js';
 
 /** An AdmissionReview carries the object (≤ 1.5 MiB in etcd) and perhaps oldObject: 8 MiB is ample. */
 const MAX_BODY = 8 * 1024 * 1024;
+/**
+ * Request bodies held at once, over all connections. Anything in the cluster can reach the
+ * webhook's port (deploy/base/injector/networkpolicy.yaml), and without a bound every open
+ * upload kept up to MAX_BODY in memory: forty of them took the injector past its 256Mi
+ * limit, and with failurePolicy: Fail an OOM-killed injector refuses every opted-in pod.
+ */
+export const DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024;
+const MAX_CONNECTIONS = 256;
 
 export interface TlsPair {
   certPem: string;
@@ -92,6 +100,8 @@ export interface InjectorServerOptions {
   logger: Logger;
   /** How often the TLS files are looked at besides SNI handshakes (ms). */
   reloadInterval: number;
+  /** Request bytes held at once over all connections; beyond it a review is answered 503 (default DEFAULT_MAX_BUFFERED). */
+  maxBufferedBytes?: number;
 }
 
 export class InjectorServer {
@@ -99,6 +109,9 @@ export class InjectorServer {
   private readonly reloader: TlsReloader;
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
+  /** Request body bytes held right now, over every connection. */
+  private buffered = 0;
+  private lastShedLog = 0;
 
   constructor(private readonly opts: InjectorServerOptions) {
     this.reloader = new TlsReloader(opts.tls, opts.logger, (pair) => this.server.setSecureContext({ cert: pair.certPem, key: pair.keyPem }));
@@ -118,6 +131,7 @@ export class InjectorServer {
     // A client that stalls mid-request must not hold a socket for ever; the API server's own timeout is ≤ 30s.
     this.server.requestTimeout = 30_000;
     this.server.headersTimeout = 10_000;
+    this.server.maxConnections = MAX_CONNECTIONS;
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
@@ -152,20 +166,53 @@ export class InjectorServer {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > MAX_BODY) return drainThen(req, () => send(res, 413, { error: `an AdmissionReview is at most ${MAX_BODY} bytes` }), true);
     const chunks: Buffer[] = [];
+    const budget = this.opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED;
     let size = 0;
+    let held = 0;
     let tooBig = false;
+    let shed = false;
+    const release = () => {
+      this.buffered -= held;
+      held = 0;
+      chunks.length = 0;
+    };
     req.on('data', (chunk: Buffer) => {
+      if (shed) return;
       size += chunk.length;
       if (size > MAX_BODY) {
         tooBig = true;
-        chunks.length = 0;
-      } else if (!tooBig) chunks.push(chunk);
+        release();
+      } else if (!tooBig) {
+        if (this.buffered + chunk.length > budget) {
+          // Over the shared budget: answered now and the connection closed, nothing more held.
+          shed = true;
+          release();
+          const now = Date.now();
+          if (now - this.lastShedLog > 10_000) {
+            this.lastShedLog = now;
+            this.opts.logger.warn({ buffered: this.buffered, budget }, 'admission reviews shed: too many request bytes held at once (logged at most every 10s)');
+          }
+          return send(res, 503, { error: 'the injector holds too many request bytes at once; retry' }, true);
+        }
+        chunks.push(chunk);
+        held += chunk.length;
+        this.buffered += chunk.length;
+      }
     });
     req.on('error', () => undefined);
+    req.on('close', release);
     req.on('end', () => {
+      if (shed) return;
       if (tooBig) return send(res, 413, { error: `an AdmissionReview is at most ${MAX_BODY} bytes` }, true);
-      this.review(Buffer.concat(chunks), res);
+      const body = Buffer.concat(chunks);
+      release();
+      this.review(body, res);
     });
+  }
+
+  /** Request body bytes held at once right now (for tests). */
+  get bufferedBytes(): number {
+    return this.buffered;
   }
 
   private review(body: Buffer, res: ServerResponse): void {

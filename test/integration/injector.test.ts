@@ -299,6 +299,33 @@ describe('leash injector /mutate', () => {
     }
   });
 
+  it('refuses a hostPID pod (every container would see the sidecar\'s process, as with shareProcessNamespace)', async () => {
+    for (const hostPID of [true, false]) {
+      const r = withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' });
+      r.request.object.spec.hostPID = hostPID;
+      const reply = await review(r);
+      expect(reply.status).toBe(200);
+      if (hostPID) {
+        expect(reply.json.response).toMatchObject({ allowed: false, status: { message: expect.stringContaining('hostPID') } });
+        expect(reply.json.response.patch).toBeUndefined();
+      } else {
+        expect(reply.json.response).toMatchObject({ allowed: true });
+      }
+    }
+  });
+
+  it('refuses a pod whose app (or init) container mounts the leash-token volume the injector adds', async () => {
+    for (const where of ['containers', 'initContainers'] as const) {
+      const r = withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' });
+      const spec = r.request.object.spec;
+      if (where === 'initContainers') spec.initContainers = [{ name: 'fetch', image: 'example/fetch:1', volumeMounts: [{ name: 'leash-token', mountPath: '/t' }] }];
+      else spec.containers[0].volumeMounts.push({ name: 'leash-token', mountPath: '/steal', readOnly: true });
+      const reply = await review(r);
+      expect(reply.json.response, where).toMatchObject({ allowed: false, status: { message: expect.stringContaining('mounts leash-token') } });
+      expect(reply.json.response.patch).toBeUndefined();
+    }
+  });
+
   it('route names that every JavaScript object has (constructor, __proto__, toString…) are unknown routes, not a crash', async () => {
     for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf']) {
       const reply = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': name }));

@@ -70,6 +70,21 @@ export function statusProblem(status: number | undefined): string | undefined {
 }
 
 /**
+ * Node's HTTP client keeps at most this many of an answer's header lines in `headers`
+ * (its parser's default of 2000 header pairs counts names and values: 1000 lines) and
+ * stops collecting `rawHeaders` a few lines later, while its parser still frames the body
+ * by every line it read. A `Content-Encoding` or `Transfer-Encoding: gzip, chunked` past
+ * that point was invisible to every check here: an error body went to the agent still
+ * compressed, unscrubbed, without the header that says so. No API sends that many lines.
+ */
+export const MAX_RESPONSE_HEADERS = 1000;
+
+/** Pure: the answer has (or may have) header lines that Node did not hand to leash. */
+export function headerCountProblem(rawHeaders: readonly string[]): string | undefined {
+  return rawHeaders.length >= 2 * MAX_RESPONSE_HEADERS ? `${MAX_RESPONSE_HEADERS} header lines or more` : undefined;
+}
+
+/**
  * Pure: the response's transfer-codings, when leash cannot relay them. Node removes
  * `chunked` and leash frames the answer itself; any other coding (`gzip, chunked`) would
  * leave a coded body that the agent cannot read without the header leash drops, and that
@@ -330,7 +345,8 @@ function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scru
   // From the raw headers only: IncomingMessage builds its parsed `headers` object on first
   // access (≈ 8k instructions per answer, issue 11), and nothing else on this path needs it.
   const facts = headFacts(up.rawHeaders);
-  const problem = statusProblem(up.statusCode) ?? (facts.transferEncoding ? transferCodingProblem(up.rawHeaders) : undefined);
+  const problem =
+    statusProblem(up.statusCode) ?? headerCountProblem(up.rawHeaders) ?? (facts.transferEncoding ? transferCodingProblem(up.rawHeaders) : undefined);
   if (problem !== undefined) return { kind: 'refuse', problem };
   const status = up.statusCode!;
   const isError = status >= 400;
@@ -484,7 +500,7 @@ export function rewriteLocation(location: string, route: RouteRuntime, agentPath
  * headers and body fully scrubbed, the connection closed.
  */
 export function writeRawResponse(proxyRes: IncomingMessage, socket: Duplex, scrubber: Scrubber, route: string): ForwardOutcome {
-  const problem = statusProblem(proxyRes.statusCode) ?? codingProblem(proxyRes);
+  const problem = statusProblem(proxyRes.statusCode) ?? headerCountProblem(proxyRes.rawHeaders) ?? codingProblem(proxyRes);
   if (problem !== undefined) {
     abandon(proxyRes);
     const refused = refusal(problem, route);

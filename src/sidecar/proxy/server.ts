@@ -174,6 +174,13 @@ export class ProxyServer {
       const ctx = req[CTX]!;
       ctx.proxyRes = proxyRes;
       const status = proxyRes.statusCode ?? 0;
+      // An answer the framing says has no body (to HEAD; 204, 304): an upstream that sends one
+      // anyway (a HEAD served by its GET handler, the body written after the head) has those
+      // bytes arrive after Node has handed the socket to the next request queued for it, as
+      // that request's answer — another agent's request, and every answer after it shifted
+      // by one. Node only catches bytes that arrive with the head. Such a connection is
+      // closed once the answer is in, never reused.
+      if (req.method === 'HEAD' || status === 204 || status === 304) ctx.proxyReq!.shouldKeepAlive = false;
       if (status === 401 || status === 403) this.hooks.upstreamAuthFailure(ctx.route!, status, ctx.credential);
       const route = ctx.route!.name;
       try {
