@@ -120,5 +120,33 @@ export function collectInjector(doc: Record<string, unknown>): { value?: Injecto
   const sample = { ...config.sidecar, routes: catalog, authority: { url: config.authority.url, caFile: '/ca.crt', bootstrap: { joinToken: { file: '/token' } } } };
   const sidecarProblems = collectConfig(sidecarSchema, sample).problems;
   if (sidecarProblems.length) return { problems: prefixLines(sidecarProblems, 'sidecar') };
+  const podProblems = [...secretsForPods(config.sidecar, ['sidecar']), ...secretsForPods(catalog, ['routes'])];
+  if (podProblems.length) return { problems: podProblems };
   return { value: { config, catalog: deepFreeze(catalog) }, problems: [] };
+}
+
+/**
+ * What the injector writes into pods is their spec (`LEASH_CONFIG`), which anyone who may
+ * `get pods` reads, and the injected container has no variables or files but its own
+ * (`POD_NAME`, `LEASH_CONFIG`, the token): so no password in a URL (it would be in every
+ * pod's spec) and no `{ env }` / `{ file }` source (nothing in the pod provides it; the
+ * sidecar would not start). Problems by key path, never the value.
+ */
+function secretsForPods(value: unknown, path: string[]): string[] {
+  if (typeof value === 'string') {
+    let url: URL | undefined;
+    try {
+      url = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? new URL(value) : undefined;
+    } catch {
+      url = undefined;
+    }
+    return url?.password ? [`${path.join('.')}: a password in a URL would be written into every injected pod's spec, readable by anyone who may get pods; the injector cannot hand secrets to sidecars yet (docs/kubernetes.md, "Secrets and injected sidecars")`] : [];
+  }
+  if (value === null || typeof value !== 'object') return [];
+  const o = value as Record<string, unknown>;
+  const keys = Object.keys(o);
+  if (keys.length === 1 && (keys[0] === 'env' || keys[0] === 'file') && typeof o[keys[0]] === 'string') {
+    return [`${path.join('.')}: { ${keys[0]} } sources are read in the agent's pod, where the injected sidecar has no variables or files but its own: use a lease name for a credential (the authority holds the secret)`];
+  }
+  return keys.flatMap((k) => secretsForPods(o[k], [...path, k]));
 }

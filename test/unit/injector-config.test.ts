@@ -68,4 +68,23 @@ describe('injector config', () => {
     expect(out[0]).toBe(`config ${path}: valid (injector)`);
     expect(err).toEqual([]);
   });
+
+  it('nothing secret goes into pods: a password in a URL, or an { env } / { file } source, is refused by key path, never echoed', () => {
+    const withSidecar = (sidecar: string, credential = 'openai') => GOOD.replace('sidecar: { revocations: { redis: "redis://redis:6379" }, rotation: { at: 0.6 } }', `sidecar: ${sidecar}`).replace('credential: openai', `credential: ${credential}`);
+    const pw = 's3cret-authority-pass';
+    const cases: Array<[string, string]> = [
+      [withSidecar(`{ revocations: { redis: "redis://:${pw}@redis.leash-system.svc:6379" } }`), 'sidecar.revocations.redis: a password in a URL'],
+      [withSidecar(`{ audit: { redis: "rediss://leash:${pw}@redis:6380/0" } }`), 'sidecar.audit.redis: a password in a URL'],
+      [withSidecar('{ revocations: { redis: { sentinels: [{ host: s, port: 26379 }], name: m, password: { env: REDIS_PASSWORD } } } }'), 'sidecar.revocations.redis.password: { env } sources are read in the agent'],
+      [withSidecar('{}', '{ env: OPENAI_API_KEY }'), 'routes.openai.credential: { env } sources'],
+      [withSidecar('{}', '{ file: /run/secrets/openai }'), 'routes.openai.credential: { file } sources'],
+    ];
+    for (const [text, expected] of cases) {
+      const found = problems(text);
+      expect(found.join('\n'), expected).toContain(expected);
+      expect(found.join('\n')).not.toContain(pw);
+    }
+    // A URL without a password, and lease names, pass.
+    expect(problems(withSidecar('{ revocations: { redis: "redis://redis.leash-system.svc:6379" } }'))).toEqual([]);
+  });
 });
