@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import { compareIds, DEFAULT_KEY_PREFIX, epochKeyOf, isStreamId, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, type NewRevocation, type Revocation } from '../core/protocol.js';
+import { compareIds, storeKeys, epochKeyOf, isStreamId, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, type NewRevocation, type Revocation } from '../core/protocol.js';
 import { currentEpoch, epochReset } from './epoch.js';
 import type { RevocationPublisher, RevocationSubscriber, SubscriberEvents } from './types.js';
 
@@ -532,7 +532,7 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
    * index (0). Only a 1 (the index is there, and readable) is reported.
    */
   private async checkExposure(): Promise<void> {
-    const found = await this.cmd.exists(`${this.options.prefix ?? DEFAULT_KEY_PREFIX}leases:all`).catch(() => 0);
+    const found = await this.cmd.exists(storeKeys(this.options.prefix).all).catch(() => 0);
     if (found === 1) this.events.exposed?.();
   }
 

@@ -318,7 +318,7 @@ export function hashTagged(key: string): string {
  *   leases:by-instance:<instance>       ZSET id → expiresAtMs; key PEXPIREAT = its highest score
  *   leases:by-credential:<credential>   ZSET id → expiresAtMs; same
  *   leases:all                          ZSET id → expiresAtMs; same (unfiltered listing)
- *   join:<sha256 hex of the token>      JSON JoinTokenRecord, PXAT = expiresAtMs, taken with GETDEL
+ *   join:<keyed hash hex of the token>  JSON JoinTokenRecord (with its MAC), PXAT = expiresAtMs, taken with GETDEL
  *   identity:<identity>                 end (ms) of its longest certificate, PXAT = that end
  *   revoked:instance:<identity>         end (ms) of the revocation mark, PXAT = that end
  */
