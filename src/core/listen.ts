@@ -1,5 +1,33 @@
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+
+/** A peer's address as one bucket: IPv4-mapped IPv6 counts as the IPv4 address. */
+export const plainAddress = (address: string | undefined): string => {
+  const a = address ?? 'unknown';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+};
+
+/**
+ * At most `max` connections held at once per bucket: `bucketOf` names a connection's
+ * bucket from its peer address, or undefined to leave it uncounted. Connections beyond are
+ * closed as they arrive. (The authority: one bucket per client address; the admin
+ * listener: one for this host's own addresses.)
+ */
+export function capConnections(server: Server, max: number, bucketOf: (address: string | undefined) => string | undefined): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const bucket = bucketOf(socket.remoteAddress);
+    if (bucket === undefined) return;
+    const n = (open.get(bucket) ?? 0) + 1;
+    if (n > max) return void socket.destroy();
+    open.set(bucket, n);
+    socket.once('close', () => {
+      const left = (open.get(bucket) ?? 1) - 1;
+      if (left <= 0) open.delete(bucket);
+      else open.set(bucket, left);
+    });
+  });
+}
 
 /** Stop accepting and cut every connection now (a listener whose requests are all short: admin, metrics). */
 export function closeNow(server: import('node:http').Server): Promise<void> {

@@ -274,7 +274,9 @@ const refuse = (reason: RevocationRefusal, message: string): ParsedRevocation =>
  * most 16 KiB. Issuers refuse anything else, so no lease is stored for an unusable value.
  */
 export const MAX_LEASE_VALUE = 16 * 1024;
-export const isUsableLeaseValue = (value: string): boolean => value.length <= MAX_LEASE_VALUE && /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value);
+/** A value that can go into a header, a query or basic auth without smuggling anything in: printable ASCII, spaces only inside. */
+export const isHeaderSafe = (value: string): boolean => /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value);
+export const isUsableLeaseValue = (value: string): boolean => value.length <= MAX_LEASE_VALUE && isHeaderSafe(value);
 
 export const DEFAULT_KEY_PREFIX = 'leash:';
 

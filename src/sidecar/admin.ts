@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { closeNow, listen } from '../core/listen.js';
+import { capConnections, closeNow, listen } from '../core/listen.js';
 import { listenerOptions, type ListenerLimits } from './listener-limits.js';
-import { capLocalConnections, isLocalAddressOf } from './local-share.js';
+import { isLocalAddressOf } from './local-share.js';
 
 /**
  * The admin listener: /healthz (process alive), /readyz (started, every required route
@@ -54,7 +54,7 @@ export class AdminServer {
     });
     this.server.maxConnections = limits.maxConnections;
     // Half for this host's own processes (the agent among them), half for probes from elsewhere.
-    capLocalConnections(this.server, Math.max(1, Math.floor(limits.maxConnections / 2)), isLocal);
+    capConnections(this.server, Math.max(1, Math.floor(limits.maxConnections / 2)), (a) => (isLocal(a) ? 'local' : undefined));
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {

@@ -10,6 +10,7 @@ import { sleep } from '../helpers/wait.js';
  * shared PID namespace) could then run code in it and read every credential. leash keeps
  * a listener of its own on SIGUSR1 so that Node never does; the process keeps serving.
  */
+// Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-signal-test-7Hq2Lm9Xv4Rt8Kp3Zw6Ns1';
 let upstream: Upstream | undefined;
 let leash: Spawned | undefined;

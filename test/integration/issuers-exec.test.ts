@@ -7,6 +7,7 @@ import { fingerprint } from '../../src/core/fingerprint.js';
 import { rejection, request, tempDir } from '../helpers/issuers-util.js';
 import { sleep } from '../helpers/wait.js';
 
+// Made up for this test, as are the key and JWT below (no real credential).
 const SECRET = 'ghs_exec-minted-secret-0123456789';
 let dir: string;
 let cleanup: () => void;

@@ -15,6 +15,7 @@ import { parseResponses, rawRequest, sleep } from '../helpers/security-net.js';
  * The upstream here is such a server: it answers every request head at once and reads
  * whatever follows as the next request.
  */
+// Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-early-answer-7d2c9e4b1a6f3085';
 
 let up: Server;

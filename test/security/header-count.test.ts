@@ -11,6 +11,7 @@ import { rawRequest, sleep } from '../helpers/security-net.js';
  * unframed on a pooled connection, and leash's next request there completed the request
  * the body held, with the credential. Every method × both framings, and the limit itself.
  */
+// Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-header-count-5c1d0e9f2b7a4438';
 const smuggled = 'DELETE /v1/forbidden HTTP/1.1\r\nhost: up\r\nx-swallow: ';
 const FRAMINGS = {

@@ -8,6 +8,7 @@ import { rawRequest, sleep, startRecordingUpstream, type RecordingUpstream } fro
  * defence here: only target parsing and Node's parser stand between these bytes and the
  * upstream, which must receive nothing (or, for smuggling, at most the legitimate request).
  */
+// Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-hostile-5d1e0c9b8a7f6e5d4c3b';
 let up: RecordingUpstream;
 let leash: RunningSidecar;

@@ -12,6 +12,7 @@ import { sleep } from '../helpers/wait.js';
  * and, the other way round, legitimate long exchanges that must NOT be cut: an SSE
  * response with pauses longer than the idle timeout, and a slow upload.
  */
+// Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-listeners-0c9d7e21ab43';
 const IDLE_MS = 400;
 

@@ -11,6 +11,7 @@ import { rawRequest, sleep } from '../helpers/security-net.js';
  * later answer on the connection shifted by one. When the stray bytes came with the head,
  * Node already closed the connection; when they came a little later, nothing did.
  */
+// Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-pool-desync-0123456789abcdef';
 const FORGED = 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 23\r\n\r\n{"forged":"by agent A"}';
 

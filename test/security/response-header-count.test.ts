@@ -11,6 +11,7 @@ import { rawRequest } from '../helpers/security-net.js';
  * invisible to leash: an error body echoing the key went to the agent gzip-compressed,
  * unscrubbed, its Content-Encoding dropped; the agent gunzipped it and read the key.
  */
+// Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-hdrcount-0123456789abcdefABCD';
 let up: Server;
 const sockets: Socket[] = [];

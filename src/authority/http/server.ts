@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -10,7 +10,7 @@ import { API, type RevokeRequest, type RevokeResponse } from '../../core/protoco
 import type { Authority } from '../authority.js';
 import { AuthorityError, badRequest, notFound } from '../errors.js';
 import { StoreError } from '../leases/errors.js';
-import { listen } from '../../core/listen.js';
+import { capConnections, listen, plainAddress } from '../../core/listen.js';
 
 /**
  * The authority's HTTPS API (JSON). TLS always; client certificates are requested on
@@ -45,23 +45,6 @@ export interface AuthorityServerOptions {
 }
 
 type Handler = (req: IncomingMessage, body: unknown, params: string[]) => Promise<unknown> | unknown;
-
-/** Connections from one client address beyond `max` are closed at once (IPv4-mapped IPv6 counts as the IPv4 address). */
-function capPerAddress(server: Server, max: number): void {
-  const open = new Map<string, number>();
-  server.on('connection', (socket: Socket) => {
-    const a = socket.remoteAddress ?? 'unknown';
-    const key = a.startsWith('::ffff:') ? a.slice(7) : a;
-    const n = (open.get(key) ?? 0) + 1;
-    if (n > max) return void socket.destroy();
-    open.set(key, n);
-    socket.once('close', () => {
-      const left = (open.get(key) ?? 1) - 1;
-      if (left <= 0) open.delete(key);
-      else open.set(key, left);
-    });
-  });
-}
 
 export class AuthorityServer {
   readonly server: Server;
@@ -165,7 +148,7 @@ export class AuthorityServer {
     // them used up the process's file descriptors and every sidecar's call was reset. Now at
     // most maxConnections in all and perAddress from one client address.
     this.server.maxConnections = limits.maxConnections;
-    if (limits.perAddress > 0) capPerAddress(this.server, limits.perAddress);
+    if (limits.perAddress > 0) capConnections(this.server, limits.perAddress, plainAddress);
   }
 
   private admin(req: IncomingMessage): string {

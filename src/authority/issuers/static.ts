@@ -2,6 +2,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fingerprint } from '../../core/fingerprint.js';
+import { isHeaderSafe } from '../../core/protocol.js';
 import { IssuerError, issuerLabel } from './errors.js';
 import type { IssueRequest, Issued, Issuer } from './types.js';
 
@@ -24,8 +25,6 @@ export interface StaticIssuerOptions {
   onChange?: (version: string | undefined) => void;
 }
 
-/** A value that can go into a header, a query or basic auth without smuggling anything in. */
-const isHeaderSafe = (value: string): boolean => /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value);
 
 interface Current {
   value: string;

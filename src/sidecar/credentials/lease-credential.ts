@@ -75,7 +75,7 @@ export class LeaseCredential implements CredentialProvider {
   }
 
   stillSendable(cred: HeldCredential, nowMs: number): boolean {
-    return usable(cred, nowMs) && !(cred.lease !== undefined && this.dropped.has(cred.lease));
+    return usable(cred, nowMs) && (cred.lease === undefined || !(this.dropped.has(cred.lease) || this.forbidden.has(cred.lease)));
   }
 
   recentValues(): readonly string[] {
@@ -97,10 +97,9 @@ export class LeaseCredential implements CredentialProvider {
     // Anything a lease call already under way brings back was issued before this drop:
     // it is discarded (see attempt), so a revoked lease cannot slip back in by a race.
     this.epoch++;
-    if (this.cred) {
-      this.dropped.add(this.cred.leaseId);
-      if (this.dropped.size > LEASE_VALUES_KEPT) this.dropped.delete(this.dropped.values().next().value!);
-    }
+    // Neither lease held goes out again, not even on a request already queued with it: the
+    // predecessor is released below, and a revocation may name either.
+    for (const held of [this.cred, this.previous]) if (held) remember(this.dropped, held.leaseId, LEASE_VALUES_KEPT);
     if (this.cred) this.onEvent({ kind: 'revoked', fingerprint: this.cred.fingerprint, lease: this.cred.leaseId, reason });
     this.releaseDisplaced(this.cred);
     this.previous = this.cred ?? this.previous;
@@ -135,8 +134,7 @@ export class LeaseCredential implements CredentialProvider {
    * under way (stored at the authority, not yet received) may be exactly that lease.
    */
   forbidLease(leaseId: string): void {
-    this.forbidden.add(leaseId);
-    if (this.forbidden.size > 1024) this.forbidden.delete(this.forbidden.values().next().value!);
+    remember(this.forbidden, leaseId, FORBIDDEN_KEPT);
   }
 
   /** A revocation: drop at once, and (unless the identity itself is gone) lease anew now. */
@@ -234,4 +232,13 @@ export class LeaseCredential implements CredentialProvider {
     this.timer = setTimeout(() => (delay > MAX_TIMER_MS ? this.schedule(atMs) : void this.refresh()), Math.min(delay, MAX_TIMER_MS));
     this.timer.unref();
   }
+}
+
+/** Lease ids revoked while not held, remembered per route (the oldest forgotten first). */
+const FORBIDDEN_KEPT = 1024;
+
+/** Adds `id` to a set bounded at `max` entries, forgetting the oldest. */
+function remember(set: Set<string>, id: string, max: number): void {
+  set.add(id);
+  if (set.size > max) set.delete(set.values().next().value!);
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { MAX_LEASE_VALUE, type LeaseResponse } from '../../core/protocol.js';
+import { isUsableLeaseValue, MAX_LEASE_VALUE, type LeaseResponse } from '../../core/protocol.js';
 
 /**
  * Validation of what the authority answers to a lease request. Anything malformed,
@@ -8,8 +8,6 @@ import { MAX_LEASE_VALUE, type LeaseResponse } from '../../core/protocol.js';
  * sidecar's wall clock, so a stepped clock cannot make a good lease look expired.
  */
 export const MAX_LEASE_BODY = 64 * 1024;
-const MAX_VALUE = MAX_LEASE_VALUE;
-const HEADER_SAFE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 
 export type LeaseCheck = { ok: true; lease: LeaseResponse } | { ok: false; reason: string };
 
@@ -19,7 +17,7 @@ export function checkLeaseResponse(body: unknown, credential: string): LeaseChec
   const str = (k: string, max = 256) => typeof b[k] === 'string' && (b[k] as string).length > 0 && (b[k] as string).length <= max;
   if (!str('lease', 128)) return { ok: false, reason: 'missing or bad "lease"' };
   if (b.credential !== credential) return { ok: false, reason: 'answer is for another credential' };
-  if (!str('value', MAX_VALUE) || !HEADER_SAFE.test(b.value as string)) return { ok: false, reason: 'missing or unusable "value"' };
+  if (!str('value', MAX_LEASE_VALUE) || !isUsableLeaseValue(b.value as string)) return { ok: false, reason: 'missing or unusable "value"' };
   if (!str('version') || !str('fingerprint')) return { ok: false, reason: 'missing "version" or "fingerprint"' };
   const value = b.value as string;
   if (b.fingerprint !== `sha256:${createHash('sha256').update(value).digest('hex').slice(0, 12)}`) {

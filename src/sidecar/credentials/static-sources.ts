@@ -3,12 +3,11 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../../core/clock.js';
 import { CredentialSourceError } from '../../core/errors.js';
+import { isHeaderSafe } from '../../core/protocol.js';
 import { fingerprint } from '../../core/fingerprint.js';
 import type { CredentialEvent, CredentialProvider, HeldCredential } from './types.js';
 import { FILE_VALUES_KEPT, ValueHistory } from './value-history.js';
 
-/** A value that can go into a header, a query or basic auth without smuggling anything in. */
-const isHeaderSafe = (value: string): boolean => /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value);
 
 /** Keep the previous value for scrubbing so a late echo of it is still caught. */
 function held(value: string, clock: Clock): HeldCredential {

@@ -74,8 +74,8 @@ type Tracked = RequestContext & {
   timeout: TimeoutEntry<Tracked> | undefined;
   clientGone: boolean;
   timedOut: boolean;
-  /** The credential stopped being sendable while the request waited for an upstream socket. */
-  stale?: boolean;
+  /** The credential stopped being sendable (revoked, or past its margin) before the upstream answered. */
+  stale: boolean;
   /** The upstream's status (WebSocket path). */
   status: number | undefined;
 };
@@ -92,6 +92,10 @@ export function upstreamFailure(err: Error, timedOut: boolean, route: string | u
   if (code.startsWith('HPE_')) return new UpstreamBadResponseError(`the upstream answered a malformed HTTP response (${code})`, { route });
   return new UpstreamUnreachableError(`the upstream could not be reached (${code})`, { route }, { cause: err });
 }
+
+/** What the agent gets when its credential was revoked, or passed its margin, before the upstream answered. */
+const staleAnswer = (route: string | undefined): LeashHttpError =>
+  new CredentialUnavailableError('the credential was revoked or stopped being usable before the upstream answered', { route });
 
 /** Whether SEND waits for the request-body phase (routes that inspect bodies); the WebSocket path has none. */
 const hasBodyPhase = (route: RouteRuntime): boolean => route.bodyFilters.length > 0;
@@ -227,6 +231,7 @@ export class ProxyServer {
       timeout: undefined,
       clientGone: false,
       timedOut: false,
+      stale: false,
       status: undefined,
     };
   }
@@ -346,7 +351,7 @@ export class ProxyServer {
       proxyReq.destroy();
       return;
     }
-    if (!this.recheckOnSocket(proxyReq, ctx, true)) return;
+    if (this.cutIfStale(proxyReq, ctx)) return;
     this.armTimeouts(proxyReq, ctx);
     // A 101 to a request that did not ask to upgrade: Node hands the socket to an 'upgrade'
     // listener and, without one, destroys it without emitting 'response' or 'error' — the
@@ -381,23 +386,22 @@ export class ProxyServer {
    * Fail closed on the pool's queue: the credential was taken in SEND, but a request beyond
    * `maxSockets` waits for a socket for as long as other requests hold them (a stream can
    * hold one for minutes). Its head is written only once a socket is assigned, right after
-   * Node's 'socket' event (http-proxy emits 'proxyReq' from it; 'proxyReqWs' comes before
-   * it): check the credential again then; a revoked or expiring one is never written, the
-   * agent gets 503 leash_credential_unavailable. Returns false when the request was cut.
+   * Node's 'socket' event (http-proxy emits 'proxyReq' from it; on the WebSocket path it is
+   * listened for): check the credential again then; a revoked or expiring one is never
+   * written, the agent gets 503 leash_credential_unavailable. True when the request was cut.
    */
-  private recheckOnSocket(proxyReq: ClientRequest, ctx: Tracked, now: boolean): boolean {
-    const provider = ctx.route!.provider;
+  private cutIfStale(proxyReq: ClientRequest, ctx: Tracked): boolean {
     const cred = ctx.credential;
-    if (!cred || !provider.stillSendable) return true;
-    const check = (): boolean => {
-      if (provider.stillSendable!(cred, this.env.now())) return true;
-      ctx.stale = true;
-      proxyReq.destroy(Object.assign(new Error('credential no longer valid'), { code: 'LEASH_CREDENTIAL_STALE' }));
-      return false;
-    };
-    if (now) return check();
-    proxyReq.once('socket', check);
+    const provider = ctx.route!.provider;
+    if (cred === undefined || provider.stillSendable === undefined || provider.stillSendable(cred, this.env.now())) return false;
+    this.cutStale(proxyReq, ctx);
     return true;
+  }
+
+  /** Ends an upstream request whose credential may no longer be used; the agent is answered by onProxyError (staleAnswer). */
+  private cutStale(proxyReq: ClientRequest, ctx: Tracked): void {
+    ctx.stale = true;
+    proxyReq.destroy(Object.assign(new Error('credential no longer usable'), { code: 'LEASH_CREDENTIAL_STALE' }));
   }
 
   /**
@@ -411,10 +415,8 @@ export class ProxyServer {
     for (const [ctx, proxyReq] of this.timeouts.entries()) {
       if (!ctx.route || !revoked(ctx.route.name, ctx.credential?.lease)) continue;
       n++;
-      if (ctx.res && !ctx.res.headersSent) {
-        ctx.stale = true;
-        proxyReq.destroy(Object.assign(new Error('credential revoked'), { code: 'LEASH_CREDENTIAL_STALE' }));
-      } else {
+      if (ctx.res && !ctx.res.headersSent) this.cutStale(proxyReq, ctx);
+      else {
         ctx.res?.destroy();
         proxyReq.destroy();
       }
@@ -464,9 +466,7 @@ export class ProxyServer {
       this.log.debug({ route, code }, 'upstream sent bytes after its answer');
       return;
     }
-    const answer = ctx.stale
-      ? new CredentialUnavailableError('the credential expired or was revoked while the request waited for an upstream connection', { route })
-      : upstreamFailure(err, ctx.timedOut === true, route);
+    const answer = ctx.stale ? staleAnswer(route) : upstreamFailure(err, ctx.timedOut === true, route);
     this.log.warn({ route, code }, answer.message);
     sendError(res, answer);
   }
@@ -490,12 +490,7 @@ export class ProxyServer {
     this.proxy.ws(req, socket, head, { target: route.target, agent: route.upgradeAgent, headers: ctx.outgoingHeaders }, (err: Error) => {
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       this.log.warn({ route: route.name, code }, 'websocket upstream failed');
-      sendSocketError(
-        socket,
-        ctx.stale
-          ? new CredentialUnavailableError('the credential expired or was revoked while the request waited for an upstream connection', { route: route.name })
-          : upstreamFailure(err, ctx.timedOut === true, route.name),
-      );
+      sendSocketError(socket, ctx.stale ? staleAnswer(route.name) : upstreamFailure(err, ctx.timedOut === true, route.name));
     });
   }
 
@@ -506,7 +501,9 @@ export class ProxyServer {
     if (socket.destroyed) return void proxyReq.destroy();
     // Until upgraded: Node marks the request destroyed once it is, and the sweeper lets go.
     this.armTimeouts(proxyReq, ctx);
-    this.recheckOnSocket(proxyReq, ctx, false);
+    // Upgrades have their own unpooled connections, but may still wait for one to connect.
+    if (!proxyReq.socket) proxyReq.once('socket', () => this.cutIfStale(proxyReq, ctx));
+    else this.cutIfStale(proxyReq, ctx);
     // These listeners run before http-proxy's own (registered right after this event).
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, proxySocket: Duplex) => {
       ctx.status = 101;
