@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import { compareIds, storeKeys, epochKeyOf, isStreamId, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, type NewRevocation, type Revocation } from '../core/protocol.js';
+import { compareIds, epochKeyOf, isStreamId, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, storeKeys, type NewRevocation, type Revocation } from '../core/protocol.js';
 import { currentEpoch, epochReset } from './epoch.js';
 import type { RevocationPublisher, RevocationSubscriber, SubscriberEvents } from './types.js';
 
@@ -329,7 +329,8 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
         this.hinted.clear();
       }
     }
-    const [ms] = (this.readFrom !== undefined && compareIds(this.readFrom, this.lastId) < 0 ? this.readFrom : this.lastId).split('-');
+    // readFrom ≤ lastId: both are set together, and only stream reads move readFrom.
+    const [ms] = (this.readFrom ?? this.lastId).split('-');
     let start = `${Math.max(0, Number(ms) - (this.options.overlapMs ?? 5_000))}-0`;
     for (;;) {
       const page = (await this.cmd.xrange(this.key, start, '+', 'COUNT', 500)) as Entry[];

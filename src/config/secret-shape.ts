@@ -154,9 +154,14 @@ export function hasSecretSegment(path: string): boolean {
     } catch {
       // as written
     }
-    const shape = secretShape(s);
-    return shape !== undefined && IN_PATH.has(shape);
+    return onlyASecret(s);
   });
+}
+
+/** Has `text` a shape only a secret has (IN_PATH)? */
+function onlyASecret(text: string): boolean {
+  const shape = secretShape(text);
+  return shape !== undefined && IN_PATH.has(shape);
 }
 
 /**
@@ -166,8 +171,5 @@ export function hasSecretSegment(path: string): boolean {
  * instance ids are pod names and UUIDs, and a username may be random-looking.
  */
 export function holdsSecret(text: string): boolean {
-  return [text, ...text.split(/[\s/,;=]+/)].some((t) => {
-    const shape = secretShape(t);
-    return shape !== undefined && IN_PATH.has(shape);
-  });
+  return [text, ...text.split(/[\s/,;=]+/)].some(onlyASecret);
 }
