@@ -88,13 +88,23 @@ describe('a request queued for an upstream socket', () => {
   it('whose lease was revoked while it waited: 503, never sent with the revoked lease', async () => {
     const { base, seen, bus, status } = await setup('5m');
     const revoked = (await status()).routes.api!.lease!;
-    const slow = fetch(`${base}/slow?ms=2000`).then((r) => r.text());
+    // The stream holding the socket was sent with the lease being revoked: the revocation ends
+    // it too — answered 503 if its head has not reached the agent yet, cut if it has (the
+    // upstream's first tick and the revocation race; either is right, finishing is not).
+    const slow = fetch(`${base}/slow?ms=2000`).then(
+      (r) => r.text().then((body) => ({ status: r.status, body }), () => 'cut' as const),
+      () => 'cut' as const,
+    );
     await sleep(200);
     const queued = answer(`${base}/queued`);
     await sleep(300);
     await bus.publish({ scope: 'lease', target: revoked, reason: 'leaked', by: 'test' });
     await waitFor(async () => (await status()).routes.api!.lease !== revoked, { timeoutMs: 5_000, intervalMs: 20, message: 're-lease' });
-    await slow;
+    const s = await slow;
+    if (s !== 'cut') {
+      expect(s.status).toBe(503);
+      expect(s.body).not.toContain('data: done');
+    }
     const q = await queued;
     expect(seen.filter((s) => s.path === '/queued' && s.jti === revoked)).toEqual([]);
     expect(q.status).toBe(503);
