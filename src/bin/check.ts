@@ -190,12 +190,15 @@ function sidecarWarnings(config: SidecarConfig, env: NodeJS.ProcessEnv, dev: boo
   if (jt && !dev) warnings.push(...absentSecretWarnings('authority.bootstrap.joinToken', jt, env));
   const redis = config.revocations?.redis;
   if (typeof redis === 'object' && redis.password) warnings.push(...secretSourceWarnings('revocations.redis.password', redis.password, env));
+  const audit = config.audit.redis;
+  if (typeof audit === 'object' && audit.password) warnings.push(...secretSourceWarnings('audit.redis.password', audit.password, env));
   if (!config.revocations && config.authority && !dev) warnings.push('no revocations section: leased credentials cannot be revoked before they expire');
   return warnings;
 }
 
 function describeRedis(target: RedisTargetConfig): string {
   if (typeof target === 'string') return redactUrl(target);
+  if ('url' in target) return `${redactUrl(target.url)}${target.password ? ' (password from a source)' : ''}`;
   if ('sentinels' in target) return `Sentinel "${target.name}" via ${target.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')}`;
   return `Cluster via ${target.cluster.map((n) => `${n.host}:${n.port}`).join(', ')}`;
 }

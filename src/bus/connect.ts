@@ -23,8 +23,21 @@ const BASE: RedisOptions = {
 
 export function redisConnector(target: RedisTarget, extra: RedisOptions = {}): () => RedisClient {
   if (typeof target === 'string') return () => new Redis(target, { ...BASE, ...extra });
+  if ('url' in target) {
+    // Not `new Redis(url, { password })`: a URL naming a user gives ioredis an empty
+    // password, which an option does not override. Set in the URL here, never stored.
+    const url = target.password === undefined ? target.url : withPassword(target.url, target.password);
+    return () => new Redis(url, { ...BASE, ...extra });
+  }
   if ('sentinels' in target) {
     return () => new Redis({ ...BASE, ...extra, sentinels: target.sentinels, name: target.name, password: target.password });
   }
   return () => new Cluster(target.cluster, { redisOptions: { ...BASE, ...extra, password: target.password }, clusterRetryStrategy: (n) => Math.min(50 * 2 ** n, 500) });
+}
+
+/** `url` with `password` as its userinfo's password (percent-encoded: ioredis decodes it). */
+export function withPassword(url: string, password: string): string {
+  const u = new URL(url);
+  u.password = encodeURIComponent(password);
+  return u.href;
 }

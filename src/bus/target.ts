@@ -9,11 +9,13 @@ import type { RedisTargetConfig, SecretSource } from '../config/common.js';
  */
 export type RedisTarget =
   | string
+  | { url: string; password?: string }
   | { sentinels: { host: string; port: number }[]; name: string; password?: string }
   | { cluster: { host: string; port: number }[]; password?: string };
 
 export function redisTargetFrom(target: RedisTargetConfig, password: (source: SecretSource) => string): RedisTarget {
   if (typeof target === 'string') return target;
   const pw = target.password === undefined ? undefined : password(target.password);
+  if ('url' in target) return { url: target.url, password: pw };
   return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password: pw } : { cluster: target.cluster, password: pw };
 }

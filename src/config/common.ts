@@ -63,13 +63,30 @@ export const metricsOptions = z.strictObject({ gcDuration: z.boolean().default(f
 export { deepFreeze } from './plain.js';
 
 const redisNode = z.strictObject({ host: z.string().min(1), port: z.int().min(1).max(65535) });
-/** Redis: a redis:// URL (single node), a Sentinel group, or Cluster seed nodes. */
+const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
+/**
+ * Redis: a redis:// URL (single node), the same with its password from a source (`{ url,
+ * password }`: the URL may name the user, never the password), a Sentinel group, or
+ * Cluster seed nodes.
+ */
 export const redisTarget = z.union(
   [
-    z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+    redisUrl,
+    z.strictObject({
+      url: redisUrl.refine((u) => !urlPassword(u), 'must not carry the password: it is read from `password`'),
+      password: secretSource.optional(),
+    }),
     z.strictObject({ sentinels: z.array(redisNode).min(1), name: z.string().min(1), password: secretSource.optional() }),
     z.strictObject({ cluster: z.array(redisNode).min(1), password: secretSource.optional() }),
   ],
-  { error: 'must be a redis:// URL, { sentinels: [{host, port}], name } or { cluster: [{host, port}] }' },
+  { error: 'must be a redis:// URL, { url, password }, { sentinels: [{host, port}], name } or { cluster: [{host, port}] }' },
 );
+
+function urlPassword(u: string): boolean {
+  try {
+    return new URL(u).password !== '';
+  } catch {
+    return false;
+  }
+}
 export type RedisTargetConfig = z.infer<typeof redisTarget>;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { deepFreeze, duration, hostPort, logLevel } from './common.js';
 import { ConfigError } from '../core/errors.js';
+import { secretRefsOf, type SecretEnv } from './injector-secrets.js';
 import { collectConfig, prefixLines, readDocument } from './load.js';
 import { sidecarRouteSchema, sidecarSchema } from './sidecar.js';
 
@@ -97,6 +98,10 @@ export interface Injector {
   config: InjectorConfig;
   /** Route name → the route's keys as written (after `${VAR}` expansion), without agentEnv. */
   catalog: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** `config.sidecar` as the sidecar reads it: each `{ secretKeyRef }` replaced by its `{ env }` source (injector-secrets.ts). */
+  sidecar: Readonly<Record<string, unknown>>;
+  /** The sidecar container's variables from Secrets in the pod's namespace. */
+  secretEnv: readonly SecretEnv[];
 }
 
 export function parseInjectorConfig(text: string, env: Readonly<Record<string, string | undefined>>, source = 'config'): Injector {
@@ -107,22 +112,38 @@ export function parseInjectorConfig(text: string, env: Readonly<Record<string, s
 
 /** Every problem of an expanded injector document (leash check), and the injector when there is none. */
 export function collectInjector(doc: Record<string, unknown>): { value?: Injector; problems: string[] } {
+  // Said in leash's words before the schema's ("must be a lease name, …") for the same key.
+  const inRoutes = secretRefsInRoutes(doc.routes, ['routes']);
   const { value: config, problems } = collectConfig(injectorSchema, doc);
-  if (!config) return { problems };
+  if (!config || inRoutes.length) {
+    const said = inRoutes.map((p) => `${p.slice(0, p.indexOf(':'))}:`);
+    return { problems: [...inRoutes, ...problems.filter((p) => !said.some((k) => p.startsWith(k)))] };
+  }
   const written = doc.routes as Record<string, Record<string, unknown>>;
   const catalog: Record<string, Record<string, unknown>> = {};
   for (const name of Object.keys(config.routes)) {
     const { agentEnv: _omit, ...route } = written[name]!;
     catalog[name] = route;
   }
+  const refs = secretRefsOf(config.sidecar);
+  if (refs.problems.length) return { problems: refs.problems };
   // The extra sidecar sections checked as the sidecar will check them (with a stand-in
   // bootstrap: it is the sidecar's own sections that are checked here).
-  const sample = { ...config.sidecar, routes: catalog, authority: { url: config.authority.url, caFile: '/ca.crt', bootstrap: { joinToken: { file: '/token' } } } };
+  const sample = { ...refs.sidecar, routes: catalog, authority: { url: config.authority.url, caFile: '/ca.crt', bootstrap: { joinToken: { file: '/token' } } } };
   const sidecarProblems = collectConfig(sidecarSchema, sample).problems;
   if (sidecarProblems.length) return { problems: prefixLines(sidecarProblems, 'sidecar') };
   const podProblems = [...secretsForPods(config.sidecar, ['sidecar']), ...secretsForPods(catalog, ['routes'])];
   if (podProblems.length) return { problems: podProblems };
-  return { value: { config, catalog: deepFreeze(catalog) }, problems: [] };
+  return { value: { config, catalog: deepFreeze(catalog), sidecar: deepFreeze(refs.sidecar), secretEnv: deepFreeze(refs.env) }, problems: [] };
+}
+
+/** A route's credential is never taken from a Secret the agent's own pods could mount. */
+function secretRefsInRoutes(value: unknown, path: string[]): string[] {
+  if (value === null || typeof value !== 'object') return [];
+  if (Object.hasOwn(value, 'secretKeyRef')) {
+    return [`${path.join('.')}: { secretKeyRef } is not taken in a route: a Secret in the agent's namespace can be mounted by the agent's own pods; use a lease name (the authority holds the secret)`];
+  }
+  return Object.entries(value).flatMap(([k, v]) => secretRefsInRoutes(v, [...path, k]));
 }
 
 /**
@@ -140,7 +161,7 @@ function secretsForPods(value: unknown, path: string[]): string[] {
     } catch {
       url = undefined;
     }
-    return url?.password ? [`${path.join('.')}: a password in a URL would be written into every injected pod's spec, readable by anyone who may get pods; the injector cannot hand secrets to sidecars yet (docs/kubernetes.md, "Secrets and injected sidecars")`] : [];
+    return url?.password ? [`${path.join('.')}: a password in a URL would be written into every injected pod's spec, readable by anyone who may get pods; give it as { url, password: { secretKeyRef: { name, key } } } (docs/kubernetes.md, "Secrets and injected sidecars")`] : [];
   }
   if (value === null || typeof value !== 'object') return [];
   const o = value as Record<string, unknown>;

@@ -237,7 +237,7 @@ function agentEnvFor(injector: Injector, routes: readonly string[], port: number
 export function sidecarConfigFor(injector: Injector, routes: readonly string[], proxyPort: number, adminPort: number): Record<string, unknown> {
   const { authority } = injector.config;
   return {
-    ...(escapeDollars(injector.config.sidecar) as Record<string, unknown>),
+    ...(escapeDollars(injector.sidecar) as Record<string, unknown>),
     // Expanded by the sidecar from the downward API: the pod's final name, which admission does not know yet (generateName).
     instance: { id: '${POD_NAME}' },
     listen: `127.0.0.1:${proxyPort}`,
@@ -272,6 +272,9 @@ function sidecarContainer(injector: Injector, routes: readonly string[], proxyPo
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: CONFIG_ENV, value: stringify(sidecarConfigFor(injector, routes, proxyPort, adminPort)) },
+      // A Redis password from a Secret in the pod's namespace (config/injector-secrets.ts):
+      // the spec names the Secret; the kubelet holds the container until it exists.
+      ...injector.secretEnv.map((e) => ({ name: e.name, valueFrom: { secretKeyRef: { name: e.secretKeyRef.name, key: e.secretKeyRef.key } } })),
     ],
     ports: [
       { name: 'leash-proxy', containerPort: proxyPort, protocol: 'TCP' },

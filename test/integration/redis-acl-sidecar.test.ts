@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RedisRevocationPublisher } from '../../src/bus/redis.js';
+import { SECRET_REF_PATHS } from '../../src/config/injector-secrets.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
@@ -54,8 +55,22 @@ afterEach(async () => {
   sidecar = upstream = authority = admin = redis = undefined;
 });
 
+/**
+ * The two ways a sidecar is given that user's password: in the URL, or (as the injector
+ * writes it, the value from a Kubernetes Secret) `{ url, password: { env } }` with the
+ * user alone in the URL. The variable is the one the injector names (injector-secrets.ts).
+ */
+const FORMS = [
+  { form: 'the password in the URL', revocations: (url: string) => url, env: {} },
+  {
+    form: '{ url, password: { env } }, as an injected sidecar has it',
+    revocations: (url: string) => ({ url: url.replace(':sidecar-password-not-a-secret@', '@'), password: { env: SECRET_REF_PATHS['revocations.redis.password']! } }),
+    env: { [SECRET_REF_PATHS['revocations.redis.password']!]: 'sidecar-password-not-a-secret' },
+  },
+];
+
 describe('a sidecar with the documented Redis user', () => {
-  it('applies revocations and writes its audit entries, and cannot write or read the authority\'s keys', async () => {
+  it.each(FORMS)('applies revocations and writes its audit entries, and cannot write or read the authority\'s keys ($form)', async ({ revocations, env }) => {
     redis = await startRedis();
     admin = new Redis(redis.url);
     await admin.call('ACL', 'SETUSER', 'leash-sidecar', ...SIDECAR_ACL);
@@ -73,12 +88,12 @@ describe('a sidecar with the documented Redis user', () => {
         admin: '127.0.0.1:0',
         instance: { id: 'sc-acl' },
         authority: { url: authority.url, caFile: writeTemp('ca.pem', authority.caPem), bootstrap: { joinToken: { env: 'JT' } } },
-        revocations: { redis: sidecarRedis },
+        revocations: { redis: revocations(sidecarRedis) },
         audit: { flushInterval: '100ms' },
         routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
       }),
     );
-    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1') });
+    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1'), ...env });
     const started = await sidecar.waitFor((l) => l.msg === 'leash sidecar started');
     const acquired = await sidecar.waitFor((l) => l.event === 'credential.acquired');
     const proxy = `http://127.0.0.1:${String(started.listen).split(':').pop()}`;

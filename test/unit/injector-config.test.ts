@@ -4,6 +4,10 @@ import { runCheck } from '../../src/bin/check.js';
 import { parseInjectorConfig } from '../../src/config/injector.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { mutatePod } from '../../src/injector/mutate.js';
+import { collectConfig, readDocument } from '../../src/config/load.js';
+import { sidecarSchema } from '../../src/config/sidecar.js';
+import { parse } from 'yaml';
+import { Container } from 'kubernetes-models/v1/Container';
 
 /** The injector's config: key paths in every problem, the example accepted by leash check, extra sidecar sections passed on. */
 
@@ -86,5 +90,61 @@ describe('injector config', () => {
     }
     // A URL without a password, and lease names, pass.
     expect(problems(withSidecar('{ revocations: { redis: "redis://redis.leash-system.svc:6379" } }'))).toEqual([]);
+  });
+
+  it('a Redis password from a Secret in the pod\'s namespace: the spec names the Secret, the sidecar config reads the variable', () => {
+    const text = GOOD.replace(
+      'sidecar: { revocations: { redis: "redis://redis:6379" }, rotation: { at: 0.6 } }',
+      `sidecar:
+  revocations: { redis: { url: "redis://leash-sidecar@redis.leash-system.svc:6379", password: { secretKeyRef: { name: leash-redis-sidecar, key: password } } } }
+  audit: { redis: { sentinels: [{ host: s, port: 26379 }], name: m, password: { secretKeyRef: { name: leash-audit, key: pw.txt } } } }`,
+    );
+    const inj = parseInjectorConfig(text, {});
+    expect(inj.secretEnv).toEqual([
+      { name: 'LEASH_REVOCATIONS_REDIS_PASSWORD', secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } },
+      { name: 'LEASH_AUDIT_REDIS_PASSWORD', secretKeyRef: { name: 'leash-audit', key: 'pw.txt' } },
+    ]);
+    const d = mutatePod(inj, { metadata: { annotations: { 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' } }, spec: { containers: [{ name: 'a' }] } });
+    if (!d.allowed) throw new Error(d.message);
+    const sidecar = d.patch!.find((op) => op.path.startsWith('/spec/initContainers'))!.value as { env: Array<{ name: string; value?: string; valueFrom?: unknown }> };
+    const sc = Array.isArray(sidecar) ? (sidecar[0] as typeof sidecar) : sidecar;
+    expect(sc.env.filter((e) => e.valueFrom && !('fieldRef' in (e.valueFrom as object)))).toEqual([
+      { name: 'LEASH_REVOCATIONS_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } } },
+      { name: 'LEASH_AUDIT_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'leash-audit', key: 'pw.txt' } } },
+    ]);
+    const config = parse(sc.env.find((e) => e.name === 'LEASH_CONFIG')!.value!) as { revocations: unknown; audit: unknown };
+    expect(config.revocations).toEqual({ redis: { url: 'redis://leash-sidecar@redis.leash-system.svc:6379', password: { env: 'LEASH_REVOCATIONS_REDIS_PASSWORD' } } });
+    expect(config.audit).toEqual({ redis: { sentinels: [{ host: 's', port: 26379 }], name: 'm', password: { env: 'LEASH_AUDIT_REDIS_PASSWORD' } } });
+    // The injected config is a valid sidecar file once the kubelet sets the variables.
+    const env = { POD_NAME: 'p-1', LEASH_REVOCATIONS_REDIS_PASSWORD: 'x', LEASH_AUDIT_REDIS_PASSWORD: 'y' };
+    expect(collectConfig(sidecarSchema, readDocument(sc.env.find((e) => e.name === 'LEASH_CONFIG')!.value!, env)).problems).toEqual([]);
+    // A valid Kubernetes container (the schema the API server applies).
+    expect(() => new Container(sc as ConstructorParameters<typeof Container>[0]).validate()).not.toThrow();
+    // No secretKeyRef: nothing from Secrets.
+    expect(parseInjectorConfig(GOOD, {}).secretEnv).toEqual([]);
+  });
+
+  it('{ secretKeyRef } is refused anywhere but a Redis password, in a route above all, and when malformed: by key path', () => {
+    const withSidecar = (sidecar: string, credential = 'openai') =>
+      GOOD.replace('sidecar: { revocations: { redis: "redis://redis:6379" }, rotation: { at: 0.6 } }', `sidecar: ${sidecar}`).replace('credential: openai', `credential: ${credential}`);
+    const ref = '{ secretKeyRef: { name: s, key: k } }';
+    const redis = (password: string) => `{ revocations: { redis: { url: "redis://u@r:6379", password: ${password} } } }`;
+    const cases: Array<[string, RegExp]> = [
+      [withSidecar('{}', ref), /^routes\.openai\.credential: \{ secretKeyRef \} is not taken in a route/],
+      [withSidecar(`{ log: { level: ${ref} } }`), /^sidecar\.log\.level: \{ secretKeyRef \} is taken for revocations\.redis\.password and audit\.redis\.password only/],
+      [withSidecar(`{ revocations: { redis: ${ref} } }`), /^sidecar\.revocations\.redis: \{ secretKeyRef \} is taken for/],
+      [withSidecar(redis('{ secretKeyRef: { name: "Not_A_Name", key: k } }')), /^sidecar\.revocations\.redis\.password\.secretKeyRef\.name: /],
+      [withSidecar(redis('{ secretKeyRef: { name: s, key: "a/b" } }')), /^sidecar\.revocations\.redis\.password\.secretKeyRef\.key: /],
+      [withSidecar(redis('{ secretKeyRef: { name: s, key: k, optional: true } }')), /^sidecar\.revocations\.redis\.password\.secretKeyRef\.optional: unknown key/],
+      [withSidecar(redis('{ secretKeyRef: { name: s, key: k }, env: X }')), /^sidecar\.revocations\.redis\.password\.env: unknown key/],
+      [withSidecar(redis('{ secretKeyRef: s }')), /^sidecar\.revocations\.redis\.password\.secretKeyRef: must be \{ name, key \}/],
+      // The URL names the user only: a password in it is refused as before.
+      [withSidecar(`{ revocations: { redis: { url: "redis://u:made-up-pw@r:6379", password: ${ref} } } }`), /^sidecar\.revocations\.redis/],
+    ];
+    for (const [text, expected] of cases) {
+      const found = problems(text);
+      expect(found.some((p) => expected.test(p)), `${expected} in ${JSON.stringify(found)}`).toBe(true);
+      expect(found.join('\n')).not.toContain('made-up-pw');
+    }
   });
 });
