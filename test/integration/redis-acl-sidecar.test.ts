@@ -108,6 +108,9 @@ describe('a sidecar with the documented Redis user', () => {
     await sidecar.waitFor((l) => l.event === 'credential.acquired' && l.lease !== acquired.lease);
     // Nothing Redis refused along the way.
     expect([...sidecar.lines, sidecar.stderr.join('')].filter((l) => /NOPERM|flush failed|revocation channel not up|can read the authority/.test(l))).toEqual([]);
+    // The password is in no log line, in either form, nor in the status page.
+    const status = await (await fetch(`http://127.0.0.1:${String(started.admin).split(':').pop()}/status`)).text();
+    for (const out of [...sidecar.lines, sidecar.stderr.join(''), status]) expect(out).not.toContain('sidecar-password-not-a-secret');
 
     // And with that user, none of the authority's keys, nor publishing.
     const as = new Redis(sidecarRedis);
