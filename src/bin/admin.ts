@@ -3,6 +3,7 @@ import { UsageError, LeashError } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-json.js';
 import { ALL_TARGET, API, parseRevocation, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
+import { caBundleProblem } from '../core/ca-bundle.js';
 import { readText } from './load.js';
 import { redactUrl } from '../config/issues.js';
 import { isoOf, jsonText, printable } from './terminal.js';
@@ -32,7 +33,11 @@ export function adminTarget(opts: { authority?: string; ca?: string }, env: Node
     throw new UsageError(`--authority: not a URL (got "${redactUrl(url)}")`);
   }
   if (parsed.protocol !== 'https:') throw new UsageError('--authority: must be an https URL');
-  return { url: parsed, caPem: readText(ca, '--ca'), token };
+  const caPem = readText(ca, '--ca');
+  // An empty CA file would send the admin token to anyone with a public certificate for the host.
+  const problem = caBundleProblem(caPem, `--ca: ${ca}`);
+  if (problem) throw new UsageError(problem);
+  return { url: parsed, caPem, token };
 }
 
 export class AdminError extends LeashError {

@@ -5,7 +5,7 @@ import { parseConfig } from '../config/load.js';
 import { ConfigError, ListenError } from '../core/errors.js';
 import { listenErrorMessage } from '../core/listen.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
-import { readText } from './load.js';
+import { readCaFile, readText } from './load.js';
 import { untilSignal } from './signals.js';
 import { packageVersion } from './version.js';
 
@@ -26,7 +26,7 @@ export function secretReader(source: SecretSource, env: NodeJS.ProcessEnv, where
 export function authorityInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv, logger: Logger) {
   const files = new Map<string, string>();
   for (const [name, c] of Object.entries(config.credentials)) {
-    if (c.kind === 'oauth2' && c.caFile) files.set(c.caFile, readText(c.caFile, `credentials.${name}.caFile`));
+    if (c.kind === 'oauth2' && c.caFile) files.set(c.caFile, readCaFile(c.caFile, `credentials.${name}.caFile`));
   }
   return {
     config,
@@ -65,7 +65,7 @@ export function kubernetesInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv
   const token = secretReader({ file: tokenFile }, env, 'kubernetes.tokenFile');
   // Read once now, so a missing token fails the start rather than the first bootstrap.
   token();
-  return { apiServer, caPem: readText(caFile, 'kubernetes.caFile'), token };
+  return { apiServer, caPem: readCaFile(caFile, 'kubernetes.caFile'), token };
 }
 
 export async function runAuthority(configPath: string, env: NodeJS.ProcessEnv): Promise<number> {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { AuthorityConfig } from '../config/authority.js';
 import { checkDocument } from '../config/check-report.js';
+import { caBundleProblem } from '../core/ca-bundle.js';
 import type { ConfigKind } from '../config/kind.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { formatPath, redactUrl } from '../config/issues.js';
@@ -92,11 +93,15 @@ function caFileProblems(sidecar: unknown, prefix: string): string[] {
   for (const [name, route] of Object.entries(routes)) {
     const caFile = isMap(route) ? route.caFile : undefined;
     if (typeof caFile !== 'string' || caFile === '') continue;
+    let text: string;
     try {
-      readFileSync(caFile);
+      text = readFileSync(caFile, 'utf8');
     } catch (e) {
       problems.push(`${prefix}${formatPath(['routes', name, 'caFile'])}: cannot read ${caFile} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+      continue;
     }
+    const problem = caBundleProblem(text, `${prefix}${formatPath(['routes', name, 'caFile'])}: ${caFile}`);
+    if (problem) problems.push(problem);
   }
   return problems;
 }

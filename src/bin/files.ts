@@ -4,6 +4,7 @@ import type { RedisTargetConfig } from '../config/common.js';
 import { parseSidecarConfigIsolated } from '../config/isolated.js';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { ConfigError } from '../core/errors.js';
+import { caBundleProblem } from '../core/ca-bundle.js';
 
 /**
  * Entry-point helpers: the only code that reads config and CA files from disk. Nothing here
@@ -18,10 +19,18 @@ export function readText(path: string, what: string): string {
   }
 }
 
+/** A CA bundle file (it replaces the system roots): one without a PEM certificate is refused (core/ca-bundle.ts). */
+export function readCaFile(path: string, what: string): string {
+  const text = readText(path, what);
+  const problem = caBundleProblem(text, `${what}: ${path}`);
+  if (problem) throw new ConfigError([problem]);
+  return text;
+}
+
 export function readCaFiles(config: SidecarConfig): Map<string, string> {
   const out = new Map<string, string>();
   for (const [name, route] of Object.entries(config.routes)) {
-    if (route.caFile && !out.has(route.caFile)) out.set(route.caFile, readText(route.caFile, `routes.${name}.caFile`));
+    if (route.caFile && !out.has(route.caFile)) out.set(route.caFile, readCaFile(route.caFile, `routes.${name}.caFile`));
   }
   return out;
 }

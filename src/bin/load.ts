@@ -2,7 +2,7 @@ import { parseConfig } from '../config/load.js';
 import { sidecarSchema, type SidecarConfig } from '../config/sidecar.js';
 import { readText } from './files.js';
 
-export { bootstrapTokenReader, joinTokenReader, loadSidecarConfigIsolated, readCaFiles, readText, resolveRedisTarget } from './files.js';
+export { bootstrapTokenReader, joinTokenReader, loadSidecarConfigIsolated, readCaFile, readCaFiles, readText, resolveRedisTarget } from './files.js';
 
 /**
  * The sidecar config parsed in this thread, for commands that load the schemas anyway or

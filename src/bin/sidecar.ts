@@ -7,7 +7,7 @@ import { untilSignal } from './signals.js';
 import { packageVersion } from './version.js';
 import { sidecarHygieneWarnings } from './hygiene.js';
 // files.js, not load.js: the config is validated in a worker, and yaml and zod never load here.
-import { bootstrapTokenReader, loadSidecarConfigIsolated, readCaFiles, readText, resolveRedisTarget } from './files.js';
+import { bootstrapTokenReader, loadSidecarConfigIsolated, readCaFile, readCaFiles, readText, resolveRedisTarget } from './files.js';
 
 /** `leash sidecar --config FILE`: config → logger → sidecar → signals. Resolves with the exit status. */
 export async function runSidecar(source: string | { env: string }, env: NodeJS.ProcessEnv): Promise<number> {
@@ -24,7 +24,7 @@ export async function runSidecar(source: string | { env: string }, env: NodeJS.P
   const logger = createLogger({ level: config.log.level });
   // The same warnings as leash check (group-readable credential files, admin off loopback).
   for (const warning of sidecarHygieneWarnings(config)) logger.warn({ warning }, 'configuration warning');
-  const authorityCa = config.authority ? readText(config.authority.caFile, 'authority.caFile') : undefined;
+  const authorityCa = config.authority ? readCaFile(config.authority.caFile, 'authority.caFile') : undefined;
   const revocationsRedis = config.revocations ? resolveRedisTarget(config.revocations.redis, env, 'revocations.redis') : undefined;
   // With Redis configured (audit.redis, else revocations.redis), lifecycle audit events also go
   // to the shared stream <prefix>audit (DESIGN §8), and per-request use as `usage` summaries,

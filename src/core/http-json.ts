@@ -1,5 +1,6 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
+import { holdsCertificate } from './ca-bundle.js';
 
 /**
  * leash's one HTTP(S) JSON client, on node:http/node:https (no undici: the sidecar's
@@ -45,7 +46,7 @@ export class HttpJsonError extends Error {
 }
 
 export interface HttpJsonTls {
-  /** PEM CA bundle; absent: Node's default roots. */
+  /** PEM CA bundle; absent: Node's default roots. Given without a PEM certificate (`''`): refused, never the default roots. */
   ca?: string | undefined;
   /** Client certificate and key (mTLS). */
   cert?: string | undefined;
@@ -93,8 +94,13 @@ export function httpJsonAgent(protocol: 'http:', o?: { maxSockets?: number }): h
 export function httpJsonAgent(protocol: 'http:' | 'https:', o: HttpJsonTls & { maxSockets?: number } = {}): http.Agent {
   const pool = { keepAlive: true, ...(o.maxSockets ? { maxSockets: o.maxSockets } : {}) };
   if (protocol === 'http:') return new http.Agent(pool);
+  if (!caUsable(o)) throw new TypeError(CA_REFUSED);
   return new https.Agent({ ...pool, ...tlsOptions(o), rejectUnauthorized: true });
 }
+
+/** A `ca` that is given must hold a certificate: Node (and tlsOptions) would read `''` as absent, i.e. every public root. */
+const caUsable = (t: HttpJsonTls | undefined): boolean => t?.ca === undefined || holdsCertificate(t.ca);
+const CA_REFUSED = 'httpJson: a ca without a PEM certificate is refused (it would mean the default roots)';
 
 function tlsOptions(t: HttpJsonTls | undefined): { ca?: string; cert?: string; key?: string } {
   return { ...(t?.ca ? { ca: t.ca } : {}), ...(t?.cert ? { cert: t.cert } : {}), ...(t?.key ? { key: t.key } : {}) };
@@ -124,6 +130,7 @@ export function httpJson(r: HttpJsonRequest): Promise<HttpJsonResponse> {
     // An agent's own options win over a request's (Agent#addRequest): refuse one that would not verify.
     return Promise.reject(new TypeError('httpJson: an agent with rejectUnauthorized false is refused'));
   }
+  if (isHttps && !r.agent && !caUsable(r.tls)) return Promise.reject(new TypeError(CA_REFUSED));
   const body = r.json !== undefined ? Buffer.from(JSON.stringify(r.json), 'utf8') : r.body === undefined ? undefined : Buffer.from(r.body);
   const headers: Record<string, string> = {
     accept: 'application/json',

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar.js';
 import type { Clock } from '../core/clock.js';
+import { caBundleProblem } from '../core/ca-bundle.js';
 import { ConfigError } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import type { SidecarMetrics } from '../telemetry/metrics.js';
@@ -36,6 +37,9 @@ export function buildRoutes(inputs: RouteInputs): Map<string, RouteRuntime> {
     const ca = rc.caFile === undefined ? undefined : inputs.caFiles.get(rc.caFile);
     // A configured CA that was not loaded must not fall back to the system roots silently.
     if (rc.caFile !== undefined && ca === undefined) throw new ConfigError([`routes.${name}.caFile: ${rc.caFile} was not loaded`]);
+    // Nor may one without a certificate: Node reads an empty CA as "the system roots" too.
+    const problem = ca === undefined ? undefined : caBundleProblem(ca, `routes.${name}.caFile: ${rc.caFile}`);
+    if (problem) throw new ConfigError([problem]);
     routes.set(name, new RouteRuntime(name, rc, provider, ca));
   }
   return routes;

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { type Clock, systemClock } from '../core/clock.js';
+import { caBundleProblem } from '../core/ca-bundle.js';
 import { ConfigError, ListenError } from '../core/errors.js';
 import { listenErrorMessage } from '../core/listen.js';
 import { AuthorityClient } from './credentials/authority-client.js';
@@ -115,6 +116,8 @@ export class Sidecar {
     const source = revocationSource(config.revocations, deps.revocationBus, deps.revocationsRedis, deps.env);
     if (config.authority) {
       if (deps.authorityCa === undefined) throw new ConfigError([`authority.caFile: ${config.authority.caFile} was not loaded`]);
+      const problem = caBundleProblem(deps.authorityCa, `authority.caFile: ${config.authority.caFile}`);
+      if (problem) throw new ConfigError([problem]);
       this.authority = new AuthorityClient(config.authority.url, deps.authorityCa, config.authority.timeout);
     }
     const routes = buildRoutes({

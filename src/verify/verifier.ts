@@ -1,6 +1,7 @@
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { RedisTarget } from '../bus/connect.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
+import { holdsCertificate } from '../core/ca-bundle.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { leashTokenFacts } from '../core/protocol.js';
 import { VerifyError } from './errors.js';
@@ -72,6 +73,8 @@ const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
 export function createVerifier(options: VerifierOptions): Verifier {
   const url = new URL(options.jwksUrl);
   if (url.protocol !== 'https:') throw new TypeError(`leash/verify: jwksUrl must be https (got ${url.protocol})`);
+  // `ca: ''` (an empty file read in) would otherwise mean every public root: a JWKS from anyone with a certificate for the host.
+  if (options.ca !== undefined && !holdsCertificate(options.ca)) throw new TypeError('leash/verify: ca holds no PEM certificate (omit it to use the system roots)');
   const audience = options.audience;
   if (!audience || (Array.isArray(audience) && audience.length === 0)) throw new TypeError('leash/verify: audience is required');
   for (const s of options.requiredScopes ?? []) if (!SCOPE_TOKEN.test(s)) throw new TypeError(`leash/verify: invalid scope ${JSON.stringify(s)}`);

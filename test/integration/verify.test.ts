@@ -177,6 +177,7 @@ describe('leash/verify: JWKS cache', () => {
     await v.ready();
     const { token } = await authority.lease('agent-1');
     const url = jwksUrl(authority);
+    const caPem = authority.caPem;
     await authority.stop();
     authority = undefined;
     clock.offsetMs += 5_000; // cache stale: a background refetch fails, the stale keys stay
@@ -186,7 +187,7 @@ describe('leash/verify: JWKS cache', () => {
     expect((await v.verify(token)).sub).toBe(id('agent-1'));
 
     // A fresh verifier against the dead endpoint: nothing cached.
-    const cold = createVerifier({ jwksUrl: url, ca: 'not used', audience: 'search-api', jwksMinRefetchMs: 0, jwksTimeoutMs: 500 });
+    const cold = createVerifier({ jwksUrl: url, ca: caPem, audience: 'search-api', jwksMinRefetchMs: 0, jwksTimeoutMs: 500 });
     verifiers.push(cold);
     expect(await codeOf(cold.verify(token))).toBe('LEASH_VERIFY_UNAVAILABLE');
     const state = await Promise.race([cold.ready().then(() => 'ready'), new Promise((r) => setTimeout(() => r('waiting'), 300))]);
