@@ -54,14 +54,24 @@ export function requestStripSet(extra: readonly string[]): ReadonlySet<string> {
 }
 
 /**
- * Mutates the incoming headers: those in `strip` (requestStripSet) and those the agent's
- * `Connection` names removed. One pass over the headers the request has (a handful),
- * not one `delete` per name that might be there (two dozen).
+ * True when `name` is removed by `strip`, also when spelt with `_` for `-`: CGI-style
+ * servers (Puma, Unicorn, PHP's SAPIs, older gunicorn) read `X_HTTP_METHOD_OVERRIDE` and
+ * `X-HTTP-Method-Override` as one variable (RFC 3875 §4.1.18), and Puma keeps the `_`
+ * spelling when the `-` one is absent, which is what removing the `-` one leaves.
+ */
+export function isStripped(name: string, strip: ReadonlySet<string>): boolean {
+  return strip.has(name) || (name.includes('_') && strip.has(name.replace(/_/g, '-')));
+}
+
+/**
+ * Mutates the incoming headers: those in `strip` (requestStripSet, in any `_`/`-`
+ * spelling) and those the agent's `Connection` names removed. One pass over the headers
+ * the request has (a handful), not one `delete` per name that might be there (two dozen).
  */
 export function stripRequestHeadersWith(headers: IncomingHttpHeaders, strip: ReadonlySet<string>): void {
   const connection = headers.connection;
   if (connection !== undefined) for (const t of connectionTokens(connection)) if (!CONNECTION_PROTECTED.has(t)) delete headers[t];
-  for (const name in headers) if (strip.has(name)) delete headers[name];
+  for (const name in headers) if (isStripped(name, strip)) delete headers[name];
 }
 
 /** stripRequestHeadersWith for a one-off list (tests, callers without a route). */
