@@ -53,6 +53,10 @@ function parse(url: string, prefixed: boolean): Target | BadRequestError | NoRou
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
+  const override = methodOverrideParam(query);
+  if (override !== undefined) {
+    return new BadRequestError(`the query names a method override ("${override}"): send the method itself`);
+  }
   // http-proxy joins the outgoing path with `.replace('http:/', 'http://')` (and https):
   // `/pub/http:/x` would leave as `/pub/http://x`, not what was matched (docs/pitfalls.md).
   if (path.includes('http:/') || path.includes('https:/')) {
@@ -132,6 +136,48 @@ function parseGeneralPath(path: string, query: string, prefixed: boolean): Targe
   const rest = raw.slice(1);
   const trailing = rest.length > 0 && path.endsWith('/') ? '/' : '';
   return { route: decoded[0]!, segments: decoded.slice(1), rawPath: `/${rest.join('/')}${trailing}`, query };
+}
+
+/**
+ * Query parameters that make an upstream run another method than the request's, in the
+ * form their readers compare them: Symfony and Laravel (`_method`, read from the query
+ * too), Spring's HiddenHttpMethodFilter and Jersey/airlift filters (`_method`, query or
+ * form), Salesforce's REST API (`_HttpMethod`), the Flask MethodRewriteMiddleware recipe
+ * (`__METHOD_OVERRIDE__`), and the override headers' names, which some servers take as
+ * parameters. Like the headers (headers.ts OVERRIDE_HEADERS) they are never forwarded:
+ * an allowed `POST /x?_method=DELETE` would run as `DELETE /x`.
+ */
+const OVERRIDE_PARAMS = new Set(['_method', '_httpmethod', '__method_override__', 'x_http_method_override', 'x_http_method', 'x_method_override']);
+// Cheap test first: no parameter can name one without these letters or an escape.
+const MAYBE_OVERRIDE = /method|%/i;
+
+/**
+ * The first method-override parameter in the query, by its canonical name (never echoed
+ * as sent); undefined if none.
+ * Names are read as the upstreams read them: split at `&` and `;` (Rack 2), `+`,
+ * `%uXXXX` and percent-escapes decoded once, case ignored, leading spaces dropped and ` `, `.`, `[`
+ * and `-` read as `_` (PHP's register rules, CGI), a `[...]` suffix ignored.
+ */
+export function methodOverrideParam(query: string): string | undefined {
+  if (query.length < 2 || !MAYBE_OVERRIDE.test(query)) return undefined;
+  for (const pair of query.slice(1).split(/[&;]/)) {
+    const eq = pair.indexOf('=');
+    const key = eq === -1 ? pair : pair.slice(0, eq);
+    // %uXXXX: IIS and ASP.NET's UrlDecode read it.
+    let name = key.replace(/\+/g, ' ').replace(/%u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    try {
+      name = decodeURIComponent(name);
+    } catch {
+      // undecodable: compared as sent
+    }
+    name = name.replace(/^ +/, '').toLowerCase();
+    const bracket = name.indexOf('[');
+    for (const n of bracket > 0 ? [name, name.slice(0, bracket)] : [name]) {
+      const canonical = n.replace(/[ .[\-]/g, '_');
+      if (OVERRIDE_PARAMS.has(canonical)) return canonical;
+    }
+  }
+  return undefined;
 }
 
 /** The query with every parameter named `name` removed (the agent may not choose the key). */
