@@ -10,8 +10,11 @@ import { seededRandom } from '../helpers/random.js';
  * implementation before the fast path) for every input: same error class and message,
  * same route, segments, raw path and query.
  */
-/** Refused by parseTarget before either path (a fragment; the engine's `http:/` rewrite): target-exact.test.ts. */
-const refusedFirst = (url: string) => url.startsWith('/') && (url.includes('#') || /https?:\//.test(url.split('?')[0]!));
+/**
+ * Refused by parseTarget before either path (a fragment; the engine's `http:/` rewrite:
+ * target-exact.test.ts; a segment starting with `;`: path-parameters.test.ts).
+ */
+const refusedFirst = (url: string) => url.startsWith('/') && (url.includes('#') || /https?:\/|\/;/.test(url.split('?')[0]!));
 
 const same = (url: string) => {
   const got = parseTarget(url);

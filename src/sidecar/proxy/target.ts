@@ -62,6 +62,13 @@ function parse(url: string, prefixed: boolean): Target | BadRequestError | NoRou
   if (path.includes('http:/') || path.includes('https:/')) {
     return new BadRequestError('the path contains "http:/" or "https:/", which the proxy engine would rewrite');
   }
+  // Servlet containers (Tomcat, Jetty; Spring's UrlPathHelper too) cut `;params` from each
+  // segment before routing, then merge the `//` left: `/v1/files/;x` is `/v1/files/` to
+  // them, so a `*` that matched `;x` matched a segment the upstream never sees, and
+  // `DELETE /v1/files/*` reached `DELETE /v1/files` (docs/configuration.md).
+  if (path.includes('/;')) {
+    return new BadRequestError('the path contains a segment starting with ";", which servlet containers drop as path parameters');
+  }
   const plain = parsePlainPath(path, query, prefixed);
   if (plain !== undefined) return plain;
   return parseGeneralPath(path, query, prefixed);
