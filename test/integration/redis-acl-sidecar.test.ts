@@ -6,6 +6,7 @@ import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { documentedSidecarAclWith } from '../helpers/redis-acl.js';
 import { api, bootstrap } from '../helpers/replicas.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -13,33 +14,12 @@ import { waitFor } from '../helpers/wait.js';
  * The Redis user docs/revocation.md ("A Redis user for sidecars") gives sidecars that share
  * the authority's Redis, applied to a real redis-server: with it a sidecar subscribes,
  * applies revocations and writes its usage summaries, and cannot touch the authority's
- * keys (join tokens, leases, revocation marks) or publish revocations. Keep the two in step.
+ * keys (join tokens, leases, revocation marks) or publish revocations. The rules are read
+ * from the doc itself (test/helpers/redis-acl.ts), so the doc cannot drift from what is
+ * tested; deploy/overlays/redis-in-cluster-subscribed is held to the same rules
+ * (redis-acl-overlay.test.ts).
  */
-const SIDECAR_ACL = [
-  'on',
-  '>sidecar-password-not-a-secret',
-  'resetkeys',
-  '~leash:audit',
-  '~{leash:revocations}:epoch',
-  '%R~leash:revocations',
-  'resetchannels',
-  '&leash:revocations',
-  '-@all',
-  '+subscribe',
-  '+unsubscribe',
-  '+ping',
-  '+info',
-  '+client|setname',
-  '+xrange',
-  '+xrevrange',
-  '+xinfo|stream',
-  '+get',
-  '+set',
-  '+multi',
-  '+exec',
-  '+xadd',
-  '+xtrim',
-];
+const SIDECAR_ACL = documentedSidecarAclWith('sidecar-password-not-a-secret');
 
 let redis: TestRedis | undefined;
 let authority: TestAuthority | undefined;
