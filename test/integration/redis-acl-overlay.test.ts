@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,8 @@ import { sleep, waitFor } from '../helpers/wait.js';
 /**
  * deploy/overlays/redis-in-cluster-subscribed: Redis with ACL users, written by an init
  * container's script. The script is taken exactly as `kubectl kustomize` renders it, run
- * with `sh` here (dash; busybox sh in the image) with test passwords, and a real
+ * with `sh` here (dash, and busybox sh with busybox's tools as in the image, where
+ * busybox is installed) with test passwords, and a real
  * redis-server is started with the file it writes and the container's own arguments. Then:
  * no default user; the authority's user does what the authority does; the sidecars' user
  * does what a sidecar does and nothing of the authority's; its rules are the ones
@@ -91,14 +92,31 @@ const passwordVar = (key: string) => {
 const argAfter = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
 
 const dirs: string[] = [];
-/** Runs the script with `sh` and the given passwords; the ACL file is written into a new temp dir. */
-function runScript(passwords: { authority?: string; sidecar?: string }): { status: number | null; stderr: string; file: string } {
+
+/**
+ * Where the script runs: the system's `sh` (dash on Debian), and — where busybox is
+ * installed — busybox's sh with busybox's own sha256sum, cut, cat and mv alone on PATH, as
+ * in the alpine image.
+ */
+const BUSYBOX = spawnSync('busybox', ['--list'], { encoding: 'utf8' });
+if (BUSYBOX.status !== 0) console.warn('redis-acl-overlay: busybox not found: the ACL script runs with the system sh only, not with busybox sh as in the image');
+function busyboxPath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'leash-busybox-'));
+  const busybox = execFileSync('sh', ['-c', 'command -v busybox'], { encoding: 'utf8' }).trim();
+  for (const applet of ['sh', 'sha256sum', 'cut', 'cat', 'mv']) symlinkSync(busybox, join(dir, applet));
+  return dir;
+}
+const SHELLS = [{ shell: 'sh', path: () => process.env.PATH ?? '/usr/bin:/bin' }, ...(BUSYBOX.status === 0 ? [{ shell: 'busybox sh', path: busyboxPath }] : [])];
+
+/** Runs the script with `sh -c` and the given passwords; the ACL file is written into a new temp dir. */
+function runScript(passwords: { authority?: string; sidecar?: string }, path = SHELLS[0]!.path()): { status: number | null; stderr: string; file: string } {
   const dir = mkdtempSync(join(tmpdir(), 'leash-redis-acl-'));
   dirs.push(dir);
   const file = join(dir, 'users.acl');
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', ACL_FILE: file };
+  const env: Record<string, string> = { PATH: path, ACL_FILE: file };
   if (passwords.authority !== undefined) env[passwordVar('authority')] = passwords.authority;
   if (passwords.sidecar !== undefined) env[passwordVar('sidecar')] = passwords.sidecar;
+  // Looked up on the PATH given: busybox's sh in its directory.
   const r = spawnSync('sh', ['-c', script()], { env, encoding: 'utf8', timeout: 10_000 });
   return { status: r.status, stderr: r.stderr, file };
 }
@@ -195,17 +213,18 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/overlays/redis-in-cluster-subscribed: the
     expect(server.env).toEqual([{ name: 'REDISCLI_AUTH', valueFrom: { secretKeyRef: { name: 'leash-redis-users', key: 'sidecar' } } }]);
   });
 
-  it('refuses a missing, empty or shared password, and writes no file', () => {
+  it.each(SHELLS)('refuses a missing, empty or shared password, and writes no file ($shell)', ({ path }) => {
+    const bin = path();
     for (const passwords of [{ sidecar: SIDECAR_PASSWORD }, { authority: AUTHORITY_PASSWORD }, { authority: '', sidecar: SIDECAR_PASSWORD }, { authority: SIDECAR_PASSWORD, sidecar: SIDECAR_PASSWORD }]) {
-      const r = runScript(passwords);
+      const r = runScript(passwords, bin);
       expect(r.status, JSON.stringify(passwords)).not.toBe(0);
       expect(r.stderr).toMatch(/leash-redis-users/);
       expect(existsSync(r.file)).toBe(false);
     }
   });
 
-  it('writes each password as its SHA-256 only, in a file only its owner reads', () => {
-    const r = runScript({ authority: AUTHORITY_PASSWORD, sidecar: SIDECAR_PASSWORD });
+  it.each(SHELLS)('writes each password as its SHA-256 only, in a file only its owner reads ($shell)', ({ path }) => {
+    const r = runScript({ authority: AUTHORITY_PASSWORD, sidecar: SIDECAR_PASSWORD }, path());
     expect(r.status, r.stderr).toBe(0);
     const text = readFileSync(r.file, 'utf8');
     expect(text).not.toContain(AUTHORITY_PASSWORD);
@@ -216,6 +235,8 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/overlays/redis-in-cluster-subscribed: the
     expect(text.split('\n').filter((l) => l.startsWith('user ')).map((l) => l.split(' ')[1])).toEqual(['default', 'leash-authority', 'leash-sidecar']);
     expect(aclLine(text, 'default')).toContain('off');
     expect(statSync(r.file).mode & 0o077).toBe(0);
+    // Every shell writes the same file (the tests below start Redis on the system sh's).
+    expect(text).toBe(readFileSync(runScript({ authority: AUTHORITY_PASSWORD, sidecar: SIDECAR_PASSWORD }).file, 'utf8'));
   });
 
   it("grants the sidecar user exactly docs/revocation.md's rules", async () => {

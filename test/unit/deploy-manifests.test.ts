@@ -27,6 +27,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DEPLOY = join(ROOT, 'deploy');
 const EXAMPLES = ['deploy/examples/agent-injected.yaml', 'deploy/examples/agent-manual.yaml'];
 const OWN_NAMESPACE = 'leash-system';
+const SUBSCRIBED = 'deploy/overlays/redis-in-cluster-subscribed';
 
 const kubectlProbe = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8', timeout: 10_000 });
 const HAVE_KUBECTL = kubectlProbe.status === 0;
@@ -182,8 +183,14 @@ beforeAll(() => {
 }, 120_000);
 
 describe.skipIf(!HAVE_KUBECTL)('deploy/ kustomize directories', () => {
-  it('finds the base, the monitoring kustomization and both overlays', () => {
-    expect(DIRS.map((d) => relative(ROOT, d))).toEqual(['deploy/base', 'deploy/monitoring', 'deploy/overlays/production', 'deploy/overlays/redis-in-cluster']);
+  it('finds the base, the monitoring kustomization and the overlays', () => {
+    expect(DIRS.map((d) => relative(ROOT, d))).toEqual([
+      'deploy/base',
+      'deploy/monitoring',
+      'deploy/overlays/production',
+      'deploy/overlays/redis-in-cluster',
+      'deploy/overlays/redis-in-cluster-subscribed',
+    ]);
     for (const [dir, objects] of rendered) expect(objects.length, dir).toBeGreaterThan(0);
   });
 
@@ -320,6 +327,79 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/ kustomize directories', () => {
     expect(Buffer.from(url, 'base64').toString()).toBe('redis://leash-redis.leash-system.svc:6379');
   });
 
+  it('redis-in-cluster-subscribed lets the authority and injected sidecar pods reach Redis, and no policy of leash\'s holds sidecars back', () => {
+    const objects = rendered.get(SUBSCRIBED)!;
+    const rnp = find(objects, 'NetworkPolicy', 'leash-redis');
+    expect(rnp.spec).toEqual({
+      podSelector: { matchLabels: { 'app.kubernetes.io/name': 'leash-redis' } },
+      policyTypes: ['Ingress'],
+      ingress: [
+        {
+          ports: [{ port: 6379, protocol: 'TCP' }],
+          from: [
+            { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'leash-authority' } } },
+            { namespaceSelector: {}, podSelector: { matchLabels: { 'leash.dev/injected': 'true' } } },
+          ],
+        },
+      ],
+    });
+    // The label is the one the injector puts on the pods it mutates.
+    expect(readFileSync(join(ROOT, 'src/injector/mutate.ts'), 'utf8')).toContain("injected: 'leash.dev/injected'");
+    // The only egress rules deploy/ renders are the injector's own (in leash-system): none
+    // selects agent pods, so nothing of leash's keeps an injected sidecar from Redis.
+    for (const [dir, all] of rendered) {
+      for (const np of all.filter((o) => o.kind === 'NetworkPolicy')) {
+        const spec = np.spec as { policyTypes: string[]; podSelector: { matchLabels?: Record<string, string> } };
+        if (!spec.policyTypes.includes('Egress')) continue;
+        expect(`${dir}: ${np.metadata.namespace}/${spec.podSelector.matchLabels?.['app.kubernetes.io/name']}`).toBe(`${dir}: ${OWN_NAMESPACE}/leash-injector`);
+      }
+    }
+  });
+
+  it('redis-in-cluster-subscribed: the authority connects as leash-authority with its password from Secret leash-redis-users, the base otherwise unchanged', () => {
+    const objects = rendered.get(SUBSCRIBED)!;
+    const base = rendered.get('deploy/base')!;
+    // No Secret is rendered: leash-redis (a URL with no user) is gone, the passwords are the operator's.
+    expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
+    const env = podSpecOf(find(objects, 'Deployment', 'leash-authority'))!.containers[0]!.env as Array<{ name: string; value?: string; valueFrom?: unknown }>;
+    // $(LEASH_REDIS_PASSWORD) is expanded by the kubelet only if the variable comes earlier.
+    expect(env).toEqual([
+      { name: 'LEASH_ADMIN_TOKEN', valueFrom: { secretKeyRef: { name: 'leash-authority-admin', key: 'token' } } },
+      { name: 'LEASH_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'leash-redis-users', key: 'authority' } } },
+      { name: 'LEASH_REDIS_URL', value: 'redis://leash-authority:$(LEASH_REDIS_PASSWORD)@leash-redis.leash-system.svc:6379' },
+    ]);
+    // The Service the URL names is the overlay's Redis.
+    expect(find(objects, 'Service', 'leash-redis').metadata.namespace).toBe(OWN_NAMESPACE);
+    // Everything else of the authority and the injector is the base's.
+    const strip = (o: K8sObject) => {
+      const c = structuredClone(o);
+      delete (podSpecOf(c)!.containers[0] as { env?: unknown }).env;
+      return c;
+    };
+    expect(strip(find(objects, 'Deployment', 'leash-authority'))).toEqual(strip(find(base, 'Deployment', 'leash-authority')));
+    expect(find(objects, 'ConfigMap', 'leash-authority')).toEqual(find(base, 'ConfigMap', 'leash-authority'));
+    expect(find(objects, 'Deployment', 'leash-injector')).toEqual(find(base, 'Deployment', 'leash-injector'));
+  });
+
+  it('redis-in-cluster-subscribed: Redis loads its ACL file with the passwords from Secret leash-redis-users, hardened like the rest', () => {
+    const objects = rendered.get(SUBSCRIBED)!;
+    const pod = podSpecOf(find(objects, 'StatefulSet', 'leash-redis'))!;
+    const [init] = pod.initContainers!;
+    const redis = pod.containers.find((c) => c.name === 'redis')!;
+    const args = redis.args as string[];
+    expect(args.slice(0, args.indexOf('--aclfile'))).toEqual((podSpecOf(find(rendered.get('deploy/overlays/redis-in-cluster')!, 'StatefulSet', 'leash-redis'))!.containers[0]!.args as string[]));
+    const aclFile = args[args.indexOf('--aclfile') + 1];
+    expect((init!.env as Array<{ name: string; value?: string }>).find((e) => e.name === 'ACL_FILE')?.value).toBe(aclFile);
+    expect(init!.image).toBe(redis.image);
+    const secretRefs = (c: Container) => ((c.env ?? []) as Array<{ valueFrom?: { secretKeyRef?: { name: string; key: string } } }>).flatMap((e) => (e.valueFrom?.secretKeyRef ? [e.valueFrom.secretKeyRef] : []));
+    expect(secretRefs(init!)).toEqual([{ name: 'leash-redis-users', key: 'authority' }, { name: 'leash-redis-users', key: 'sidecar' }]);
+    expect(secretRefs(redis)).toEqual([{ name: 'leash-redis-users', key: 'sidecar' }]);
+    expect(containerProblems(find(objects, 'StatefulSet', 'leash-redis'))).toEqual([]);
+    // The ACL file lives in memory, never on the data volume.
+    const acl = pod.volumes!.find((v) => v.name === 'acl')!;
+    expect(acl.emptyDir).toEqual({ medium: 'Memory', sizeLimit: '1Mi' });
+  });
+
   it('documents every Secret the base expects the user to create', () => {
     const objects = rendered.get('deploy/base')!;
     const created = new Set(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name));
@@ -338,6 +418,32 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/ kustomize directories', () => {
     expect(userMade.sort()).toEqual(['leash-authority-admin', 'leash-authority-ca', 'leash-authority-signing', 'leash-credentials', 'leash-redis']);
     const readme = readFileSync(join(DEPLOY, 'README.md'), 'utf8');
     for (const name of userMade) expect(readme, `deploy/README.md names Secret ${name}`).toContain(`\`${name}\``);
+  });
+
+  it('documents the Secrets redis-in-cluster-subscribed expects, in leash-system and in agent namespaces', () => {
+    const objects = rendered.get(SUBSCRIBED)!;
+    const referenced = new Set<string>();
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) return v.forEach(walk);
+      if (v === null || typeof v !== 'object') return;
+      const r = v as Record<string, unknown>;
+      if (typeof r.secretName === 'string') referenced.add(r.secretName);
+      if (r.secretKeyRef && typeof (r.secretKeyRef as { name?: unknown }).name === 'string') referenced.add((r.secretKeyRef as { name: string }).name);
+      Object.values(r).forEach(walk);
+    };
+    objects.forEach((o) => walk(o.spec));
+    expect(referenced.has('leash-redis'), 'the authority no longer reads Secret leash-redis').toBe(false);
+    expect(referenced.has('leash-redis-users')).toBe(true);
+    // The injector names leash-redis-sidecar in its config: the pods of every agent namespace read it.
+    const injector = collectInjector(readDocument((find(objects, 'ConfigMap', 'leash-injector').data as Record<string, string>)['injector.yaml']!, {}));
+    const inAgentNamespaces = injector.value!.secretEnv.map((e) => e.secretKeyRef.name);
+    expect(inAgentNamespaces).toEqual(['leash-redis-sidecar']);
+    const readme = readFileSync(join(DEPLOY, 'README.md'), 'utf8');
+    const kustomization = readFileSync(join(ROOT, SUBSCRIBED, 'kustomization.yaml'), 'utf8');
+    for (const name of ['leash-redis-users', ...inAgentNamespaces]) {
+      expect(readme, `deploy/README.md names Secret ${name}`).toContain(`\`${name}\``);
+      expect(kustomization, `the overlay's kustomization.yaml names Secret ${name}`).toContain(name);
+    }
   });
 
   it('keeps the image the injector puts in pods in step with the kustomization image', () => {
@@ -402,6 +508,26 @@ describe.skipIf(!HAVE_KUBECTL)('leash configs inside the manifests', () => {
 
   it('injector.yaml passes the injector config schema (as `leash injector` and `leash check` read it)', () => {
     expect(collectInjector(injectorDoc()).problems).toEqual([]);
+  });
+
+  it("redis-in-cluster-subscribed: the injector's config is the base's plus sidecars subscribed as leash-sidecar, the password from Secret leash-redis-sidecar", () => {
+    const cm = find(rendered.get(SUBSCRIBED)!, 'ConfigMap', 'leash-injector');
+    const { sidecar, ...rest } = readDocument((cm.data as Record<string, string>)['injector.yaml']!, {});
+    expect(rest).toEqual(injectorDoc());
+    expect(sidecar).toEqual({
+      revocations: {
+        redis: {
+          url: 'redis://leash-sidecar@leash-redis.leash-system.svc:6379',
+          password: { secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } },
+        },
+      },
+    });
+    const { value, problems } = collectInjector({ ...rest, sidecar });
+    expect(problems).toEqual([]);
+    expect(value!.secretEnv).toEqual([{ name: 'LEASH_REVOCATIONS_REDIS_PASSWORD', secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } }]);
+    // The host is the overlay's Redis Service.
+    const svc = find(rendered.get(SUBSCRIBED)!, 'Service', 'leash-redis');
+    expect(new URL((sidecar as { revocations: { redis: { url: string } } }).revocations.redis.url).host).toBe(`${svc.metadata.name}.${svc.metadata.namespace}.svc:6379`);
   });
 
   const manualDoc = () => {
