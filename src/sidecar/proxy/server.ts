@@ -272,6 +272,16 @@ export class ProxyServer {
   }
 
   private handle(req: WithCtx, res: ServerResponse): void {
+    // Pipelined behind a request not yet answered on this connection: Node hands over every
+    // pipelined request at once and queues its response, which gets the socket (and so a
+    // 'close' when the agent goes away) only when its turn comes. Taken up then, not now:
+    // forwarded at once, it went upstream even if the agent had left, was never finished
+    // (no audit line, usage or metric; the in-flight count kept it for good), and one
+    // connection could put any number of requests in flight at once.
+    if (res.socket === null) {
+      res.once('socket', () => this.handle(req, res));
+      return;
+    }
     const ctx = this.begin(req, false);
     // `on`, not `once`: a ServerResponse emits 'close' once (Node guards it with `_closed`),
     // and once() would wrap the listener in a state object and a bound function per request.
