@@ -1,4 +1,4 @@
-import { Agent as HttpAgent, type AgentOptions, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, type AgentOptions, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -55,15 +55,61 @@ function keepSocketAlive(agent: HttpAgent, socket: PooledSocket): boolean {
   return keep;
 }
 
+/**
+ * A request beyond `maxSockets` waits in the Agent's `requests` queue until a socket frees
+ * up, destroyed or not, with all it holds (its head, the agent's request and response).
+ * http-proxy makes the request inside `proxy.web` and hands it out only once it has a
+ * socket, so the pool notes the last request it was given: the proxy takes it right after
+ * the call (takeLastRequest) and withdraws it when its agent goes away (withdrawRequest).
+ * Without that, an agent could queue requests and close their connections without bound
+ * while the route's sockets were busy.
+ */
+const LAST = Symbol('leash.lastRequest');
+type NotingAgent = HttpAgent & { [LAST]?: ClientRequest | undefined };
+const agentAddRequest = (HttpAgent.prototype as unknown as { addRequest(req: ClientRequest, options: object): void }).addRequest;
+
+function addRequest(agent: NotingAgent, req: ClientRequest, options: object): void {
+  agent[LAST] = req;
+  agentAddRequest.call(agent, req, options);
+}
+
+/** The request the pool was last given (once: the note is cleared), if it is one of leash's pools. */
+export function takeLastRequest(agent: HttpAgent): ClientRequest | undefined {
+  const a = agent as NotingAgent;
+  const req = a[LAST];
+  a[LAST] = undefined;
+  return req;
+}
+
+/** Ends `req`, taking it out of the pool's queue if it is still waiting there for a socket. */
+export function withdrawRequest(agent: HttpAgent, req: ClientRequest): void {
+  if (!req.socket) {
+    const queues = agent.requests as Record<string, ClientRequest[] | undefined>;
+    for (const [name, queue] of Object.entries(queues)) {
+      const at = queue?.indexOf(req) ?? -1;
+      if (at === -1) continue;
+      queue!.splice(at, 1);
+      if (queue!.length === 0) delete queues[name];
+    }
+  }
+  req.destroy();
+}
+
 class UpstreamHttpAgent extends HttpAgent {
   override keepSocketAlive(socket: Duplex): boolean {
     return keepSocketAlive(this, socket as PooledSocket);
+  }
+  addRequest(req: ClientRequest, options: object): void {
+    addRequest(this, req, options);
   }
 }
 
 class UpstreamHttpsAgent extends HttpsAgent {
   override keepSocketAlive(socket: Duplex): boolean {
     return keepSocketAlive(this, socket as PooledSocket);
+  }
+  addRequest(req: ClientRequest, options: object): void {
+    addRequest(this, req, options);
   }
 }
 

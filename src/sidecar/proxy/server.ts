@@ -16,6 +16,7 @@ import { listen } from '../../core/listen.js';
 import { listenerOptions, type ListenerLimits } from '../listener-limits.js';
 import { auditPath } from './audit-path.js';
 import { NO_FRAMING } from './framing.js';
+import { takeLastRequest, withdrawRequest } from './pool.js';
 
 /**
  * The agent-facing reverse proxy. http-proxy 1.18.1 moves the bytes; everything that
@@ -287,9 +288,10 @@ export class ProxyServer {
     // and once() would wrap the listener in a state object and a bound function per request.
     res.on('close', () => {
       if (!res.writableFinished) {
-        // The agent went away: cancel the upstream now so it stops generating (and billing).
+        // The agent went away: cancel the upstream now so it stops generating (and billing),
+        // or take the request out of the route's queue if it still waits for a socket there.
         ctx.clientGone = true;
-        ctx.proxyReq?.destroy();
+        if (ctx.proxyReq) withdrawRequest(ctx.route!.agent, ctx.proxyReq);
       } else if (ctx.proxyReq !== undefined && !ctx.proxyReq.destroyed && !ctx.proxyReq.writableFinished) {
         // The upstream answered before the whole request body went out (an early 401 or
         // 413). It does not need the rest, and its connection is never reused: an upstream
@@ -297,7 +299,7 @@ export class ProxyServer {
         // which leash's next request there would complete with the credential (a CL.0
         // desync). Node has also detached this request from the agent's connection, so it
         // would otherwise wait for the rest for ever, holding one of the route's sockets.
-        ctx.proxyReq.destroy();
+        withdrawRequest(ctx.route!.agent, ctx.proxyReq);
         req.resume(); // the rest of the body is read and dropped: the agent's connection stays usable
       }
       this.finish(req, ctx, res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED);
@@ -352,6 +354,8 @@ export class ProxyServer {
     this.proxy.web(req, res, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders, buffer }, (err: Error) =>
       this.onProxyError(err, req, res),
     );
+    // Made inside the call (pool.ts): known from now on, so it can leave the queue if the agent goes.
+    ctx.proxyReq ??= takeLastRequest(route.agent);
   }
 
   private onProxyReq(proxyReq: ClientRequest, req: WithCtx, res: ServerResponse): void {
