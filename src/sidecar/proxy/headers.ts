@@ -19,6 +19,33 @@ export const INBOUND_CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization
  */
 export const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'];
 /**
+ * Headers by which a proxy tells the server who the client was and which host, scheme,
+ * port and prefix it asked for. The agent is the client and no proxy: what it claims here
+ * is not true, and servers act on it — Rails takes `X-Forwarded-Host` as `request.host`
+ * (tenant by subdomain), frameworks build links and callbacks from them, IP allow lists
+ * and rate limits read the client address. The route names the upstream; the agent may
+ * not re-address it or pose as another client. Always removed; leash adds none.
+ */
+export const FORWARDING_HEADERS = [
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-forwarded-ssl',
+  'x-forwarded-scheme',
+  'x-original-host',
+  'x-host',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+];
+/**
  * Never removable through `Connection`: they frame and address the request, and leash
  * alone sets them (framing.ts). Node has already read the body by the framing the agent
  * sent; letting the agent strip it would send that body upstream unframed.
@@ -47,10 +74,11 @@ function connectionTokens(value: string | string[] | undefined): readonly string
  * Every request header name leash removes for a route, built once per route: hop-by-hop,
  * Expect (Node answers `100 Continue` to the agent itself; forwarding it would also make
  * http-proxy skip its request hooks: docs/pitfalls.md, GHSA-6x33-pw7p-hmpq), method/URL
- * overrides, agent credentials and the route's `extra` (its stripHeaders and inject header).
+ * overrides, forwarding claims, agent credentials and the route's `extra` (its
+ * stripHeaders and inject header).
  */
 export function requestStripSet(extra: readonly string[]): ReadonlySet<string> {
-  return new Set([...HOP_BY_HOP, 'expect', ...INBOUND_CREDENTIAL_HEADERS, ...OVERRIDE_HEADERS, ...extra.map((h) => h.toLowerCase())]);
+  return new Set([...HOP_BY_HOP, 'expect', ...INBOUND_CREDENTIAL_HEADERS, ...OVERRIDE_HEADERS, ...FORWARDING_HEADERS, ...extra.map((h) => h.toLowerCase())]);
 }
 
 /**
