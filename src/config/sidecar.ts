@@ -130,6 +130,16 @@ const listenerLimits = (maxConnections: number, idleTimeout: number) =>
     })
     .prefault({});
 
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+function isOrigin(text: string): boolean {
+  try {
+    const u = new URL(text);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === text.toLowerCase().replace(/\/$/, '');
+  } catch {
+    return false;
+  }
+}
+
 export const sidecarSchema = z
   .strictObject({
     // In every log line, audit event and /status.
@@ -137,6 +147,17 @@ export const sidecarSchema = z
     listen: hostPort.default({ host: '127.0.0.1', port: 8080 }),
     admin: hostPort.default({ host: '127.0.0.1', port: 9090 }),
     connections: z.strictObject({ proxy: listenerLimits(512, 30_000), admin: listenerLimits(64, 10_000) }).prefault({}),
+    // Who may call the listeners beyond the agent's own clients (proxy/browser-guard.ts).
+    clients: z
+      .strictObject({
+        hosts: z.array(z.string().regex(HOST_NAME, 'must be a host name without a port, e.g. "leash.agents.svc"').transform((h) => h.toLowerCase())).default([]),
+        origins: z
+          .array(
+            z.string().refine(isOrigin, 'must be a web origin "scheme://host[:port]" (no path), e.g. "https://console.example.com"').transform((o) => new URL(o).origin),
+          )
+          .default([]),
+      })
+      .prefault({}),
     shutdown: z.strictObject({ grace: duration().default(30_000) }).prefault({}),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
     metrics: metricsOptions,

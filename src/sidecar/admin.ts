@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import { capConnections, closeNow, listen } from '../core/listen.js';
 import { listenerOptions, type ListenerLimits } from './listener-limits.js';
 import { isLocalAddressOf } from './local-share.js';
+import { hostAnswered, NO_CLIENT_NAMES, type ClientNames } from './proxy/browser-guard.js';
 
 /**
  * The admin listener: /healthz (process alive), /readyz (started, every required route
@@ -20,7 +21,12 @@ export const DEFAULT_ADMIN_LIMITS: ListenerLimits = { maxConnections: 64, idleTi
 
 export class AdminServer {
   readonly server: Server;
-  constructor(source: AdminSource, limits: ListenerLimits = DEFAULT_ADMIN_LIMITS, isLocal: (address: string | undefined) => boolean = isLocalAddressOf()) {
+  constructor(
+    source: AdminSource,
+    limits: ListenerLimits = DEFAULT_ADMIN_LIMITS,
+    isLocal: (address: string | undefined) => boolean = isLocalAddressOf(),
+    clients: ClientNames = NO_CLIENT_NAMES,
+  ) {
     // Admin requests are small GETs: the body (if any) is bounded like the headers.
     this.server = createServer(listenerOptions(limits, limits.idleTimeout), (req, res) => {
       const json = (status: number, body: unknown) => {
@@ -29,6 +35,8 @@ export class AdminServer {
         res.end(text);
       };
       if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
+      // A web page that pointed a DNS name of its own here would read /status and /metrics (proxy/browser-guard.ts).
+      if (!hostAnswered(req.headers.host, clients)) return json(403, { error: 'the Host header names a host this sidecar is not reached by: name it in clients.hosts' });
       const path = (req.url ?? '/').split('?')[0];
       switch (path) {
         case '/healthz':

@@ -17,6 +17,7 @@ import { DEFAULT_ROTATION, type RotationPolicy } from './credentials/rotation.js
 import type { AuthFailureRefresher } from './credentials/auth-failure.js';
 import type { MemoryRevocationBus } from '../bus/memory.js';
 import type { RedisTarget } from '../bus/connect.js';
+import type { ClientNames } from './proxy/browser-guard.js';
 import type { CredentialEvent, HeldCredential } from './credentials/types.js';
 import type { PassEnv } from './proxy/passes.js';
 import type { RouteRuntime } from './proxy/route.js';
@@ -155,14 +156,16 @@ export class Sidecar {
       log: this.log,
       cutOpen: (rule) => this.proxy.cutOpen((route, lease) => cutsExchange(rule, route, lease)),
     });
+    const clientNames: ClientNames = { hosts: new Set(config.clients.hosts), origins: new Set(config.clients.origins) };
     const env: PassEnv = {
       shuttingDown: () => this.shuttingDown,
       route: (name) => routes.get(name),
       now: () => this.clock.monotonicMs(),
+      clients: clientNames,
     };
     const outcomes = this.outcomes;
     this.proxy = new ProxyServer(env, { requestDone: (o) => outcomes.requestDone(o), upstreamAuthFailure: (r, s, c) => this.upstreamAuthFailure(r, s, c) }, this.log, config.connections.proxy);
-    this.admin = new AdminServer({ ready: () => this.readiness(), status: () => this.status(), registry: this.metrics.registry }, config.connections.admin);
+    this.admin = new AdminServer({ ready: () => this.readiness(), status: () => this.status(), registry: this.metrics.registry }, config.connections.admin, undefined, clientNames);
   }
 
   private credentialEvent(route: string, e: CredentialEvent): void {

@@ -161,12 +161,12 @@ describe('request framing matrix (strict upstream, one pooled keep-alive socket)
     up.parseErrors.length = 0;
     const head = [
       `${c.method} /api/v1/models/${c.id} HTTP/1.1`,
-      'Host: leash.local',
+      'Host: leash',
       'Authorization: Bearer agent-own-token',
       ...(c.connection ? [`Connection: ${c.connection}`] : []),
       ...c.variant.headers,
     ].join('\r\n');
-    const followUp = `GET /api/v1/models/${c.id}-follow HTTP/1.1\r\nHost: leash.local\r\n\r\n`;
+    const followUp = `GET /api/v1/models/${c.id}-follow HTTP/1.1\r\nHost: leash\r\n\r\n`;
     const agent = await rawRequest(leashPort, `${head}\r\n\r\n${c.variant.body}${followUp}`, {
       expectResponses: c.forwarded ? 2 : undefined,
       timeoutMs: 2_000,

@@ -9,6 +9,7 @@ import {
 } from '../../core/errors.js';
 import { usable } from '../credentials/rotation.js';
 import type { HeldCredential } from '../credentials/types.js';
+import { browserRefusal, NO_CLIENT_NAMES, type ClientNames } from './browser-guard.js';
 import { decideFraming, framingHeader, type Framing } from './framing.js';
 import { decodableAcceptEncoding, hasDuplicateHost, stripRequestHeadersWith } from './headers.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
@@ -48,6 +49,8 @@ export interface PassEnv {
   resolver?: RouteResolver;
   /** Monotonic now, for the safety margin. */
   now(): number;
+  /** Host names and web origins the agent's clients may use (browser-guard.ts); none beyond the built-in rule when absent. */
+  clients?: ClientNames;
 }
 
 type Pass = (req: IncomingMessage, ctx: RequestContext, env: PassEnv) => LeashHttpError | undefined;
@@ -77,6 +80,12 @@ const refuseSmuggling: Pass = (req, ctx) => {
   if (ctx.upgrade && framing.kind !== 'none') return new BadRequestError('a WebSocket upgrade must not carry a body (Content-Length or Transfer-Encoding)');
   ctx.framing = framing;
   return undefined;
+};
+
+/** A web page in a browser the agent drives must not use the agent's routes (browser-guard.ts). */
+const refuseBrowsers: Pass = (req, _ctx, env) => {
+  const why = browserRefusal(req.headers, env.clients ?? NO_CLIENT_NAMES);
+  return why === undefined ? undefined : new DeniedError(why);
 };
 
 const resolveRoute: Pass = (req, ctx, env) => {
@@ -161,7 +170,7 @@ const buildOutgoing: Pass = (req, ctx) => {
 };
 
 /** Request head: may this request go at all. */
-export const DECIDE_PASSES: readonly Pass[] = [refuseWhileShuttingDown, refuseSmuggling, resolveRoute, enforceAllowlist];
+export const DECIDE_PASSES: readonly Pass[] = [refuseWhileShuttingDown, refuseSmuggling, refuseBrowsers, resolveRoute, enforceAllowlist];
 /** Right before it leaves: the credential (fail closed) and the outgoing head. */
 export const SEND_PASSES: readonly Pass[] = [takeCredential, buildOutgoing];
 export const PASSES: readonly Pass[] = [...DECIDE_PASSES, ...SEND_PASSES];
