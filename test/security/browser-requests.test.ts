@@ -23,7 +23,13 @@ let port: number;
 let adminPort: number;
 
 beforeAll(async () => {
-  up = await startRecordingUpstream();
+  up = await startRecordingUpstream((req, res) => {
+    // /v1/page?type=T answers a body with that content type (none for "-").
+    const type = new URL(req.url!, 'http://x').searchParams.get('type');
+    if (type !== null && type !== '-') res.setHeader('content-type', type);
+    else if (type === null) res.setHeader('content-type', 'application/json');
+    res.end(type === null ? '{"ok":true}' : '<script>fetch("/other-route/v1/x")</script>');
+  });
   up.server.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'));
   leash = await startSidecar(
     {
@@ -121,5 +127,25 @@ describe('requests from web pages never reach the upstream', () => {
       const ok = await rawRequest(adminPort, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`, { expectResponses: 1 });
       expect(ok.responses[0]?.status, host).toBe(200);
     }
+  });
+
+  it.each([
+    ['text/html; charset=utf-8', true],
+    ['TEXT/HTML', true],
+    ['application/xhtml+xml', true],
+    ['image/svg+xml', true],
+    ['text/xml', true],
+    ['application/xml', true],
+    ['-', true],
+    ['application/json', false],
+    ['application/json; charset=utf-8', false],
+    ['text/event-stream', false],
+    ['text/plain', false],
+    ['application/octet-stream', false],
+  ])('an answer of type %s is sandboxed (a page served through leash is no origin of its own): %s', async (type, sandboxed) => {
+    const agent = await rawRequest(port, get(local()).replace('/api/v1/items', `/api/v1/page?type=${encodeURIComponent(type)}`), { expectResponses: 1 });
+    expect(agent.responses[0]?.status).toBe(200);
+    const csp = agent.responses[0]!.header('content-security-policy');
+    expect(csp === 'sandbox', `content-security-policy: ${String(csp)}`).toBe(sandboxed);
   });
 });

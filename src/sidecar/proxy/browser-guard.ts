@@ -52,9 +52,14 @@ export function hostAnswered(host: string | undefined, names: ClientNames): bool
   return names.hosts.has(name);
 }
 
-/** Pure: why a request is refused as coming from a web page, or undefined. Never quotes what the page sent. */
-export function browserRefusal(headers: IncomingHttpHeaders, names: ClientNames): string | undefined {
-  if (!hostAnswered(headers.host, names)) {
+/**
+ * Pure: why a request is refused as coming from a web page, or undefined. Never quotes what
+ * the page sent. `checkHost` false where routes are chosen by Host (resolve.ts
+ * HostResolver): there the Host must be a route's own upstream host, which no page can
+ * rebind to.
+ */
+export function browserRefusal(headers: IncomingHttpHeaders, names: ClientNames, checkHost = true): string | undefined {
+  if (checkHost && !hostAnswered(headers.host, names)) {
     return 'the Host header names a host this sidecar is not reached by (a web page pointing its own DNS name at it would send one): name it in clients.hosts';
   }
   const origin = headers.origin;

@@ -84,7 +84,7 @@ const refuseSmuggling: Pass = (req, ctx) => {
 
 /** A web page in a browser the agent drives must not use the agent's routes (browser-guard.ts). */
 const refuseBrowsers: Pass = (req, _ctx, env) => {
-  const why = browserRefusal(req.headers, env.clients ?? NO_CLIENT_NAMES);
+  const why = browserRefusal(req.headers, env.clients ?? NO_CLIENT_NAMES, env.resolver === undefined || env.resolver instanceof PrefixResolver);
   return why === undefined ? undefined : new DeniedError(why);
 };
 

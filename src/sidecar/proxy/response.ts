@@ -306,6 +306,32 @@ export function headFacts(raw: readonly string[]): HeadFacts {
   return { transferEncoding, contentType, connection };
 }
 
+/**
+ * Pure: whether a browser would run an answer of this content type as a document with
+ * scripts — HTML, XHTML, SVG, XML, or no type at all (it sniffs). Every route is served
+ * from one origin (`http://127.0.0.1:8080`), so a page an upstream returns, opened in a
+ * browser the agent drives, would be same-origin with every other route and could call
+ * and read them all (browser-guard.ts lets same-origin requests through). Such answers get
+ * `Content-Security-Policy: sandbox`: a unique origin and no scripts, so its requests
+ * carry `Origin: null` and are refused. APIs answer JSON and event streams: untouched.
+ */
+export function isActiveContent(contentType: string | undefined): boolean {
+  if (contentType === undefined) return true;
+  // What APIs answer: decided without a lower-cased copy.
+  if (contentType.startsWith('application/json') || contentType.startsWith('text/event-stream')) return false;
+  const type = contentType.trimStart().toLowerCase();
+  return (
+    type === '' ||
+    type.startsWith('text/html') ||
+    type.startsWith('application/xhtml+xml') ||
+    type.startsWith('image/svg+xml') ||
+    type.startsWith('text/xml') ||
+    type.startsWith('application/xml') ||
+    type.startsWith('text/xsl') ||
+    type.startsWith('multipart/x-mixed-replace')
+  );
+}
+
 /** What planResponse reads of an upstream answer (an IncomingMessage, or a test's literal). */
 export type ResponseHead = Pick<IncomingMessage, 'statusCode' | 'headers' | 'rawHeaders'>;
 
@@ -362,6 +388,7 @@ function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scru
   const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
   const rule: ValueRule<A, B> = { isError, scrubber, locate, a, b };
   const { headers, dropped } = relayHeadersWith(up.rawHeaders, skip, scrubber, isError, relayedValue, rule);
+  if (isActiveContent(facts.contentType)) headers.push('content-security-policy', 'sandbox');
   return { kind: 'relay', status, reason: reasonPhrase(status), headers, dropped, body: scrub ? 'scrub' : stream ? 'flush' : 'pipe' };
 }
 
