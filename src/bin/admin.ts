@@ -5,7 +5,7 @@ import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-jso
 import { ALL_TARGET, API, parseRevocation, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
 import { caBundleProblem } from '../core/ca-bundle.js';
 import { readText } from './load.js';
-import { redactUrl } from '../config/issues.js';
+import { hideUserinfo, redactUrl } from '../config/issues.js';
 import { isoOf, jsonText, printable } from './terminal.js';
 
 /**
@@ -32,6 +32,8 @@ export function adminTarget(opts: { authority?: string; ca?: string }, env: Node
     // Redacted: what was typed may carry a key in a query or user:password part.
     throw new UsageError(`--authority: not a URL (got "${redactUrl(url)}")`);
   }
+  // A password holding `#`, `?` or `/` moves the split (`https://a:123#pw@h` is host a, port 123, and would be printed so).
+  if (!parsed.username && !parsed.password && hideUserinfo(url) !== url) throw new UsageError(`--authority: not a URL (got "${redactUrl(url)}")`);
   if (parsed.protocol !== 'https:') throw new UsageError('--authority: must be an https URL');
   const caPem = readText(ca, '--ca');
   // An empty CA file would send the admin token to anyone with a public certificate for the host.

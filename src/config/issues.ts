@@ -12,7 +12,9 @@ const SENSITIVE_KEY = /credential|secret|token|password|key$|^format$/i;
 /** The user:password part of a URL (e.g. an upstream written with one) is not echoed either. */
 const USERINFO = /(\/\/)[^/?#@\s"]*@/g;
 /** Nor is a URL's query or fragment (`?key=…`): API keys travel there. */
-const URL_QUERY = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s"?#]*)[?#][^\s"]*/gi;
+const URL_QUERY = /(\b[a-z][a-z0-9+.-]*:\/+[^\s"?#]*)[?#][^\s"]*/gi;
+/** A value's leading `scheme:` and its slashes, however many (`redis:/`, `https:///` are typos, not other text). */
+const SCHEME = /^\s*[a-z][a-z0-9+.-]*:\/*/i;
 const MAX_ECHO = 80;
 
 /**
@@ -101,7 +103,8 @@ function lookup(input: unknown, path: readonly string[]): unknown {
 
 function echo(value: unknown): string {
   // Inside an echoed object or list, values under sensitive keys are hidden too.
-  const hide = (k: string, v: unknown) => ((k !== '' && (SENSITIVE_KEY.test(k) || looksLikeSecret(k))) || (typeof v === 'string' && looksLikeSecret(v)) ? '…' : v);
+  const hide = (k: string, v: unknown) =>
+    (k !== '' && (SENSITIVE_KEY.test(k) || looksLikeSecret(k))) || (typeof v === 'string' && looksLikeSecret(v)) ? '…' : typeof v === 'string' ? hideUserinfo(v) : v;
   const text = (JSON.stringify(value, hide) ?? String(value)).replace(USERINFO, '$1…@').replace(URL_QUERY, '$1?…');
   return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}…` : text;
 }
@@ -111,12 +114,16 @@ function echo(value: unknown): string {
  * or fragment, where API keys travel. Text that does not parse is cut at the first `?`/`#`.
  */
 export function redactUrl(url: URL | string): string {
+  const raw = String(url);
+  const asText = () => hideUserinfo(raw).replace(USERINFO, '$1…@').replace(/[?#].*$/s, '?…');
   let u: URL;
   try {
-    u = new URL(String(url));
+    u = new URL(raw);
   } catch {
-    return String(url).replace(USERINFO, '$1…@').replace(/[?#].*$/s, '?…');
+    return asText();
   }
+  // A password holding `#`, `?` or `/` parses as a port, fragment or path (`redis://u:123#x@h`): the text's own split wins.
+  if (typeof url === 'string' && !u.username && !u.password && hideUserinfo(raw) !== raw) return asText();
   const hidden = u.search || u.hash;
   const auth = u.username || u.password ? '…@' : '';
   u.username = '';
@@ -125,4 +132,22 @@ export function redactUrl(url: URL | string): string {
   u.hash = '';
   const text = auth ? u.href.replace('//', `//${auth}`) : u.href;
   return hidden ? `${text}?…` : text;
+}
+
+/**
+ * Text that may be a URL as written, with what may be its `user:password@` hidden: all
+ * of it up to the last `@`. A password may itself hold `@`, `#`, `/`, `"` or spaces, and a
+ * mistyped URL (`redis:/`, `rediss//`, `http://` where `redis://` belongs) is exactly the
+ * one that fails to parse, so neither a URL parser nor the first `@` can say where the
+ * password ends. Kept as written: text with no `@`, an address (`a@b`, no `:` before the
+ * `@`), and an `@` in a path (`/users/@me`: a `/` and no `:` before it).
+ */
+export function hideUserinfo(text: string): string {
+  const at = text.lastIndexOf('@');
+  if (at < 0) return text;
+  const scheme = SCHEME.exec(text)?.[0] ?? '';
+  if (at < scheme.length) return text;
+  const before = text.slice(scheme.length, at);
+  if (!before.includes(':') && (scheme === '' || before.includes('/'))) return text;
+  return `${scheme}…@${text.slice(at + 1)}`;
 }
