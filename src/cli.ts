@@ -308,9 +308,12 @@ if (!importedByAnotherProgram()) {
   process.on('SIGUSR1', () => process.stderr.write('leash: SIGUSR1 ignored (the inspector is never opened on a signal)\n'));
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
-    (e: unknown) => {
+    async (e: unknown) => {
       const message = e instanceof LeashError ? e.message : `unexpected error: ${(e as Error)?.message ?? String(e)}`;
-      process.stderr.write(`leash: ${message}\n`);
+      // Config errors quote keys, values and paths from the file: no escape sequence reaches
+      // the terminal (line by line). Loaded here only: the serving path never imports it.
+      const { printable } = await import('./bin/terminal.js');
+      process.stderr.write(`leash: ${message.split('\n').map(printable).join('\n')}\n`);
       process.exit(1);
     },
   );

@@ -13,6 +13,7 @@ import { revocationsKey } from '../core/protocol.js';
 import { ConfigError } from '../core/errors.js';
 import { absentSecretWarnings, fileModeWarnings, isLoopback, secretSourceWarnings, sidecarHygieneWarnings } from './hygiene.js';
 import { readText } from './load.js';
+import { printable } from './terminal.js';
 
 /**
  * `leash check --config FILE`: validate a sidecar, authority or `leash dev` config and
@@ -40,6 +41,12 @@ export function runCheck(
   err: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
   opts: CheckOptions = {},
 ): number {
+  // Every line quotes the file's keys, values and paths, and the file may be anyone's (a
+  // pull request under review): an escape sequence in one could conceal or erase the lines
+  // after it, warnings included. Shown as printable() does for what comes from elsewhere.
+  const [rawOut, rawErr] = [out, err];
+  out = (line) => rawOut(printable(line));
+  err = (line) => rawErr(printable(line));
   const text = readText(configPath, '--config');
   let read: { doc: Record<string, unknown>; problems: string[] };
   try {
