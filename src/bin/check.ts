@@ -3,7 +3,7 @@ import type { AuthorityConfig } from '../config/authority.js';
 import { checkDocument } from '../config/check-report.js';
 import { caBundleProblem } from '../core/ca-bundle.js';
 import type { ConfigKind } from '../config/kind.js';
-import type { RedisTargetConfig } from '../config/common.js';
+import { filePath, type RedisTargetConfig } from '../config/common.js';
 import { formatPath, redactUrl } from '../config/issues.js';
 import { readDocumentCollecting } from '../config/load.js';
 import { mergeProblems } from '../config/semantic.js';
@@ -99,7 +99,8 @@ function caFileProblems(sidecar: unknown, prefix: string): string[] {
   const problems: string[] = [];
   for (const [name, route] of Object.entries(routes)) {
     const caFile = isMap(route) ? route.caFile : undefined;
-    if (typeof caFile !== 'string' || caFile === '') continue;
+    // A value refused as a path (PEM pasted in: a schema problem already) is not repeated here.
+    if (typeof caFile !== 'string' || !filePath.safeParse(caFile).success) continue;
     let text: string;
     try {
       text = readFileSync(caFile, 'utf8');

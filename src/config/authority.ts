@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
-import { deepFreeze, duration, hostPort, logLevel, redisTarget, secretSource } from './common.js';
+import { deepFreeze, duration, filePath, hostPort, logLevel, redisTarget, secretSource } from './common.js';
 import { didYouMean } from './cross-check.js';
 import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
@@ -37,7 +37,7 @@ const credential = z.discriminatedUnion(
       scope: z.string().optional(),
       audience: z.string().optional(),
       clientAuth: z.enum(['basic', 'post']).default('basic'),
-      caFile: z.string().min(1).optional(),
+      caFile: filePath.optional(),
       timeout: issuerTimeout,
       ttl: ttl.default(3_600_000),
     }),
@@ -73,9 +73,9 @@ export const authoritySchema = z
     trustDomain: z.string().regex(TRUST_DOMAIN, 'must be a lower-case DNS-like trust domain').default('leash.local'),
     /** Names and addresses the authority's TLS certificate is issued for (when it issues its own). */
     hostnames: z.array(z.string().min(1)).default(['localhost', '127.0.0.1']),
-    ca: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
-    tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
-    signing: z.strictObject({ keysDir: z.string().min(1), issuer: z.string().min(1).optional() }).optional(),
+    ca: z.strictObject({ certFile: filePath, keyFile: filePath }).optional(),
+    tls: z.strictObject({ certFile: filePath, keyFile: filePath }).optional(),
+    signing: z.strictObject({ keysDir: filePath, issuer: z.string().min(1).optional() }).optional(),
     admin: z.strictObject({ token: secretSource }).optional(),
     redis: redisTarget.optional(),
     keyPrefix: z.string().regex(KEY_PREFIX_PATTERN, KEY_PREFIX_RULE).default(DEFAULT_KEY_PREFIX),
@@ -116,8 +116,8 @@ export const authoritySchema = z
           .url({ protocol: /^https$/, error: 'must be an https URL' })
           .refine((u) => !new URL(u).username && !new URL(u).password, 'must not carry user:password')
           .optional(),
-        caFile: z.string().min(1).optional(),
-        tokenFile: z.string().min(1).optional(),
+        caFile: filePath.optional(),
+        tokenFile: filePath.optional(),
         audience: z.string().min(1).default('leash'),
         timeout: duration().default(5_000),
       })

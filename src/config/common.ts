@@ -50,6 +50,21 @@ export const secretSource = z.union(
 );
 export type SecretSource = z.infer<typeof secretSource>;
 
+/** Why a `filePath` was refused; its value is never repeated. */
+export const FILE_CONTENTS = 'must be the path of a file, not its contents (a PEM block, key or token written here is never shown)';
+
+/**
+ * The path of a file leash reads (a CA, a certificate and its key, a token file, the JWT
+ * keys directory). Paths are printed (`leash check`, "cannot read PATH" at start), and
+ * `keyFile: ${CA_KEY}` with the key itself in the variable, as secrets are often handed
+ * to containers, would print the key: a path with a segment that can only be a secret
+ * (PEM, a vendor key, a JWT, `Bearer …`), or with a line break, is refused without echo.
+ */
+export const filePath = z
+  .string()
+  .min(1, 'must be a file path')
+  .refine((p) => !/[\r\n]/.test(p) && !hasSecretSegment(p), FILE_CONTENTS);
+
 export const logLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { deepFreeze, duration, hostPort, logLevel } from './common.js';
+import { deepFreeze, duration, filePath, hostPort, logLevel } from './common.js';
 import { ConfigError } from '../core/errors.js';
 import { secretRefsOf, type SecretEnv } from './injector-secrets.js';
 import { collectConfig, prefixLines, readDocument } from './load.js';
@@ -38,8 +38,8 @@ export const injectorSchema = z
   .strictObject({
     listen: hostPort.default({ host: '0.0.0.0', port: 8443 }),
     tls: z.strictObject({
-      certFile: z.string().min(1, 'must be a file path'),
-      keyFile: z.string().min(1, 'must be a file path'),
+      certFile: filePath,
+      keyFile: filePath,
       // How often the files are looked at besides each handshake that names a server (SNI).
       reloadInterval: duration().refine((ms) => ms >= 100, 'must be at least 100ms').default(10_000),
     }),

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
-import { deepFreeze, duration, hostPort, logLevel, metricsOptions, redisTarget, secretSource } from './common.js';
+import { deepFreeze, duration, filePath, hostPort, logLevel, metricsOptions, redisTarget, secretSource } from './common.js';
 import { parseRule, type AllowRule } from './rules.js';
 import { hasSecretSegment, holdsSecret, INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
@@ -103,7 +103,7 @@ const route = z.strictObject({
   inject,
   allow: z.array(allowRule, { error: 'must be a list of "METHOD /path" rules (an empty list denies everything)' }),
   stripHeaders: z.array(headerName).default([]),
-  caFile: z.string().min(1).optional(),
+  caFile: filePath.optional(),
   timeouts: z
     .strictObject({
       connect: duration().default(10_000),
@@ -170,13 +170,13 @@ export const sidecarSchema = z
           .transform((u) => new URL(u))
           .refine((u) => !u.username && !u.password, 'must not carry user:password')
           .refine((u) => !u.search && !u.hash, 'must not have a query or fragment'),
-        caFile: z.string().min(1, 'must be a file path'),
+        caFile: filePath,
         // How the identity is bootstrapped (node attestation, docs/configuration.md): a
         // one-time join token, or the pod's projected Kubernetes service-account token.
         bootstrap: z
           .strictObject({
             joinToken: secretSource.optional(),
-            kubernetes: z.strictObject({ tokenFile: z.string().min(1).default('/var/run/secrets/leash/token') }).optional(),
+            kubernetes: z.strictObject({ tokenFile: filePath.default('/var/run/secrets/leash/token') }).optional(),
           })
           .refine((b) => (b.joinToken === undefined) !== (b.kubernetes === undefined), 'must have exactly one of joinToken or kubernetes'),
         timeout: duration().default(5_000),
