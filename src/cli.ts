@@ -265,6 +265,19 @@ export function parseCommandLine(argv: string[]): ParsedCommandLine {
   return { kind: 'run', name, values, positionals, run: command.run };
 }
 
+const FINGERPRINT_ARG = /^\s*sha256:[0-9a-f]{12}\s*$/;
+/** A URL with a user:password@ part (`--redis redis://:pw@host`), however the password is written. */
+const URL_WITH_PASSWORD = /^[a-z][a-z0-9+.-]*:\/*[^/?#]*:[^]*@/i;
+
+/**
+ * Does a parsed command line carry a secret: `leash trace`'s value (not a fingerprint,
+ * not "-" for stdin), or a URL with a password in any option (`--redis`)?
+ */
+export function argvHoldsSecret(parsed: { name: string; values: Record<string, string | boolean | undefined>; positionals: string[] }): boolean {
+  if (parsed.name === 'trace' && parsed.positionals.some((p) => p !== '-' && !FINGERPRINT_ARG.test(p))) return true;
+  return Object.values(parsed.values).some((v) => typeof v === 'string' && URL_WITH_PASSWORD.test(v));
+}
+
 async function main(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv);
   switch (parsed.kind) {
@@ -280,6 +293,10 @@ async function main(argv: string[]): Promise<number> {
     case 'run':
       // Before anything runs: a full collection must never find nextTick's entry shapes unheld (core/tick-shape.ts).
       holdTickObjectShape();
+      // /proc/<pid>/cmdline is readable by every local user (`ps aux`) for as long as the
+      // command runs: a secret on the command line is overwritten by the title (Node
+      // rewrites argv's memory in place) before anything is awaited.
+      if (argvHoldsSecret(parsed)) process.title = `leash ${parsed.name}`;
       return parsed.run(parsed.values, parsed.positionals);
   }
 }
