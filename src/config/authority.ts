@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN, KEY_PREFIX_RULE } from '../core/protocol.js';
 import { deepFreeze, duration, filePath, hostPort, logLevel, redisTarget, secretSource } from './common.js';
 import { didYouMean } from './cross-check.js';
-import { INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
+import { holdsSecret, INLINE_SECRET, looksLikeSecret } from './secret-shape.js';
 
 /** The authority's configuration (DESIGN §4), validated once and frozen. */
 
@@ -18,6 +18,8 @@ const issuerTimeout = duration('a timeout')
   .refine((ms) => ms >= 100, 'must be at least 100ms')
   .refine((ms) => ms <= 600_000, 'must be at most 10m')
   .default(10_000);
+
+const EXEC_ARG_SECRET = "looks like a secret written inline: a command's arguments are visible to every local user (ps) while it runs; have the command read the secret from a file";
 
 const credential = z.discriminatedUnion(
   'kind',
@@ -43,7 +45,12 @@ const credential = z.discriminatedUnion(
     }),
     z.strictObject({
       kind: z.literal('exec'),
-      command: z.array(z.string().min(1)).min(1, 'must name the program and its arguments'),
+      // Its arguments are every local user's to read (`ps`, /proc/<pid>/cmdline) while it
+      // runs, once per lease, and it gets no variables but PATH and LEASH_*: a key passed as
+      // `--key ${GH_APP_KEY}` is refused like an inline secret; the command reads a file.
+      command: z
+        .array(z.string().min(1).refine((arg) => !holdsSecret(arg), EXEC_ARG_SECRET))
+        .min(1, 'must name the program and its arguments'),
       timeout: issuerTimeout,
       ttl: ttl.default(1_800_000),
     }),
