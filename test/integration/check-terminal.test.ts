@@ -4,6 +4,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCheck } from '../../src/bin/check.js';
 import { runLeash } from '../helpers/spawn.js';
+import { makeCa } from '../helpers/proxy-tls.js';
+
+const CA_PEM = makeCa().certPem;
+
 
 /**
  * `leash check` is how a config is reviewed, and the config may be anyone's (a pull
@@ -68,7 +72,7 @@ policies:
 describe('leash check prints no terminal control from the file', () => {
   it('a valid sidecar file: plan and warnings', () => {
     for (const c of CONTROLS) {
-      const r = check(file('s.yaml', sidecar(c, file(`ca${inLine(c)}.pem`, 'x'))), { RK: 'x' });
+      const r = check(file('s.yaml', sidecar(c, file(`ca${inLine(c)}.pem`, CA_PEM))), { RK: 'x' });
       expect(r.status, JSON.stringify(c) + r.all).toBe(0);
       expect(r.all).toContain('warning: ');
       expect(r.all, JSON.stringify(c)).not.toMatch(UNSAFE);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCheck } from '../../src/bin/check.js';
 import { runLeash } from '../helpers/spawn.js';
+import { makeCa } from '../helpers/proxy-tls.js';
 
 /**
  * A file's contents where its path belongs. Containers are often handed a key as the
@@ -44,7 +45,7 @@ const expectNone = (secret: string, text: string, what: string) => {
   for (const p of pieces(secret)) expect(text.includes(p), `${what}: contains "${p}"`).toBe(false);
 };
 
-const ca = file('ca.pem', 'x');
+const ca = file('ca.pem', makeCa().certPem);
 const authority = (at: string) => `listen: 127.0.0.1:0
 trustDomain: leash.local
 ${at === 'ca.certFile' ? `ca: { certFile: "\${V}", keyFile: ${ca} }` : at === 'ca.keyFile' ? `ca: { certFile: ${ca}, keyFile: "\${V}" }` : ''}
