@@ -1,8 +1,9 @@
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_PIPELINED } from '../../src/sidecar/proxy/server.js';
-import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
-import { parseResponses, startRecordingUpstream, sleep, type RecordingUpstream } from '../helpers/security-net.js';
+import type { RunningSidecar } from '../helpers/harness.js';
+import { startHeldRoute, type HeldRoute } from '../helpers/held-route.js';
+import { parseResponses, sleep, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
  * Requests pipelined behind one not yet answered, on a connection the agent then closes.
@@ -22,44 +23,19 @@ import { parseResponses, startRecordingUpstream, sleep, type RecordingUpstream }
 const SECRET = 'sk-pipelined-gone-4b1e9a7c2d6f3085';
 const DEPTH = 6;
 
+let held: HeldRoute;
 let up: RecordingUpstream;
 let leash: RunningSidecar;
 let port: number;
-const holds: Array<() => void> = [];
+let holds: Array<() => void>;
+let open: () => Promise<Socket>;
 
 beforeAll(async () => {
-  up = await startRecordingUpstream((req, res) => {
-    if (req.url === '/v1/hold') {
-      res.writeHead(200);
-      res.write('x');
-      holds.push(() => res.end());
-      return;
-    }
-    // Slower than the agent stays: its connection is gone before the first answer is in.
-    setTimeout(() => res.end('ok'), /^\/v1\/(c\d|stop)/.test(req.url ?? '') ? 150 : 0);
-  });
-  const route = {
-    upstream: up.url,
-    credential: { env: 'KEY' },
-    inject: { header: 'authorization', format: 'Bearer {{credential}}' },
-    allow: ['* /v1/**'],
-    maxSockets: 2,
-  };
-  leash = await startSidecar({ routes: { r: route } }, { env: { KEY: SECRET } });
-  port = Number(new URL(leash.url).port);
+  // Slower than the agent stays: its connection is gone before the first answer is in.
+  held = await startHeldRoute(SECRET, (url) => (/^\/v1\/(c\d|stop)/.test(url) ? 150 : 0));
+  ({ up, leash, port, holds, open } = held);
 });
-afterAll(async () => {
-  for (const h of holds) h();
-  await leash?.stop();
-  await up?.close();
-});
-
-const open = (): Promise<Socket> =>
-  new Promise((resolve) => {
-    const s: Socket = connect(port, '127.0.0.1', () => resolve(s));
-    s.on('error', () => undefined);
-    s.on('data', () => undefined);
-  });
+afterAll(() => held?.stop());
 
 const REQUESTS: Record<string, (path: string) => string> = {
   GET: (p) => `GET ${p} HTTP/1.1\r\nhost: leash\r\n\r\n`,

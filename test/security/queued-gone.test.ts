@@ -1,7 +1,8 @@
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
-import { rawRequest, startRecordingUpstream, sleep, type RecordingUpstream } from '../helpers/security-net.js';
+import type { RunningSidecar } from '../helpers/harness.js';
+import { startHeldRoute, type HeldRoute } from '../helpers/held-route.js';
+import { rawRequest, sleep, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
  * A request waiting for one of its route's `maxSockets` upstream sockets, whose agent goes
@@ -19,43 +20,18 @@ import { rawRequest, startRecordingUpstream, sleep, type RecordingUpstream } fro
 const SECRET = 'sk-queued-gone-8c3f1e5a9b2d7046';
 const AGENTS = 40;
 
+let held: HeldRoute;
 let up: RecordingUpstream;
 let leash: RunningSidecar;
 let port: number;
-const holds: Array<() => void> = [];
+let holds: Array<() => void>;
+let open: () => Promise<Socket>;
 
 beforeAll(async () => {
-  up = await startRecordingUpstream((req, res) => {
-    if (req.url === '/v1/hold') {
-      res.writeHead(200);
-      res.write('x');
-      holds.push(() => res.end());
-      return;
-    }
-    res.end('ok');
-  });
-  const route = {
-    upstream: up.url,
-    credential: { env: 'KEY' },
-    inject: { header: 'authorization', format: 'Bearer {{credential}}' },
-    allow: ['* /v1/**'],
-    maxSockets: 2,
-  };
-  leash = await startSidecar({ routes: { r: route } }, { env: { KEY: SECRET } });
-  port = Number(new URL(leash.url).port);
+  held = await startHeldRoute(SECRET);
+  ({ up, leash, port, holds, open } = held);
 });
-afterAll(async () => {
-  for (const h of holds) h();
-  await leash?.stop();
-  await up?.close();
-});
-
-const open = (): Promise<Socket> =>
-  new Promise((resolve) => {
-    const s: Socket = connect(port, '127.0.0.1', () => resolve(s));
-    s.on('error', () => undefined);
-    s.on('data', () => undefined);
-  });
+afterAll(() => held?.stop());
 
 /** Requests waiting in the route's pool for a socket (Node's `agent.requests`). */
 const waiting = (): number =>
