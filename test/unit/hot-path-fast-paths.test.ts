@@ -318,6 +318,7 @@ describe('response head: headFacts reads the raw headers as Node parses them', (
     expect(headFacts(raw), JSON.stringify(raw)).toEqual({
       transferEncoding: h['transfer-encoding'] !== undefined,
       contentType: ct,
+      contentTypeRepeated: raw.filter((v, i) => i % 2 === 0 && v.toLowerCase() === 'content-type').length > 1,
       connection: Array.isArray(conn) ? conn.join(', ') : conn,
     });
   };

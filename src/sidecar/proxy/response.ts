@@ -285,12 +285,15 @@ export type ResponsePlan =
 export interface HeadFacts {
   transferEncoding: boolean;
   contentType: string | undefined;
+  /** More than one Content-Type line (a browser reads them all and keeps the last valid type). */
+  contentTypeRepeated: boolean;
   connection: string | undefined;
 }
 
 export function headFacts(raw: readonly string[]): HeadFacts {
   let transferEncoding = false;
   let contentType: string | undefined;
+  let contentTypeRepeated = false;
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     // Only names of the right length are looked at, and lowercased only in an unusual case.
@@ -298,38 +301,54 @@ export function headFacts(raw: readonly string[]): HeadFacts {
     if (name.length === 17) {
       if (name === 'Transfer-Encoding' || name === 'transfer-encoding' || name.toLowerCase() === 'transfer-encoding') transferEncoding = true;
     } else if (name.length === 12) {
-      if (contentType === undefined && (name === 'Content-Type' || name === 'content-type' || name.toLowerCase() === 'content-type')) contentType = raw[i + 1]!;
+      if (name === 'Content-Type' || name === 'content-type' || name.toLowerCase() === 'content-type') {
+        if (contentType === undefined) contentType = raw[i + 1]!;
+        else contentTypeRepeated = true;
+      }
     } else if (name.length === 10) {
       if (name === 'Connection' || name === 'connection' || name.toLowerCase() === 'connection') connection = connection === undefined ? raw[i + 1]! : `${connection}, ${raw[i + 1]!}`;
     }
   }
-  return { transferEncoding, contentType, connection };
+  return { transferEncoding, contentType, contentTypeRepeated, connection };
 }
 
 /**
- * Pure: whether a browser would run an answer of this content type as a document with
- * scripts — HTML, XHTML, SVG, XML, or no type at all (it sniffs). Every route is served
- * from one origin (`http://127.0.0.1:8080`), so a page an upstream returns, opened in a
- * browser the agent drives, would be same-origin with every other route and could call
- * and read them all (browser-guard.ts lets same-origin requests through). Such answers get
- * `Content-Security-Policy: sandbox`: a unique origin and no scripts, so its requests
- * carry `Origin: null` and are refused. APIs answer JSON and event streams: untouched.
+ * Pure: whether a browser might run an answer of this content type as a document with
+ * scripts. Every route is served from one origin (`http://127.0.0.1:8080`), so a page an
+ * upstream returns, opened in a browser the agent drives, would be same-origin with every
+ * other route and could call and read them all (browser-guard.ts lets same-origin requests
+ * through). Such answers get `Content-Security-Policy: sandbox`: a unique origin and no
+ * scripts, so its requests carry `Origin: null` and are refused.
+ *
+ * Decided by what is known to be inert, not by a list of document types: browsers render
+ * more than one could list (Chromium: `application/rss+xml`, `application/atom+xml`, every
+ * `text/…+xml` as XML with XHTML scripts), sniff HTML out of `unknown/unknown`,
+ * `application/unknown`, `*\/*` and a type without a `/`, and read a Content-Type holding
+ * several types (commas, or several lines: `repeated`) by its last valid one. APIs answer
+ * JSON, event streams, text and media: untouched.
  */
-export function isActiveContent(contentType: string | undefined): boolean {
-  if (contentType === undefined) return true;
+export function isActiveContent(contentType: string | undefined, repeated = false): boolean {
+  if (contentType === undefined || repeated) return true;
   // What APIs answer: decided without a lower-cased copy.
-  if (contentType.startsWith('application/json') || contentType.startsWith('text/event-stream')) return false;
-  const type = contentType.trimStart().toLowerCase();
-  return (
-    type === '' ||
-    type.startsWith('text/html') ||
-    type.startsWith('application/xhtml+xml') ||
-    type.startsWith('image/svg+xml') ||
-    type.startsWith('text/xml') ||
-    type.startsWith('application/xml') ||
-    type.startsWith('text/xsl') ||
-    type.startsWith('multipart/x-mixed-replace')
-  );
+  if (contentType === 'application/json' || contentType === 'application/json; charset=utf-8' || contentType === 'text/event-stream') return false;
+  // Several types: the browser keeps the last one it can parse, whatever the first says.
+  if (contentType.includes(',')) return true;
+  const semi = contentType.indexOf(';');
+  return !isInertType((semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase());
+}
+
+/** Essences a browser shows as data, text or media, or downloads: never a document with scripts. */
+const INERT_TYPES = new Set(['application/json', 'application/x-ndjson', 'text/event-stream', 'text/plain', 'text/csv', 'application/octet-stream']);
+
+function isInertType(essence: string): boolean {
+  if (INERT_TYPES.has(essence)) return true;
+  const slash = essence.indexOf('/');
+  if (slash <= 0) return false;
+  const top = essence.slice(0, slash);
+  // image/svg+xml (and any other +xml) is a document; other images are pictures.
+  if (top === 'image') return !essence.endsWith('+xml');
+  if (top === 'audio' || top === 'video' || top === 'font') return true;
+  return top === 'application' && essence.endsWith('+json');
 }
 
 /** What planResponse reads of an upstream answer (an IncomingMessage, or a test's literal). */
@@ -388,7 +407,7 @@ function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scru
   const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
   const rule: ValueRule<A, B> = { isError, scrubber, locate, a, b };
   const { headers, dropped } = relayHeadersWith(up.rawHeaders, skip, scrubber, isError, relayedValue, rule);
-  if (isActiveContent(facts.contentType)) headers.push('content-security-policy', 'sandbox');
+  if (isActiveContent(facts.contentType, facts.contentTypeRepeated)) headers.push('content-security-policy', 'sandbox');
   return { kind: 'relay', status, reason: reasonPhrase(status), headers, dropped, body: scrub ? 'scrub' : stream ? 'flush' : 'pipe' };
 }
 
