@@ -162,7 +162,7 @@ const MAYBE_OVERRIDE = /method|%/i;
  * The first method-override parameter in the query, by its canonical name (never echoed
  * as sent); undefined if none.
  * Names are read as the upstreams read them: split at `&` and `;` (Rack 2), `+`,
- * `%uXXXX` and percent-escapes decoded once, case ignored, leading spaces dropped and ` `, `.`, `[`
+ * `%uXXXX` and percent-escapes decoded once, cut at a NUL (PHP), case ignored, leading spaces dropped and ` `, `.`, `[`
  * and `-` read as `_` (PHP's register rules, CGI), a `[...]` suffix ignored.
  */
 export function methodOverrideParam(query: string): string | undefined {
@@ -177,6 +177,9 @@ export function methodOverrideParam(query: string): string | undefined {
     } catch {
       // undecodable: compared as sent
     }
+    // PHP registers the decoded name as a C string (strlen): `_method%00x` is `_method`.
+    const nul = name.indexOf('\0');
+    if (nul !== -1) name = name.slice(0, nul);
     name = name.replace(/^ +/, '').toLowerCase();
     const bracket = name.indexOf('[');
     for (const n of bracket > 0 ? [name, name.slice(0, bracket)] : [name]) {
