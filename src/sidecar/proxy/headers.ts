@@ -44,6 +44,20 @@ export const FORWARDING_HEADERS = [
   'cf-connecting-ip',
   'fastly-client-ip',
   'x-cluster-client-ip',
+  // Rails' RemoteIp (HTTP_CLIENT_IP; a private-address proxy is trusted by default), PHP apps.
+  'client-ip',
+  // gunicorn's default secure_scheme_headers (`ssl` → https).
+  'x-forwarded-protocol',
+  // request-ip (npm), django-ipware.
+  'x-forwarded',
+  'forwarded-for',
+  'x-appengine-user-ip',
+  'cf-pseudo-ipv4',
+  // The usual Java getClientIp helpers.
+  'proxy-client-ip',
+  'wl-proxy-client-ip',
+  // Envoy's client-certificate identity, appended to (not replaced) by Istio sidecars.
+  'x-forwarded-client-cert',
 ];
 /**
  * Never removable through `Connection`: they frame and address the request, and leash
