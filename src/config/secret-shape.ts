@@ -147,6 +147,8 @@ const IN_PATH: ReadonlySet<SecretShape> = new Set(['pem', 'key-prefix', 'jwt', '
  * decode. A key glued to other text (`bot<token>`) is not recognised.
  */
 export function hasSecretSegment(path: string): boolean {
+  // Base64 holds `/`: a key encoded on one line is looked at whole, not cut into segments.
+  if (isEncodedKey(path)) return true;
   return path.split('/').some((seg) => {
     let s = seg;
     try {
@@ -156,6 +158,26 @@ export function hasSecretSegment(path: string): boolean {
     }
     return onlyASecret(s);
   });
+}
+
+/** Base64 (either alphabet, padded or not) long enough for the smallest key (Ed25519 PKCS#8: 64). */
+const BASE64_TEXT = /^[A-Za-z0-9+/_-]{64,}={0,2}$/;
+
+/**
+ * Is `text` a key or certificate encoded on one line, as containers are handed them: base64
+ * of a PEM file (a Secret's data, `CA_KEY_B64`), or a PEM body joined into one line (base64
+ * of DER)? Decided by decoding it — a PEM header, or one ASN.1 SEQUENCE exactly as long as
+ * the bytes — not by how random it looks, so no real path is refused.
+ */
+export function isEncodedKey(text: string): boolean {
+  const s = text.replace(/\s+/g, '');
+  if (!BASE64_TEXT.test(s)) return false;
+  const bytes = Buffer.from(s, 'base64');
+  if (bytes.includes('-----BEGIN ')) return true;
+  if (bytes.length < 4 || bytes[0] !== 0x30) return false;
+  const first = bytes[1]!;
+  const [length, head] = first < 0x80 ? [first, 2] : first === 0x81 ? [bytes[2]!, 3] : first === 0x82 ? [(bytes[2]! << 8) | bytes[3]!, 4] : [-1, 0];
+  return head + length === bytes.length;
 }
 
 /** Has `text` a shape only a secret has (IN_PATH)? */
