@@ -189,6 +189,25 @@ describe('JwtKeyRing', () => {
     }
   });
 
+  it('a malformed key file never puts its contents in the error or its causes (what a reload failure logs)', async () => {
+    // Made-up key material; JSON.parse's SyntaxError quotes the text near the fault.
+    const material = 'MadeUpPrivateScalarNotAKey0123456789abcdefABCDEF';
+    const cases: Array<[string, string]> = [
+      ['cut.jwk', `{"kty":"EC","crv":"P-256","d":"${material}`],
+      ['bare.jwk', `{"kty":"EC","crv":"P-256","d":${material}}`],
+      ['junk.pem', `-----BEGIN PRIVATE KEY-----\n${material}\n-----END PRIVATE KEY-----\n`],
+      ['wrong.jwk', `{"kty":"EC","crv":"P-256","x":"${material}","y":"${material}","d":"${material}"}`],
+    ];
+    for (const [name, text] of cases) {
+      const dir = keysDir();
+      writeFileSync(join(dir, name), text);
+      const err = await rejection(JwtKeyRing.fromDir(dir));
+      const chain: string[] = [];
+      for (let e: unknown = err; e instanceof Error; e = e.cause) chain.push(e.message, String(e.stack), JSON.stringify(e));
+      expect(chain.join('\n'), name).not.toContain(material.slice(0, 6));
+    }
+  });
+
   it('generate(): the signing key is extractable (dev tooling may persist it)', async () => {
     const ring = await JwtKeyRing.generate();
     const jwk = await exportJWK(ring.signer().key);

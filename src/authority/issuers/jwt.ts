@@ -189,8 +189,7 @@ async function loadDir(dir: string): Promise<RingKey[]> {
 }
 
 async function loadKeyFile(path: string, name: string): Promise<RingKey> {
-  const bad = (why: string, cause?: unknown): IssuerError =>
-    new IssuerError('LEASH_ERR_ISSUER_KEYS', `JWT key file ${path}: ${why}`, { file: path }, { cause });
+  const bad = (why: string): IssuerError => new IssuerError('LEASH_ERR_ISSUER_KEYS', `JWT key file ${path}: ${why}`, { file: path });
   let keyObject: KeyObject;
   try {
     const text = await readFile(path, 'utf8');
@@ -198,7 +197,10 @@ async function loadKeyFile(path: string, name: string): Promise<RingKey> {
       ? createPrivateKey({ key: JSON.parse(text) as JsonWebKey, format: 'jwk' })
       : createPrivateKey({ key: text, format: 'pem' });
   } catch (err) {
-    throw bad('not a private key (expected PKCS#8 PEM or a private JWK)', err);
+    // Not the error itself as the cause: JSON.parse's message quotes the text near the
+    // fault, i.e. key material (logged by 'signing keys reload failed'). Its code is enough.
+    const code = (err as NodeJS.ErrnoException).code;
+    throw bad(`not a private key (expected PKCS#8 PEM or a private JWK)${code ? ` (${code})` : err instanceof SyntaxError ? ' (not JSON)' : ''}`);
   }
   if (keyObject.asymmetricKeyType !== 'ec' || keyObject.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
     const got = [keyObject.asymmetricKeyType ?? 'unknown', keyObject.asymmetricKeyDetails?.namedCurve].filter(Boolean).join(' ');
