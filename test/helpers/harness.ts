@@ -54,6 +54,15 @@ export interface RunningSidecar {
   stop(): Promise<void>;
 }
 
+/**
+ * A route that injects `authorization: Bearer <value of KEY>` (a static credential from the
+ * environment variable KEY), as most security tests use: `startSidecar({ routes: { api:
+ * bearerRoute(up.url, ['GET /v1/**']) } }, { env: { KEY: SECRET } })`.
+ */
+export function bearerRoute(upstream: string, allow: readonly string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { upstream, credential: { env: 'KEY' }, inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow, ...extra };
+}
+
 /** Start a sidecar from a config object (as YAML would give), on ports chosen by the OS. */
 export async function startSidecar(
   config: Record<string, unknown>,

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { startSidecar, type RunningSidecar } from './harness.js';
+import { bearerRoute, startSidecar, type RunningSidecar } from './harness.js';
 import { startRecordingUpstream, type RecordingUpstream } from './security-net.js';
 
 /**
@@ -29,14 +29,7 @@ export async function startHeldRoute(secret: string, answerDelayMs: (url: string
     }
     setTimeout(() => res.end('ok'), answerDelayMs(req.url ?? ''));
   });
-  const route = {
-    upstream: up.url,
-    credential: { env: 'KEY' },
-    inject: { header: 'authorization', format: 'Bearer {{credential}}' },
-    allow: ['* /v1/**'],
-    maxSockets: 2,
-  };
-  const leash = await startSidecar({ routes: { r: route } }, { env: { KEY: secret } });
+  const leash = await startSidecar({ routes: { r: bearerRoute(up.url, ['* /v1/**'], { maxSockets: 2 }) } }, { env: { KEY: secret } });
   const port = Number(new URL(leash.url).port);
   return {
     up,

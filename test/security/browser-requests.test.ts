@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
+import { bearerRoute, startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
@@ -35,13 +35,7 @@ beforeAll(async () => {
     {
       clients: { hosts: [NAMED_HOST.toUpperCase()], origins: [NAMED_ORIGIN] },
       routes: {
-        api: {
-          upstream: up.url,
-          credential: { env: 'KEY' },
-          inject: { header: 'authorization', format: 'Bearer {{credential}}' },
-          allow: ['GET /v1/**', 'POST /v1/**'],
-          websocket: true,
-        },
+        api: bearerRoute(up.url, ['GET /v1/**', 'POST /v1/**'], { websocket: true }),
       },
     },
     { env: { KEY: SECRET } },

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
+import { bearerRoute, startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
@@ -30,7 +30,7 @@ let port: number;
 beforeAll(async () => {
   up = await startRecordingUpstream();
   leash = await startSidecar(
-    { routes: { api: { upstream: up.url, credential: { env: 'KEY' }, inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /v1/**'] } } },
+    { routes: { api: bearerRoute(up.url, ['GET /v1/**']) } },
     { env: { KEY: 'sk-fwd-readers-5b8e2c4a7d1f3069' } },
   );
   port = Number(new URL(leash.url).port);

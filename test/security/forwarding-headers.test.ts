@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FORWARDING_HEADERS } from '../../src/sidecar/proxy/headers.js';
-import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
+import { bearerRoute, startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
@@ -41,12 +41,7 @@ beforeAll(async () => {
   leash = await startSidecar(
     {
       routes: {
-        api: {
-          upstream: up.url,
-          credential: { env: 'KEY' },
-          inject: { header: 'authorization', format: 'Bearer {{credential}}' },
-          allow: ['GET /v1/**', 'POST /v1/**'],
-        },
+        api: bearerRoute(up.url, ['GET /v1/**', 'POST /v1/**']),
       },
     },
     { env: { KEY: SECRET } },

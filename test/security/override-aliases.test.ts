@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INBOUND_CREDENTIAL_HEADERS, OVERRIDE_HEADERS } from '../../src/sidecar/proxy/headers.js';
-import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
+import { bearerRoute, startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
@@ -54,12 +54,7 @@ beforeAll(async () => {
   leash = await startSidecar(
     {
       routes: {
-        chat: {
-          upstream: up.url,
-          credential: { env: 'KEY' },
-          inject: { header: 'authorization', format: 'Bearer {{credential}}' },
-          allow: ['POST /v1/messages'],
-        },
+        chat: bearerRoute(up.url, ['POST /v1/messages']),
       },
     },
     { env: { KEY: SECRET } },

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
+import { bearerRoute, startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
@@ -66,12 +66,7 @@ beforeAll(async () => {
   leash = await startSidecar(
     {
       routes: {
-        api: {
-          upstream: up.url,
-          credential: { env: 'KEY' },
-          inject: { header: 'authorization', format: 'Bearer {{credential}}' },
-          allow: RULES.map(([rule]) => rule),
-        },
+        api: bearerRoute(up.url, RULES.map(([rule]) => rule)),
       },
     },
     { env: { KEY: SECRET } },
