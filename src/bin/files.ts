@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { redisTargetFrom, type RedisTarget } from '../bus/target.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { parseSidecarConfigIsolated } from '../config/isolated.js';
-import { hasSecretSegment } from '../config/secret-shape.js';
+import { isFileContents } from '../config/secret-shape.js';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { ConfigError } from '../core/errors.js';
 import { caBundleProblem } from '../core/ca-bundle.js';
@@ -17,7 +17,7 @@ export function readText(path: string, what: string): string {
     return readFileSync(path, 'utf8');
   } catch (err) {
     // A path that is a file's contents (config/common.ts filePath) is not repeated, wherever it came from.
-    const shown = /[\r\n]/.test(path) || hasSecretSegment(path) ? 'the file named there' : path;
+    const shown = isFileContents(path) ? 'the file named there' : path;
     throw new ConfigError([`${what}: cannot read ${shown} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
   }
 }

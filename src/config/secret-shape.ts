@@ -160,6 +160,16 @@ export function hasSecretSegment(path: string): boolean {
   });
 }
 
+/**
+ * Is `path` a file's contents rather than its path (a PEM block, a key or token, a key
+ * encoded on one line, anything with a line break)? The one rule for every path leash is
+ * given (config/common.ts filePath and `{ file }` sources) and for what it prints when a
+ * path cannot be read (bin/files.ts readText): such a value is never shown.
+ */
+export function isFileContents(path: string): boolean {
+  return /[\r\n]/.test(path) || hasSecretSegment(path);
+}
+
 /** Base64 (either alphabet, padded or not) long enough for the smallest key (Ed25519 PKCS#8: 64). */
 const BASE64_TEXT = /^[A-Za-z0-9+/_-]{64,}={0,2}$/;
 

@@ -12,6 +12,7 @@ import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
  * secret there for the whole run: up to the 10 s admin timeout for trace, for good for
  * dev. The CLI now overwrites its title (argv's memory) before anything is awaited.
  */
+// Made up for this test, vendor-shaped: never a real key.
 const SECRET = 'sk-proj-Zx81TqLm3VbN7cHs0PdR5yWe2KaGfJ4u';
 const PASSWORD = 'Hunter2ZebraCrane';
 

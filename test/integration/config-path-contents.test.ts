@@ -27,6 +27,8 @@ const file = (name: string, text: string) => {
 
 const ecKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 const rsaKey = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'pem', type: 'pkcs1' }).toString();
+// The keys are generated per run (ecKey, rsaKey); the JWT and the vendor key are made up,
+// vendor-shaped, never real.
 const CONTENTS: Record<string, string> = {
   'EC private key': ecKey,
   'RSA private key': rsaKey,

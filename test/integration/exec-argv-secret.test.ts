@@ -21,6 +21,8 @@ const file = (name: string, text: string) => {
   return p;
 };
 
+// Made up for this test, vendor-shaped: never real keys (the JWT's signature is the text
+// "signature-bytes-for-testing-only").
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJnaXRodWItYXBwIiwiaWF0IjoxNzk5OTk5OTk5fQ.c2lnbmF0dXJlLWJ5dGVzLWZvci10ZXN0aW5nLW9ubHk';
 const KEYS = ['ghp_R8sT2vX5bN9mQ1wE4yU7iO0pA3sD6fG9hJ2k', 'sk-proj-Zx81TqLm3VbN7cHs0PdR5yWe2KaGfJ4u', 'AKIAQ2WERT5YUIOP7ASD', JWT];
 const SECRET_ARGS = [
