@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
-import { INLINE_SECRET, isFileContents, looksLikeSecret } from './secret-shape.js';
+import { hasSecretSegment, INLINE_SECRET, isFileContents, looksLikeSecret } from './secret-shape.js';
 
 /** Building blocks shared by every config schema. */
 
@@ -38,7 +38,7 @@ export const hostPort = z.string({ error: 'must be "host:port"' }).transform((te
  */
 export const secretSource = z.union(
   [
-    z.strictObject({ file: z.string().min(1, 'must be a file path').refine((p) => !isFileContents(p), INLINE_SECRET) }),
+    z.strictObject({ file: z.string().min(1, 'must be a file path').refine((p) => !hasSecretSegment(p), INLINE_SECRET) }),
     z.strictObject({
       env: z
         .string()

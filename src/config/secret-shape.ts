@@ -162,9 +162,10 @@ export function hasSecretSegment(path: string): boolean {
 
 /**
  * Is `path` a file's contents rather than its path (a PEM block, a key or token, a key
- * encoded on one line, anything with a line break)? The one rule for every path leash is
- * given (config/common.ts filePath and `{ file }` sources) and for what it prints when a
- * path cannot be read (bin/files.ts readText): such a value is never shown.
+ * encoded on one line, anything with a line break)? The one rule for the path keys
+ * (config/common.ts filePath) and for what is printed when a path cannot be read
+ * (bin/files.ts readText): such a value is never shown. (`{ file }` sources refuse the
+ * secret shapes alone: a line break in their path is the file's name, shown printable.)
  */
 export function isFileContents(path: string): boolean {
   return /[\r\n]/.test(path) || hasSecretSegment(path);

@@ -107,10 +107,16 @@ describe('identity certificate rotation', () => {
     // Stop: every lease this instance holds is released at the authority, none left in the store.
     const before = await authority.running.store.listLeases({ instance: identity });
     expect(before.length).toBeGreaterThan(0);
+    const stoppedAt = Date.now();
     await leash.stop();
     expect(await authority.running.store.listLeases({ instance: identity })).toEqual([]);
     const released = eventsOf(authority.logs, 'lease.released');
-    for (const l of before) expect(released.map((e) => e.lease)).toContain(l.id);
+    // Every lease still live when the sidecar stopped is released. (With 3 s leases, a
+    // predecessor listed just before may expire before the stop under load: an expired
+    // lease leaves the store by itself and needs no release — CI saw exactly that once.)
+    const live = before.filter((l) => l.expiresAtMs > stoppedAt);
+    expect(live.length).toBeGreaterThan(0);
+    for (const l of live) expect(released.map((e) => e.lease)).toContain(l.id);
     // Rotations released their predecessors too, and none of it reads as a revocation.
     expect(released.length).toBeGreaterThan(before.length);
     expect(eventsOf(authority.logs, 'lease.revoked')).toEqual([]);
