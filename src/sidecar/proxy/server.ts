@@ -17,6 +17,7 @@ import { listenerOptions, type ListenerLimits } from '../listener-limits.js';
 import { auditPath } from './audit-path.js';
 import { NO_FRAMING } from './framing.js';
 import { takeLastRequest, withdrawRequest } from './pool.js';
+import { ignoredUpgrade, ProxyIncomingMessage } from './upgrade.js';
 
 /**
  * The agent-facing reverse proxy. http-proxy 1.18.1 moves the bytes; everything that
@@ -151,7 +152,8 @@ export class ProxyServer {
     this.agentPath = (route, rest) => resolver.agentPath(route, rest);
     dropDeleteLengthPass(this.proxy);
     // No limit on reading a body (slow uploads are legitimate; a stalled one is bounded by the route's upstream idle timeout).
-    this.server = createServer(listenerOptions(limits, 0), (req, res) => this.handle(req as WithCtx, res));
+    // ProxyIncomingMessage: an upgrade offer other than WebSocket (Java's h2c) is a plain request (upgrade.ts).
+    this.server = createServer({ ...listenerOptions(limits, 0), IncomingMessage: ProxyIncomingMessage }, (req, res) => this.handle(req as WithCtx, res));
     this.server.maxConnections = limits.maxConnections;
     // Node's default, set explicitly: refuseSmuggling (passes.ts) refuses a request with more
     // header lines than req.headers holds (a framing header past it would be invisible there).
@@ -304,6 +306,8 @@ export class ProxyServer {
       return;
     }
     const ctx = this.begin(req, false);
+    // An ignored upgrade offer (upgrade.ts): Node's parser dropped what followed it in that read.
+    if (ignoredUpgrade(req)) res.shouldKeepAlive = false;
     // `on`, not `once`: a ServerResponse emits 'close' once (Node guards it with `_closed`),
     // and once() would wrap the listener in a state object and a bound function per request.
     res.on('close', () => {
