@@ -11,7 +11,7 @@ import {
   responseSkipSet,
   stripRequestHeaders,
 } from '../../src/sidecar/proxy/headers.js';
-import { rewriteLocation } from '../../src/sidecar/proxy/response.js';
+import { rewriteLinkTargets, rewriteLocation } from '../../src/sidecar/proxy/response.js';
 import { RouteRuntime } from '../../src/sidecar/proxy/route.js';
 
 describe('INBOUND_CREDENTIAL_HEADERS', () => {
@@ -114,6 +114,26 @@ describe('decodableAcceptEncoding', () => {
     expect(decodableAcceptEncoding('zstd, compress')).toBe('identity');
     expect(decodableAcceptEncoding(undefined)).toBeUndefined();
     expect(decodableAcceptEncoding('')).toBeUndefined();
+  });
+});
+
+describe('rewriteLinkTargets', () => {
+  const up = (t: string) => t.replace('https://up.example', 'http://127.0.0.1:8080/r');
+  it('rewrites each link target, parameters byte for byte', () => {
+    expect(rewriteLinkTargets('<https://up.example/a?page=2>; rel="next", <https://up.example/a?page=9>; rel="last"', up)).toBe(
+      '<http://127.0.0.1:8080/r/a?page=2>; rel="next", <http://127.0.0.1:8080/r/a?page=9>; rel="last"',
+    );
+    expect(rewriteLinkTargets('<https://up.example/x>;rel=next;title="a, <https://up.example/y>",<https://up.example/z>', up)).toBe(
+      '<http://127.0.0.1:8080/r/x>;rel=next;title="a, <https://up.example/y>",<http://127.0.0.1:8080/r/z>',
+    );
+    expect(rewriteLinkTargets('<https://up.example/x>; title="q\\"<,>"; rel=a , \t<https://up.example/y>', up)).toBe(
+      '<http://127.0.0.1:8080/r/x>; title="q\\"<,>"; rel=a , \t<http://127.0.0.1:8080/r/y>',
+    );
+  });
+  it('leaves a value that is not a list of links as it is', () => {
+    for (const v of ['', 'https://up.example/x', 'x <https://up.example/x>', '<https://up.example/x', '<https://up.example/x>; rel=a, junk <https://up.example/y>']) {
+      expect(rewriteLinkTargets(v, up)).toBe(v);
+    }
   });
 });
 

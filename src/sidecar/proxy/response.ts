@@ -378,15 +378,72 @@ interface ValueRule<A, B> {
   readonly locate: (location: string, a: A, b: B) => string;
   readonly a: A;
   readonly b: B;
+  /** The `Host` the agent addressed leash by, if it sent one (Link targets are made absolute on it). */
+  readonly agentHost: string | undefined;
 }
 
 function relayedValue<A, B>(lower: string, raw: string, rule: ValueRule<A, B>): string {
   const value = rule.isError || URL_HEADERS.has(lower) ? rule.scrubber.full(raw) : rule.scrubber.whole(raw);
-  return lower === 'location' ? rule.locate(value, rule.a, rule.b) : value;
+  if (lower === 'location') return rule.locate(value, rule.a, rule.b);
+  return lower === 'link' ? rewriteLinkTargets(value, (target) => linkTarget(target, rule)) : value;
+}
+
+/**
+ * A `Link` target as the agent follows it: like a Location (rewriteLocation), and a target
+ * brought back through leash is made absolute on the agent's Host. Clients take a link as
+ * given, not resolved against the request (Octokit prepends its base URL to a path, which
+ * already holds the route prefix; PyGithub requires its base URL's host).
+ */
+function linkTarget<A, B>(target: string, rule: ValueRule<A, B>): string {
+  const located = rule.locate(target, rule.a, rule.b);
+  if (located === target || !located.startsWith('/') || rule.agentHost === undefined) return located;
+  return `http://${rule.agentHost}${located}`;
+}
+
+/**
+ * Pure: a Link header value (RFC 8288: `<target>; param=value, <target>; …`) with each
+ * link's target passed through `rewrite`; parameters (quoted strings with `<`, `>` or `,`
+ * included) are left byte for byte. Text that does not parse as links is returned as is.
+ */
+export function rewriteLinkTargets(value: string, rewrite: (target: string) => string): string {
+  let out = '';
+  let from = 0;
+  let i = 0;
+  while (i < value.length) {
+    // The start of a link-value: optional whitespace and commas, then `<`.
+    while (i < value.length && (value[i] === ' ' || value[i] === '\t' || value[i] === ',')) i++;
+    if (i >= value.length) break;
+    if (value[i] !== '<') return value;
+    const end = value.indexOf('>', i + 1);
+    if (end === -1) return value;
+    const target = value.slice(i + 1, end);
+    const rewritten = rewrite(target);
+    if (rewritten !== target) {
+      out += `${value.slice(from, i + 1)}${rewritten}`;
+      from = end;
+    }
+    // Its parameters, up to the next comma outside a quoted string.
+    i = end + 1;
+    while (i < value.length && value[i] !== ',') {
+      if (value[i] === '"') {
+        for (i++; i < value.length && value[i] !== '"'; i++) if (value[i] === '\\') i++;
+      }
+      i++;
+    }
+  }
+  return out + value.slice(from);
 }
 
 /** planResponse with the Location rewrite as a plain function of `a` and `b` (no closure per answer). */
-function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scrubber, locate: (location: string, a: A, b: B) => string, a: A, b: B): ResponsePlan {
+function planResponseWith<A, B>(
+  up: ResponseHead,
+  method: string,
+  scrubber: Scrubber,
+  locate: (location: string, a: A, b: B) => string,
+  a: A,
+  b: B,
+  agentHost?: string,
+): ResponsePlan {
   // From the raw headers only: IncomingMessage builds its parsed `headers` object on first
   // access (≈ 8k instructions per answer, issue 11), and nothing else on this path needs it.
   const facts = headFacts(up.rawHeaders);
@@ -405,7 +462,7 @@ function planResponseWith<A, B>(up: ResponseHead, method: string, scrubber: Scru
   const hop = responseSkipSet(facts.connection);
   // A scrubbed body is decoded and re-framed by leash: the upstream's framing does not apply.
   const skip = scrub ? new Set([...hop, 'content-length', 'content-encoding']) : hop;
-  const rule: ValueRule<A, B> = { isError, scrubber, locate, a, b };
+  const rule: ValueRule<A, B> = { isError, scrubber, locate, a, b, agentHost };
   const { headers, dropped } = relayHeadersWith(up.rawHeaders, skip, scrubber, isError, relayedValue, rule);
   if (isActiveContent(facts.contentType, facts.contentTypeRepeated)) headers.push('content-security-policy', 'sandbox');
   return { kind: 'relay', status, reason: reasonPhrase(status), headers, dropped, body: scrub ? 'scrub' : stream ? 'flush' : 'pipe' };
@@ -424,7 +481,7 @@ export function forwardResponse(
   scrubber: Scrubber,
   agentPath: (route: RouteRuntime, rest: string) => string = prefixAgentPath,
 ): ForwardOutcome {
-  const plan = planResponseWith(proxyRes, method, scrubber, rewriteLocation, route, agentPath);
+  const plan = planResponseWith(proxyRes, method, scrubber, rewriteLocation, route, agentPath, res.req?.headers.host);
   if (plan.kind === 'refuse') {
     abandon(proxyRes);
     const refused = refusal(plan.problem, route.name);
