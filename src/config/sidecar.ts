@@ -107,7 +107,8 @@ const route = z.strictObject({
   timeouts: z
     .strictObject({
       connect: duration().default(10_000),
-      idle: duration().default(300_000),
+      // Past the vendor SDKs' own 10-minute request timeout: a slow non-streaming answer is the client's to give up on.
+      idle: duration().default(600_000),
     })
     .prefault({}),
   maxSockets: z.int().positive().default(256),

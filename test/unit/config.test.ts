@@ -1,6 +1,8 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { sidecarSchema, type SidecarConfig } from '../../src/config/sidecar.js';
@@ -50,9 +52,20 @@ routes:
     expect(r.upstream.href).toBe('https://api.openai.com/v1base/');
     expect(r.inject).toEqual({ header: 'authorization', format: 'Bearer {{credential}}' });
     expect(r.allow.map((a) => a.text)).toEqual(['POST /v1/chat/completions', 'GET /v1/models/*']);
-    expect(r.timeouts).toEqual({ connect: 10_000, idle: 300_000 });
+    expect(r.timeouts).toEqual({ connect: 10_000, idle: 600_000 });
     expect(r.maxSockets).toBe(256);
     expect(r.stripHeaders).toEqual([]);
+  });
+
+  it('the default idle timeout outlasts the vendor SDKs\' own request timeout', () => {
+    // A non-streaming answer sends nothing until it is done: OpenAI's reasoning models and
+    // Claude with a large max_tokens take several minutes, which the SDKs wait for (10 min,
+    // the Python ones too). A route that cut them first answered 504, which the SDKs retry:
+    // the same minutes of generation billed again, and a failure at the end.
+    const c = parseConfig(sidecarSchema, doc(), {});
+    for (const sdkTimeout of [OpenAI.DEFAULT_TIMEOUT, Anthropic.DEFAULT_TIMEOUT, 600_000]) {
+      expect(c.routes.openai!.timeouts.idle).toBeGreaterThanOrEqual(sdkTimeout);
+    }
   });
 
   it('JSON is accepted', () => {
