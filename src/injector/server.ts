@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import type { AddressInfo, Socket } from 'node:net';
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Injector } from '../config/injector.js';
 import { admissionResponse, decide, parseReview } from './mutate.js';
@@ -24,7 +24,29 @@ const MAX_BODY = 8 * 1024 * 1024;
  * limit, and with failurePolicy: Fail an OOM-killed injector refuses every opted-in pod.
  */
 export const DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024;
-const MAX_CONNECTIONS = 256;
+/**
+ * Connections held at once. At the cap a new connection is taken and an old one closed
+ * (the oldest with no review under way, else the oldest), never the new one refused: with
+ * failurePolicy: Fail, a client that filled the table with connections doing nothing (no
+ * TLS started: Node's own cap dropped every new connection, the API server's included,
+ * for the 120 s of TLS's handshake timeout) refused every opted-in pod of the cluster.
+ * The API server's reviews take milliseconds, so what an attacker holds open is what goes.
+ */
+export const MAX_CONNECTIONS = 256;
+/** A TLS handshake takes milliseconds; the webhook's own timeout is 5 s. */
+const HANDSHAKE_TIMEOUT = 10_000;
+
+/** One connection, from TCP accept to close; `reviews` > 0 while a review on it is being read or answered. */
+interface Conn {
+  raw: Socket;
+  reviews: number;
+}
+
+/** A request body being read: what it holds, and how to shed it (answer 503, close, let go of its bytes). */
+interface Upload {
+  held: number;
+  shed: () => void;
+}
 
 export interface TlsPair {
   certPem: string;
@@ -112,6 +134,13 @@ export class InjectorServer {
   /** Request body bytes held right now, over every connection. */
   private buffered = 0;
   private lastShedLog = 0;
+  private lastEvictLog = 0;
+  /** Open connections, oldest first (a Set keeps insertion order). */
+  private readonly conns = new Set<Conn>();
+  /** Each connection by its peer's address and port, to find it again from its TLS socket. */
+  private readonly connByPeer = new Map<string, Conn>();
+  /** Request bodies being read now. */
+  private readonly uploads = new Set<Upload>();
 
   constructor(private readonly opts: InjectorServerOptions) {
     this.reloader = new TlsReloader(opts.tls, opts.logger, (pair) => this.server.setSecureContext({ cert: pair.certPem, key: pair.keyPem }));
@@ -121,6 +150,7 @@ export class InjectorServer {
         cert: reloader.currentPair.certPem,
         key: reloader.currentPair.keyPem,
         minVersion: 'TLSv1.2',
+        handshakeTimeout: HANDSHAKE_TIMEOUT,
         SNICallback: (_servername, cb) => {
           reloader.check();
           cb(null, reloader.current);
@@ -131,7 +161,74 @@ export class InjectorServer {
     // A client that stalls mid-request must not hold a socket for ever; the API server's own timeout is ≤ 30s.
     this.server.requestTimeout = 30_000;
     this.server.headersTimeout = 10_000;
-    this.server.maxConnections = MAX_CONNECTIONS;
+    // Not server.maxConnections: it refuses the newest connection, the API server's included.
+    this.server.on('connection', (raw: Socket) => this.admit(raw));
+  }
+
+  /** Takes every new connection; at MAX_CONNECTIONS, closes an old one first (see MAX_CONNECTIONS). */
+  private admit(raw: Socket): void {
+    if (this.conns.size >= MAX_CONNECTIONS) {
+      let victim: Conn | undefined;
+      for (const c of this.conns) {
+        if (c.reviews === 0) {
+          victim = c;
+          break;
+        }
+      }
+      victim ??= this.conns.values().next().value;
+      if (victim) {
+        this.forget(victim);
+        victim.raw.destroy();
+        const now = Date.now();
+        if (now - this.lastEvictLog > 10_000) {
+          this.lastEvictLog = now;
+          this.opts.logger.warn({ connections: MAX_CONNECTIONS }, 'injector connections at their cap: closing the oldest idle one for each new one (logged at most every 10s)');
+        }
+      }
+    }
+    const conn: Conn = { raw, reviews: 0 };
+    const peer = peerKey(raw);
+    this.conns.add(conn);
+    this.connByPeer.set(peer, conn);
+    raw.once('close', () => this.forget(conn));
+  }
+
+  private forget(conn: Conn): void {
+    this.conns.delete(conn);
+    const peer = peerKey(conn.raw);
+    if (this.connByPeer.get(peer) === conn) this.connByPeer.delete(peer);
+  }
+
+  /** Counts a review on its connection until its response is done, so the connection is not taken for an idle one. */
+  private track(req: IncomingMessage, res: ServerResponse): void {
+    const conn = this.connByPeer.get(peerKey(req.socket as TLSSocket));
+    if (!conn) return;
+    conn.reviews++;
+    res.once('close', () => conn.reviews--);
+  }
+
+  /**
+   * Makes room in the budget for `extra` more bytes of `upload`: sheds the biggest other
+   * uploads while they hold more than `upload` would. False when `upload` is itself the
+   * biggest: it is the one to shed. So the API server's review (kilobytes) is never shed
+   * for an attacker's held 8 MiB uploads.
+   */
+  private makeRoom(upload: Upload, extra: number, budget: number): boolean {
+    while (this.buffered + extra > budget) {
+      let biggest: Upload | undefined;
+      for (const u of this.uploads) if (u !== upload && (!biggest || u.held > biggest.held)) biggest = u;
+      if (!biggest || biggest.held <= upload.held + extra) return false;
+      biggest.shed();
+    }
+    return true;
+  }
+
+  private logShed(): void {
+    const now = Date.now();
+    if (now - this.lastShedLog > 10_000) {
+      this.lastShedLog = now;
+      this.opts.logger.warn({ buffered: this.buffered, budget: this.opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED }, 'admission reviews shed: too many request bytes held at once (logged at most every 10s)');
+    }
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
@@ -165,16 +262,29 @@ export class InjectorServer {
     if (type !== 'application/json') return drainThen(req, () => send(res, 415, { error: 'content-type must be application/json' }));
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > MAX_BODY) return drainThen(req, () => send(res, 413, { error: `an AdmissionReview is at most ${MAX_BODY} bytes` }), true);
+    this.track(req, res);
     const chunks: Buffer[] = [];
     const budget = this.opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED;
     let size = 0;
-    let held = 0;
     let tooBig = false;
     let shed = false;
+    const upload: Upload = {
+      held: 0,
+      // Over the shared budget: answered now and the connection closed, nothing more held.
+      shed: () => {
+        if (shed) return;
+        shed = true;
+        release();
+        this.logShed();
+        send(res, 503, { error: 'the injector holds too many request bytes at once; retry' }, true);
+      },
+    };
+    this.uploads.add(upload);
     const release = () => {
-      this.buffered -= held;
-      held = 0;
+      this.buffered -= upload.held;
+      upload.held = 0;
       chunks.length = 0;
+      this.uploads.delete(upload);
     };
     req.on('data', (chunk: Buffer) => {
       if (shed) return;
@@ -183,19 +293,9 @@ export class InjectorServer {
         tooBig = true;
         release();
       } else if (!tooBig) {
-        if (this.buffered + chunk.length > budget) {
-          // Over the shared budget: answered now and the connection closed, nothing more held.
-          shed = true;
-          release();
-          const now = Date.now();
-          if (now - this.lastShedLog > 10_000) {
-            this.lastShedLog = now;
-            this.opts.logger.warn({ buffered: this.buffered, budget }, 'admission reviews shed: too many request bytes held at once (logged at most every 10s)');
-          }
-          return send(res, 503, { error: 'the injector holds too many request bytes at once; retry' }, true);
-        }
+        if (!this.makeRoom(upload, chunk.length, budget)) return upload.shed();
         chunks.push(chunk);
-        held += chunk.length;
+        upload.held += chunk.length;
         this.buffered += chunk.length;
       }
     });
@@ -243,6 +343,11 @@ export class InjectorServer {
       send(res, 500, { error: 'internal error deciding the review' });
     }
   }
+}
+
+/** A connection's peer, the same for its TCP socket and the TLS socket over it. */
+function peerKey(socket: Socket): string {
+  return `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`;
 }
 
 function podMeta(object: unknown): Record<string, string> {
