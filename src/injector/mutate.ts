@@ -48,10 +48,16 @@ interface Container {
   env?: EnvVar[];
   ports?: Array<{ containerPort?: unknown }>;
   volumeMounts?: Array<{ name?: unknown }>;
+  securityContext?: { privileged?: unknown };
+}
+interface Volume {
+  name?: unknown;
+  hostPath?: { path?: unknown };
+  projected?: { sources?: Array<{ serviceAccountToken?: { audience?: unknown } }> };
 }
 interface Pod {
   metadata?: { name?: string; generateName?: string; annotations?: Record<string, unknown>; labels?: Record<string, unknown> };
-  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Array<{ name?: unknown }>; hostNetwork?: unknown; hostPID?: unknown; shareProcessNamespace?: unknown };
+  spec?: { containers?: Container[]; initContainers?: Container[]; volumes?: Volume[]; hostNetwork?: unknown; hostPID?: unknown; shareProcessNamespace?: unknown };
 }
 
 /** A review the injector can decide on, or why not (→ HTTP 400). */
@@ -159,6 +165,9 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
     }
   }
 
+  const exposed = exposesIdentity(spec.volumes, [...initContainers, ...spec.containers]);
+  if (exposed) return { allowed: false, message: exposed };
+
   const agentEnv = agentEnvFor(injector, routes, proxyPort);
   if (typeof agentEnv === 'string') return { allowed: false, message: agentEnv };
 
@@ -179,6 +188,48 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
       : { op: 'add', path: '/metadata/labels', value: { [ANNOTATION.injected]: 'true' } },
   );
   return { allowed: true, patch, warnings, reason: 'injected' };
+}
+
+/** The kubelet's default --root-dir: every pod's volumes are below it, the sidecar's projected token among them. */
+const KUBELET_DIR = '/var/lib/kubelet/';
+
+/**
+ * Why another container of the pod could hold what the sidecar's identity rests on — its
+ * own token for audience leash, or the sidecar's from the node — or undefined. Each gives
+ * the agent the pod's identity (it attests as the pod and leases the routes' credentials
+ * itself), as a mount of leash-token would: a second projected token for audience leash;
+ * a hostPath at, above or below the kubelet's directory (the sidecar's token file is
+ * below it); a privileged container (it can mount the node's disk, and so read that file).
+ */
+function exposesIdentity(volumes: readonly Volume[] | undefined, containers: readonly Container[]): string | undefined {
+  const byName = new Map<unknown, Volume>();
+  for (const v of Array.isArray(volumes) ? volumes : []) if (isObject(v)) byName.set(v.name, v);
+  for (const c of containers) {
+    if (!isObject(c)) continue;
+    if (isObject(c.securityContext) && c.securityContext.privileged === true) {
+      return `container ${show(c.name)} is privileged: it could read leash's token from the node's disk and take the pod's identity; leash is not injected into a pod with a privileged container`;
+    }
+    for (const m of Array.isArray(c.volumeMounts) ? c.volumeMounts : []) {
+      const v = byName.get(m?.name);
+      if (!v) continue;
+      const sources = Array.isArray(v.projected?.sources) ? v.projected.sources : [];
+      if (sources.some((src) => isObject(src) && isObject(src.serviceAccountToken) && src.serviceAccountToken.audience === TOKEN_AUDIENCE)) {
+        return `container ${show(c.name)} mounts volume ${show(v.name)}, a service-account token for audience "${TOKEN_AUDIENCE}": it could attest as the pod; only the leash container may hold one`;
+      }
+      const host = typeof v.hostPath?.path === 'string' ? normalizeHostPath(v.hostPath.path) : undefined;
+      if (host !== undefined && (KUBELET_DIR.startsWith(host) || host.startsWith(KUBELET_DIR))) {
+        return `container ${show(c.name)} mounts hostPath ${show(v.hostPath!.path)}, which holds the kubelet's pod volumes (leash's token among them); leash is not injected into such a pod`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** `/var//lib/./kubelet/` → `/var/lib/kubelet/`; a path with `..` is taken as the root (it may reach anywhere). */
+function normalizeHostPath(path: string): string {
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) return '/';
+  return `/${parts.join('/')}${parts.length ? '/' : ''}`;
 }
 
 /**

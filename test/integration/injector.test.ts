@@ -326,6 +326,45 @@ describe('leash injector /mutate', () => {
     }
   });
 
+  it('refuses a pod where another container could hold the pod\'s identity some other way: its own leash-audience token, the kubelet\'s directory, privilege', async () => {
+    const leashToken = (name: string) => ({ name, projected: { sources: [{ serviceAccountToken: { audience: 'leash', expirationSeconds: 600, path: 't' } }] } });
+    const hostPath = (name: string, path: string) => ({ name, hostPath: { path } });
+    // [case, volumes added, container mount (volume name) or privileged, refused?, message part]
+    const cases: Array<[string, Json[], { mount?: string; privileged?: boolean; init?: boolean }, boolean, string]> = [
+      ['a second projected token for audience leash, in the app', [leashToken('my-token')], { mount: 'my-token' }, true, 'audience "leash"'],
+      ['the same, in an init container', [leashToken('my-token')], { mount: 'my-token', init: true }, true, 'audience "leash"'],
+      ['the same among other sources', [{ name: 'mixed', projected: { sources: [{ configMap: { name: 'x' } }, { serviceAccountToken: { audience: 'leash', path: 't' } }] } }], { mount: 'mixed' }, true, 'audience "leash"'],
+      ...['/', '/var', '/var/lib', '/var/lib/kubelet', '/var/lib/kubelet/', '/var/lib/kubelet/pods', '/var//lib/./kubelet/pods/abc/volumes', '/var/lib/kubelet/../kubelet', '/tmp/../var/lib'].map(
+        (path): [string, Json[], { mount: string }, boolean, string] => [`hostPath ${path}`, [hostPath('host', path)], { mount: 'host' }, true, 'hostPath'],
+      ),
+      ['a privileged app container', [], { privileged: true }, true, 'privileged'],
+      ['a privileged init container', [], { privileged: true, init: true }, true, 'privileged'],
+      // Not refused: a token for another audience (e.g. Vault's), an unrelated hostPath, one not mounted, privileged: false.
+      ['a projected token for audience vault', [{ name: 'vault-token', projected: { sources: [{ serviceAccountToken: { audience: 'vault', path: 't' } }] } }], { mount: 'vault-token' }, false, ''],
+      ['hostPath /etc/ssl/certs', [hostPath('certs', '/etc/ssl/certs')], { mount: 'certs' }, false, ''],
+      ['hostPath /var/lib/kubeletx', [hostPath('near', '/var/lib/kubeletx')], { mount: 'near' }, false, ''],
+      ['a leash-audience token no container mounts', [leashToken('unused')], {}, false, ''],
+      ['privileged: false', [], { privileged: false }, false, ''],
+    ];
+    for (const [name, volumes, how, refused, part] of cases) {
+      const r = withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' });
+      const spec = r.request.object.spec;
+      spec.volumes.push(...volumes);
+      const container: Json = how.init ? { name: 'fetch', image: 'example/fetch:1' } : spec.containers[0];
+      if (how.init) spec.initContainers = [container];
+      if (how.mount) (container.volumeMounts ??= []).push({ name: how.mount, mountPath: '/steal', readOnly: true });
+      if (how.privileged !== undefined) container.securityContext = { ...(container.securityContext ?? {}), privileged: how.privileged };
+      const reply = await review(r);
+      expect(reply.status, name).toBe(200);
+      if (refused) {
+        expect(reply.json.response, name).toMatchObject({ allowed: false, status: { message: expect.stringContaining(part) } });
+        expect(reply.json.response.patch, name).toBeUndefined();
+      } else {
+        expect(reply.json.response, name).toMatchObject({ allowed: true, patchType: 'JSONPatch' });
+      }
+    }
+  });
+
   it('route names that every JavaScript object has (constructor, __proto__, toString…) are unknown routes, not a crash', async () => {
     for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf']) {
       const reply = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': name }));
