@@ -295,7 +295,9 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/overlays/redis-in-cluster-subscribed: the
     expect(await a.keys('leash:*')).toContain('leash:lease:x');
 
     // The sidecar: subscribe to the revocation channel and receive, read the stream and the
-    // epoch, set the epoch when absent, append to the audit stream.
+    // epoch (never write it: a SET that may create it may also overwrite it, and a forged
+    // epoch makes every subscribed sidecar drop and re-lease all it holds), append to the
+    // audit stream.
     const sub = connect(port, 'leash-sidecar', SIDECAR_PASSWORD);
     const received = new Promise<string>((resolve) => sub.on('message', (_ch, m: string) => resolve(m)));
     await sub.subscribe('leash:revocations');
@@ -306,7 +308,9 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/overlays/redis-in-cluster-subscribed: the
     expect(await s.xrange('leash:revocations', '-', '+')).toHaveLength(1);
     expect(await s.xrevrange('leash:revocations', '+', '-', 'COUNT', 1)).toHaveLength(1);
     expect(await s.call('XINFO', 'STREAM', 'leash:revocations')).toBeDefined();
-    expect(await s.set('{leash:revocations}:epoch', 'e1', 'NX')).toBe('OK');
+    await refused(s.set('{leash:revocations}:epoch', 'e1', 'NX'));
+    await refused(s.set('{leash:revocations}:epoch', 'forged'));
+    expect(await a.set('{leash:revocations}:epoch', 'e1', 'NX')).toBe('OK');
     expect(await s.get('{leash:revocations}:epoch')).toBe('e1');
     expect(await s.xadd('leash:audit', 'MAXLEN', '~', '1000', '*', 'event', 'usage')).toMatch(/^\d+-\d+$/);
     expect(await s.call('CLIENT', 'SETNAME', 'leash-sidecar')).toBe('OK');

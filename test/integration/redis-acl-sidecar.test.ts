@@ -107,6 +107,65 @@ describe('a sidecar with the documented Redis user', () => {
     }
   }, 30_000);
 
+  it('a tenant holding that password cannot forge a reset of the revocation stream (every subscribed sidecar would drop and re-lease everything); a real reset is still noticed', async () => {
+    // In deploy/overlays/redis-in-cluster-subscribed every agent namespace holds this
+    // password (Secret leash-redis-sidecar) and every pod labelled leash.dev/injected
+    // reaches Redis: whoever may create a pod in one of them is this user.
+    redis = await startRedis();
+    admin = new Redis(redis.url);
+    await admin.call('ACL', 'SETUSER', 'leash-sidecar', ...SIDECAR_ACL);
+    const sidecarRedis = `redis://leash-sidecar:sidecar-password-not-a-secret@127.0.0.1:${new URL(redis.url).port}`;
+    authority = await startAuthority({
+      redis: redis.url,
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+    });
+    upstream = await startUpstream((_req, res) => res.end('ok'));
+    const config = writeTemp(
+      'sidecar.json',
+      JSON.stringify({
+        listen: '127.0.0.1:0',
+        admin: '127.0.0.1:0',
+        instance: { id: 'sc-epoch' },
+        authority: { url: authority.url, caFile: writeTemp('ca.pem', authority.caPem), bootstrap: { joinToken: { env: 'JT' } } },
+        revocations: { redis: sidecarRedis },
+        routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
+      }),
+    );
+    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1') });
+    await sidecar.waitFor((l) => l.event === 'credential.acquired');
+    await waitFor(async () => (await admin!.get('{leash:revocations}:epoch')) !== null, { timeoutMs: 5_000, intervalMs: 50 });
+    const epoch = await admin.get('{leash:revocations}:epoch');
+    const reconciles = () => sidecar!.lines.filter((l) => l.includes('reconciling every lease')).length;
+    // Makes the sidecar catch up now (it reads the epoch at every reconnection).
+    const sidecarClients = async () => String(await admin!.call('CLIENT', 'LIST')).split('\n').filter((l) => / user=leash-sidecar /.test(l)).length;
+    const reconnect = async () => {
+      await admin!.call('CLIENT', 'KILL', 'USER', 'leash-sidecar');
+      await waitFor(async () => (await sidecarClients()) >= 2, { timeoutMs: 10_000, intervalMs: 50 });
+      await new Promise((r) => setTimeout(r, 500));
+    };
+
+    const attacker = new Redis(sidecarRedis);
+    try {
+      // Overwriting the epoch (SET without NX: an ACL cannot allow only NX) is refused ...
+      await expect(attacker.set('{leash:revocations}:epoch', 'forged-by-a-tenant')).rejects.toThrow(/NOPERM/);
+      await expect(attacker.del('{leash:revocations}:epoch')).rejects.toThrow(/NOPERM/);
+      expect(await admin.get('{leash:revocations}:epoch')).toBe(epoch);
+      // ... so the sidecar, catching up, sees no reset and keeps its leases.
+      await reconnect();
+      expect(reconciles()).toBe(0);
+    } finally {
+      attacker.disconnect();
+    }
+
+    // A real reset (Redis lost the stream and its epoch) is still noticed: the epoch is
+    // gone, which the sidecar reads as a reset although it may not write a new one.
+    await admin.del('{leash:revocations}:epoch', 'leash:revocations');
+    await reconnect();
+    await waitFor(() => reconciles() >= 1, { timeoutMs: 10_000, intervalMs: 50 });
+    expect([...sidecar.lines, sidecar.stderr.join('')].filter((l) => /NOPERM/.test(l))).toEqual([]);
+  }, 40_000);
+
   it('with the authority\'s own user instead, the sidecar warns that its Redis user can read the authority\'s records', async () => {
     redis = await startRedis();
     authority = await startAuthority({
