@@ -159,6 +159,32 @@ function authorityWarnings(c: AuthorityConfig, env: NodeJS.ProcessEnv): string[]
   if (typeof c.redis === 'object' && c.redis.password) warnings.push(...secretSourceWarnings('redis.password', c.redis.password, env));
   if (c.ca) warnings.push(...fileModeWarnings('ca.keyFile', c.ca.keyFile));
   if (c.tls) warnings.push(...fileModeWarnings('tls.keyFile', c.tls.keyFile));
+  if (c.kubernetes) warnings.push(...crossNamespaceWarnings(c.policies));
+  return warnings;
+}
+
+/**
+ * Patterns granting Kubernetes identities (`/ns/<namespace>/sa/<sa>/pod/<pod>`) whose
+ * namespace is a glob. The namespace is the unit of trust: whoever may create a pod there
+ * (and a service account of the name the pattern asks for, which namespace editors may)
+ * gets the credentials. `ns/*` in a cluster with tenants hands them to every tenant.
+ */
+function crossNamespaceWarnings(policies: AuthorityConfig['policies']): string[] {
+  const warnings: string[] = [];
+  policies.forEach((p, i) =>
+    p.identities.forEach((pattern, j) => {
+      const path = /^spiffe:\/\/[^/]+\/(.*)$/.exec(pattern)?.[1];
+      if (path === undefined) return;
+      const [first = '', namespace = ''] = path.split('/');
+      // `**` first spans every identity; a one-segment glob first that matches "ns" puts the namespace second.
+      const spansAll = first.includes('**');
+      const nsFirst = first === 'ns' || (first.includes('*') && new RegExp(`^${first.replace(/[.\-]/g, '\\$&').replace(/\*/g, '.*')}$`).test('ns'));
+      if (!spansAll && !(nsFirst && namespace.includes('*'))) return;
+      warnings.push(
+        `policies[${i}].identities[${j}] (${pattern}): grants pods of more than one Kubernetes namespace: whoever may create a pod, and a service account, in any namespace it matches gets ${p.credentials.join(', ')}; name the namespaces`,
+      );
+    }),
+  );
   return warnings;
 }
 

@@ -236,3 +236,47 @@ routes:
     expect(bad.stderr).toContain('--kind must be sidecar, authority or dev');
   });
 });
+
+describe('leash check: policies that hand Kubernetes identities of other namespaces a credential', () => {
+  // The namespace is the unit of trust (docs/kubernetes.md, "Policies for pod identities"):
+  // a pattern with a glob there grants every tenant who may create a pod and a service
+  // account of that name in a namespace it matches.
+  const authority = (identities: string[], kubernetes = true) =>
+    `trustDomain: leash.local
+${kubernetes ? 'kubernetes: {}\n' : ''}credentials:
+  github: { kind: jwt, audience: gh, ttl: 5m }
+policies:
+${identities.map((id) => `  - identities: [${JSON.stringify(id)}]\n    credentials: [github]`).join('\n')}
+`;
+  const warned = (text: string) => text.split('\n').filter((l) => l.startsWith('warning: ') && l.includes('more than one Kubernetes namespace'));
+  for (const [pattern, broad] of [
+    ['spiffe://leash.local/ns/*/sa/code-agent/pod/*', true],
+    ['spiffe://leash.local/ns/**', true],
+    ['spiffe://leash.local/**', true],
+    ['spiffe://leash.local/*/*/sa/code-agent/pod/*', true],
+    ['spiffe://leash.local/ns/team-*/sa/code-agent/pod/*', true],
+    ['spiffe://leash.local/n*/agents*/sa/x/pod/*', true],
+    ['spiffe://leash.local/ns/agents/sa/doc-agent/pod/*', false],
+    ['spiffe://leash.local/ns/sandbox/**', false],
+    ['spiffe://leash.local/ns/agents/sa/*/pod/*', false],
+    ['spiffe://leash.local/join/*', false],
+    ['join:doc-*', false],
+  ] as const) {
+    it(`${pattern}: ${broad ? 'warned' : 'not warned'}`, () => {
+      const r = check(file(`ns-${Buffer.from(pattern).toString('hex').slice(0, 40)}.yaml`, authority([pattern])));
+      expect(r.status, r.all).toBe(0);
+      const lines = warned(r.stdout);
+      if (broad) {
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toContain(`policies[0].identities[0] (${pattern})`);
+        expect(lines[0]).toContain('github');
+      } else expect(lines).toEqual([]);
+    });
+  }
+
+  it('not warned where the authority has no Kubernetes attestor (no pod identity exists)', () => {
+    const r = check(file('ns-nok8s.yaml', authority(['spiffe://leash.local/ns/*/sa/code-agent/pod/*'], false)));
+    expect(r.status, r.all).toBe(0);
+    expect(warned(r.stdout)).toEqual([]);
+  });
+});
