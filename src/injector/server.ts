@@ -39,6 +39,8 @@ const HANDSHAKE_TIMEOUT = 10_000;
 /** One connection, from TCP accept to close; `reviews` > 0 while a review on it is being read or answered. */
 interface Conn {
   raw: Socket;
+  /** Its peer's address and port, taken at accept (a destroyed socket no longer has them). */
+  peer: string;
   reviews: number;
 }
 
@@ -186,17 +188,15 @@ export class InjectorServer {
         }
       }
     }
-    const conn: Conn = { raw, reviews: 0 };
-    const peer = peerKey(raw);
+    const conn: Conn = { raw, peer: peerKey(raw), reviews: 0 };
     this.conns.add(conn);
-    this.connByPeer.set(peer, conn);
+    this.connByPeer.set(conn.peer, conn);
     raw.once('close', () => this.forget(conn));
   }
 
   private forget(conn: Conn): void {
     this.conns.delete(conn);
-    const peer = peerKey(conn.raw);
-    if (this.connByPeer.get(peer) === conn) this.connByPeer.delete(peer);
+    if (this.connByPeer.get(conn.peer) === conn) this.connByPeer.delete(conn.peer);
   }
 
   /** Counts a review on its connection until its response is done, so the connection is not taken for an idle one. */
@@ -308,6 +308,11 @@ export class InjectorServer {
       release();
       this.review(body, res);
     });
+  }
+
+  /** Connections open right now (for tests). */
+  get openConnections(): number {
+    return this.conns.size;
   }
 
   /** Request body bytes held at once right now (for tests). */
