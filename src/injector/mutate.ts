@@ -190,16 +190,21 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
   return { allowed: true, patch, warnings, reason: 'injected' };
 }
 
-/** The kubelet's default --root-dir: every pod's volumes are below it, the sidecar's projected token among them. */
-const KUBELET_DIR = '/var/lib/kubelet/';
+/**
+ * Host directories that give a container the sidecar's token or process: the kubelet's
+ * default --root-dir (every pod's volumes, the sidecar's projected token among them), the
+ * host's /proc (every process, the sidecar's environment and memory), and the container
+ * runtimes' sockets and state (whoever reaches them runs anything on the node).
+ */
+const HOST_DIRS = ['/var/lib/kubelet/', '/proc/', '/run/', '/var/run/', '/var/lib/containerd/', '/var/lib/docker/', '/var/lib/containers/'];
 
 /**
  * Why another container of the pod could hold what the sidecar's identity rests on — its
  * own token for audience leash, or the sidecar's from the node — or undefined. Each gives
  * the agent the pod's identity (it attests as the pod and leases the routes' credentials
  * itself), as a mount of leash-token would: a second projected token for audience leash;
- * a hostPath at, above or below the kubelet's directory (the sidecar's token file is
- * below it); a privileged container (it can mount the node's disk, and so read that file).
+ * a hostPath at, above or below HOST_DIRS; a privileged container (it can mount the node's
+ * disk, and so read that file).
  */
 function exposesIdentity(volumes: readonly Volume[] | undefined, containers: readonly Container[]): string | undefined {
   const byName = new Map<unknown, Volume>();
@@ -217,8 +222,8 @@ function exposesIdentity(volumes: readonly Volume[] | undefined, containers: rea
         return `container ${show(c.name)} mounts volume ${show(v.name)}, a service-account token for audience "${TOKEN_AUDIENCE}": it could attest as the pod; only the leash container may hold one`;
       }
       const host = typeof v.hostPath?.path === 'string' ? normalizeHostPath(v.hostPath.path) : undefined;
-      if (host !== undefined && (KUBELET_DIR.startsWith(host) || host.startsWith(KUBELET_DIR))) {
-        return `container ${show(c.name)} mounts hostPath ${show(v.hostPath!.path)}, which holds the kubelet's pod volumes (leash's token among them); leash is not injected into such a pod`;
+      if (host !== undefined && HOST_DIRS.some((dir) => dir.startsWith(host) || host.startsWith(dir))) {
+        return `container ${show(c.name)} mounts hostPath ${show(v.hostPath!.path)}, which reaches the kubelet's pod volumes, the node's processes or its container runtime (leash's token and process among them); leash is not injected into such a pod`;
       }
     }
   }

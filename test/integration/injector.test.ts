@@ -326,7 +326,7 @@ describe('leash injector /mutate', () => {
     }
   });
 
-  it('refuses a pod where another container could hold the pod\'s identity some other way: its own leash-audience token, the kubelet\'s directory, privilege', async () => {
+  it('refuses a pod where another container could hold the pod\'s identity some other way: its own leash-audience token, the kubelet\'s directory, the host\'s /proc or runtime socket, privilege', async () => {
     const leashToken = (name: string) => ({ name, projected: { sources: [{ serviceAccountToken: { audience: 'leash', expirationSeconds: 600, path: 't' } }] } });
     const hostPath = (name: string, path: string) => ({ name, hostPath: { path } });
     // [case, volumes added, container mount (volume name) or privileged, refused?, message part]
@@ -334,7 +334,23 @@ describe('leash injector /mutate', () => {
       ['a second projected token for audience leash, in the app', [leashToken('my-token')], { mount: 'my-token' }, true, 'audience "leash"'],
       ['the same, in an init container', [leashToken('my-token')], { mount: 'my-token', init: true }, true, 'audience "leash"'],
       ['the same among other sources', [{ name: 'mixed', projected: { sources: [{ configMap: { name: 'x' } }, { serviceAccountToken: { audience: 'leash', path: 't' } }] } }], { mount: 'mixed' }, true, 'audience "leash"'],
-      ...['/', '/var', '/var/lib', '/var/lib/kubelet', '/var/lib/kubelet/', '/var/lib/kubelet/pods', '/var//lib/./kubelet/pods/abc/volumes', '/var/lib/kubelet/../kubelet', '/tmp/../var/lib'].map(
+      ...[
+        '/',
+        '/var',
+        '/var/lib',
+        '/var/lib/kubelet',
+        '/var/lib/kubelet/',
+        '/var/lib/kubelet/pods',
+        '/var//lib/./kubelet/pods/abc/volumes',
+        '/var/lib/kubelet/../kubelet',
+        '/tmp/../var/lib',
+        '/proc',
+        '/proc/1',
+        '/run/containerd/containerd.sock',
+        '/var/run/docker.sock',
+        '/run/crio/crio.sock',
+        '/var/lib/containerd',
+      ].map(
         (path): [string, Json[], { mount: string }, boolean, string] => [`hostPath ${path}`, [hostPath('host', path)], { mount: 'host' }, true, 'hostPath'],
       ),
       ['a privileged app container', [], { privileged: true }, true, 'privileged'],
@@ -343,6 +359,8 @@ describe('leash injector /mutate', () => {
       ['a projected token for audience vault', [{ name: 'vault-token', projected: { sources: [{ serviceAccountToken: { audience: 'vault', path: 't' } }] } }], { mount: 'vault-token' }, false, ''],
       ['hostPath /etc/ssl/certs', [hostPath('certs', '/etc/ssl/certs')], { mount: 'certs' }, false, ''],
       ['hostPath /var/lib/kubeletx', [hostPath('near', '/var/lib/kubeletx')], { mount: 'near' }, false, ''],
+      ['hostPath /usr/local/nvidia', [hostPath('gpu', '/usr/local/nvidia')], { mount: 'gpu' }, false, ''],
+      ['hostPath /procfs', [hostPath('procfs', '/procfs')], { mount: 'procfs' }, false, ''],
       ['a leash-audience token no container mounts', [leashToken('unused')], {}, false, ''],
       ['privileged: false', [], { privileged: false }, false, ''],
     ];
