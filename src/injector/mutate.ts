@@ -196,7 +196,14 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
  * host's /proc (every process, the sidecar's environment and memory), and the container
  * runtimes' sockets and state (whoever reaches them runs anything on the node).
  */
-const HOST_DIRS = ['/var/lib/kubelet/', '/proc/', '/run/', '/var/run/', '/var/lib/containerd/', '/var/lib/docker/', '/var/lib/containers/'];
+const HOST_DIRS = [
+  '/var/lib/kubelet/',
+  '/proc/',
+  ...['containerd/', 'crio/', 'docker/', 'docker.sock/', 'cri-dockerd.sock/', 'k3s/'].flatMap((p) => [`/run/${p}`, `/var/run/${p}`]),
+  '/var/lib/containerd/',
+  '/var/lib/docker/',
+  '/var/lib/containers/',
+];
 
 /**
  * Why another container of the pod could hold what the sidecar's identity rests on — its

@@ -350,6 +350,8 @@ describe('leash injector /mutate', () => {
         '/var/run/docker.sock',
         '/run/crio/crio.sock',
         '/var/lib/containerd',
+        '/run',
+        '/var/run',
       ].map(
         (path): [string, Json[], { mount: string }, boolean, string] => [`hostPath ${path}`, [hostPath('host', path)], { mount: 'host' }, true, 'hostPath'],
       ),
@@ -361,6 +363,8 @@ describe('leash injector /mutate', () => {
       ['hostPath /var/lib/kubeletx', [hostPath('near', '/var/lib/kubeletx')], { mount: 'near' }, false, ''],
       ['hostPath /usr/local/nvidia', [hostPath('gpu', '/usr/local/nvidia')], { mount: 'gpu' }, false, ''],
       ['hostPath /procfs', [hostPath('procfs', '/procfs')], { mount: 'procfs' }, false, ''],
+      // An agent's socket beside the runtime's (Datadog's admission controller mounts this one).
+      ['hostPath /var/run/datadog', [hostPath('dd', '/var/run/datadog')], { mount: 'dd' }, false, ''],
       ['a leash-audience token no container mounts', [leashToken('unused')], {}, false, ''],
       ['privileged: false', [], { privileged: false }, false, ''],
     ];
