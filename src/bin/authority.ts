@@ -64,8 +64,26 @@ export function kubernetesInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv
   const tokenFile = k.tokenFile ?? IN_CLUSTER.tokenFile;
   const token = secretReader({ file: tokenFile }, env, 'kubernetes.tokenFile');
   // Read once now, so a missing token fails the start rather than the first bootstrap.
-  token();
+  const own = audiencesOf(token());
+  // Our own token is for the API server's audience: so is every pod's default
+  // (automounted) token. Asking TokenReviews for that audience would let every app
+  // container, not only leash, attest as its pod.
+  if (own.includes(k.audience)) {
+    throw new ConfigError([
+      `kubernetes.audience: ${JSON.stringify(k.audience)} is the API server's own audience (the authority's service-account token is for it): every pod's default token would attest as its pod; use an audience of leash's own (default "leash", the one the injector projects)`,
+    ]);
+  }
   return { apiServer, caPem: readCaFile(caFile, 'kubernetes.caFile'), token };
+}
+
+/** The `aud` claim of a JWT, unverified (our own token, from the kubelet); none when it is not one. */
+function audiencesOf(jwt: string): string[] {
+  try {
+    const aud = (JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as { aud?: unknown }).aud;
+    return (Array.isArray(aud) ? aud : [aud]).filter((a): a is string => typeof a === 'string');
+  } catch {
+    return [];
+  }
 }
 
 export async function runAuthority(configPath: string, env: NodeJS.ProcessEnv): Promise<number> {

@@ -39,14 +39,16 @@ export interface KubeApi {
   close(): Promise<void>;
 }
 
-const KUBE_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
+/** The API server's own audience (its service-account issuer, as kubeadm sets it): every pod's default token is for it. */
+export const KUBE_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
 /** Made without listening when `port` is given (start it later with listen(): "the API server comes up"). */
 export async function startKubeApi(options: { port?: number; listen?: boolean } = {}): Promise<KubeApi> {
   const ca = makeCa('kubernetes test CA');
   const cert = issueServerCert(ca);
-  const reviewerToken = `${b64({ alg: 'RS256' })}.${b64({ sub: 'system:serviceaccount:leash:authority', r: randomBytes(8).toString('hex') })}.${randomBytes(32).toString('base64url')}`;
+  // As the kubelet projects it: for the API server's audience.
+  const reviewerToken = `${b64({ alg: 'RS256' })}.${b64({ aud: [KUBE_AUDIENCE], sub: 'system:serviceaccount:leash:authority', r: randomBytes(8).toString('hex') })}.${randomBytes(32).toString('base64url')}`;
   const tokens = new Map<string, PodToken>();
   const reviews: KubeApi['reviews'] = [];
   let server: Server | undefined;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { kubernetesInputs } from '../../src/bin/authority.js';
+import { KubernetesVerifier } from '../../src/authority/attestors/kubernetes.js';
 import { bootstrapTokenReader } from '../../src/bin/load.js';
 import { authoritySchema } from '../../src/config/authority.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -14,7 +15,7 @@ import { createAudit } from '../../src/telemetry/audit.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { startKubeApi, type KubeApi } from '../helpers/kube-apiserver.js';
+import { KUBE_AUDIENCE, startKubeApi, type KubeApi } from '../helpers/kube-apiserver.js';
 import { freePort } from '../helpers/ports.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -236,6 +237,36 @@ describe('Kubernetes node attestation (TokenReview)', () => {
     expect(api.reviews.length).toBe(reviews);
     const metrics = await authority!.running.metrics.registry.metrics();
     expect(metrics).toMatch(/leash_authority_bootstrap_total\{method="renew",result="failure"\} 1/);
+  });
+
+  it("refuses to start with kubernetes.audience set to the API server's own audience: every pod's default token would attest as its pod", async () => {
+    api = await startKubeApi();
+    dir = mkdtempSync(join(tmpdir(), 'leash-k8s-'));
+    writeFileSync(join(dir, 'ca.crt'), api.caPem);
+    writeFileSync(join(dir, 'authority-token'), `${api.reviewerToken}\n`);
+    const env = { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String(api.port) };
+    const parse = (audience?: string) =>
+      parseConfig(
+        authoritySchema,
+        JSON.stringify({
+          listen: '127.0.0.1:0',
+          trustDomain: 'leash.local',
+          kubernetes: { caFile: join(dir, 'ca.crt'), tokenFile: join(dir, 'authority-token'), ...(audience ? { audience } : {}) },
+          credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+          policies: [{ identities: ['spiffe://leash.local/ns/agents/sa/doc-agent/pod/*'], credentials: ['search'] }],
+        }),
+        env,
+      );
+    // What it would let through: the agent container's automounted token (bound to the pod,
+    // for the API server) passes a TokenReview that asks for that audience.
+    const automounted = api.mint({ ...POD, audiences: [KUBE_AUDIENCE] });
+    const inputs = kubernetesInputs(parse(), env)!;
+    const asked = new KubernetesVerifier({ ...inputs, audience: KUBE_AUDIENCE });
+    expect(await asked.verify(automounted)).toEqual({ path: '/ns/agents/sa/doc-agent/pod/doc-agent-7d9f-x2k4q' });
+    expect(() => kubernetesInputs(parse(KUBE_AUDIENCE), env)).toThrow(/kubernetes\.audience: .*the API server's own/);
+    // Its own audience (the default, or any other of leash's) starts.
+    expect(kubernetesInputs(parse(), env)).toBeDefined();
+    expect(kubernetesInputs(parse('leash-prod'), env)).toBeDefined();
   });
 
   it('the old bootstrap request shape { joinToken, csr } is still accepted', async () => {
