@@ -142,7 +142,11 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
   if (proxyPort === adminPort) return { allowed: false, message: `${ANNOTATION.port} and ${ANNOTATION.adminPort} must differ (both ${proxyPort})` };
   if (injected) {
     // Reinvoked (reinvocationPolicy: IfNeeded) after a later webhook changed the pod: the
-    // sidecar is in; app containers added since get the agent's variables too.
+    // sidecar is in; app containers added since get the agent's variables too — and are
+    // held to what the first pass held the pod's own to.
+    const others = [...initContainers, ...spec.containers].filter((c) => c?.name !== SIDECAR_NAME);
+    const exposed = mountsTokenVolume(others) ?? exposesIdentity(spec.volumes, others);
+    if (exposed) return { allowed: false, message: exposed };
     const agentEnv = agentEnvFor(injector, routes, proxyPort);
     if (typeof agentEnv === 'string') return { allowed: false, message: agentEnv };
     const patch = envPatch(spec.containers, agentEnv, undefined);
@@ -159,13 +163,7 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
   if ((spec.volumes ?? []).some((v) => v?.name === TOKEN_VOLUME)) return { allowed: false, message: `pod already has a volume named ${TOKEN_VOLUME}` };
   // The volume is added here, so a mount of it by name in an app container would validate
   // once patched: the agent would hold the sidecar's token (and so its identity).
-  for (const c of [...initContainers, ...spec.containers]) {
-    if (Array.isArray(c?.volumeMounts) && c.volumeMounts.some((m) => m?.name === TOKEN_VOLUME)) {
-      return { allowed: false, message: `container ${show(c.name)} mounts ${TOKEN_VOLUME}, the volume holding leash's own token; only the leash container may` };
-    }
-  }
-
-  const exposed = exposesIdentity(spec.volumes, [...initContainers, ...spec.containers]);
+  const exposed = mountsTokenVolume([...initContainers, ...spec.containers]) ?? exposesIdentity(spec.volumes, [...initContainers, ...spec.containers]);
   if (exposed) return { allowed: false, message: exposed };
 
   const agentEnv = agentEnvFor(injector, routes, proxyPort);
@@ -188,6 +186,16 @@ export function mutatePod(injector: Injector, pod: Pod): Decision {
       : { op: 'add', path: '/metadata/labels', value: { [ANNOTATION.injected]: 'true' } },
   );
   return { allowed: true, patch, warnings, reason: 'injected' };
+}
+
+/** Why one of these containers would hold leash's own token volume, or undefined. */
+function mountsTokenVolume(containers: readonly Container[]): string | undefined {
+  for (const c of containers) {
+    if (Array.isArray(c?.volumeMounts) && c.volumeMounts.some((m) => m?.name === TOKEN_VOLUME)) {
+      return `container ${show(c.name)} mounts ${TOKEN_VOLUME}, the volume holding leash's own token; only the leash container may`;
+    }
+  }
+  return undefined;
 }
 
 /**

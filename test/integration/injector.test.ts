@@ -274,6 +274,31 @@ describe('leash injector /mutate', () => {
     expect(pod.spec.initContainers.filter((c: { name: string }) => c.name === 'leash')).toHaveLength(1);
   });
 
+  it('reinvoked: a container a later webhook added is held to the same rules (no leash-token, no leash-audience token, no privilege)', async () => {
+    const first = await review(fixture());
+    const injected = fixture();
+    injected.request.object = applyPatch(injected.request.object, patchOf(first));
+    const added: Array<[string, (pod: Json) => void]> = [
+      ['mounting leash-token', (pod) => pod.spec.containers.push({ name: 'late', image: 'example/late:1', volumeMounts: [{ name: 'leash-token', mountPath: '/t' }] })],
+      ['an init container mounting leash-token', (pod) => pod.spec.initContainers.push({ name: 'late-init', image: 'example/late:1', volumeMounts: [{ name: 'leash-token', mountPath: '/t' }] })],
+      [
+        'with a leash-audience token of its own',
+        (pod) => {
+          pod.spec.volumes.push({ name: 'late-token', projected: { sources: [{ serviceAccountToken: { audience: 'leash', path: 't' } }] } });
+          pod.spec.containers.push({ name: 'late', image: 'example/late:1', volumeMounts: [{ name: 'late-token', mountPath: '/t' }] });
+        },
+      ],
+      ['privileged', (pod) => pod.spec.containers.push({ name: 'late', image: 'example/late:1', securityContext: { privileged: true } })],
+    ];
+    for (const [what, add] of added) {
+      const again = structuredClone(injected);
+      add(again.request.object);
+      const reply = await review(again);
+      expect(reply.json.response, what).toMatchObject({ allowed: false });
+      expect(reply.json.response.patch, what).toBeUndefined();
+    }
+  });
+
   it('refuses a hostNetwork pod (the proxy would listen on the node\'s loopback)', async () => {
     const r = withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' });
     r.request.object.spec.hostNetwork = true;
