@@ -299,6 +299,26 @@ describe('leash injector /mutate', () => {
     }
   });
 
+  it('puts nothing of the pod into a patch path: names and values with "/", "~", quotes and dots never steer the JSONPatch', async () => {
+    const hostile = ['a/b', '~1spec~1containers', '~0', '../../spec', '"}]', 'leash.dev~1status', '/metadata/labels'];
+    for (const h of hostile) {
+      const r = withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai', [h]: h, [`x.dev/${h}`]: h });
+      r.request.object.metadata.labels[`y.dev/${h.replace(/[^a-z0-9.-]/gi, 'x')}`] = h;
+      r.request.object.spec.containers[0].name = h;
+      r.request.object.spec.containers[0].env.push({ name: h, value: h });
+      const reply = await review(r);
+      expect(reply.json.response, h).toMatchObject({ allowed: true });
+      const ops = patchOf(reply) as Array<{ op: string; path: string }>;
+      for (const { op, path } of ops) {
+        expect(op).toBe('add');
+        expect(path, h).toMatch(/^\/(spec\/initContainers(\/0)?|spec\/volumes(\/-)?|spec\/containers\/\d+\/env(\/-)?|metadata\/annotations\/leash\.dev~1status|metadata\/labels\/leash\.dev~1injected)$/);
+      }
+      const pod = applyPatch(r.request.object, ops);
+      expect(pod.metadata.annotations[h], h).toBe(h);
+      expect(pod.metadata.annotations['leash.dev/status'], h).toBe('injected');
+    }
+  });
+
   it('refuses a hostNetwork pod (the proxy would listen on the node\'s loopback)', async () => {
     const r = withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' });
     r.request.object.spec.hostNetwork = true;
