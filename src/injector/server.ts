@@ -184,7 +184,7 @@ export class InjectorServer {
         const now = Date.now();
         if (now - this.lastEvictLog > 10_000) {
           this.lastEvictLog = now;
-          this.opts.logger.warn({ connections: MAX_CONNECTIONS }, 'injector connections at their cap: closing the oldest idle one for each new one (logged at most every 10s)');
+          this.opts.logger.warn({ connections: MAX_CONNECTIONS }, 'injector connections at their cap: closing the oldest (idle ones first) for each new one (logged at most every 10s)');
         }
       }
     }
