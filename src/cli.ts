@@ -18,7 +18,7 @@ Usage:
   leash sidecar --config FILE               run the sidecar (agent-facing proxy + admin listener)
   leash authority --config FILE             run the authority (identities, policy, leases)
   leash injector --config FILE              run the Kubernetes admission webhook that injects sidecars
-  leash check --config FILE                 validate a sidecar, authority or dev config; exit 0/1
+  leash check --config FILE                 validate a sidecar, authority, dev or injector config; exit 0/1
   leash token create --identity NAME [--ttl 10m]      one-time join token (admin)
   leash leases [--instance ID] [--credential NAME] [--json]   active leases (admin)
   leash trace SECRET_OR_FINGERPRINT [--json]            who held a value and what it did (admin)
@@ -102,7 +102,7 @@ override its addresses and token TTL). With --config: { authority: …, sidecar:
   check: {
     help: `Usage: leash check --config FILE [--kind sidecar|authority|dev|injector] [--strict]
 
-Validates a sidecar, authority or dev config (every problem, each with its key path) and
+Validates a sidecar, authority, dev or injector config (every problem, each with its key path) and
 prints what it would do (never a secret). Exit 0 if valid, 1 if not. The kind is read from
 the file's top-level keys unless --kind names it; --strict makes warnings fail too.`,
     options: { config: { type: 'string', short: 'c' }, kind: { type: 'string' }, strict: { type: 'boolean' } },
@@ -223,6 +223,11 @@ more than one instance, else 0. See docs/operations.md.`,
       ),
   },
 };
+
+/** Each command's long options, as `--name` (for test/unit/docs-cli.test.ts, which checks the help and the docs name them). */
+export function commandOptions(): Record<string, string[]> {
+  return Object.fromEntries(Object.entries(COMMANDS).map(([name, c]) => [name === 'token' ? 'token create' : name, Object.keys(c.options).map((o) => `--${o}`)]));
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

@@ -126,6 +126,33 @@ describe('docs/errors.md documents every error', () => {
     }
   });
 
+  it('every status the authority answers a code with is in its "Authority API" row', () => {
+    const text = doc();
+    const files: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(join(dir, e.name));
+        else if (e.name.endsWith('.ts')) files.push(join(dir, e.name));
+      }
+    };
+    walk(join(process.cwd(), 'src'));
+    const made = new Map<string, Set<string>>();
+    for (const f of files) {
+      for (const m of readFileSync(f, 'utf8').matchAll(/AuthorityError\(\s*'(LEASH_ERR_[A-Z_]+)',\s*(\d{3})/g)) {
+        made.set(m[1]!, (made.get(m[1]!) ?? new Set()).add(m[2]!));
+      }
+    }
+    expect(made.size).toBeGreaterThan(5);
+    const section = text.slice(text.indexOf('## Authority API'), text.indexOf('## Authority internals'));
+    const wrong = [...made].flatMap(([code, statuses]) => {
+      const row = section.split('\n').find((l) => l.startsWith(`| \`${code}\` |`));
+      if (!row) return [`${code}: no row in "Authority API"`];
+      const cell = row.split('|')[2]!;
+      return [...statuses].filter((s) => !cell.includes(s)).map((s) => `${code}: answered ${s}, the row says ${cell.trim()}`);
+    });
+    expect(wrong, wrong.join('\n')).toEqual([]);
+  });
+
   it('documents the response shape and the x-leash-error header', () => {
     const text = doc();
     expect(text).toContain('x-leash-error');
