@@ -1,5 +1,7 @@
 import { statSync } from 'node:fs';
 import { parseInjectorConfig } from '../config/injector.js';
+import { ListenError } from '../core/errors.js';
+import { listenErrorMessage } from '../core/listen.js';
 import { InjectorServer, type TlsSource } from '../injector/server.js';
 import { createLogger } from '../telemetry/logger.js';
 import { readText } from './load.js';
@@ -11,7 +13,11 @@ export async function runInjector(configPath: string, env: NodeJS.ProcessEnv): P
   const { config } = injector;
   const logger = createLogger({ level: config.log.level, name: 'injector' });
   const server = new InjectorServer({ injector, tls: tlsFiles(config.tls.certFile, config.tls.keyFile), logger, reloadInterval: config.tls.reloadInterval });
-  const addr = await server.listen(config.listen.host, config.listen.port);
+  // A taken port is an operator's error with a key to move it (LEASH_ERR_LISTEN), as for the sidecar and authority.
+  const addr = await server.listen(config.listen.host, config.listen.port).catch(async (err: unknown) => {
+    await server.close();
+    throw new ListenError(listenErrorMessage(err, 'injector webhook', config.listen.host, config.listen.port, `listen: in ${configPath}`), {}, { cause: err });
+  });
   logger.info({ listen: `${addr.address}:${addr.port}`, routes: Object.keys(config.routes), image: config.image }, 'leash injector started');
   await untilSignal(logger);
   await server.close();

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { request } from 'node:https';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -80,5 +81,26 @@ describe('leash injector', () => {
     expect(reply.json.response).toMatchObject({ allowed: true, patchType: 'JSONPatch' });
     proc.child.kill('SIGTERM');
     expect(await proc.exit).toBe(0);
+  });
+
+  it('a taken port: exit 1 with LEASH_ERR_LISTEN\'s one line naming the key that moves it (docs/errors.md), not "unexpected error"', async () => {
+    const ca = makeCa();
+    const cert = issueServerCert(ca);
+    const certFile = writeTemp('tls.crt', cert.certPem);
+    writeFileSync(join(dirname(certFile), 'tls.key'), cert.keyPem, { mode: 0o600 });
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const example = readFileSync(new URL('../../examples/injector.yaml', import.meta.url), 'utf8');
+      const config = writeTemp('injector.yaml', example.replace('listen: 0.0.0.0:8443', `listen: 127.0.0.1:${port}`));
+      proc = spawnLeash(['injector', '--config', config], { LEASH_INJECTOR_TLS_DIR: dirname(certFile) });
+      expect(await proc.exit).toBe(1);
+      expect(proc.stderr.join('').trim()).toBe(
+        `leash: cannot listen on 127.0.0.1:${port} for the injector webhook: address already in use (EADDRINUSE); set listen: in ${config} to a free host:port`,
+      );
+    } finally {
+      await new Promise<void>((resolve) => busy.close(() => resolve()));
+    }
   });
 });
