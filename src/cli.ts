@@ -212,8 +212,9 @@ stream <prefix>audit (read directly from Redis, read-only): operations with coun
 status classes, allow rules never matched, the narrowest allow list covering the use,
 credentials never used, and leases in use on two instances (anomaly.cloned_credential).
 --config FILE (a sidecar config) gives the allow lists, and the Redis and prefix of its
-revocations section; else --redis URL or LEASH_REDIS_URL. Exit 1 when a lease is in use on
-more than one instance, else 0. See docs/operations.md.`,
+audit section, else of its revocations section; else --redis URL or LEASH_REDIS_URL
+(--redis and --prefix override the config's). Exit 1 when a lease is in use on more than
+one instance, else 0. See docs/operations.md.`,
     options: { since: { type: 'string' }, config: { type: 'string', short: 'c' }, redis: { type: 'string' }, prefix: { type: 'string' }, json: { type: 'boolean' } },
     run: async (v) =>
       (await import('./bin/scopes.js')).runScopes(

@@ -128,10 +128,12 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
     const addrs = await Promise.race([sidecar.start(), signal.then(() => undefined)]);
     if (addrs) {
       const base = `http://${addrs.proxy.address}:${addrs.proxy.port}`;
-      say(`leash dev: authority ${authorityUrl} (in-memory${opts.redis ? ', Redis store' : ''}), sidecar ${base} as ${sidecar.identity?.identity ?? identityName}`);
+      say(`leash dev: authority ${authorityUrl} (${opts.redis ? 'Redis store' : 'in-memory'}), sidecar ${base} as ${sidecar.identity?.identity ?? identityName}`);
       for (const name of sidecar.routes.keys()) say(`  route /${name}/ → ${sidecar.routes.get(name)!.origin}`);
       if (caFile) say(`admin:  export LEASH_AUTHORITY_URL=${authorityUrl} LEASH_CA_FILE=${caFile}   (and your LEASH_ADMIN_TOKEN), then e.g. leash revoke --all`);
-      if (demo) say(`try:  curl ${base}/demo/whoami     (again in 15 s: a new token)\n      curl http://${addrs.admin.address}:${addrs.admin.port}/status`);
+      // The sidecar refreshes at half the TTL (LEASH_DEMO_TTL shortens it).
+      const half = Math.round((authorityConfig.credentials.demo?.ttl ?? 30_000) / 2000);
+      if (demo) say(`try:  curl ${base}/demo/whoami     (again in ${half} s: a new token)\n      curl http://${addrs.admin.address}:${addrs.admin.port}/status`);
     }
     await signal;
   } finally {
