@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { authoritySchema } from '../../src/config/authority.js';
 import { injectorSchema } from '../../src/config/injector.js';
 import { sidecarSchema } from '../../src/config/sidecar.js';
+import { parseConfig } from '../../src/config/load.js';
 import { parseDuration } from '../../src/core/duration.js';
 
 /**
@@ -251,4 +252,22 @@ describe('docs drift: config keys and defaults', () => {
       });
     });
   }
+});
+
+describe('docs drift: the example error messages of docs/configuration.md', () => {
+  it('the example file gives exactly the lines shown', () => {
+    const text = read('docs/configuration.md');
+    const section = text.slice(text.indexOf('## Example error messages'));
+    const shown = /```\nleash: invalid configuration:\n((?: {2}.*\n)+)/.exec(section);
+    const file = /The first is this file[\s\S]*?```yaml\n([\s\S]*?)```/.exec(section);
+    expect(shown, 'the block of messages').not.toBeNull();
+    expect(file, 'the file that gives them').not.toBeNull();
+    let message = '';
+    try {
+      parseConfig(sidecarSchema, file![1]!, { OPENAI_API_KEY: 'x' }, 'example.yaml');
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(`leash: ${message}\n`).toBe(`leash: invalid configuration:\n${shown![1]}`);
+  });
 });
