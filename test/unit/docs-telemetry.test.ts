@@ -6,6 +6,7 @@ import { NO_ROUTE, SidecarMetrics } from '../../src/telemetry/metrics.js';
 import { AnomalyMetrics } from '../../src/telemetry/anomaly-metrics.js';
 import { AuthorityMetrics } from '../../src/telemetry/authority-metrics.js';
 import { AUDIT_EVENTS } from '../../src/telemetry/audit.js';
+import { httpStatusOf, VERIFY_ERROR_CODES } from '../../src/verify/errors.js';
 
 /**
  * The telemetry reference must not drift from the code:
@@ -146,5 +147,25 @@ describe('docs drift: audit events', () => {
     const fields = [...body.matchAll(/^\s+([a-zA-Z]+)\?:/gm)].map((m) => m[1]!);
     expect(fields.length).toBeGreaterThan(10);
     expect(fields.filter((f) => !docs.includes(`\`${f}\``))).toEqual([]);
+  });
+});
+
+describe('docs drift: leash/verify options', () => {
+  it('every VerifierOptions key has a row in docs/verify.md, and every row is an option', () => {
+    const source = read('src/verify/verifier.ts');
+    const body = /export interface VerifierOptions \{([\s\S]*?)\n\}/.exec(source)![1]!;
+    const options = [...body.matchAll(/^ {2}([a-zA-Z]+)\??:/gm)].map((m) => m[1]!).sort();
+    expect(options.length).toBeGreaterThan(10);
+    const doc = read('docs/verify.md');
+    const table = doc.slice(doc.indexOf('## Options'), doc.indexOf('\n## ', doc.indexOf('## Options') + 1));
+    const rows = [...table.matchAll(/^\| ((?:`[a-zA-Z]+`(?:, )?)+) \|/gm)].flatMap((m) => [...m[1]!.matchAll(/`([a-zA-Z]+)`/g)].map((k) => k[1]!)).sort();
+    expect(rows).toEqual(options);
+  });
+});
+
+describe('docs drift: leash/verify error codes', () => {
+  it('every code has a row in docs/verify.md with httpStatusOf’s status, and every row is a code', () => {
+    const rows = [...read('docs/verify.md').matchAll(/^\| `(LEASH_VERIFY_[A-Z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1]!, Number(m[2])] as const);
+    expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(VERIFY_ERROR_CODES.map((c) => [c, httpStatusOf(c)])));
   });
 });
