@@ -7,6 +7,7 @@ import { AnomalyMetrics } from '../../src/telemetry/anomaly-metrics.js';
 import { AuthorityMetrics } from '../../src/telemetry/authority-metrics.js';
 import { AUDIT_EVENTS } from '../../src/telemetry/audit.js';
 import { httpStatusOf, VERIFY_ERROR_CODES } from '../../src/verify/errors.js';
+import { auditKey, epochKeyOf, revocationsKey, storeKeys } from '../../src/core/protocol.js';
 
 /**
  * The telemetry reference must not drift from the code:
@@ -167,5 +168,16 @@ describe('docs drift: leash/verify error codes', () => {
   it('every code has a row in docs/verify.md with httpStatusOf’s status, and every row is a code', () => {
     const rows = [...read('docs/verify.md').matchAll(/^\| `(LEASH_VERIFY_[A-Z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1]!, Number(m[2])] as const);
     expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(VERIFY_ERROR_CODES.map((c) => [c, httpStatusOf(c)])));
+  });
+});
+
+describe('docs drift: the Redis key layout of docs/authority.md', () => {
+  it('names exactly the keys leash writes', () => {
+    const k = storeKeys();
+    const keys = [k.lease('<>'), k.byInstance('<>'), k.byCredential('<>'), k.all, k.joinToken('<>'), k.identity('<>'), k.revokedInstance('<>'), revocationsKey(), auditKey(), epochKeyOf(revocationsKey())];
+    const doc = read('docs/authority.md');
+    const table = doc.slice(doc.indexOf('## Redis key layout'), doc.indexOf('\n## ', doc.indexOf('## Redis key layout') + 1));
+    const rows = [...table.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]!.replace(/<[^>]+>/g, '<>'));
+    expect(rows.sort()).toEqual(keys.sort());
   });
 });
