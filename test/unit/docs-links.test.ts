@@ -85,4 +85,10 @@ describe('docs drift: relative links', () => {
     expect(checked).toBeGreaterThan(50);
     expect(bad, bad.join('\n')).toEqual([]);
   });
+
+  it('README.md links every page of docs/', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const pages = readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md'));
+    expect(pages.filter((f) => !readme.includes(`](docs/${f}`))).toEqual([]);
+  });
 });
