@@ -308,7 +308,7 @@ describe('leash injector /mutate', () => {
       r.request.object.spec.containers[0].env.push({ name: h, value: h });
       const reply = await review(r);
       expect(reply.json.response, h).toMatchObject({ allowed: true });
-      const ops = patchOf(reply) as Array<{ op: string; path: string }>;
+      const ops = patchOf(reply) as Array<{ op: string; path: string; value: unknown }>;
       for (const { op, path } of ops) {
         expect(op).toBe('add');
         expect(path, h).toMatch(/^\/(spec\/initContainers(\/0)?|spec\/volumes(\/-)?|spec\/containers\/\d+\/env(\/-)?|metadata\/annotations\/leash\.dev~1status|metadata\/labels\/leash\.dev~1injected)$/);

@@ -74,7 +74,7 @@ async function octokitPages(baseUrl: string, first: string): Promise<unknown[]> 
   const pages: unknown[] = [];
   let url: string | undefined = first;
   for (let i = 0; url && i < 10; i++) {
-    const r = await fetch(/^http/.test(url) ? url : baseUrl + url, { headers: { authorization: 'token agent-dummy' } });
+    const r: Response = await fetch(/^http/.test(url) ? url : baseUrl + url, { headers: { authorization: 'token agent-dummy' } });
     expect(r.status, url).toBe(200);
     pages.push(...((await r.json()) as unknown[]));
     url = ((r.headers.get('link') ?? '').match(/<([^<>]+)>;\s*rel="next"/) ?? [])[1];
