@@ -172,7 +172,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
               { instances: plan.instances.length, revocations: plan.revocations.length },
               'redis lost its data (revocation stream epoch changed): writing back the revocations and revoked-instance marks this replica remembers',
             );
-            await reseed(plan, { revokeIdentity: (i, until) => store.revokeIdentity(i, until), republish: (r) => redisPublisher!.republish(r) });
+            await reseed(plan, { revokeIdentity: (i, until) => store.revokeIdentity(i, until, Math.max(0, until - clock.wallMs())), republish: (r) => redisPublisher!.republish(r) });
           },
         })
       : undefined;

@@ -512,20 +512,24 @@ export class Authority {
 
   private async revokeInstance(actor: string, target: string, reason: string): Promise<RevokeResult> {
     const identity = this.instanceId(target);
-    const [known, revoked, leases] = await Promise.all([
-      this.d.store.hasIdentity(identity),
+    const [certifiedUntil, revoked, leases] = await Promise.all([
+      this.d.store.identityUntil(identity),
       this.d.store.isIdentityRevoked(identity),
       this.d.store.listLeases({ instance: identity }),
     ]);
     // Known: certified since the registry exists, already revoked (a retry), or holding
     // leases (an identity certified before the registry did, not yet renewed). Unknown:
     // never certified, or forgotten by a Redis that lost its data — revoked all the same.
-    const unknown = !known && !revoked && leases.length === 0;
+    const unknown = certifiedUntil === undefined && !revoked && leases.length === 0;
     // Mark first: from here on no replica serves it, whatever happens next.
     // + MARK_MARGIN_MS: a renewal already past its revocation check signs its certificate a
     // little later than now (notAfter = its own now + ttl): the mark must outlast that too.
-    const untilMs = this.d.clock.wallMs() + this.d.identityTtlMs + MARK_MARGIN_MS;
-    await this.d.store.revokeIdentity(identity, untilMs);
+    // Replicas' clocks may disagree: the mark also outlasts the instance's recorded
+    // certificate end (signed by whichever replica, by its clock), and lasts at least one
+    // identity TTL + margin by the store's own clock (Redis expires it by that one).
+    const spanMs = this.d.identityTtlMs + MARK_MARGIN_MS;
+    const untilMs = Math.max(this.d.clock.wallMs() + spanMs, (certifiedUntil ?? 0) + MARK_MARGIN_MS);
+    await this.d.store.revokeIdentity(identity, untilMs, spanMs);
     this.d.revocationMemory?.markInstance(identity, untilMs);
     const revocation = await this.publish('instance', identity, reason, actor);
     // Listed again: a lease stored between the first listing and the mark is included.

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAuthority, type RunningAuthority } from '../../src/authority/assemble.js';
 import { CertificateAuthority } from '../../src/pki/ca.js';
+import type { Clock } from '../../src/core/clock.js';
 import { authoritySchema } from '../../src/config/authority.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createCsr, createIdentityKey } from '../../src/pki/x509.js';
@@ -54,6 +55,7 @@ export async function startReplica(
   redisUrl: string,
   config: Record<string, unknown>,
   port = 0,
+  options: { clock?: Clock } = {},
 ): Promise<Replica> {
   const parsed = parseConfig(
     authoritySchema,
@@ -69,10 +71,16 @@ export async function startReplica(
   );
   const logs = new LogSink();
   const logger = createLogger({ level: 'debug', destination: logs }).child({ replica: name });
+  // A replica on a skewed clock still gets a listener certificate valid by the real clock
+  // (the test's TLS client checks it against real time), as an operator's `tls` pair would be.
+  const tls = options.clock
+    ? CertificateAuthority.load(secrets.ca.certPem, secrets.ca.keyPem, secrets.trustDomain).serverCertificate(['localhost'], ['127.0.0.1'], 86_400_000)
+    : undefined;
   const running = await createAuthority({
     config: parsed,
     env: {},
     ca: secrets.ca,
+    ...(options.clock ? { clock: options.clock, tls: { certPem: tls!.certPem, keyPem: tls!.keyPem } } : {}),
     adminToken: ADMIN_TOKEN,
     secret: () => () => '',
     files: new Map(),

@@ -99,11 +99,17 @@ export class MemoryStore implements AuthorityStore {
     return this.#lasts(this.#identities, identity);
   }
 
-  async revokeIdentity(identity: string, untilMs: number): Promise<void> {
+  async identityUntil(identity: string): Promise<number | undefined> {
+    this.#open();
+    return this.#lasts(this.#identities, identity) ? this.#identities.get(identity) : undefined;
+  }
+
+  async revokeIdentity(identity: string, untilMs: number, minMs = 0): Promise<void> {
     this.#open();
     checkIdentityEntry(identity, untilMs, 'revocation');
     this.#maybeSweep();
-    this.#extend(this.#revoked, identity, untilMs);
+    // One process, one clock: the store's clock is the caller's.
+    this.#extend(this.#revoked, identity, Math.max(untilMs, this.#clock.wallMs() + minMs));
   }
 
   async isIdentityRevoked(identity: string): Promise<boolean> {

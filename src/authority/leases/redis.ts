@@ -45,11 +45,20 @@ const INDEX_ADD_SHA = createHash('sha1').update(INDEX_ADD).digest('hex');
 
 /**
  * Set KEYS[1] to ARGV[1] (an end in ms) expiring then, unless it already holds a later end:
- * an identity entry or revocation mark is extended, never shortened. One key: Cluster-safe.
+ * an identity entry or revocation mark is extended, never shortened. ARGV[2], when given:
+ * the end is at least that many ms past Redis' own clock (TIME), so a caller whose clock is
+ * behind cannot write an end that Redis has already passed. One key: Cluster-safe.
  */
-const EXTEND = `local cur = tonumber(redis.call('GET', KEYS[1]) or '')
-if cur and cur >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1])
+const EXTEND = `local untilMs = tonumber(ARGV[1])
+if ARGV[2] then
+  local t = redis.call('TIME')
+  local floor = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+  if floor > untilMs then untilMs = floor end
+end
+local cur = tonumber(redis.call('GET', KEYS[1]) or '')
+if cur and cur >= untilMs then return 0 end
+local v = string.format('%.0f', untilMs)
+redis.call('SET', KEYS[1], v, 'PXAT', v)
 return 1`;
 const EXTEND_SHA = createHash('sha1').update(EXTEND).digest('hex');
 
@@ -226,9 +235,16 @@ export class RedisStore implements AuthorityStore {
     return (await this.#run('read an identity', () => this.#client.exists(key))) === 1;
   }
 
-  async revokeIdentity(identity: string, untilMs: number): Promise<void> {
+  async identityUntil(identity: string): Promise<number | undefined> {
+    const key = this.keys().identity(identity);
+    const text = await this.#run('read an identity', () => this.#client.get(key));
+    const until = text === null ? NaN : Number(text);
+    return Number.isFinite(until) ? until : undefined;
+  }
+
+  async revokeIdentity(identity: string, untilMs: number, minMs?: number): Promise<void> {
     checkIdentityEntry(identity, untilMs, 'revocation');
-    await this.#extend('mark an identity revoked', this.keys().revokedInstance(identity), untilMs);
+    await this.#extend('mark an identity revoked', this.keys().revokedInstance(identity), untilMs, minMs);
   }
 
   async isIdentityRevoked(identity: string): Promise<boolean> {
@@ -236,11 +252,13 @@ export class RedisStore implements AuthorityStore {
     return (await this.#run('read a revocation mark', () => this.#client.exists(key))) === 1;
   }
 
-  async #extend(what: string, key: string, untilMs: number): Promise<void> {
+  async #extend(what: string, key: string, untilMs: number, minMs?: number): Promise<void> {
     const until = Math.ceil(untilMs);
     await this.#run(what, async () => {
-      if (until <= this.#clock.wallMs()) return; // already over: nothing to keep
-      await this.#script(EXTEND_SHA, EXTEND, key, until);
+      if (minMs === undefined) {
+        if (until <= this.#clock.wallMs()) return; // already over: nothing to keep
+        await this.#script(EXTEND_SHA, EXTEND, key, until);
+      } else await this.#script(EXTEND_SHA, EXTEND, key, until, Math.ceil(minMs));
     });
   }
 

@@ -46,10 +46,17 @@ export interface AuthorityStore {
   /** True while some certificate recorded by putIdentity is unexpired. */
   hasIdentity(identity: string): Promise<boolean>;
   /**
-   * Mark `identity` revoked until `untilMs` (the end of the longest certificate it could
-   * hold). A later call never shortens the mark.
+   * The end (ms) of the longest certificate recorded by putIdentity, by the clock of the
+   * replica that signed it; undefined when none is recorded (or it has expired).
    */
-  revokeIdentity(identity: string, untilMs: number): Promise<void>;
+  identityUntil(identity: string): Promise<number | undefined>;
+  /**
+   * Mark `identity` revoked until `untilMs` (the end of the longest certificate it could
+   * hold). A later call never shortens the mark. `minMs`: the mark lasts at least this long
+   * from now by the *store's* clock (Redis' own), whatever the caller's clock says — a
+   * replica whose clock is behind must not write a mark that Redis expires early.
+   */
+  revokeIdentity(identity: string, untilMs: number, minMs?: number): Promise<void>;
   /** True while a revocation mark for `identity` lasts. */
   isIdentityRevoked(identity: string): Promise<boolean>;
   close(): Promise<void>;

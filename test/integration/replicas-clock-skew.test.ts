@@ -1,0 +1,91 @@
+import { X509Certificate } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Clock } from '../../src/core/clock.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { api, bootstrap, fleetSecrets, startReplica, type FleetSecrets, type Replica } from '../helpers/replicas.js';
+
+/**
+ * Two authority replicas on one Redis whose clocks disagree (an NTP-less node, a VM
+ * resumed from a snapshot). An instance revoked through one replica must stay refused by
+ * every replica for as long as any certificate it holds is valid — whichever replica
+ * signed that certificate, by whichever clock. The revocation mark once ended at the
+ * *revoking* replica's `now + identity.ttl + 5 min`: with the revoker an hour behind, the
+ * mark went with the real time + 5 min (an hour-long certificate outlived it by 55 min),
+ * and more than ttl + 5 min behind it was written already expired (PXAT in the past:
+ * gone at once) while the revocation was answered 200.
+ */
+const HOUR = 3_600_000;
+const CONFIG = {
+  credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+  policies: [{ identities: ['join:agent-*'], credentials: ['search'], maxTtl: '1h' }],
+};
+
+let redis: TestRedis;
+let client: Redis;
+let secrets: FleetSecrets;
+const replicas: Replica[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url);
+  secrets = fleetSecrets();
+});
+afterEach(async () => {
+  for (const r of replicas.splice(0)) await r.stop();
+  await client.flushall();
+});
+afterAll(async () => {
+  client?.disconnect();
+  secrets?.dispose();
+  await redis?.stop();
+});
+
+const skewed = (offsetMs: number): Clock => ({ monotonicMs: () => performance.now(), wallMs: () => Date.now() + offsetMs });
+const caPem = () => secrets.ca.certPem;
+
+async function replica(name: string, offsetMs: number): Promise<Replica> {
+  const r = await startReplica(name, secrets, redis.url, CONFIG, 0, offsetMs === 0 ? {} : { clock: skewed(offsetMs) });
+  replicas.push(r);
+  return r;
+}
+
+// A signer *ahead* of real time cannot be run in one process: OpenSSL checks client
+// certificates against the system clock, which refuses its not-yet-valid certificates. The
+// fix covers it the same way (the mark lasts past the instance's recorded certificate end).
+// signer: the replica that bootstraps the instance (its clock decides the certificate's
+// end); revoker: the one `leash revoke --instance` goes to.
+const CASES = [
+  { name: 'revoker 1 h behind', signer: 0, revoker: -HOUR },
+  { name: 'revoker 1 h 10 min behind (mark written already expired)', signer: 0, revoker: -HOUR - 10 * 60_000 },
+  { name: 'revoker 3 h behind', signer: 0, revoker: -3 * HOUR },
+  { name: 'revoker 30 min behind', signer: 0, revoker: -30 * 60_000 },
+  { name: 'revoker 1 h ahead (the mark simply lasts longer)', signer: 0, revoker: HOUR },
+];
+
+describe('instance revocation across replicas with skewed clocks', () => {
+  it.each(CASES)('$name: the mark outlasts every certificate of the instance, and no replica leases to it', async ({ signer, revoker }) => {
+    const s = await replica('signer', signer);
+    const r = await replica('revoker', revoker);
+    const name = `agent-skew-${Math.abs(signer + revoker) % 1000}-${replicas.length}`;
+    const token = await api<{ token: string }>(s.url, caPem(), 'POST', '/v1/admin/tokens', { body: { identity: name, ttl: '5m' }, admin: true });
+    expect(token.status).toBe(200);
+    const id = await bootstrap(s.url, caPem(), token.body.token);
+    expect(id.status).toBe(200);
+    const identity = `spiffe://leash.local/join/${name}`;
+    expect((await api(s.url, caPem(), 'POST', '/v1/leases', { body: { credential: 'search' }, identity: id.client })).status).toBe(200);
+
+    const revoked = await api(r.url, caPem(), 'POST', '/v1/admin/revoke', { body: { scope: 'instance', target: identity, reason: 'skew' }, admin: true });
+    expect(revoked.status).toBe(200);
+
+    // Refused now by the replica that signed it (the one whose clock accepts its certificate)…
+    const after = await api<{ error?: { message?: string } }>(s.url, caPem(), 'POST', '/v1/leases', { body: { credential: 'search' }, identity: id.client });
+    expect(after.status).toBe(401);
+    expect(after.body.error?.message).toMatch(/identity revoked/);
+    // …and for as long as its certificate is valid: Redis (real time) keeps the mark past its end.
+    const notAfterMs = Date.parse(new X509Certificate(id.client.certPem!).validTo);
+    const markEnds = Date.now() + (await client.pttl(`leash:revoked:instance:${identity}`));
+    expect(await client.exists(`leash:revoked:instance:${identity}`)).toBe(1);
+    expect(markEnds).toBeGreaterThan(notAfterMs);
+  });
+});
