@@ -100,8 +100,12 @@ export class RedisRevocationPublisher implements RevocationPublisher {
     // An absent epoch is written before the entry: a subscriber that remembered the
     // previous one sees the reset however the two interleave with its catch-up.
     await this.checkEpoch();
-    const now = (this.options.clock ?? Date.now)();
-    return this.write({ ...r, at: new Date(now).toISOString() }, now);
+    // `at` takes back whatever was issued up to it (verifiers deny iat ≤ at, the authority
+    // deletes those leases): never earlier than Redis' clock, so a replica whose clock is
+    // behind does not leave out what the other replicas issued in the meantime.
+    const redisNow = await this.redisNow();
+    const at = Math.max((this.options.clock ?? Date.now)(), redisNow ?? 0);
+    return this.write({ ...r, at: new Date(at).toISOString() }, redisNow);
   }
 
   /**
@@ -109,11 +113,25 @@ export class RedisRevocationPublisher implements RevocationPublisher {
    * what a verifier denies): the authority re-seeds a reset stream with what it remembers.
    */
   async republish(r: Omit<Revocation, 'id'>): Promise<Revocation> {
-    return this.write(r, (this.options.clock ?? Date.now)());
+    return this.write(r, await this.redisNow());
   }
 
-  private async write(r: Omit<Revocation, 'id'>, now: number): Promise<Revocation> {
+  /** Redis' own clock (ms): the one stream ids are made of. undefined when TIME fails (then our clock). */
+  private async redisNow(): Promise<number | undefined> {
+    try {
+      const [s, us] = (await this.client.time()) as [string | number, string | number];
+      const ms = Number(s) * 1000 + Math.floor(Number(us) / 1000);
+      return Number.isFinite(ms) ? ms : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async write(r: Omit<Revocation, 'id'>, redisNow: number | undefined): Promise<Revocation> {
     // Entries older than the longest lease are of no use to anyone: trim by time, not count.
+    // By Redis' clock, which made the ids: a replica whose clock is ahead would trim entries
+    // other replicas had just added.
+    const now = redisNow ?? (this.options.clock ?? Date.now)();
     const id = (await this.client.xadd(this.key, 'MINID', '~', `${Math.max(0, now - this.windowMs)}-0`, '*', ...revocationFields(r))) as string;
     const full: Revocation = { id, scope: r.scope, target: r.target, reason: r.reason, at: r.at, by: r.by };
     await this.client.publish(this.key, JSON.stringify(full));

@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.js';
+import { DenySet } from '../../src/verify/revocations.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { api, bootstrap, fleetSecrets, startReplica, type FleetSecrets, type Replica } from '../helpers/replicas.js';
 
@@ -87,5 +88,46 @@ describe('instance revocation across replicas with skewed clocks', () => {
     const markEnds = Date.now() + (await client.pttl(`leash:revoked:instance:${identity}`));
     expect(await client.exists(`leash:revoked:instance:${identity}`)).toBe(1);
     expect(markEnds).toBeGreaterThan(notAfterMs);
+  });
+});
+
+/**
+ * A credential, `all` or instance revocation takes back what was issued up to its time
+ * (`at`): the authority deletes those lease records, and leash/verify denies the JWTs with
+ * `iat` ≤ `at`. `at` was the revoking replica's clock: through a replica an hour behind,
+ * everything another replica had issued in the last hour counted as issued *after* the
+ * revocation — its records stayed listed (`leases: 0`), and a verifier kept accepting its
+ * tokens. `at` is now never earlier than Redis' own clock.
+ */
+describe('credential / all / instance revocation time across replicas with skewed clocks', () => {
+  const SCOPES = [
+    { scope: 'credential', target: () => 'search' },
+    { scope: 'all', target: () => '*' },
+    { scope: 'instance', target: (identity: string) => identity },
+  ] as const;
+  it.each(SCOPES)('$scope revoked through a replica 1 h behind takes back what the other replica issued', async ({ scope, target }) => {
+    const onTime = await replica('on-time', 0);
+    const behind = await replica('behind', -HOUR);
+    const name = `agent-at-${scope}`;
+    const token = await api<{ token: string }>(onTime.url, caPem(), 'POST', '/v1/admin/tokens', { body: { identity: name, ttl: '5m' }, admin: true });
+    const id = await bootstrap(onTime.url, caPem(), token.body.token);
+    expect(id.status).toBe(200);
+    const identity = `spiffe://leash.local/join/${name}`;
+    const lease = await api<{ lease: string; value: string }>(onTime.url, caPem(), 'POST', '/v1/leases', { body: { credential: 'search' }, identity: id.client });
+    expect(lease.status).toBe(200);
+
+    const revoked = await api<{ leases: number; revocation: { at: string; id: string } }>(behind.url, caPem(), 'POST', '/v1/admin/revoke', {
+      body: { scope, target: target(identity), reason: 'skew' },
+      admin: true,
+    });
+    expect(revoked.status).toBe(200);
+    expect(revoked.body.leases).toBe(1);
+    expect(await onTime.running.authority.listLeases({ credential: 'search' })).toEqual([]);
+
+    // What a verifier does with the revocation as published: the JWT is denied.
+    const claims = JSON.parse(Buffer.from(lease.body.value.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string; jti: string; leash_cred: string; leash_iat_ms: number };
+    const deny = new DenySet(HOUR, () => Date.now());
+    deny.apply({ ...revoked.body.revocation, scope, target: target(identity), reason: 'skew', by: 'admin' });
+    expect(deny.check({ jti: claims.jti, sub: claims.sub, credential: claims.leash_cred, issuedMs: claims.leash_iat_ms })).toMatchObject({ scope });
   });
 });
