@@ -103,6 +103,8 @@ export interface RevokeResult {
  */
 export const UNKNOWN_LEASE = 'unknown lease: revocation published anyway';
 export const UNKNOWN_INSTANCE = 'unknown instance: revoked and published anyway';
+/** Revoked and published, but the store answered an error when its lease records were to be deleted. */
+export const LEASES_NOT_DELETED = 'lease records could not be listed or deleted now (store error); they expire on their own';
 
 /**
  * How a credential name the authority does not define appears in audit events: never as
@@ -512,15 +514,20 @@ export class Authority {
 
   private async revokeInstance(actor: string, target: string, reason: string): Promise<RevokeResult> {
     const identity = this.instanceId(target);
-    const [certifiedUntil, revoked, leases] = await Promise.all([
-      this.d.store.identityUntil(identity),
-      this.d.store.isIdentityRevoked(identity),
-      this.d.store.listLeases({ instance: identity }),
+    // None of these reads may stop the mark: one that fails (an error from Redis) is
+    // taken as "not known", and never makes the answer say the instance was unknown.
+    const failed = Symbol('failed');
+    const tolerant = <T>(p: Promise<T>): Promise<T | typeof failed> => p.catch(() => failed);
+    const [certified, revoked, leases] = await Promise.all([
+      tolerant(this.d.store.identityUntil(identity)),
+      tolerant(this.d.store.isIdentityRevoked(identity)),
+      tolerant(this.d.store.listLeases({ instance: identity })),
     ]);
+    const certifiedUntil = certified === failed ? undefined : certified;
     // Known: certified since the registry exists, already revoked (a retry), or holding
     // leases (an identity certified before the registry did, not yet renewed). Unknown:
     // never certified, or forgotten by a Redis that lost its data — revoked all the same.
-    const unknown = certifiedUntil === undefined && !revoked && leases.length === 0;
+    const unknown = certified === undefined && revoked === false && leases !== failed && leases.length === 0;
     // Mark first: from here on no replica serves it, whatever happens next.
     // + MARK_MARGIN_MS: a renewal already past its revocation check signs its certificate a
     // little later than now (notAfter = its own now + ttl): the mark must outlast that too.
@@ -533,19 +540,38 @@ export class Authority {
     this.d.revocationMemory?.markInstance(identity, untilMs);
     const revocation = await this.publish('instance', identity, reason, actor);
     // Listed again: a lease stored between the first listing and the mark is included.
-    const n = await this.deleteAll(await this.d.store.listLeases({ instance: identity }), reason, actor);
+    const deleted = await this.deleteCovered(revocation, { instance: identity }, reason, actor);
     this.d.audit.emit('instance.revoked', { identity, instance: identity, reason, by: actor, ...(unknown ? { error: 'unknown instance' } : {}) });
     if (unknown) this.d.logger.warn({ instance: identity, revocation: revocation.id }, UNKNOWN_INSTANCE);
-    return { revocation, leases: n, ...(unknown ? { warning: UNKNOWN_INSTANCE } : {}) };
+    const warning = [unknown ? UNKNOWN_INSTANCE : undefined, deleted.warning].filter(Boolean).join('; ');
+    return { revocation, leases: deleted.n, ...(warning ? { warning } : {}) };
   }
 
   private async revokeLeases(actor: string, scope: 'credential' | 'all', target: string, reason: string, filter: LeaseFilter): Promise<RevokeResult> {
     const revocation = await this.publish(scope, target, reason, actor);
     // Sidecars lease again as soon as the revocation reaches them, which can be before the
     // listing below: those fresh leases are not revoked (their holders use them).
-    const n = await this.deleteAll(revokedBy(await this.d.store.listLeases(filter), Date.parse(revocation.at)), reason, actor);
+    const deleted = await this.deleteCovered(revocation, filter, reason, actor);
     this.d.audit.emit('credential.revoked', { credential: target, reason, by: actor });
-    return { revocation, leases: n };
+    return { revocation, leases: deleted.n, ...(deleted.warning ? { warning: deleted.warning } : {}) };
+  }
+
+  /**
+   * After a revocation is recorded and published: delete the lease records it covers. It is
+   * in force by then (sidecars and verifiers act on the publication, the mark refuses the
+   * instance), so a store error here is not a failed revocation — a 503 would have the
+   * operator retry what is done, and once hid that it was. Said in the answer instead; the
+   * records expire on their own.
+   */
+  private async deleteCovered(revocation: Revocation, filter: LeaseFilter, reason: string, actor: string): Promise<{ n: number; warning?: string }> {
+    try {
+      const listed = await this.d.store.listLeases(filter);
+      const covered = revocation.scope === 'credential' || revocation.scope === 'all' ? revokedBy(listed, Date.parse(revocation.at)) : listed;
+      return { n: await this.deleteAll(covered, reason, actor) };
+    } catch (err) {
+      this.d.logger.warn({ err, revocation: revocation.id, scope: revocation.scope, target: revocation.target }, LEASES_NOT_DELETED);
+      return { n: 0, warning: LEASES_NOT_DELETED };
+    }
   }
 
   private async deleteAll(records: LeaseRecord[], reason: string, actor: string): Promise<number> {
