@@ -491,7 +491,14 @@ export class Authority {
 
   private async revokeLease(actor: string, leaseId: string, reason: string): Promise<RevokeResult> {
     if (!LEASE_ID.test(leaseId)) throw badRequest('lease: not a lease id');
-    const record = await this.d.store.getLease(leaseId);
+    // A read error (the record unreadable) must not stop the revocation going out either.
+    const record = await this.d.store.getLease(leaseId).catch(() => null);
+    if (record === null) {
+      const revocation = await this.publish('lease', leaseId, reason, actor);
+      const deleted = await this.d.store.deleteLease(leaseId).catch((err: unknown) => (this.d.logger.warn({ err, lease: leaseId, revocation: revocation.id }, LEASES_NOT_DELETED), false));
+      this.d.audit.emit('lease.revoked', { lease: leaseId, reason, by: actor, error: 'lease record unreadable' });
+      return { revocation, leases: deleted ? 1 : 0, warning: LEASES_NOT_DELETED };
+    }
     if (!record) {
       const revocation = await this.publish('lease', leaseId, reason, actor);
       this.d.logger.warn({ lease: leaseId, revocation: revocation.id }, UNKNOWN_LEASE);

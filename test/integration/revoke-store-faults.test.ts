@@ -5,7 +5,7 @@ import { fleetSecrets, startReplica, type FleetSecrets, type Replica } from '../
 import { adminRevoke, joinInstance, readStream, type Instance } from '../helpers/revoke-authority.js';
 
 /**
- * Revocations when Redis answers errors for the lease indexes (a key of the wrong type at
+ * Revocations when Redis answers errors for the lease records and indexes (a key of the wrong type at
  * a leash key: WRONGTYPE; the same path as any read error there). Two replicas, one Redis.
  *
  * `revoke --instance` listed the instance's leases *before* writing its revocation mark:
@@ -13,7 +13,8 @@ import { adminRevoke, joinInstance, readStream, type Instance } from '../helpers
  * every retry — the instance kept renewing its identity and its sidecar kept its leases.
  * Now the mark and the publication come first and whatever the listing cannot reach is
  * said in the answer's `warning` (the records expire on their own); the same for
- * `credential` and `all`, which answered 503 after they had been published.
+ * `credential` and `all`, which answered 503 after they had been published; and a lease
+ * whose record cannot be read is revoked (published) anyway, as an unknown one is.
  */
 let redis: TestRedis;
 let secrets: FleetSecrets;
@@ -56,7 +57,8 @@ async function join_(r: Replica, name: string): Promise<Instance> {
 }
 
 const CASES = [
-  { scope: 'instance', target: (i: Instance) => i.identity, broken: (i: Instance) => `leash:leases:by-instance:${i.identity}` },
+  { scope: 'lease', target: (_i: Instance, lease: string) => lease, broken: (_i: Instance, lease: string) => `leash:lease:${lease}` },
+  { scope: 'instance', target: (i: Instance, _l: string) => i.identity, broken: (i: Instance, _l: string) => `leash:leases:by-instance:${i.identity}` },
   { scope: 'credential', target: () => 'search', broken: () => 'leash:leases:by-credential:search' },
   { scope: 'all', target: () => '*', broken: () => 'leash:leases:all' },
 ] as const;
@@ -67,11 +69,12 @@ describe('revocation while the lease indexes answer errors', () => {
     const one = await join_(a, `agent-${scope}`);
     const leased = await one.lease('search');
     expect(leased.status).toBe(200);
-    // The index becomes a string: every read of it is WRONGTYPE from now on.
-    await client.del(broken(one));
-    await client.set(broken(one), 'not a sorted set');
+    // The key becomes a hash: every read of it is WRONGTYPE from now on.
+    const key = broken(one, leased.body.lease!);
+    await client.del(key);
+    await client.hset(key, 'not', 'what leash wrote');
 
-    const answer = await adminRevoke(b.url, secrets.ca.certPem, { scope, target: target(one), reason: 'wrongtype' });
+    const answer = await adminRevoke(b.url, secrets.ca.certPem, { scope, target: target(one, leased.body.lease!), reason: 'wrongtype' });
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
     expect(answer.body.warning).toMatch(/could not be (listed|deleted)/);
     expect(JSON.stringify(answer.body)).not.toContain(leased.body.value!);
