@@ -131,3 +131,24 @@ describe('credential / all / instance revocation time across replicas with skewe
     expect(deny.check({ jti: claims.jti, sub: claims.sub, credential: claims.leash_cred, issuedMs: claims.leash_iat_ms })).toMatchObject({ scope });
   });
 });
+
+/**
+ * The stream is trimmed to the revocation window by `MINID`, compared with its ids — which
+ * Redis makes from its own clock. A publisher whose clock was ahead computed the threshold
+ * from its clock and trimmed entries the other replicas had just added: a verifier or
+ * sidecar starting afterwards (it reads the stream whole) never saw those revocations.
+ */
+describe('stream trim with a replica whose clock is ahead', () => {
+  it('a replica 2 h ahead (window 1 h) keeps the other replicas’ recent revocations', async () => {
+    const ahead = await replica('ahead', 2 * HOUR);
+    // 1 000 revocations from 10 minutes ago, as the other replicas would have published them.
+    const recent = Date.now() - 10 * 60_000;
+    for (let i = 0; i < 1000; i++) {
+      await client.xadd('leash:revocations', `${recent + i}-0`, 'scope', 'lease', 'target', `lease-${i}`, 'reason', 'recent', 'at', new Date(recent + i).toISOString(), 'by', 'x');
+    }
+    const answer = await api(ahead.url, caPem(), 'POST', '/v1/admin/revoke', { body: { scope: 'all', target: '*', reason: 'ahead' }, admin: true });
+    expect(answer.status).toBe(200);
+    const left = (await client.xrange('leash:revocations', '-', '+')) as Array<[string, string[]]>;
+    expect(left.filter(([, f]) => f.includes('recent'))).toHaveLength(1000);
+  });
+});
