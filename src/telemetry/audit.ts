@@ -214,12 +214,19 @@ export function redisAuditSink(
   let lastTrimMs = -Infinity;
   const append = (flat: string[]) => {
     // `event` and `at` stay the first two fields (readers index them), then the version.
-    void client.xadd(key, 'MAXLEN', '~', maxLen, '*', ...flat.slice(0, 4), 'v', String(AUDIT_SCHEMA_VERSION), ...flat.slice(4)).catch(warn);
+    const added = client.xadd(key, 'MAXLEN', '~', maxLen, '*', ...flat.slice(0, 4), 'v', String(AUDIT_SCHEMA_VERSION), ...flat.slice(4));
     const now = clock.monotonicMs();
     if (maxAgeMs > 0 && client.xtrim && now - lastTrimMs >= 60_000) {
       lastTrimMs = now;
-      void client.xtrim(key, 'MINID', '~', `${Math.max(0, clock.wallMs() - maxAgeMs)}-0`).catch(warn);
-    }
+      // The threshold is counted back from the id Redis just gave the entry (its clock made
+      // every id in the stream), never from ours: a writer whose clock is ahead trimmed what
+      // every other writer had just added.
+      const xtrim = client.xtrim.bind(client);
+      void added.then((id) => {
+        const ms = Number(String(id).split('-')[0]);
+        if (Number.isFinite(ms)) return xtrim(key, 'MINID', '~', `${Math.max(0, ms - maxAgeMs)}-0`);
+      }).catch(warn);
+    } else void added.catch(warn);
   };
   let bucket: TokenBucket = { tokens: limit?.burst ?? 0, atMs: clock.monotonicMs() };
   let pending: { count: number; events: Map<string, number>; first: string; last: string; instance: string | undefined } | undefined;

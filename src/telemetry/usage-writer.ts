@@ -8,6 +8,8 @@ import { UsageAggregator, usageFields, type UsageRequest } from './usage.js';
 /** The Redis calls the writer makes: one MULTI per flush (ioredis Redis and Cluster both have it). */
 export interface UsageRedis {
   multi(): ChainableCommander;
+  /** The age trim, after the MULTI, from the id Redis gave the last entry (its clock, not ours). */
+  xtrim?(key: string, minid: 'MINID', approx: '~', threshold: string): Promise<unknown>;
 }
 
 export interface UsageWriterOptions {
@@ -82,7 +84,9 @@ export class UsageWriter {
       const credential = s.route !== undefined ? this.o.credentialOf?.(s.route) : undefined;
       multi.xadd(this.o.key, 'MAXLEN', '~', this.o.maxLen, '*', ...(usageFields(s, instance, credential, nowMs) as [string, string]));
     }
-    if (this.o.maxAgeMs > 0) multi.xtrim(this.o.key, 'MINID', '~', `${Math.max(0, nowMs - this.o.maxAgeMs)}-0`);
+    // Without xtrim of its own (a bare MULTI client), the trim goes in the MULTI by our clock.
+    const trimAfter = this.o.maxAgeMs > 0 && this.o.client.xtrim !== undefined;
+    if (this.o.maxAgeMs > 0 && !trimAfter) multi.xtrim(this.o.key, 'MINID', '~', `${Math.max(0, nowMs - this.o.maxAgeMs)}-0`);
     this.batches++;
     const warn = (err: unknown) => {
       if (Date.now() - this.lastWarn > 60_000) {
@@ -92,9 +96,14 @@ export class UsageWriter {
     };
     // EXEC resolves even when commands in it failed (a key that is not a stream, a stream
     // whose last id is the largest: every XADD '*' refused): each result carries its error.
-    const done = multi.exec().then((results) => {
+    const done = multi.exec().then(async (results) => {
       const failed = results?.find(([err]) => err);
       if (failed) warn(failed[0]);
+      // Counted back from the newest id Redis gave (its clock made every id in the stream):
+      // a sidecar whose clock is ahead trimmed what the rest of the fleet had just written.
+      const last = results?.filter(([err, id]) => !err && typeof id === 'string').at(-1)?.[1] as string | undefined;
+      const ms = last === undefined ? NaN : Number(last.split('-')[0]);
+      if (trimAfter && Number.isFinite(ms)) await this.o.client.xtrim!(this.o.key, 'MINID', '~', `${Math.max(0, ms - this.o.maxAgeMs)}-0`).catch(warn);
     }, warn);
     this.inFlight = this.inFlight.then(() => done);
     return this.inFlight;
