@@ -152,3 +152,32 @@ describe('stream trim with a replica whose clock is ahead', () => {
     expect(left.filter(([, f]) => f.includes('recent'))).toHaveLength(1000);
   });
 });
+
+/**
+ * Listing leases (`leash leases`, `leash trace`, a revocation's deletions, every metrics
+ * scrape) drops index entries whose expiry has passed — by the listing replica's clock. A
+ * replica an hour ahead took every 5-minute lease for expired and removed it from the
+ * indexes: no replica listed it any more, and a later `revoke --credential` / `--all` /
+ * `--instance` left its record in place (`"leases": 0`).
+ */
+describe('lease listing with a replica whose clock is ahead', () => {
+  it.each(['leases', 'metrics'] as const)('a replica 1 h ahead lists (%s) without dropping the other replica’s live leases', async (how) => {
+    const onTime = await replica('on-time', 0);
+    const ahead = await replica('ahead', HOUR);
+    const token = await api<{ token: string }>(onTime.url, caPem(), 'POST', '/v1/admin/tokens', { body: { identity: `agent-list-${how}`, ttl: '5m' }, admin: true });
+    const id = await bootstrap(onTime.url, caPem(), token.body.token);
+    const lease = await api<{ lease: string }>(onTime.url, caPem(), 'POST', '/v1/leases', { body: { credential: 'search' }, identity: id.client });
+    expect(lease.status).toBe(200);
+
+    if (how === 'leases') {
+      const listed = await api<{ leases: Array<{ id: string }> }>(ahead.url, caPem(), 'GET', '/v1/admin/leases?credential=search', { admin: true });
+      expect(listed.status).toBe(200);
+    } else await ahead.running.metrics.registry.metrics();
+    await ahead.running.authority.listLeases({});
+    await ahead.running.authority.listLeases({ credential: 'search' });
+
+    expect((await onTime.running.authority.listLeases({})).map((l) => l.id)).toEqual([lease.body.lease]);
+    const revoked = await api<{ leases: number }>(onTime.url, caPem(), 'POST', '/v1/admin/revoke', { body: { scope: 'credential', target: 'search' }, admin: true });
+    expect(revoked.body.leases).toBe(1);
+  });
+});

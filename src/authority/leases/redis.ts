@@ -172,7 +172,10 @@ export class RedisStore implements AuthorityStore {
     const k = this.keys();
     const index = filter.instance !== undefined ? k.byInstance(filter.instance) : filter.credential !== undefined ? k.byCredential(filter.credential) : k.all;
     return this.#run('list leases', async () => {
-      const now = this.#clock.wallMs();
+      // "Expired" by our clock and by Redis' (which expires the records), whichever is
+      // earlier: a replica whose clock is ahead must not drop other replicas' live leases
+      // from the indexes (they would be missed by every listing and revocation after).
+      const now = Math.min(this.#clock.wallMs(), await this.#redisNow());
       // Lazy cleanup: entries at or past their expiry leave the index on every read.
       await this.#client.zremrangebyscore(index, '-inf', now);
       const ids =
@@ -293,6 +296,18 @@ export class RedisStore implements AuthorityStore {
 
   #indexAdd(key: string, score: number, id: string): Promise<void> {
     return this.#script(INDEX_ADD_SHA, INDEX_ADD, key, score, id);
+  }
+
+  /** Redis' clock (ms); Infinity when TIME is refused (a user without it: our clock alone then). */
+  async #redisNow(): Promise<number> {
+    try {
+      const [sec, usec] = (await this.#client.time()) as [string | number, string | number];
+      const ms = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+      return Number.isFinite(ms) ? ms : Infinity;
+    } catch (err) {
+      if (/NOPERM|unknown command/i.test(String((err as Error)?.message))) return Infinity;
+      throw err;
+    }
   }
 
   /** A one-key script by its SHA, loaded on NOSCRIPT. */
