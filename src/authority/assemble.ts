@@ -189,6 +189,22 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     },
     { credentials: Object.keys(config.credentials), version: inputs.version ?? 'unknown', now: () => clock.monotonicMs(), gcDuration: config.metrics.gcDuration },
   );
+  // Redis' clock minus ours, sampled with every epoch check (TIME, half the round trip
+  // added): certificates are also refused once expired by Redis' clock (Authority.storeNow).
+  let storeOffsetMs: number | undefined;
+  let skewWarnedAt = -Infinity;
+  const sampleStoreClock = async (client: RedisClient) => {
+    const t0 = clock.wallMs();
+    const [sec, usec] = (await client.time()) as [string | number, string | number];
+    const t1 = clock.wallMs();
+    const redisMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    if (!Number.isFinite(redisMs)) return;
+    storeOffsetMs = redisMs - (t0 + t1) / 2;
+    if (Math.abs(storeOffsetMs) > 60_000 && clock.monotonicMs() - skewWarnedAt > 600_000) {
+      skewWarnedAt = clock.monotonicMs();
+      logger.warn({ offsetSeconds: Math.round(storeOffsetMs / 1000) }, "this replica's clock and Redis' disagree by more than a minute: sync clocks (NTP); certificates are refused by the later of the two");
+    }
+  };
   const audit = createAudit(logger, redis ? redisAuditSink(redis, auditKey(config.keyPrefix), logger, config.audit.maxLen, undefined, undefined, clock, config.audit.maxAge) : undefined);
   const authority = new Authority({
     trustDomain: config.trustDomain,
@@ -209,6 +225,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     leaseRateLimit: config.limits.leases.perMinute > 0 ? new KeyedRateLimiter(config.limits.leases, () => clock.monotonicMs()) : undefined,
     bootstrapRateLimit: config.limits.bootstraps.perMinute > 0 ? new KeyedRateLimiter(config.limits.bootstraps, () => clock.monotonicMs()) : undefined,
     revocationMemory: memory,
+    storeNow: redis ? () => (storeOffsetMs === undefined ? undefined : clock.wallMs() + storeOffsetMs) : undefined,
     resetCheck: redisPublisher && {
       check: () => redisPublisher.checkEpoch(),
       resets: () => redisPublisher.resets,
@@ -243,7 +260,10 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     timers.push(setInterval(() => void keys.reload().catch((err: unknown) => logger.warn({ err }, 'signing keys reload failed')), 60_000));
   }
   if (redis && redisPublisher) {
-    const epochCheck = () => void redisPublisher.checkEpoch().catch((err: unknown) => logger.warn({ err }, 'revocation stream epoch check failed'));
+    const epochCheck = () => {
+      void redisPublisher.checkEpoch().catch((err: unknown) => logger.warn({ err }, 'revocation stream epoch check failed'));
+      void sampleStoreClock(redis).catch(() => undefined); // TIME refused (ACL): our clock alone
+    };
     // At every (re)connection — a restart of Redis is one — and periodically: a reset is
     // re-seeded even when nothing is being leased or revoked (a verifier that starts now
     // reads the stream whole).

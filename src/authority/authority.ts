@@ -54,6 +54,13 @@ export interface AuthorityDeps {
   clock: Clock;
   /** Lease requests per identity (rate-limit.ts); absent: no limit. Per replica: N replicas allow up to N times as many. */
   leaseRateLimit?: KeyedRateLimiter;
+  /**
+   * Redis' clock now, as last sampled (undefined: not known yet). A certificate is refused
+   * once it has expired by this clock too: a replica whose clock is behind would otherwise
+   * accept a certificate past its end — and past the revocation mark, which Redis expires
+   * by its own clock (lasting to the certificate's end + 5 min).
+   */
+  storeNow?: () => number | undefined;
   /** Bootstrap requests per client address, before any evidence is checked or spent; absent: no limit. */
   bootstrapRateLimit?: KeyedRateLimiter;
   /**
@@ -149,16 +156,23 @@ export class Authority {
   /** As identify, with the certificate's end, so a caller may remember the answer for one TLS connection. */
   verifyPeer(peer: X509Certificate | undefined): { identity: string; notAfterMs: number } {
     if (!peer) throw unauthenticated();
+    let v: ReturnType<typeof verifyClientCertificate>;
     try {
-      const v = verifyClientCertificate(peer, this.d.ca.certificate, this.d.trustDomain, this.d.clock.wallMs());
-      return { identity: v.identity, notAfterMs: v.notAfter.getTime() };
+      v = verifyClientCertificate(peer, this.d.ca.certificate, this.d.trustDomain, this.d.clock.wallMs());
     } catch (err) {
       throw unauthenticated(`client certificate refused: ${(err as Error).message}`);
     }
+    const storeNow = this.d.storeNow?.();
+    if (storeNow !== undefined && storeNow >= v.notAfter.getTime()) {
+      throw unauthenticated(`client certificate refused: expired at ${v.notAfter.toISOString()} by the store's clock (this replica's clock is behind)`);
+    }
+    return { identity: v.identity, notAfterMs: v.notAfter.getTime() };
   }
 
+  /** Now, for certificate lifetimes: the later of this replica's clock and Redis' (storeNow). */
   now(): number {
-    return this.d.clock.wallMs();
+    const wall = this.d.clock.wallMs();
+    return Math.max(wall, this.d.storeNow?.() ?? wall);
   }
 
   /** `peer`: the client's address, which bootstrap requests are rate-limited by (no identity exists yet). */

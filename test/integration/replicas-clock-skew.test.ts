@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.js';
 import { DenySet } from '../../src/verify/revocations.js';
+import { createCsr, createIdentityKey } from '../../src/pki/x509.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { api, bootstrap, fleetSecrets, startReplica, type FleetSecrets, type Replica } from '../helpers/replicas.js';
 
@@ -179,5 +180,45 @@ describe('lease listing with a replica whose clock is ahead', () => {
     expect((await onTime.running.authority.listLeases({})).map((l) => l.id)).toEqual([lease.body.lease]);
     const revoked = await api<{ leases: number }>(onTime.url, caPem(), 'POST', '/v1/admin/revoke', { body: { scope: 'credential', target: 'search' }, admin: true });
     expect(revoked.body.leases).toBe(1);
+  });
+});
+
+/**
+ * A replica checks client certificates against its clock: one that was behind accepted a
+ * certificate past its end — and so past the revoked instance's mark, which Redis expires
+ * by its own clock (the certificate's end + 5 min): a revoked instance leased again there.
+ * Certificates are now refused once expired by Redis' clock too (sampled with every epoch
+ * check). (OpenSSL checks the handshake against the system clock, so a replica whose
+ * *system* clock is behind cannot be run in one process: the check is made on the
+ * authority's own verification, which the HTTPS server calls for every connection.)
+ */
+describe('certificates on a replica whose clock is behind', () => {
+  it.each([10 * 60_000, 2 * HOUR])('behind by %d ms: a certificate past its end by Redis’ clock is refused', async (behindMs) => {
+    const behind = await replica('behind', -behindMs);
+    const onTime = await replica('on-time', 0);
+    // Made on time (a token made by the behind replica is stored already expired: see the report).
+    const token = await api<{ token: string }>(onTime.url, caPem(), 'POST', '/v1/admin/tokens', { body: { identity: `agent-behind-${behindMs}`, ttl: '5m' }, admin: true });
+    // Signed by the behind replica: valid by its clock, its end already past by Redis'.
+    const key = createIdentityKey();
+    const cert = await behind.running.authority.bootstrap({ joinToken: token.body.token, csr: createCsr(key, 'x') });
+    const notAfter = new X509Certificate(cert.certificate);
+    const endsMs = Date.parse(notAfter.validTo);
+    // identity.ttl is 1 h: only the 2 h case has a certificate past its end by the real clock.
+    const expired = endsMs <= Date.now();
+    const deadline = Date.now() + 7_000; // the first sample is taken at connection
+    let refused: unknown;
+    do {
+      try {
+        behind.running.authority.verifyPeer(notAfter);
+        refused = undefined;
+      } catch (err) {
+        refused = err;
+      }
+      if (!expired || refused) break;
+      await new Promise((r) => setTimeout(r, 100));
+    } while (Date.now() < deadline);
+    if (expired) expect(String((refused as Error)?.message)).toMatch(/expired .* by the store's clock/);
+    else expect(refused).toBeUndefined();
+    expect(behind.logs.lines.some((l) => l.includes("this replica's clock and Redis' disagree"))).toBe(true);
   });
 });
