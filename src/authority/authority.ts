@@ -110,6 +110,10 @@ export interface RevokeResult {
  */
 export const UNKNOWN_LEASE = 'unknown lease: revocation published anyway';
 export const UNKNOWN_INSTANCE = 'unknown instance: revoked and published anyway';
+/** How long a revocation waits for Redis' replicas to confirm it (WAIT). */
+const REPLICATION_WAIT_MS = 500;
+export const NOT_REPLICATED = (acked: number, replicas: number): string =>
+  `recorded on the Redis master, but ${Number.isFinite(replicas) ? `${acked} of ${replicas}` : 'not all'} replicas confirmed it within ${REPLICATION_WAIT_MS} ms: a failover now would lose it (check replication, then revoke again)`;
 /** Revoked and published, but the store answered an error when its lease records were to be deleted. */
 export const LEASES_NOT_DELETED = 'lease records could not be listed or deleted now (store error); they expire on their own';
 
@@ -472,18 +476,33 @@ export class Authority {
     if (typeof reason !== 'string' || !REASON.test(reason)) throw badRequest('reason must be a string of at most 512 characters without control characters');
     if (typeof target !== 'string' || target.length === 0 || target.length > MAX_REVOCATION_TARGET) throw badRequest('target must be a non-empty string');
     const s = scope as RevocationScope;
+    let result: RevokeResult;
     switch (s) {
       case 'lease':
-        return this.revokeLease(actor, target, reason);
+        result = await this.revokeLease(actor, target, reason);
+        break;
       case 'instance':
-        return this.revokeInstance(actor, target, reason);
+        result = await this.revokeInstance(actor, target, reason);
+        break;
       case 'credential':
         if (!this.d.issuers.has(target)) throw notFound('no such credential');
-        return this.revokeLeases(actor, s, target, reason, { credential: target });
+        result = await this.revokeLeases(actor, s, target, reason, { credential: target });
+        break;
       case 'all':
         if (target !== ALL_TARGET) throw badRequest(`scope all takes target "${ALL_TARGET}"`);
-        return this.revokeLeases(actor, s, ALL_TARGET, reason, {});
+        result = await this.revokeLeases(actor, s, ALL_TARGET, reason, {});
+        break;
     }
+    // Redis replicates asynchronously: a failover before its replicas have the mark and the
+    // stream entry loses them, and nothing notices (the epoch survives). Wait for them a
+    // moment; if they do not confirm, say so rather than answer as if it were durable.
+    const replication = await this.d.store.replicated?.(REPLICATION_WAIT_MS).catch(() => ({ acked: 0, replicas: NaN }));
+    if (replication && !(replication.acked >= replication.replicas)) {
+      const warning = NOT_REPLICATED(replication.acked, replication.replicas);
+      this.d.logger.warn({ revocation: result.revocation.id, scope: s, acked: replication.acked, replicas: replication.replicas }, warning);
+      result = { ...result, warning: result.warning ? `${result.warning}; ${warning}` : warning };
+    }
+    return result;
   }
 
   /** `join:NAME` → spiffe://<td>/join/NAME; a SPIFFE ID of our trust domain as is; anything else 400. */

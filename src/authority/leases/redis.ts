@@ -250,6 +250,23 @@ export class RedisStore implements AuthorityStore {
     await this.#extend('mark an identity revoked', this.keys().revokedInstance(identity), untilMs, minMs);
   }
 
+  async replicated(timeoutMs: number): Promise<{ acked: number; replicas: number } | undefined> {
+    // On a Cluster the writes went to several masters: WAIT would have to go to each.
+    if (this.#client instanceof Cluster) return undefined;
+    const client = this.#client;
+    return this.#run('wait for its replicas', async () => {
+      const info = await client.info('replication').catch((err: unknown) => {
+        // A user that may not run INFO: replication cannot be checked (nor waited for).
+        if (/NOPERM/i.test(String((err as Error)?.message))) return '';
+        throw err;
+      });
+      const replicas = Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0);
+      if (!(replicas > 0)) return undefined;
+      const acked = Number(await client.wait(replicas, Math.max(1, Math.round(timeoutMs))));
+      return { acked, replicas };
+    });
+  }
+
   async isIdentityRevoked(identity: string): Promise<boolean> {
     const key = this.keys().revokedInstance(identity);
     return (await this.#run('read a revocation mark', () => this.#client.exists(key))) === 1;

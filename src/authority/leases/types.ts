@@ -57,6 +57,12 @@ export interface AuthorityStore {
    * replica whose clock is behind must not write a mark that Redis expires early.
    */
   revokeIdentity(identity: string, untilMs: number, minMs?: number): Promise<void>;
+  /**
+   * Wait (at most `timeoutMs`) until the store's replicas have every write made so far on
+   * this store's connection: `acked` of `replicas`. Undefined when there is nothing to wait
+   * for (no replicas, a store without them, a Cluster). Optional.
+   */
+  replicated?(timeoutMs: number): Promise<{ acked: number; replicas: number } | undefined>;
   /** True while a revocation mark for `identity` lasts. */
   isIdentityRevoked(identity: string): Promise<boolean>;
   close(): Promise<void>;
