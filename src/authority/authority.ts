@@ -575,7 +575,11 @@ export class Authority {
     // certificate end (signed by whichever replica, by its clock), and lasts at least one
     // identity TTL + margin by the store's own clock (Redis expires it by that one).
     const spanMs = this.d.identityTtlMs + MARK_MARGIN_MS;
-    const untilMs = Math.max(this.d.clock.wallMs() + spanMs, (certifiedUntil ?? 0) + MARK_MARGIN_MS);
+    const nowMs = this.d.clock.wallMs();
+    // The recorded end counts up to a day of skew past our own reach: a corrupt entry (a
+    // year 9999) must not make the mark unwritable (PXAT refused) nor eternal.
+    const recorded = Math.min(certifiedUntil ?? 0, nowMs + this.d.identityTtlMs + 86_400_000);
+    const untilMs = Math.max(nowMs + spanMs, recorded + MARK_MARGIN_MS);
     await this.d.store.revokeIdentity(identity, untilMs, spanMs);
     this.d.revocationMemory?.markInstance(identity, untilMs);
     const revocation = await this.publish('instance', identity, reason, actor);

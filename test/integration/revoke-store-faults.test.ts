@@ -93,3 +93,17 @@ describe('revocation while the lease indexes answer errors', () => {
     expect(JSON.stringify(b.logs.lines)).not.toContain(leased.body.value!);
   });
 });
+
+describe('revocation with a corrupt identity registry entry', () => {
+  it.each(['99999999999999999999', 'not a number', '-5'])('identity entry %s: the instance is still marked and refused', async (value) => {
+    const [a, b] = await fleet();
+    const one = await join_(a, `agent-registry-${value.length}`);
+    await client.set(`leash:identity:${one.identity}`, value);
+    const answer = await adminRevoke(b.url, secrets.ca.certPem, { scope: 'instance', target: one.identity, reason: 'registry' });
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    const ttl = await client.pttl(`leash:revoked:instance:${one.identity}`);
+    expect(ttl).toBeGreaterThan(3_600_000);
+    expect(ttl).toBeLessThan(26 * 3_600_000 + 10 * 60_000);
+    expect((await one.lease('search')).status).toBe(401);
+  });
+});
