@@ -423,7 +423,9 @@ export class Authority {
 
   async createJoinToken(actor: string, identityName: string, ttlMs: number): Promise<{ token: string; expiresAt: string }> {
     if (!(ttlMs > 0) || ttlMs > this.d.joinTokenMaxTtlMs) throw badRequest(`ttl must be positive and at most ${this.d.joinTokenMaxTtlMs / 1000}s`);
-    const now = this.d.clock.wallMs();
+    // The later of our clock and Redis': Redis expires the token (PXAT) by its own, so a
+    // replica whose clock is behind by more than the TTL made tokens that were gone at once.
+    const now = this.now();
     let token: string;
     try {
       token = await this.d.joinTokens.create(identityName, ttlMs, now);

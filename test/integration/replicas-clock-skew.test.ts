@@ -222,3 +222,30 @@ describe('certificates on a replica whose clock is behind', () => {
     expect(behind.logs.lines.some((l) => l.includes("this replica's clock and Redis' disagree"))).toBe(true);
   });
 });
+
+/**
+ * A join token expires in Redis at its end (PXAT), computed from the creating replica's
+ * clock: one more than the token's TTL behind stored it already expired — `leash token
+ * create` printed a token that no replica would ever take. Its end is now counted from the
+ * later of the replica's clock and Redis'.
+ */
+describe('join tokens made on a replica whose clock is behind', () => {
+  it.each([20 * 60_000, 2 * HOUR])('behind by %d ms: a 10-minute token is redeemed on the other replica', async (behindMs) => {
+    const behind = await replica('behind', -behindMs);
+    const onTime = await replica('on-time', 0);
+    const made = await api<{ token: string; expiresAt: string }>(behind.url, caPem(), 'POST', '/v1/admin/tokens', { body: { identity: `agent-jt-${behindMs}`, ttl: '10m' }, admin: true });
+    expect(made.status).toBe(200);
+    // The first clock sample is taken at connection: the token may have been made before it.
+    const deadline = Date.now() + 7_000;
+    let token = made.body.token;
+    while (Date.parse(made.body.expiresAt) <= Date.now() && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      const again = await api<{ token: string; expiresAt: string }>(behind.url, caPem(), 'POST', '/v1/admin/tokens', { body: { identity: `agent-jt-${behindMs}`, ttl: '10m' }, admin: true });
+      made.body = again.body;
+      token = again.body.token;
+    }
+    expect(Date.parse(made.body.expiresAt)).toBeGreaterThan(Date.now() + 9 * 60_000);
+    const booted = await bootstrap(onTime.url, caPem(), token);
+    expect(booted.status).toBe(200);
+  });
+});
