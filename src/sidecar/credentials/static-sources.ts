@@ -57,6 +57,9 @@ export class EnvCredential implements CredentialProvider {
  * filesystems without inotify. A missing or empty file makes the route unavailable:
  * removing a secret stops its use (fail closed).
  */
+/** At most one re-read a second asked for by requests that found no credential. */
+export const REREAD_ON_REQUEST_MS = 1_000;
+
 export class FileCredential implements CredentialProvider {
   readonly description: string;
   private cred: HeldCredential | undefined;
@@ -68,6 +71,8 @@ export class FileCredential implements CredentialProvider {
   private lastStat = '';
   private inFlight: Promise<void> | undefined;
   private closed = false;
+  /** Monotonic ms of the last re-read a request asked for (onUnavailable). */
+  private lastRequestedReadMs = -Infinity;
 
   constructor(
     private readonly path: string,
@@ -98,7 +103,16 @@ export class FileCredential implements CredentialProvider {
     return this.history.values(this.clock.monotonicMs());
   }
 
+  /**
+   * A request found no credential: re-read now, at most once per REREAD_ON_REQUEST_MS.
+   * Agents retry a 503 in tight loops, and each failed read is a `credential.refresh_failed`
+   * audit event and a counted failure: one per request flooded the audit trail. A restored
+   * file is still seen at once by the directory watch (and the stat poll).
+   */
   onUnavailable(): void {
+    const now = this.clock.monotonicMs();
+    if (now - this.lastRequestedReadMs < REREAD_ON_REQUEST_MS) return;
+    this.lastRequestedReadMs = now;
     void this.refresh();
   }
 
