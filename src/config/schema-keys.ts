@@ -6,7 +6,8 @@ import type { z } from 'zod';
  * union offers several mappings, the one the input chose is used: the one whose literal
  * (e.g. `kind: jwt`) matches, else the one sharing most keys with what was written.
  */
-interface Def {
+/** The parts of a zod definition leash reads (config tooling and the docs tests). */
+export interface Def {
   type: string;
   in?: unknown;
   innerType?: unknown;
@@ -16,9 +17,10 @@ interface Def {
   element?: unknown;
   options?: readonly unknown[];
   values?: readonly unknown[];
+  defaultValue?: unknown;
 }
 
-const defOf = (schema: unknown): Def | undefined => (schema as { _zod?: { def?: Def } } | undefined)?._zod?.def;
+export const defOf = (schema: unknown): Def | undefined => (schema as { _zod?: { def?: Def } } | undefined)?._zod?.def;
 
 const WRAPPERS = new Set(['optional', 'default', 'prefault', 'nullable', 'readonly', 'catch', 'nonoptional', 'success']);
 

@@ -49,32 +49,46 @@ const FORMS = [
   },
 ];
 
+/**
+ * Redis with the documented sidecar user, an authority and an upstream, and a sidecar
+ * process (instance `id`) whose revocations.redis is `revocations(url of that user)`.
+ */
+async function startWithSidecarUser(
+  id: string,
+  revocations: (url: string) => unknown,
+  extra: Record<string, unknown> = {},
+  env: Record<string, string> = {},
+): Promise<{ sidecarRedis: string; started: Record<string, unknown>; sidecar: NonNullable<typeof sidecar>; admin: Redis }> {
+  redis = await startRedis();
+  const db = (admin = new Redis(redis.url));
+  await db.call('ACL', 'SETUSER', 'leash-sidecar', ...SIDECAR_ACL);
+  const sidecarRedis = `redis://leash-sidecar:sidecar-password-not-a-secret@127.0.0.1:${new URL(redis.url).port}`;
+  authority = await startAuthority({
+    redis: redis.url,
+    credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+    policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+  });
+  upstream = await startUpstream((_req, res) => res.end('ok'));
+  const config = writeTemp(
+    'sidecar.json',
+    JSON.stringify({
+      listen: '127.0.0.1:0',
+      admin: '127.0.0.1:0',
+      instance: { id },
+      authority: { url: authority.url, caFile: writeTemp('ca.pem', authority.caPem), bootstrap: { joinToken: { env: 'JT' } } },
+      revocations: { redis: revocations(sidecarRedis) },
+      ...extra,
+      routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
+    }),
+  );
+  const proc = (sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1'), ...env }));
+  const started = await proc.waitFor((l) => l.msg === 'leash sidecar started');
+  return { sidecarRedis, started, sidecar: proc, admin: db };
+}
+
 describe('a sidecar with the documented Redis user', () => {
   it.each(FORMS)('applies revocations and writes its audit entries, and cannot write or read the authority\'s keys ($form)', async ({ revocations, env }) => {
-    redis = await startRedis();
-    admin = new Redis(redis.url);
-    await admin.call('ACL', 'SETUSER', 'leash-sidecar', ...SIDECAR_ACL);
-    const sidecarRedis = `redis://leash-sidecar:sidecar-password-not-a-secret@127.0.0.1:${new URL(redis.url).port}`;
-    authority = await startAuthority({
-      redis: redis.url,
-      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
-      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
-    });
-    upstream = await startUpstream((_req, res) => res.end('ok'));
-    const config = writeTemp(
-      'sidecar.json',
-      JSON.stringify({
-        listen: '127.0.0.1:0',
-        admin: '127.0.0.1:0',
-        instance: { id: 'sc-acl' },
-        authority: { url: authority.url, caFile: writeTemp('ca.pem', authority.caPem), bootstrap: { joinToken: { env: 'JT' } } },
-        revocations: { redis: revocations(sidecarRedis) },
-        audit: { flushInterval: '100ms' },
-        routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
-      }),
-    );
-    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1'), ...env });
-    const started = await sidecar.waitFor((l) => l.msg === 'leash sidecar started');
+    const { sidecarRedis, started, sidecar, admin } = await startWithSidecarUser('sc-acl', revocations, { audit: { flushInterval: '100ms' } }, env);
     const acquired = await sidecar.waitFor((l) => l.event === 'credential.acquired');
     const proxy = `http://127.0.0.1:${String(started.listen).split(':').pop()}`;
     expect((await fetch(`${proxy}/search/v1/x`)).status).toBe(200);
@@ -111,28 +125,7 @@ describe('a sidecar with the documented Redis user', () => {
     // In deploy/overlays/redis-in-cluster-subscribed every agent namespace holds this
     // password (Secret leash-redis-sidecar) and every pod labelled leash.dev/injected
     // reaches Redis: whoever may create a pod in one of them is this user.
-    redis = await startRedis();
-    admin = new Redis(redis.url);
-    await admin.call('ACL', 'SETUSER', 'leash-sidecar', ...SIDECAR_ACL);
-    const sidecarRedis = `redis://leash-sidecar:sidecar-password-not-a-secret@127.0.0.1:${new URL(redis.url).port}`;
-    authority = await startAuthority({
-      redis: redis.url,
-      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
-      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
-    });
-    upstream = await startUpstream((_req, res) => res.end('ok'));
-    const config = writeTemp(
-      'sidecar.json',
-      JSON.stringify({
-        listen: '127.0.0.1:0',
-        admin: '127.0.0.1:0',
-        instance: { id: 'sc-epoch' },
-        authority: { url: authority.url, caFile: writeTemp('ca.pem', authority.caPem), bootstrap: { joinToken: { env: 'JT' } } },
-        revocations: { redis: sidecarRedis },
-        routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
-      }),
-    );
-    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1') });
+    const { sidecarRedis, sidecar, admin } = await startWithSidecarUser('sc-epoch', (url) => url);
     await sidecar.waitFor((l) => l.event === 'credential.acquired');
     await waitFor(async () => (await admin!.get('{leash:revocations}:epoch')) !== null, { timeoutMs: 5_000, intervalMs: 50 });
     const epoch = await admin.get('{leash:revocations}:epoch');

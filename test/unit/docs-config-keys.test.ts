@@ -5,6 +5,7 @@ import { authoritySchema } from '../../src/config/authority.js';
 import { injectorSchema } from '../../src/config/injector.js';
 import { sidecarSchema } from '../../src/config/sidecar.js';
 import { parseConfig } from '../../src/config/load.js';
+import { defOf as defOfSchema, type Def } from '../../src/config/schema-keys.js';
 import { parseDuration } from '../../src/core/duration.js';
 
 /**
@@ -24,18 +25,8 @@ import { parseDuration } from '../../src/core/duration.js';
 const ROOT = process.cwd();
 const read = (f: string) => readFileSync(join(ROOT, f), 'utf8');
 
-interface Def {
-  type: string;
-  in?: unknown;
-  innerType?: unknown;
-  getter?: () => unknown;
-  shape?: Record<string, unknown>;
-  valueType?: unknown;
-  element?: unknown;
-  options?: readonly unknown[];
-  defaultValue?: unknown;
-}
-const defOf = (s: unknown): Def => (s as { _zod: { def: Def } })._zod.def;
+/** The schema's definition (schema-keys.ts), there for every schema walked here. */
+const defOf = (s: unknown): Def => defOfSchema(s)!;
 const WRAPPERS = new Set(['optional', 'nullable', 'readonly', 'catch', 'nonoptional']);
 
 interface Key {
