@@ -43,6 +43,15 @@ beforeAll(async () => {
       res.setHeader('link', [links.join(', '), `<${origin}/v1/other>; rel="alternate"`]);
       res.setHeader('content-type', 'application/json');
       return void res.end('[]');
+    } else if (u.pathname.startsWith('/v1/split/')) {
+      // The secret echoed with a tab every `n` characters: a header value may hold tabs, and
+      // the URL parser the rewrite goes through drops them, joining the value up again.
+      const n = Number(u.pathname.slice('/v1/split/'.length));
+      const split = SECRET.match(new RegExp(`.{1,${n}}`, 'g'))!.join('\t');
+      res.setHeader('link', `<${origin}/v1/next?key=${split}>; rel="next"`);
+      res.setHeader('location', `${origin}/v1/moved?key=${split}`);
+      res.statusCode = 302;
+      return void res.end();
     } else if (u.pathname === '/api/v3/outside') {
       links.push(`<${origin}/elsewhere/x>; rel="next"`);
     }
@@ -116,6 +125,18 @@ describe('Link header pagination comes back through leash', () => {
     const out = await fetch(`${leash.url}/ghe/outside`);
     expect(out.headers.get('link')).toBe(`<${origin}/elsewhere/x>; rel="next"`);
   });
+
+  for (const n of [1, 4, 7, 20]) {
+    it(`a secret split by tabs (every ${n} characters) is not joined up again by the rewrite of Link and Location`, async () => {
+      const ex = await rawRequest(port, `GET /github/v1/split/${n} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+      expect(ex.responses[0]?.status).toBe(302);
+      const link = ex.responses[0]!.header('link')!;
+      const location = ex.responses[0]!.header('location')!;
+      expect(link).toMatch(/^<http:\/\/127\.0\.0\.1:\d+\/github\/v1\/next\?key=/);
+      expect(location).toMatch(/^\/github\/v1\/moved\?key=/);
+      for (const v of [link, location, ex.raw]) expect(v.replace(/[\t ]/g, '')).not.toContain(SECRET);
+    });
+  }
 
   it('a request without Host (HTTP/1.0) gets the agent path', async () => {
     const ex = await rawRequest(port, 'GET /github/repos/o/r/issues?per_page=1 HTTP/1.0\r\n\r\n');

@@ -383,9 +383,16 @@ interface ValueRule<A, B> {
 }
 
 function relayedValue<A, B>(lower: string, raw: string, rule: ValueRule<A, B>): string {
-  const value = rule.isError || URL_HEADERS.has(lower) ? rule.scrubber.full(raw) : rule.scrubber.whole(raw);
-  if (lower === 'location') return rule.locate(value, rule.a, rule.b);
-  return lower === 'link' ? rewriteLinkTargets(value, (target) => linkTarget(target, rule)) : value;
+  const full = rule.isError || URL_HEADERS.has(lower);
+  const value = full ? rule.scrubber.full(raw) : rule.scrubber.whole(raw);
+  let rewritten: string;
+  if (lower === 'location') rewritten = rule.locate(value, rule.a, rule.b);
+  else if (lower === 'link') rewritten = rewriteLinkTargets(value, (target) => linkTarget(target, rule));
+  else return value;
+  // Scrubbed again once rewritten: the URL parser drops tabs (a header value may hold them),
+  // so a value split by tabs, which no form matched, would come out whole.
+  if (rewritten === value) return value;
+  return full ? rule.scrubber.full(rewritten) : rule.scrubber.whole(rewritten);
 }
 
 /**
