@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { bearerRoute, startSidecar, type RunningSidecar } from '../helpers/harness.js';
-import { rawPairs, rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
+import { connect } from 'node:net';
+import { parseResponses, rawPairs, rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
  * Clients that offer a protocol upgrade leash does not proxy, on an ordinary request. Java's
@@ -23,7 +24,16 @@ let leash: RunningSidecar;
 let port: number;
 
 beforeAll(async () => {
-  up = await startRecordingUpstream();
+  // `/slow` answers after 300 ms: bytes the agent sends meanwhile arrive while it is in flight.
+  up = await startRecordingUpstream((req, res) =>
+    setTimeout(
+      () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ ok: true, url: req.url }));
+      },
+      req.url?.includes('/slow') ? 300 : 0,
+    ),
+  );
   // An upstream that would take the offer: it must never be asked.
   up.server.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n'));
   leash = await startSidecar({ routes: { api: bearerRoute(up.url, ['GET /v1/**', 'POST /v1/**'], { websocket: true }) } }, { env: { KEY: SECRET } });
@@ -116,4 +126,76 @@ describe('an upgrade offer other than WebSocket is ignored: the request is proxi
     expect(ex.responses[0]?.status).toBe(403);
     expect(up.seen).toHaveLength(0);
   });
+});
+
+/** Sends `parts` on one connection, `gapMs` apart (separate reads on the server), and collects what comes back. */
+function sendInReads(parts: string[], gapMs = 60, timeoutMs = 2_000): Promise<{ raw: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let raw = '';
+    let closed = false;
+    const done = () => resolve({ raw, closed });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      done();
+    }, timeoutMs);
+    socket.on('data', (d: Buffer) => (raw += d.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      closed = true;
+      clearTimeout(timer);
+      done();
+    });
+    socket.on('connect', async () => {
+      for (const [i, p] of parts.entries()) {
+        if (i > 0) await new Promise((r) => setTimeout(r, gapMs));
+        if (!socket.destroyed) socket.write(Buffer.from(p, 'latin1'));
+      }
+    });
+  });
+}
+
+/**
+ * Parser desync around an ignored offer (held; regression cases): whatever the framing,
+ * the spelling of the offer or how the bytes are split into reads, the upstream gets exactly
+ * the offer's request (allow rules applied, no upgrade) and nothing that followed it; an
+ * offer that includes WebSocket is the WebSocket path (refused unless a GET of websocket alone).
+ */
+describe('what follows an ignored offer never reaches the upstream', () => {
+  const offer = (method: string, path: string, framing = '', connection = 'Upgrade', upgrade = 'Upgrade: h2c\r\n') =>
+    `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ${connection}\r\n${upgrade}${framing}\r\n`;
+  const next = 'GET /api/v1/next HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+  const CASES: Array<[string, string[], string, string]> = [
+    ['a request in a later read, while the answer is in flight', [offer('GET', '/api/v1/slow'), next], 'GET /v1/slow', ''],
+    ['a body split across reads, then a request in a later read', [offer('POST', '/api/v1/slow', 'Content-Length: 10\r\n') + '01234', '56789', next], 'POST /v1/slow', '0123456789'],
+    ['a body whose last read carries a request behind it', [offer('POST', '/api/v1/slow', 'Content-Length: 10\r\n') + '01234', `56789${next}`], 'POST /v1/slow', '0123456789'],
+    ['a chunked body across reads, then a request', [offer('POST', '/api/v1/slow', 'Transfer-Encoding: chunked\r\n') + '5\r\nhello\r\n', `0\r\n\r\n${next}`], 'POST /v1/slow', 'hello'],
+    ['Connection: keep-alive, Upgrade', [offer('GET', '/api/v1/slow', '', 'keep-alive, Upgrade'), next], 'GET /v1/slow', ''],
+    ['an HTTP/1.0 offer', [offer('GET', '/api/v1/slow').replace('HTTP/1.1', 'HTTP/1.0'), next], 'GET /v1/slow', ''],
+    ['a body the headers do not frame (GET, no length), bytes after', [offer('GET', '/api/v1/slow') + 'DELETE /api/v1/x HTTP/1.1\r\nHost: a\r\n\r\n', next], 'GET /v1/slow', ''],
+  ];
+  for (const [what, parts, request, body] of CASES) {
+    it(what, async () => {
+      const ex = await sendInReads(parts);
+      expect(parseResponses(ex.raw).map((r) => r.status)).toEqual([200]);
+      expect(ex.closed).toBe(true);
+      expect(up.seen.map((s) => `${s.method} ${s.url}`)).toEqual([request]);
+      expect(up.seen[0]!.body).toBe(body);
+      expect(up.rawValues('upgrade')).toEqual([]);
+    });
+  }
+
+  const WEBSOCKET: Array<[string, string]> = [
+    ['Upgrade: websocket, h2c', offer('GET', '/api/v1/socket', '', 'Upgrade', 'Upgrade: websocket, h2c\r\n')],
+    ['two Upgrade headers, websocket second', offer('GET', '/api/v1/socket', '', 'Upgrade', 'Upgrade: h2c\r\nUpgrade: websocket\r\n')],
+    ['Upgrade: WebSocket on a POST with a body', offer('POST', '/api/v1/socket', 'Content-Length: 3\r\n', 'Upgrade', 'Upgrade: WebSocket\r\n') + 'abc'],
+  ];
+  for (const [what, bytes] of WEBSOCKET) {
+    it(`an offer that includes WebSocket stays on the WebSocket path: ${what}`, async () => {
+      const ex = await rawRequest(port, bytes + next, { expectResponses: 1 });
+      expect(ex.responses[0]?.status).toBe(400);
+      expect(ex.responses[0]!.header('x-leash-error')).toBe('leash_bad_request');
+      expect(up.seen).toHaveLength(0);
+    });
+  }
 });
