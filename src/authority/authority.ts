@@ -168,7 +168,7 @@ export class Authority {
     }
     const storeNow = this.d.storeNow?.();
     if (storeNow !== undefined && storeNow >= v.notAfter.getTime()) {
-      throw unauthenticated(`client certificate refused: expired at ${v.notAfter.toISOString()} by the store's clock (this replica's clock is behind)`);
+      throw unauthenticated(`client certificate refused: expired at ${v.notAfter.toISOString()} by the store's clock (this replica's clock is behind Redis', or Redis' is ahead: sync both with NTP)`);
     }
     return { identity: v.identity, notAfterMs: v.notAfter.getTime() };
   }
