@@ -26,13 +26,20 @@ const MAX_BODY = 8 * 1024 * 1024;
 export const DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024;
 /**
  * Connections held at once. At the cap a new connection is taken and an old one closed
- * (the oldest with no review under way, else the oldest), never the new one refused: with
+ * (the oldest with no review under way for a second, else the oldest), never the new one refused: with
  * failurePolicy: Fail, a client that filled the table with connections doing nothing (no
  * TLS started: Node's own cap dropped every new connection, the API server's included,
  * for the 120 s of TLS's handshake timeout) refused every opted-in pod of the cluster.
  * The API server's reviews take milliseconds, so what an attacker holds open is what goes.
  */
 export const MAX_CONNECTIONS = 256;
+/**
+ * How long a new connection is spared at the cap while it has no review yet (its handshake
+ * and headers take milliseconds): before it, an attacker holding every slot with a review
+ * under way made each of its new bare connections close the one just taken, the API
+ * server's mid-handshake. The oldest connection of all goes instead.
+ */
+const IDLE_GRACE_MS = 1_000;
 /** A TLS handshake takes milliseconds; the webhook's own timeout is 5 s. */
 const HANDSHAKE_TIMEOUT = 10_000;
 
@@ -42,6 +49,8 @@ interface Conn {
   /** Its peer's address and port, taken at accept (a destroyed socket no longer has them). */
   peer: string;
   reviews: number;
+  /** performance.now() at accept. */
+  since: number;
 }
 
 /** A request body being read: what it holds, and how to shed it (answer 503, close, let go of its bytes). */
@@ -170,9 +179,13 @@ export class InjectorServer {
   /** Takes every new connection; at MAX_CONNECTIONS, closes an old one first (see MAX_CONNECTIONS). */
   private admit(raw: Socket): void {
     if (this.conns.size >= MAX_CONNECTIONS) {
+      // Idle for a while, not merely idle: a connection just taken has no review yet (the
+      // API server's is doing its TLS handshake, then sends its headers), and with the
+      // table full of held reviews each new connection would take the one before it.
+      const now = performance.now();
       let victim: Conn | undefined;
       for (const c of this.conns) {
-        if (c.reviews === 0) {
+        if (c.reviews === 0 && now - c.since >= IDLE_GRACE_MS) {
           victim = c;
           break;
         }
@@ -188,7 +201,7 @@ export class InjectorServer {
         }
       }
     }
-    const conn: Conn = { raw, peer: peerKey(raw), reviews: 0 };
+    const conn: Conn = { raw, peer: peerKey(raw), reviews: 0, since: performance.now() };
     this.conns.add(conn);
     this.connByPeer.set(conn.peer, conn);
     raw.once('close', () => this.forget(conn));

@@ -130,6 +130,24 @@ describe('injector under connection and memory exhaustion (failurePolicy: Fail m
     });
   }
 
+  it(`keeps answering while ${MAX_CONNECTIONS} requests are held under way and new bare connections keep arriving (each one evicts the newest idle connection: the API server's, mid-handshake)`, async () => {
+    for (let i = 0; i < MAX_CONNECTIONS; i++) {
+      holders.upload(1024, 16);
+      if (i % 32 === 31) await settle(50);
+    }
+    await settle(500);
+    // A bare TCP connection every millisecond or so: at the cap, each takes the place of the
+    // oldest connection with no review under way, which is the API server's while it does
+    // its TLS handshake or sends its headers.
+    const flood = setInterval(() => holders.tcp(), 1);
+    try {
+      await settle(100);
+      for (let i = 0; i < 3; i++) expect(await apiServerReview(), `review ${i}`).toBe(200);
+    } finally {
+      clearInterval(flood);
+    }
+  });
+
   it(`keeps answering while held uploads fill the ${DEFAULT_MAX_BUFFERED / 1024 / 1024} MiB budget of request bytes: the biggest holder is shed, not the review`, async () => {
     // Four uploads of the largest review taken (8 MiB), one byte short, fill the budget but for 4 bytes.
     const big = DEFAULT_MAX_BUFFERED / 4;
