@@ -26,7 +26,7 @@ const MAX_BODY = 8 * 1024 * 1024;
 export const DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024;
 /**
  * Connections held at once. At the cap a new connection is taken and an old one closed
- * (the oldest with no review under way for a second, else the oldest), never the new one refused: with
+ * (the oldest held for a second, idle ones first, else the oldest idle; see admit), never the new one refused: with
  * failurePolicy: Fail, a client that filled the table with connections doing nothing (no
  * TLS started: Node's own cap dropped every new connection, the API server's included,
  * for the 120 s of TLS's handshake timeout) refused every opted-in pod of the cluster.
@@ -34,10 +34,8 @@ export const DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024;
  */
 export const MAX_CONNECTIONS = 256;
 /**
- * How long a new connection is spared at the cap while it has no review yet (its handshake
- * and headers take milliseconds): before it, an attacker holding every slot with a review
- * under way made each of its new bare connections close the one just taken, the API
- * server's mid-handshake. The oldest connection of all goes instead.
+ * The age past which a connection counts as held at the cap (the API server's handshake
+ * and review take milliseconds): see admit.
  */
 const IDLE_GRACE_MS = 1_000;
 /** A TLS handshake takes milliseconds; the webhook's own timeout is 5 s. */
@@ -179,18 +177,23 @@ export class InjectorServer {
   /** Takes every new connection; at MAX_CONNECTIONS, closes an old one first (see MAX_CONNECTIONS). */
   private admit(raw: Socket): void {
     if (this.conns.size >= MAX_CONNECTIONS) {
-      // Idle for a while, not merely idle: a connection just taken has no review yet (the
-      // API server's is doing its TLS handshake, then sends its headers), and with the
-      // table full of held reviews each new connection would take the one before it.
+      // What an attacker holds is old; the API server's connections are young (a handshake,
+      // then a review of milliseconds). So: the oldest connection idle past IDLE_GRACE_MS,
+      // else the oldest held review past it, else the oldest idle one, else the oldest.
+      // Idle alone was not enough: with every slot held by a review, the only idle
+      // connection was the one just taken — the API server's, mid-handshake.
       const now = performance.now();
       let victim: Conn | undefined;
+      let rank = 4;
       for (const c of this.conns) {
-        if (c.reviews === 0 && now - c.since >= IDLE_GRACE_MS) {
+        const old = now - c.since >= IDLE_GRACE_MS;
+        const r = c.reviews === 0 ? (old ? 0 : 2) : old ? 1 : 3;
+        if (r < rank) {
           victim = c;
-          break;
+          rank = r;
+          if (r === 0) break;
         }
       }
-      victim ??= this.conns.values().next().value;
       if (victim) {
         this.forget(victim);
         victim.raw.destroy();
