@@ -182,16 +182,22 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     config.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })),
     config.trustDomain,
   );
+  // Redis' clock minus ours, sampled with every epoch check (TIME, half the round trip
+  // added): certificates are also refused once expired by Redis' clock (Authority.storeNow).
+  let storeOffsetMs: number | undefined;
   const metrics = new AuthorityMetrics(
     async (limit) => {
       const now = clock.wallMs();
       return (await store.listLeases({ limit })).map((l) => ({ credential: l.credential, ageSeconds: (now - l.issuedAtMs) / 1000 }));
     },
-    { credentials: Object.keys(config.credentials), version: inputs.version ?? 'unknown', now: () => clock.monotonicMs(), gcDuration: config.metrics.gcDuration },
+    {
+      credentials: Object.keys(config.credentials),
+      version: inputs.version ?? 'unknown',
+      now: () => clock.monotonicMs(),
+      gcDuration: config.metrics.gcDuration,
+      storeClockOffsetMs: () => storeOffsetMs,
+    },
   );
-  // Redis' clock minus ours, sampled with every epoch check (TIME, half the round trip
-  // added): certificates are also refused once expired by Redis' clock (Authority.storeNow).
-  let storeOffsetMs: number | undefined;
   let skewWarnedAt = -Infinity;
   const sampleStoreClock = async (client: RedisClient) => {
     const t0 = clock.wallMs();

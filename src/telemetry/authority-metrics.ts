@@ -57,6 +57,8 @@ export interface AuthorityMetricsOptions {
   now?: () => number;
   /** `nodejs_gc_duration_seconds` (config `metrics.gcDuration`; default-metrics.ts). */
   gcDuration?: boolean;
+  /** Redis' clock minus this replica's in ms, as last sampled (undefined: no Redis, or not sampled yet). */
+  storeClockOffsetMs?: () => number | undefined;
 }
 
 export class AuthorityMetrics {
@@ -170,6 +172,21 @@ export class AuthorityMetrics {
       async collect() {
         const s = await snapshot();
         this.set(s.ok && s.truncated ? 1 : 0);
+      },
+    });
+
+    // Replicas take the later of their clock and Redis' for revocation times and certificate
+    // checks (authority.md, "Several replicas"): a Redis far ahead fails every sidecar closed, one far
+    // behind leaves the replica's own clock in charge. Either way an SRE must see it.
+    const offset = options.storeClockOffsetMs;
+    new Gauge({
+      name: 'leash_authority_store_clock_offset_seconds',
+      help: "Redis' clock minus this replica's, in seconds, as last sampled (absent without Redis).",
+      registers: [this.registry],
+      collect() {
+        const ms = offset?.();
+        this.reset();
+        if (ms !== undefined) this.set(ms / 1000);
       },
     });
 

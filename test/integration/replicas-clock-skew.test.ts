@@ -6,6 +6,7 @@ import { DenySet } from '../../src/verify/revocations.js';
 import { createCsr, createIdentityKey } from '../../src/pki/x509.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { api, bootstrap, fleetSecrets, startReplica, type FleetSecrets, type Replica } from '../helpers/replicas.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Two authority replicas on one Redis whose clocks disagree (an NTP-less node, a VM
@@ -247,5 +248,33 @@ describe('join tokens made on a replica whose clock is behind', () => {
     expect(Date.parse(made.body.expiresAt)).toBeGreaterThan(Date.now() + 9 * 60_000);
     const booted = await bootstrap(onTime.url, caPem(), token);
     expect(booted.status).toBe(200);
+  });
+});
+
+/**
+ * The signal: each replica exports Redis' clock minus its own
+ * (`leash_authority_store_clock_offset_seconds`, sampled with every epoch check), so the
+ * LeashAuthorityClockSkew alert sees a replica — or a Redis — whose clock is off.
+ */
+describe('the clock offset each replica reports', () => {
+  it('Redis minus the replica: +2 h for a replica 2 h behind, about 0 on time, −10 min for one 10 min ahead', async () => {
+    const cases = [
+      { r: await replica('behind-2h', -2 * HOUR), expected: 7_200 },
+      { r: await replica('on-time', 0), expected: 0 },
+      { r: await replica('ahead-10m', 10 * 60_000), expected: -600 },
+    ];
+    const offsetOf = async (r: Replica) => {
+      const text = await r.running.metrics.registry.metrics();
+      const line = text.split('\n').find((l) => l.startsWith('leash_authority_store_clock_offset_seconds '));
+      return line === undefined ? undefined : Number(line.split(' ')[1]);
+    };
+    for (const { r, expected } of cases) {
+      // Wrapped: an offset of exactly 0 is a value, not "not yet".
+      const { seen } = await waitFor(async () => {
+        const v = await offsetOf(r);
+        return v === undefined ? undefined : { seen: v };
+      }, { timeoutMs: 12_000, intervalMs: 100, message: () => `${r.name}: no offset sampled` });
+      expect(Math.abs(seen - expected), `${r.name}: ${seen}`).toBeLessThan(2);
+    }
   });
 });
