@@ -10,7 +10,7 @@ import type { RedisClient } from '../bus/redis.js';
 import { MemoryRevocationBus } from '../bus/memory.js';
 import { RedisRevocationPublisher } from '../bus/redis.js';
 import type { RevocationPublisher } from '../bus/types.js';
-import { auditKey, parseAuditEntry } from '../core/protocol.js';
+import { auditKey, parseAuditEntry, redisTimeMs } from '../core/protocol.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { createAudit, redisAuditSink } from '../telemetry/audit.js';
 import { selectTraceEntries } from './trace.js';
@@ -201,9 +201,8 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
   let skewWarnedAt = -Infinity;
   const sampleStoreClock = async (client: RedisClient) => {
     const t0 = clock.wallMs();
-    const [sec, usec] = (await client.time()) as [string | number, string | number];
+    const redisMs = redisTimeMs(await client.time());
     const t1 = clock.wallMs();
-    const redisMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
     if (!Number.isFinite(redisMs)) return;
     storeOffsetMs = redisMs - (t0 + t1) / 2;
     if (Math.abs(storeOffsetMs) > 60_000 && clock.monotonicMs() - skewWarnedAt > 600_000) {

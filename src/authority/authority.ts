@@ -117,6 +117,10 @@ export const NOT_REPLICATED = (acked: number, replicas: number): string =>
 /** Revoked and published, but the store answered an error when its lease records were to be deleted. */
 export const LEASES_NOT_DELETED = 'lease records could not be listed or deleted now (store error); they expire on their own';
 
+/** A store read that failed (an error from Redis): a revocation goes ahead without what it would have told. */
+const UNREADABLE = Symbol('unreadable');
+const unlessUnreadable = <T>(p: Promise<T>): Promise<T | typeof UNREADABLE> => p.catch(() => UNREADABLE);
+
 /**
  * How a credential name the authority does not define appears in audit events: never as
  * given, as `unknown:sha256:<12 hex>` of the name (the sidecar's /status shows the same
@@ -527,8 +531,8 @@ export class Authority {
   private async revokeLease(actor: string, leaseId: string, reason: string): Promise<RevokeResult> {
     if (!LEASE_ID.test(leaseId)) throw badRequest('lease: not a lease id');
     // A read error (the record unreadable) must not stop the revocation going out either.
-    const record = await this.d.store.getLease(leaseId).catch(() => null);
-    if (record === null) {
+    const record = await unlessUnreadable(this.d.store.getLease(leaseId));
+    if (record === UNREADABLE) {
       const revocation = await this.publish('lease', leaseId, reason, actor);
       const deleted = await this.d.store.deleteLease(leaseId).catch((err: unknown) => (this.d.logger.warn({ err, lease: leaseId, revocation: revocation.id }, LEASES_NOT_DELETED), false));
       this.d.audit.emit('lease.revoked', { lease: leaseId, reason, by: actor, error: 'lease record unreadable' });
@@ -558,18 +562,16 @@ export class Authority {
     const identity = this.instanceId(target);
     // None of these reads may stop the mark: one that fails (an error from Redis) is
     // taken as "not known", and never makes the answer say the instance was unknown.
-    const failed = Symbol('failed');
-    const tolerant = <T>(p: Promise<T>): Promise<T | typeof failed> => p.catch(() => failed);
     const [certified, revoked, leases] = await Promise.all([
-      tolerant(this.d.store.identityUntil(identity)),
-      tolerant(this.d.store.isIdentityRevoked(identity)),
-      tolerant(this.d.store.listLeases({ instance: identity })),
+      unlessUnreadable(this.d.store.identityUntil(identity)),
+      unlessUnreadable(this.d.store.isIdentityRevoked(identity)),
+      unlessUnreadable(this.d.store.listLeases({ instance: identity })),
     ]);
-    const certifiedUntil = certified === failed ? undefined : certified;
+    const certifiedUntil = certified === UNREADABLE ? undefined : certified;
     // Known: certified since the registry exists, already revoked (a retry), or holding
     // leases (an identity certified before the registry did, not yet renewed). Unknown:
     // never certified, or forgotten by a Redis that lost its data — revoked all the same.
-    const unknown = certified === undefined && revoked === false && leases !== failed && leases.length === 0;
+    const unknown = certified === undefined && revoked === false && leases !== UNREADABLE && leases.length === 0;
     // Mark first: from here on no replica serves it, whatever happens next.
     // + MARK_MARGIN_MS: a renewal already past its revocation check signs its certificate a
     // little later than now (notAfter = its own now + ttl): the mark must outlast that too.

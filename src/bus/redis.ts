@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import { compareIds, epochKeyOf, isStreamId, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, storeKeys, type NewRevocation, type Revocation } from '../core/protocol.js';
+import { compareIds, epochKeyOf, isStreamId, minIdBefore, redisTimeMs, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, storeKeys, type NewRevocation, type Revocation } from '../core/protocol.js';
 import { currentEpoch, epochReset } from './epoch.js';
 import type { RevocationPublisher, RevocationSubscriber, SubscriberEvents } from './types.js';
 
@@ -119,8 +119,7 @@ export class RedisRevocationPublisher implements RevocationPublisher {
   /** Redis' own clock (ms): the one stream ids are made of. undefined when TIME fails (then our clock). */
   private async redisNow(): Promise<number | undefined> {
     try {
-      const [s, us] = (await this.client.time()) as [string | number, string | number];
-      const ms = Number(s) * 1000 + Math.floor(Number(us) / 1000);
+      const ms = redisTimeMs(await this.client.time());
       return Number.isFinite(ms) ? ms : undefined;
     } catch {
       return undefined;
@@ -132,7 +131,7 @@ export class RedisRevocationPublisher implements RevocationPublisher {
     // By Redis' clock, which made the ids: a replica whose clock is ahead would trim entries
     // other replicas had just added.
     const now = redisNow ?? (this.options.clock ?? Date.now)();
-    const id = (await this.client.xadd(this.key, 'MINID', '~', `${Math.max(0, now - this.windowMs)}-0`, '*', ...revocationFields(r))) as string;
+    const id = (await this.client.xadd(this.key, 'MINID', '~', minIdBefore(now, this.windowMs), '*', ...revocationFields(r))) as string;
     const full: Revocation = { id, scope: r.scope, target: r.target, reason: r.reason, at: r.at, by: r.by };
     await this.client.publish(this.key, JSON.stringify(full));
     return full;

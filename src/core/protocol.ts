@@ -207,6 +207,18 @@ const STREAM_ID = /^\d+-\d+$/;
 /** A Redis stream id `<ms>-<seq>`. */
 export const isStreamId = (id: unknown): id is string => typeof id === 'string' && STREAM_ID.test(id);
 
+/** Pure: the time part (Redis' clock, ms) of a stream id Redis gave; NaN for anything else. */
+export const streamIdMs = (id: unknown): number => (isStreamId(id) ? Number(id.slice(0, id.indexOf('-'))) : NaN);
+
+/** Pure: the `MINID` threshold that keeps the last `maxAgeMs` before `newestMs` (both on Redis' clock). */
+export const minIdBefore = (newestMs: number, maxAgeMs: number): string => `${Math.max(0, newestMs - maxAgeMs)}-0`;
+
+/** Pure: Redis' `TIME` reply (`[seconds, microseconds]`) in ms; NaN for anything else. */
+export function redisTimeMs(reply: unknown): number {
+  if (!Array.isArray(reply) || reply.length !== 2) return NaN;
+  return Number(reply[0]) * 1000 + Math.floor(Number(reply[1]) / 1000);
+}
+
 /** Stream ids compare by (ms, seq). */
 export function compareIds(a: string, b: string): number {
   const [am, as] = a.split('-').map(Number) as [number, number];

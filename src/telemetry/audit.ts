@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../core/clock.js';
 import { msUntilToken, takeToken, type BucketLimit, type TokenBucket } from '../core/token-bucket.js';
+import { minIdBefore, streamIdMs } from '../core/protocol.js';
 import { fixedLine } from './logger.js';
 
 /**
@@ -223,8 +224,8 @@ export function redisAuditSink(
       // every other writer had just added.
       const xtrim = client.xtrim.bind(client);
       void added.then((id) => {
-        const ms = Number(String(id).split('-')[0]);
-        if (Number.isFinite(ms)) return xtrim(key, 'MINID', '~', `${Math.max(0, ms - maxAgeMs)}-0`);
+        const ms = streamIdMs(id);
+        if (Number.isFinite(ms)) return xtrim(key, 'MINID', '~', minIdBefore(ms, maxAgeMs));
       }).catch(warn);
     } else void added.catch(warn);
   };

@@ -2,6 +2,7 @@ import type { ChainableCommander } from 'ioredis';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../core/clock.js';
 import type { TokenBucket } from '../core/token-bucket.js';
+import { minIdBefore, streamIdMs } from '../core/protocol.js';
 import type { AuditStreamLimit } from './audit.js';
 import { UsageAggregator, usageFields, type UsageRequest } from './usage.js';
 
@@ -86,7 +87,7 @@ export class UsageWriter {
     }
     // Without xtrim of its own (a bare MULTI client), the trim goes in the MULTI by our clock.
     const trimAfter = this.o.maxAgeMs > 0 && this.o.client.xtrim !== undefined;
-    if (this.o.maxAgeMs > 0 && !trimAfter) multi.xtrim(this.o.key, 'MINID', '~', `${Math.max(0, nowMs - this.o.maxAgeMs)}-0`);
+    if (this.o.maxAgeMs > 0 && !trimAfter) multi.xtrim(this.o.key, 'MINID', '~', minIdBefore(nowMs, this.o.maxAgeMs));
     this.batches++;
     const warn = (err: unknown) => {
       if (Date.now() - this.lastWarn > 60_000) {
@@ -101,9 +102,8 @@ export class UsageWriter {
       if (failed) warn(failed[0]);
       // Counted back from the newest id Redis gave (its clock made every id in the stream):
       // a sidecar whose clock is ahead trimmed what the rest of the fleet had just written.
-      const last = results?.filter(([err, id]) => !err && typeof id === 'string').at(-1)?.[1] as string | undefined;
-      const ms = last === undefined ? NaN : Number(last.split('-')[0]);
-      if (trimAfter && Number.isFinite(ms)) await this.o.client.xtrim!(this.o.key, 'MINID', '~', `${Math.max(0, ms - this.o.maxAgeMs)}-0`).catch(warn);
+      const ms = streamIdMs(results?.filter(([err, id]) => !err && typeof id === 'string').at(-1)?.[1]);
+      if (trimAfter && Number.isFinite(ms)) await this.o.client.xtrim!(this.o.key, 'MINID', '~', minIdBefore(ms, this.o.maxAgeMs)).catch(warn);
     }, warn);
     this.inFlight = this.inFlight.then(() => done);
     return this.inFlight;

@@ -14,6 +14,7 @@ import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../h
  * agent used), so the next page comes back through leash, its allow rules and its
  * credential; any other target is left as it was.
  */
+// Made up, shaped like a GitHub token: no real key.
 const SECRET = 'ghp_Lk7mQ2vN9xR4tY8wZ1bC5dF3hJ6pS0aE2gUi';
 
 let up: RecordingUpstream;

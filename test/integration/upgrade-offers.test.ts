@@ -16,6 +16,7 @@ import { parseResponses, rawPairs, rawRequest, startRecordingUpstream, type Reco
  * answer (Node stops reading the request's bytes where the offer's message ends).
  * The bytes are the ones the JDK 17 client and curl 7.88 send (captured).
  */
+// Made up, shaped like an OpenAI project key: no real key.
 const SECRET = 'sk-proj-Jd4kR8vN2qL6tY0wX3zB7cH5mP9sF1gA';
 const SETTINGS = 'AAEAAEAAAAIAAAAAAAMAAAAAAAQBAAAAAAUAAEAAAAYABgAA';
 

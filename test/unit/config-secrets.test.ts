@@ -12,6 +12,7 @@ import { isLoopback } from '../../src/bin/hygiene.js';
  * error ever carries it (nor a URL's query or user:password). Each message is scanned for
  * every 8-character piece of the secret, not just the whole value.
  */
+// Made up, shaped like real keys of each kind: none is a real key.
 const KEYS = {
   hex32: '9f86d081884c7d659a2feaa0c55ad015',
   openai: 'sk-proj-Zx81TqLm3VbN7cHs0PdR5yWe2KaGfJ4u',

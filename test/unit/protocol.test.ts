@@ -19,6 +19,9 @@ import {
   streamFields,
   type ParsedRevocation,
   type Revocation,
+  minIdBefore,
+  redisTimeMs,
+  streamIdMs,
 } from '../../src/core/protocol.js';
 
 /**
@@ -203,5 +206,23 @@ describe('JWT claims', () => {
     for (const bad of [{ sub: 1 }, { jti: null }, { iat: '1' }, { exp: undefined }, { [CLAIMS.credential]: 5 }]) {
       expect(leashTokenFacts({ ...payload, ...bad }), JSON.stringify(bad)).toBeUndefined();
     }
+  });
+});
+
+describe('Redis clock readings', () => {
+  it('redisTimeMs reads TIME replies as ms (strings or numbers), NaN for anything else', () => {
+    expect(redisTimeMs(['1700000000', '123456'])).toBe(1_700_000_000_123);
+    expect(redisTimeMs([1700000000, 999])).toBe(1_700_000_000_000);
+    for (const bad of [undefined, null, 'x', [], ['1'], ['a', 'b'], ['1', '2', '3']]) expect(redisTimeMs(bad), JSON.stringify(bad)).toBeNaN();
+  });
+
+  it('streamIdMs takes the time part of a stream id, NaN for anything that is not one', () => {
+    expect(streamIdMs('1700000000123-7')).toBe(1_700_000_000_123);
+    for (const bad of [undefined, 42, '', '17-', '-3', '1700000000123', 'abc-1', '1-2-3']) expect(streamIdMs(bad), String(bad)).toBeNaN();
+  });
+
+  it('minIdBefore keeps maxAgeMs before the newest entry, never below 0-0', () => {
+    expect(minIdBefore(10_000, 3_000)).toBe('7000-0');
+    expect(minIdBefore(1_000, 3_000)).toBe('0-0');
   });
 });

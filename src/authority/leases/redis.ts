@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { LeashError } from '../../core/errors.js';
 import { systemClock, type Clock } from '../../core/clock.js';
-import { storeKeys, type LeaseRecord } from '../../core/protocol.js';
+import { redisTimeMs, storeKeys, type LeaseRecord } from '../../core/protocol.js';
 import { StoreError, StoreRecordError } from './errors.js';
 import { checkIdentityEntry, checkJoinTokenRecord, checkLeaseRecord, parseJoinTokenRecord, parseLeaseRecord } from './record.js';
 import type { AuthorityStore, JoinTokenRecord, LeaseFilter } from './types.js';
@@ -318,8 +318,7 @@ export class RedisStore implements AuthorityStore {
   /** Redis' clock (ms); Infinity when TIME is refused (a user without it: our clock alone then). */
   async #redisNow(): Promise<number> {
     try {
-      const [sec, usec] = (await this.#client.time()) as [string | number, string | number];
-      const ms = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+      const ms = redisTimeMs(await this.#client.time());
       return Number.isFinite(ms) ? ms : Infinity;
     } catch (err) {
       if (/NOPERM|unknown command/i.test(String((err as Error)?.message))) return Infinity;
