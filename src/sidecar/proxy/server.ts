@@ -1,12 +1,13 @@
 import { createServer, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PassThrough, type Duplex } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { BadRequestError, CredentialUnavailableError, type LeashHttpError, UpstreamBadResponseError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../core/errors.js';
 import type { HeldCredential } from '../credentials/types.js';
 import { MAX_REQUEST_HEADERS, runHeadPasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
 import { readRequestBody } from './request-body.js';
+import { bodyOverrideError, OverrideGuard, overrideInBody, overrideScanner, overrideSyntax } from './body-override.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
 import { UpstreamTimeouts, type TimeoutEntry } from './timeouts.js';
 import { endAndClose, sendError, sendSocketError } from './respond.js';
@@ -339,7 +340,29 @@ export class ProxyServer {
       });
       return;
     }
+    // A POST body a framework reads a method override from (body-override.ts): looked at
+    // on its way. Every other request (a GET has no body) pays one comparison.
+    if (ctx.framing.kind !== 'none' && req.method === 'POST') return this.forwardGuarded(req, res, ctx);
     this.forward(req, res, ctx, undefined);
+  }
+
+  /** Forwards a POST whose body could name a method override through an OverrideGuard. */
+  private forwardGuarded(req: WithCtx, res: ServerResponse, ctx: Tracked): void {
+    const syntax = overrideSyntax(req.method!, req.headers);
+    if (syntax === undefined) return this.forward(req, res, ctx, undefined);
+    if (syntax instanceof BadRequestError) return this.deny(req, res, (ctx.denied = syntax));
+    const guard = new OverrideGuard(overrideScanner(syntax, req.headers), (found) => {
+      // The chunk that completes the name was not passed on: cut the upstream request
+      // before it is whole, and close the agent's connection (the rest of its body is unread).
+      const err = (ctx.denied = typeof found === 'string' ? bodyOverrideError(found, ctx.route!.name) : found);
+      req.unpipe(guard);
+      if (ctx.proxyReq) withdrawRequest(ctx.route!.agent, ctx.proxyReq);
+      POISONED.add(req.socket);
+      if (!res.headersSent) sendError(res, err, true);
+      else res.destroy();
+    });
+    req.pipe(guard);
+    this.forward(req, res, ctx, guard);
   }
 
   private deny(req: WithCtx, res: ServerResponse, denied: LeashHttpError): void {
@@ -361,6 +384,12 @@ export class ProxyServer {
       sendError(res, read.refused, true);
       return;
     }
+    const override = overrideInBody(req.method!, req.headers, read.body);
+    if (override !== undefined) {
+      ctx.denied = typeof override === 'string' ? bodyOverrideError(override, route.name) : override;
+      sendError(res, ctx.denied, true);
+      return;
+    }
     const denied = (ctx.denied = runSendPasses(req, ctx, this.env));
     if (denied) return this.deny(req, res, denied);
     // Read here, sent from the buffer: framed by its length, whatever the agent's framing was.
@@ -372,7 +401,7 @@ export class ProxyServer {
     this.forward(req, res, ctx, buffer);
   }
 
-  private forward(req: WithCtx, res: ServerResponse, ctx: Tracked, buffer: PassThrough | undefined): void {
+  private forward(req: WithCtx, res: ServerResponse, ctx: Tracked, buffer: Readable | undefined): void {
     const route = ctx.route!;
     req.url = ctx.upstreamPath;
     this.proxy.web(req, res, { target: route.target, agent: route.agent, headers: ctx.outgoingHeaders, buffer }, (err: Error) =>

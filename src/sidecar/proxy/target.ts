@@ -177,15 +177,26 @@ export function methodOverrideParam(query: string): string | undefined {
     } catch {
       // undecodable: compared as sent
     }
-    // PHP registers the decoded name as a C string (strlen): `_method%00x` is `_method`.
-    const nul = name.indexOf('\0');
-    if (nul !== -1) name = name.slice(0, nul);
-    name = name.replace(/^ +/, '').toLowerCase();
-    const bracket = name.indexOf('[');
-    for (const n of bracket > 0 ? [name, name.slice(0, bracket)] : [name]) {
-      const canonical = n.replace(/[ .[\-]/g, '_');
-      if (OVERRIDE_PARAMS.has(canonical)) return canonical;
-    }
+    const override = overrideParamName(name);
+    if (override !== undefined) return override;
+  }
+  return undefined;
+}
+
+/**
+ * The method-override parameter a field name is, by its canonical name, once decoded
+ * (percent-escapes and `+` already undone); undefined if none. Shared by the query
+ * (above) and the request body (body-override.ts): PHP, Rack and the servlet containers
+ * read a form field's name as they read a query parameter's.
+ */
+export function overrideParamName(decoded: string): string | undefined {
+  // PHP registers the decoded name as a C string (strlen): `_method%00x` is `_method`.
+  const nul = decoded.indexOf('\0');
+  const name = (nul === -1 ? decoded : decoded.slice(0, nul)).replace(/^ +/, '').toLowerCase();
+  const bracket = name.indexOf('[');
+  for (const n of bracket > 0 ? [name, name.slice(0, bracket)] : [name]) {
+    const canonical = n.replace(/[ .[\-]/g, '_');
+    if (OVERRIDE_PARAMS.has(canonical)) return canonical;
   }
   return undefined;
 }
