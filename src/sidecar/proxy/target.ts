@@ -28,6 +28,31 @@ const ENCODED_CONTROL = /[\x01-\x1f\x7f-\x9f]/;
 // `..;x` is `..` to servlet containers.
 const DOT_SEGMENT = /^\.\.?(?:;.*)?$/;
 
+const NON_ASCII = /[^\x00-\x7f]/;
+/**
+ * Characters that Windows' "best fit" conversion to a code page turns into `/`, `\` or `.`
+ * (∕ ⁄ ∖ ⧵ in most code pages, ¥ in Japanese and ₩ in Korean ones, the dot leaders):
+ * a server reading the path through an ANSI API sees the delimiter.
+ */
+const BEST_FIT = /[\u2215\u2044\u2216\u29f5\u00a5\u20a9\u2024\u2025\u2026]/;
+/** What a normalised segment must not contain: a separator, an escape, a query, fragment or path parameter start, NUL. */
+const DELIMITER = /[/\\%;?#\0]/;
+/** `...`: Windows drops trailing dots from a path segment, so any run of dots is `.` or nothing there. */
+const ONLY_DOTS = /^\.+$/;
+
+/**
+ * Pure: a decoded segment with a compatibility character that becomes a delimiter or a
+ * dot-segment once normalised. `%EF%BC%8E%EF%BC%8E` is `．．` here, one harmless segment
+ * that a `*` matches, and `..` to a server that applies NFKC (Unicode-normalising
+ * frameworks, WAF-style input filters), `／` (U+FF0F) a second `/`, `％2e` an escape
+ * decoded again; so are the best-fit characters above on Windows.
+ */
+export function readsAsDelimiter(decoded: string): boolean {
+  if (BEST_FIT.test(decoded)) return true;
+  const n = decoded.normalize('NFKC');
+  return n !== decoded && (DELIMITER.test(n) || DOT_SEGMENT.test(n) || ONLY_DOTS.test(n));
+}
+
 /** A target whose first segment names the route (`/<route>/…`: the prefix resolver, resolve.ts). */
 export function parseTarget(url: string): Target | BadRequestError | NoRouteError {
   return parse(url, true);
@@ -134,6 +159,9 @@ function parseGeneralPath(path: string, query: string, prefixed: boolean): Targe
       // No API path needs one, and the path is shown to operators (leash scopes, leash
       // trace): an encoded ESC could recolour or hide what a terminal prints after it.
       if (ENCODED_CONTROL.test(d)) return new BadRequestError('the path contains an encoded control character');
+      if (NON_ASCII.test(d) && readsAsDelimiter(d)) {
+        return new BadRequestError('the path contains an encoded character that reads as "/", "\\", "." or another delimiter once normalised');
+      }
     }
     if (DOT_SEGMENT.test(d)) return new BadRequestError('the path contains a dot-segment ("." or "..")');
     decoded[i] = d;
