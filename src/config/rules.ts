@@ -29,20 +29,63 @@ export function parseRule(text: string): AllowRule | string {
   return { text, method, segments };
 }
 
-export function ruleMatches(rule: AllowRule, method: string, segments: readonly string[]): boolean {
+/**
+ * Endpoints that carry requests of their own in the body: Google APIs' `/batch` and OData's
+ * `$batch` (Microsoft Graph, SharePoint, Dynamics: any method on any path, inside a
+ * multipart or JSON body), Salesforce's `composite`, Elasticsearch's `_bulk` (index and
+ * delete), and `graphql` (mutations: what REST spells with DELETE or PATCH). A `POST`
+ * allowed by a wildcard there would allow every method and path inside it; so, for any
+ * method but GET and HEAD, `*` and `**` never match such a segment: a rule must name it
+ * (`POST /v1.0/$batch`). Compared as servers route them: case ignored, a `;params` or
+ * `.format` suffix ignored (servlet containers, Rails' `(.:format)`).
+ */
+const TUNNELS = new Set(['$batch', 'batch', '_bulk', 'composite', 'graphql']);
+
+/** Pure: the tunnel endpoint `segment` reaches (its canonical name), or undefined. */
+export function tunnelSegment(segment: string): string | undefined {
+  if (TUNNELS.has(segment)) return segment;
+  let s = segment.toLowerCase();
+  const cut = s.search(/[;.]/);
+  if (cut > 0) s = s.slice(0, cut);
+  return TUNNELS.has(s) ? s : undefined;
+}
+
+const reads = (method: string) => method === 'GET' || method === 'HEAD';
+
+/** Does `rule` allow `method` on `segments`? `tunnels`: let wildcards match tunnel endpoints too (only to explain a denial). */
+export function ruleMatches(rule: AllowRule, method: string, segments: readonly string[], tunnels = false): boolean {
   if (rule.method !== '*' && rule.method !== method) return false;
   const pat = rule.segments;
+  const guard = !tunnels && !reads(method);
   for (let i = 0; i < pat.length; i++) {
     const p = pat[i]!;
-    if (p === '**') return true;
+    if (p === '**') {
+      if (guard) for (let j = i; j < segments.length; j++) if (tunnelSegment(segments[j]!) !== undefined) return false;
+      return true;
+    }
     const s = segments[i];
     if (s === undefined) return false;
-    if (p !== '*' && p !== s) return false;
+    if (p === '*') {
+      if (guard && tunnelSegment(s) !== undefined) return false;
+    } else if (p !== s) return false;
   }
   return pat.length === segments.length;
 }
 
 export function firstMatch(rules: readonly AllowRule[], method: string, segments: readonly string[]): AllowRule | undefined {
   for (const rule of rules) if (ruleMatches(rule, method, segments)) return rule;
+  return undefined;
+}
+
+/**
+ * Pure, for a denial's message: the tunnel endpoint in `segments` that kept a wildcard
+ * rule from allowing the request (it would have, were the endpoint named), or undefined.
+ */
+export function tunnelDenied(rules: readonly AllowRule[], method: string, segments: readonly string[]): string | undefined {
+  if (reads(method) || !rules.some((r) => ruleMatches(r, method, segments, true))) return undefined;
+  for (const s of segments) {
+    const t = tunnelSegment(s);
+    if (t !== undefined) return t;
+  }
   return undefined;
 }

@@ -1,4 +1,4 @@
-import { firstMatch, parseRule, type AllowRule } from '../config/rules.js';
+import { firstMatch, parseRule, tunnelSegment, type AllowRule } from '../config/rules.js';
 import type { AuditEntry } from '../core/protocol.js';
 
 /**
@@ -88,7 +88,9 @@ export function narrowestRules(ops: ReadonlyArray<{ method: string; path: string
   const groups = new Map<string, string[][]>();
   for (const op of ops) {
     const segs = segmentsOf(op.path);
-    const key = `${op.method} ${segs.length}`;
+    // A tunnel endpoint is only allowed by a rule that names it (rules.ts): grouped by it, so it stays literal.
+    const tunnels = op.method === 'GET' || op.method === 'HEAD' ? '' : segs.map((s) => (tunnelSegment(s) === undefined ? '' : s)).join('/').replace(/^\/*$/, '');
+    const key = `${op.method} ${segs.length}${tunnels ? ` ${tunnels}` : ''}`;
     const g = groups.get(key);
     if (g) g.push(segs);
     else groups.set(key, [segs]);

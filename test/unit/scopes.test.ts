@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseRule, type AllowRule } from '../../src/config/rules.js';
+import { firstMatch, parseRule, type AllowRule } from '../../src/config/rules.js';
 import type { AuditEntry } from '../../src/core/protocol.js';
 import { analyzeScopes, narrowestRules } from '../../src/telemetry/scopes.js';
 
@@ -105,6 +105,22 @@ describe('leash scopes analysis', () => {
     expect(r.cloned).toEqual([
       { event: 'anomaly.cloned_credential', lease: 'l-1', fingerprint: 'sha256:0123456789ab', credential: 'openai-key', instances: ['a1', 'b7'] },
     ]);
+  });
+
+  it('narrowest rules name a batch or GraphQL endpoint, which no wildcard allows (rules.ts)', () => {
+    const ops = [
+      { method: 'POST', path: '/v1.0/users' },
+      { method: 'POST', path: '/v1.0/$batch' },
+      { method: 'POST', path: '/v1.0/groups' },
+      { method: 'POST', path: '/a/graphql' },
+      { method: 'POST', path: '/b/graphql' },
+      { method: 'GET', path: '/v1.0/$batch' },
+      { method: 'GET', path: '/v1.0/me' },
+    ];
+    const rules = narrowestRules(ops);
+    expect(rules).toEqual(['GET /v1.0/*', 'POST /*/graphql', 'POST /v1.0/$batch', 'POST /v1.0/*']);
+    const parsed = rules.map((r) => parseRule(r) as AllowRule);
+    for (const op of ops) expect(firstMatch(parsed, op.method, op.path.slice(1).split('/')), `${op.method} ${op.path}`).toBeDefined();
   });
 
   it('narrowest rules are always valid rules: odd segments become *', () => {

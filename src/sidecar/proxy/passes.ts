@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { firstMatch, type AllowRule } from '../../config/rules.js';
+import { firstMatch, tunnelDenied, type AllowRule } from '../../config/rules.js';
 import {
   BadRequestError,
   CredentialUnavailableError,
@@ -113,7 +113,9 @@ const enforceAllowlist: Pass = (req, ctx) => {
   if (ctx.upgrade && !route.config.websocket) return new DeniedError('WebSocket is disabled on this route', { route: route.name });
   const rule = firstMatch(route.config.allow, method, ctx.target!.segments);
   if (!rule) {
-    return new DeniedError(`${method} ${ctx.target!.rawPath} is not allowed on this route`, { route: route.name });
+    const tunnel = tunnelDenied(route.config.allow, method, ctx.target!.segments);
+    const why = tunnel === undefined ? '' : `: "${tunnel}" carries requests of its own (any method and path, which leash cannot check), so only a rule that names it allows it`;
+    return new DeniedError(`${method} ${ctx.target!.rawPath} is not allowed on this route${why}`, { route: route.name });
   }
   ctx.rule = rule;
   return undefined;
