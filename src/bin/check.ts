@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { tunnelSegment } from '../config/rules.js';
 import type { AuthorityConfig } from '../config/authority.js';
 import { checkDocument } from '../config/check-report.js';
 import { caBundleProblem } from '../core/ca-bundle.js';
@@ -223,6 +224,10 @@ function sidecarWarnings(config: SidecarConfig, env: NodeJS.ProcessEnv, dev: boo
     if (r.upstream.protocol === 'http:' && !isLoopback(r.upstream.hostname)) {
       warnings.push(`routes.${name}.upstream: plain http sends the credential unencrypted`);
     }
+    r.allow.forEach((rule, i) => {
+      const tunnel = rule.method === 'GET' || rule.method === 'HEAD' ? undefined : rule.segments.map(tunnelSegment).find((t) => t !== undefined);
+      if (tunnel) warnings.push(`routes.${name}.allow[${i}] "${rule.text}": "${tunnel}" carries requests of its own, which leash does not check: this rule allows every method and path they name`);
+    });
   }
   // In a dev file the join token is leash dev's own.
   const jt = config.authority?.bootstrap.joinToken;

@@ -210,6 +210,17 @@ sidecar:
     expect(quiet.stdout).not.toContain('warning: admin');
   });
 
+  it('a rule naming a batch or GraphQL endpoint is warned about; wildcards and reads are not', () => {
+    const yaml = sidecarYaml('search').replace('allow: ["GET /**"]', 'allow: ["GET /**", "POST /v1.0/**", "GET /graphql", "POST /v1.0/$batch", "* /Graphql.json"]');
+    const r = run(['check', '--config', file('tunnels.yaml', yaml)]);
+    expect(r.status, r.stderr).toBe(0);
+    const warned = r.stdout.split('\n').filter((l) => l.includes('carries requests of its own'));
+    expect(warned).toEqual([
+      'warning: routes.vendor.allow[3] "POST /v1.0/$batch": "$batch" carries requests of its own, which leash does not check: this rule allows every method and path they name',
+      'warning: routes.vendor.allow[4] "* /Graphql.json": "graphql" carries requests of its own, which leash does not check: this rule allows every method and path they name',
+    ]);
+  });
+
   it('a URL with ?key= in an error is not echoed (upstream, authority URL, Redis URL)', () => {
     const key = 'Qm7Rb2Xc9Vz4Lk1Hn8Ts';
     const upstream = sidecarYaml('search').replace('https://api.vendor.example', `https://api.vendor.example/v1?key=${key}`);
