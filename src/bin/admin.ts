@@ -137,6 +137,8 @@ export async function revoke(target: AdminTarget, options: RevokeOptions): Promi
   const r = parsed.revocation;
   // An unknown target was revoked anyway (the authority may have lost its records): say so.
   const warning = typeof answer.warning === 'string' ? `; ${answer.warning.slice(0, 200)}` : '';
+  // A newer authority's scope this CLI does not know: shown as written, and said so.
+  if (r.notUnderstood) return printable(`revoked ${r.notUnderstood.scope} ${r.notUnderstood.target} (${r.id}; scope unknown to this leash, which is older than the authority)${warning}`);
   return printable(`revoked ${r.scope} ${r.target} (${r.id})${warning}`);
 }
 

@@ -187,6 +187,14 @@ export interface Revocation {
   at: string;
   /** Who revoked (admin actor). */
   by: string;
+  /**
+   * Set when the entry was written by a newer leash and this one cannot tell what it
+   * covers (a scope it does not know, or a target it cannot read): `scope` is then `all`
+   * and `target` '*' (fail closed: everything issued before `at`), and this says what
+   * was written, for logs: the scope, and the target cut to 128 characters ('' when it
+   * was not a string of 1–2048 characters).
+   */
+  notUnderstood?: { scope: string; target: string };
 }
 
 export type NewRevocation = Omit<Revocation, 'id' | 'at'>;
@@ -197,7 +205,11 @@ export const MAX_REVOCATION_TARGET = 2048;
 export const MAX_REVOCATION_REASON = 512;
 export const MAX_REVOCATION_BY = 128;
 
-/** Why an entry or message is not a revocation (a stable code; `message` says it to people). */
+/**
+ * Why an entry or message is not a revocation (a stable code; `message` says it to people).
+ * `bad_target` is no longer given (an unreadable target is a revocation not understood,
+ * taken as `all`); the code stays so that nothing matching on it breaks.
+ */
 export type RevocationRefusal = 'not_json' | 'not_object' | 'bad_id' | 'bad_scope' | 'bad_target' | 'bad_at';
 
 export type ParsedRevocation = { ok: true; revocation: Revocation } | { ok: false; reason: RevocationRefusal; message: string };
@@ -227,27 +239,36 @@ export function compareIds(a: string, b: string): number {
 }
 
 /**
- * Check one revocation given as fields and its stream id. Checked in this order: id, scope,
- * target (1–2048 characters), at (a parseable time); reason and by are optional, cut to
- * 512 and 128 characters, '' when absent or not strings. Nothing else is read.
+ * What a scope written by any version of leash looks like (1–32 lowercase letters and
+ * `_`): a newer leash may add scopes, never change this shape, so an entry whose scope
+ * has it is a revocation even when this version does not know the scope
+ * (docs/revocation.md, "Across versions"). Nothing key-shaped (digits, `-`) passes, so
+ * an unknown scope can be logged.
+ */
+const SCOPE_SHAPE = /^[a-z][a-z_]{0,31}$/;
+
+/**
+ * Check one revocation given as fields and its stream id. Checked in this order: id, scope
+ * (scope-shaped), at (a parseable time): without these it is not a revocation (refused).
+ * Then the scope is one this version knows and its target 1–2048 characters, or else the
+ * entry is a revocation of a newer leash that this one cannot read: it is taken as `all`
+ * at its `at`, with `notUnderstood` set (fail closed: a newer authority's revocation is
+ * never silently ignored by an older sidecar or verifier). reason and by are optional,
+ * cut to 512 and 128 characters, '' when absent or not strings. Other fields are ignored:
+ * a newer leash may add fields that narrow what a known scope covers, never widen it.
  */
 export function parseRevocation(fields: object, id: unknown): ParsedRevocation {
   const { scope, target, reason, at, by } = fields as Readonly<Record<string, unknown>>;
   if (!isStreamId(id)) return refuse('bad_id', `bad id ${String(JSON.stringify(id)).slice(0, 40)}`);
-  if (typeof scope !== 'string' || !(REVOCATION_SCOPES as readonly string[]).includes(scope)) return refuse('bad_scope', 'bad scope');
-  if (typeof target !== 'string' || target.length === 0 || target.length > MAX_REVOCATION_TARGET) return refuse('bad_target', 'bad target');
+  if (typeof scope !== 'string' || !SCOPE_SHAPE.test(scope)) return refuse('bad_scope', 'bad scope');
+  const known = (REVOCATION_SCOPES as readonly string[]).includes(scope);
+  const readable = typeof target === 'string' && target.length > 0 && target.length <= MAX_REVOCATION_TARGET;
   if (typeof at !== 'string' || !Number.isFinite(Date.parse(at))) return refuse('bad_at', 'bad at');
-  return {
-    ok: true,
-    revocation: {
-      id,
-      scope: scope as RevocationScope,
-      target,
-      reason: typeof reason === 'string' ? reason.slice(0, MAX_REVOCATION_REASON) : '',
-      at,
-      by: typeof by === 'string' ? by.slice(0, MAX_REVOCATION_BY) : '',
-    },
-  };
+  const common = { id, reason: typeof reason === 'string' ? reason.slice(0, MAX_REVOCATION_REASON) : '', at, by: typeof by === 'string' ? by.slice(0, MAX_REVOCATION_BY) : '' };
+  if (known && readable) return { ok: true, revocation: { ...common, scope: scope as RevocationScope, target: target as string } };
+  // Logged like a known revocation's target, so only one that would have been readable.
+  const written = readable ? (target as string).slice(0, 128) : '';
+  return { ok: true, revocation: { ...common, scope: 'all', target: ALL_TARGET, notUnderstood: { scope, target: written } } };
 }
 
 /** One entry of the revocation stream as XRANGE gives it; a refusal's message starts `stream entry <id>: `. */

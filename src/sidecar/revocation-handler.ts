@@ -61,7 +61,10 @@ export class RevocationHandler {
         }
       },
       gap: (why) => this.reconcile(why === 'reset' ? 'the revocation stream was reset (Redis lost its data)' : 'the revocation stream was trimmed past our position'),
-      malformed: (reason) => this.t.log.warn({ reason }, 'malformed revocation skipped'),
+      malformed: (reason) => {
+        this.t.metrics.revocationMalformed();
+        this.t.log.warn({ reason }, 'malformed revocation skipped');
+      },
       exposed: () =>
         this.t.log.warn(
           "revocations.redis: this sidecar's Redis user can read the authority's own records (leases, join tokens, revocation marks); anyone with its password, the agent sharing this pod included, could tamper with them: give sidecars a user of their own (docs/revocation.md, \"A Redis user for sidecars\")",
@@ -93,7 +96,15 @@ export class RevocationHandler {
     const held = leased.map(({ route, provider }) => ({ route, credential: provider.credentialName, leaseIds: provider.leaseIds() }));
     // Once cut off there is no identity to lease with: later revocations change nothing here.
     const action = this.cutOff ? ({ kind: 'none' } as const) : decideRevocation(r, identity?.identity, held);
-    const reason = `revoked (${r.scope}${r.reason ? `: ${r.reason}` : ''})`;
+    const reason = `revoked (${r.notUnderstood ? `${r.notUnderstood.scope}, not understood` : r.scope}${r.reason ? `: ${r.reason}` : ''})`;
+    // A newer authority's revocation this version cannot read: taken as `all` (every lease
+    // dropped and leased again; the authority, which understands it, refuses what it covers).
+    if (r.notUnderstood) {
+      this.t.log.error(
+        { revocation: r.id, scope: r.notUnderstood.scope, target: r.notUnderstood.target, by: r.by },
+        'revocation not understood (written by a newer leash): every lease is dropped and leased again (docs/revocation.md, "Across versions")',
+      );
+    }
     if (action.kind === 'cut-off') {
       this.cutOff = true;
       identity?.revoke(reason);
@@ -108,7 +119,7 @@ export class RevocationHandler {
     // otherwise keep using the upstream session that lease opened for as long as it lasts.
     const cut = this.t.cutOpen?.(exchangesToCut(r, action, leased.map(({ route }) => route))) ?? 0;
     if (cut > 0) this.t.log.warn({ revocation: r.id, scope: r.scope, cut }, 'open requests, streams and WebSockets sent with a revoked lease ended');
-    this.t.metrics.revocationApplied(r.scope, (this.t.clock.wallMs() - Date.parse(r.at)) / 1000);
+    this.t.metrics.revocationApplied(r.notUnderstood ? 'unknown' : r.scope, (this.t.clock.wallMs() - Date.parse(r.at)) / 1000);
     this.t.log.info({ revocation: r.id, scope: r.scope, target: r.target, by: r.by, action: action.kind }, 'revocation applied');
   }
 

@@ -110,8 +110,13 @@ export class SidecarMetrics {
 
   private readonly revocationsApplied = new Counter({
     name: 'leash_revocations_applied_total',
-    help: 'Revocations received and applied, by scope (including those that matched nothing held).',
+    help: 'Revocations received and applied, by scope (including those that matched nothing held); scope "unknown": written by a newer leash, applied as all.',
     labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+  private readonly revocationsMalformed = new Counter({
+    name: 'leash_revocations_malformed_total',
+    help: 'Stream entries and channel messages that are not revocations at all (no readable scope or time), skipped.',
     registers: [this.registry],
   });
   private readonly revocationLag = new Histogram({
@@ -170,7 +175,7 @@ export class SidecarMetrics {
 
   /** Every known label set at 0 (see the constants above). */
   private precreate(routes: readonly string[]): void {
-    for (const scope of REVOCATION_SCOPES) this.revocationsApplied.inc({ scope }, 0);
+    for (const scope of [...REVOCATION_SCOPES, 'unknown']) this.revocationsApplied.inc({ scope }, 0);
     for (const route of [...routes, NO_ROUTE]) {
       for (const reason of Object.keys(HTTP_ERROR_TYPES)) this.denied.inc({ route, reason }, 0);
     }
@@ -215,6 +220,10 @@ export class SidecarMetrics {
   revocationApplied(scope: string, lagSeconds: number): void {
     this.revocationsApplied.inc({ scope });
     this.revocationLag.observe(Math.max(0, lagSeconds));
+  }
+
+  revocationMalformed(): void {
+    this.revocationsMalformed.inc();
   }
 
   revocationChannel(up: boolean): void {

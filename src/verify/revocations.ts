@@ -10,7 +10,8 @@ import { ALL_TARGET, parseRevocationEntry, revocationsKey, type Revocation } fro
  *   lease       deny the token whose jti is the lease id;
  *   instance    deny tokens with sub = target and iat ≤ the revocation's time;
  *   credential  deny tokens with leash_cred = target and iat ≤ the revocation's time;
- *   all         deny every token with iat ≤ the revocation's time.
+ *   all         deny every token with iat ≤ the revocation's time;
+ *   (unknown)   a newer leash's revocation this version cannot read: as `all`.
  * `iat` has one-second precision: unless the token also carries `leash_iat_ms`, a token
  * issued in the same second as a revocation, even just after it, counts as issued before
  * it (fail closed).
@@ -18,7 +19,8 @@ import { ALL_TARGET, parseRevocationEntry, revocationsKey, type Revocation } fro
  * before it can live), then dropped: nothing it could deny is still valid.
  */
 export interface Denied {
-  scope: Revocation['scope'] | 'gap';
+  /** `unknown`: a newer leash's revocation this version cannot read, applied as `all`; `gap`: revocations may have been lost. */
+  scope: Revocation['scope'] | 'gap' | 'unknown';
   target: string;
   id: string;
 }
@@ -37,7 +39,7 @@ export class DenySet {
   private readonly leases = new Map<string, { untilMs: number; id: string }>();
   private readonly instances = new Map<string, Cutoff>();
   private readonly credentials = new Map<string, Cutoff>();
-  private all: (Cutoff & { scope: 'all' | 'gap' }) | undefined;
+  private all: (Cutoff & { scope: 'all' | 'gap' | 'unknown' }) | undefined;
   private lastPrune = 0;
 
   constructor(
@@ -67,7 +69,8 @@ export class DenySet {
         later(this.credentials, r.target, entry);
         break;
       case 'all':
-        if (!this.all || this.all.atMs < atMs) this.all = { ...entry, scope: 'all' };
+        // Also a revocation this version cannot read (core/protocol.ts parseRevocation): fail closed.
+        if (!this.all || this.all.atMs < atMs) this.all = { ...entry, scope: r.notUnderstood ? 'unknown' : 'all' };
         break;
     }
   }

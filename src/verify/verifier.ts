@@ -95,7 +95,15 @@ export function createVerifier(options: VerifierOptions): Verifier {
   let channel: RevocationChannel | undefined;
   if (options.revocations) {
     channel = new RevocationChannel(options.revocations, {
-      revocation: (r) => deny.apply(r),
+      revocation: (r) => {
+        if (r.notUnderstood) {
+          warn(
+            { revocation: r.id, scope: r.notUnderstood.scope, target: r.notUnderstood.target, at: r.at },
+            'leash/verify: revocation not understood (written by a newer leash): refusing every token issued before it (docs/revocation.md, "Across versions"); upgrade this verifier',
+          );
+        }
+        deny.apply(r);
+      },
       channel: (up) => {
         if (!up && !closed) warn({}, 'leash/verify: revocation channel down; revocations published meanwhile apply once it is back');
       },
@@ -164,7 +172,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     // same second, pass. Without it the verifier assumes the earliest instant of that second.
     const denied = deny.check({ jti, sub, credential: cred, issuedMs });
     if (denied) {
-      throw new VerifyError('LEASH_VERIFY_REVOKED', denied.scope === 'gap' ? 'token issued before a revocation gap (fail closed)' : `token revoked (${denied.scope})`, {
+      throw new VerifyError('LEASH_VERIFY_REVOKED', denied.scope === 'gap' ? 'token issued before a revocation gap (fail closed)' : denied.scope === 'unknown' ? 'token issued before a revocation this version does not understand (fail closed)' : `token revoked (${denied.scope})`, {
         scope: denied.scope,
         revocation: denied.id,
       });

@@ -108,7 +108,7 @@ describe('sidecars apply revocations', () => {
   it('skips malformed messages on the channel and in the stream without harm', async () => {
     const bus = await setup(1);
     await client.publish('leash:revocations', 'not json');
-    await client.publish('leash:revocations', JSON.stringify({ id: '1-1', scope: 'everything', target: 'x', at: new Date().toISOString() }));
+    await client.publish('leash:revocations', JSON.stringify({ id: '1-1', scope: 'Everything', target: 'x', at: new Date().toISOString() }));
     await client.xadd('leash:revocations', '*', 'scope', 'lease');
     const before = await leaseOf(sidecars[0]!);
     await bus.publish({ scope: 'lease', target: before!, reason: '', by: 'test' });

@@ -130,12 +130,12 @@ describe('leash/verify: revocations over Redis', () => {
     nextPrefix();
     const raw = client();
     const key = `${prefix}revocations`;
-    await raw.xadd(key, '*', 'scope', 'bogus', 'target', 'x', 'at', new Date().toISOString());
+    await raw.xadd(key, '*', 'scope', 'Bogus!', 'target', 'x', 'at', new Date().toISOString());
     const warn = new WarnLog();
     const v = await verifier({ logger: warn });
     expect(warn.has(/malformed/)).toBe(true);
     const a = await authority.lease('agent-1');
-    for (const m of ['not json', '42', '{"id":"x"}', JSON.stringify({ id: '1-0', scope: 'everything', target: '*', at: new Date().toISOString() }), JSON.stringify({ id: '1-1', scope: 'lease', target: '', at: 'x' })]) {
+    for (const m of ['not json', '42', '{"id":"x"}', JSON.stringify({ id: '1-0', scope: 'Everything', target: '*', at: new Date().toISOString() }), JSON.stringify({ id: '1-1', scope: 'lease', target: '', at: 'x' })]) {
       await raw.publish(key, m);
     }
     await within(() => warn.entries.filter((e) => /malformed/.test(e.msg)).length >= 6);
