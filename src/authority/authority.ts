@@ -5,7 +5,7 @@ import type { Clock } from '../core/clock.js';
 import { fingerprint } from '../core/fingerprint.js';
 import type { TraceResponse } from '../core/protocol.js';
 import type { BootstrapRequest, IdentityResponse, LeaseRecord, LeaseRequest, LeaseResponse, RenewIdentityRequest } from '../core/protocol.js';
-import { ALL_TARGET, isUsableLeaseValue, MAX_LEASE_VALUE, MAX_REVOCATION_TARGET, REVOCATION_SCOPES, type Revocation, type RevocationScope } from '../core/protocol.js';
+import { ALL_TARGET, isReadableAuditVersion, isUsableLeaseValue, MAX_LEASE_VALUE, MAX_REVOCATION_TARGET, REVOCATION_SCOPES, type Revocation, type RevocationScope } from '../core/protocol.js';
 import type { RevocationPublisher } from '../bus/types.js';
 import type { Audit } from '../telemetry/audit.js';
 import { summariseTrace } from './trace.js';
@@ -447,8 +447,9 @@ export class Authority {
     const leases = (await this.d.store.listLeases({})).filter((l) => l.fingerprint === fingerprint);
     const found = this.d.auditSearch ? await this.d.auditSearch(fingerprint, leases.map((l) => l.id)) : [];
     const { holders, operations } = summariseTrace(fingerprint, leases, found);
-    // `usage` summaries come back as operations, added up; the events are the lifecycle.
-    const events = found.filter((e) => e.event !== 'usage');
+    // `usage` summaries come back as operations, added up; the events are the lifecycle, and
+    // whatever a newer audit schema wrote (usage included: not added up, shown as written).
+    const events = found.filter((e) => e.event !== 'usage' || !isReadableAuditVersion(e));
     return { fingerprint, leases, events, auditStream: this.d.auditSearch !== undefined, holders, operations };
   }
 

@@ -1,4 +1,4 @@
-import type { AuditEntry, LeaseRecord, TraceHolder, TraceOperation } from '../core/protocol.js';
+import { isReadableAuditVersion, type AuditEntry, type LeaseRecord, type TraceHolder, type TraceOperation } from '../core/protocol.js';
 import type { AuditEvent } from '../telemetry/audit.js';
 
 /**
@@ -47,6 +47,9 @@ export function summariseTrace(fingerprint: string, leases: LeaseRecord[], event
   }
   const ops = new Map<string, TraceOperation>();
   for (const e of events) {
+    // A newer schema (docs/audit.md: fields change meaning only with a new `v`) is not read
+    // as this one: listed among the events as written, never added up or taken for a time.
+    if (!isReadableAuditVersion(e)) continue;
     // The rotation that replaced this value (previousFingerprint) ends its use; its lease is the next value's.
     const replaced = e.event === 'credential.rotated' && e.previousFingerprint === fingerprint && e.fingerprint !== fingerprint;
     const lease = replaced ? undefined : e.lease;

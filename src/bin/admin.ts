@@ -2,7 +2,7 @@ import { parseDuration } from '../core/duration.js';
 import { UsageError, LeashError } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import { HttpJsonError, httpJson, type HttpJsonResponse } from '../core/http-json.js';
-import { ALL_TARGET, API, parseRevocation, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
+import { ALL_TARGET, API, AUDIT_VERSION, isReadableAuditVersion, parseRevocation, type LeaseRecord, type RevokeRequest, type RevokeResponse, type TraceResponse } from '../core/protocol.js';
 import { caBundleProblem } from '../core/ca-bundle.js';
 import { readText } from './load.js';
 import { hideUserinfo, redactUrl } from '../config/issues.js';
@@ -179,13 +179,23 @@ export async function trace(target: AdminTarget, secretOrFingerprint: string, js
     ]).map((l) => `  ${l}`));
   }
   if (answer.events.length) lines.push('', 'EVENTS');
+  let newer = 0;
   for (const e of answer.events) {
-    const { id: _id, event, at, v: _v, ...rest } = e;
+    const { id: _id, event, at, v, ...rest } = e;
     const detail = Object.entries(rest)
       .filter(([k]) => k !== 'fingerprint')
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    lines.push(printable(`  ${at ?? ''}  ${event ?? ''}  ${detail}`));
+    // An event of a newer audit schema: shown as written, and marked (its fields may mean something else).
+    const mark = isReadableAuditVersion(e) ? '' : `  [v${v}, newer than this leash]`;
+    if (mark) newer++;
+    lines.push(printable(`  ${at ?? ''}  ${event ?? ''}  ${detail}${mark}`));
+  }
+  if (newer) {
+    lines.push(
+      '',
+      `  ${newer} event${newer === 1 ? ' was' : 's were'} written by a newer leash (audit schema above v${AUDIT_VERSION}): shown as written, not read into HELD BY or OPERATIONS; a leash of that version reads them (docs/audit.md)`,
+    );
   }
   return { output: lines.join('\n'), found };
 }

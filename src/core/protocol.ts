@@ -387,6 +387,14 @@ export function streamFields(flat: readonly string[]): Record<string, string> {
  */
 export type AuditEntry = Readonly<Record<string, string>>;
 
+/**
+ * The audit schema version this leash writes and reads (docs/audit.md: fields are added
+ * within a version, change meaning only with a new one). An entry without `v` is taken as
+ * this one; an entry of another version is shown as written, never read as this one.
+ */
+export const AUDIT_VERSION = '1';
+export const isReadableAuditVersion = (e: AuditEntry): boolean => e.v === undefined || e.v === AUDIT_VERSION;
+
 /** An audit stream entry with its stream id as `id` (an entry's own field of that name wins). */
 export function parseAuditEntry(id: string, flat: readonly string[]): Record<string, string> {
   return { id, ...streamFields(flat) };
