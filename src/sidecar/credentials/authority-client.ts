@@ -4,7 +4,7 @@ import { HttpJsonError, httpJson, httpJsonAgent, type HttpJsonResponse } from '.
 import { API, type IdentityResponse, type LeaseResponse } from '../../core/protocol.js';
 import type { Attestation } from '../../core/attestation.js';
 import { authorityReason } from './authority-reason.js';
-import { checkLeaseResponse, MAX_LEASE_BODY } from './lease-response.js';
+import { checkLeaseResponse, criticalNotUnderstood, MAX_LEASE_BODY } from './lease-response.js';
 
 /**
  * The sidecar's HTTPS client for the authority. TLS to the authority is verified
@@ -63,6 +63,8 @@ export class AuthorityClient {
 
   private async identityCall(path: string, payload: unknown): Promise<IdentityResponse> {
     const body = (await this.call('POST', path, payload)) as Partial<IdentityResponse> | null;
+    const crit = body && typeof body === 'object' ? criticalNotUnderstood(body as Record<string, unknown>) : undefined;
+    if (crit) throw new AuthorityCallError('malformed', `identity answer rejected: ${crit}`);
     if (
       !body ||
       typeof body.identity !== 'string' ||

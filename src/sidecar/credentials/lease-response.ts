@@ -14,6 +14,8 @@ export type LeaseCheck = { ok: true; lease: LeaseResponse } | { ok: false; reaso
 export function checkLeaseResponse(body: unknown, credential: string): LeaseCheck {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return { ok: false, reason: 'not a JSON object' };
   const b = body as Record<string, unknown>;
+  const crit = criticalNotUnderstood(b);
+  if (crit) return { ok: false, reason: crit };
   const str = (k: string, max = 256) => typeof b[k] === 'string' && (b[k] as string).length > 0 && (b[k] as string).length <= max;
   if (!str('lease', 128)) return { ok: false, reason: 'missing or bad "lease"' };
   if (b.credential !== credential) return { ok: false, reason: 'answer is for another credential' };
@@ -52,4 +54,28 @@ function checkJwtShape(value: string): string | undefined {
   if (typeof alg !== 'string' || alg.toLowerCase() === 'none' || parts[2] === '') return 'JWT is unsigned (alg none)';
   if (typeof payload?.exp === 'number' && typeof payload.iat === 'number' && payload.exp <= payload.iat) return 'JWT exp is not after iat';
   return undefined;
+}
+
+/**
+ * Fields of an authority's answer that this version understands when the answer marks
+ * them critical: none yet. Extra fields in an answer are ignored (a newer authority may add
+ * what an older sidecar can do without); one the sidecar must act on to use the answer
+ * safely (a new credential kind, a proof-of-possession binding, a new way to inject) is
+ * named in `crit`, as RFC 7515 §4.1.11 does for JWS headers, and an older sidecar refuses
+ * that answer instead of using it as a plain value (docs/rotation.md, "Across versions").
+ */
+const UNDERSTOOD_CRITICAL: ReadonlySet<string> = new Set<string>();
+/** A field name as a newer leash may name it in `crit` (nothing key-shaped: it goes into the refusal). */
+const CRITICAL_NAME = /^[a-z][a-zA-Z_]{0,31}$/;
+
+/** Pure: why an answer's `crit` makes it unusable here, or undefined (no `crit`, or every name understood). */
+export function criticalNotUnderstood(b: Readonly<Record<string, unknown>>): string | undefined {
+  const crit = b.crit;
+  if (crit === undefined) return undefined;
+  if (!Array.isArray(crit) || crit.length === 0 || crit.length > 16 || !crit.every((c) => typeof c === 'string' && CRITICAL_NAME.test(c))) {
+    return '"crit" is not a list of field names';
+  }
+  const unknown = (crit as string[]).filter((c) => !UNDERSTOOD_CRITICAL.has(c));
+  if (unknown.length === 0) return undefined;
+  return `the authority marks ${unknown.map((c) => `"${c}"`).join(', ')} critical, which this sidecar does not understand (the authority is newer: upgrade the sidecar)`;
 }
