@@ -6,6 +6,7 @@ import { isFileContents } from '../config/secret-shape.js';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { ConfigError } from '../core/errors.js';
 import { caBundleProblem } from '../core/ca-bundle.js';
+import { packageVersion } from './version.js';
 
 /**
  * Entry-point helpers: the only code that reads config and CA files from disk. Nothing here
@@ -89,5 +90,18 @@ export async function loadSidecarConfigIsolated(source: string | { env: string }
   if (typeof source === 'string') return parseSidecarConfigIsolated(readText(source, '--config'), env, source);
   const text = env[source.env];
   if (text === undefined || text.trim() === '') throw new ConfigError([`--config-env ${source.env}: the environment variable is not set`]);
-  return parseSidecarConfigIsolated(text, env, `$${source.env}`);
+  try {
+    return await parseSidecarConfigIsolated(text, env, `$${source.env}`);
+  } catch (err) {
+    // A config handed over in the environment is the injector's: a key this version does not
+    // know is most likely one of a newer injector's. Still refused (ignoring it could drop a
+    // restriction it carries), but said so, with what to do.
+    if (err instanceof ConfigError && err.issues.some((l) => /: unknown key/.test(l))) {
+      throw new ConfigError([
+        ...err.issues,
+        `this sidecar is leash ${packageVersion()}: a key it does not know in --config-env ${source.env} usually comes from a newer injector; set the injector's image: to a sidecar image of its own version or newer (docs/operations.md, "Upgrades")`,
+      ]);
+    }
+    throw err;
+  }
 }
