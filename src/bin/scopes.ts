@@ -2,7 +2,7 @@ import type { RedisTarget } from '../bus/connect.js';
 import type { SidecarConfig } from '../config/sidecar.js';
 import { parseDuration } from '../core/duration.js';
 import { LeashError, UsageError } from '../core/errors.js';
-import { auditKey, DEFAULT_KEY_PREFIX, parseAuditEntry, type AuditEntry } from '../core/protocol.js';
+import { AUDIT_VERSION, auditKey, DEFAULT_KEY_PREFIX, parseAuditEntry, type AuditEntry } from '../core/protocol.js';
 import { analyzeScopes, type RouteAllow, type ScopesReport } from '../telemetry/scopes.js';
 import { loadSidecarConfig, resolveRedisTarget } from './load.js';
 import { redactUrl } from '../config/issues.js';
@@ -88,8 +88,9 @@ export function formatScopes(report: ScopesReport, sinceText: string): string {
   for (const c of report.cloned) {
     lines.push(`ANOMALY cloned credential: lease ${c.lease} (${c.credential ?? '?'}, ${c.fingerprint ?? '?'}) used by ${c.instances.length} instances: ${c.instances.join(', ')}`);
   }
-  const { denied, overflow, noRoute } = report.skipped;
+  const { denied, overflow, noRoute, newer } = report.skipped;
   if (denied + overflow + noRoute > 0) lines.push(`not counted: ${denied} refused, ${noRoute} without a route, ${overflow} in overflow "(other)" entries`);
+  if (newer > 0) lines.push(`not read: ${newer} audit entr${newer === 1 ? 'y' : 'ies'} of a newer schema than this leash reads (v${AUDIT_VERSION}): run leash scopes of that version (docs/audit.md)`);
   // Paths, routes and instances come from the audit stream (paths as agents asked for them).
   return lines.map(printable).join('\n');
 }

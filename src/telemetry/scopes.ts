@@ -1,5 +1,5 @@
 import { firstMatch, parseRule, tunnelSegment, type AllowRule } from '../config/rules.js';
-import type { AuditEntry } from '../core/protocol.js';
+import { isReadableAuditVersion, type AuditEntry } from '../core/protocol.js';
 
 /**
  * `leash scopes` analysis (docs/operations.md): a pure function over audit stream entries
@@ -51,8 +51,13 @@ export interface ScopesReport {
   /** Configured (or acquired, per the stream) credentials with no forwarded request. */
   unused: Array<{ route: string; credential: string }>;
   cloned: ClonedCredential[];
-  /** Requests not attributable to a route's operations: refused, overflow `(other)`, no route. */
-  skipped: { denied: number; overflow: number; noRoute: number };
+  /**
+   * Requests not attributable to a route's operations: refused, overflow `(other)`, no
+   * route; and `newer`: entries of an audit schema newer than this leash reads (docs/audit.md),
+   * not read at all (their fields may mean something else: a refusal read as a forwarded
+   * request would widen the suggested allow list).
+   */
+  skipped: { denied: number; overflow: number; noRoute: number; newer: number };
 }
 
 const NO_ROUTE = '(none)';
@@ -108,12 +113,16 @@ export function narrowestRules(ops: ReadonlyArray<{ method: string; path: string
 
 /** The entries that count as use of a route: `usage`, forwarded (not `denied`), not the overflow. */
 export function analyzeScopes(entries: readonly AuditEntry[], routes?: Readonly<Record<string, RouteAllow>>): ScopesReport {
-  const skipped = { denied: 0, overflow: 0, noRoute: 0 };
+  const skipped = { denied: 0, overflow: 0, noRoute: 0, newer: 0 };
   const byRoute = new Map<string, { credential: string; ops: Map<string, Operation> }>();
   const acquired = new Map<string, string>();
   const leaseInstances = new Map<string, { fingerprint?: string; credential?: string; instances: Set<string> }>();
 
   for (const e of entries) {
+    if (!isReadableAuditVersion(e)) {
+      skipped.newer++;
+      continue;
+    }
     if (e.event === 'credential.acquired' || e.event === 'credential.rotated') {
       if (e.route && e.credential) acquired.set(e.route, e.credential);
       continue;

@@ -76,3 +76,24 @@ describe('leash trace meets audit entries of a newer schema', () => {
     expect(out).not.toMatch(/lease\.issued.*newer than this leash/);
   });
 });
+
+describe('leash scopes meets audit entries of a newer schema', () => {
+  it('v:2 usage entries are not read as v1 (a refusal under a renamed field would widen the allow list); counted and said', async () => {
+    const key = 'sc:audit';
+    const usage = (v: string, method: string, path: string, extra: string[] = []) =>
+      client.xadd(key, '*', 'event', 'usage', 'at', new Date().toISOString(), 'v', v, 'instance', 'i-1', 'route', 'api', 'credential', 'api', 'lease', 'l-1', 'method', method, 'path', path, 'status', '2xx', 'count', '3', ...extra);
+    await usage('1', 'GET', '/v1/read');
+    // A newer sidecar that calls a refusal `refused` (not `denied`) and its status `class`:
+    // read as v1, these are 3 forwarded DELETEs, and the suggested allow list would allow them.
+    await usage('2', 'DELETE', '/v1/admin/everything', ['refused', 'leash_denied', 'class', '4xx']);
+    const env = { LEASH_REDIS_URL: redis.url };
+    const json = await leash(['scopes', '--prefix', 'sc:', '--json'], env);
+    expect(json.status, json.stderr).toBe(0);
+    const report = JSON.parse(json.stdout) as { routes: Array<{ route: string; narrowest: string[]; requests: number }>; skipped: Record<string, number> };
+    expect(report.routes).toEqual([expect.objectContaining({ route: 'api', requests: 3, narrowest: ['GET /v1/read'] })]);
+    expect(report.skipped.newer).toBe(1);
+    const text = await leash(['scopes', '--prefix', 'sc:'], env);
+    expect(text.stdout).not.toContain('DELETE');
+    expect(text.stdout).toContain('not read: 1 audit entry of a newer schema than this leash reads (v1)');
+  });
+});

@@ -88,7 +88,7 @@ describe('leash scopes analysis', () => {
       ],
       config,
     );
-    expect(r.skipped).toEqual({ denied: 7, overflow: 5, noRoute: 2 });
+    expect(r.skipped).toEqual({ denied: 7, overflow: 5, noRoute: 2, newer: 0 });
     expect(r.routes.find((x) => x.route === 'openai')).toMatchObject({ requests: 0 });
     expect(r.unused.map((u) => u.route)).toEqual(['github', 'openai']);
   });
