@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { revoke as cliRevoke } from '../../src/bin/admin.js';
 import { CertificateAuthority } from '../../src/pki/ca.js';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
@@ -59,7 +60,7 @@ function newerAuthority(req: IncomingMessage, res: ServerResponse): void {
       });
     }
     // As the real authority: everything past bootstrap needs a client certificate of its CA.
-    if (req.url !== '/v1/bootstrap' && !(req.socket as TLSSocket).authorized) return json(res, 401, { error: { code: 'LEASH_ERR_UNAUTHENTICATED', message: 'client certificate required' } });
+    if (req.url !== '/v1/bootstrap' && !req.url?.startsWith('/v1/admin/') && !(req.socket as TLSSocket).authorized) return json(res, 401, { error: { code: 'LEASH_ERR_UNAUTHENTICATED', message: 'client certificate required' } });
     if (req.method === 'POST' && req.url === '/v1/leases') {
       const credential = String(b.credential);
       const value = `tok-${credential}-${randomUUID()}`;
@@ -81,6 +82,10 @@ function newerAuthority(req: IncomingMessage, res: ServerResponse): void {
       return answer ? json(res, 200, answer) : json(res, 404, { error: { code: 'LEASH_ERR_NOT_FOUND', message: 'no such credential' } });
     }
     if (req.method === 'DELETE' && req.url?.startsWith('/v1/leases/')) return json(res, 200, { released: true });
+    // A newer authority that answers a credential revocation as a narrower scope of its own.
+    if (req.method === 'POST' && req.url === '/v1/admin/revoke') {
+      return json(res, 200, { revocation: { id: `${now}-0`, scope: 'route', target: 'search', reason: '', at: new Date(now).toISOString(), by: 'admin' }, leases: 1 });
+    }
     json(res, 404, { error: { code: 'LEASH_ERR_NOT_FOUND', message: 'not found' } });
   });
 }
@@ -165,5 +170,10 @@ describe('a sidecar meets a newer authority', () => {
     expect(s.sidecar.identity?.identity).toBeUndefined();
     expect((await fetch(`${s.url}/plain/x`)).status).toBe(503);
     expect(seen).toEqual([]);
+  });
+
+  it('leash revoke shows a revocation the authority answers with a scope it does not know, as written, and says so', async () => {
+    const line = await cliRevoke({ url: new URL(authority.url), caPem: ca.caPem, token: 'admin-token' }, { credential: 'search' });
+    expect(line).toMatch(/^revoked route search \(\d+-0; scope unknown to this leash, which is older than the authority\)$/);
   });
 });
