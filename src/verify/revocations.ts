@@ -9,7 +9,9 @@ import { ALL_TARGET, parseRevocationEntry, revocationsKey, type Revocation } fro
  * The verifier's revocation deny-set (DESIGN §7 applied to tokens):
  *   lease       deny the token whose jti is the lease id;
  *   instance    deny tokens with sub = target and iat ≤ the revocation's time;
- *   credential  deny tokens with leash_cred = target and iat ≤ the revocation's time;
+ *   credential  deny tokens with leash_cred = target and iat ≤ the revocation's time, and
+ *               tokens without leash_cred (an authority that predates it: what they are a
+ *               lease of cannot be told) issued ≤ the latest credential revocation's time;
  *   all         deny every token with iat ≤ the revocation's time;
  *   (unknown)   a newer leash's revocation this version cannot read: as `all`.
  * `iat` has one-second precision: unless the token also carries `leash_iat_ms`, a token
@@ -40,6 +42,8 @@ export class DenySet {
   private readonly instances = new Map<string, Cutoff>();
   private readonly credentials = new Map<string, Cutoff>();
   private all: (Cutoff & { scope: 'all' | 'gap' | 'unknown' }) | undefined;
+  /** The latest credential revocation of any name: a token without leash_cred falls under it. */
+  private anyCredential: (Cutoff & { target: string }) | undefined;
   private lastPrune = 0;
 
   constructor(
@@ -67,6 +71,7 @@ export class DenySet {
         break;
       case 'credential':
         later(this.credentials, r.target, entry);
+        if (!this.anyCredential || this.anyCredential.atMs < atMs) this.anyCredential = { ...entry, target: r.target };
         break;
       case 'all':
         // Also a revocation this version cannot read (core/protocol.ts parseRevocation): fail closed.
@@ -92,6 +97,9 @@ export class DenySet {
     if (t.credential !== undefined) {
       const cred = this.credentials.get(t.credential);
       if (live(cred) && issuedMs <= cred!.atMs) return { scope: 'credential', target: t.credential, id: cred!.id };
+    } else if (live(this.anyCredential) && issuedMs <= this.anyCredential!.atMs) {
+      // No leash_cred: it may be a lease of the revoked credential; fail closed.
+      return { scope: 'credential', target: this.anyCredential!.target, id: this.anyCredential!.id };
     }
     if (live(this.all) && issuedMs <= this.all!.atMs) return { scope: this.all!.scope, target: ALL_TARGET, id: this.all!.id };
     return undefined;
@@ -108,6 +116,7 @@ export class DenySet {
       for (const [k, v] of m) if (v.untilMs <= now) m.delete(k);
     }
     if (this.all && this.all.untilMs <= now) this.all = undefined;
+    if (this.anyCredential && this.anyCredential.untilMs <= now) this.anyCredential = undefined;
   }
 }
 

@@ -50,7 +50,7 @@ export interface VerifiedToken {
   /** The lease id. */
   jti: string;
   scopes: string[];
-  /** The credential name (`leash_cred`); undefined for tokens from an authority that does not set it. */
+  /** The credential name (`leash_cred`); undefined for tokens from an authority that does not set it (every `credential` revocation then covers the token). */
   credential: string | undefined;
   /** Seconds since the epoch. */
   exp: number;

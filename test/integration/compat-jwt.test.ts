@@ -1,5 +1,6 @@
 import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryRevocationBus } from '../../src/bus/memory.js';
 import { createVerifier, type Verifier } from '../../src/verify/index.js';
 import { codeOf, id, ISS, jwksUrl, startKeyedAuthority, type KeyedAuthority } from '../helpers/verify-util.js';
 
@@ -25,8 +26,8 @@ afterEach(async () => {
   await verifier?.close();
 });
 
-async function newVerifier(): Promise<Verifier> {
-  verifier = createVerifier({ jwksUrl: jwksUrl(authority), ca: authority.caPem, issuer: ISS, audience: 'search-api' });
+async function newVerifier(bus?: MemoryRevocationBus): Promise<Verifier> {
+  verifier = createVerifier({ jwksUrl: jwksUrl(authority), ca: authority.caPem, issuer: ISS, audience: 'search-api', ...(bus ? { revocations: { bus } } : {}) });
   await verifier.ready();
   return verifier;
 }
@@ -64,5 +65,24 @@ describe('leash/verify meets tokens of a newer authority', () => {
     const v = await newVerifier();
     expect(await codeOf(v.verify(await sign(claims({ leash_cred: ['search', 'other'] }))))).toBe('LEASH_VERIFY_INVALID');
     expect(await codeOf(v.verify(await sign(claims({ sub: { id: id('agent-1') } }))))).toBe('LEASH_VERIFY_INVALID');
+  });
+
+  it('a token of an authority that predates leash_cred falls under every credential revocation (which lease it is cannot be told)', async () => {
+    const bus = new MemoryRevocationBus();
+    const v = await newVerifier(bus);
+    const { leash_cred: _c, ...older } = claims();
+    const untagged = await sign(older);
+    const other = await sign(claims({ leash_cred: 'other' }));
+    expect((await v.verify(untagged)).credential).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 5)); // the revocation is strictly after their issue
+    const r = await bus.publish({ scope: 'credential', target: 'search', reason: 'leaked', by: 'test' });
+    const err = (await v.verify(untagged).catch((e: unknown) => e)) as { code: string; context: Record<string, unknown> };
+    expect(err.code).toBe('LEASH_VERIFY_REVOKED');
+    expect(err.context).toMatchObject({ scope: 'credential', revocation: r.id });
+    expect((await v.verify(other)).credential).toBe('other');
+    // Issued after the revocation (a later second): passes again.
+    const later = Math.floor(Date.parse(r.at) / 1000) + 2;
+    const { leash_cred: _d, ...fresh } = claims({ iat: later, nbf: later - 5, leash_iat_ms: later * 1000 });
+    expect((await v.verify(await sign(fresh))).credential).toBeUndefined();
   });
 });

@@ -101,10 +101,25 @@ describe('DenySet edges (fail closed)', () => {
     }
   });
 
-  it('a token without a credential claim is judged by the other scopes only', () => {
-    const set = new DenySet(RETAIN, () => now);
-    set.apply(rev('credential', 'search', T1));
-    expect(set.check({ jti: 'j', sub: 's', credential: undefined, issuedMs: T0 })).toBeUndefined();
+  it('a token without a credential claim (an authority that predates it) falls under the latest credential revocation of any name', () => {
+    let at = now;
+    const set = new DenySet(RETAIN, () => at);
+    const search = rev('credential', 'search', T1);
+    set.apply(search);
+    const bare = (issuedMs: number) => ({ jti: 'j', sub: 's', credential: undefined, issuedMs });
+    expect(set.check(bare(T0))).toEqual({ scope: 'credential', target: 'search', id: search.id });
+    expect(set.check(bare(T1 + 1))).toBeUndefined();
+    // A later one of another name moves the cutoff forward; an earlier one does not move it back.
+    const other = rev('credential', 'other', T1 + 5_000);
+    set.apply(other);
+    set.apply(rev('credential', 'third', T1 - 5_000));
+    expect(set.check(bare(T1 + 1))).toEqual({ scope: 'credential', target: 'other', id: other.id });
+    // A token that names its credential is judged by that name only.
+    expect(set.check(token(T1 + 1, { credential: 'search' }))).toBeUndefined();
+    // Pruned with the entries, after the retention.
+    at = T1 + 5_000 + RETAIN + 1;
+    set.prune();
+    expect(set.check(bare(T0))).toBeUndefined();
   });
 
   it('failClosed (a stream gap): everything issued up to then is denied as "gap", later tokens pass', () => {
