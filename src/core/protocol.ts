@@ -255,17 +255,20 @@ const SCOPE_SHAPE = /^[a-z][a-z_]{0,31}$/;
  * at its `at`, with `notUnderstood` set (fail closed: a newer authority's revocation is
  * never silently ignored by an older sidecar or verifier). reason and by are optional,
  * cut to 512 and 128 characters, '' when absent or not strings. Other fields are ignored:
- * a newer leash may add fields that narrow what a known scope covers, never widen it.
+ * a newer leash may add fields that narrow what a known scope covers, never widen it —
+ * except `crit`, which names fields a reader must understand (a newer leash widening a
+ * known scope, say a pattern as target): this version understands none, so an entry
+ * with `crit` is not understood either.
  */
 export function parseRevocation(fields: object, id: unknown): ParsedRevocation {
-  const { scope, target, reason, at, by } = fields as Readonly<Record<string, unknown>>;
+  const { scope, target, reason, at, by, crit } = fields as Readonly<Record<string, unknown>>;
   if (!isStreamId(id)) return refuse('bad_id', `bad id ${String(JSON.stringify(id)).slice(0, 40)}`);
   if (typeof scope !== 'string' || !SCOPE_SHAPE.test(scope)) return refuse('bad_scope', 'bad scope');
   const known = (REVOCATION_SCOPES as readonly string[]).includes(scope);
   const readable = typeof target === 'string' && target.length > 0 && target.length <= MAX_REVOCATION_TARGET;
   if (typeof at !== 'string' || !Number.isFinite(Date.parse(at))) return refuse('bad_at', 'bad at');
   const common = { id, reason: typeof reason === 'string' ? reason.slice(0, MAX_REVOCATION_REASON) : '', at, by: typeof by === 'string' ? by.slice(0, MAX_REVOCATION_BY) : '' };
-  if (known && readable) return { ok: true, revocation: { ...common, scope: scope as RevocationScope, target: target as string } };
+  if (known && readable && crit === undefined) return { ok: true, revocation: { ...common, scope: scope as RevocationScope, target: target as string } };
   // Logged like a known revocation's target, so only one that would have been readable.
   const written = readable ? (target as string).slice(0, 128) : '';
   return { ok: true, revocation: { ...common, scope: 'all', target: ALL_TARGET, notUnderstood: { scope, target: written } } };

@@ -106,6 +106,15 @@ describe('a sidecar meets revocations written by a newer leash', () => {
     expect(sidecar.logs.lines.some((l) => l.includes('not understood'))).toBe(false);
   });
 
+  it('a known scope with `crit` (a field it must understand: here a pattern as target) is not understood either: everything re-leased', async () => {
+    await start();
+    const before = await leases();
+    await writeAsNewer(prefix, { scope: 'credential', target: 'sea*', reason: 'r', at: new Date().toISOString(), by: 'admin', match: 'glob', crit: 'match' });
+    await renewed(before.search, 'search');
+    await renewed(before.other, 'other');
+    expect(await metrics()).toMatch(/^leash_revocations_applied_total\{scope="unknown"\} 1$/m);
+  });
+
   it('garbage (no readable scope, no time) is skipped and counted; nothing is re-leased for it', async () => {
     await start();
     const before = await leases();

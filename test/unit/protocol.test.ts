@@ -91,6 +91,8 @@ describe('parseRevocation (fields + stream id)', () => {
       ['target over 2048, not kept', { ...fields, target: 'x'.repeat(2049) }, { scope: 'credential', target: '' }],
       ['unknown scope, long target cut for logs', { ...fields, scope: 'route', target: 'y'.repeat(300) }, { scope: 'route', target: 'y'.repeat(128) }],
       ['target a number', { ...fields, target: 5 }, { scope: 'credential', target: '' }],
+      ['a field it must understand (crit)', { ...fields, target: 'open*', crit: 'match', match: 'glob' }, { scope: 'credential', target: 'open*' }],
+      ['crit of any shape', { ...fields, crit: ['x'] }, { scope: 'credential', target: 'openai' }],
     ];
     for (const [name, f, written] of cases) expect(parseRevocation(f, good.id), name).toEqual(all(written));
   });
