@@ -189,7 +189,8 @@ export interface Revocation {
   by: string;
   /**
    * Set when the entry was written by a newer leash and this one cannot tell what it
-   * covers (a scope it does not know, or a target it cannot read): `scope` is then `all`
+   * covers (a scope it does not know, a target it cannot read, or a `crit` field naming
+   * what a reader must understand): `scope` is then `all`
    * and `target` '*' (fail closed: everything issued before `at`), and this says what
    * was written, for logs: the scope, and the target cut to 128 characters ('' when it
    * was not a string of 1–2048 characters).
