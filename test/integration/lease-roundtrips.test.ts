@@ -60,9 +60,14 @@ async function commandCalls(admin: Redis): Promise<Record<string, number>> {
 }
 function delta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
-  // Commands run inside scripts are counted too: keep those sent by the client.
-  const inScripts = new Set(['info', 'zadd', 'zrange', 'pexpireat']);
+  // Commands run inside scripts are counted too: keep those sent by the client. Every
+  // index add (EVAL) reads TIME once: only a TIME beyond those was sent by the client.
+  const inScripts = new Set(['info', 'zadd', 'zrange', 'pexpireat', 'zcount', 'zremrangebyrank']);
+  const d = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
   for (const [k, v] of Object.entries(after)) if (!inScripts.has(k) && v !== (before[k] ?? 0)) out[k] = v - (before[k] ?? 0);
+  const clientTime = d('time') - d('eval');
+  if (clientTime === 0) delete out.time;
+  else out.time = clientTime;
   return out;
 }
 

@@ -33,11 +33,28 @@ export interface RedisStoreOptions {
  */
 
 /**
- * ZADD, then set the key's expiry to its highest score: an index outlives none of its
- * entries by more than nothing and is never left without a TTL. One key, so Cluster-safe.
- * Scores are integer ms, which Redis prints as plain integers, valid for PEXPIREAT.
+ * Drop up to INDEX_SWEEP entries already expired, ZADD, then set the key's expiry to its
+ * highest score: an index outlives none of its entries by more than nothing and is never
+ * left without a TTL. One key, so Cluster-safe. Scores are integer ms, which Redis prints as
+ * plain integers, valid for PEXPIREAT.
+ *
+ * The sweep: while a fleet keeps leasing, some entry is always live and pushes the key's
+ * expiry forward, so the key never expires and every id ever added would stay (a year of
+ * churn: tens of millions). "Expired" is by the earlier of the caller's clock (ARGV[3]) and
+ * Redis' (TIME), as listing decides it: a replica whose clock is ahead drops no live entry.
+ * At most INDEX_SWEEP per add, lowest scores first (ZREMRANGEBYRANK on a sorted set ordered
+ * by expiry): more than one add brings in, so the index shrinks to its live entries, and a
+ * backlog left by an older version is worked off in slices, never one long blocking call.
  */
-const INDEX_ADD = `redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+const INDEX_SWEEP = 100;
+const INDEX_ADD = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mine = tonumber(ARGV[3])
+if mine and mine < now then now = mine end
+local n = redis.call('ZCOUNT', KEYS[1], '-inf', string.format('%.0f', now))
+if n > ${INDEX_SWEEP} then n = ${INDEX_SWEEP} end
+if n > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1) end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], top[2])
 return 1`;
@@ -117,22 +134,24 @@ export class RedisStore implements AuthorityStore {
       const expireAt = Math.ceil(r.expiresAtMs);
       const indexes = [k.byInstance(r.instance), k.byCredential(r.credential), k.all];
       if (this.#client instanceof Cluster) {
-        if (expireAt <= this.#clock.wallMs()) await this.#client.del(k.lease(r.id));
+        const now = this.#clock.wallMs();
+        if (expireAt <= now) await this.#client.del(k.lease(r.id));
         else {
-          await Promise.all(indexes.map((key) => this.#indexAdd(key, expireAt, r.id)));
+          await Promise.all(indexes.map((key) => this.#indexAdd(key, expireAt, r.id, now)));
           await this.#client.set(k.lease(r.id), JSON.stringify(r), 'PXAT', expireAt);
         }
         return check && (await this.#client.exists(mark)) === 1;
       }
       const p = this.#client.pipeline();
-      const expired = expireAt <= this.#clock.wallMs();
+      const now = this.#clock.wallMs();
+      const expired = expireAt <= now;
       if (expired) {
         // Already expired: storing it would be invisible anyway; an overwrite still removes the old one.
         p.del(k.lease(r.id));
       } else {
         // EVAL, not EVALSHA: a NOSCRIPT reply (Redis restarted, SCRIPT FLUSH) would leave the
         // record below stored without its index entries. Redis caches the script by digest.
-        for (const key of indexes) p.eval(INDEX_ADD, 1, key, expireAt, r.id);
+        for (const key of indexes) p.eval(INDEX_ADD, 1, key, expireAt, r.id, now);
         p.set(k.lease(r.id), JSON.stringify(r), 'PXAT', expireAt);
       }
       if (check) p.exists(mark);
@@ -311,8 +330,8 @@ export class RedisStore implements AuthorityStore {
     }
   }
 
-  #indexAdd(key: string, score: number, id: string): Promise<void> {
-    return this.#script(INDEX_ADD_SHA, INDEX_ADD, key, score, id);
+  #indexAdd(key: string, score: number, id: string, nowMs: number): Promise<void> {
+    return this.#script(INDEX_ADD_SHA, INDEX_ADD, key, score, id, nowMs);
   }
 
   /** Redis' clock (ms); Infinity when TIME is refused (a user without it: our clock alone then). */
