@@ -53,6 +53,9 @@ export class DenySet {
 
   apply(r: Revocation): void {
     const now = this.now();
+    // Pruned here too, not only by check(): a verifier that checks no token for a while
+    // still receives revocations, and kept every one of them until its next check.
+    if (now - this.lastPrune > 60_000) this.prune(now);
     // A time past now + MAX_FUTURE_MS is no clock's skew: taken as now + MAX_FUTURE_MS, so
     // one forged `all` at 9999-01-01 cannot deny every token issued until a restart.
     const atMs = Math.min(Date.parse(r.at), now + MAX_FUTURE_MS);
