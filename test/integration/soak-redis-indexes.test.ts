@@ -96,7 +96,7 @@ describe('lease indexes under churn', () => {
       expect(left).toBeLessThan(1001);
       // …and each later write another, until only live entries remain.
       for (let i = 0; i < 20 && (await admin.zcard(k.all)) > 21; i++) await store.putLease(lease(LONG_LIVED, 60_000));
-      const members = await admin.zrange(k.all, 0, -1);
+      const members = await admin.zrange(k.all, '0', '-1');
       expect(members.some((m) => m.startsWith('lse_old_'))).toBe(false);
       expect(members).toContain(live.id);
     } finally {
