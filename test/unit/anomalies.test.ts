@@ -125,16 +125,17 @@ describe('anomaly detector: 401/403 bursts', () => {
 });
 
 describe('anomaly detector: hot path', () => {
-  it('a known operation from a loopback client costs well under a microsecond', () => {
-    const d = new AnomalyDetector(new FakeClock(), { ...policy, maxOperations: 10_000 });
+  // Its cost per request is measured by the proxy's benches (bench/), not timed here: a timed
+  // assertion fails on a loaded machine and proves nothing on a quiet one.
+  it('a known operation from a loopback client stays quiet however often it comes', () => {
+    const clock = new FakeClock();
+    const d = new AnomalyDetector(clock, { ...policy, maxOperations: 10_000 });
     const r = req();
     d.request(r);
-    const n = 200_000;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) d.request(r);
-    const perCallNs = ((performance.now() - t0) * 1e6) / n;
-    // Generous bound for a loaded CI box; typically ~50-100 ns.
-    expect(perCallNs).toBeLessThan(2_000);
-    console.log(`anomaly detector: ${perCallNs.toFixed(0)} ns per request (known operation, loopback)`);
+    clock.t += 20_000; // past the learning window
+    let reported = 0;
+    for (let i = 0; i < 200_000; i++) if (d.request(r) !== undefined) reported++;
+    expect(reported).toBe(0);
+    expect(d.request(req({ method: 'DELETE', rule: '* /v1/files/*' }))?.map((a) => a.kind)).toEqual(['new_operation']);
   });
 });
