@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { REVOCATION_SCOPES } from '../core/protocol.js';
-import { BUILD_INFO_HELP, registerDefaultMetrics } from './default-metrics.js';
+import { BUILD_INFO_HELP, registerDefaultMetrics, registerLogMetrics } from './default-metrics.js';
 
 /** The authority's metrics (DESIGN §8), each defined once behind a named helper. */
 export interface ActiveLeaseView {
@@ -103,6 +103,7 @@ export class AuthorityMetrics {
   constructor(activeLeases: (limit: number) => Promise<readonly ActiveLeaseView[]>, options: AuthorityMetricsOptions = { credentials: [], version: 'unknown' }) {
     const now = options.now ?? (() => performance.now());
     registerDefaultMetrics(this.registry, { gcDuration: options.gcDuration });
+    registerLogMetrics(this.registry);
     new Gauge({ name: 'leash_build_info', help: BUILD_INFO_HELP, labelNames: ['version'] as const, registers: [this.registry] }).set({ version: options.version }, 1);
 
     type Snapshot = { ok: true; byCredential: Map<string, LeaseAgeSummary>; truncated: boolean } | { ok: false };

@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, type Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, type Registry } from 'prom-client';
+import { droppedLogLines } from './log-batch.js';
 import { promCollector } from './prom-collectors.js';
 
 /**
@@ -48,3 +49,22 @@ export function registerDefaultMetrics(registry: Registry, options: DefaultMetri
 
 /** `<prefix>build_info{version} 1`: which build is running, joinable onto any other series. */
 export const BUILD_INFO_HELP = 'Always 1; the version label names the leash build running.';
+
+/**
+ * `leash_log_lines_dropped_total`: log lines dropped because stdout was not being read
+ * (log-batch.ts). Read at scrape time, so it shows while the reader is still stuck; the
+ * log itself says so only once writing resumes.
+ */
+export function registerLogMetrics(registry: Registry): void {
+  let seen = 0;
+  new Counter({
+    name: 'leash_log_lines_dropped_total',
+    help: 'Log lines dropped because stdout was not being read (its buffer held 8 MiB); the log says how many once it drains.',
+    registers: [registry],
+    collect() {
+      const total = droppedLogLines();
+      this.inc(total - seen);
+      seen = total;
+    },
+  });
+}

@@ -30,6 +30,11 @@ export interface LogBatch {
 
 const MAX_BUFFERED = 8 * 1024 * 1024;
 
+/** Lines dropped by every destination of this process since it started. */
+let droppedTotal = 0;
+/** Log lines dropped since start because stdout was not being read: `leash_log_lines_dropped_total`. */
+export const droppedLogLines = (): number => droppedTotal;
+
 export const LOG_BATCH: LogBatch = { minBytes: 4096, maxDelayMs: 100, maxBuffered: MAX_BUFFERED };
 
 /** How long the exit flush waits for a full pipe to drain before giving up. */
@@ -63,8 +68,10 @@ export class BatchedFdDestination {
   write(line: string): boolean {
     if (this.dead) return true;
     if (this.stalled) {
-      if (this.pending() + line.length > (this.batch.maxBuffered ?? MAX_BUFFERED)) this.dropped++;
-      else this.text += line;
+      if (this.pending() + line.length > (this.batch.maxBuffered ?? MAX_BUFFERED)) {
+        this.dropped++;
+        droppedTotal++;
+      } else this.text += line;
       return true;
     }
     this.text += line;

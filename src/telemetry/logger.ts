@@ -72,7 +72,25 @@ const isoTime = (): string => isoTimeAt(Date.now());
  * (docs/observability.md); these writes are synchronous and never reach io_uring anyway.
  */
 export function batchedStdout(): BatchedFdDestination {
+  nonBlockingStdout();
   return new BatchedFdDestination(1);
+}
+
+/**
+ * A pipe or socket on fd 1 is made non-blocking before the first line is written, so a log
+ * reader that stops reading (a stuck container log shim, a paused `| tee`) shows up as
+ * EAGAIN: lines are kept up to LOG_BATCH.maxBuffered, then dropped and counted
+ * (log-batch.ts), and the proxy, /healthz, revocations and SIGTERM go on. A blocking fd
+ * would stop the whole process in write(2) once the pipe is full. Opening `process.stdout`
+ * is what does it: Node hands a pipe or socket to libuv (uv_pipe_open), which sets
+ * O_NONBLOCK; leash never writes its logs through that stream. Before, this happened only
+ * by chance, at the first proxied response's `pipe()` (which compares its destination with
+ * `process.stdout`): a sidecar that had only refused requests hung on a full pipe. Files
+ * are untouched (they never block on a reader); Node restores the fd's flags at exit.
+ */
+function nonBlockingStdout(): void {
+  // The read is the point (a getter with a side effect); the value itself is unused.
+  if (process.stdout.writable !== true) return;
 }
 
 /**

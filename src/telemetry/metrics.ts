@@ -3,7 +3,7 @@ import { LeanHistogram } from './lean-histogram.js';
 import { HTTP_ERROR_TYPES } from '../core/errors.js';
 import { REVOCATION_SCOPES } from '../core/protocol.js';
 import type { AuthFailureSkip } from '../sidecar/credentials/rotation.js';
-import { BUILD_INFO_HELP, registerDefaultMetrics } from './default-metrics.js';
+import { BUILD_INFO_HELP, registerDefaultMetrics, registerLogMetrics } from './default-metrics.js';
 
 /**
  * The sidecar's metrics (DESIGN §8), each defined once behind a named helper. Labels
@@ -148,6 +148,7 @@ export class SidecarMetrics {
       },
     });
     registerDefaultMetrics(this.registry, { gcDuration: known.gcDuration });
+    registerLogMetrics(this.registry);
     const gauge = (name: string, help: string, pick: (s: CredentialGaugeState) => number | undefined) =>
       new Gauge({
         name,
