@@ -14,6 +14,7 @@ import { endAndClose, sendError, sendSocketError } from './respond.js';
 import { forwardResponse, scrubUpgradeHeaders, writeRawResponse, type ForwardOutcome } from './response.js';
 import type { RouteRuntime } from './route.js';
 import { listen } from '../../core/listen.js';
+import { LoopStall } from '../../core/loop-stall.js';
 import { listenerOptions, type ListenerLimits } from '../listener-limits.js';
 import { auditPath } from './audit-path.js';
 import { NO_FRAMING } from './framing.js';
@@ -141,6 +142,8 @@ export class ProxyServer {
   private readonly env: PassEnv;
   private readonly agentPath: RouteResolver['agentPath'];
   private readonly timeouts = new UpstreamTimeouts<Tracked>((ctx, proxyReq) => this.onTimeout(ctx, proxyReq));
+  /** After a stall, requests wait one loop turn, so revocations that arrived meanwhile are applied first (loop-stall.ts). */
+  private readonly stall = new LoopStall();
 
   constructor(
     env: PassEnv,
@@ -329,6 +332,17 @@ export class ProxyServer {
       }
       this.finish(req, ctx, res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED);
     });
+    if (this.stall.stalled(ctx.startedAt)) {
+      setImmediate(() => {
+        if (!ctx.clientGone) this.proceed(req, res, ctx);
+      });
+      return;
+    }
+    this.proceed(req, res, ctx);
+  }
+
+  /** DECIDE, the body phase if the route has one, SEND. */
+  private proceed(req: WithCtx, res: ServerResponse, ctx: Tracked): void {
     const denied = (ctx.denied = this.decide(req, ctx, true));
     if (denied) return this.deny(req, res, denied);
     if (ctx.route!.bodyFilters.length > 0) {
@@ -547,6 +561,16 @@ export class ProxyServer {
       ctx.proxyReq?.destroy();
       this.finish(req, ctx, ctx.denied ? ctx.denied.status : ctx.timedOut ? 504 : (ctx.status ?? 502));
     });
+    if (this.stall.stalled(ctx.startedAt)) {
+      setImmediate(() => {
+        if (!socket.destroyed) this.proceedUpgrade(req, socket, head, ctx);
+      });
+      return;
+    }
+    this.proceedUpgrade(req, socket, head, ctx);
+  }
+
+  private proceedUpgrade(req: WithCtx, socket: Duplex, head: Buffer, ctx: Tracked): void {
     const denied = (ctx.denied =
       req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET'
         ? new BadRequestError('only WebSocket upgrades (GET) are proxied')
@@ -621,6 +645,7 @@ export class ProxyServer {
         for (const s of this.upgraded.keys()) s.destroy();
         this.proxy.close();
         this.timeouts.close();
+        this.stall.close();
         resolve();
       };
       const timer = setTimeout(finish, graceMs);
