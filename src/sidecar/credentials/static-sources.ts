@@ -161,6 +161,11 @@ export class FileCredential implements CredentialProvider {
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.lastStat = 'missing';
+      // A file that could not be read (EMFILE, ENFILE, EACCES, EIO) is read again at the next
+      // poll: its stat does not change when descriptors free up or a mode is put back, and
+      // nothing else would read it until a request found the route unavailable. (A file read
+      // but refused for its content waits for the file to change.)
+      else if (!(err instanceof CredentialSourceError)) this.lastStat = '';
       const error =
         err instanceof CredentialSourceError
           ? err
