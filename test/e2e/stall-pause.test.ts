@@ -6,6 +6,7 @@ import { RedisRevocationPublisher } from '../../src/bus/redis.js';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { keptConn } from '../helpers/kept-conn.js';
 import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -68,61 +69,33 @@ async function setup(): Promise<{ proxyPort: number; admin: string }> {
   return { proxyPort: portOf(started.listen), admin };
 }
 
-/** A kept-alive agent connection; `send` writes one GET and resolves with its status line. */
-async function agent(port: number): Promise<{ send(path: string): Promise<string> }> {
-  const s = connect(port, '127.0.0.1');
-  agents.push(s);
-  await new Promise((r) => s.once('connect', r));
-  let buf = '';
-  const waiting: Array<(status: string) => void> = [];
-  s.on('data', (d: Buffer) => {
-    buf += d.toString('latin1');
-    // Answers are small and have a content-length: one per "HTTP/1.1 " head.
-    for (;;) {
-      const head = buf.indexOf('\r\n\r\n');
-      if (head < 0) return;
-      const len = Number(/content-length: (\d+)/i.exec(buf.slice(0, head))?.[1] ?? 0);
-      if (buf.length < head + 4 + len) return;
-      const status = buf.slice(0, buf.indexOf('\r\n'));
-      buf = buf.slice(head + 4 + len);
-      waiting.shift()?.(status);
-    }
-  });
-  return {
-    send: (path) =>
-      new Promise((resolve) => {
-        waiting.push(resolve);
-        s.write(`GET /search${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`);
-      }),
-  };
-}
-
 const leaseOf = async (admin: string) => ((await (await fetch(`${admin}/status`)).json()) as { routes: { search: { lease: string | null } } }).routes.search.lease;
 
 describe('a paused sidecar', () => {
   it('a revocation that reached it while it was stopped is applied before any request queued meanwhile is forwarded', async () => {
     const { proxyPort, admin } = await setup();
     const lease = (await leaseOf(admin))!;
-    const a = await agent(proxyPort);
-    const b = await agent(proxyPort);
+    const a = await keptConn(proxyPort);
+    const b = await keptConn(proxyPort);
+    agents.push(a.socket, b.socket);
     const c = connect(proxyPort, '127.0.0.1');
     agents.push(c);
     await new Promise((r) => c.once('connect', r));
     // Kept-alive connections, and a pooled upstream socket: nothing new to open on resume.
-    expect(await a.send('/warm-a')).toContain('200');
-    expect(await b.send('/warm-b')).toContain('200');
+    expect((await a.request('/search/warm-a')).status).toBe(200);
+    expect((await b.request('/search/warm-b')).status).toBe(200);
 
     leash!.child.kill('SIGSTOP');
     await sleep(100);
     // Queued before the revocation: a whole request on a, the first byte of one on c.
-    const before = a.send('/before');
+    const before = a.request('/search/before');
     c.write('G');
     await sleep(50);
     await new RedisRevocationPublisher(client!, 3_600_000).publish({ scope: 'lease', target: lease, reason: 'leaked', by: 'test' });
     const revokedAt = Date.now();
     await sleep(50);
     // After it: a request on b, and the rest of c's (its socket was readable before the revocation's).
-    const after = b.send('/after');
+    const after = b.request('/search/after');
     let cAnswer = '';
     c.on('data', (d: Buffer) => (cAnswer += d.toString('latin1')));
     c.write('ET /search/partial HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n');
@@ -130,13 +103,13 @@ describe('a paused sidecar', () => {
     leash!.child.kill('SIGCONT');
 
     // Every agent is answered: 503 (the lease is gone) or 200 with the next lease.
-    for (const status of await Promise.all([before, after])) expect(status).toMatch(/ (200|503) /);
+    for (const { status } of await Promise.all([before, after])) expect([200, 503]).toContain(status);
     await waitFor(() => cAnswer.includes('\r\n\r\n'), { message: "c's answer" });
     expect(cAnswer).toMatch(/^HTTP\/1\.1 (200|503) /);
     // Nothing reached the upstream with the revoked lease once it had been revoked.
     expect(seen.filter((s) => s.jti === lease && s.at >= revokedAt)).toEqual([]);
     // And the sidecar goes on with a new lease.
-    await waitFor(async () => (await a.send('/later')).includes(' 200 '), { message: 'a 200 with the next lease' });
+    await waitFor(async () => (await a.request('/search/later')).status === 200, { message: 'a 200 with the next lease' });
     expect(seen.at(-1)!.jti).not.toBe(lease);
   });
 });
