@@ -81,8 +81,14 @@ export function formatSeconds(v: unknown): string {
 
 /** /status as a table: a line about the instance, then one row per route. Unknown fields are left out. */
 export function formatStatus(status: unknown): string {
-  const s = (status ?? {}) as { instance?: { id?: unknown; identity?: unknown }; shuttingDown?: unknown; routes?: Record<string, Record<string, unknown>> };
-  const lines = [`instance ${cell(s.instance?.id)}   identity ${cell(s.instance?.identity ?? '(none: static credentials)')}${s.shuttingDown === true ? '   SHUTTING DOWN' : ''}`];
+  const s = (status ?? {}) as {
+    instance?: { id?: unknown; identity?: unknown };
+    shuttingDown?: unknown;
+    revocations?: { channel?: unknown; downSeconds?: unknown } | null;
+    routes?: Record<string, Record<string, unknown>>;
+  };
+  const down = s.revocations?.channel === 'down' ? `   REVOCATIONS DOWN${typeof s.revocations.downSeconds === 'number' ? ` ${formatSeconds(s.revocations.downSeconds)}` : ''}` : '';
+  const lines = [`instance ${cell(s.instance?.id)}   identity ${cell(s.instance?.identity ?? '(none: static credentials)')}${s.shuttingDown === true ? '   SHUTTING DOWN' : ''}${down}`];
   const header = ['ROUTE', 'AVAILABLE', 'CREDENTIAL', 'LEASE', 'FINGERPRINT', 'AGE', 'TTL LEFT', 'UPSTREAM'];
   const rows = Object.entries(s.routes ?? {}).map(([name, r]) => [
     cell(name),

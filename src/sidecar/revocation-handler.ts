@@ -40,6 +40,9 @@ export class RevocationHandler {
   /** The channel was not up when leasing began: revocations may have been missed. */
   private reconcileOnUp = false;
   private channelUp = false;
+  /** Monotonic ms at which the channel went down after having been up (undefined while up, or before it first came up). */
+  private downSinceMs: number | undefined;
+  private everUp = false;
   /** This instance was revoked: nothing is leased again, whatever arrives later. */
   private cutOff = false;
 
@@ -55,6 +58,7 @@ export class RevocationHandler {
       channel: (up) => {
         this.channelUp = up;
         this.t.metrics.revocationChannel(up);
+        this.noteChannel(up);
         if (up && this.reconcileOnUp) {
           this.reconcileOnUp = false;
           void this.reconcile('the revocation channel came up after leasing began');
@@ -88,6 +92,31 @@ export class RevocationHandler {
 
   async close(): Promise<void> {
     await this.subscriber?.close();
+  }
+
+  /**
+   * /status: whether revocations are arriving, and for how long they have not been. Null
+   * without a revocation channel. (While down, leases are still used until they expire;
+   * what was missed is read from the stream once it is back.)
+   */
+  status(): { channel: 'up' | 'down'; downSeconds: number | null } | null {
+    if (!this.source) return null;
+    if (this.channelUp) return { channel: 'up', downSeconds: null };
+    const since = this.downSinceMs;
+    return { channel: 'down', downSeconds: since === undefined ? null : Math.round((this.t.clock.monotonicMs() - since) / 1000) };
+  }
+
+  /** One line per change after the first time up (a start without it is logged by start()); the gauge alone was easy to miss. */
+  private noteChannel(up: boolean): void {
+    const now = this.t.clock.monotonicMs();
+    if (up) {
+      if (this.downSinceMs !== undefined) this.t.log.info({ downSeconds: Math.round((now - this.downSinceMs) / 100) / 10 }, 'revocation channel up again: caught up from the stream');
+      this.downSinceMs = undefined;
+      this.everUp = true;
+    } else if (this.everUp && this.downSinceMs === undefined) {
+      this.downSinceMs = now;
+      this.t.log.warn('revocation channel down: revocations published meanwhile are applied once it is back (read from the stream); until then the leases held are used until they expire');
+    }
   }
 
   private apply(r: Revocation): void {

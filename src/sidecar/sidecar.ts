@@ -207,7 +207,7 @@ export class Sidecar {
 
   status() {
     const routes = this.health.routeStatus();
-    return { instance: { id: this.instanceId, identity: this.identity?.identity ?? null }, shuttingDown: this.shuttingDown, routes };
+    return { instance: { id: this.instanceId, identity: this.identity?.identity ?? null }, shuttingDown: this.shuttingDown, revocations: this.revocations.status(), routes };
   }
 
   /**

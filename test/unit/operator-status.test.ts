@@ -45,6 +45,13 @@ describe('leash status: the table', () => {
     expect(lines[3]).toMatch(/^bad\?\[2J\s+no\s+lease:x\s+-\s+-\s+-\s+-\s+http:\/\/127\.0\.0\.1:1$/);
     expect(text).not.toContain('\u001b');
     expect(formatStatus({ instance: { id: 'a', identity: 'spiffe://x/y' }, routes: {} })).toBe('instance a   identity spiffe://x/y\n(no routes)');
+    // A revocation channel that is down is on the first line; one that is up, or none, is not.
+    expect(formatStatus({ instance: { id: 'a', identity: 'spiffe://x/y' }, revocations: { channel: 'down', downSeconds: 75 }, routes: {} })).toBe(
+      'instance a   identity spiffe://x/y   REVOCATIONS DOWN 1m15s\n(no routes)',
+    );
+    expect(formatStatus({ instance: { id: 'a', identity: null }, revocations: { channel: 'up', downSeconds: null }, routes: {} }).split('\n')[0]).toBe(
+      'instance a   identity (none: static credentials)',
+    );
     expect([formatSeconds(0), formatSeconds(59.6), formatSeconds(61), formatSeconds(7200), formatSeconds(null)]).toEqual(['0s', '1m00s', '1m01s', '2h00m', '-']);
   });
 });
