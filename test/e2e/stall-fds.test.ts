@@ -1,7 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { Redis } from 'ioredis';
+import { decodeJwt } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startAuthority, type TestAuthority } from '../helpers/authority.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { keptConn, type KeptConn } from '../helpers/kept-conn.js';
 import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
@@ -18,6 +22,9 @@ const FIRST = 'sk-fds-first-9Kd2Lq7Vm4Xw1Nz8Pt3Rb6';
 const SECOND = 'sk-fds-second-3Hf8Jw1Qc6Yt9Ls2Mv5Gx';
 let upstream: Upstream | undefined;
 let leash: Spawned | undefined;
+let redis: TestRedis | undefined;
+let client: Redis | undefined;
+let authority: TestAuthority | undefined;
 const conns: KeptConn[] = [];
 const held: Socket[] = [];
 
@@ -27,7 +34,10 @@ afterEach(async () => {
   leash?.child.kill('SIGKILL');
   leash = undefined;
   await upstream?.close();
-  upstream = undefined;
+  await authority?.stop();
+  client?.disconnect();
+  await redis?.stop();
+  upstream = authority = client = redis = undefined;
 });
 
 const portOf = (addr: unknown) => Number(String(addr).split(':').pop());
@@ -115,5 +125,86 @@ describe('out of file descriptors', () => {
     expect(await proxy.request('/api/after')).toEqual({ status: 200, body: 'second' });
     expect(await (await fetch(`http://127.0.0.1:${portOf(started.listen)}/api/new`)).text()).toBe('second');
     expect([...leash.lines, ...leash.stderr].join('\n')).not.toMatch(/sk-fds-/);
+  });
+
+  it('leased: a re-lease that cannot connect fails closed; a revocation the bus cannot receive (no reconnect) is applied from the stream once descriptors are back', async () => {
+    redis = await startRedis();
+    client = new Redis(redis.url);
+    authority = await startAuthority({
+      redis: redis.url,
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+    });
+    const seen: Array<{ jti: string; at: number }> = [];
+    upstream = await startUpstream((req, res) => {
+      seen.push({ jti: String(decodeJwt(String(req.headers.authorization).slice(7)).jti), at: Date.now() });
+      res.end('ok');
+    });
+    const config = {
+      listen: '127.0.0.1:0',
+      admin: '127.0.0.1:0',
+      authority: { url: authority.url, caFile: writeTemp('ca.pem', authority.caPem), timeout: '1s', bootstrap: { joinToken: { env: 'JT' } } },
+      rotation: { backoff: { base: '100ms', cap: '300ms' } },
+      revocations: { redis: redis.url },
+      routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
+    };
+    leash = spawnLeash(['sidecar', '--config', writeTemp('sidecar.json', JSON.stringify(config))], { JT: await authority.token('agent-1') });
+    const started = await leash.waitFor((l) => l.msg === 'leash sidecar started');
+    const pid = leash.child.pid!;
+    const proxy = await kept(portOf(started.listen));
+    const admin = await kept(portOf(started.admin));
+    await waitFor(async () => (await admin.request('/readyz')).status === 200, { message: 'ready' });
+    type Status = { revocations: { channel: string }; routes: { search: { lease: string | null } } };
+    const status = async () => JSON.parse((await admin.request('/status')).body) as Status;
+    expect(await proxy.request('/search/warm')).toEqual({ status: 200, body: 'ok' });
+    const first = (await status()).routes.search.lease!;
+    let lease = first;
+
+    const limit = nofile(pid).soft;
+    // Below every descriptor number the process holds: any new one fails with EMFILE, even
+    // in a slot the killed connections free. (No new agent connection is made meanwhile:
+    // at such a limit libuv cannot even accept-and-close one, and spins on the listener.)
+    setNofile(pid, 10);
+    try {
+      // A revocation arrives on the open connection; the next lease needs a new connection
+      // to the authority (it closed the idle one), which cannot be made: the route fails
+      // closed, and says why.
+      authority.running.server.server.closeIdleConnections();
+      await authority.running.authority.revoke('test', 'lease', first, 'leaked');
+      const dropped = await leash.waitFor((l) => l.msg === 'revocation applied' && l.target === first, 3_000);
+      const answer = await proxy.request('/search/during');
+      expect(answer.status).toBe(503);
+      expect(JSON.parse(answer.body)).toMatchObject({ error: { type: 'leash_credential_unavailable', route: 'search' } });
+      const ready = await admin.request('/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body).toMatch(/EMFILE/);
+      expect(seen.filter((s) => s.jti === first && s.at > Date.parse(String(dropped.time)))).toEqual([]);
+      // Descriptors back for a moment: a new lease. Then none again.
+      setNofile(pid, limit);
+      await waitFor(async () => (await proxy.request('/search/between')).status === 200, { message: 'a new lease' });
+      lease = (await status()).routes.search.lease!;
+      expect(lease).not.toBe(first);
+      setNofile(pid, 10);
+      // Redis drops the sidecar's connections; every reconnect fails with EMFILE.
+      await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      await waitFor(async () => (await status()).revocations.channel === 'down', { message: 'channel down' });
+      await authority.running.authority.revoke('test', 'lease', lease, 'leaked');
+      // No busy loop while the bus retries.
+      const before = cpuTicks(pid);
+      await sleep(1_000);
+      expect(cpuTicks(pid) - before).toBeLessThan(30);
+      expect((await status()).revocations.channel).toBe('down');
+      expect(leash.child.exitCode).toBeNull();
+    } finally {
+      setNofile(pid, limit);
+    }
+    // Descriptors are back: the bus reconnects, reads the stream, applies the revocation.
+    const applied = await leash.waitFor((l) => l.msg === 'revocation applied' && l.target === lease, 5_000);
+    const appliedAt = Date.parse(String(applied.time));
+    await waitFor(async () => (await proxy.request('/search/after')).status === 200, { message: 'a 200 with a new lease' });
+    expect((await status()).routes.search.lease).not.toBe(lease);
+    expect(seen.filter((s) => s.jti === lease && s.at > appliedAt)).toEqual([]);
+    expect(seen.at(-1)!.jti).not.toBe(lease);
   });
 });

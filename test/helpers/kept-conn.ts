@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 /**
  * One kept-alive HTTP/1.1 connection, opened now and reused for every request: for tests
  * where the process under test must not need a new descriptor (or a new accept) to answer.
- * Answers must carry a content-length (leash's and Node's small answers do).
+ * Answers are framed by content-length or chunked.
  */
 export interface KeptConn {
   socket: Socket;
@@ -23,11 +23,29 @@ export async function keptConn(port: number): Promise<KeptConn> {
     for (;;) {
       const head = buf.indexOf('\r\n\r\n');
       if (head < 0) return;
-      const len = Number(/\r\ncontent-length: *(\d+)/i.exec(buf.slice(0, head))?.[1] ?? 0);
-      if (buf.length < head + 4 + len) return;
+      const headText = buf.slice(0, head);
       const status = Number(buf.slice(9, 12));
-      const body = buf.slice(head + 4, head + 4 + len);
-      buf = buf.slice(head + 4 + len);
+      let body: string;
+      if (/\r\ntransfer-encoding: *chunked/i.test(headText)) {
+        // Chunked: whole once the last (empty) chunk is in.
+        let at = head + 4;
+        body = '';
+        for (;;) {
+          const eol = buf.indexOf('\r\n', at);
+          if (eol < 0) return;
+          const size = parseInt(buf.slice(at, eol), 16);
+          if (buf.length < eol + 2 + size + 2) return;
+          body += buf.slice(eol + 2, eol + 2 + size);
+          at = eol + 2 + size + 2;
+          if (size === 0) break;
+        }
+        buf = buf.slice(at);
+      } else {
+        const len = Number(/\r\ncontent-length: *(\d+)/i.exec(headText)?.[1] ?? 0);
+        if (buf.length < head + 4 + len) return;
+        body = buf.slice(head + 4, head + 4 + len);
+        buf = buf.slice(head + 4 + len);
+      }
       waiting.shift()?.({ status, body });
     }
   });
