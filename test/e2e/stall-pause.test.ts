@@ -22,7 +22,7 @@ let upstream: Upstream | undefined;
 let leash: Spawned | undefined;
 const agents: Socket[] = [];
 /** Every token the upstream saw: its lease id (jti) and when (wall ms). */
-const seen: Array<{ jti: string; at: number; path: string }> = [];
+const seen: Array<{ jti: string; at: number; path: string; exp: number }> = [];
 
 afterEach(async () => {
   for (const s of agents.splice(0)) s.destroy();
@@ -41,17 +41,17 @@ afterEach(async () => {
 
 const portOf = (addr: unknown) => Number(String(addr).split(':').pop());
 
-async function setup(): Promise<{ proxyPort: number; admin: string }> {
+async function setup(ttl = '5m'): Promise<{ proxyPort: number; admin: string }> {
   redis = await startRedis();
   client = new Redis(redis.url);
   authority = await startAuthority({
     redis: redis.url,
-    credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+    credentials: { search: { kind: 'jwt', audience: 'search-api', ttl } },
     policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
   });
   upstream = await startUpstream((req, res) => {
     const claims = decodeJwt(String(req.headers.authorization).slice(7));
-    seen.push({ jti: String(claims.jti), at: Date.now(), path: req.url ?? '' });
+    seen.push({ jti: String(claims.jti), at: Date.now(), path: req.url ?? '', exp: Number(claims.exp) * 1000 });
     res.end('ok');
   });
   const config = {
@@ -109,6 +109,24 @@ describe('a paused sidecar', () => {
     // Nothing reached the upstream with the revoked lease once it had been revoked.
     expect(seen.filter((s) => s.jti === lease && s.at >= revokedAt)).toEqual([]);
     // And the sidecar goes on with a new lease.
+    await waitFor(async () => (await a.request('/search/later')).status === 200, { message: 'a 200 with the next lease' });
+    expect(seen.at(-1)!.jti).not.toBe(lease);
+  });
+
+  it('stopped past its lease TTL: a request queued meanwhile is never sent with the expired lease', async () => {
+    const { proxyPort } = await setup('2s');
+    const a = await keptConn(proxyPort);
+    agents.push(a.socket);
+    expect((await a.request('/search/warm')).status).toBe(200);
+    const { jti: lease, exp } = seen.at(-1)!;
+    leash!.child.kill('SIGSTOP');
+    // Past the lease's expiry while stopped; the request waits in the socket.
+    await sleep(Math.max(0, exp - Date.now()) + 300);
+    const queued = a.request('/search/queued');
+    await sleep(50);
+    leash!.child.kill('SIGCONT');
+    expect([200, 503]).toContain((await queued).status);
+    expect(seen.filter((s) => s.jti === lease && s.at >= exp)).toEqual([]);
     await waitFor(async () => (await a.request('/search/later')).status === 200, { message: 'a 200 with the next lease' });
     expect(seen.at(-1)!.jti).not.toBe(lease);
   });
