@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { compareIds, epochKeyOf, isStreamId, minIdBefore, redisTimeMs, parseRevocationEntry, parseRevocationMessage, revocationFields, revocationsKey, storeKeys, type NewRevocation, type Revocation } from '../core/protocol.js';
+import { sharedLoopStall } from '../core/loop-stall.js';
 import { currentEpoch, epochReset } from './epoch.js';
 import type { RevocationPublisher, RevocationSubscriber, SubscriberEvents } from './types.js';
 
@@ -236,6 +237,8 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   /** Resolves once subscribed and caught up the first time (or rejects if Redis is not reachable now). */
   async start(): Promise<void> {
     const interval = this.options.heartbeatMs ?? 2_000;
+    // Started now: it can only tell of stalls it was beating through (see ping).
+    sharedLoopStall();
     this.heartbeat = setInterval(() => void this.beat(), interval);
     this.heartbeat.unref();
     if ((this.sub as Redis).status === 'ready') await this.resync();
@@ -517,10 +520,17 @@ export class RedisRevocationSubscriber implements RevocationSubscriber {
   private async ping(c: Redis): Promise<boolean> {
     if (c.status !== 'ready') return true;
     const deadline = this.options.heartbeatDeadlineMs ?? 3_000;
+    const sentAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), deadline)));
     const answer = await Promise.race([c.ping().then(() => true, () => false), timedOut]);
     clearTimeout(timer);
+    // Missed while this process was itself stopped or starved (SIGSTOP, a frozen cgroup):
+    // a loop turn that starts after a stall runs its due timers (this deadline, ioredis'
+    // command timeout) before it reads the sockets, where the answer may already be, with
+    // a revocation behind it. Dropping the connection then threw that away and took the
+    // channel down. No verdict on Redis: the next beat pings again.
+    if (!answer && sharedLoopStall().stalledSince(sentAt, performance.now())) return true;
     return answer;
   }
 

@@ -22,12 +22,15 @@ export class LoopStall {
   private beat: number;
   /** A late beat was seen in this loop turn. */
   private resumed = false;
+  /** Monotonic ms of the last late beat (the end of the last stall seen). */
+  private lastStallAt = -Infinity;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly now: () => number = () => performance.now()) {
     this.beat = now();
     this.timer = setInterval(() => {
       const t = this.now();
+      if (t - this.beat > STALL_MS) this.lastStallAt = t;
       if (t - this.beat > STALL_MS && !this.resumed) {
         this.resumed = true;
         setImmediate(() => {
@@ -44,7 +47,22 @@ export class LoopStall {
     return this.resumed || now - this.beat > STALL_MS;
   }
 
+  /**
+   * Whether the loop has stalled since `sinceMs` (or is only now coming back from one): a
+   * deadline that expired meanwhile says nothing about the peer, whose answer may be in
+   * the socket, unread (the bus heartbeat, bus/redis.ts).
+   */
+  stalledSince(sinceMs: number, now: number): boolean {
+    return now - this.beat > STALL_MS || this.lastStallAt >= sinceMs;
+  }
+
   close(): void {
     clearInterval(this.timer);
   }
+}
+
+let shared: LoopStall | undefined;
+/** One detector for the process (its beat is unref'd and never stopped): the proxy's and the bus heartbeat's. */
+export function sharedLoopStall(): LoopStall {
+  return (shared ??= new LoopStall());
 }

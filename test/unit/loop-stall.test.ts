@@ -40,4 +40,18 @@ describe('LoopStall', () => {
     vi.runOnlyPendingTimers();
     expect(stall.stalled(now)).toBe(false);
   });
+
+  it('stalledSince: a stall that ended after the mark, or one still being noticed, counts; an earlier one does not', () => {
+    now = 10_000; // a stop, not yet noticed by a beat
+    expect(stall.stalledSince(5_000, now)).toBe(true);
+    vi.advanceTimersByTime(BEAT_MS); // noticed at 10 000
+    expect(stall.stalledSince(5_000, now)).toBe(true);
+    vi.runOnlyPendingTimers();
+    for (let i = 0; i < 5; i++) {
+      now += BEAT_MS;
+      vi.advanceTimersByTime(BEAT_MS);
+    }
+    expect(stall.stalledSince(now - 100, now)).toBe(false);
+    expect(stall.stalledSince(9_000, now)).toBe(true);
+  });
 });

@@ -14,7 +14,7 @@ import { endAndClose, sendError, sendSocketError } from './respond.js';
 import { forwardResponse, scrubUpgradeHeaders, writeRawResponse, type ForwardOutcome } from './response.js';
 import type { RouteRuntime } from './route.js';
 import { listen } from '../../core/listen.js';
-import { LoopStall } from '../../core/loop-stall.js';
+import { sharedLoopStall } from '../../core/loop-stall.js';
 import { listenerOptions, type ListenerLimits } from '../listener-limits.js';
 import { auditPath } from './audit-path.js';
 import { NO_FRAMING } from './framing.js';
@@ -143,7 +143,7 @@ export class ProxyServer {
   private readonly agentPath: RouteResolver['agentPath'];
   private readonly timeouts = new UpstreamTimeouts<Tracked>((ctx, proxyReq) => this.onTimeout(ctx, proxyReq));
   /** After a stall, requests wait one loop turn, so revocations that arrived meanwhile are applied first (loop-stall.ts). */
-  private readonly stall = new LoopStall();
+  private readonly stall = sharedLoopStall();
 
   constructor(
     env: PassEnv,
@@ -645,7 +645,6 @@ export class ProxyServer {
         for (const s of this.upgraded.keys()) s.destroy();
         this.proxy.close();
         this.timeouts.close();
-        this.stall.close();
         resolve();
       };
       const timer = setTimeout(finish, graceMs);
