@@ -6,6 +6,8 @@
  *   small the verifier's deny-set (src/verify/revocations.ts, DenySet), the policy
  *         (src/authority/policy) and the proxy passes (src/sidecar/proxy/passes.ts): pure
  *         or socket-level code whose tests take seconds; about ten minutes on one core.
+ *   bodies the body scanners (body-override.ts), allow rules (rules.ts) and target parsing
+ *         (target.ts), with their unit and security tests.
  * Tests come from vitest.stryker.config.ts (same variable): unit, security and the
  * integration tests of these modules; e2e tests (spawned built processes) are left out,
  * as they would test dist/, not the mutated source.
@@ -13,6 +15,8 @@
 const SCOPES = {
   full: ['src/sidecar/proxy/**/*.ts', 'src/sidecar/credentials/**/*.ts', 'src/authority/policy/**/*.ts', 'src/bus/**/*.ts', 'src/verify/**/*.ts'],
   small: ['src/verify/revocations.ts:1-104', 'src/authority/policy/**/*.ts', 'src/sidecar/proxy/passes.ts'],
+  // The sixth pass's allow-rule classes: method overrides in bodies, tunnel endpoints, normalising paths.
+  bodies: ['src/sidecar/proxy/body-override.ts', 'src/config/rules.ts', 'src/sidecar/proxy/target.ts'],
 };
 const scope = process.env.LEASH_MUTATE ?? 'full';
 if (!(scope in SCOPES)) throw new Error(`LEASH_MUTATE must be one of ${Object.keys(SCOPES).join(', ')}`);

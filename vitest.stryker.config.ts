@@ -17,11 +17,24 @@ const SMALL = [
   'test/integration/websocket-refusal.test.ts',
   'test/security/hostile-paths.test.ts',
 ];
+const BODIES = [
+  'test/unit/body-override.test.ts',
+  'test/unit/rules.test.ts',
+  'test/unit/rules-tunnels.test.ts',
+  'test/unit/target.test.ts',
+  'test/unit/target-fast-path.test.ts',
+  'test/unit/target-normalisation.test.ts',
+  'test/unit/scopes.test.ts',
+  'test/security/override-body.test.ts',
+  'test/security/override-query.test.ts',
+  'test/security/tunnel-endpoints.test.ts',
+  'test/security/hostile-paths.test.ts',
+];
 const FULL = ['test/unit/**/*.test.ts', 'test/security/**/*.test.ts', 'test/integration/**/*.test.ts'];
 
 export default defineConfig({
   test: {
-    include: process.env.LEASH_MUTATE === 'small' ? SMALL : FULL,
+    include: process.env.LEASH_MUTATE === 'small' ? SMALL : process.env.LEASH_MUTATE === 'bodies' ? BODIES : FULL,
     // Slow or load tests that measure rather than decide (rotation-load, fleet-like
     // replicas) and spawned-process tests add minutes per mutant and kill nothing the
     // others do not.

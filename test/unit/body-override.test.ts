@@ -48,6 +48,8 @@ describe('which bodies are read', () => {
     expect(overrideSyntax('POST', multipart())).toBe('multipart');
     expect(overrideSyntax('POST', { 'content-type': 'multipart/mixed; boundary="a b"' })).toBe('multipart');
     expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW' })).toBe('multipart');
+    expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data;boundary=abc' })).toBe('multipart');
+    expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; boundary = "abc" ; charset=utf-8' })).toBe('multipart');
     expect(overrideSyntax('POST', JSON_TYPE)).toBe('json');
     expect(overrideSyntax('POST', { 'content-type': 'application/vnd.api+json' })).toBe('json');
     expect(overrideSyntax('POST', { 'content-type': 'text/plain' })).toBeUndefined();
@@ -90,11 +92,18 @@ describe('form bodies', () => {
     ['_method[]=DELETE', '_method'],
     ['_method%00junk=DELETE', '_method'],
     ['_method', '_method'], // a name without a value
+    ['flag&_method=DELETE', '_method'], // after a name without a value
+    ['flag;_method=DELETE', '_method'],
+    ['a=1;_method=DELETE&b=3', '_method'], // the nearer separator ends a value
+    ['%U005Fmethod=DELETE', '_method'],
     ['_HttpMethod=DELETE', '_httpmethod'],
     ['__METHOD_OVERRIDE__=DELETE', '__method_override__'],
     ['x-http-method-override=DELETE', 'x_http_method_override'],
     // not overrides
     ['a=_method', undefined],
+    ['a=_method&b=1', undefined], // a value is no name, whatever follows it
+    ['_method+=DELETE', undefined], // `_method ` (PHP: `_method_`)
+    ['_meth+od=DELETE', undefined], // `_meth od` (PHP: `_meth_od`)
     ['a=1&b=_method%3DDELETE', undefined],
     ['method=DELETE', undefined],
     ['x_method=DELETE', undefined],
@@ -116,6 +125,8 @@ describe('multipart bodies', () => {
   const body = (...parts: string[]) => `${parts.join('')}--XyZ123--\r\n`;
   const cases: [name: string, body: string, expected: string | undefined][] = [
     ['a plain field', body(part('form-data; name="_method"', 'DELETE')), '_method'],
+    ['after a short field', body(part('form-data; name="a"', '1'), part('form-data; name="_method"', 'DELETE')), '_method'],
+    ['a second name parameter', body(part('form-data; name="a"; name="_method"', 'DELETE')), '_method'],
     ['after a file', body(part('form-data; name="file"; filename="a.txt"', 'x'.repeat(300)), part('form-data; name="_method"', 'DELETE')), '_method'],
     ['unquoted', body(part('form-data; name=_method', 'DELETE')), '_method'],
     ['upper case parameter', body(part('form-data; NAME="_method"', 'DELETE')), '_method'],
@@ -127,6 +138,8 @@ describe('multipart bodies', () => {
     // not overrides
     ['an ordinary upload', body(part('form-data; name="purpose"', 'fine-tune'), part('form-data; name="file"; filename="t.jsonl"', '{"a":1}')), undefined],
     ['a filename', body(part('form-data; name="file"; filename="_method"', 'x')), undefined],
+    ['a value that looks like a header', body(part('form-data; name="a"', 'x\nname="_method"\n\ny')), undefined],
+    ['a percent-escape in a quoted name (not decoded by multipart parsers)', body(part('form-data; name="%5Fmethod"', 'x')), undefined],
     ['an HTML file with a Rails form in it', body(part('form-data; name="file"; filename="page.html"', '<form><input type="hidden" name="_method" value="delete"></form>')), undefined],
     ['the epilogue after the closing delimiter', `${body(part('form-data; name="a"', '1'))}name="_method"\r\n\r\n`, undefined],
     ['a preamble', `preamble name="_method"\r\n${body(part('form-data; name="a"', '1'))}`, undefined],
@@ -149,6 +162,8 @@ describe('JSON bodies: the top-level object\'s keys', () => {
     ['{"a":1,"_method":"DELETE"}', '_method'],
     [' \r\n{ "model" : "x" , "_method" : "DELETE" }', '_method'],
     ['\xef\xbb\xbf{"_method":"DELETE"}', '_method'], // a UTF-8 BOM first
+    ['\t\r\n {"_method":"DELETE"}', '_method'],
+    ['{"a":"x\\\\\\"y","_method":1}', '_method'], // an escaped backslash, then an escaped quote
     ['{"\\u005fmethod":"DELETE"}', '_method'],
     ['{"\\u005F\\u006D\\u0065thod":"DELETE"}', '_method'],
     ['{"_meth\\od":"DELETE"}', '_method'],
@@ -162,6 +177,8 @@ describe('JSON bodies: the top-level object\'s keys', () => {
     ['{"a":"_method"}', undefined],
     ['{"a":"\\",\\"_method\\":1"}', undefined],
     ['[{"_method":"DELETE"}]', undefined],
+    ['["a","_method"]', undefined],
+    ['x{"_method":"DELETE"}', undefined], // not JSON: nothing decoded
     ['"_method"', undefined],
     ['{"a":1} {"_method":"DELETE"}', undefined], // after the top-level value: not JSON any more
     ['{"method":"DELETE"}', undefined],
