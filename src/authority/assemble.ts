@@ -1,5 +1,6 @@
 import { KeyedRateLimiter } from './rate-limit.js';
 import { isIP } from 'node:net';
+import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
 import { type Clock, systemClock } from '../core/clock.js';
@@ -17,7 +18,7 @@ import { selectTraceEntries } from './trace.js';
 import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
 import { MetricsListener } from './http/metrics-listener.js';
 import { Authority } from './authority.js';
-import { CertificateAuthority } from '../pki/ca.js';
+import { CertificateAuthority, trustedCaCertificates } from '../pki/ca.js';
 import { AuthorityServer } from './http/server.js';
 import { createIssuer, JwtKeyRing, type Issuer, type IssuerSpec, type SecretValue } from './issuers/index.js';
 import { JoinTokens } from './leases/join-tokens.js';
@@ -38,10 +39,18 @@ import { RevocationMemory, reseed } from './revocation-memory.js';
 export interface AuthorityInputs {
   config: AuthorityConfig;
   env: Readonly<Record<string, string | undefined>>;
-  /** CA cert + key PEMs (config `ca`); absent: a CA is generated (dev only). */
-  ca?: { certPem: string; keyPem: string };
+  /**
+   * CA cert + key PEMs (config `ca`); absent: a CA is generated (dev only). `trustedPems`:
+   * the PEMs of `ca.trustedCertFiles`, CAs whose identity certificates are accepted too.
+   */
+  ca?: { certPem: string; keyPem: string; trustedPems?: readonly string[] };
   /** TLS cert + key for the listener (config `tls`); absent: issued by the CA for `hostnames`. */
   tls?: { certPem: string; keyPem: string };
+  /**
+   * Reads `tls.certFile`/`tls.keyFile` again (the entry point's reader): looked at every
+   * TLS_RELOAD_MS, a changed pair (cert-manager's renewal) serves new connections at once.
+   */
+  readTls?: () => { certPem: string; keyPem: string };
   adminToken?: string;
   /** Resolves a `{ file }` / `{ env }` secret source to a value reader. */
   secret: (source: { file: string } | { env: string }) => SecretValue;
@@ -119,13 +128,39 @@ function issuerSpec(c: CredentialConfig, inputs: AuthorityInputs): IssuerSpec {
 
 /** Config's Redis target with its password source read now (connections are made at start). */
 export function redisTargetOf(target: RedisTargetConfig, inputs: Pick<AuthorityInputs, 'secret'>): RedisTarget {
-  return redisTargetFrom(target, (source) => {
-    const v = inputs.secret(source);
-    return typeof v === 'function' ? (v() as string) : v;
-  });
+  return redisTargetFrom(
+    target,
+    (source) => {
+      const v = inputs.secret(source);
+      return typeof v === 'function' ? (v() as string) : v;
+    },
+    // Read again at each reconnection: a rotated `{ file }` password needs no restart.
+    (source) => {
+      const v = inputs.secret(source);
+      return typeof v === 'function' ? () => v() as string : undefined;
+    },
+  );
 }
 
 const SERVER_CERT_TTL_MS = 30 * 86_400_000;
+/** How often `signing.keysDir` is read again. */
+const SIGNING_KEYS_RELOAD_MS = 60_000;
+const signingKidOf = (keys: JwtKeyRing): string | undefined => {
+  try {
+    return keys.signer().kid;
+  } catch {
+    return undefined; // every key retired: the issuer says so per lease
+  }
+};
+/** How often `tls.certFile`/`tls.keyFile` are read again (two small files). */
+const TLS_RELOAD_MS = 5_000;
+const notAfterMs = (pem: string): number | undefined => {
+  try {
+    return new Date(new X509Certificate(pem).validTo).getTime();
+  } catch {
+    return undefined;
+  }
+};
 /** How often the authority looks at the revocation stream's epoch besides at each (re)connection. */
 const EPOCH_CHECK_MS = 5_000;
 
@@ -136,6 +171,12 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     ? CertificateAuthority.load(inputs.ca.certPem, inputs.ca.keyPem, config.trustDomain)
     : CertificateAuthority.generate(config.trustDomain);
   if (!inputs.ca) logger.warn('no ca configured: generated an in-memory CA (dev only; identities do not survive a restart)');
+  // Client certificates are accepted from the signing CA and from ca.trustedCertFiles (a CA
+  // rotation's overlap); the TLS listener names all of them in its certificate request.
+  const extraCas = (inputs.ca?.trustedPems ?? []).flatMap((pem, i) => trustedCaCertificates(pem, `ca.trustedCertFiles[${i}]`, clock.wallMs()));
+  const trustedCas = [ca.certificate, ...extraCas.filter((c) => !c.raw.equals(ca.certificate.raw))];
+  const trustedPem = trustedCas.map((c) => c.toString()).join('');
+  if (trustedCas.length > 1) logger.info({ trustedCas: trustedCas.map((c) => ({ subject: c.subject, fingerprint256: c.fingerprint256, notAfter: new Date(c.validTo).toISOString() })) }, 'client certificates are accepted from more than one CA (ca.trustedCertFiles)');
   // Without a configured TLS pair the authority issues its own listener certificate from
   // its CA, valid 30 days, and replaces it every 15 days while running.
   const ownTls = () => {
@@ -148,6 +189,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     return { certPem: c.certPem, keyPem: c.keyPem };
   };
   const tls = inputs.tls ?? ownTls();
+  let tlsNotAfterMs = notAfterMs(tls.certPem);
   const keys = config.signing ? await JwtKeyRing.fromDir(config.signing.keysDir, { clock }) : await JwtKeyRing.generate({ clock });
   const jwtIssuer = config.signing?.issuer ?? `https://${config.hostnames[0] ?? 'leash-authority'}`;
   const issuers = new Map<string, { issuer: Issuer; ttlMs: number }>();
@@ -196,6 +238,8 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
       now: () => clock.monotonicMs(),
       gcDuration: config.metrics.gcDuration,
       storeClockOffsetMs: () => storeOffsetMs,
+      certificateExpiryMs: () => ({ ca: ca.notAfter.getTime(), tls: tlsNotAfterMs }),
+      signingKid: () => signingKidOf(keys),
     },
   );
   let skewWarnedAt = -Infinity;
@@ -214,6 +258,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
   const authority = new Authority({
     trustDomain: config.trustDomain,
     ca,
+    trustedCas,
     issuers,
     store,
     joinTokens: new JoinTokens(store, ca.deriveKey('join tokens')),
@@ -241,7 +286,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
   const server = new AuthorityServer(authority, {
     cert: tls.certPem,
     key: tls.keyPem,
-    caPem: ca.caPem,
+    caPem: trustedPem,
     jwks: () => keys.jwks(),
     adminToken: inputs.adminToken,
     registry: metrics.registry,
@@ -255,14 +300,70 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     timers.push(
       setInterval(() => {
         const next = ownTls();
-        server.server.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: ca.caPem });
+        server.server.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: trustedPem });
+        tlsNotAfterMs = notAfterMs(next.certPem);
         logger.info('authority TLS certificate renewed');
       }, SERVER_CERT_TTL_MS / 2),
     );
   }
+  if (inputs.tls && inputs.readTls) {
+    // A configured pair is read again: a renewed certificate (cert-manager rewrites the
+    // Secret before the old one expires) was served only after a restart, and a replica
+    // nobody restarted served an expired certificate to every sidecar. A pair that cannot be
+    // read, does not match, or has expired keeps the one in use, with one warning per pair.
+    const readTls = inputs.readTls;
+    let current = tls.certPem + tls.keyPem;
+    let refused: string | undefined;
+    timers.push(
+      setInterval(() => {
+        let next: { certPem: string; keyPem: string };
+        try {
+          next = readTls();
+        } catch {
+          return; // mid-swap or gone: the next look sees the finished state
+        }
+        const both = next.certPem + next.keyPem;
+        if (both === current || both === refused) return;
+        const until = notAfterMs(next.certPem);
+        let problem: string | undefined = until === undefined ? 'not a readable certificate' : until <= clock.wallMs() ? 'expired' : undefined;
+        if (!problem) {
+          try {
+            server.server.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: trustedPem });
+          } catch (err) {
+            problem = `refused by TLS (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+          }
+        }
+        if (problem) {
+          refused = both;
+          logger.warn({ problem }, 'tls.certFile/tls.keyFile changed but cannot be used: keeping the certificate in use');
+          return;
+        }
+        current = both;
+        refused = undefined;
+        tlsNotAfterMs = until;
+        logger.info({ notAfter: new Date(until!).toISOString() }, 'authority TLS certificate reloaded from tls.certFile');
+      }, TLS_RELOAD_MS),
+    );
+  }
   if (config.signing) {
-    // New key files are picked up without a restart; removed ones are retired gracefully.
-    timers.push(setInterval(() => void keys.reload().catch((err: unknown) => logger.warn({ err }, 'signing keys reload failed')), 60_000));
+    // New key files are picked up without a restart (a `*.next.pem` is published only);
+    // removed ones are retired gracefully. Every change is logged: the rotation's progress.
+    let seen = JSON.stringify({ signing: signingKidOf(keys), published: keys.kids() });
+    logger.info({ signing: signingKidOf(keys), published: keys.kids() }, 'JWT signing keys loaded');
+    timers.push(
+      setInterval(
+        () =>
+          void keys.reload().then(
+            () => {
+              const now = { signing: signingKidOf(keys), published: keys.kids() };
+              if (JSON.stringify(now) !== seen) logger.info(now, 'JWT signing keys changed');
+              seen = JSON.stringify(now);
+            },
+            (err: unknown) => logger.warn({ err }, 'signing keys reload failed'),
+          ),
+        SIGNING_KEYS_RELOAD_MS,
+      ),
+    );
   }
   if (redis && redisPublisher) {
     const epochCheck = () => {

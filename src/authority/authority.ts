@@ -36,6 +36,8 @@ import type { RevocationMemory } from './revocation-memory.js';
 export interface AuthorityDeps {
   trustDomain: string;
   ca: CertificateAuthority;
+  /** CAs whose client certificates are accepted: `ca` and config `ca.trustedCertFiles`. Default: `ca` alone. */
+  trustedCas?: readonly X509Certificate[];
   issuers: ReadonlyMap<string, { issuer: Issuer; ttlMs: number }>;
   store: AuthorityStore;
   joinTokens: JoinTokens;
@@ -166,7 +168,7 @@ export class Authority {
     if (!peer) throw unauthenticated();
     let v: ReturnType<typeof verifyClientCertificate>;
     try {
-      v = verifyClientCertificate(peer, this.d.ca.certificate, this.d.trustDomain, this.d.clock.wallMs());
+      v = verifyClientCertificate(peer, this.d.trustedCas ?? this.d.ca.certificate, this.d.trustDomain, this.d.clock.wallMs());
     } catch (err) {
       throw unauthenticated(`client certificate refused: ${(err as Error).message}`);
     }
@@ -174,6 +176,9 @@ export class Authority {
     if (storeNow !== undefined && storeNow >= v.notAfter.getTime()) {
       throw unauthenticated(`client certificate refused: expired at ${v.notAfter.toISOString()} by the store's clock (this replica's clock is behind Redis', or Redis' is ahead: sync both with NTP)`);
     }
+    // During a CA rotation: which CA the fleet's certificates still come from (by signature:
+    // two generations of a CA often share a subject name).
+    this.d.metrics.clientCertificate(this.d.trustedCas && this.d.trustedCas.length > 1 && !peer.verify(this.d.ca.certificate.publicKey) ? 'trusted' : 'signing');
     return { identity: v.identity, notAfterMs: v.notAfter.getTime() };
   }
 

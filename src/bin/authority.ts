@@ -31,8 +31,15 @@ export function authorityInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv,
   return {
     config,
     env,
-    ca: config.ca ? { certPem: readText(config.ca.certFile, 'ca.certFile'), keyPem: readText(config.ca.keyFile, 'ca.keyFile') } : undefined,
+    ca: config.ca
+      ? {
+          certPem: readText(config.ca.certFile, 'ca.certFile'),
+          keyPem: readText(config.ca.keyFile, 'ca.keyFile'),
+          trustedPems: config.ca.trustedCertFiles.map((f, i) => readText(f, `ca.trustedCertFiles[${i}]`)),
+        }
+      : undefined,
     tls: config.tls ? { certPem: readText(config.tls.certFile, 'tls.certFile'), keyPem: readText(config.tls.keyFile, 'tls.keyFile') } : undefined,
+    readTls: config.tls ? () => ({ certPem: readText(config.tls!.certFile, 'tls.certFile'), keyPem: readText(config.tls!.keyFile, 'tls.keyFile') }) : undefined,
     adminToken: config.admin ? secretReader(config.admin.token, env, 'admin.token')() : undefined,
     secret: (s: SecretSource) => secretReader(s, env, 'credentials'),
     files,

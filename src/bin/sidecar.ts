@@ -65,6 +65,7 @@ export async function runSidecar(source: string | { env: string }, env: NodeJS.P
     logger,
     audit,
     authorityCa,
+    readAuthorityCa: config.authority ? () => readText(config.authority!.caFile, 'authority.caFile') : undefined,
     bootstrapToken: bootstrapTokenReader(config, env),
     revocationsRedis,
     listenHints,

@@ -80,7 +80,9 @@ export const authoritySchema = z
     trustDomain: z.string().regex(TRUST_DOMAIN, 'must be a lower-case DNS-like trust domain').default('leash.local'),
     /** Names and addresses the authority's TLS certificate is issued for (when it issues its own). */
     hostnames: z.array(z.string().min(1)).default(['localhost', '127.0.0.1']),
-    ca: z.strictObject({ certFile: filePath, keyFile: filePath }).optional(),
+    // trustedCertFiles: other CA certificates whose identity certificates are accepted too,
+    // so the CA can be replaced with an overlap (docs/operations.md, "Rotating leash's own keys").
+    ca: z.strictObject({ certFile: filePath, keyFile: filePath, trustedCertFiles: z.array(filePath).max(8).default([]) }).optional(),
     tls: z.strictObject({ certFile: filePath, keyFile: filePath }).optional(),
     signing: z.strictObject({ keysDir: filePath, issuer: z.string().min(1).optional() }).optional(),
     admin: z.strictObject({ token: secretSource }).optional(),

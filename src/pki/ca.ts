@@ -221,6 +221,31 @@ export class CertificateAuthority {
   }
 }
 
+/**
+ * CA certificates trusted for client certificates besides the signing CA (config
+ * `ca.trustedCertFiles`: the next CA before a switch, the previous one after it). Each
+ * PEM block must be a self-signed CA certificate, currently valid: anything else is
+ * refused with CaInvalidError naming `where`, as a silently ignored block would leave a
+ * fleet's identities refused at the switch.
+ */
+export function trustedCaCertificates(pem: string, where: string, nowMs: number = Date.now()): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new CaInvalidError(`${where}: holds no PEM certificate`);
+  return blocks.map((block, i) => {
+    const at = blocks.length > 1 ? `${where} (certificate ${i + 1})` : where;
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(block);
+    } catch (cause) {
+      throw new CaInvalidError(`${at}: not a readable certificate`, {}, { cause });
+    }
+    if (!cert.ca) throw new CaInvalidError(`${at}: not a CA certificate (basicConstraints CA:TRUE missing)`, { subject: cert.subject });
+    if (!cert.checkIssued(cert) || !cert.verify(cert.publicKey)) throw new CaInvalidError(`${at}: not self-signed (a root is required)`, { subject: cert.subject });
+    if (new Date(cert.validTo).getTime() <= nowMs) throw new CaInvalidError(`${at}: expired at ${new Date(cert.validTo).toISOString()}`, { subject: cert.subject });
+    return cert;
+  });
+}
+
 function generateCaKey(type: CaKeyType): KeyObject {
   switch (type) {
     case 'ec-p256':

@@ -49,6 +49,8 @@ export interface SidecarDeps {
   clock?: Clock;
   /** PEM of the authority's CA (config authority.caFile), read by the entry point. */
   authorityCa?: string;
+  /** Reads authority.caFile again (the entry point's reader): a changed bundle is trusted without a restart. */
+  readAuthorityCa?: () => string;
   /** The one-time join token, read by the entry point when bootstrap needs it (used when no attestor is given). */
   joinToken?: () => string | undefined;
   /** How the identity is bootstrapped (src/sidecar/assemble.ts makes it from `authority.bootstrap`). */
@@ -119,7 +121,20 @@ export class Sidecar {
       if (deps.authorityCa === undefined) throw new ConfigError([`authority.caFile: ${config.authority.caFile} was not loaded`]);
       const problem = caBundleProblem(deps.authorityCa, `authority.caFile: ${config.authority.caFile}`);
       if (problem) throw new ConfigError([problem]);
-      this.authority = new AuthorityClient(config.authority.url, deps.authorityCa, config.authority.timeout);
+      const caFile = config.authority.caFile;
+      const read = deps.readAuthorityCa;
+      this.authority = new AuthorityClient(
+        config.authority.url,
+        deps.authorityCa,
+        config.authority.timeout,
+        read && {
+          read,
+          onChange: (outcome) =>
+            outcome === 'reloaded'
+              ? this.log.info({ caFile }, 'authority.caFile changed: the authority is now verified against the new bundle')
+              : this.log.warn({ caFile }, 'authority.caFile changed but holds no PEM certificate: keeping the bundle in use'),
+        },
+      );
     }
     const routes = buildRoutes({
       config,

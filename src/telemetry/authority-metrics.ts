@@ -59,10 +59,21 @@ export interface AuthorityMetricsOptions {
   gcDuration?: boolean;
   /** Redis' clock minus this replica's in ms, as last sampled (undefined: no Redis, or not sampled yet). */
   storeClockOffsetMs?: () => number | undefined;
+  /** The kid of the JWT key this replica signs with now (undefined: none). */
+  signingKid?: () => string | undefined;
+  /** notAfter (ms) of the signing CA and of the listener's current TLS certificate. */
+  certificateExpiryMs?: () => { ca: number; tls: number | undefined };
 }
 
 export class AuthorityMetrics {
   readonly registry = new Registry();
+  /** Client certificates verified, by the CA that issued them: the signing CA or one of ca.trustedCertFiles. */
+  private readonly clientCerts = new Counter({
+    name: 'leash_authority_client_certificates_total',
+    help: 'Client certificates accepted (once per TLS connection), by the CA that issued them: ca="signing" (ca.certFile) or ca="trusted" (one of ca.trustedCertFiles; zero for a whole identity.ttl: the previous CA can go).',
+    labelNames: ['ca'] as const,
+    registers: [this.registry],
+  });
   private readonly issued = new Counter({
     name: 'leash_authority_leases_issued_total',
     help: 'Lease requests by credential and result (issued, denied, failed, rate_limited).',
@@ -191,7 +202,42 @@ export class AuthorityMetrics {
       },
     });
 
+    // What expires in a year in production: the CA (every identity with it) and the
+    // listener's certificate (every sidecar's call). Alert well before either.
+    const expiry = options.certificateExpiryMs;
+    new Gauge({
+      name: 'leash_authority_certificate_expiry_timestamp_seconds',
+      help: 'notAfter of the signing CA (certificate="ca") and of the HTTPS listener\'s current certificate (certificate="tls"), Unix seconds.',
+      labelNames: ['certificate'] as const,
+      registers: [this.registry],
+      collect() {
+        const e = expiry?.();
+        this.reset();
+        if (e) {
+          this.set({ certificate: 'ca' }, e.ca / 1000);
+          if (e.tls !== undefined) this.set({ certificate: 'tls' }, e.tls / 1000);
+        }
+      },
+    });
+
+    // Every replica must sign with the same key once a rotation is done:
+    // count(count by (kid) (leash_authority_signing_key_info)) > 1 says one lags.
+    const signingKid = options.signingKid;
+    new Gauge({
+      name: 'leash_authority_signing_key_info',
+      help: 'The JWT signing key this replica signs with now (kid = RFC 7638 thumbprint, as in the JWKS); always 1.',
+      labelNames: ['kid'] as const,
+      registers: [this.registry],
+      collect() {
+        const kid = signingKid?.();
+        this.reset();
+        if (kid !== undefined) this.set({ kid }, 1);
+      },
+    });
+
     // Every known label set at 0, so increase() sees the first event.
+    this.clientCerts.inc({ ca: 'signing' }, 0);
+    this.clientCerts.inc({ ca: 'trusted' }, 0);
     for (const credential of [...options.credentials, UNKNOWN_CREDENTIAL]) {
       for (const result of ['issued', 'denied', 'failed', 'rate_limited'] as const) this.issued.inc({ credential, result }, 0);
       this.denials.inc({ credential }, 0);
@@ -208,6 +254,10 @@ export class AuthorityMetrics {
   policyDenied(credential: string): void {
     this.denials.inc({ credential });
   }
+  clientCertificate(ca: 'signing' | 'trusted'): void {
+    this.clientCerts.inc({ ca });
+  }
+
   bootstrap(method: 'join_token' | 'kubernetes' | 'renew', result: 'success' | 'failure' | 'rate_limited'): void {
     this.bootstraps.inc({ method, result });
   }

@@ -1,5 +1,6 @@
 import type { Agent } from 'node:https';
 import { AuthorityCallError } from '../../core/errors.js';
+import { holdsCertificate } from '../../core/ca-bundle.js';
 import { HttpJsonError, httpJson, httpJsonAgent, type HttpJsonResponse } from '../../core/http-json.js';
 import { API, type IdentityResponse, type LeaseResponse } from '../../core/protocol.js';
 import type { Attestation } from '../../core/attestation.js';
@@ -16,27 +17,69 @@ export interface Identity {
   privateKey: string;
 }
 
+export interface AuthorityCaReload {
+  /** Reads the CA bundle again (config `authority.caFile`); throws when it cannot be read. */
+  read: () => string;
+  /** The bundle changed and is now trusted (`reloaded`), or changed but holds no certificate and was not (`refused`). */
+  onChange?: (outcome: 'reloaded' | 'refused') => void;
+}
+
 export class AuthorityClient {
   private agent: Agent;
+  private identity: Identity | undefined;
+  /** The last bundle read that was refused, so a broken file is reported once. */
+  private refusedCa: string | undefined;
 
   constructor(
     private readonly baseUrl: URL,
-    private readonly caPem: string,
+    private caPem: string,
     private readonly timeoutMs = 5_000,
+    private readonly caReload?: AuthorityCaReload,
   ) {
     this.agent = this.makeAgent(undefined);
   }
 
   /** Use this identity for every later call (called on bootstrap and on each renewal). */
   setIdentity(identity: Identity | undefined): void {
+    this.identity = identity;
+    this.replaceAgent();
+  }
+
+  private replaceAgent(): void {
     const old = this.agent;
-    this.agent = this.makeAgent(identity);
+    this.agent = this.makeAgent(this.identity);
     // Let calls already in flight finish on the old pool; close it once idle.
     setTimeout(() => old.destroy(), this.timeoutMs * 2).unref();
   }
 
   private makeAgent(identity: Identity | undefined): Agent {
     return httpJsonAgent('https:', { maxSockets: 8, ca: this.caPem, cert: identity?.certificate, key: identity?.privateKey });
+  }
+
+  /**
+   * `authority.caFile` is read again before every call (a few calls per TTL; never on the
+   * proxy's path): a ConfigMap updated to a bundle of the old and new CA is trusted without a
+   * restart, so the authority can move to the new CA while every sidecar runs. A bundle that
+   * cannot be read now (mid-swap) or holds no certificate leaves the one in use.
+   */
+  private refreshCa(): void {
+    if (!this.caReload) return;
+    let pem: string;
+    try {
+      pem = this.caReload.read();
+    } catch {
+      return;
+    }
+    if (pem === this.caPem || pem === this.refusedCa) return;
+    if (!holdsCertificate(pem)) {
+      this.refusedCa = pem;
+      this.caReload.onChange?.('refused');
+      return;
+    }
+    this.caPem = pem;
+    this.refusedCa = undefined;
+    this.replaceAgent();
+    this.caReload.onChange?.('reloaded');
   }
 
   async lease(credential: string, ttlSeconds?: number): Promise<LeaseResponse> {
@@ -85,6 +128,7 @@ export class AuthorityClient {
 
   /** One JSON call. Resolves with the parsed 2xx body; throws AuthorityCallError otherwise. */
   private async call(method: string, path: string, payload?: unknown): Promise<unknown> {
+    this.refreshCa();
     const url = new URL(path, this.baseUrl);
     let res: HttpJsonResponse;
     try {
