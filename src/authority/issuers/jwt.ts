@@ -36,7 +36,12 @@ interface RingKey {
   lastExpiryMs: number;
   /** Set when retired: no longer signs; published until max(this, lastExpiryMs). */
   retiredUntilMs: number | undefined;
+  /** A staged key (file `*.next.pem` / `*.next.jwk`): published, never signs. */
+  staged: boolean;
 }
+
+/** `2027-01-01.next.pem`: the next key, published by every replica before any signs with it. */
+const STAGED = /\.next\.(pem|jwk)$/;
 
 export interface JwtKeyRingOptions {
   clock?: Clock;
@@ -57,6 +62,12 @@ export interface JwtKeyRingOptions {
  * files with a sortable prefix (`2025-06-01.pem`, `0002.jwk`). File mtime is not used:
  * copies, restores and Kubernetes' atomic volume swap rewrite it, and replicas with
  * different mtimes would sign with different keys.
+ *
+ * Staging: a key whose file is named `*.next.pem` (or `*.next.jwk`) is published and never
+ * signs. Replicas see a new Secret at different times; a key that signed as soon as one
+ * replica saw it was missing from the JWKS the others served, and a verifier whose refetch
+ * reached one of those refused its tokens. Renamed to `*.pem` once every replica publishes
+ * it (same kid), it signs.
  *
  * Lifetime: every loaded key stays published for the life of the ring. To retire one,
  * either call retire(kid, untilMs), or delete its file and call reload(): it stops
@@ -86,6 +97,7 @@ export class JwtKeyRing {
     if (loaded.length === 0) {
       throw new IssuerError('LEASH_ERR_ISSUER_KEYS', `JWT keys directory ${dir} holds no *.pem or *.jwk private key`, { dir });
     }
+    noSigningKey(loaded, dir);
     ring.keys = loaded;
     return ring;
   }
@@ -99,11 +111,11 @@ export class JwtKeyRing {
     return ring;
   }
 
-  /** The key that signs now: the last by name that is not retired. */
+  /** The key that signs now: the last by name that is neither retired nor staged. */
   signer(): { kid: string; key: CryptoKey } {
     for (let i = this.keys.length - 1; i >= 0; i--) {
       const k = this.keys[i]!;
-      if (k.retiredUntilMs === undefined) return { kid: k.kid, key: k.signKey };
+      if (k.retiredUntilMs === undefined && !k.staged) return { kid: k.kid, key: k.signKey };
     }
     throw new IssuerError('LEASH_ERR_ISSUER_KEYS', 'every JWT signing key is retired; add a new key', { dir: this.dir });
   }
@@ -133,6 +145,7 @@ export class JwtKeyRing {
   async reload(): Promise<void> {
     if (!this.dir) return;
     const loaded = await loadDir(this.dir);
+    noSigningKey(loaded, this.dir); // a directory of staged keys only: keep signing as before
     const now = this.clock.wallMs();
     const present = new Map(loaded.map((k) => [k.kid, k]));
     for (const k of this.keys) {
@@ -140,6 +153,7 @@ export class JwtKeyRing {
       if (again) {
         k.retiredUntilMs = undefined;
         k.name = again.name;
+        k.staged = again.staged;
       } else if (k.retiredUntilMs === undefined) {
         k.retiredUntilMs = now + this.retireGraceMs;
       }
@@ -167,6 +181,12 @@ export class JwtKeyRing {
 }
 
 const byName = (a: RingKey, b: RingKey): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+function noSigningKey(keys: readonly RingKey[], dir: string): void {
+  if (keys.length > 0 && keys.every((k) => k.staged)) {
+    throw new IssuerError('LEASH_ERR_ISSUER_KEYS', `JWT keys directory ${dir} holds only staged keys (*.next.pem, *.next.jwk), none to sign with`, { dir });
+  }
+}
 
 async function loadDir(dir: string): Promise<RingKey[]> {
   let names: string[];
@@ -216,7 +236,7 @@ async function loadKeyFile(path: string, name: string): Promise<RingKey> {
 async function publicEntry(jwk: JWK, name: string): Promise<Omit<RingKey, 'signKey'>> {
   const pub = { kty: jwk.kty!, crv: jwk.crv!, x: jwk.x!, y: jwk.y! };
   const kid = await calculateJwkThumbprint(pub, 'sha256');
-  return { kid, name, publicJwk: { ...pub, kid, alg: ALG, use: 'sig' }, lastExpiryMs: 0, retiredUntilMs: undefined };
+  return { kid, name, publicJwk: { ...pub, kid, alg: ALG, use: 'sig' }, lastExpiryMs: 0, retiredUntilMs: undefined, staged: STAGED.test(name) };
 }
 
 export interface JwtIssuerOptions {
