@@ -72,13 +72,18 @@ export function bootstrapTokenReader(config: SidecarConfig, env: NodeJS.ProcessE
 
 /** A Redis target from config with its password source read now (the entry point reads secrets). */
 export function resolveRedisTarget(target: RedisTargetConfig, env: NodeJS.ProcessEnv, where: string): RedisTarget {
-  return redisTargetFrom(target, (source) => {
-    if ('file' in source) return readText(source.file, `${where}.password`).trim();
-    const value = env[source.env];
-    // Never a connection without the password the config names (it would fail as NOAUTH, far from the cause).
-    if (value === undefined) throw new ConfigError([`${where}.password: environment variable ${source.env} is not set`]);
-    return value;
-  });
+  return redisTargetFrom(
+    target,
+    (source) => {
+      if ('file' in source) return readText(source.file, `${where}.password`).trim();
+      const value = env[source.env];
+      // Never a connection without the password the config names (it would fail as NOAUTH, far from the cause).
+      if (value === undefined) throw new ConfigError([`${where}.password: environment variable ${source.env} is not set`]);
+      return value;
+    },
+    // A file is read again at each reconnection (a rotated Secret); an environment variable cannot change.
+    (source) => ('file' in source ? () => readText(source.file, `${where}.password`).trim() : undefined),
+  );
 }
 
 /**

@@ -27,12 +27,32 @@ export function redisConnector(target: RedisTarget, extra: RedisOptions = {}): (
     // Not `new Redis(url, { password })`: a URL naming a user gives ioredis an empty
     // password, which an option does not override. Set in the URL here, never stored.
     const url = target.password === undefined ? target.url : withPassword(target.url, target.password);
-    return () => new Redis(url, { ...BASE, ...extra });
+    return () => passwordReread(new Redis(url, { ...BASE, ...extra }), target.readPassword);
   }
   if ('sentinels' in target) {
-    return () => new Redis({ ...BASE, ...extra, sentinels: target.sentinels, name: target.name, password: target.password });
+    return () => passwordReread(new Redis({ ...BASE, ...extra, sentinels: target.sentinels, name: target.name, password: target.password }), target.readPassword);
   }
   return () => new Cluster(target.cluster, { redisOptions: { ...BASE, ...extra, password: target.password }, clusterRetryStrategy: (n) => Math.min(50 * 2 ** n, 500) });
+}
+
+/**
+ * ioredis sends `options.password` at every connection it makes (Redis#_connect): setting it
+ * when a reconnection is scheduled ('reconnecting') makes the next AUTH use the password the
+ * file holds now. A connection made with a password removed from the ACL user got WRONGPASS
+ * forever: a Redis password could be rotated only by restarting every process. A source that
+ * cannot be read now (mid-swap) or is empty keeps the password in use.
+ */
+function passwordReread(client: Redis, read: (() => string) | undefined): Redis {
+  if (!read) return client;
+  client.on('reconnecting', () => {
+    try {
+      const password = read();
+      if (password) client.options.password = password;
+    } catch {
+      // keep the one in use; the next reconnection reads again
+    }
+  });
+  return client;
 }
 
 /** `url` with `password` as its userinfo's password (percent-encoded: ioredis decodes it). */

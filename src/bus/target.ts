@@ -9,13 +9,20 @@ import type { RedisTargetConfig, SecretSource } from '../config/common.js';
  */
 export type RedisTarget =
   | string
-  | { url: string; password?: string }
-  | { sentinels: { host: string; port: number }[]; name: string; password?: string }
+  | { url: string; password?: string; readPassword?: () => string }
+  | { sentinels: { host: string; port: number }[]; name: string; password?: string; readPassword?: () => string }
   | { cluster: { host: string; port: number }[]; password?: string };
 
-export function redisTargetFrom(target: RedisTargetConfig, password: (source: SecretSource) => string): RedisTarget {
+/**
+ * `reread`: how to read a password source again later (a `{ file }` a mounted Secret
+ * rotates); given, a single-node or Sentinel connection reads it again at every
+ * reconnection (bus/connect.ts), so a rotated Redis password needs no restart.
+ */
+export function redisTargetFrom(target: RedisTargetConfig, password: (source: SecretSource) => string, reread?: (source: SecretSource) => (() => string) | undefined): RedisTarget {
   if (typeof target === 'string') return target;
   const pw = target.password === undefined ? undefined : password(target.password);
-  if ('url' in target) return { url: target.url, password: pw };
-  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password: pw } : { cluster: target.cluster, password: pw };
+  const readPassword = target.password === undefined ? undefined : reread?.(target.password);
+  const again = readPassword ? { readPassword } : {};
+  if ('url' in target) return { url: target.url, password: pw, ...again };
+  return 'sentinels' in target ? { sentinels: target.sentinels, name: target.name, password: pw, ...again } : { cluster: target.cluster, password: pw };
 }

@@ -22,7 +22,11 @@ describe('resolveRedisTarget (entry points)', () => {
   it('reads a password file (trimmed) and an environment variable', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'leash-redis-')), 'pw');
     writeFileSync(file, 'from-file\n');
-    expect(resolveRedisTarget({ sentinels, name: 'm', password: { file } }, {}, 'revocations.redis')).toEqual({ sentinels, name: 'm', password: 'from-file' });
+    const fromFile = resolveRedisTarget({ sentinels, name: 'm', password: { file } }, {}, 'revocations.redis');
+    expect(fromFile).toEqual({ sentinels, name: 'm', password: 'from-file', readPassword: expect.any(Function) });
+    // A file is read again at each reconnection (a rotated Secret: docs/operations.md).
+    writeFileSync(file, 'rotated\n');
+    expect((fromFile as { readPassword: () => string }).readPassword()).toBe('rotated');
     expect(resolveRedisTarget({ cluster: sentinels, password: { env: 'RPW' } }, { RPW: 'from-env' }, 'audit.redis')).toEqual({ cluster: sentinels, password: 'from-env' });
   });
 
