@@ -52,6 +52,8 @@ export interface AuthorityInputs {
    */
   readTls?: () => { certPem: string; keyPem: string };
   adminToken?: string;
+  /** Reads `admin.token` again (a `{ file }` source): a rotated token file is used without a restart. */
+  readAdminToken?: () => string;
   /** Resolves a `{ file }` / `{ env }` secret source to a value reader. */
   secret: (source: { file: string } | { env: string }) => SecretValue;
   /** PEMs of files named in credentials (oauth2 caFile), read by the entry point. */
@@ -289,6 +291,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     caPem: trustedPem,
     jwks: () => keys.jwks(),
     adminToken: inputs.adminToken,
+    readAdminToken: inputs.readAdminToken,
     registry: metrics.registry,
     logger,
     connections: config.connections,

@@ -41,6 +41,8 @@ export function authorityInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv,
     tls: config.tls ? { certPem: readText(config.tls.certFile, 'tls.certFile'), keyPem: readText(config.tls.keyFile, 'tls.keyFile') } : undefined,
     readTls: config.tls ? () => ({ certPem: readText(config.tls!.certFile, 'tls.certFile'), keyPem: readText(config.tls!.keyFile, 'tls.keyFile') }) : undefined,
     adminToken: config.admin ? secretReader(config.admin.token, env, 'admin.token')() : undefined,
+    // A token file is read again on every admin call (several lines: several tokens accepted).
+    readAdminToken: config.admin && 'file' in config.admin.token ? secretReader(config.admin.token, env, 'admin.token') : undefined,
     secret: (s: SecretSource) => secretReader(s, env, 'credentials'),
     files,
     logger,

@@ -29,6 +29,15 @@ export interface AuthorityConnectionLimits {
   /** A client that has not finished its TLS handshake by then is cut (Node's default: 120 s). */
   readonly handshakeTimeout: number;
 }
+/** SHA-256 of each non-empty line of an admin.token source: several lines, several tokens (a rotation's overlap). */
+function adminDigestsOf(text: string | undefined): Buffer[] {
+  return (text ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0)
+    .map((l) => digest(l));
+}
+
 export const DEFAULT_AUTHORITY_CONNECTIONS: AuthorityConnectionLimits = { maxConnections: 10_000, perAddress: 1_000, handshakeTimeout: 10_000 };
 
 export interface AuthorityServerOptions {
@@ -36,7 +45,14 @@ export interface AuthorityServerOptions {
   key: string;
   caPem: string;
   jwks: () => unknown;
+  /** The admin token(s): one per line (an overlap while it is rotated). */
   adminToken: string | undefined;
+  /**
+   * Reads config `admin.token` again (a `{ file }` source, the entry point's reader): looked
+   * at on every admin call, so a rotated Secret is used without a restart. Unreadable or
+   * empty now keeps the tokens in use.
+   */
+  readAdminToken?: () => string;
   registry: Registry;
   logger: Logger;
   connections?: AuthorityConnectionLimits;
@@ -48,14 +64,16 @@ type Handler = (req: IncomingMessage, body: unknown, params: string[]) => Promis
 
 export class AuthorityServer {
   readonly server: Server;
-  private readonly adminDigest: Buffer | undefined;
+  private adminDigests: Buffer[];
+  private adminText: string | undefined;
   private readonly routes: Array<{ method: string; pattern: RegExp; handler: Handler }>;
 
   constructor(
     private readonly authority: Authority,
     private readonly opts: AuthorityServerOptions,
   ) {
-    this.adminDigest = opts.adminToken ? digest(opts.adminToken) : undefined;
+    this.adminText = opts.adminToken;
+    this.adminDigests = adminDigestsOf(opts.adminToken);
     const limits = opts.connections ?? DEFAULT_AUTHORITY_CONNECTIONS;
     // A TLS connection's client certificate cannot change, so its verified identity is
     // remembered for the connection (until the certificate's end): re-verifying it on
@@ -157,10 +175,32 @@ export class AuthorityServer {
     // Absent and wrong are told apart (an operator with a stale LEASH_ADMIN_TOKEN should not
     // hunt for a missing header); neither says anything about the expected token.
     if (!token) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token required');
-    if (!this.adminDigest) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token refused: this authority has no admin.token configured');
-    if (!timingSafeEqual(digest(token), this.adminDigest)) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token is wrong');
+    this.rereadAdminToken();
+    if (this.adminDigests.length === 0) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token refused: this authority has no admin.token configured');
+    const given = digest(token);
+    let ok = false;
+    for (const d of this.adminDigests) ok = timingSafeEqual(given, d) || ok; // every one compared: no early exit
+    if (!ok) throw new AuthorityError('LEASH_ERR_UNAUTHENTICATED', 401, 'admin token is wrong');
     const actor = req.headers['x-leash-actor'];
     return typeof actor === 'string' && /^[\w.@-]{1,64}$/.test(actor) ? actor : 'admin';
+  }
+
+  /** admin.token read again (a rotated Secret); the token file's text never leaves here. */
+  private rereadAdminToken(): void {
+    const read = this.opts.readAdminToken;
+    if (!read || this.adminDigests.length === 0) return; // no admin API configured stays off
+    let text: string;
+    try {
+      text = read();
+    } catch {
+      return; // unreadable now (mid-swap): the tokens in use stay
+    }
+    if (text === this.adminText) return;
+    const digests = adminDigestsOf(text);
+    if (digests.length === 0) return;
+    this.adminText = text;
+    this.adminDigests = digests;
+    this.opts.logger.info({ tokens: digests.length }, 'admin.token changed: the admin API accepts the token(s) it holds now');
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
