@@ -3,23 +3,30 @@
  * the agent pod's own namespace (docs/kubernetes.md, "Secrets and injected sidecars").
  *
  * In the injector's `sidecar:` section a password source may be `{ secretKeyRef: { name,
- * key } }`. The injector writes `{ env: LEASH_… }` into the sidecar's config in its place
- * and gives the sidecar container that variable from the Secret (`valueFrom.secretKeyRef`):
- * the pod spec names the Secret, never its value. Only the Redis passwords take one: a
+ * key } }`. The injector writes `{ file: /var/run/secrets/leash/<name> }` into the
+ * sidecar's config in its place and projects that key of the Secret into the sidecar's own
+ * volume (the one holding its token, which no other container may mount): the pod spec
+ * names the Secret, never its value. A file, not an environment variable: the kubelet
+ * updates it in place when the Secret changes, and the sidecar reads it again at every
+ * Redis reconnection, so a rotated password needs no pod restarted (an environment
+ * variable changed only with a new pod: every agent pod). Only the Redis passwords take one: a
  * route's credential from a Secret in the agent's namespace would be readable by whoever
  * writes the agent's pods (mount the same Secret), which is what leash exists to prevent.
  * Pure: no I/O.
  */
 
-/** Where a `{ secretKeyRef }` is accepted, and the variable it becomes in the sidecar. */
+/** The injected sidecar's own volume (the projected token, the authority's CA, these secrets). */
+export const SIDECAR_SECRETS_DIR = '/var/run/secrets/leash';
+
+/** Where a `{ secretKeyRef }` is accepted, and the file it becomes in SIDECAR_SECRETS_DIR. */
 export const SECRET_REF_PATHS: Readonly<Record<string, string>> = {
-  'revocations.redis.password': 'LEASH_REVOCATIONS_REDIS_PASSWORD',
-  'audit.redis.password': 'LEASH_AUDIT_REDIS_PASSWORD',
+  'revocations.redis.password': 'revocations-redis-password',
+  'audit.redis.password': 'audit-redis-password',
 };
 
-export interface SecretEnv {
-  /** The sidecar container's variable. */
-  name: string;
+export interface SecretFile {
+  /** The file's name in SIDECAR_SECRETS_DIR. */
+  path: string;
   /** A Secret in the pod's namespace, and the key holding the value. */
   secretKeyRef: { name: string; key: string };
 }
@@ -29,16 +36,16 @@ const SECRET_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const SECRET_KEY = /^[-._a-zA-Z0-9]{1,253}$/;
 
 export interface SecretRefs {
-  /** The section with each `{ secretKeyRef }` replaced by its `{ env }` source. */
+  /** The section with each `{ secretKeyRef }` replaced by its `{ file }` source. */
   sidecar: Record<string, unknown>;
-  env: SecretEnv[];
+  files: SecretFile[];
   /** By key path, never a value. */
   problems: string[];
 }
 
 /** The `{ secretKeyRef }` sources of the injector's `sidecar:` section, translated. */
 export function secretRefsOf(sidecar: Readonly<Record<string, unknown>>): SecretRefs {
-  const env: SecretEnv[] = [];
+  const files: SecretFile[] = [];
   const problems: string[] = [];
   const walk = (value: unknown, path: string[]): unknown => {
     if (Array.isArray(value)) return value.map((v, i) => walk(v, [...path, String(i)]));
@@ -56,11 +63,11 @@ export function secretRefsOf(sidecar: Readonly<Record<string, unknown>>): Secret
       problems.push(`sidecar.${at}.${ref}`);
       return value;
     }
-    env.push({ name, secretKeyRef: ref });
-    return { env: name };
+    files.push({ path: name, secretKeyRef: ref });
+    return { file: `${SIDECAR_SECRETS_DIR}/${name}` };
   };
   const translated = walk(sidecar, []) as Record<string, unknown>;
-  return { sidecar: translated, env, problems };
+  return { sidecar: translated, files, problems };
 }
 
 /** `{ secretKeyRef: { name, key } }` checked, or what is wrong (a key path and message). */

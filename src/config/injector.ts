@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { deepFreeze, duration, filePath, hostPort, logLevel } from './common.js';
 import { ConfigError } from '../core/errors.js';
-import { secretRefsOf, type SecretEnv } from './injector-secrets.js';
+import { secretRefsOf, type SecretFile } from './injector-secrets.js';
 import { collectConfig, prefixLines, readDocument } from './load.js';
 import { sidecarRouteSchema, sidecarSchema } from './sidecar.js';
 
@@ -98,10 +98,10 @@ export interface Injector {
   config: InjectorConfig;
   /** Route name → the route's keys as written (after `${VAR}` expansion), without agentEnv. */
   catalog: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
-  /** `config.sidecar` as the sidecar reads it: each `{ secretKeyRef }` replaced by its `{ env }` source (injector-secrets.ts). */
+  /** `config.sidecar` as the sidecar reads it: each `{ secretKeyRef }` replaced by its `{ file }` source (injector-secrets.ts). */
   sidecar: Readonly<Record<string, unknown>>;
-  /** The sidecar container's variables from Secrets in the pod's namespace. */
-  secretEnv: readonly SecretEnv[];
+  /** Keys of Secrets in the pod's namespace, projected as files into the sidecar's own volume. */
+  secretFiles: readonly SecretFile[];
 }
 
 export function parseInjectorConfig(text: string, env: Readonly<Record<string, string | undefined>>, source = 'config'): Injector {
@@ -134,7 +134,7 @@ export function collectInjector(doc: Record<string, unknown>): { value?: Injecto
   if (sidecarProblems.length) return { problems: prefixLines(sidecarProblems, 'sidecar') };
   const podProblems = [...secretsForPods(config.sidecar, ['sidecar']), ...secretsForPods(catalog, ['routes'])];
   if (podProblems.length) return { problems: podProblems };
-  return { value: { config, catalog: deepFreeze(catalog), sidecar: deepFreeze(refs.sidecar), secretEnv: deepFreeze(refs.env) }, problems: [] };
+  return { value: { config, catalog: deepFreeze(catalog), sidecar: deepFreeze(refs.sidecar), secretFiles: deepFreeze(refs.files) }, problems: [] };
 }
 
 /** A route's credential is never taken from a Secret the agent's own pods could mount. */

@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import type { Injector } from '../config/injector.js';
+import { SIDECAR_SECRETS_DIR } from '../config/injector-secrets.js';
 
 /**
  * The injector's decision, pure: an AdmissionReview v1 request in, an AdmissionReview v1
@@ -22,7 +23,7 @@ export const ANNOTATION = {
 /** The names the injector gives what it adds; a pod already holding them is left alone or refused. */
 export const SIDECAR_NAME = 'leash';
 export const TOKEN_VOLUME = 'leash-token';
-export const TOKEN_DIR = '/var/run/secrets/leash';
+export const TOKEN_DIR = SIDECAR_SECRETS_DIR;
 export const CONFIG_ENV = 'LEASH_CONFIG';
 export const TOKEN_AUDIENCE = 'leash';
 export const TOKEN_EXPIRATION_SECONDS = 3600;
@@ -343,9 +344,6 @@ function sidecarContainer(injector: Injector, routes: readonly string[], proxyPo
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: CONFIG_ENV, value: stringify(sidecarConfigFor(injector, routes, proxyPort, adminPort)) },
-      // A Redis password from a Secret in the pod's namespace (config/injector-secrets.ts):
-      // the spec names the Secret; the kubelet holds the container until it exists.
-      ...injector.secretEnv.map((e) => ({ name: e.name, valueFrom: { secretKeyRef: { name: e.secretKeyRef.name, key: e.secretKeyRef.key } } })),
     ],
     ports: [
       { name: 'leash-proxy', containerPort: proxyPort, protocol: 'TCP' },
@@ -379,6 +377,10 @@ function tokenVolume(injector: Injector): Record<string, unknown> {
       sources: [
         { serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: 'token' } },
         { configMap: { name: ca.name, items: [{ key: ca.key, path: 'ca.crt' }] } },
+        // A Redis password from a Secret in the pod's namespace (config/injector-secrets.ts):
+        // the spec names the Secret; the kubelet holds the pod until it exists, and updates
+        // the file in place when it changes (read again at every Redis reconnection).
+        ...injector.secretFiles.map((f) => ({ secret: { name: f.secretKeyRef.name, items: [{ key: f.secretKeyRef.key, path: f.path }] } })),
       ],
     },
   };

@@ -352,13 +352,16 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/overlays/redis-in-cluster-subscribed: the
       policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
     });
 
-    // The sidecar's Redis section as the injector writes it: { url, password: { env } }, the
-    // variable from Secret leash-redis-sidecar in the pod's namespace.
+    // The sidecar's Redis section as the injector writes it: { url, password: { file } }, the
+    // file projected from Secret leash-redis-sidecar in the pod's namespace.
     const injector = collectInjector(readDocument(find('ConfigMap', 'leash-injector').data!['injector.yaml']!, {}));
     expect(injector.problems).toEqual([]);
-    const { sidecar: section, secretEnv } = injector.value!;
-    expect(secretEnv).toEqual([{ name: 'LEASH_REVOCATIONS_REDIS_PASSWORD', secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } }]);
-    const target = (section.revocations as { redis: { url: string; password: unknown } }).redis;
+    const { sidecar: section, secretFiles } = injector.value!;
+    expect(secretFiles).toEqual([{ path: 'revocations-redis-password', secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } }]);
+    const written = (section.revocations as { redis: { url: string; password: { file: string } } }).redis;
+    expect(written.password).toEqual({ file: '/var/run/secrets/leash/revocations-redis-password' });
+    // The projected file, here in a temporary directory.
+    const target = { ...written, password: { file: writeTemp(secretFiles[0]!.path, SIDECAR_PASSWORD) } };
     expect(new URL(target.url).username).toBe('leash-sidecar');
     upstream = await startUpstream((_req, res) => res.end('ok'));
     const config = writeTemp(
@@ -374,7 +377,7 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/overlays/redis-in-cluster-subscribed: the
         routes: { search: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
       }),
     );
-    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1'), [secretEnv[0]!.name]: SIDECAR_PASSWORD });
+    sidecar = spawnLeash(['sidecar', '--config', config], { JT: await authority.token('agent-1') });
     const started = await sidecar.waitFor((l) => l.msg === 'leash sidecar started');
     const acquired = await sidecar.waitFor((l) => l.event === 'credential.acquired');
     const proxy = `http://127.0.0.1:${String(started.listen).split(':').pop()}`;

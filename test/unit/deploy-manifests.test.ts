@@ -436,7 +436,7 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/ kustomize directories', () => {
     expect(referenced.has('leash-redis-users')).toBe(true);
     // The injector names leash-redis-sidecar in its config: the pods of every agent namespace read it.
     const injector = collectInjector(readDocument((find(objects, 'ConfigMap', 'leash-injector').data as Record<string, string>)['injector.yaml']!, {}));
-    const inAgentNamespaces = injector.value!.secretEnv.map((e) => e.secretKeyRef.name);
+    const inAgentNamespaces = injector.value!.secretFiles.map((e) => e.secretKeyRef.name);
     expect(inAgentNamespaces).toEqual(['leash-redis-sidecar']);
     const readme = readFileSync(join(DEPLOY, 'README.md'), 'utf8');
     const kustomization = readFileSync(join(ROOT, SUBSCRIBED, 'kustomization.yaml'), 'utf8');
@@ -524,7 +524,7 @@ describe.skipIf(!HAVE_KUBECTL)('leash configs inside the manifests', () => {
     });
     const { value, problems } = collectInjector({ ...rest, sidecar });
     expect(problems).toEqual([]);
-    expect(value!.secretEnv).toEqual([{ name: 'LEASH_REVOCATIONS_REDIS_PASSWORD', secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } }]);
+    expect(value!.secretFiles).toEqual([{ path: 'revocations-redis-password', secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } }]);
     // The host is the overlay's Redis Service.
     const svc = find(rendered.get(SUBSCRIBED)!, 'Service', 'leash-redis');
     expect(new URL((sidecar as { revocations: { redis: { url: string } } }).revocations.redis.url).host).toBe(`${svc.metadata.name}.${svc.metadata.namespace}.svc:6379`);

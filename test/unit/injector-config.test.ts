@@ -92,7 +92,7 @@ describe('injector config', () => {
     expect(problems(withSidecar('{ revocations: { redis: "redis://redis.leash-system.svc:6379" } }'))).toEqual([]);
   });
 
-  it('a Redis password from a Secret in the pod\'s namespace: the spec names the Secret, the sidecar config reads the variable', () => {
+  it('a Redis password from a Secret in the pod\'s namespace: the spec names the Secret, the sidecar config reads the projected file', () => {
     const text = GOOD.replace(
       'sidecar: { revocations: { redis: "redis://redis:6379" }, rotation: { at: 0.6 } }',
       `sidecar:
@@ -100,28 +100,33 @@ describe('injector config', () => {
   audit: { redis: { sentinels: [{ host: s, port: 26379 }], name: m, password: { secretKeyRef: { name: leash-audit, key: pw.txt } } } }`,
     );
     const inj = parseInjectorConfig(text, {});
-    expect(inj.secretEnv).toEqual([
-      { name: 'LEASH_REVOCATIONS_REDIS_PASSWORD', secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } },
-      { name: 'LEASH_AUDIT_REDIS_PASSWORD', secretKeyRef: { name: 'leash-audit', key: 'pw.txt' } },
+    expect(inj.secretFiles).toEqual([
+      { path: 'revocations-redis-password', secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } },
+      { path: 'audit-redis-password', secretKeyRef: { name: 'leash-audit', key: 'pw.txt' } },
     ]);
     const d = mutatePod(inj, { metadata: { annotations: { 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai' } }, spec: { containers: [{ name: 'a' }] } });
     if (!d.allowed) throw new Error(d.message);
     const sidecar = d.patch!.find((op) => op.path.startsWith('/spec/initContainers'))!.value as { env: Array<{ name: string; value?: string; valueFrom?: unknown }> };
     const sc = Array.isArray(sidecar) ? (sidecar[0] as typeof sidecar) : sidecar;
-    expect(sc.env.filter((e) => e.valueFrom && !('fieldRef' in (e.valueFrom as object)))).toEqual([
-      { name: 'LEASH_REVOCATIONS_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'leash-redis-sidecar', key: 'password' } } },
-      { name: 'LEASH_AUDIT_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'leash-audit', key: 'pw.txt' } } },
+    // No password in the environment: a file in the sidecar's own projected volume, which
+    // the kubelet updates when the Secret changes (read again at every reconnection).
+    expect(sc.env.filter((e) => e.valueFrom && !('fieldRef' in (e.valueFrom as object)))).toEqual([]);
+    const volume = d.patch!.find((op) => op.path.startsWith('/spec/volumes'))!.value as { name: string; projected: { sources: unknown[] } } | Array<{ name: string; projected: { sources: unknown[] } }>;
+    const sources = (Array.isArray(volume) ? volume[0]! : volume).projected.sources;
+    expect(sources.slice(2)).toEqual([
+      { secret: { name: 'leash-redis-sidecar', items: [{ key: 'password', path: 'revocations-redis-password' }] } },
+      { secret: { name: 'leash-audit', items: [{ key: 'pw.txt', path: 'audit-redis-password' }] } },
     ]);
     const config = parse(sc.env.find((e) => e.name === 'LEASH_CONFIG')!.value!) as { revocations: unknown; audit: unknown };
-    expect(config.revocations).toEqual({ redis: { url: 'redis://leash-sidecar@redis.leash-system.svc:6379', password: { env: 'LEASH_REVOCATIONS_REDIS_PASSWORD' } } });
-    expect(config.audit).toEqual({ redis: { sentinels: [{ host: 's', port: 26379 }], name: 'm', password: { env: 'LEASH_AUDIT_REDIS_PASSWORD' } } });
-    // The injected config is a valid sidecar file once the kubelet sets the variables.
-    const env = { POD_NAME: 'p-1', LEASH_REVOCATIONS_REDIS_PASSWORD: 'x', LEASH_AUDIT_REDIS_PASSWORD: 'y' };
+    expect(config.revocations).toEqual({ redis: { url: 'redis://leash-sidecar@redis.leash-system.svc:6379', password: { file: '/var/run/secrets/leash/revocations-redis-password' } } });
+    expect(config.audit).toEqual({ redis: { sentinels: [{ host: 's', port: 26379 }], name: 'm', password: { file: '/var/run/secrets/leash/audit-redis-password' } } });
+    // The injected config is a valid sidecar file.
+    const env = { POD_NAME: 'p-1' };
     expect(collectConfig(sidecarSchema, readDocument(sc.env.find((e) => e.name === 'LEASH_CONFIG')!.value!, env)).problems).toEqual([]);
     // A valid Kubernetes container (the schema the API server applies).
     expect(() => new Container(sc as ConstructorParameters<typeof Container>[0]).validate()).not.toThrow();
     // No secretKeyRef: nothing from Secrets.
-    expect(parseInjectorConfig(GOOD, {}).secretEnv).toEqual([]);
+    expect(parseInjectorConfig(GOOD, {}).secretFiles).toEqual([]);
   });
 
   it('{ secretKeyRef } is refused anywhere but a Redis password, in a route above all, and when malformed: by key path', () => {
