@@ -1,9 +1,9 @@
 import { KeyedRateLimiter } from './rate-limit.js';
 import { isIP } from 'node:net';
-import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuthorityConfig, CredentialConfig } from '../config/authority.js';
 import { type Clock, systemClock } from '../core/clock.js';
+import { certificateNotAfterMs, TlsReloader, type TlsSource } from '../core/tls-reload.js';
 import { ConfigError } from '../core/errors.js';
 import { redisConnector } from '../bus/connect.js';
 import { redisTargetFrom, type RedisTarget } from '../bus/target.js';
@@ -47,10 +47,11 @@ export interface AuthorityInputs {
   /** TLS cert + key for the listener (config `tls`); absent: issued by the CA for `hostnames`. */
   tls?: { certPem: string; keyPem: string };
   /**
-   * Reads `tls.certFile`/`tls.keyFile` again (the entry point's reader): looked at every
+   * `tls.certFile`/`tls.keyFile` as the entry point sees them: looked at every
    * TLS_RELOAD_MS, a changed pair (cert-manager's renewal) serves new connections at once.
+   * Given, it is read for the listener's first certificate too (instead of `tls`).
    */
-  readTls?: () => { certPem: string; keyPem: string };
+  tlsFiles?: TlsSource;
   adminToken?: string;
   /** Reads `admin.token` again (a `{ file }` source): a rotated token file is used without a restart. */
   readAdminToken?: () => string;
@@ -154,15 +155,8 @@ const signingKidOf = (keys: JwtKeyRing): string | undefined => {
     return undefined; // every key retired: the issuer says so per lease
   }
 };
-/** How often `tls.certFile`/`tls.keyFile` are read again (two small files). */
+/** How often `tls.certFile`/`tls.keyFile` are looked at (a stat of each). */
 const TLS_RELOAD_MS = 5_000;
-const notAfterMs = (pem: string): number | undefined => {
-  try {
-    return new Date(new X509Certificate(pem).validTo).getTime();
-  } catch {
-    return undefined;
-  }
-};
 /** How often the authority looks at the revocation stream's epoch besides at each (re)connection. */
 const EPOCH_CHECK_MS = 5_000;
 
@@ -190,8 +184,15 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     );
     return { certPem: c.certPem, keyPem: c.keyPem };
   };
-  const tls = inputs.tls ?? ownTls();
-  let tlsNotAfterMs = notAfterMs(tls.certPem);
+  // A configured pair is looked at every TLS_RELOAD_MS: a renewed certificate (cert-manager
+  // rewrites the Secret before the old one expires) was served only after a restart, and a
+  // replica nobody restarted served an expired certificate to every sidecar.
+  let server: AuthorityServer | undefined;
+  const reloader = inputs.tlsFiles
+    ? new TlsReloader(inputs.tlsFiles, logger, (pair) => server?.server.setSecureContext({ cert: pair.certPem, key: pair.keyPem, ca: trustedPem }), 'authority', () => clock.wallMs())
+    : undefined;
+  const tls = reloader?.currentPair ?? inputs.tls ?? ownTls();
+  let tlsNotAfterMs = certificateNotAfterMs(tls.certPem);
   const keys = config.signing ? await JwtKeyRing.fromDir(config.signing.keysDir, { clock }) : await JwtKeyRing.generate({ clock });
   const jwtIssuer = config.signing?.issuer ?? `https://${config.hostnames[0] ?? 'leash-authority'}`;
   const issuers = new Map<string, { issuer: Issuer; ttlMs: number }>();
@@ -240,7 +241,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
       now: () => clock.monotonicMs(),
       gcDuration: config.metrics.gcDuration,
       storeClockOffsetMs: () => storeOffsetMs,
-      certificateExpiryMs: () => ({ ca: ca.notAfter.getTime(), tls: tlsNotAfterMs }),
+      certificateExpiryMs: () => ({ ca: ca.notAfter.getTime(), tls: reloader ? reloader.notAfterMs : tlsNotAfterMs }),
       signingKid: () => signingKidOf(keys),
     },
   );
@@ -285,7 +286,7 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
       ...(inputs.store ? {} : { settled: () => redisPublisher.settledEpoch, read: () => redisPublisher.readEpoch() }),
     },
   });
-  const server = new AuthorityServer(authority, {
+  server = new AuthorityServer(authority, {
     cert: tls.certPem,
     key: tls.keyPem,
     caPem: trustedPem,
@@ -303,51 +304,13 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
     timers.push(
       setInterval(() => {
         const next = ownTls();
-        server.server.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: trustedPem });
-        tlsNotAfterMs = notAfterMs(next.certPem);
+        server!.server.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: trustedPem });
+        tlsNotAfterMs = certificateNotAfterMs(next.certPem);
         logger.info('authority TLS certificate renewed');
       }, SERVER_CERT_TTL_MS / 2),
     );
   }
-  if (inputs.tls && inputs.readTls) {
-    // A configured pair is read again: a renewed certificate (cert-manager rewrites the
-    // Secret before the old one expires) was served only after a restart, and a replica
-    // nobody restarted served an expired certificate to every sidecar. A pair that cannot be
-    // read, does not match, or has expired keeps the one in use, with one warning per pair.
-    const readTls = inputs.readTls;
-    let current = tls.certPem + tls.keyPem;
-    let refused: string | undefined;
-    timers.push(
-      setInterval(() => {
-        let next: { certPem: string; keyPem: string };
-        try {
-          next = readTls();
-        } catch {
-          return; // mid-swap or gone: the next look sees the finished state
-        }
-        const both = next.certPem + next.keyPem;
-        if (both === current || both === refused) return;
-        const until = notAfterMs(next.certPem);
-        let problem: string | undefined = until === undefined ? 'not a readable certificate' : until <= clock.wallMs() ? 'expired' : undefined;
-        if (!problem) {
-          try {
-            server.server.setSecureContext({ cert: next.certPem, key: next.keyPem, ca: trustedPem });
-          } catch (err) {
-            problem = `refused by TLS (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
-          }
-        }
-        if (problem) {
-          refused = both;
-          logger.warn({ problem }, 'tls.certFile/tls.keyFile changed but cannot be used: keeping the certificate in use');
-          return;
-        }
-        current = both;
-        refused = undefined;
-        tlsNotAfterMs = until;
-        logger.info({ notAfter: new Date(until!).toISOString() }, 'authority TLS certificate reloaded from tls.certFile');
-      }, TLS_RELOAD_MS),
-    );
-  }
+  if (reloader) timers.push(setInterval(() => reloader.check(), TLS_RELOAD_MS));
   if (config.signing) {
     // New key files are picked up without a restart (a `*.next.pem` is published only);
     // removed ones are retired gracefully. Every change is logged: the rotation's progress.

@@ -6,6 +6,7 @@ import { ConfigError, ListenError } from '../core/errors.js';
 import { listenErrorMessage } from '../core/listen.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { readCaFile, readText } from './load.js';
+import { tlsFiles } from './files.js';
 import { untilSignal } from './signals.js';
 import { packageVersion } from './version.js';
 
@@ -39,7 +40,7 @@ export function authorityInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv,
         }
       : undefined,
     tls: config.tls ? { certPem: readText(config.tls.certFile, 'tls.certFile'), keyPem: readText(config.tls.keyFile, 'tls.keyFile') } : undefined,
-    readTls: config.tls ? () => ({ certPem: readText(config.tls!.certFile, 'tls.certFile'), keyPem: readText(config.tls!.keyFile, 'tls.keyFile') }) : undefined,
+    tlsFiles: config.tls ? tlsFiles(config.tls.certFile, config.tls.keyFile) : undefined,
     adminToken: config.admin ? secretReader(config.admin.token, env, 'admin.token')() : undefined,
     // A token file is read again on every admin call (several lines: several tokens accepted).
     readAdminToken: config.admin && 'file' in config.admin.token ? secretReader(config.admin.token, env, 'admin.token') : undefined,

@@ -125,7 +125,8 @@ function printAuthority(c: AuthorityConfig, env: NodeJS.ProcessEnv, out: (line: 
       ? 'from LEASH_ADMIN_TOKEN when set'
       : 'disabled (no admin.token)';
   out(`authority listen ${c.listen.host}:${c.listen.port}   trust domain ${c.trustDomain}   identity TTL ${formatDuration(c.identity.ttl)}`);
-  out(`  CA ${c.ca ? c.ca.certFile : 'generated in memory (dev only)'}; JWT signing keys ${c.signing ? c.signing.keysDir : 'generated (dev only)'}`);
+  const alsoTrusted = c.ca && c.ca.trustedCertFiles.length ? ` (also accepting client certificates of ${c.ca.trustedCertFiles.join(', ')})` : '';
+  out(`  CA ${c.ca ? c.ca.certFile : 'generated in memory (dev only)'}${alsoTrusted}; JWT signing keys ${c.signing ? c.signing.keysDir : 'generated (dev only)'}`);
   out(`  store ${c.redis ? `Redis ${describeRedis(c.redis)}` : 'in memory (one replica only)'}; admin API ${admin}`);
   const k = c.kubernetes;
   out(

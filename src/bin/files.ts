@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import type { TlsSource } from '../core/tls-reload.js';
 import { redisTargetFrom, type RedisTarget } from '../bus/target.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { parseSidecarConfigIsolated } from '../config/isolated.js';
@@ -109,4 +110,20 @@ export async function loadSidecarConfigIsolated(source: string | { env: string }
     }
     throw err;
   }
+}
+
+/**
+ * A listener's TLS files as its reloader sees them (the injector's webhook, the authority's
+ * `tls`). A Secret volume swaps a `..data` symlink, so stat follows links; inode, size and
+ * mtime of both files change with every rotation.
+ */
+export function tlsFiles(certFile: string, keyFile: string): TlsSource {
+  const id = (path: string) => {
+    const s = statSync(path);
+    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
+  };
+  return {
+    stamp: () => `${id(certFile)}|${id(keyFile)}`,
+    read: () => ({ certPem: readText(certFile, 'tls.certFile'), keyPem: readText(keyFile, 'tls.keyFile') }),
+  };
 }

@@ -1,8 +1,8 @@
-import { statSync } from 'node:fs';
 import { parseInjectorConfig } from '../config/injector.js';
 import { ListenError } from '../core/errors.js';
 import { listenErrorMessage } from '../core/listen.js';
-import { InjectorServer, type TlsSource } from '../injector/server.js';
+import { InjectorServer } from '../injector/server.js';
+import { tlsFiles } from './files.js';
 import { createLogger } from '../telemetry/logger.js';
 import { readText } from './load.js';
 import { untilSignal } from './signals.js';
@@ -25,17 +25,4 @@ export async function runInjector(configPath: string, env: NodeJS.ProcessEnv): P
   return 0;
 }
 
-/**
- * The TLS files as the server sees them. A Secret volume swaps a `..data` symlink, so
- * stat follows links; inode, size and mtime of both files change with every rotation.
- */
-export function tlsFiles(certFile: string, keyFile: string): TlsSource {
-  const id = (path: string) => {
-    const s = statSync(path);
-    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
-  };
-  return {
-    stamp: () => `${id(certFile)}|${id(keyFile)}`,
-    read: () => ({ certPem: readText(certFile, 'tls.certFile'), keyPem: readText(keyFile, 'tls.keyFile') }),
-  };
-}
+export { tlsFiles } from './files.js';

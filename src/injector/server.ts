@@ -2,10 +2,11 @@ import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Injector } from '../config/injector.js';
 import { admissionResponse, decide, parseReview } from './mutate.js';
+import { TlsReloader, type TlsSource } from '../core/tls-reload.js';
 
 /**
  * The injector's HTTPS server: POST /mutate (AdmissionReview v1), /healthz, /readyz.
@@ -57,73 +58,7 @@ interface Upload {
   shed: () => void;
 }
 
-export interface TlsPair {
-  certPem: string;
-  keyPem: string;
-}
-
-/** How the server sees its TLS files: a cheap identity of their current versions, and their contents (the entry point reads files). */
-export interface TlsSource {
-  /** Changes whenever either file changes (e.g. inode, size, mtime of both, symlinks followed). */
-  stamp(): string;
-  read(): TlsPair;
-}
-
-/**
- * The current secure context, rebuilt when the source's stamp changes. A new pair that
- * does not load (a key not matching the cert, a half-written file) is not taken: the
- * previous one keeps serving and the next look tries again.
- */
-export class TlsReloader {
-  private stamp: string;
-  private context: SecureContext;
-  private pair: TlsPair;
-  private readonly onChange: (pair: TlsPair) => void;
-
-  constructor(
-    private readonly source: TlsSource,
-    private readonly logger: Logger,
-    onChange: (pair: TlsPair) => void = () => undefined,
-  ) {
-    this.stamp = source.stamp();
-    this.pair = source.read();
-    this.context = createSecureContext({ cert: this.pair.certPem, key: this.pair.keyPem });
-    this.onChange = onChange;
-  }
-
-  get current(): SecureContext {
-    return this.context;
-  }
-
-  get currentPair(): TlsPair {
-    return this.pair;
-  }
-
-  /** Looks at the files; true when a new certificate was taken. */
-  check(): boolean {
-    let stamp: string;
-    try {
-      stamp = this.source.stamp();
-    } catch (err) {
-      this.logger.warn({ err: errCode(err) }, 'injector TLS files unreadable; keeping the current certificate');
-      return false;
-    }
-    if (stamp === this.stamp) return false;
-    try {
-      const pair = this.source.read();
-      this.context = createSecureContext({ cert: pair.certPem, key: pair.keyPem });
-      this.pair = pair;
-    } catch (err) {
-      // Not remembered as seen: cert-manager writes the two files one after the other.
-      this.logger.warn({ err: errCode(err) }, 'injector TLS files changed but do not load; keeping the current certificate');
-      return false;
-    }
-    this.stamp = stamp;
-    this.onChange(this.pair);
-    this.logger.info('injector TLS certificate reloaded');
-    return true;
-  }
-}
+export { TlsReloader, type TlsPair, type TlsSource } from '../core/tls-reload.js';
 
 export interface InjectorServerOptions {
   injector: Injector;
