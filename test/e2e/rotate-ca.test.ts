@@ -60,9 +60,11 @@ describe('rotating the identity CA with an overlap', () => {
       ca: { certFile, keyFile, ...(trustedCertFiles.length ? { trustedCertFiles } : {}) },
       admin: { token: { env: 'LEASH_ADMIN_TOKEN' } },
       redis: redis!.url,
-      identity: { ttl: '4s' },
-      credentials: { llm: { kind: 'static', source: { env: 'LLM_KEY' }, ttl: '4s' } },
-      policies: [{ identities: ['join:agent-*'], credentials: ['llm'], maxTtl: '4s' }],
+      // Short lifetimes, so that the rotation's steps happen within seconds; long enough that
+      // a replica's restart on a loaded machine (a second or two) never outlasts half of one.
+      identity: { ttl: '6s' },
+      credentials: { llm: { kind: 'static', source: { env: 'LLM_KEY' }, ttl: '6s' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['llm'], maxTtl: '6s' }],
     });
 
     authority = new AuthorityProc({ LLM_KEY: SECRET });
@@ -81,7 +83,6 @@ describe('rotating the identity CA with an overlap', () => {
 
     // 1. The sidecars' CA bundle gains the new CA; the sidecar takes it at its next call.
     writeFileSync(sidecarCa, both);
-    await nextEvent(sidecar, 'credential.rotated');
     // 2. The replicas trust the new CA too (still signing with the old one).
     await authority.restart(config(ca1File, ca1Key, [ca2File]));
     await nextEvent(sidecar, 'instance.renewed');
@@ -93,8 +94,7 @@ describe('rotating the identity CA with an overlap', () => {
     expect(await authority.metric('leash_authority_client_certificates_total{ca="signing"}', both)).toBeGreaterThan(0);
     // 4. The old CA is gone from the replicas; the sidecar keeps renewing and leasing.
     await authority.restart(config(ca2File, ca2Key, []));
-    await nextEvent(sidecar, 'instance.renewed');
-    await nextEvent(sidecar, 'credential.rotated');
+    await Promise.all([nextEvent(sidecar, 'instance.renewed'), nextEvent(sidecar, 'credential.rotated')]);
     const { sent, failures } = await agent.stop();
 
     expect(failures).toEqual([]);

@@ -59,8 +59,8 @@ describe('rotating the Redis passwords of the authority and the sidecars', () =>
       ca: { certFile: caFile, keyFile: writeTemp('ca-key.pem', ca.exportPrivateKeyPem()) },
       admin: { token: { env: 'LEASH_ADMIN_TOKEN' } },
       redis: { url: `redis://leash-authority@127.0.0.1:${redis.port}`, password: { file: authorityPw } },
-      credentials: { llm: { kind: 'static', source: { env: 'LLM_KEY' }, ttl: '3s' } },
-      policies: [{ identities: ['join:agent-*'], credentials: ['llm'], maxTtl: '3s' }],
+      credentials: { llm: { kind: 'static', source: { env: 'LLM_KEY' }, ttl: '6s' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['llm'], maxTtl: '6s' }],
     });
     const token = authority.cli(['token', 'create', '--identity', 'agent-1'], caFile);
     const sc = await startSidecarProc(

@@ -86,7 +86,7 @@ export const eventsIn = (p: Proc, event: string): number => p.stdout.filter((l) 
 /** Waits for the next `event` in p's log. */
 export async function nextEvent(p: Proc, event: string, timeoutMs = 8_000): Promise<void> {
   const n = eventsIn(p, event);
-  await waitFor(() => eventsIn(p, event) > n, { timeoutMs, message: `another ${event} from ${p.name}` });
+  await waitFor(() => eventsIn(p, event) > n, { timeoutMs, message: () => `another ${event} from ${p.name}; its last lines:\n${[...p.stdout.slice(-8), ...p.stderr.slice(-4)].join('\n')}` });
 }
 
 /** An agent sending GET `url` every 50 ms until stopped; every answer but a 200 is kept. */
