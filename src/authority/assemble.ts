@@ -76,7 +76,7 @@ export interface AuthorityInputs {
    * the authority's own token as a reader: the kubelet rotates it). Required when the
    * config has `kubernetes:`.
    */
-  kubernetes?: { apiServer: URL; caPem?: string; token: () => string };
+  kubernetes?: { apiServer: URL; caPem?: string; readCa?: () => string; token: () => string };
 }
 
 export interface RunningAuthority {

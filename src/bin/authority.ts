@@ -59,7 +59,7 @@ export const IN_CLUSTER = {
 };
 
 /** Config `kubernetes:` with its defaults applied and files read; the token stays a reader (rotated). */
-export function kubernetesInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv): { apiServer: URL; caPem: string; token: () => string } | undefined {
+export function kubernetesInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv): { apiServer: URL; caPem: string; readCa: () => string; token: () => string } | undefined {
   const k = config.kubernetes;
   if (!k) return undefined;
   let apiServer: URL;
@@ -83,7 +83,8 @@ export function kubernetesInputs(config: AuthorityConfig, env: NodeJS.ProcessEnv
       `kubernetes.audience: ${JSON.stringify(k.audience)} is the API server's own audience (the authority's service-account token is for it): every pod's default token would attest as its pod; use an audience of leash's own (default "leash", the one the injector projects)`,
     ]);
   }
-  return { apiServer, caPem: readCaFile(caFile, 'kubernetes.caFile'), token };
+  // The CA is read again before each review (a cluster CA rotation updates ca.crt in place).
+  return { apiServer, caPem: readCaFile(caFile, 'kubernetes.caFile'), readCa: () => readText(caFile, 'kubernetes.caFile'), token };
 }
 
 /** The `aud` claim of a JWT, unverified (our own token, from the kubelet); none when it is not one. */

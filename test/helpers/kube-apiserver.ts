@@ -37,6 +37,8 @@ export interface KubeApi {
   mint(claims: PodToken): string;
   listen(): Promise<void>;
   close(): Promise<void>;
+  /** The cluster's CA rotated: a new CA (caPem changes) and a serving certificate from it, served from now on. */
+  rotateCa(): void;
 }
 
 /** The API server's own audience (its service-account issuer, as kubeadm sets it): every pod's default token is for it. */
@@ -45,8 +47,8 @@ const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url')
 
 /** Made without listening when `port` is given (start it later with listen(): "the API server comes up"). */
 export async function startKubeApi(options: { port?: number; listen?: boolean } = {}): Promise<KubeApi> {
-  const ca = makeCa('kubernetes test CA');
-  const cert = issueServerCert(ca);
+  let ca = makeCa('kubernetes test CA');
+  let cert = issueServerCert(ca);
   // As the kubelet projects it: for the API server's audience.
   const reviewerToken = `${b64({ alg: 'RS256' })}.${b64({ aud: [KUBE_AUDIENCE], sub: 'system:serviceaccount:leash:authority', r: randomBytes(8).toString('hex') })}.${randomBytes(32).toString('base64url')}`;
   const tokens = new Map<string, PodToken>();
@@ -128,6 +130,12 @@ export async function startKubeApi(options: { port?: number; listen?: boolean } 
       port = (server.address() as AddressInfo).port;
       api.port = port;
       api.url = `https://127.0.0.1:${port}`;
+    },
+    rotateCa() {
+      ca = makeCa('kubernetes test CA (rotated)');
+      cert = issueServerCert(ca);
+      api.caPem = ca.certPem;
+      server?.setSecureContext({ cert: cert.certPem, key: cert.keyPem });
     },
     async close() {
       if (!server) return;

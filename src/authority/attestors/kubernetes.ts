@@ -1,4 +1,5 @@
 import type { AttestationVerifier } from '../../core/attestation.js';
+import { holdsCertificate } from '../../core/ca-bundle.js';
 import { HttpJsonError, httpJson, type HttpJsonResponse } from '../../core/http-json.js';
 import { attestationRefused, attestationUnavailable } from './errors.js';
 import { decideTokenReview, kubernetesPath } from './token-review.js';
@@ -16,6 +17,12 @@ export interface KubernetesVerifierOptions {
   apiServer: URL;
   /** PEM of the API server's CA; absent: the system's roots. */
   caPem?: string;
+  /**
+   * Reads the CA again (config `kubernetes.caFile`, the entry point's reader), before each
+   * review: the kubelet updates the projected `ca.crt` in place when the cluster's CA is
+   * rotated. Unreadable or without a certificate now: the last good one is used.
+   */
+  readCa?: () => string;
   /** The authority's own bearer token, read on each call (the kubelet rotates it). */
   token: () => string;
   audience: string;
@@ -27,7 +34,22 @@ const MAX_ANSWER = 1024 * 1024;
 
 export class KubernetesVerifier implements AttestationVerifier {
   readonly kind = 'kubernetes' as const;
-  constructor(private readonly o: KubernetesVerifierOptions) {}
+  private caPem: string | undefined;
+  constructor(private readonly o: KubernetesVerifierOptions) {
+    this.caPem = o.caPem;
+  }
+
+  /** The CA to verify the API server with now (readCa when given, else caPem). */
+  private currentCa(): string | undefined {
+    if (!this.o.readCa) return this.caPem;
+    try {
+      const pem = this.o.readCa();
+      if (holdsCertificate(pem)) this.caPem = pem;
+    } catch {
+      // mid-swap or gone for a moment: the last good CA
+    }
+    return this.caPem;
+  }
 
   async verify(token: string): Promise<{ path: string }> {
     // A JWT is three base64url parts; anything else is not worth a call to the API server.
@@ -54,7 +76,7 @@ export class KubernetesVerifier implements AttestationVerifier {
       res = await httpJson({
         method: 'POST',
         url,
-        tls: { ca: this.o.caPem },
+        tls: { ca: this.currentCa() },
         timeoutMs: this.o.timeoutMs ?? 5_000,
         maxBodyBytes: MAX_ANSWER,
         headers: { authorization: `Bearer ${bearer}` },
