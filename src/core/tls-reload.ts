@@ -82,7 +82,10 @@ export class TlsReloader {
       const pair = this.source.read();
       notAfter = certificateNotAfterMs(pair.certPem);
       if (notAfter !== undefined && notAfter <= this.now()) throw Object.assign(new Error('expired'), { code: 'CERT_HAS_EXPIRED' });
-      this.context = createSecureContext({ cert: pair.certPem, key: pair.keyPem });
+      const context = createSecureContext({ cert: pair.certPem, key: pair.keyPem });
+      // The listener takes it first (inside the try: a throw here must not escape a timer).
+      this.onChange(pair);
+      this.context = context;
       this.pair = pair;
     } catch (err) {
       this.logger.warn({ err: errCode(err) }, `${this.label} TLS files changed but do not load; keeping the current certificate`);
@@ -90,7 +93,6 @@ export class TlsReloader {
     }
     this.stamp = stamp;
     this.notAfter = notAfter;
-    this.onChange(this.pair);
     this.logger.info({ notAfter: notAfter === undefined ? undefined : new Date(notAfter).toISOString() }, `${this.label} TLS certificate reloaded`);
     return true;
   }
