@@ -11,6 +11,7 @@ import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { agentLoop, AuthorityProc, nextEvent, startSidecarProc } from '../helpers/rotate-fleet.js';
 import type { Proc } from '../helpers/fleet-procs.js';
 import { writeTemp } from '../helpers/spawn.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * JWT signing keys rotated with two replicas and a leash/verify service, every process real,
@@ -75,11 +76,16 @@ describe('rotating the JWT signing keys across two replicas', () => {
     verifier = createVerifier({ jwksUrl: `${b.url}/.well-known/jwks.json`, ca: ca.caPem, issuer: 'https://leash.test', audience: AUDIENCE });
     await verifier.ready();
     const refused: string[] = [];
+    /** Key ids of the tokens the verifier accepted. */
+    const acceptedKids = new Set<string>();
     upstream = await startUpstream((req: IncomingMessage, res: ServerResponse) => {
       req.resume();
       const token = (req.headers.authorization ?? '').replace(/^Bearer /, '');
       verifier!.verify(token).then(
-        () => res.writeHead(200).end('ok'),
+        () => {
+          acceptedKids.add((JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid);
+          res.writeHead(200).end('ok');
+        },
         (err: unknown) => {
           refused.push(err instanceof VerifyError ? `${err.code}: ${err.message}` : String(err));
           res.writeHead(err instanceof VerifyError && err.code === 'LEASH_VERIFY_UNAVAILABLE' ? 503 : 401).end('refused');
@@ -112,6 +118,9 @@ describe('rotating the JWT signing keys across two replicas', () => {
     renameSync(join(dirA, '2027-01-01.next.pem'), join(dirA, '2027-01-01.pem'));
     await a.restart(config(dirA));
     await nextEvent(sidecar, 'credential.rotated'); // signed with the new key, checked against B's JWKS
+    // B goes down for its own restart only once the verifier has met the new key (a refetch
+    // from a replica that is down fails whatever leash does; a Service would route it to A).
+    await waitFor(() => acceptedKids.size === 2, { timeoutMs: 10_000, message: 'a token of the new key accepted' });
     renameSync(join(dirB, '2027-01-01.next.pem'), join(dirB, '2027-01-01.pem'));
     await b.restart(config(dirB));
     // Phase 3: the old key goes once its last token has expired (the longest jwt ttl, 6 s).

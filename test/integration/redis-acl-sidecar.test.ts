@@ -37,15 +37,20 @@ afterEach(async () => {
 
 /**
  * The two ways a sidecar is given that user's password: in the URL, or (as the injector
- * writes it, the value from a Kubernetes Secret) `{ url, password: { env } }` with the
- * user alone in the URL. The variable is the one the injector names (injector-secrets.ts).
+ * writes it, the value from a Kubernetes Secret projected into the sidecar's volume)
+ * `{ url, password: { file } }` with the user alone in the URL. The file is the one the
+ * injector names (injector-secrets.ts).
  */
 const FORMS = [
   { form: 'the password in the URL', revocations: (url: string) => url, env: {} },
   {
-    form: '{ url, password: { env } }, as an injected sidecar has it',
-    revocations: (url: string) => ({ url: url.replace(':sidecar-password-not-a-secret@', '@'), password: { env: SECRET_REF_PATHS['revocations.redis.password']! } }),
-    env: { [SECRET_REF_PATHS['revocations.redis.password']!]: 'sidecar-password-not-a-secret' },
+    form: '{ url, password: { file } }, as an injected sidecar has it',
+    // The injector projects the Secret into the sidecar's own volume under this name.
+    revocations: (url: string) => ({
+      url: url.replace(':sidecar-password-not-a-secret@', '@'),
+      password: { file: writeTemp(SECRET_REF_PATHS['revocations.redis.password']!, 'sidecar-password-not-a-secret\n') },
+    }),
+    env: {},
   },
 ];
 
