@@ -8,7 +8,9 @@ import { VerifyError } from './errors.js';
  * kept in memory and refetched:
  * - when a token names a kid the cache does not hold, at most once per minRefetchMs
  *   (concurrent misses share one fetch; tokens with made-up kids cannot make us hammer
- *   the authority);
+ *   the authority); after a refetch that *failed* (the replica answering was restarting),
+ *   sooner: 1 s, then doubling up to minRefetchMs, so a blip in the JWKS endpoint does not
+ *   refuse every token of a new key for the whole window;
  * - in the background when the cache is older than cacheMs and a token uses it (not
  *   within minRefetchMs of the last attempt, so a dead endpoint is not retried per request).
  * A failed refetch keeps the keys we have (stale is better than nothing: keys leave the
@@ -25,6 +27,8 @@ export interface JwksOptions {
 }
 
 const MAX_BYTES = 1024 * 1024;
+/** The first retry after a failed refetch; doubled per failure in a row, up to minRefetchMs. */
+export const FAILED_REFETCH_MS = 1_000;
 
 type Outcome = 'fetched' | 'failed' | 'limited';
 
@@ -34,12 +38,18 @@ export class JwksCache {
   private fetchedAtMs = 0;
   private lastAttemptMs = Number.NEGATIVE_INFINITY;
   private lastMissMs = Number.NEGATIVE_INFINITY;
+  /** How long after the last miss refetch the next may run: minRefetchMs after a fetch, less after failures. */
+  private missIntervalMs: number;
+  /** Refetches that failed in a row. */
+  private failures = 0;
   private inflight: Promise<Outcome> | undefined;
   private lastError: string | undefined;
   /** Fetches attempted (for tests and diagnostics). */
   fetches = 0;
 
-  constructor(private readonly o: JwksOptions) {}
+  constructor(private readonly o: JwksOptions) {
+    this.missIntervalMs = o.minRefetchMs;
+  }
 
   get loaded(): boolean {
     return this.keySet !== undefined;
@@ -74,7 +84,7 @@ export class JwksCache {
   refresh(why: 'load' | 'miss' | 'stale'): Promise<Outcome> {
     if (this.inflight) return this.inflight;
     const now = this.o.clock.monotonicMs();
-    if (why === 'miss' && now - this.lastMissMs < this.o.minRefetchMs) return Promise.resolve('limited');
+    if (why === 'miss' && now - this.lastMissMs < this.missIntervalMs) return Promise.resolve('limited');
     if (why === 'stale' && now - this.lastAttemptMs < this.o.minRefetchMs) return Promise.resolve('limited');
     if (why === 'miss') this.lastMissMs = now;
     this.lastAttemptMs = now;
@@ -84,10 +94,14 @@ export class JwksCache {
         (keys): Outcome => {
           this.install(keys);
           this.lastError = undefined;
+          this.failures = 0;
+          this.missIntervalMs = this.o.minRefetchMs;
           return 'fetched';
         },
         (err: unknown): Outcome => {
           this.lastError = (err as Error).message;
+          this.failures++;
+          this.missIntervalMs = Math.min(this.o.minRefetchMs, FAILED_REFETCH_MS * 2 ** Math.min(this.failures - 1, 16));
           this.o.warn({ url: this.o.url.href, err: this.lastError, cached: this.loaded }, 'leash/verify: JWKS fetch failed');
           return 'failed';
         },

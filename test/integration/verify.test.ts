@@ -194,6 +194,32 @@ describe('leash/verify: JWKS cache', () => {
     expect(state).toBe('waiting');
   });
 
+  it('a refetch for a new kid that failed (the endpoint was down) is tried again after 1 s, not after jwksMinRefetchMs', async () => {
+    const clock = new ShiftClock();
+    authority = await startKeyedAuthority({ clock });
+    const v = verifier(authority, { clock, jwksMinRefetchMs: 30_000, jwksTimeoutMs: 500 });
+    await v.ready();
+    await authority.rotate('0002');
+    const { token } = await authority.lease('agent-1');
+    const https = authority.running.server.server;
+    const port = Number(new URL(authority.url).port);
+    await new Promise<void>((resolve) => {
+      https.closeAllConnections();
+      https.close(() => resolve());
+    });
+    expect(await codeOf(v.verify(token))).toBe('LEASH_VERIFY_UNAVAILABLE'); // refetch failed
+    await authority.running.server.listen('127.0.0.1', port);
+    clock.offsetMs += 500;
+    expect(await codeOf(v.verify(token))).toBe('LEASH_VERIFY_UNAVAILABLE'); // within the retry delay: limited
+    expect(authority.jwksServed()).toBe(1);
+    clock.offsetMs += 600; // 1.1 s after the failure: tried again, found
+    expect((await v.verify(token)).sub).toBe(id('agent-1'));
+    expect(authority.jwksServed()).toBe(2);
+    // After a successful fetch the full window applies again to a made-up kid.
+    expect(await codeOf(v.verify(await foreignEs256(token, 'made-up')))).toBe('LEASH_VERIFY_UNAVAILABLE');
+    expect(authority.jwksServed()).toBe(2);
+  });
+
   it('ready() waits while the JWKS endpoint is down and resolves once it comes up', async () => {
     authority = await startKeyedAuthority();
     const https = authority.running.server.server;
