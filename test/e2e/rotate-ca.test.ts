@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../src/pki/ca.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { agentLoop, AuthorityProc, nextEvent, startSidecarProc } from '../helpers/rotate-fleet.js';
+import { agentLoop, AuthorityProc, nextEvent, startSidecarProc, killAll } from '../helpers/rotate-fleet.js';
 import type { Proc } from '../helpers/fleet-procs.js';
 import { writeTemp } from '../helpers/spawn.js';
 
@@ -30,9 +30,7 @@ let authority: AuthorityProc | undefined;
 let sidecar: Proc | undefined;
 
 afterAll(async () => {
-  const procs = [...(authority?.all ?? []), ...(sidecar ? [sidecar] : [])];
-  for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-  await Promise.all(procs.map((p) => p.exit));
+  await killAll([...(authority?.all ?? []), ...(sidecar ? [sidecar] : [])]);
   await upstream?.close();
   await redis?.stop();
 });

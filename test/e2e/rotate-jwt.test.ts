@@ -8,7 +8,7 @@ import { CertificateAuthority } from '../../src/pki/ca.js';
 import { createVerifier, VerifyError, type Verifier } from '../../src/verify/index.js';
 import { startUpstream, type Upstream } from '../helpers/harness.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { agentLoop, AuthorityProc, nextEvent, startSidecarProc } from '../helpers/rotate-fleet.js';
+import { agentLoop, AuthorityProc, nextEvent, startSidecarProc, killAll } from '../helpers/rotate-fleet.js';
 import type { Proc } from '../helpers/fleet-procs.js';
 import { writeTemp } from '../helpers/spawn.js';
 import { waitFor } from '../helpers/wait.js';
@@ -35,9 +35,7 @@ const replicas: AuthorityProc[] = [];
 let sidecar: Proc | undefined;
 
 afterAll(async () => {
-  const procs = [...replicas.flatMap((r) => r.all), ...(sidecar ? [sidecar] : [])];
-  for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-  await Promise.all(procs.map((p) => p.exit));
+  await killAll([...replicas.flatMap((r) => r.all), ...(sidecar ? [sidecar] : [])]);
   await verifier?.close();
   await upstream?.close();
   await redis?.stop();

@@ -117,3 +117,9 @@ export function agentLoop(url: string): { stop(): Promise<{ sent: number; failur
 }
 
 export const readPem = (file: string): string => readFileSync(file, 'utf8');
+
+/** Kills (SIGKILL) every process still running and waits for all of them to exit: the rotate tests' afterAll. */
+export async function killAll(procs: readonly Proc[]): Promise<void> {
+  for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  await Promise.all(procs.map((p) => p.exit));
+}
