@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
-import { startUpstream, type Upstream } from './harness.js';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from './harness.js';
 
 /**
  * Helpers for the security suite: an upstream that records every request it sees, and a
@@ -51,6 +52,36 @@ export async function startRecordingUpstream(handler: Handler = defaultHandler):
       return out;
     },
   };
+}
+
+/** What recordingSidecar starts; filled in by its beforeAll. */
+export interface RecordingSetup {
+  up: RecordingUpstream;
+  leash: RunningSidecar;
+  /** The sidecar's agent-facing port. */
+  port: number;
+}
+
+/**
+ * A test file's usual set-up, registered as hooks: a recording upstream (with `handler`),
+ * a sidecar with `routes(upstreamUrl)` and the credential `secret` in `KEY` (bearerRoute's
+ * variable), both stopped after the file; the upstream's record cleared before each test.
+ */
+export function recordingSidecar(routes: (upstreamUrl: string) => Record<string, unknown>, secret: string, handler?: Handler): RecordingSetup {
+  const setup = {} as RecordingSetup;
+  beforeAll(async () => {
+    setup.up = await startRecordingUpstream(handler);
+    setup.leash = await startSidecar({ routes: routes(setup.up.url) }, { env: { KEY: secret } });
+    setup.port = Number(new URL(setup.leash.url).port);
+  });
+  afterAll(async () => {
+    await setup.leash?.stop();
+    await setup.up?.close();
+  });
+  beforeEach(() => {
+    if (setup.up) setup.up.seen.length = 0;
+  });
+  return setup;
 }
 
 /** Raw header names/values of one request, as [lowercased name, value] pairs. */

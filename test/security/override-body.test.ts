@@ -1,8 +1,8 @@
 import { connect } from 'node:net';
 import OpenAI, { toFile } from 'openai';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { bearerRoute, startSidecar, type RunningSidecar } from '../helpers/harness.js';
-import { parseResponses, rawRequest, startRecordingUpstream, type RawResponse, type RecordingUpstream } from '../helpers/security-net.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { bearerRoute } from '../helpers/harness.js';
+import { parseResponses, rawRequest, recordingSidecar, type RawResponse } from '../helpers/security-net.js';
 import { sleep } from '../helpers/wait.js';
 
 /**
@@ -51,29 +51,17 @@ function overriddenBy(method: string, type: string | undefined, body: string): s
   return out;
 }
 
-let up: RecordingUpstream;
-let leash: RunningSidecar;
-let port: number;
 const ran: string[] = [];
-
-beforeAll(async () => {
-  up = await startRecordingUpstream((req, res, body) => {
+const t = recordingSidecar(
+  (url) => ({ api: bearerRoute(url, ['POST /v1/messages', 'GET /v1/messages']), openai: bearerRoute(url, ['POST /v1/files']) }),
+  SECRET,
+  (req, res, body) => {
     ran.push(...overriddenBy(req.method!, req.headers['content-type'], body));
     res.setHeader('content-type', 'application/json');
     res.end('{"ok":true}');
-  });
-  leash = await startSidecar(
-    { routes: { api: bearerRoute(up.url, ['POST /v1/messages', 'GET /v1/messages']), openai: bearerRoute(up.url, ['POST /v1/files']) } },
-    { env: { KEY: SECRET } },
-  );
-  port = Number(new URL(leash.url).port);
-});
-afterAll(async () => {
-  await leash?.stop();
-  await up?.close();
-});
+  },
+);
 beforeEach(() => {
-  up.seen.length = 0;
   ran.length = 0;
 });
 
@@ -84,7 +72,7 @@ const head = (type: string | undefined, framing: string) =>
 function sendInPieces(type: string | undefined, pieces: string[], chunked: boolean, gapMs = 15): Promise<RawResponse[]> {
   const total = pieces.reduce((n, p) => n + Buffer.byteLength(p), 0);
   return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
+    const s = connect(t.port, '127.0.0.1');
     let raw = '';
     s.on('data', (d) => (raw += d.toString('latin1')));
     s.on('error', () => resolve(parseResponses(raw)));
@@ -124,12 +112,12 @@ const OVERRIDES: [name: string, type: string | undefined, body: string][] = [
 describe('a method override in a POST body is refused, never run', () => {
   for (const [name, type, body] of OVERRIDES) {
     it(`${name}: 400 leash_bad_request, nothing whole reaches the upstream`, async () => {
-      const agent = await rawRequest(port, head(type, `Content-Length: ${Buffer.byteLength(body)}\r\n`) + body, { expectResponses: 1 });
+      const agent = await rawRequest(t.port, head(type, `Content-Length: ${Buffer.byteLength(body)}\r\n`) + body, { expectResponses: 1 });
       expect(agent.responses[0]?.status).toBe(400);
       expect(agent.responses[0]?.header('x-leash-error')).toBe('leash_bad_request');
       expect(agent.responses[0]?.body).toContain('method override');
       expect(ran).toEqual([]);
-      expect(up.seen).toEqual([]);
+      expect(t.up.seen).toEqual([]);
     });
 
     for (const chunked of [false, true]) {
@@ -138,13 +126,13 @@ describe('a method override in a POST body is refused, never run', () => {
         const responses = await sendInPieces(type, [body.slice(0, at), body.slice(at)], chunked);
         expect(responses[0]?.status).toBe(400);
         expect(ran).toEqual([]);
-        expect(up.seen).toEqual([]);
+        expect(t.up.seen).toEqual([]);
       });
     }
   }
 
   it('the credential is in no refusal', async () => {
-    const agent = await rawRequest(port, head('application/x-www-form-urlencoded', 'Content-Length: 14\r\n') + '_method=DELETE', { expectResponses: 1 });
+    const agent = await rawRequest(t.port, head('application/x-www-form-urlencoded', 'Content-Length: 14\r\n') + '_method=DELETE', { expectResponses: 1 });
     expect(agent.raw).not.toContain(SECRET);
   });
 });
@@ -161,11 +149,11 @@ describe('bodies without an override go through unchanged', () => {
   ];
   for (const [name, type, body] of LEGIT) {
     it(`${name}: forwarded byte for byte, with the credential`, async () => {
-      const agent = await rawRequest(port, head(type, `Content-Length: ${Buffer.byteLength(body)}\r\n`) + body, { expectResponses: 1, timeoutMs: 10_000 });
+      const agent = await rawRequest(t.port, head(type, `Content-Length: ${Buffer.byteLength(body)}\r\n`) + body, { expectResponses: 1, timeoutMs: 10_000 });
       expect(agent.responses[0]?.status).toBe(200);
-      expect(up.seen).toHaveLength(1);
-      expect(up.seen[0]!.body === body).toBe(true);
-      expect(up.seen[0]!.headers.authorization).toBe(`Bearer ${SECRET}`);
+      expect(t.up.seen).toHaveLength(1);
+      expect(t.up.seen[0]!.body === body).toBe(true);
+      expect(t.up.seen[0]!.headers.authorization).toBe(`Bearer ${SECRET}`);
       expect(ran).toEqual([]);
     });
   }
@@ -175,21 +163,21 @@ describe('bodies without an override go through unchanged', () => {
     const pieces = body.match(/[\s\S]{1,997}/g)!;
     const responses = await sendInPieces('application/json', pieces, true, 1);
     expect(responses[0]?.status).toBe(200);
-    expect(up.seen[0]?.body).toBe(body);
+    expect(t.up.seen[0]?.body).toBe(body);
   });
 
   it('the openai SDK uploads a file (multipart, its own boundary) whose content names _method', async () => {
-    const openai = new OpenAI({ apiKey: 'sk-agent-dummy', baseURL: `${leash.url}/openai/v1`, maxRetries: 0, timeout: 5_000 });
+    const openai = new OpenAI({ apiKey: 'sk-agent-dummy', baseURL: `${t.leash.url}/openai/v1`, maxRetries: 0, timeout: 5_000 });
     const content = '{"messages":[{"role":"user","content":"name=\\"_method\\" value=\\"delete\\""}]}\n';
     await openai.files.create({ file: await toFile(Buffer.from(content), 'train.jsonl'), purpose: 'fine-tune' });
-    expect(up.seen).toHaveLength(1);
-    expect(up.seen[0]!.headers['content-type']).toMatch(/^multipart\/form-data; boundary=/);
-    expect(up.seen[0]!.body).toContain(content);
-    expect(up.seen[0]!.headers.authorization).toBe(`Bearer ${SECRET}`);
+    expect(t.up.seen).toHaveLength(1);
+    expect(t.up.seen[0]!.headers['content-type']).toMatch(/^multipart\/form-data; boundary=/);
+    expect(t.up.seen[0]!.body).toContain(content);
+    expect(t.up.seen[0]!.headers.authorization).toBe(`Bearer ${SECRET}`);
   });
 
   it('a PUT form body is not read (the readers override POST only)', async () => {
-    const agent = await rawRequest(port, 'PUT /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 14\r\nConnection: close\r\n\r\n_method=DELETE', { expectResponses: 1 });
+    const agent = await rawRequest(t.port, 'PUT /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 14\r\nConnection: close\r\n\r\n_method=DELETE', { expectResponses: 1 });
     expect(agent.responses[0]?.status).toBe(403); // not allowed by the route, for its method alone
   });
 });
