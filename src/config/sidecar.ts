@@ -187,6 +187,8 @@ export const sidecarSchema = z
       .strictObject({
         redis: redisTarget,
         prefix: z.string().regex(KEY_PREFIX_PATTERN, KEY_PREFIX_RULE).default(DEFAULT_KEY_PREFIX),
+        // Fail closed on leased routes once the channel has been down this long (absent: serve until the leases expire).
+        failClosedAfter: duration().optional(),
         // This instance's budget in the shared audit stream <prefix>audit (the log keeps everything).
         auditStream: z
           .strictObject({

@@ -35,6 +35,17 @@ export interface RevocationTargets {
 /** How long start() waits for the channel before serving anyway (and reconciling once it is up). */
 const CHANNEL_START_WAIT_MS = 5_000;
 
+/**
+ * `revocations.failClosedAfter`: once the channel has been down that long, leased routes
+ * refuse requests (passes.ts takeCredential) until it is back and caught up. Read per
+ * request: one property.
+ */
+export interface RevocationGate {
+  closed: boolean;
+  /** For the refusal's message: how long the channel has been down, in seconds. */
+  downSeconds(): number;
+}
+
 export class RevocationHandler {
   private subscriber: RevocationSubscriber | undefined;
   /** The channel was not up when leasing began: revocations may have been missed. */
@@ -45,11 +56,22 @@ export class RevocationHandler {
   private everUp = false;
   /** This instance was revoked: nothing is leased again, whatever arrives later. */
   private cutOff = false;
+  /** Monotonic ms since which the channel has not been up (start included), for the gate. */
+  private notUpSinceMs: number | undefined;
+  private gateTimer: NodeJS.Timeout | undefined;
+  /** Closed while the channel has been down longer than failClosedAfter; undefined when that is not set. */
+  readonly gate: RevocationGate | undefined;
 
   constructor(
     private readonly source: RevocationSource | undefined,
     private readonly t: RevocationTargets,
-  ) {}
+    private readonly failClosedAfterMs?: number,
+  ) {
+    this.gate =
+      source && failClosedAfterMs !== undefined
+        ? { closed: false, downSeconds: () => (this.notUpSinceMs === undefined ? 0 : Math.round((this.t.clock.monotonicMs() - this.notUpSinceMs) / 1000)) }
+        : undefined;
+  }
 
   /** Subscribe, before leasing, so no revocation of a lease about to be taken can fall between. */
   async start(): Promise<void> {
@@ -59,6 +81,7 @@ export class RevocationHandler {
         this.channelUp = up;
         this.t.metrics.revocationChannel(up);
         this.noteChannel(up);
+        this.watchGate(up);
         if (up && this.reconcileOnUp) {
           this.reconcileOnUp = false;
           void this.reconcile('the revocation channel came up after leasing began');
@@ -82,6 +105,7 @@ export class RevocationHandler {
       this.subscriber = new RedisRevocationSubscriber({ connect: redisConnector(source.redis), prefix: source.prefix }, events);
     }
     this.t.metrics.revocationChannel(false);
+    if (!this.channelUp) this.watchGate(false);
     // If Redis is unreachable now, start anyway and reconcile once it is back.
     const started = await Promise.race([this.subscriber.start().then(() => true, () => false), sleep(CHANNEL_START_WAIT_MS).then(() => false)]);
     if (!started || !this.channelUp) {
@@ -91,7 +115,41 @@ export class RevocationHandler {
   }
 
   async close(): Promise<void> {
+    if (this.gateTimer) clearTimeout(this.gateTimer);
+    this.gateTimer = undefined;
     await this.subscriber?.close();
+  }
+
+  /**
+   * The fail-closed gate: down → a timer for failClosedAfter (from when the channel was last
+   * up, or from start); it fires with the channel still down → closed; up (caught up from the
+   * stream: the subscriber says up only then) → open.
+   */
+  private watchGate(up: boolean): void {
+    const gate = this.gate;
+    if (!gate) return;
+    if (up) {
+      this.notUpSinceMs = undefined;
+      if (this.gateTimer) clearTimeout(this.gateTimer);
+      this.gateTimer = undefined;
+      if (gate.closed) {
+        gate.closed = false;
+        this.t.log.info('revocation channel back: leased routes forward again (revocations.failClosedAfter)');
+      }
+      return;
+    }
+    if (this.notUpSinceMs !== undefined) return; // already watching
+    this.notUpSinceMs = this.t.clock.monotonicMs();
+    this.gateTimer = setTimeout(() => {
+      this.gateTimer = undefined;
+      if (this.channelUp) return;
+      gate.closed = true;
+      this.t.log.error(
+        { downSeconds: gate.downSeconds() },
+        'revocation channel down longer than revocations.failClosedAfter: leased routes refuse requests (503) until it is back, as revocations may be missed',
+      );
+    }, this.failClosedAfterMs);
+    this.gateTimer.unref();
   }
 
   /**

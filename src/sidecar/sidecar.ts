@@ -170,13 +170,14 @@ export class Sidecar {
       metrics: this.metrics,
       log: this.log,
       cutOpen: (rule) => this.proxy.cutOpen((route, lease) => cutsExchange(rule, route, lease)),
-    });
+    }, config.revocations?.failClosedAfter);
     const clientNames: ClientNames = { hosts: new Set(config.clients.hosts), origins: new Set(config.clients.origins) };
     const env: PassEnv = {
       shuttingDown: () => this.shuttingDown,
       route: (name) => routes.get(name),
       now: () => this.clock.monotonicMs(),
       clients: clientNames,
+      revocationGate: this.revocations.gate,
     };
     const outcomes = this.outcomes;
     this.proxy = new ProxyServer(env, { requestDone: (o) => outcomes.requestDone(o), upstreamAuthFailure: (r, s, c) => this.upstreamAuthFailure(r, s, c) }, this.log, config.connections.proxy);

@@ -19,13 +19,14 @@ export const leasedRoute = (upstream: string, credential: string, extra: Record<
 /**
  * A sidecar built in process (not started), leasing from `authority` as `agent-1` with a
  * fresh join token, on loopback ports chosen by the OS, revocations from `bus` (by default
- * the authority's own in-process bus), its log kept in `logs` (`opts.logs` if given). `extra` adds or replaces
+ * the authority's own in-process bus; `opts.revocations`: a config revocations section instead),
+ * its log kept in `logs` (`opts.logs` if given). `extra` adds or replaces
  * top-level config keys (rotation, shutdown…).
  */
 export async function leasedSidecar(
   authority: TestAuthority,
   routes: Record<string, Record<string, unknown>>,
-  opts: { bus?: MemoryRevocationBus; extra?: Record<string, unknown>; level?: 'debug' | 'info' | 'warn'; logs?: LogSink } = {},
+  opts: { bus?: MemoryRevocationBus; extra?: Record<string, unknown>; level?: 'debug' | 'info' | 'warn'; logs?: LogSink; revocations?: Record<string, unknown> } = {},
 ): Promise<{ sidecar: Sidecar; logs: LogSink }> {
   const token = await authority.token('agent-1');
   const logs = opts.logs ?? new LogSink();
@@ -37,6 +38,7 @@ export async function leasedSidecar(
     ...opts.extra,
     authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
     routes,
+    ...(opts.revocations ? { revocations: opts.revocations } : {}),
   };
   const sidecar = new Sidecar({
     config: parseConfig(sidecarSchema, JSON.stringify(config), {}),
@@ -46,7 +48,8 @@ export async function leasedSidecar(
     audit: createAudit(logger),
     authorityCa: authority.caPem,
     joinToken: () => token,
-    revocationBus: opts.bus ?? (authority.running.revocations as MemoryRevocationBus),
+    // `opts.revocations`: the config's Redis channel instead of the authority's in-process bus.
+    revocationBus: opts.revocations ? undefined : (opts.bus ?? (authority.running.revocations as MemoryRevocationBus)),
   });
   return { sidecar, logs };
 }

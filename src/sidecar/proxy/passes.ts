@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { firstMatch, tunnelDenied, type AllowRule } from '../../config/rules.js';
+import type { RevocationGate } from '../revocation-handler.js';
 import {
   BadRequestError,
   CredentialUnavailableError,
@@ -51,6 +52,8 @@ export interface PassEnv {
   now(): number;
   /** Host names and web origins the agent's clients may use (browser-guard.ts); none beyond the built-in rule when absent. */
   clients?: ClientNames;
+  /** Closed when revocations may have been missed for too long (revocation-handler.ts): leased credentials are not sent. */
+  revocationGate?: RevocationGate;
 }
 
 type Pass = (req: IncomingMessage, ctx: RequestContext, env: PassEnv) => LeashHttpError | undefined;
@@ -128,6 +131,10 @@ const takeCredential: Pass = (_req, ctx, env) => {
   if (!cred || !usable(cred, env.now())) {
     route.provider.onUnavailable?.();
     return new CredentialUnavailableError('no valid credential is held for this route', { route: route.name });
+  }
+  const gate = env.revocationGate;
+  if (gate !== undefined && gate.closed && cred.lease !== undefined) {
+    return new CredentialUnavailableError(`revocations have not arrived for ${gate.downSeconds()} s (revocations.failClosedAfter): leased credentials are not sent until the channel is back`, { route: route.name });
   }
   ctx.credential = cred;
   return undefined;
