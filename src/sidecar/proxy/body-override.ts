@@ -41,12 +41,32 @@ export function overrideSyntax(method: string, headers: IncomingHttpHeaders): Ov
   // Rack parses a POST without a media type as a form.
   if (type === undefined || /^[\s;,]*$/.test(type.split(/[;,]/, 1)[0]!)) return 'form';
   const t = type.toLowerCase();
-  if (t.includes('form-urlencoded')) return 'form';
+  if (t.includes('form-urlencoded')) return asciiNames(t) ?? 'form';
   if (t.trimStart().startsWith('multipart/')) {
     const boundary = boundaryOf(type);
-    return boundary instanceof BadRequestError ? boundary : 'multipart';
+    return boundary instanceof BadRequestError ? boundary : (asciiNames(t) ?? 'multipart');
   }
   if (t.includes('json')) return 'json';
+  return undefined;
+}
+
+/**
+ * Charsets in which the bytes of an ASCII name are that name and no other bytes decode to
+ * ASCII: the scanners read names as bytes, so only these can be checked.
+ */
+const ASCII_NAMES = /^(?:utf-?8|(?:us-)?ascii|iso[-_]?8859[-_]\d{1,2}|latin-?\d{1,2}|(?:windows|cp)-?125\d)$/;
+
+/**
+ * An error when a (lower-cased) form or multipart Content-Type names a charset outside
+ * ASCII_NAMES. A servlet container (Tomcat, for Spring's HiddenHttpMethodFilter) decodes
+ * field names and part headers in the request's charset: `_method` in UTF-16, EBCDIC or
+ * ISO-2022-JP is not the bytes the scanners look for.
+ */
+function asciiNames(t: string): BadRequestError | undefined {
+  if (!t.includes('charset')) return undefined;
+  for (const m of t.matchAll(/charset\s*=\s*"?([^";,\s]*)/g)) {
+    if (!ASCII_NAMES.test(m[1]!)) return new BadRequestError('a form or multipart body must be sent as utf-8 (or another ASCII-compatible charset): its field names cannot be inspected in this charset');
+  }
   return undefined;
 }
 
