@@ -185,7 +185,7 @@ class FormScanner implements OverrideScanner {
 
 /**
  * `multipart/*`: the `name` parameter of every part's headers (the block after each
- * `--boundary` up to its blank line, CRLF or bare LF), quoted (backslash escapes undone)
+ * `--boundary` up to its CRLF CRLF: headerEnd), quoted (backslash escapes undone)
  * or not, `name*=` percent-decoded. Part bodies are only searched for the next boundary.
  */
 class MultipartScanner implements OverrideScanner {
@@ -248,13 +248,14 @@ class MultipartScanner implements OverrideScanner {
   }
 }
 
-/** Index of the end of a part header block (its blank line), or -1. */
+/**
+ * Index of the end of a part header block, or -1: its CRLF CRLF, the end Rack, Commons
+ * FileUpload and busboy look for. PHP also ends one at a bare-LF blank line, but reading
+ * only up to that hid from leash the names Rack still reads after it, up to CRLF CRLF; the
+ * longer block holds PHP's names too (a bare-LF-only body is read as one header block).
+ */
 function headerEnd(h: string): number {
-  const crlf = h.indexOf('\r\n\r\n');
-  const lf = h.indexOf('\n\n');
-  if (crlf === -1) return lf;
-  if (lf === -1) return crlf;
-  return Math.min(crlf, lf);
+  return h.indexOf('\r\n\r\n');
 }
 
 const NAME_PARAM = /\bname\s*(\*?)\s*=\s*(?:"((?:\\.|[^"\\])*)"?|([^;\s]*))/gi;

@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { BadRequestError } from '../../src/core/errors.js';
+import { overrideInBody, overrideScanner } from '../../src/sidecar/proxy/body-override.js';
+
+/**
+ * Where a multipart part's header block ends. Rack (`buf.index(EOL+EOL)`), Commons
+ * FileUpload (Tomcat, Spring) and busboy end it at CRLF CRLF only; PHP at the first blank
+ * line, bare LF included. A bare `\n\n` early in a header block ended the scanner's block
+ * there, and a Content-Disposition after it (still in Rack's head) was never looked at:
+ * Rails ran `_method=DELETE`.
+ */
+const TYPE = { 'content-type': 'multipart/form-data; boundary=B' };
+const scan = (body: string) => {
+  const r = overrideInBody('POST', TYPE, Buffer.from(body, 'latin1'));
+  return r instanceof BadRequestError ? `error: ${r.message}` : r;
+};
+const splits = (body: string) => {
+  const bytes = Buffer.from(body, 'latin1');
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const s = overrideScanner('multipart', TYPE);
+    const r = s.push(bytes.subarray(0, cut)) ?? s.push(bytes.subarray(cut)) ?? s.end();
+    expect(r, `split at ${cut}`).toBe('_method');
+  }
+};
+
+describe('a multipart part header with a bare LF blank line before its CRLF CRLF', () => {
+  const sneaky = '--B\r\nX-Pad: 1\n\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--B--\r\n';
+
+  it('the name Rack reads after the bare blank line refuses the request, wherever the reads fall', () => {
+    expect(scan(sneaky)).toBe('_method');
+    splits(sneaky);
+  });
+
+  it('also with a real part after it in the same body', () => {
+    expect(scan(`--B\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n${sneaky}`)).toBe('_method');
+  });
+
+  it('CRLF bodies real clients send are read as before', () => {
+    const file = `--B\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nline\n\nname="_method"\n\n${'x'.repeat(40_000)}\r\n--B--\r\n`;
+    expect(scan(file)).toBeUndefined();
+  });
+});
