@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from './harness.js';
@@ -222,6 +222,36 @@ export async function closedPort(): Promise<number> {
   const port = up.port;
   await up.close();
   return port;
+}
+
+/**
+ * A POST of `body` with `Expect: 100-continue`, the way curl and SDKs send large uploads:
+ * the head first, the body only once `100 Continue` came back. Resolves with the final
+ * status and whether the 100 was seen.
+ */
+export function expectContinue(url: string, body: string, headers: OutgoingHttpHeaders): Promise<{ status: number; sawContinue: boolean }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = httpRequest({
+      host: u.hostname,
+      port: u.port,
+      path: u.pathname,
+      method: 'POST',
+      headers: { ...headers, expect: '100-continue', 'content-length': Buffer.byteLength(body) },
+    });
+    let sawContinue = false;
+    req.on('continue', () => {
+      sawContinue = true;
+      req.end(body);
+    });
+    req.on('response', (res: IncomingMessage) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, sawContinue }));
+    });
+    req.on('error', reject);
+    // Headers only; the body waits for 100 Continue.
+    req.flushHeaders();
+  });
 }
 
 export { sleep } from './wait.js';

@@ -1,7 +1,6 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { bearerRoute } from '../helpers/harness.js';
-import { rawRequest, recordingSidecar } from '../helpers/security-net.js';
+import { expectContinue, rawRequest, recordingSidecar } from '../helpers/security-net.js';
 
 /**
  * Legitimate POSTs that now stream through the override guard (body-override.ts): the
@@ -15,26 +14,7 @@ const body = `------leashLegit\r\nContent-Disposition: form-data; name="file"; f
 
 describe('guarded POSTs real clients send', () => {
   it('Expect: 100-continue on a multipart upload (curl -F does this for large files)', async () => {
-    const r = await new Promise<{ status: number; sawContinue: boolean }>((resolve, reject) => {
-      const req = httpRequest({
-        host: '127.0.0.1',
-        port: t.port,
-        path: '/api/v1/upload',
-        method: 'POST',
-        headers: { expect: '100-continue', 'content-type': MULTI, 'content-length': Buffer.byteLength(body) },
-      });
-      let sawContinue = false;
-      req.on('continue', () => {
-        sawContinue = true;
-        req.end(body);
-      });
-      req.on('response', (res: IncomingMessage) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, sawContinue }));
-      });
-      req.on('error', reject);
-      req.flushHeaders();
-    });
+    const r = await expectContinue(`${t.leash.url}/api/v1/upload`, body, { 'content-type': MULTI });
     expect(r).toEqual({ status: 200, sawContinue: true });
     expect(t.up.seen).toHaveLength(1);
     expect(t.up.seen[0]!.body === body).toBe(true);

@@ -1,13 +1,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { CLI, CLI_MISSING } from '../helpers/spawn.js';
-import { closedPort, rawPairs, rawRequest, sleep, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
+import { closedPort, expectContinue, rawPairs, rawRequest, sleep, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
  * One regression test per http-proxy pitfall of docs/pitfalls.md, against a real upstream on
@@ -79,31 +78,6 @@ describe('pitfall: credential silently missing on pooled keep-alive sockets', ()
 });
 
 describe('pitfall: Expect: 100-continue skipped the proxyReq hook', () => {
-  function expectContinue(url: string, body: string): Promise<{ status: number; sawContinue: boolean }> {
-    return new Promise((resolve, reject) => {
-      const u = new URL(url);
-      const req = httpRequest({
-        host: u.hostname,
-        port: u.port,
-        path: u.pathname,
-        method: 'POST',
-        headers: { expect: '100-continue', 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-api-key': 'agent-key' },
-      });
-      let sawContinue = false;
-      req.on('continue', () => {
-        sawContinue = true;
-        req.end(body);
-      });
-      req.on('response', (res: IncomingMessage) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, sawContinue }));
-      });
-      req.on('error', reject);
-      // Headers only; the body waits for 100 Continue.
-      req.flushHeaders();
-    });
-  }
-
   it('forwards an Expect: 100-continue request with the credential (several, on a reused pooled socket)', async () => {
     const up = await upstream();
     const leash = await sidecar({ openai: { upstream: `${up.url}/base`, maxSockets: 1 } });
@@ -111,7 +85,7 @@ describe('pitfall: Expect: 100-continue skipped the proxyReq hook', () => {
     expect((await fetch(`${leash.url}/openai/warm`)).status).toBe(200);
     for (let i = 0; i < 5; i++) {
       const body = `payload-${i}-${'y'.repeat(1000)}`;
-      const r = await expectContinue(`${leash.url}/openai/v1/upload`, body);
+      const r = await expectContinue(`${leash.url}/openai/v1/upload`, body, { 'content-type': 'text/plain', 'x-api-key': 'agent-key' });
       expect(r).toEqual({ status: 200, sawContinue: true });
     }
     const uploads = up.seen.filter((r) => r.url === '/base/v1/upload');
