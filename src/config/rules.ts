@@ -41,10 +41,18 @@ export function parseRule(text: string): AllowRule | string {
  */
 const TUNNELS = new Set(['$batch', 'batch', '_bulk', 'composite', 'graphql']);
 
-/** Pure: the tunnel endpoint `segment` reaches (its canonical name), or undefined. */
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * Pure: the tunnel endpoint `segment` reaches (its canonical name), or undefined. A
+ * non-ASCII segment is compared as a server that normalises it would route it: NFKD
+ * (fullwidth `ｇ`, `＄`, `ſ`), accents dropped (Windows' best fit), and case folded through
+ * upper case (Java's equalsIgnoreCase takes `ı` for i).
+ */
 export function tunnelSegment(segment: string): string | undefined {
   if (TUNNELS.has(segment)) return segment;
   let s = segment.toLowerCase();
+  if (NON_ASCII.test(s)) s = s.normalize('NFKD').replace(/\p{M}/gu, '').toUpperCase().toLowerCase();
   const cut = s.search(/[;.]/);
   if (cut > 0) s = s.slice(0, cut);
   return TUNNELS.has(s) ? s : undefined;
