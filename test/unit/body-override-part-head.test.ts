@@ -40,3 +40,14 @@ describe('a multipart part header with a bare LF blank line before its CRLF CRLF
     expect(scan(file)).toBeUndefined();
   });
 });
+
+describe("a part name in single quotes (PHP's php_ap_getword_conf takes ' as a quote too)", () => {
+  it("name='_method' refuses the request: Symfony and Laravel read $_POST['_method']", () => {
+    expect(scan("--B\r\nContent-Disposition: form-data; name='_method'\r\n\r\nDELETE\r\n--B--\r\n")).toBe('_method');
+    splits("--B\r\nContent-Disposition: form-data; name='_method'\r\n\r\nDELETE\r\n--B--\r\n");
+  });
+
+  it("an apostrophe inside a double-quoted name is just a character", () => {
+    expect(scan(`--B\r\nContent-Disposition: form-data; name="it's"\r\n\r\nx\r\n--B--\r\n`)).toBeUndefined();
+  });
+});

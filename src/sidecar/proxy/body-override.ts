@@ -258,12 +258,14 @@ function headerEnd(h: string): number {
   return h.indexOf('\r\n\r\n');
 }
 
-const NAME_PARAM = /\bname\s*(\*?)\s*=\s*(?:"((?:\\.|[^"\\])*)"?|([^;\s]*))/gi;
+/** A `name` parameter: double-quoted, single-quoted (PHP's php_ap_getword_conf takes `'` as a quote too) or bare. */
+const NAME_PARAM = /\bname\s*(\*?)\s*=\s*(?:"((?:\\.|[^"\\])*)"?|'((?:\\.|[^'\\])*)'?|([^;\s]*))/gi;
 
 /** The override a part header block names, if any. */
 function partName(block: string): string | undefined {
   for (const m of block.matchAll(NAME_PARAM)) {
-    let value = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : (m[3] ?? '');
+    const quoted = m[2] ?? m[3];
+    let value = quoted !== undefined ? quoted.replace(/\\(.)/g, '$1') : (m[4] ?? '');
     if (m[1] === '*') {
       // RFC 8187: charset'language'percent-encoded
       value = value.slice(value.lastIndexOf("'") + 1).replace(/%([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
