@@ -51,3 +51,16 @@ describe("a part name in single quotes (PHP's php_ap_getword_conf takes ' as a q
     expect(scan(`--B\r\nContent-Disposition: form-data; name="it's"\r\n\r\nx\r\n--B--\r\n`)).toBeUndefined();
   });
 });
+
+describe('a part named by its Content-ID (Rack takes the name from it when Content-Disposition has none)', () => {
+  it('Content-ID: _method refuses the request, whatever the reads', () => {
+    const b = '--B\r\nContent-Disposition: form-data\r\nContent-ID: _method\r\n\r\nDELETE\r\n--B--\r\n';
+    expect(scan(b)).toBe('_method');
+    splits(b);
+    expect(scan('--B\r\ncontent-id:   _method  \r\n\r\nDELETE\r\n--B--\r\n')).toBe('_method');
+  });
+
+  it('multipart/related Content-IDs real clients send are not names', () => {
+    expect(scan('--B\r\nContent-Type: application/json\r\nContent-ID: <metadata@example.com>\r\n\r\n{}\r\n--B--\r\n')).toBeUndefined();
+  });
+});

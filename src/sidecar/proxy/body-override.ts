@@ -184,8 +184,8 @@ class FormScanner implements OverrideScanner {
 }
 
 /**
- * `multipart/*`: the `name` parameter of every part's headers (the block after each
- * `--boundary` up to its CRLF CRLF: headerEnd), quoted (backslash escapes undone)
+ * `multipart/*`: the `name` parameter of every part's headers, and its `Content-ID` (the
+ * block after each `--boundary` up to its CRLF CRLF: headerEnd), quoted (backslash escapes undone)
  * or not, `name*=` percent-decoded. Part bodies are only searched for the next boundary.
  */
 class MultipartScanner implements OverrideScanner {
@@ -261,6 +261,9 @@ function headerEnd(h: string): number {
 /** A `name` parameter: double-quoted, single-quoted (PHP's php_ap_getword_conf takes `'` as a quote too) or bare. */
 const NAME_PARAM = /\bname\s*(\*?)\s*=\s*(?:"((?:\\.|[^"\\])*)"?|'((?:\\.|[^'\\])*)'?|([^;\s]*))/gi;
 
+/** Rack's MULTIPART_CONTENT_ID, unanchored as Rack's is. */
+const CONTENT_ID = /content-id:\s*([^\r\n]*)/gi;
+
 /** The override a part header block names, if any. */
 function partName(block: string): string | undefined {
   for (const m of block.matchAll(NAME_PARAM)) {
@@ -271,6 +274,11 @@ function partName(block: string): string | undefined {
       value = value.slice(value.lastIndexOf("'") + 1).replace(/%([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
     }
     const hit = overrideParamName(value);
+    if (hit !== undefined) return hit;
+  }
+  // Rack names a part by its Content-ID when Content-Disposition gives no name.
+  for (const m of block.matchAll(CONTENT_ID)) {
+    const hit = overrideParamName(m[1]!.trim());
     if (hit !== undefined) return hit;
   }
   return undefined;
