@@ -64,3 +64,14 @@ describe('a part named by its Content-ID (Rack takes the name from it when Conte
     expect(scan('--B\r\nContent-Type: application/json\r\nContent-ID: <metadata@example.com>\r\n\r\n{}\r\n--B--\r\n')).toBeUndefined();
   });
 });
+
+describe("a bare name as Rack's TOKEN reads it (it ends at , / : ( ) < > ? = \\ too)", () => {
+  for (const tail of [',x', '/x', ':x', '(x', ')', '<x', '>', '?x', '=x', '\\x']) {
+    it(`name=_method${tail} is _method to Rack`, () => {
+      expect(scan(`--B\r\nContent-Disposition: form-data; name=_method${tail}\r\n\r\nDELETE\r\n--B--\r\n`)).toBe('_method');
+    });
+  }
+  it('a bare name that merely starts alike is not', () => {
+    expect(scan('--B\r\nContent-Disposition: form-data; name=_methods\r\n\r\nx\r\n--B--\r\n')).toBeUndefined();
+  });
+});

@@ -261,6 +261,8 @@ function headerEnd(h: string): number {
 /** A `name` parameter: double-quoted, single-quoted (PHP's php_ap_getword_conf takes `'` as a quote too) or bare. */
 const NAME_PARAM = /\bname\s*(\*?)\s*=\s*(?:"((?:\\.|[^"\\])*)"?|'((?:\\.|[^'\\])*)'?|([^;\s]*))/gi;
 
+/** Where a bare parameter value ends for Rack (its TOKEN: `[^\s()<>,;:\\"\/\[\]?=]+`; `[` is overrideParamName's). */
+const RACK_TOKEN_END = /[()<>,:\\"/?=]/;
 /** Rack's MULTIPART_CONTENT_ID, unanchored as Rack's is. */
 const CONTENT_ID = /content-id:\s*([^\r\n]*)/gi;
 
@@ -273,7 +275,8 @@ function partName(block: string): string | undefined {
       // RFC 8187: charset'language'percent-encoded
       value = value.slice(value.lastIndexOf("'") + 1).replace(/%([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
     }
-    const hit = overrideParamName(value);
+    // A bare value as Rack's TOKEN reads it, too: it ends at `,` `/` `:` `(` `=`… as well.
+    const hit = overrideParamName(value) ?? (quoted === undefined ? overrideParamName(value.split(RACK_TOKEN_END, 1)[0]!) : undefined);
     if (hit !== undefined) return hit;
   }
   // Rack names a part by its Content-ID when Content-Disposition gives no name.
