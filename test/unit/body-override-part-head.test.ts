@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BadRequestError } from '../../src/core/errors.js';
-import { overrideInBody, overrideScanner } from '../../src/sidecar/proxy/body-override.js';
+import { overrideInBody, overrideScanner, overrideSyntax } from '../../src/sidecar/proxy/body-override.js';
 
 /**
  * Where a multipart part's header block ends. Rack (`buf.index(EOL+EOL)`), Commons
@@ -74,4 +74,15 @@ describe("a bare name as Rack's TOKEN reads it (it ends at , / : ( ) < > ? = \\ 
   it('a bare name that merely starts alike is not', () => {
     expect(scan('--B\r\nContent-Disposition: form-data; name=_methods\r\n\r\nx\r\n--B--\r\n')).toBeUndefined();
   });
+});
+
+describe('a boundary with a comma (Rack and Commons FileUpload end the boundary at it)', () => {
+  for (const type of ['multipart/form-data; boundary=X,y', 'multipart/form-data; boundary="X,y"']) {
+    it(`${type}: refused, or read with the boundary the upstream uses`, () => {
+      const headers = { 'content-type': type };
+      const body = Buffer.from('--X\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--X--\r\n');
+      const syntax = overrideSyntax('POST', headers);
+      expect(syntax instanceof BadRequestError || overrideInBody('POST', headers, body) !== undefined).toBe(true);
+    });
+  }
 });

@@ -77,9 +77,11 @@ function boundaryOf(type: string): string | BadRequestError {
   if ((type.match(/boundary\s*=/gi) ?? []).length !== 1) return new BadRequestError('a multipart content-type must name exactly one boundary');
   const m = /;\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]*))\s*(?:;|$)/i.exec(type);
   const boundary = m?.[1] ?? m?.[2];
-  // RFC 2046 §5.1.1: 1-70 of these characters; anything else is read differently by different parsers.
-  if (boundary === undefined || !/^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/.test(boundary)) {
-    return new BadRequestError('a multipart content-type needs one boundary of RFC 2046 characters (1-70)');
+  // RFC 2046 §5.1.1: 1-70 of these characters; anything else is read differently by different
+  // parsers. Not `,` although RFC 2046 allows it: Rack (`[^";,]+`, quoted or not) and Commons
+  // FileUpload (`;` and `,` separate parameters) end the boundary there.
+  if (boundary === undefined || !/^[0-9A-Za-z'()+_\-./:=? ]{0,69}[0-9A-Za-z'()+_\-./:=?]$/.test(boundary)) {
+    return new BadRequestError('a multipart content-type needs one boundary of RFC 2046 characters other than "," (1-70)');
   }
   return boundary;
 }
