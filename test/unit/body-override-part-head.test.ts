@@ -86,3 +86,17 @@ describe('a boundary with a comma (Rack and Commons FileUpload end the boundary 
     });
   }
 });
+
+describe("PHP's boundary: the first '=' after the first \"boundary\" anywhere in the header", () => {
+  for (const type of ['multipart/form-data; boundaryx=X; boundary=Y', 'multipart/form-data; boundary-old=X; boundary=Y', 'multipart/form-data; x="boundary=X"; boundary=Y']) {
+    it(`${type}: refused (PHP splits at --X, leash would at --Y)`, () => {
+      const headers = { 'content-type': type };
+      const body = Buffer.from('--X\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--X--\r\n');
+      expect(overrideSyntax('POST', headers) instanceof BadRequestError || overrideInBody('POST', headers, body) !== undefined).toBe(true);
+    });
+  }
+  it("browsers' boundaries still pass", () => {
+    expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW' })).toBe('multipart');
+    expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; boundary=boundary-1234' })).toBe('multipart');
+  });
+});

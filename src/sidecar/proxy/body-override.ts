@@ -76,6 +76,12 @@ function boundaryOf(type: string): string | BadRequestError {
   // one that leash and the upstream could read differently is refused, not guessed.
   if ((type.match(/boundary\s*=/gi) ?? []).length !== 1) return new BadRequestError('a multipart content-type must name exactly one boundary');
   const m = /;\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]*))\s*(?:;|$)/i.exec(type);
+  // PHP takes the first `=` after the first "boundary" anywhere (strstr, case-sensitive):
+  // `boundaryx=X; boundary=Y` is X there. That first one must be the parameter's name.
+  const php = type.indexOf('boundary');
+  if (m && php !== -1 && php !== type.toLowerCase().indexOf('boundary', m.index)) {
+    return new BadRequestError('a multipart content-type must name exactly one boundary');
+  }
   const boundary = m?.[1] ?? m?.[2];
   // RFC 2046 §5.1.1: 1-70 of these characters; anything else is read differently by different
   // parsers. Not `,` although RFC 2046 allows it: Rack (`[^";,]+`, quoted or not) and Commons
