@@ -105,6 +105,10 @@ const OVERRIDES: [name: string, type: string | undefined, body: string][] = [
   ['a POST without a content-type (Rack parses it as a form)', undefined, '_method=DELETE'],
   ['a multipart field', MULTI, part('text', 'hi') + part('_method', 'DELETE') + END],
   ['a multipart field after a file', MULTI, FILE_PART + part('_method', 'DELETE') + END],
+  ['a multipart part named by its Content-ID (Rack)', MULTI, `------leashTestBoundary\r\nContent-Disposition: form-data\r\nContent-ID: _method\r\n\r\nDELETE\r\n${END}`],
+  ["a multipart name in single quotes (PHP)", MULTI, `------leashTestBoundary\r\nContent-Disposition: form-data; name='_method'\r\n\r\nDELETE\r\n${END}`],
+  ['a multipart name after a bare-LF blank line (Rack reads on to CRLF CRLF)', MULTI, `------leashTestBoundary\r\nX-Pad: 1\n\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n${END}`],
+  ['a form in UTF-16LE (Tomcat decodes names in it)', 'application/x-www-form-urlencoded; charset=UTF-16LE', '_\0m\0e\0t\0h\0o\0d\0=D\0E\0L\0E\0T\0E\0'],
   ['a JSON top-level key (Laravel)', 'application/json', '{"text":"hi","_method":"DELETE"}'],
   ['a JSON top-level key, escaped', 'application/json', '{"text":"hi","\\u005fmethod":"DELETE"}'],
 ];

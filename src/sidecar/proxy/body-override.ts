@@ -65,7 +65,7 @@ const ASCII_NAMES = /^(?:utf-?8|(?:us-)?ascii|iso[-_]?8859[-_]\d{1,2}|latin-?\d{
 function asciiNames(t: string): BadRequestError | undefined {
   if (!t.includes('charset')) return undefined;
   for (const m of t.matchAll(/charset\s*=\s*"?([^";,\s]*)/g)) {
-    if (!ASCII_NAMES.test(m[1]!)) return new BadRequestError('a form or multipart body must be sent as utf-8 (or another ASCII-compatible charset): its field names cannot be inspected in this charset');
+    if (!ASCII_NAMES.test(m[1]!)) return new BadRequestError('a form or multipart body in this charset cannot be inspected for a method override: send it as utf-8 (or another ASCII-compatible charset)');
   }
   return undefined;
 }
