@@ -222,7 +222,10 @@ export function overrideParamName(decoded: string): string | undefined {
   const nul = decoded.indexOf('\0');
   const name = (nul === -1 ? decoded : decoded.slice(0, nul)).replace(/^ +/, '').toLowerCase();
   const bracket = name.indexOf('[');
-  for (const n of bracket > 0 ? [name, name.slice(0, bracket)] : [name]) {
+  const candidates = bracket > 0 ? [name, name.slice(0, bracket)] : [name];
+  // Rack 2 (Rails 6, 7.0) drops leading brackets: `[_method]` is `_method` there.
+  if (name[0] === '[' || name[0] === ']') candidates.push(/^[[\]]*([^[\]]*)/.exec(name)![1]!);
+  for (const n of candidates) {
     const canonical = n.replace(/[ .[\-]/g, '_');
     if (OVERRIDE_PARAMS.has(canonical)) return canonical;
   }
