@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BadRequestError } from '../../src/core/errors.js';
-import { overrideInBody, overrideScanner, overrideSyntax } from '../../src/sidecar/proxy/body-override.js';
+import { bodyScanner, overrideInBody, overrideSyntax, type OverrideScanner } from '../../src/sidecar/proxy/body-override.js';
 
 /**
  * Where a multipart part's header block ends. Rack (`buf.index(EOL+EOL)`), Commons
@@ -17,7 +17,7 @@ const scan = (body: string) => {
 const splits = (body: string) => {
   const bytes = Buffer.from(body, 'latin1');
   for (let cut = 0; cut <= bytes.length; cut++) {
-    const s = overrideScanner('multipart', TYPE);
+    const s = bodyScanner('POST', TYPE) as OverrideScanner;
     const r = s.push(bytes.subarray(0, cut)) ?? s.push(bytes.subarray(cut)) ?? s.end();
     expect(r, `split at ${cut}`).toBe('_method');
   }

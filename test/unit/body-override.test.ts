@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { IncomingHttpHeaders } from 'node:http';
 import { BadRequestError } from '../../src/core/errors.js';
-import { MAX_PART_HEADER, overrideInBody, overrideScanner, overrideSyntax, type OverrideSyntax } from '../../src/sidecar/proxy/body-override.js';
+import { bodyScanner, MAX_PART_HEADER, overrideInBody, overrideSyntax, type OverrideScanner } from '../../src/sidecar/proxy/body-override.js';
 
 /**
  * The body scanners (body-override.ts), fed every way a body can arrive: whole, split at
@@ -21,9 +21,8 @@ function scanWhole(headers: IncomingHttpHeaders, body: string): string | undefin
 function scanAllSplits(headers: IncomingHttpHeaders, body: string): string | undefined {
   const whole = scanWhole(headers, body);
   const bytes = Buffer.from(body, 'latin1');
-  const syntax = overrideSyntax('POST', headers) as OverrideSyntax;
   const run = (parts: Buffer[]) => {
-    const s = overrideScanner(syntax, headers);
+    const s = bodyScanner('POST', headers) as OverrideScanner;
     for (const p of parts) {
       const r = s.push(p);
       if (r !== undefined) return r instanceof BadRequestError ? `error: ${r.message}` : r;

@@ -36,17 +36,23 @@ export const MAX_PART_HEADER = 16 * 1024;
  * undefined (no override can be read from it: not a POST, no body, another type).
  */
 export function overrideSyntax(method: string, headers: IncomingHttpHeaders): OverrideSyntax | BadRequestError | undefined {
+  const plan = classify(method, headers);
+  return plan === undefined || plan instanceof BadRequestError ? plan : plan.syntax;
+}
+
+/** overrideSyntax, with the multipart boundary it parsed (once) for the scanner. */
+function classify(method: string, headers: IncomingHttpHeaders): { syntax: OverrideSyntax; boundary?: string } | BadRequestError | undefined {
   if (method !== 'POST') return undefined;
   const type = headers['content-type'];
   // Rack parses a POST without a media type as a form.
-  if (type === undefined || /^[\s;,]*$/.test(type.split(/[;,]/, 1)[0]!)) return 'form';
+  if (type === undefined || /^[\s;,]*$/.test(type.split(/[;,]/, 1)[0]!)) return { syntax: 'form' };
   const t = type.toLowerCase();
-  if (t.includes('form-urlencoded')) return asciiNames(t) ?? 'form';
+  if (t.includes('form-urlencoded')) return asciiNames(t) ?? { syntax: 'form' };
   if (t.trimStart().startsWith('multipart/')) {
     const boundary = boundaryOf(type);
-    return boundary instanceof BadRequestError ? boundary : (asciiNames(t) ?? 'multipart');
+    return boundary instanceof BadRequestError ? boundary : (asciiNames(t) ?? { syntax: 'multipart', boundary });
   }
-  if (t.includes('json')) return 'json';
+  if (t.includes('json')) return { syntax: 'json' };
   return undefined;
 }
 
@@ -98,10 +104,13 @@ export interface OverrideScanner {
   end(): string | BadRequestError | undefined;
 }
 
-export function overrideScanner(syntax: OverrideSyntax, headers: IncomingHttpHeaders): OverrideScanner {
-  if (syntax === 'form') return new FormScanner();
-  if (syntax === 'json') return new JsonScanner();
-  return new MultipartScanner(boundaryOf(headers['content-type']!) as string);
+/** The scanner for this request's body (overrideSyntax decides), the error that refuses it, or undefined: nothing to read. */
+export function bodyScanner(method: string, headers: IncomingHttpHeaders): OverrideScanner | BadRequestError | undefined {
+  const plan = classify(method, headers);
+  if (plan === undefined || plan instanceof BadRequestError) return plan;
+  if (plan.syntax === 'form') return new FormScanner();
+  if (plan.syntax === 'json') return new JsonScanner();
+  return new MultipartScanner(plan.boundary!);
 }
 
 /** The error that refuses a request whose body names an override. */
@@ -459,8 +468,7 @@ export class OverrideGuard extends Transform {
 
 /** A whole body, already read (the request-body phase): the override it names, an error, or undefined. */
 export function overrideInBody(method: string, headers: IncomingHttpHeaders, body: Buffer): string | BadRequestError | undefined {
-  const syntax = overrideSyntax(method, headers);
-  if (syntax === undefined || syntax instanceof BadRequestError) return syntax;
-  const scanner = overrideScanner(syntax, headers);
+  const scanner = bodyScanner(method, headers);
+  if (scanner === undefined || scanner instanceof BadRequestError) return scanner;
   return scanner.push(body) ?? scanner.end();
 }

@@ -7,7 +7,7 @@ import { BadRequestError, CredentialUnavailableError, type LeashHttpError, Upstr
 import type { HeldCredential } from '../credentials/types.js';
 import { MAX_REQUEST_HEADERS, runHeadPasses, runSendPasses, type PassEnv, type RequestContext } from './passes.js';
 import { readRequestBody } from './request-body.js';
-import { bodyOverrideError, OverrideGuard, overrideInBody, overrideScanner, overrideSyntax } from './body-override.js';
+import { bodyOverrideError, bodyScanner, OverrideGuard, overrideInBody } from './body-override.js';
 import { PrefixResolver, type RouteResolver } from './resolve.js';
 import { UpstreamTimeouts, type TimeoutEntry } from './timeouts.js';
 import { endAndClose, sendError, sendSocketError } from './respond.js';
@@ -362,10 +362,10 @@ export class ProxyServer {
 
   /** Forwards a POST whose body could name a method override through an OverrideGuard. */
   private forwardGuarded(req: WithCtx, res: ServerResponse, ctx: Tracked): void {
-    const syntax = overrideSyntax(req.method!, req.headers);
-    if (syntax === undefined) return this.forward(req, res, ctx, undefined);
-    if (syntax instanceof BadRequestError) return this.deny(req, res, (ctx.denied = syntax));
-    const guard = new OverrideGuard(overrideScanner(syntax, req.headers), (found) => {
+    const scanner = bodyScanner(req.method!, req.headers);
+    if (scanner === undefined) return this.forward(req, res, ctx, undefined);
+    if (scanner instanceof BadRequestError) return this.deny(req, res, (ctx.denied = scanner));
+    const guard = new OverrideGuard(scanner, (found) => {
       // The chunk that completes the name was not passed on: cut the upstream request
       // before it is whole, and close the agent's connection (the rest of its body is unread).
       const err = (ctx.denied = typeof found === 'string' ? bodyOverrideError(found, ctx.route!.name) : found);
