@@ -17,6 +17,8 @@ import { waitFor } from '../helpers/wait.js';
  * partitions the sidecar from it.
  */
 const started = stopAfterEach();
+// Made up for this test (no vendor issues keys of this shape): the static route's credential.
+const PLAIN_KEY = 'sk-plain-static-0123456789';
 
 async function setup(revocations: Record<string, unknown>) {
   const redis = started(await startRedis(), (r) => r.stop());
@@ -31,7 +33,7 @@ async function setup(revocations: Record<string, unknown>) {
   const upstream = started(await startUpstream((_req, res) => res.end('ok')), (u) => u.close());
   const { sidecar, logs } = await leasedSidecar(
     authority,
-    { search: leasedRoute(upstream.url, 'search'), plain: { ...leasedRoute(upstream.url, 'search'), credential: { file: writeTemp('plain.key', 'sk-plain-static-0123456789') } } },
+    { search: leasedRoute(upstream.url, 'search'), plain: { ...leasedRoute(upstream.url, 'search'), credential: { file: writeTemp('plain.key', PLAIN_KEY) } } },
     { revocations: { redis: proxy.url, ...revocations } },
   );
   started(sidecar, (s) => s.stop());
@@ -53,6 +55,7 @@ describe('revocations.failClosedAfter', () => {
     const refused = await get('search');
     expect(refused.body).toContain('leash_credential_unavailable');
     expect(refused.body).toContain('revocations.failClosedAfter');
+    expect(refused.body + logs.lines.join('\n')).not.toContain(PLAIN_KEY);
     expect((await get('plain')).status).toBe(200); // a static credential: no revocation reaches it
     expect(logs.lines.join('\n')).toContain('revocation channel down longer than revocations.failClosedAfter');
     proxy.heal();
