@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { IncomingHttpHeaders } from 'node:http';
 import { BadRequestError } from '../../src/core/errors.js';
-import { bodyScanner, MAX_PART_HEADER, overrideInBody, overrideSyntax, type OverrideScanner } from '../../src/sidecar/proxy/body-override.js';
+import { bodyScanner, MAX_PART_HEADER, OverrideGuard, overrideInBody, overrideSyntax, type OverrideScanner } from '../../src/sidecar/proxy/body-override.js';
 
 /**
  * The body scanners (body-override.ts), fed every way a body can arrive: whole, split at
@@ -188,4 +188,27 @@ describe('JSON bodies: the top-level object\'s keys', () => {
       expect(scanAllSplits(JSON_TYPE, body)).toBe(expected);
     });
   }
+});
+
+describe('the guard on the wire', () => {
+  it('a scanner that throws refuses the request (fail closed), passes nothing on and emits no error', async () => {
+    const refusals: unknown[] = [];
+    const throwing: OverrideScanner = {
+      push: () => {
+        throw new Error('scanner bug: body bytes _method=DELETE');
+      },
+      end: () => undefined,
+    };
+    const guard = new OverrideGuard(throwing, (found) => refusals.push(found));
+    const passed: Buffer[] = [];
+    const errors: unknown[] = [];
+    guard.on('data', (c: Buffer) => passed.push(c)).on('error', (e) => errors.push(e));
+    guard.write(Buffer.from('_method=DELETE'));
+    await new Promise((r) => setImmediate(r));
+    expect(passed).toEqual([]);
+    expect(errors).toEqual([]);
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toBeInstanceOf(BadRequestError);
+    expect((refusals[0] as Error).message).not.toContain('_method');
+  });
 });

@@ -448,7 +448,7 @@ export class OverrideGuard extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     if (this.refused) return done();
-    const hit = this.scanner.push(chunk);
+    const hit = this.look(() => this.scanner.push(chunk));
     if (hit !== undefined) {
       this.refused = true;
       this.refuse(hit);
@@ -459,10 +459,23 @@ export class OverrideGuard extends Transform {
 
   override _flush(done: TransformCallback): void {
     if (this.refused) return; // never ends: the upstream request is cut, not completed
-    const hit = this.scanner.end();
+    const hit = this.look(() => this.scanner.end());
     if (hit === undefined) return done();
     this.refused = true;
     this.refuse(hit);
+  }
+
+  /**
+   * A scanner that throws refuses the request (fail closed) rather than erroring this
+   * stream, which nothing listens to: an 'error' here would end the process. What it threw
+   * is not quoted (it may hold the body).
+   */
+  private look(scan: () => string | BadRequestError | undefined): string | BadRequestError | undefined {
+    try {
+      return scan();
+    } catch {
+      return new BadRequestError('the request body could not be inspected for a method override');
+    }
   }
 }
 
