@@ -104,9 +104,22 @@ function lookup(input: unknown, path: readonly string[]): unknown {
 function echo(value: unknown): string {
   // Inside an echoed object or list, values under sensitive keys are hidden too.
   const hide = (k: string, v: unknown) =>
-    (k !== '' && (SENSITIVE_KEY.test(k) || looksLikeSecret(k))) || (typeof v === 'string' && looksLikeSecret(v)) ? '…' : typeof v === 'string' ? hideUserinfo(v) : v;
+    (k !== '' && (SENSITIVE_KEY.test(k) || looksLikeSecret(k))) || (typeof v === 'string' && looksLikeSecret(v)) ? '…' : typeof v === 'string' ? hideQuery(hideUserinfo(v)) : v;
   const text = (JSON.stringify(value, hide) ?? String(value)).replace(USERINFO, '$1…@').replace(URL_QUERY, '$1?…');
   return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}…` : text;
+}
+
+/**
+ * A value that may be a URL, cut at its query or fragment (`?key=…`). URL_QUERY finds
+ * only well-formed `scheme://` text without spaces, but the value a config error repeats
+ * is the one that did not parse: `https:host/v1?key=…`, `http//host?key=…`, `host/v1?key=…`,
+ * `https://a b/?key=…`. So any `?` or `#` after a `/`, `:` or `.`, or followed by a `=`,
+ * ends what is shown.
+ */
+export function hideQuery(text: string): string {
+  const q = text.search(/[?#]/);
+  if (q < 0) return text;
+  return /[/:.]/.test(text.slice(0, q)) || text.includes('=', q) ? `${text.slice(0, q)}?…` : text;
 }
 
 /**
