@@ -12,6 +12,8 @@ import { parseResponses } from '../helpers/security-net.js';
  * (Every secret in this file is a fake test value.)
  */
 const SECRET = 'sk-live-hardening-7c1e9a4b2d5f8036';
+/** Mixed case all through (no 8 characters of it are one case): what a re-cased name loses. */
+const MIXED = 'Hk7Qp2Wz9Rt4Mx8Ln3Vb6Jc1Fd5Gs0Ay';
 const BASIC = Buffer.from(`user:${SECRET}`).toString('base64');
 const FORMS = [SECRET, BASIC];
 
@@ -83,9 +85,10 @@ beforeAll(async () => {
         h: { ...common, inject: { header: 'authorization', format: 'Bearer {{credential}}' } },
         b: { ...common, inject: { basic: { username: 'user' } } },
         q: { ...common, inject: { query: 'key' } },
+        m: { ...common, credential: { env: 'MIXED' }, inject: { header: 'authorization', format: 'Bearer {{credential}}' } },
       },
     },
-    { env: { KEY: SECRET } },
+    { env: { KEY: SECRET, MIXED } },
   );
   port = Number(new URL(leash.url).port);
 });
@@ -194,6 +197,36 @@ describe('headers', () => {
     expect(raw).toContain('x-hint: [REDACTED]\r\n');
     expect(raw).toMatch(/sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/);
     noSecret(raw);
+  });
+
+  it('a header name holding the secret in another letter case is dropped too (Go canonical, upper, lower; 200, 401 and a 101)', async () => {
+    // Go's net/http writes every name canonicalised: `X-` + the key becomes X-Hk7qp2wz9….
+    const canonical = (n: string) => n.split('-').map((w) => w.charAt(0).toUpperCase() + w.slice(1).toLowerCase()).join('-');
+    const folded = MIXED.toLowerCase();
+    const leaks = (raw: string) => raw.toLowerCase().includes(folded);
+    for (const status of ['200 OK', '401 Unauthorized']) {
+      for (const name of [canonical(`x-key-${MIXED}`), `X-${MIXED.toUpperCase()}`, `x-${folded}`, `${folded}`]) {
+        answer = () => `HTTP/1.1 ${status}\r\n${name}: 1\r\nx-kept: yes\r\ncontent-length: 0\r\n\r\n`;
+        const raw = await exchange(get('/m/v1/x'));
+        expect(statusLine(raw)).toBe(`HTTP/1.1 ${status}`);
+        expect(parseResponses(raw)[0]?.header('x-kept'), name).toBe('yes');
+        expect(leaks(raw), `${status} ${name}: ${raw}`).toBe(false);
+      }
+    }
+    // A fragment of it, re-cased, in a name of an error answer (values get fragment scrubbing there).
+    answer = () => `HTTP/1.1 401 Unauthorized\r\nX-Hint-${canonical(MIXED.slice(4, 20))}: 1\r\ncontent-length: 0\r\n\r\n`;
+    expect((await exchange(get('/m/v1/x'))).toLowerCase()).not.toContain(MIXED.slice(4, 20).toLowerCase());
+    // Node hands a 101's names over lower-cased: the secret exactly as issued, in a name, came out so.
+    answer = () =>
+      `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n` +
+      `x-${MIXED}: 1\r\nX-Tok-${canonical(MIXED)}: 2\r\nx-kept: yes\r\n\r\n`;
+    const raw = await exchange(
+      'GET /m/socket HTTP/1.1\r\nhost: leash\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n',
+      { untilHead: true },
+    );
+    expect(statusLine(raw)).toBe('HTTP/1.1 101 Switching Protocols');
+    expect(raw).toContain('x-kept: yes\r\n');
+    expect(leaks(raw), raw).toBe(false);
   });
 
   it('Location and Refresh are fully scrubbed on a 2xx and a 3xx (masked and fragment forms too)', async () => {

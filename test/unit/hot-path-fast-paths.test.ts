@@ -101,7 +101,7 @@ describe('relayHeaders: the per-name memos (by position, by name) answer as the 
       const name = raw[i]!;
       const lower = name.toLowerCase();
       if (skip.has(lower) || lower.startsWith('x-leash-')) continue;
-      if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name) || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name) {
+      if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name) || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name || scrubber.nameHolds(lower, fullNames)) {
         dropped++;
         continue;
       }

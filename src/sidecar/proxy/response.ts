@@ -150,7 +150,8 @@ function relayHeadersWith<S>(
     const f = nameFactsAt(i >> 1, name);
     if (f.leash || (fixedSkip ? f.hop : skip.has(f.lower))) continue;
     // Names get the scrubbing their answer's values get: full on errors, whole values otherwise.
-    if (!f.token || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name) {
+    // …and in any letter case: a name is case-insensitive, and re-cased on the way (nameHolds).
+    if (!f.token || (fullNames ? scrubber.full(name) : scrubber.whole(name)) !== name || scrubber.nameHolds(f.lower, fullNames)) {
       dropped++;
       continue;
     }
@@ -231,7 +232,8 @@ export function scrubUpgradeHeaders(headers: IncomingHttpHeaders, scrubber: Scru
       continue;
     }
     const values = (Array.isArray(value) ? value : [value]).map((v) => scrubber.full(v));
-    if (!TOKEN.test(name) || scrubber.full(name) !== name || values.some((v) => BAD_VALUE_CHAR.test(v))) {
+    // Node hands the 101's names over lower-cased: the secret's own case is gone from them (nameHolds).
+    if (!TOKEN.test(name) || scrubber.full(name) !== name || scrubber.nameHolds(name.toLowerCase(), true) || values.some((v) => BAD_VALUE_CHAR.test(v))) {
       delete headers[name];
       dropped++;
       continue;

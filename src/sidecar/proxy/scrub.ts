@@ -213,6 +213,32 @@ export class Scrubber {
     this.span = (this.forms[0]?.length ?? 0) * MAX_EXPANSION;
   }
 
+  /** The forms, anchors and fragments lower-cased, for header names (made on first use). */
+  private folded: { anchors: readonly string[]; forms: readonly string[]; fragments: ReadonlySet<string> } | undefined;
+
+  /**
+   * True when a header name, lower-cased (`lower`), holds a form of a held value in any
+   * letter case. Names are case-insensitive and re-cased on the way: Node's parser
+   * lower-cases every name of a 101 it hands over, Go's net/http canonicalises the names it
+   * writes (`X-Sk-Live-Abc…`), HTTP/2 lower-cases them all. Whole forms always, and with
+   * `full` (error answers) the 8-character fragments too, as for values. A name shorter
+   * than the shortest form (and than a fragment) costs one comparison.
+   */
+  nameHolds(lower: string, full: boolean): boolean {
+    if (this.shortest === 0) return false;
+    const wholeLen = lower.length >= this.shortest;
+    const fragLen = full && this.fragments.size > 0 && lower.length >= FRAGMENT;
+    if (!wholeLen && !fragLen) return false;
+    const f = (this.folded ??= {
+      anchors: [...new Set(this.anchors.map((a) => a.toLowerCase()))],
+      forms: [...new Set(this.forms.map((a) => a.toLowerCase()))],
+      fragments: new Set([...this.fragments].map((a) => a.toLowerCase())),
+    });
+    if (wholeLen && f.anchors.some((a) => lower.includes(a)) && f.forms.some((a) => lower.includes(a))) return true;
+    if (fragLen) for (let i = 0; i + FRAGMENT <= lower.length; i++) if (f.fragments.has(lower.slice(i, i + FRAGMENT))) return true;
+    return false;
+  }
+
   /** True when `value` is one of the values this scrubber removes. */
   covers(value: string): boolean {
     return this.values.includes(value);
