@@ -343,7 +343,7 @@ function sidecarContainer(injector: Injector, routes: readonly string[], proxyPo
     restartPolicy: 'Always',
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-      { name: CONFIG_ENV, value: stringify(sidecarConfigFor(injector, routes, proxyPort, adminPort)) },
+      { name: CONFIG_ENV, value: kubeletLiteral(stringify(sidecarConfigFor(injector, routes, proxyPort, adminPort))) },
     ],
     ports: [
       { name: 'leash-proxy', containerPort: proxyPort, protocol: 'TCP' },
@@ -392,6 +392,16 @@ function escapeDollars(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(escapeDollars);
   if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, escapeDollars(v)]));
   return value;
+}
+
+/**
+ * An env value the kubelet passes on as written. It expands `$(NAME)` in every `value` of a
+ * container's env (POD_NAME is defined just before LEASH_CONFIG) and turns every `$$` into
+ * `$`, so `$${` (escapeDollars) would reach the sidecar as `${` and be expanded after all.
+ * Each `$` doubled comes out as itself.
+ */
+export function kubeletLiteral(text: string): string {
+  return text.split('$').join('$$');
 }
 
 function stripUndefined(value: unknown): unknown {

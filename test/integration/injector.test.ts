@@ -15,6 +15,7 @@ import { knownKeysAt } from '../../src/config/schema-keys.js';
 import { sidecarSchema } from '../../src/config/sidecar.js';
 import { InjectorServer } from '../../src/injector/server.js';
 import { LogSink } from '../helpers/harness.js';
+import { containerEnv } from '../helpers/kubelet-env.js';
 import { issueServerCert, makeCa, type TestCa } from '../helpers/proxy-tls.js';
 
 /**
@@ -205,7 +206,8 @@ describe('leash injector /mutate', () => {
   it('hands the sidecar a config that validates as a sidecar file, with the routes as written and the kubernetes bootstrap', async () => {
     const reply = await review(fixture());
     const pod = applyPatch(fixture().request.object, patchOf(reply));
-    const text = pod.spec.initContainers[0].env.find((e: Json) => e.name === 'LEASH_CONFIG').value as string;
+    // As the process gets it: after the kubelet's expansion of env values (POD_NAME comes first).
+    const text = containerEnv(pod.spec.initContainers[0].env, { 'metadata.name': 'research-agent-7d9c8b6f5d-x2xkq' }).LEASH_CONFIG!;
     const doc = parse(text) as Json;
     expect(doc.instance).toEqual({ id: '${POD_NAME}' });
     expect(doc.listen).toBe('127.0.0.1:15080');
@@ -240,6 +242,31 @@ describe('leash injector /mutate', () => {
       joinToken.authority.bootstrap = { joinToken: { file: '/var/run/secrets/leash/token' } };
       expect(collectConfig(sidecarSchema, joinToken).problems).toEqual([]);
     }
+  });
+
+  it("the sidecar's config reaches it as written through the kubelet's $(VAR) / $$ expansion of env values", async () => {
+    // The kubelet expands every env value of the pod spec before the sidecar reads it:
+    // `$$` → `$` and `$(POD_NAME)` → the pod's name (defined just before LEASH_CONFIG).
+    // Catalog text holding either, or a literal `${` (written `$${` in the injector's file),
+    // must reach the sidecar unchanged.
+    const format = 'Key {{credential}} a$$b $(POD_NAME) ${NOT_A_VAR}';
+    const config = CONFIG.replace('CERT', join(dir, 'tls.crt'))
+      .replace('KEY', join(dir, 'tls.key'))
+      .replace('format: "token {{credential}}"', () => `format: ${JSON.stringify(format.split('${').join('$${'))}`);
+    const dollars = parseInjectorConfig(config, {});
+    expect((dollars.catalog.github!.inject as { format: string }).format).toBe(format);
+    const { mutatePod } = await import('../../src/injector/mutate.js');
+    const input = fixture();
+    input.request.object.metadata.annotations['leash.dev/routes'] = 'github';
+    const decision = mutatePod(dollars, input.request.object);
+    expect(decision.allowed).toBe(true);
+    const pod = applyPatch(input.request.object, (decision as { patch: Array<{ op: string; path: string; value: unknown }> }).patch);
+    const podName = 'research-agent-7d9c8b6f5d-x2xkq';
+    const env = containerEnv(pod.spec.initContainers[0].env, { 'metadata.name': podName });
+    const { value, problems } = collectConfig(sidecarSchema, readDocument(env.LEASH_CONFIG!, env));
+    expect(problems).toEqual([]);
+    expect(value!.routes.github!.inject).toEqual({ header: 'authorization', format });
+    expect(value!.instance.id).toBe(podName);
   });
 
   it('is idempotent: a second review of the injected pod adds nothing', async () => {

@@ -4,6 +4,7 @@ import { runCheck } from '../../src/bin/check.js';
 import { parseInjectorConfig } from '../../src/config/injector.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { mutatePod } from '../../src/injector/mutate.js';
+import { containerEnv } from '../helpers/kubelet-env.js';
 import { collectConfig, readDocument } from '../../src/config/load.js';
 import { sidecarSchema } from '../../src/config/sidecar.js';
 import { parse } from 'yaml';
@@ -117,12 +118,15 @@ describe('injector config', () => {
       { secret: { name: 'leash-redis-sidecar', items: [{ key: 'password', path: 'revocations-redis-password' }] } },
       { secret: { name: 'leash-audit', items: [{ key: 'pw.txt', path: 'audit-redis-password' }] } },
     ]);
-    const config = parse(sc.env.find((e) => e.name === 'LEASH_CONFIG')!.value!) as { revocations: unknown; audit: unknown };
+    // The environment as the sidecar's process gets it (after the kubelet's $(VAR) / $$ expansion).
+    const env = containerEnv(sc.env as Parameters<typeof containerEnv>[0], { 'metadata.name': 'p-1' });
+    const config = parse(env.LEASH_CONFIG!) as { revocations: unknown; audit: unknown };
     expect(config.revocations).toEqual({ redis: { url: 'redis://leash-sidecar@redis.leash-system.svc:6379', password: { file: '/var/run/secrets/leash/revocations-redis-password' } } });
     expect(config.audit).toEqual({ redis: { sentinels: [{ host: 's', port: 26379 }], name: 'm', password: { file: '/var/run/secrets/leash/audit-redis-password' } } });
     // The injected config is a valid sidecar file.
-    const env = { POD_NAME: 'p-1' };
-    expect(collectConfig(sidecarSchema, readDocument(sc.env.find((e) => e.name === 'LEASH_CONFIG')!.value!, env)).problems).toEqual([]);
+    const read = collectConfig(sidecarSchema, readDocument(env.LEASH_CONFIG!, env));
+    expect(read.problems).toEqual([]);
+    expect(read.value!.instance.id).toBe('p-1');
     // A valid Kubernetes container (the schema the API server applies).
     expect(() => new Container(sc as ConstructorParameters<typeof Container>[0]).validate()).not.toThrow();
     // No secretKeyRef: nothing from Secrets.
