@@ -8,6 +8,10 @@ import { issueServerCert, makeCa } from './proxy-tls.js';
  * these machines), answering as the real one does:
  * - POST /apis/authentication.k8s.io/v1/tokenreviews with the reviewer's bearer token,
  *   else 401 with a v1 Status (`Unauthorized`);
+ * - a body the API server would not take is refused as it refuses it: a content-type other
+ *   than JSON → 415 (`UnsupportedMediaType`); an apiVersion other than the endpoint's, a
+ *   kind other than TokenReview (either may be left out: the endpoint supplies them), or
+ *   no spec.token → 400 (`BadRequest`);
  * - 201 Created with the TokenReview echoed (spec included, token and all) and `status`
  *   filled in: for a known token whose audiences meet spec.audiences, `authenticated:
  *   true`, `user` (username system:serviceaccount:<ns>:<sa>, uid, groups, and for a token
@@ -31,8 +35,8 @@ export interface KubeApi {
   reviewerToken: string;
   /** Tokens the API server knows; delete one to make it invalid (a rotated-out or deleted pod's). */
   tokens: Map<string, PodToken>;
-  /** Every review received: the Authorization header and the reviewed token. */
-  reviews: Array<{ authorization: string | undefined; token: string | undefined; audiences: unknown }>;
+  /** Every review received: the Authorization header, the reviewed token, and the request as sent (content-type, body). */
+  reviews: Array<{ authorization: string | undefined; token: string | undefined; audiences: unknown; contentType: string | undefined; body: unknown }>;
   /** Mint a JWT-shaped token for these claims and register it. */
   mint(claims: PodToken): string;
   listen(): Promise<void>;
@@ -65,17 +69,29 @@ export async function startKubeApi(options: { port?: number; listen?: boolean } 
       if (req.method !== 'POST' || req.url !== '/apis/authentication.k8s.io/v1/tokenreviews') {
         return send(404, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'the server could not find the requested resource', reason: 'NotFound', details: {}, code: 404 });
       }
+      const failure = (code: number, reason: string, message: string) => send(code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+      const contentType = req.headers['content-type'];
+      if ((contentType ?? '').split(';')[0]!.trim() !== 'application/json') {
+        return failure(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf`);
+      }
       let review: { apiVersion?: string; kind?: string; spec?: { token?: string; audiences?: string[] } };
       try {
         review = JSON.parse(Buffer.concat(chunks).toString('utf8'));
       } catch {
-        return send(400, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'the object provided is unrecognized', reason: 'BadRequest', code: 400 });
+        return failure(400, 'BadRequest', 'the object provided is unrecognized');
       }
-      reviews.push({ authorization: req.headers.authorization, token: review.spec?.token, audiences: review.spec?.audiences });
+      if (review.apiVersion !== undefined && review.apiVersion !== 'authentication.k8s.io/v1') {
+        return failure(400, 'BadRequest', `the API version in the data (${String(review.apiVersion)}) does not match the expected API version (authentication.k8s.io/v1)`);
+      }
+      if (review.kind !== undefined && review.kind !== 'TokenReview') {
+        return failure(400, 'BadRequest', `no kind "${String(review.kind)}" is registered for version "authentication.k8s.io/v1"`);
+      }
+      reviews.push({ authorization: req.headers.authorization, token: review.spec?.token, audiences: review.spec?.audiences, contentType, body: review });
       if (req.headers.authorization !== `Bearer ${reviewerToken}`) {
         return send(401, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
       }
       const spec = review.spec ?? {};
+      if (!spec.token) return failure(400, 'BadRequest', 'token is required for TokenReview in authentication');
       const wanted = spec.audiences?.length ? spec.audiences : [KUBE_AUDIENCE];
       const known = spec.token ? tokens.get(spec.token) : undefined;
       let status: unknown;

@@ -136,7 +136,10 @@ describe('Kubernetes node attestation (TokenReview)', () => {
     expect(leases).toHaveLength(1);
     // The authority asked with its own token, for audience leash, about the pod's token.
     expect(api.reviews).toHaveLength(1);
-    expect(api.reviews[0]).toEqual({ authorization: `Bearer ${api.reviewerToken}`, token, audiences: ['leash'] });
+    expect(api.reviews[0]).toMatchObject({ authorization: `Bearer ${api.reviewerToken}`, token, audiences: ['leash'] });
+    // The request exactly as the API server takes it: JSON, a TokenReview of authentication.k8s.io/v1, nothing else in it.
+    expect(api.reviews[0]!.contentType).toBe('application/json');
+    expect(api.reviews[0]!.body).toEqual({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: ['leash'] } });
     const metrics = await authority!.running.metrics.registry.metrics();
     expect(metrics).toMatch(/leash_authority_bootstrap_total\{method="kubernetes",result="success"\} 1/);
     // Neither token appears in any log line of either side.
