@@ -47,6 +47,7 @@ interface EnvVar {
 interface Container {
   name?: unknown;
   env?: EnvVar[];
+  envFrom?: unknown[];
   ports?: Array<{ containerPort?: unknown }>;
   volumeMounts?: Array<{ name?: unknown }>;
   securityContext?: { privileged?: unknown };
@@ -256,7 +257,10 @@ function normalizeHostPath(path: string): string {
 /**
  * The agent's variables added to each app container that does not set them. The app's own
  * value wins: a team that points OPENAI_BASE_URL elsewhere meant it (a warning says so;
- * `warnings` undefined on a reinvocation, which warned the first time).
+ * `warnings` undefined on a reinvocation, which warned the first time). A value the
+ * container takes through `envFrom` cannot be seen here (it is in a ConfigMap or Secret the
+ * webhook does not read, having no side effects and no API access) and `env` wins over
+ * `envFrom` in Kubernetes: the warning names the variables that would replace one.
  */
 function envPatch(containers: readonly Container[], agentEnv: ReadonlyArray<{ name: string; value: string }>, warnings: string[] | undefined): PatchOp[] {
   const patch: PatchOp[] = [];
@@ -269,6 +273,9 @@ function envPatch(containers: readonly Container[], agentEnv: ReadonlyArray<{ na
       return false;
     });
     if (add.length === 0) return;
+    if (Array.isArray(c.envFrom) && c.envFrom.length > 0) {
+      warnings?.push(`leash: container ${show(c.name)} takes variables from envFrom; ${add.map((e) => e.name).join(', ')} set by leash in env replace any of the same name there (set yours in env to keep it)`);
+    }
     if (Array.isArray(c.env)) for (const e of add) patch.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value: e });
     else patch.push({ op: 'add', path: `/spec/containers/${i}/env`, value: add });
   });

@@ -269,6 +269,26 @@ describe('leash injector /mutate', () => {
     expect(value!.instance.id).toBe(podName);
   });
 
+  it('a container taking variables through envFrom gets the agent variables in env, and a warning that they win over envFrom', async () => {
+    const input = fixture();
+    const [agent, exporter] = input.request.object.spec.containers;
+    agent.envFrom = [{ configMapRef: { name: 'agent-settings' } }];
+    exporter.envFrom = [{ secretRef: { name: 'exporter-settings', optional: true }, prefix: 'X_' }];
+    const reply = await review(input);
+    const pod = applyPatch(input.request.object, patchOf(reply));
+    expect(() => new Pod(pod as never).validate()).not.toThrow();
+    // envFrom kept as written; the agent variables in env, the container's own env kept.
+    expect(pod.spec.containers[0].envFrom).toEqual([{ configMapRef: { name: 'agent-settings' } }]);
+    expect(pod.spec.containers[0].env.map((e: Json) => e.name)).toEqual(['LOG_LEVEL', 'SEARCH_BASE_URL', 'OPENAI_BASE_URL', 'SEARCH_API_KEY']);
+    expect(pod.spec.containers[1].env.map((e: Json) => e.name)).toEqual(['OPENAI_BASE_URL', 'SEARCH_BASE_URL', 'SEARCH_API_KEY']);
+    // Kubernetes gives env precedence over envFrom, and the webhook cannot read the ConfigMap: said, per container.
+    expect(reply.json.response.warnings).toEqual([
+      'leash: container "agent" already sets SEARCH_BASE_URL; kept its value',
+      'leash: container "agent" takes variables from envFrom; OPENAI_BASE_URL, SEARCH_API_KEY set by leash in env replace any of the same name there (set yours in env to keep it)',
+      'leash: container "metrics-exporter" takes variables from envFrom; OPENAI_BASE_URL, SEARCH_BASE_URL, SEARCH_API_KEY set by leash in env replace any of the same name there (set yours in env to keep it)',
+    ]);
+  });
+
   it('is idempotent: a second review of the injected pod adds nothing', async () => {
     const first = await review(fixture());
     const injected = fixture();
