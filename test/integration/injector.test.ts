@@ -11,7 +11,6 @@ import { parse } from 'yaml';
 import { tlsFiles } from '../../src/bin/injector.js';
 import { parseInjectorConfig, type Injector } from '../../src/config/injector.js';
 import { collectConfig, readDocument } from '../../src/config/load.js';
-import { knownKeysAt } from '../../src/config/schema-keys.js';
 import { sidecarSchema } from '../../src/config/sidecar.js';
 import { InjectorServer } from '../../src/injector/server.js';
 import { LogSink } from '../helpers/harness.js';
@@ -229,19 +228,9 @@ describe('leash injector /mutate', () => {
     // As the sidecar reads it (leash sidecar --config-env LEASH_CONFIG → the sidecar schema, ${POD_NAME} expanded).
     const expanded = readDocument(text, { POD_NAME: 'research-agent-7d9c8b6f5d-x2xkq' });
     const { value, problems } = collectConfig(sidecarSchema, expanded);
-    // The Kubernetes attestor (issue 10 item 1) is another branch: until it is merged, the
-    // one thing the sidecar schema here may not know is authority.bootstrap.kubernetes.
-    const knowsKubernetes = (knownKeysAt(sidecarSchema, ['authority', 'bootstrap'], expanded) ?? []).includes('kubernetes');
-    if (knowsKubernetes) {
-      expect(problems).toEqual([]);
-      expect(value!.instance.id).toBe('research-agent-7d9c8b6f5d-x2xkq');
-    } else {
-      expect(problems.length).toBeGreaterThan(0);
-      expect(problems.every((p) => p.startsWith('authority.bootstrap'))).toBe(true);
-      const joinToken = structuredClone(expanded) as Json;
-      joinToken.authority.bootstrap = { joinToken: { file: '/var/run/secrets/leash/token' } };
-      expect(collectConfig(sidecarSchema, joinToken).problems).toEqual([]);
-    }
+    expect(problems).toEqual([]);
+    expect(value!.instance.id).toBe('research-agent-7d9c8b6f5d-x2xkq');
+    expect(value!.authority!.bootstrap).toEqual({ kubernetes: { tokenFile: '/var/run/secrets/leash/token' } });
   });
 
   it("the sidecar's config reaches it as written through the kubelet's $(VAR) / $$ expansion of env values", async () => {
