@@ -508,6 +508,9 @@ describe('leash injector /mutate', () => {
     expect(parse(pod.spec.initContainers[0].env[1].value as string)).toMatchObject({ listen: '127.0.0.1:17000', admin: '0.0.0.0:17001' });
     // github has no agentEnv: the app containers are untouched.
     expect(pod.spec.containers).toEqual(fixture().request.object.spec.containers);
+    // A route with agentEnv: {{baseUrl}} names the annotated port.
+    const openai = applyPatch(fixture().request.object, patchOf(await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai', 'leash.dev/port': '17000', 'leash.dev/admin-port': '17001' }))));
+    expect(openai.spec.containers[1].env).toEqual([{ name: 'OPENAI_BASE_URL', value: 'http://127.0.0.1:17000/openai/v1' }]);
 
     const clash = await review(withAnnotations({ 'leash.dev/inject': 'true', 'leash.dev/routes': 'openai', 'leash.dev/port': '8080' }));
     expect(clash.json.response).toMatchObject({ allowed: false, status: { message: expect.stringContaining('"agent" declares port 8080') } });
