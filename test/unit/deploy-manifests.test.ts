@@ -257,10 +257,12 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/ kustomize directories', () => {
     // The injector's own namespace carries a label the webhook cannot be told to select.
     expect(find(objects, 'Namespace', OWN_NAMESPACE).metadata.labels?.['leash.dev/injection']).toBeUndefined();
 
-    // caBundle: injected from the Certificate that issues the Service's name.
+    // caBundle: injected from a Certificate in leash-system (the CA: see the next test); the
+    // serving Certificate names the Service.
     const [certNs, certName] = config.metadata.annotations!['cert-manager.io/inject-ca-from']!.split('/');
     expect(certNs).toBe(OWN_NAMESPACE);
-    const cert = find(objects, 'Certificate', certName!);
+    find(objects, 'Certificate', certName!);
+    const cert = find(objects, 'Certificate', 'leash-injector-webhook');
     const svc = find(objects, 'Service', 'leash-injector');
     expect((cert.spec as { dnsNames: string[] }).dnsNames).toContain(`leash-injector.${OWN_NAMESPACE}.svc`);
     const port = webhooks[0]!.clientConfig.service.port;
@@ -272,6 +274,39 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/ kustomize directories', () => {
     expect(tls, 'the injector mounts the Certificate Secret').toBeDefined();
     const mount = (pod.containers[0]!.volumeMounts as Array<{ name: string; subPath?: string }>).find((m) => m.name === tls!.name);
     expect(mount?.subPath).toBeUndefined();
+  });
+
+  it("the webhook's caBundle is a CA that outlives the serving certificate's renewals (no self-signed leaf)", () => {
+    // With the serving certificate self-signed, each renewal (rotationPolicy: Always) changes
+    // the certificate the API server must trust: cert-manager's CA injector rewrites caBundle
+    // within seconds, the kubelet projects the new Secret into the injector up to a minute or
+    // two later, and for that window every annotated pod is refused (failurePolicy: Fail) —
+    // cert-manager#6350, aws-load-balancer-controller#4019. A CA of its own, issuing the
+    // serving certificate, keeps caBundle the same across them.
+    const objects = rendered.get('deploy/base')!;
+    const webhook = find(objects, 'MutatingWebhookConfiguration', 'leash-injector');
+    const [, injected] = webhook.metadata.annotations!['cert-manager.io/inject-ca-from']!.split('/');
+    const ca = find(objects, 'Certificate', injected!);
+    const caSpec = ca.spec as { isCA?: boolean; secretName: string; duration?: string; privateKey?: { rotationPolicy?: string }; issuerRef: { kind: string; name: string } };
+    expect(caSpec.isCA, `${injected} is a CA`).toBe(true);
+    // A CA renewal keeps its key, so serving certificates it signed still verify against the new CA certificate.
+    expect(caSpec.privateKey?.rotationPolicy).toBe('Never');
+    const issuerOf = (ref: { kind: string; name: string }) => {
+      expect(ref.kind).toBe('Issuer');
+      return find(objects, 'Issuer', ref.name).spec as { selfSigned?: unknown; ca?: { secretName: string } };
+    };
+    expect(issuerOf(caSpec.issuerRef).selfSigned).toBeDefined();
+    // The serving certificate (the Secret the injector mounts) is issued by that CA, not self-signed.
+    const serving = objects.filter((o) => o.kind === 'Certificate' && (o.spec as { dnsNames?: string[] }).dnsNames?.includes(`leash-injector.${OWN_NAMESPACE}.svc`));
+    expect(serving).toHaveLength(1);
+    const servingSpec = serving[0]!.spec as { isCA?: boolean; secretName: string; issuerRef: { kind: string; name: string } };
+    expect(servingSpec.isCA).not.toBe(true);
+    expect(issuerOf(servingSpec.issuerRef).ca?.secretName).toBe(caSpec.secretName);
+    const tls = podSpecOf(find(objects, 'Deployment', 'leash-injector'))!.volumes!.find((v) => v.name === 'tls') as { secret: { secretName: string } };
+    expect(tls.secret.secretName).toBe(servingSpec.secretName);
+    // The CA lives far longer than the serving certificate it renews.
+    const hours = (d: string | undefined) => Number(/^(\d+)h$/.exec(d ?? '')?.[1] ?? NaN);
+    expect(hours(caSpec.duration)).toBeGreaterThanOrEqual(10 * hours((serving[0]!.spec as { duration?: string }).duration));
   });
 
   it('gives the authority exactly TokenReview create, two spread replicas, HTTPS probes and a budget', () => {
