@@ -302,7 +302,7 @@ describe.skipIf(!HAVE_KUBECTL)('deploy/ kustomize directories', () => {
     const servingSpec = serving[0]!.spec as { isCA?: boolean; secretName: string; issuerRef: { kind: string; name: string } };
     expect(servingSpec.isCA).not.toBe(true);
     expect(issuerOf(servingSpec.issuerRef).ca?.secretName).toBe(caSpec.secretName);
-    const tls = podSpecOf(find(objects, 'Deployment', 'leash-injector'))!.volumes!.find((v) => v.name === 'tls') as { secret: { secretName: string } };
+    const tls = podSpecOf(find(objects, 'Deployment', 'leash-injector'))!.volumes!.find((v) => v.name === 'tls') as unknown as { secret: { secretName: string } };
     expect(tls.secret.secretName).toBe(servingSpec.secretName);
     // The CA lives far longer than the serving certificate it renews.
     const hours = (d: string | undefined) => Number(/^(\d+)h$/.exec(d ?? '')?.[1] ?? NaN);
