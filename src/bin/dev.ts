@@ -113,6 +113,8 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
       // The authority's Redis, its password (if any) already read.
       revocationsRedis: sharedRedis ? redisTargetOf(sharedRedis, inputs) : undefined,
       listenHints: { proxy: movedBy('sidecar.listen', 'LEASH_LISTEN'), admin: movedBy('sidecar.admin', 'LEASH_ADMIN') },
+      // Checked against the in-process authority's credentials when the config was read.
+      knownLeaseNames: Object.keys(authorityConfig.credentials),
       version: inputs.version,
     });
     // The sidecar's ports before the join token: a taken port must not cost one.
@@ -130,7 +132,12 @@ export async function runDev(opts: { config?: string; redis?: string }, env: Nod
       const base = `http://${addrs.proxy.address}:${addrs.proxy.port}`;
       say(`leash dev: authority ${authorityUrl} (${opts.redis ? 'Redis store' : 'in-memory'}), sidecar ${base} as ${sidecar.identity?.identity ?? identityName}`);
       for (const name of sidecar.routes.keys()) say(`  route /${name}/ → ${sidecar.routes.get(name)!.origin}`);
-      if (caFile) say(`admin:  export LEASH_AUTHORITY_URL=${authorityUrl} LEASH_CA_FILE=${caFile}   (and your LEASH_ADMIN_TOKEN), then e.g. leash revoke --all`);
+      // The export line alone on its line, so that it can be pasted whole; never the token itself.
+      if (caFile) {
+        say(`admin:  in another terminal, export the same LEASH_ADMIN_TOKEN and paste this line; then status, leases, trace and revoke work:`);
+        const admin = addrs.admin.address.includes(':') ? `[${addrs.admin.address}]` : addrs.admin.address;
+        say(`  export LEASH_AUTHORITY_URL=${authorityUrl} LEASH_CA_FILE=${caFile} LEASH_ADMIN=${admin}:${addrs.admin.port}`);
+      }
       // The sidecar refreshes at half the TTL (LEASH_DEMO_TTL shortens it).
       const half = Math.round((authorityConfig.credentials.demo?.ttl ?? 30_000) / 2000);
       if (demo) say(`try:  curl ${base}/demo/whoami     (again in ${half} s: a new token)\n      curl http://${addrs.admin.address}:${addrs.admin.port}/status`);

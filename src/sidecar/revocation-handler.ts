@@ -54,6 +54,8 @@ export class RevocationHandler {
   /** Monotonic ms at which the channel went down after having been up (undefined while up, or before it first came up). */
   private downSinceMs: number | undefined;
   private everUp = false;
+  /** close() has begun: the channel going down now is ours, not news (no warning, no gate). */
+  private closing = false;
   /** This instance was revoked: nothing is leased again, whatever arrives later. */
   private cutOff = false;
   /** Monotonic ms since which the channel has not been up (start included), for the gate. */
@@ -80,6 +82,7 @@ export class RevocationHandler {
       channel: (up) => {
         this.channelUp = up;
         this.t.metrics.revocationChannel(up);
+        if (this.closing) return;
         this.noteChannel(up);
         this.watchGate(up);
         if (up && this.reconcileOnUp) {
@@ -115,6 +118,7 @@ export class RevocationHandler {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.gateTimer) clearTimeout(this.gateTimer);
     this.gateTimer = undefined;
     await this.subscriber?.close();

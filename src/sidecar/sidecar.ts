@@ -28,7 +28,7 @@ import { Health, type ReadinessReport } from './health.js';
 import { Outcomes } from './outcomes.js';
 import { RevocationHandler, revocationSource } from './revocation-handler.js';
 import { cutsExchange } from './revocations.js';
-import { authFailureRefreshers, buildRoutes, SourceLabels } from './routes.js';
+import { authFailureRefreshers, buildRoutes, leaseProviders, SourceLabels } from './routes.js';
 
 export type { ReadinessReport } from './health.js';
 
@@ -68,6 +68,12 @@ export interface SidecarDeps {
    * `LEASH_LISTEN`): only the entry point knows where the address came from.
    */
   listenHints?: { proxy: string; admin: string };
+  /**
+   * Lease names known to exist before any grant (leash dev: its config's lease names are
+   * checked against the in-process authority's credentials, so none is a typo or a secret):
+   * shown by name from the start rather than as `lease:sha256:…`.
+   */
+  knownLeaseNames?: readonly string[];
   /** The package version for leash_build_info, read by the entry point. */
   version?: string;
   /** Per-request use, summarised into the audit stream (telemetry/usage-writer.ts); absent without Redis. */
@@ -146,6 +152,8 @@ export class Sidecar {
       onEvent: (route, e) => this.credentialEvent(route, e),
     });
     this.routes = routes;
+    const known = new Set(deps.knownLeaseNames ?? []);
+    for (const { route, provider } of leaseProviders(routes)) if (known.has(provider.credentialName)) this.labels.grant(route);
     this.health = new Health(routes, this.clock, this.labels);
     this.metrics = new SidecarMetrics(() => this.health.credentialStates(), () => this.identity?.ttlRemainingSeconds(), {
       routes: [...routes.keys()],

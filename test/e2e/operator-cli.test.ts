@@ -1,5 +1,8 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, spawnLeash, type Spawned } from '../helpers/spawn.js';
@@ -19,6 +22,8 @@ let dev: Spawned;
 let adminAddr: string;
 let proxy: string;
 let adminEnv: Record<string, string>;
+/** The `export …` line leash dev prints for the admin commands, as printed. */
+let exportLine: string;
 
 interface Result {
   code: number;
@@ -50,9 +55,11 @@ beforeAll(async () => {
   // The banner tells how to reach the in-process authority; wait for it (stderr).
   const deadline = Date.now() + 10_000;
   let banner: RegExpExecArray | null = null;
-  while (!(banner = /export LEASH_AUTHORITY_URL=(\S+) LEASH_CA_FILE=(\S+)/.exec(dev.stderr.join(''))) && Date.now() < deadline) await sleep(50);
+  while (!(banner = /^ *(export LEASH_AUTHORITY_URL=(\S+) LEASH_CA_FILE=(\S+) LEASH_ADMIN=(\S+))$/m.exec(dev.stderr.join(''))) && Date.now() < deadline) await sleep(50);
   expect(banner, dev.stderr.join('')).not.toBeNull();
-  adminEnv = { LEASH_AUTHORITY_URL: banner![1]!, LEASH_CA_FILE: banner![2]!, LEASH_ADMIN_TOKEN: ADMIN };
+  exportLine = banner![1]!;
+  adminEnv = { LEASH_AUTHORITY_URL: banner![2]!, LEASH_CA_FILE: banner![3]!, LEASH_ADMIN_TOKEN: ADMIN };
+  expect(banner![4]).toBe(adminAddr);
   // The demo route holds its first lease once the sidecar has started.
   expect((await fetch(`${proxy}/demo/whoami`)).status).toBe(200);
 }, 30_000);
@@ -61,6 +68,24 @@ afterAll(async () => {
   if (!dev) return;
   dev.child.kill('SIGTERM');
   expect(await dev.exit).toBe(0);
+});
+
+describe("leash dev's export line (README: paste it in another terminal)", () => {
+  it('pasted whole into a shell that has only the admin token: status, leases and trace work; the token is not in it', async () => {
+    expect(exportLine).not.toContain(ADMIN);
+    const script = `${exportLine}\nset -e\nnode "$CLI" status\nnode "$CLI" leases\nnode "$CLI" status --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).routes.demo.fingerprint))' > fp\nnode "$CLI" trace "$(cat fp)"\n`;
+    const dir = mkdtempSync(join(tmpdir(), 'leash-paste-'));
+    const r = await run('sh', ['-c', script], { cwd: dir, env: { PATH: process.env.PATH ?? '', CLI, LEASH_ADMIN_TOKEN: ADMIN }, timeout: 20_000 }).then(
+      (x) => ({ code: 0, ...x }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ROUTE\s+AVAILABLE/m);
+    expect(r.stdout).toMatch(/^demo\s+yes\s+lease:demo\s/m);
+    expect(r.stdout).toMatch(/^\S{22} {2}demo {2}sha256:[0-9a-f]{12} {2}expires /m);
+    expect(r.stdout).toMatch(/ {2}lease \S+ {2}demo {2}held by spiffe:\/\/leash\.local\/join\/dev-/);
+  });
 });
 
 describe('leash status', () => {
@@ -174,5 +199,7 @@ describe('shutdown', () => {
     expect(released!.fingerprint).toMatch(/^sha256:[0-9a-f]{12}$/);
     expect(released).not.toHaveProperty('reason');
     expect(events('lease.revoked').length).toBe(revokedBefore);
+    // Closing its own revocation subscription is not the channel going down.
+    expect(dev.lines.filter((l) => l.includes('revocation channel'))).toEqual([]);
   });
 });

@@ -262,3 +262,28 @@ describe('routes.<name>.required', () => {
     expect(await res.json()).toMatchObject({ status: 'not ready', ready: false, waitingFor: ['main'], optionalUnavailable: [], unavailable: ['main'] });
   });
 });
+
+describe('leash dev --config examples/dev.yaml with one of the two keys (README: "one of the two is enough")', () => {
+  it('ready, the route without its key listed as optional and answering 503, both shown by lease name', async () => {
+    // A made-up key (never a real one); nothing here reaches api.openai.com.
+    const dev = spawnNode('dev-one-key', [CLI, 'dev', '--config', 'examples/dev.yaml'], {
+      LEASH_LISTEN: '127.0.0.1:0',
+      LEASH_ADMIN: '127.0.0.1:0',
+      OPENAI_API_KEY: 'sk-test-made-up-openai-key-ops-start-0000',
+    });
+    procs.push(dev);
+    const started = await dev.waitForJson((l) => l.msg === 'leash sidecar started', 15_000);
+    const admin = `127.0.0.1:${portOf(started.admin)}`;
+    const res = await fetch(`http://${admin}/readyz`);
+    expect(await res.json()).toMatchObject({ ready: true, waitingFor: [], optionalUnavailable: ['anthropic'], unavailable: ['anthropic'] });
+    expect(res.status).toBe(200);
+    const proxied = await fetch(`http://127.0.0.1:${portOf(started.listen)}/anthropic/v1/models`);
+    expect(proxied.status).toBe(503);
+    expect(proxied.headers.get('x-leash-error')).toBe('leash_credential_unavailable');
+    // leash dev refuses lease names its authority does not define: no `lease:sha256:…` for them.
+    const { stdout } = await run(process.execPath, [CLI, 'status', '--admin', admin], { env: { PATH: process.env.PATH ?? '' } });
+    expect(stdout).toMatch(/^openai\s+yes\s+lease:openai\s/m);
+    expect(stdout).toMatch(/^anthropic\s+no\s+lease:anthropic\s/m);
+    expect(stdout).not.toContain('sk-test-made-up');
+  }, 30_000);
+});
