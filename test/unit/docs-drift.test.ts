@@ -1,13 +1,12 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compilePolicy } from '../../src/authority/policy/policy.js';
 import { revokeRequest } from '../../src/bin/admin.js';
 import { parseCommandLine } from '../../src/cli.js';
-import { authoritySchema } from '../../src/config/authority.js';
-import { unknownLeaseNames } from '../../src/config/cross-check.js';
-import { readDocument, validateConfig } from '../../src/config/load.js';
-import { sidecarSchema } from '../../src/config/sidecar.js';
+import { checkDocument } from '../../src/config/check-report.js';
+import { readDocumentCollecting } from '../../src/config/load.js';
+import { CLI, CLI_MISSING, writeTemp } from '../helpers/spawn.js';
 
 /**
  * The docs must not drift from the code (CONTRIBUTING-style rules, stated here once):
@@ -21,13 +20,17 @@ import { sidecarSchema } from '../../src/config/sidecar.js';
  *    A usage synopsis (`[--json]`, `a | b`) is checked with its optional `[…]` parts
  *    dropped; one with alternatives left is skipped. Output blocks (no info string) are
  *    not commands.
- * 2. Every `yaml`/`yml` code block that is a leash config — a dev config (exactly
- *    `authority` and `sidecar`), an authority config (`credentials`, `policies` or
- *    `trustDomain`) or a sidecar config (anything else) — passes the validation `leash
- *    check` does, short of reading the files it names: the schema, the policy patterns
- *    (authority), the lease names against the authority section (dev). A block that is
+ * 2. Every `yaml`/`yml` code block that is a leash config (sidecar, authority, dev or
+ *    injector, told apart by its top-level keys as `leash check` does) passes the
+ *    validation `leash check` does, short of reading the files it names: the schema, the
+ *    checks across keys, the policy patterns, the lease names against the authority
+ *    section (dev). A block that is
  *    deliberately a fragment or a wrong example is marked, either with the info string
- *    `yaml fragment` or with the line `<!-- not-a-config -->` just before the fence.
+ *    `yaml fragment` or with the line `<!-- not-a-config -->` just before the fence. The
+ *    validation is `leash check`'s own (config/check-report.ts), and `leash check` is also
+ *    run as a process on every such block and on every `examples/*.yaml` a command names.
+ * 3. The CA is at one path, /etc/leash/ca/ca.pem, in the docs, the examples and
+ *    deploy/README.md.
  */
 const ROOT = process.cwd();
 const FILES = ['README.md', ...readdirSync(join(ROOT, 'docs'))
@@ -175,6 +178,14 @@ function refusal(argv: string[]): string | undefined {
 }
 
 const blocks = FILES.flatMap((f) => codeBlocks(f, readFileSync(join(ROOT, f), 'utf8')));
+/** Every leash invocation in a shell block, where it is. */
+const lines = blocks
+  .filter((b) => SHELL.has(b.info[0] ?? ''))
+  .flatMap((b) => commandLines(b).map((l) => ({ where: `${b.file}:${l.line}`, text: l.text })))
+  .flatMap((l) => leashInvocations(l.text).map((argv) => ({ ...l, argv })));
+const yamlBlocks = blocks.filter((b) => ['yaml', 'yml'].includes(b.info[0] ?? ''));
+/** The YAML blocks that are configs (not marked as fragments or wrong examples). */
+const configs = yamlBlocks.filter((b) => !b.marked && !b.info.includes('fragment'));
 
 describe('docs drift: leash command lines', () => {
   it('the extractor understands env prefixes, $(…), pipes, comments, prompts and synopses', () => {
@@ -192,11 +203,6 @@ describe('docs drift: leash command lines', () => {
     expect(refusal(['status', '--json', '--admin', '127.0.0.1:9090'])).toBeUndefined();
   });
 
-  const lines = blocks
-    .filter((b) => SHELL.has(b.info[0] ?? ''))
-    .flatMap((b) => commandLines(b).map((l) => ({ where: `${b.file}:${l.line}`, text: l.text })))
-    .flatMap((l) => leashInvocations(l.text).map((argv) => ({ ...l, argv })));
-
   it('finds the docs’ command lines (the extractor is not silently matching nothing)', () => {
     expect(lines.length).toBeGreaterThan(15);
     expect(new Set(lines.map((l) => l.argv[0])).size).toBeGreaterThanOrEqual(6);
@@ -213,42 +219,75 @@ describe('docs drift: leash command lines', () => {
   });
 });
 
-/** What `leash check` validates, short of reading the files a config names (src/bin/check.ts). */
-function checkConfig(doc: Record<string, unknown>): string {
-  const keys = Object.keys(doc);
-  if (keys.length === 2 && keys.includes('authority') && keys.includes('sidecar')) {
-    const authority = validateConfig(authoritySchema, { listen: '127.0.0.1:0', ...(doc.authority as object) }, 'authority');
-    compilePolicy(authority.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })), authority.trustDomain);
-    const placeholder = { url: 'https://in-process.invalid', caFile: '(in-process)', bootstrap: { joinToken: { env: 'LEASH_JOIN_TOKEN' } } };
-    const sidecar = validateConfig(sidecarSchema, { ...(doc.sidecar as object), authority: placeholder }, 'sidecar');
-    const unknown = unknownLeaseNames(sidecar.routes, Object.keys(authority.credentials));
-    if (unknown.length) throw new Error(unknown.join('; '));
-    return 'dev';
-  }
-  if (keys.includes('credentials') || keys.includes('policies') || keys.includes('trustDomain')) {
-    const authority = validateConfig(authoritySchema, doc);
-    compilePolicy(authority.policies.map((p) => ({ identities: p.identities, credentials: p.credentials, maxTtlMs: p.maxTtl })), authority.trustDomain);
-    return 'authority';
-  }
-  validateConfig(sidecarSchema, doc);
-  return 'sidecar';
+/**
+ * The problems `leash check` reports for a document, short of reading the files it names:
+ * the same collecting validator (config/check-report.ts checkDocument, which src/bin/check.ts
+ * runs), kind told the same way. The process test below runs `leash check` itself.
+ */
+function checkProblems(text: string, where: string): string[] {
+  const { doc, problems } = readDocumentCollecting(text, {}, where);
+  return checkDocument(doc, problems).problems;
 }
 
 describe('docs drift: YAML configs', () => {
-  const yamlBlocks = blocks.filter((b) => ['yaml', 'yml'].includes(b.info[0] ?? ''));
-  const configs = yamlBlocks.filter((b) => !b.marked && !b.info.includes('fragment'));
 
   it('finds YAML blocks, and every unmarked one is a config leash accepts', () => {
     expect(yamlBlocks.length).toBeGreaterThan(0);
+    expect(configs.length).toBeGreaterThanOrEqual(4);
     const bad = configs.flatMap((b) => {
+      let problems: string[];
       try {
-        checkConfig(readDocument(b.text, {}, `${b.file}:${b.line}`));
-        return [];
+        problems = checkProblems(b.text, `${b.file}:${b.line}`);
       } catch (e) {
         const err = e as Error & { issues?: string[] };
-        return [`${b.file}:${b.line}: ${(err.issues ?? [err.message]).join('; ')}\n    (a deliberate fragment or wrong example: use \`\`\`yaml fragment, or put ${NOT_A_CONFIG} before it)`];
+        problems = err.issues ?? [err.message];
       }
+      return problems.length ? [`${b.file}:${b.line}: ${problems.join('; ')}\n    (a deliberate fragment or wrong example: use \`\`\`yaml fragment, or put ${NOT_A_CONFIG} before it)`] : [];
     });
+    expect(bad, bad.join('\n')).toEqual([]);
+  });
+
+  it('the checker refuses what leash check refuses', () => {
+    expect(checkProblems('credentails: {}\npolicies: []\n', 't')).toContain('credentails: unknown key; did you mean "credentials"?');
+    expect(checkProblems('routes: { a: { upstream: x, credential: { env: A }, inject: { header: a }, allow: ["GET /"] } }\n', 't').join('\n')).toMatch(/routes\.a\.upstream/);
+  });
+});
+
+/**
+ * As processes: `leash check` itself on every unmarked YAML block, and on every example file
+ * a command line of the docs names with --config (they are what a newcomer runs first).
+ */
+describe('docs drift: leash check as a process', () => {
+  const check = (path: string) => spawnSync(process.execPath, [CLI, 'check', '--config', path], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 20_000 });
+  const named = [...new Set(lines.flatMap(({ argv }) => argv.flatMap((a, i) => (argv[i - 1] === '--config' || argv[i - 1] === '-c') && /^examples\/[\w.-]+\.ya?ml$/.test(a) ? [a] : [])))].sort();
+
+  it('every example file a docs command names with --config: exit 0, "valid"', () => {
+    expect(existsSync(CLI), CLI_MISSING).toBe(true);
+    expect(named).toEqual(expect.arrayContaining(['examples/authority.yaml', 'examples/dev.yaml', 'examples/sidecar.yaml', 'examples/sidecar-leased.yaml']));
+    const bad = named.flatMap((f) => {
+      const r = check(f);
+      return r.status === 0 && r.stdout.startsWith(`config ${f}: valid (`) ? [] : [`${f}: exit ${r.status}\n${r.stderr}`];
+    });
+    expect(bad, bad.join('\n')).toEqual([]);
+  }, 60_000);
+
+  it('every unmarked YAML block: exit 0, "valid"', () => {
+    const bad = configs.flatMap((b) => {
+      const r = check(writeTemp(`${b.file.replace(/\W/g, '-')}-${b.line}.yaml`, b.text));
+      return r.status === 0 && /: valid \(/.test(r.stdout) ? [] : [`${b.file}:${b.line}: exit ${r.status}\n${r.stderr}`];
+    });
+    expect(bad, bad.join('\n')).toEqual([]);
+  }, 60_000);
+});
+
+describe('docs drift: one CA path', () => {
+  it('the CA is /etc/leash/ca/ca.pem (and its key ca-key.pem beside it) wherever a doc or example names a file under /etc/leash', () => {
+    const files = [...FILES, ...readdirSync(join(ROOT, 'examples')).filter((f) => /\.ya?ml$/.test(f)).map((f) => `examples/${f}`), 'deploy/README.md'];
+    const bad = files.flatMap((f) =>
+      readFileSync(join(ROOT, f), 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (/\/etc\/leash\/ca(-key)?\.pem/.test(line) ? [`${f}:${i + 1}: ${line.trim()}`] : [])),
+    );
     expect(bad, bad.join('\n')).toEqual([]);
   });
 });
