@@ -143,6 +143,8 @@ active lease holds it or an audit event names it, 1 when nothing does.`,
       const { adminTarget, trace } = await admin();
       if (positionals.length !== 1) throw new UsageError('usage: leash trace SECRET_OR_FINGERPRINT (or "-" to read it from stdin)');
       const arg = positionals[0] === '-' ? await readStdin() : positionals[0]!;
+      // `trace - <<< "$KEY"` in a shell where KEY is unset: say that, not "needs a secret".
+      if (positionals[0] === '-' && !arg.trim()) throw new UsageError('leash trace -: stdin was empty: nothing to trace (is the variable you piped in set in this shell?)');
       const traced = await trace(adminTarget(v as { authority?: string; ca?: string }, process.env), arg, v.json === true);
       out(traced.output);
       // Like grep: 1 when nothing (no active lease, no audit event) knows the value.

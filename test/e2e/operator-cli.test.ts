@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -139,6 +139,13 @@ describe('leash trace', () => {
     expect(held.stderr).toBe('');
     expect(held.code).toBe(0);
     expect(held.stdout).toMatch(/ {2}lease \S+ {2}demo {2}held by spiffe:\/\/leash\.local\/join\/dev-/);
+  });
+
+  it('"-" with nothing on stdin (the README\'s <<< "$OPENAI_API_KEY" where it is unset) says stdin was empty', () => {
+    const r = spawnSync(process.execPath, [CLI, 'trace', '-'], { input: '\n', env: { PATH: process.env.PATH ?? '', ...adminEnv }, encoding: 'utf8', timeout: 15_000 });
+    expect(r.stderr).toBe('leash: leash trace -: stdin was empty: nothing to trace (is the variable you piped in set in this shell?)\n');
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
   });
 });
 
