@@ -287,3 +287,16 @@ describe('leash dev --config examples/dev.yaml with one of the two keys (README:
     expect(stdout).not.toContain('sk-test-made-up');
   }, 30_000);
 });
+
+describe('Ctrl-C (README: "leash drains and exits 0"; npm start alone reports 130)', () => {
+  it('leash dev on SIGINT: signal received, its lease released, exit 0', async () => {
+    const dev = spawnNode('dev-sigint', [CLI, 'dev'], { LEASH_LISTEN: '127.0.0.1:0', LEASH_ADMIN: '127.0.0.1:0' });
+    procs.push(dev);
+    await dev.waitForJson((l) => l.msg === 'leash sidecar started', 15_000);
+    const issued = await dev.waitForJson((l) => l.event === 'lease.issued' && l.credential === 'demo');
+    dev.child.kill('SIGINT');
+    expect(await dev.exit).toEqual({ code: 0, signal: null });
+    expect(dev.stdout.some((l) => l.includes('"signal":"SIGINT"') && l.includes('"signal received"'))).toBe(true);
+    expect(dev.stdout.some((l) => l.includes('"event":"lease.released"') && l.includes(`"lease":"${String(issued.lease)}"`))).toBe(true);
+  }, 30_000);
+});
