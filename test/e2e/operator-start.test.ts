@@ -217,6 +217,16 @@ describe('leash dev with a taken port', () => {
     expect(code).toBe(1);
     expect(dev.stderr.join('\n').trim()).toBe(`leash: cannot listen on 127.0.0.1:${port} for the ${what}: address already in use (EADDRINUSE); set ${variable} to a free host:port`);
   }, 20_000);
+
+  it('--config examples/dev.yaml (which reads LEASH_LISTEN): the variable first, then the key in the file', async () => {
+    const port = await takenPort();
+    const dev = spawnNode('dev-config-busy', [CLI, 'dev', '--config', 'examples/dev.yaml'], { LEASH_LISTEN: `127.0.0.1:${port}`, LEASH_ADMIN: '127.0.0.1:0', OPENAI_API_KEY: 'sk-test-made-up-openai-key-ops-start-0000' });
+    procs.push(dev);
+    const { code } = await dev.exit;
+    expect(dev.stdout.filter((l) => /"event":"(token\.created|instance\.bootstrapped|lease\.issued)"/.test(l))).toEqual([]);
+    expect(code).toBe(1);
+    expect(dev.stderr.join('\n').trim()).toBe(`leash: cannot listen on 127.0.0.1:${port} for the proxy: address already in use (EADDRINUSE); set LEASH_LISTEN (or sidecar.listen: in examples/dev.yaml) to a free host:port`);
+  }, 20_000);
 });
 
 describe('routes.<name>.required', () => {
