@@ -22,6 +22,7 @@ const ADMIN = 'ops-start-admin-token-0123456789abcdef';
 const STATIC_SECRET = 'sk-ops-start-static-secret-value-0123';
 
 let caFile: string;
+let caKeyFile: string;
 let authority: Proc;
 let authorityUrl: string;
 let adminEnv: Record<string, string>;
@@ -38,7 +39,7 @@ const portOf = (hostPort: unknown) => Number(String(hostPort).split(':').pop());
 beforeAll(async () => {
   const ca = CertificateAuthority.generate('leash.local');
   caFile = writeTemp('ca.pem', ca.caPem);
-  const keyFile = writeTemp('ca-key.pem', ca.exportPrivateKeyPem());
+  const keyFile = (caKeyFile = writeTemp('ca-key.pem', ca.exportPrivateKeyPem()));
   upstream = await startUpstream((req, res) => res.end(JSON.stringify({ auth: req.headers.authorization ?? null })));
   tokenServer = createHttpServer((req, res) => {
     req.resume();
@@ -308,5 +309,35 @@ describe('Ctrl-C (README: "leash drains and exits 0"; npm start alone reports 13
     expect(await dev.exit).toEqual({ code: 0, signal: null });
     expect(dev.stdout.some((l) => l.includes('"signal":"SIGINT"') && l.includes('"signal received"'))).toBe(true);
     expect(dev.stdout.some((l) => l.includes('"event":"lease.released"') && l.includes(`"lease":"${String(issued.lease)}"`))).toBe(true);
+  }, 30_000);
+});
+
+describe('admin token messages of the CLI (a wrong one: test/e2e/operator-cli.test.ts)', () => {
+  it('unset: nothing sent, "LEASH_ADMIN_TOKEN must be set"; an authority without admin.token: says it has none', async () => {
+    const leases = (env: Record<string, string>) =>
+      run(process.execPath, [CLI, 'leases'], { env }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+      );
+    const { LEASH_ADMIN_TOKEN: _, ...noToken } = adminEnv;
+    expect(await leases(noToken)).toEqual({ code: 1, stderr: 'leash: LEASH_ADMIN_TOKEN must be set\n' });
+
+    const config = writeTemp(
+      'authority-no-admin.json',
+      JSON.stringify({
+        listen: '127.0.0.1:0',
+        hostnames: ['127.0.0.1'],
+        ca: { certFile: caFile, keyFile: caKeyFile },
+        credentials: { api: { kind: 'static', source: { env: 'API_SECRET' }, ttl: '10m' } },
+        policies: [{ identities: ['join:agent-*'], credentials: ['*'] }],
+      }),
+    );
+    const closed = spawnNode('authority-no-admin', [CLI, 'authority', '--config', config], { API_SECRET: STATIC_SECRET });
+    procs.push(closed);
+    const url = `https://127.0.0.1:${portOf((await closed.waitForJson((l) => l.msg === 'leash authority started')).listen)}`;
+    expect(await leases({ ...adminEnv, LEASH_AUTHORITY_URL: url })).toEqual({
+      code: 1,
+      stderr: 'leash: authority refused (401 LEASH_ERR_UNAUTHENTICATED): admin token refused: this authority has no admin.token configured\n',
+    });
   }, 30_000);
 });
