@@ -73,6 +73,13 @@ describe('leash check reports every problem in one run', () => {
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(2);
   });
 
+  it('an unknown key with no close one: the keys known there, no guess, and its value not checked as a guessed key', () => {
+    const r = check(file('foo.yaml', `foo: 1\nroutes:\n  a: { upstream: "https://a.example", credential: { env: A }, inject: { header: x }, allow: ["GET /"] }\n`));
+    expect(r.status).toBe(1);
+    expect(r.all).not.toMatch(/valid|did you mean/i);
+    expect(r.stderr.trimEnd().split('\n').slice(1)).toEqual([expect.stringMatching(/^ {2}foo: unknown key \(known keys here: instance, listen, admin, .*routes\)$/)]);
+  });
+
   it('no raw validator wording: wrong types all over a sidecar file', () => {
     const r = check(
       file(

@@ -141,6 +141,15 @@ describe('cross-checks and helpers', () => {
     expect(didYouMean('serch', ['search', 'demo'])).toBe('search');
     expect(didYouMean('completely-different', ['search', 'demo'])).toBeUndefined();
     expect(didYouMean('x', [])).toBeUndefined();
+    // A swap of two neighbours is one typo; two of three letters changed is another word.
+    expect(editDistance('credentails', 'credentials')).toBe(1);
+    expect(editDistance('ca', 'ac')).toBe(1);
+    expect(editDistance('abc', 'ca')).toBe(3);
+    expect(didYouMean('lgo', ['log', 'listen'])).toBe('log');
+    expect(didYouMean('credentails', ['credentials', 'policies'])).toBe('credentials');
+    expect(didYouMean('serach', ['search'])).toBe('search');
+    expect(didYouMean('foo', ['log', 'listen', 'admin'])).toBeUndefined();
+    expect(didYouMean('tsl', ['tls'])).toBe('tls');
   });
 
   it('isLoopback', () => {
