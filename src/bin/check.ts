@@ -55,7 +55,8 @@ export function runCheck(
   } catch (e) {
     // YAML syntax: nothing further can be checked.
     if (!(e instanceof ConfigError)) throw e;
-    err(`leash: ${configPath}: ${count(e.issues.length)}, not readable as YAML:`);
+    // Not YAML, or YAML that is no mapping (a list, a scalar, nothing): nothing further to check.
+    err(`leash: ${configPath}: ${count(e.issues.length)}, not readable as a config:`);
     for (const line of e.issues) err(`  ${line}`);
     return 1;
   }

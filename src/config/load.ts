@@ -53,7 +53,8 @@ export function readDocumentCollecting(
     throw new ConfigError([`${source}: ${why}`]);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError([`${source}: must be a mapping of keys to values`]);
+    // An empty file (or one of comments only) reads as null: say so rather than what it is not.
+    throw new ConfigError([`${source}: ${raw === null || raw === undefined ? 'is empty; a config is' : 'must be'} a mapping of keys to values`]);
   }
   const { value, problems } = expandEnvCollecting(raw, env);
   return { doc: value as Record<string, unknown>, problems };

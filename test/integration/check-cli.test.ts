@@ -73,6 +73,14 @@ describe('leash check reports every problem in one run', () => {
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(2);
   });
 
+  it('an empty file: called empty, not "not readable as YAML"', () => {
+    const path = file('empty.yaml', '');
+    const r = check(path);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`leash: ${path}: 1 problem, not readable as a config:\n  ${path}: is empty; a config is a mapping of keys to values\n`);
+  });
+
   it('an unknown key with no close one: the keys known there, no guess, and its value not checked as a guessed key', () => {
     const r = check(file('foo.yaml', `foo: 1\nroutes:\n  a: { upstream: "https://a.example", credential: { env: A }, inject: { header: x }, allow: ["GET /"] }\n`));
     expect(r.status).toBe(1);

@@ -258,8 +258,12 @@ describe('config: syntax', () => {
     expect(problems('listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\nroutes: {}\n')[0]).toMatch(/^config: Map keys must be unique/);
   });
 
-  it.each(['', '42', '- a\n- b', 'null', '"text"'])('a document that is not a mapping (%j)', (text) => {
+  it.each(['42', '- a\n- b', '"text"'])('a document that is not a mapping (%j)', (text) => {
     expect(problems(text)).toEqual(['config: must be a mapping of keys to values']);
+  });
+
+  it.each(['', '# only a comment\n', 'null'])('an empty document (%j) is called empty', (text) => {
+    expect(problems(text)).toEqual(['config: is empty; a config is a mapping of keys to values']);
   });
 
   it('an alias bomb is refused', () => {
