@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { REVOCATION_SCOPES } from '../core/protocol.js';
 import { BUILD_INFO_HELP, registerDefaultMetrics, registerLogMetrics } from './default-metrics.js';
+import { OptionalGauge } from './optional-gauge.js';
 
 /** The authority's metrics (DESIGN §8), each defined once behind a named helper. */
 export interface ActiveLeaseView {
@@ -191,14 +192,13 @@ export class AuthorityMetrics {
     // checks (authority.md, "Several replicas"): a Redis far ahead fails every sidecar closed, one far
     // behind leaves the replica's own clock in charge. Either way an SRE must see it.
     const offset = options.storeClockOffsetMs;
-    new Gauge({
+    new OptionalGauge({
       name: 'leash_authority_store_clock_offset_seconds',
       help: "Redis' clock minus this replica's, in seconds, as last sampled (absent without Redis).",
       registers: [this.registry],
-      collect() {
+      read: () => {
         const ms = offset?.();
-        this.reset();
-        if (ms !== undefined) this.set(ms / 1000);
+        return ms === undefined ? undefined : ms / 1000;
       },
     });
 

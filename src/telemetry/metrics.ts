@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { LeanHistogram } from './lean-histogram.js';
+import { OptionalGauge } from './optional-gauge.js';
 import { HTTP_ERROR_TYPES } from '../core/errors.js';
 import { REVOCATION_SCOPES } from '../core/protocol.js';
 import type { AuthFailureSkip } from '../sidecar/credentials/rotation.js';
@@ -125,9 +126,10 @@ export class SidecarMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
-  private readonly channelUp = new Gauge({
+  // Absent until a revocations: section starts its channel (optional-gauge.ts).
+  private readonly channelUp = new OptionalGauge({
     name: 'leash_revocation_channel_up',
-    help: '1 while the revocation channel is subscribed, caught up and answering heartbeats.',
+    help: '1 while the revocation channel is subscribed, caught up and answering heartbeats (absent without revocations).',
     registers: [this.registry],
   });
 
@@ -137,15 +139,11 @@ export class SidecarMetrics {
     known: { routes: readonly string[]; version: string; gcDuration?: boolean } = { routes: [], version: 'unknown' },
   ) {
     new Gauge({ name: 'leash_build_info', help: BUILD_INFO_HELP, labelNames: ['version'] as const, registers: [this.registry] }).set({ version: known.version }, 1);
-    new Gauge({
+    new OptionalGauge({
       name: 'leash_identity_ttl_remaining_seconds',
       help: 'Seconds until the sidecar identity certificate expires (absent without an authority).',
       registers: [this.registry],
-      collect() {
-        this.reset();
-        const v = identityTtl();
-        if (v !== undefined) this.set(v);
-      },
+      read: identityTtl,
     });
     registerDefaultMetrics(this.registry, { gcDuration: known.gcDuration });
     registerLogMetrics(this.registry);
@@ -228,7 +226,7 @@ export class SidecarMetrics {
   }
 
   revocationChannel(up: boolean): void {
-    this.channelUp.set(up ? 1 : 0);
+    this.channelUp.update(up ? 1 : 0);
   }
 
   credentialExpired(route: string): void {

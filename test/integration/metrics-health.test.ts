@@ -1,7 +1,7 @@
 import { request } from 'node:https';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
-import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
 import { HAVE_PROMTOOL, promtoolCheckMetrics, sample } from '../helpers/promtool.js';
 import { startRotationSidecar, steppableClock, waitFor, type RotationSidecar } from '../helpers/rotation-sidecar.js';
 
@@ -15,8 +15,11 @@ import { startRotationSidecar, steppableClock, waitFor, type RotationSidecar } f
 let authority: TestAuthority | undefined;
 let upstream: Upstream | undefined;
 let leash: RotationSidecar | undefined;
+let plain: RunningSidecar | undefined;
 
 afterEach(async () => {
+  await plain?.stop();
+  plain = undefined;
   await leash?.stop();
   await upstream?.close();
   await authority?.stop();
@@ -140,5 +143,36 @@ describe('credential-health metrics', () => {
     await authority.running.server.listen('127.0.0.1', port);
     await waitFor(async () => (await overdue()) === 0, 'refresh_overdue back to 0 once a new lease arrives', 3_000, 50);
     expect(sample(await scrapeSidecar(leash), 'leash_credential_available{route="svc"}')).toBe(1);
+  });
+
+  it('what a process does not have is absent, never a 0 an alert reads: identity TTL and revocation channel without an authority or revocations, the store clock offset without Redis', { timeout: 20_000 }, async () => {
+    // A sidecar with an environment credential only: no authority (no identity), no revocations: section.
+    upstream = await startUpstream((_req, res) => void res.end('ok'));
+    plain = await startSidecar(
+      { routes: { api: { upstream: upstream.url, credential: { env: 'KEY' }, inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } } },
+      { env: { KEY: 'env-not-a-secret-0123456789' } },
+    );
+    expect((await fetch(`${plain.url}/api/x`)).status).toBe(200);
+    const s = await (await fetch(`${plain.adminUrl}/metrics`)).text();
+    if (HAVE_PROMTOOL) expect(promtoolCheckMetrics(s)).toBe('');
+    // 0 here fired LeashIdentityNearExpiry (< 600) and LeashRevocationChannelDown (== 0), both
+    // critical, on every sidecar without an authority or revocations (deploy/monitoring).
+    expect(sample(s, 'leash_identity_ttl_remaining_seconds')).toBeUndefined();
+    expect(sample(s, 'leash_revocation_channel_up')).toBeUndefined();
+    // Still declared: the metric exists (test/integration/monitoring-metrics.test.ts), it has no value.
+    expect(s).toMatch(/^# TYPE leash_identity_ttl_remaining_seconds gauge$/m);
+    expect(s).toMatch(/^# TYPE leash_revocation_channel_up gauge$/m);
+    expect(sample(s, 'leash_credential_available{route="api"}')).toBe(1);
+
+    // An authority without Redis has no store clock to be off from.
+    authority = await startAuthority({
+      trustDomain: 'leash.local',
+      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '5m' } },
+      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+    });
+    const a = await scrapeAuthority(authority);
+    if (HAVE_PROMTOOL) expect(promtoolCheckMetrics(a)).toBe('');
+    expect(sample(a, 'leash_authority_store_clock_offset_seconds')).toBeUndefined();
+    expect(a).toMatch(/^# TYPE leash_authority_store_clock_offset_seconds gauge$/m);
   });
 });
