@@ -15,7 +15,8 @@ import { auditKey, parseAuditEntry, redisTimeMs } from '../core/protocol.js';
 import type { RedisTargetConfig } from '../config/common.js';
 import { createAudit, redisAuditSink } from '../telemetry/audit.js';
 import { selectTraceEntries } from './trace.js';
-import { AuthorityMetrics } from '../telemetry/authority-metrics.js';
+import { AuthorityMetrics, UNKNOWN_CREDENTIAL } from '../telemetry/authority-metrics.js';
+import { ClonedLeaseWatcher, clonedLeaseScan, type ClonedLease } from './cloned-leases.js';
 import { MetricsListener } from './http/metrics-listener.js';
 import { Authority } from './authority.js';
 import { CertificateAuthority, trustedCaCertificates } from '../pki/ca.js';
@@ -344,6 +345,39 @@ export async function createAuthority(inputs: AuthorityInputs): Promise<RunningA
   }
   if (redis) {
     redis.once('ready', () => void checkPersistence(redis).then((p) => logPersistence(logger, p), () => undefined));
+    // One lease in use on two instances (anomaly.cloned_credential, docs/anomalies.md): read
+    // the usage summaries the stream gained every audit.anomalyScan.
+    const scan = clonedLeaseScan({ redis, key: auditKey(config.keyPrefix), watcher: new ClonedLeaseWatcher(), nowMs: () => clock.wallMs(), lookbackMs: CLONED_LOOKBACK_MS });
+    let scanning = false;
+    let scanWarnedAt = -Infinity;
+    const report = async (c: ClonedLease) => {
+      // The credential and fingerprint from the lease record when it is still held; else the
+      // sidecar's label, only when it names a configured credential (the stream is writable by
+      // every sidecar: nothing from it becomes a metric label or a log field unchecked).
+      const record = await store.getLease(c.lease).catch(() => undefined);
+      const label = c.credentialLabel?.startsWith('lease:') ? c.credentialLabel.slice('lease:'.length) : undefined;
+      const credential = record && issuers.has(record.credential) ? record.credential : label && issuers.has(label) ? label : undefined;
+      const fingerprint = record?.fingerprint ?? (/^sha256:[0-9a-f]{12}$/.test(c.fingerprint ?? '') ? c.fingerprint : undefined);
+      metrics.anomaly(credential ?? UNKNOWN_CREDENTIAL, 'cloned_credential');
+      audit.emit('anomaly.cloned_credential', { lease: c.lease, credential, fingerprint, instances: c.instances.map((i) => i.slice(0, 128)).join(',') });
+    };
+    timers.push(
+      setInterval(() => {
+        if (scanning) return;
+        scanning = true;
+        void scan()
+          .then(async (found) => {
+            for (const c of found) await report(c);
+          })
+          .catch((err: unknown) => {
+            if (clock.monotonicMs() - scanWarnedAt > 600_000) {
+              scanWarnedAt = clock.monotonicMs();
+              logger.warn({ err }, 'reading the audit stream for cloned credentials failed');
+            }
+          })
+          .finally(() => (scanning = false));
+      }, config.audit.anomalyScan),
+    );
   }
   for (const t of timers) t.unref();
   return {
@@ -372,6 +406,9 @@ function kubernetesAttestors(config: AuthorityConfig, inputs: AuthorityInputs): 
   if (!inputs.kubernetes) throw new ConfigError(['kubernetes: the API server address, CA and token were not resolved']);
   return [new KubernetesVerifier({ ...inputs.kubernetes, audience: config.kubernetes.audience, timeoutMs: config.kubernetes.timeout })];
 }
+
+/** At start, the usage summaries of the last hour are read for cloned leases (docs/anomalies.md). */
+const CLONED_LOOKBACK_MS = 3_600_000;
 
 /**
  * Audit entries naming a fingerprint (as `fingerprint` or `previousFingerprint`) or one of

@@ -94,6 +94,8 @@ export const authoritySchema = z
       .strictObject({
         maxLen: z.int().min(1000).default(100_000),
         maxAge: duration().refine((ms) => ms >= 60_000, 'must be at least 1m').default(7 * 86_400_000),
+        // How often the stream is read for one lease in use on two instances (docs/anomalies.md).
+        anomalyScan: duration().refine((ms) => ms >= 1_000, 'must be at least 1s').default(30_000),
       })
       .prefault({}),
     joinTokens: z.strictObject({ maxTtl: ttl.default(3_600_000) }).prefault({}),

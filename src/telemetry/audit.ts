@@ -32,6 +32,8 @@ export const AUDIT_EVENTS = [
   'anomaly.new_operation',
   'anomaly.non_loopback_client',
   'anomaly.auth_failure_burst',
+  // found by the authority in the shared stream (authority/cloned-leases.ts)
+  'anomaly.cloned_credential',
 ] as const;
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];
 
@@ -55,6 +57,8 @@ export interface AuditFields {
   client?: string;
   count?: number;
   windowMs?: number;
+  // anomaly.cloned_credential: the instances seen using one lease, comma-separated
+  instances?: string;
 }
 
 export interface Audit {

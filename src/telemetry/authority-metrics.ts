@@ -15,6 +15,9 @@ export const LEASE_AGE_BUCKETS = [60, 300, 900, 1800, 3600, 21600, 86400] as con
 export const LEASE_SNAPSHOT_TTL_MS = 5_000;
 /** At most this many leases are read per snapshot: one GET each on Redis. */
 export const LEASE_SCAN_LIMIT = 10_000;
+/** What the authority detects itself (`leash_authority_anomalies_total{kind}`; the sidecar's kinds are in sidecar/anomalies.ts). */
+export const AUTHORITY_ANOMALY_KINDS = ['cloned_credential'] as const;
+export type AuthorityAnomalyKind = (typeof AUTHORITY_ANOMALY_KINDS)[number];
 /** Credential label for lease requests naming no configured credential (authority.ts). */
 export const UNKNOWN_CREDENTIAL = '_unknown';
 
@@ -97,6 +100,13 @@ export class AuthorityMetrics {
     name: 'leash_authority_revocations_total',
     help: 'Revocations published, by scope.',
     labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+  /** Fleet-wide anomalies the authority finds in the audit stream (docs/anomalies.md). */
+  private readonly anomalies = new Counter({
+    name: 'leash_authority_anomalies_total',
+    help: 'Anomalies this replica found in the shared audit stream, by credential (_unknown: not configured or unreadable) and kind (cloned_credential: one lease in use on two instances).',
+    labelNames: ['credential', 'kind'] as const,
     registers: [this.registry],
   });
   private readonly issueLatency = new Histogram({
@@ -241,6 +251,7 @@ export class AuthorityMetrics {
     for (const credential of [...options.credentials, UNKNOWN_CREDENTIAL]) {
       for (const result of ['issued', 'denied', 'failed', 'rate_limited'] as const) this.issued.inc({ credential, result }, 0);
       this.denials.inc({ credential }, 0);
+      for (const kind of AUTHORITY_ANOMALY_KINDS) this.anomalies.inc({ credential, kind }, 0);
     }
     for (const method of ['join_token', 'kubernetes', 'renew'] as const) for (const result of ['success', 'failure'] as const) this.bootstraps.inc({ method, result }, 0);
     for (const method of ['join_token', 'kubernetes'] as const) this.bootstraps.inc({ method, result: 'rate_limited' }, 0);
@@ -250,6 +261,9 @@ export class AuthorityMetrics {
   leaseIssued(credential: string, result: 'issued' | 'denied' | 'failed' | 'rate_limited', seconds?: number): void {
     this.issued.inc({ credential, result });
     if (seconds !== undefined) this.issueLatency.observe({ credential }, seconds);
+  }
+  anomaly(credential: string, kind: AuthorityAnomalyKind): void {
+    this.anomalies.inc({ credential, kind });
   }
   policyDenied(credential: string): void {
     this.denials.inc({ credential });

@@ -74,6 +74,7 @@ describe('deploy/monitoring rules', () => {
       'LeashSidecarNotReady',
       'LeashAuthorityIssuanceErrors',
       'LeashIdentityNearExpiry',
+      'LeashCredentialCloned',
     ])
       expect(names).toContain(required);
     const runbookAnchors = anchors(readFileSync(RUNBOOKS, 'utf8'));

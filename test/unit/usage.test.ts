@@ -159,8 +159,10 @@ describe('audit config', async () => {
     expect(() => parseConfig(sidecarSchema, JSON.stringify({ ...base, audit: { maxAge: '10s' } }), {})).toThrow(/audit\.maxAge/);
     expect(() => parseConfig(sidecarSchema, JSON.stringify({ ...base, audit: { flushEvery: '1s' } }), {})).toThrow();
   });
-  it('authority: audit.maxLen / maxAge', () => {
+  it('authority: audit.maxLen / maxAge / anomalyScan', () => {
     const a = parseConfig(authoritySchema, JSON.stringify({ listen: '127.0.0.1:0', credentials: {}, audit: { maxLen: 5000, maxAge: '1d' } }), {});
-    expect(a.audit).toEqual({ maxLen: 5000, maxAge: 86_400_000 });
+    expect(a.audit).toEqual({ maxLen: 5000, maxAge: 86_400_000, anomalyScan: 30_000 });
+    expect(parseConfig(authoritySchema, JSON.stringify({ listen: '127.0.0.1:0', credentials: {}, audit: { anomalyScan: '5s' } }), {}).audit.anomalyScan).toBe(5_000);
+    expect(() => parseConfig(authoritySchema, JSON.stringify({ listen: '127.0.0.1:0', credentials: {}, audit: { anomalyScan: '100ms' } }), {})).toThrow();
   });
 });
