@@ -99,6 +99,36 @@ export function metricNames(expr: string): string[] {
   return [...names].sort();
 }
 
+/** Labels Prometheus attaches to every scraped series itself (target labels), and `le` of histogram buckets. */
+export const TARGET_LABELS = new Set(['job', 'instance', 'pod', 'namespace', 'container', 'service', 'endpoint', 'le']);
+
+/**
+ * The label names a PromQL expression uses: in selectors (`name{label="…"}`) and in grouping
+ * and matching lists (`by (…)`, `without (…)`, `on (…)`, `ignoring (…)`, `group_left (…)`,
+ * `group_right (…)`). Strings are taken out first, so a value never reads as a label.
+ */
+export function labelNames(expr: string): string[] {
+  const s = expr.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""');
+  const names = new Set<string>();
+  for (const m of s.matchAll(/\{([^}]*)\}/g)) for (const l of m[1]!.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)) names.add(l[1]!);
+  for (const m of s.matchAll(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g))
+    for (const l of m[1]!.split(',').map((x) => x.trim())) if (l) names.add(l);
+  return [...names].sort();
+}
+
+/** Each series name of a Prometheus text page with the label names its samples carry. */
+export function exposedLabels(text: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const line of text.split('\n')) {
+    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? /);
+    if (!m) continue;
+    const set = out.get(m[1]!) ?? new Set<string>();
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="/g)) set.add(l[1]!);
+    out.set(m[1]!, set);
+  }
+  return out;
+}
+
 /**
  * The series names a Prometheus text page defines: every sample's name, and for each
  * `# TYPE` line its name (a counter or histogram declared but not yet counted still

@@ -2,7 +2,7 @@ import { get } from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthority, type TestAuthority } from '../helpers/authority.js';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
-import { alerts, dashboardExprs, exposedNames, loadRuleGroups, metricNames, SYNTHETIC } from '../helpers/monitoring.js';
+import { dashboardExprs, exposedLabels, exposedNames, labelNames, loadRuleGroups, metricNames, SYNTHETIC, TARGET_LABELS } from '../helpers/monitoring.js';
 
 /**
  * Every metric an alert rule or a dashboard panel reads must exist on a running sidecar's
@@ -15,6 +15,7 @@ let authority: TestAuthority;
 let upstream: Upstream;
 let sidecar: RunningSidecar;
 let exposed: Set<string>;
+let labelsOf: Map<string, Set<string>>;
 
 function httpsText(url: string, ca: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -46,6 +47,7 @@ beforeAll(async () => {
   const sidecarPage = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
   const authorityPage = await httpsText(`${authority.url}/metrics`, authority.caPem);
   exposed = new Set([...exposedNames(sidecarPage), ...exposedNames(authorityPage)]);
+  labelsOf = exposedLabels(`${sidecarPage}\n${authorityPage}`);
 });
 
 afterAll(async () => {
@@ -69,15 +71,33 @@ describe('metrics named by deploy/monitoring exist on running processes', () => 
     expect(missing([{ where: 'probe', expr: 'rate(leash_no_such_metric_total[5m]) > 0' }])).toEqual(['probe: leash_no_such_metric_total']);
   });
 
-  it('every metric an alert rule reads', () => {
-    const rules = alerts(loadRuleGroups());
-    expect(rules.length).toBeGreaterThanOrEqual(6);
-    expect(missing(rules.map((r) => ({ where: r.alert!, expr: r.expr })))).toEqual([]);
+  // Every rule, alerting and recording, of every group.
+  const rules = () => loadRuleGroups().flatMap((g) => g.rules.map((r) => ({ where: r.alert ?? r.record!, expr: r.expr })));
+
+  it('every metric a rule reads', () => {
+    expect(rules().length).toBeGreaterThanOrEqual(6);
+    expect(missing(rules())).toEqual([]);
   });
 
   it('every metric a dashboard panel reads', () => {
     const exprs = dashboardExprs();
     expect(exprs.length).toBeGreaterThan(0);
     expect(missing(exprs.map((e) => ({ where: e.panel, expr: e.expr })))).toEqual([]);
+  });
+
+  it('every label a rule or a panel selects, groups or matches by is one its metrics carry', () => {
+    // A renamed label (the request counter's `status` became `code`) leaves the metric but
+    // turns `sum by (route, status)` into one series and `{status="503"}` into none.
+    const wrongLabels = (exprs: Array<{ where: string; expr: string }>): string[] =>
+      exprs.flatMap(({ where, expr }) => {
+        const carried = new Set<string>(TARGET_LABELS);
+        for (const name of metricNames(expr)) for (const l of labelsOf.get(name) ?? []) carried.add(l);
+        return labelNames(expr)
+          .filter((l) => !carried.has(l))
+          .map((l) => `${where}: ${l}`);
+      });
+    expect(wrongLabels([{ where: 'probe', expr: 'sum by (route, status) (rate(leash_requests_total{code="503"}[5m]))' }])).toEqual(['probe: status']);
+    expect(wrongLabels(rules())).toEqual([]);
+    expect(wrongLabels(dashboardExprs().map((e) => ({ where: e.panel, expr: e.expr })))).toEqual([]);
   });
 });
