@@ -106,6 +106,11 @@ describe('leash revoke (spawned CLI, spawned authority, Redis)', () => {
     expect(r.stderr).toBe('');
     await published(r.stdout, { scope: 'lease', target: l, reason: 'seen in a log', by: 'alice' });
     expect((await listed()).map((x) => x.id)).toEqual([keep]);
+    // The table, leash leases' default: one line per lease (id, credential, fingerprint, expiry, holder), never the value.
+    const [row] = await listed();
+    const table = (await leash('leases')).stdout;
+    expect(table).toMatch(new RegExp(`^${keep}  search  sha256:[0-9a-f]{12}  expires \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z  ${row!.instance}\n$`));
+    expect((await leash('leases', '--credential', 'api')).stdout).toBe('(no active leases)\n');
 
     // Unknown now (or lost with Redis' data): revoked anyway, and said so (issue 7).
     const again = await leash('revoke', '--lease', l);
