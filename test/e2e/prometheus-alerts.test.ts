@@ -1,36 +1,44 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startAuthority, type TestAuthority } from '../helpers/authority.js';
+import { promisify } from 'node:util';
+import { CertificateAuthority } from '../../src/pki/ca.js';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { CLI, spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 import { compressRules, loadRuleGroups, PROMETHEUS } from '../helpers/monitoring.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
  * The rotation alert end to end, with Debian's real `prometheus` on 127.0.0.1: it scrapes
- * a sidecar's admin listener and the authority's HTTPS listener (trusting the authority's
- * CA through tls_config.ca_file) every second and evaluates deploy/monitoring's rules with
- * time compressed 60× (`for: 5m` → 5 s, `[5m]` → 5 s; the expressions are the production
- * ones). The authority's listener is closed, so the sidecar's refreshes fail and
- * LeashCredentialRotationFailing must become firing in /api/v1/alerts; the same listener
- * (same port, CA and keys) reopened, the sidecar recovers and the alert must resolve.
+ * a sidecar's admin listener and a spawned `leash authority`'s HTTPS listener (trusting the
+ * authority's CA through tls_config.ca_file) every second and evaluates deploy/monitoring's
+ * rules with time compressed 60× (`for: 5m` → 5 s, `[5m]` → 5 s; the expressions are the
+ * production ones). The authority process is stopped (SIGTERM), so the sidecar's refreshes
+ * fail and LeashCredentialRotationFailing must become firing in /api/v1/alerts; started
+ * again (same config: port, CA, Redis), the sidecar recovers and the alert must resolve.
  */
 const ALERT = 'LeashCredentialRotationFailing';
+const ADMIN = 'prom-e2e-admin-token-0123456789abcdef';
 const COMPRESSION = 60;
 
 let tmp: string | undefined;
 let prom: ChildProcess | undefined;
 let promExit: Promise<unknown> | undefined;
-let authority: TestAuthority | undefined;
+let authority: Spawned | undefined;
+let redis: TestRedis | undefined;
 let upstream: Upstream | undefined;
 let sidecar: RunningSidecar | undefined;
 
 // A crashed run must not leave a Prometheus behind.
-process.once('exit', () => prom?.kill('SIGKILL'));
+process.once('exit', () => {
+  prom?.kill('SIGKILL');
+  authority?.child.kill('SIGKILL');
+});
 
 afterAll(async () => {
   if (prom && prom.exitCode === null && prom.signalCode === null) {
@@ -41,7 +49,11 @@ afterAll(async () => {
   }
   await sidecar?.stop();
   await upstream?.close();
-  await authority?.stop();
+  if (authority && authority.child.exitCode === null && authority.child.signalCode === null) {
+    authority.child.kill('SIGTERM');
+    await authority.exit;
+  }
+  await redis?.stop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -65,27 +77,48 @@ interface PromAlert {
 describe.skipIf(!PROMETHEUS)('alerts with a real Prometheus', () => {
   it('rotation breaks when the authority stops: LeashCredentialRotationFailing fires, then resolves when it is back', { timeout: 60_000 }, async () => {
     tmp = mkdtempSync(join(tmpdir(), 'leash-prom-'));
-    authority = await startAuthority({
-      trustDomain: 'leash.local',
-      // A 4 s lease refreshes every ~2 s, so a stopped authority shows within seconds.
-      credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '4s' } },
-      policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+    // A real `leash authority` process on a fixed port, its CA from files and its records in
+    // Redis, so the same config starts it again after it was stopped.
+    redis = await startRedis();
+    const ca = CertificateAuthority.generate('leash.local');
+    const caFile = writeTemp('prom-ca.pem', ca.caPem);
+    const authorityPort = await freePort();
+    const config = writeTemp(
+      'prom-authority.json',
+      JSON.stringify({
+        listen: `127.0.0.1:${authorityPort}`,
+        hostnames: ['127.0.0.1'],
+        ca: { certFile: caFile, keyFile: writeTemp('prom-ca-key.pem', ca.exportPrivateKeyPem()) },
+        admin: { token: { env: 'LEASH_ADMIN_TOKEN' } },
+        redis: redis.url,
+        // A 4 s lease refreshes every ~2 s, so a stopped authority shows within seconds.
+        credentials: { search: { kind: 'jwt', audience: 'search-api', ttl: '4s' } },
+        policies: [{ identities: ['join:agent-*'], credentials: ['search'] }],
+      }),
+    );
+    const startAuthorityProcess = async () => {
+      const p = spawnLeash(['authority', '--config', config], { LEASH_ADMIN_TOKEN: ADMIN });
+      await p.waitFor((l) => l.msg === 'leash authority started', 15_000);
+      return p;
+    };
+    authority = await startAuthorityProcess();
+    const authorityUrl = `https://127.0.0.1:${authorityPort}`;
+    const { stdout: token } = await promisify(execFile)(process.execPath, [CLI, 'token', 'create', '--identity', 'agent-prom'], {
+      env: { PATH: process.env.PATH ?? '', LEASH_AUTHORITY_URL: authorityUrl, LEASH_CA_FILE: caFile, LEASH_ADMIN_TOKEN: ADMIN },
     });
-    const authorityPort = Number(new URL(authority.url).port);
     upstream = await startUpstream((_req, res) => res.end('ok'));
-    const token = await authority.token('agent-prom');
     sidecar = await startSidecar(
       {
-        authority: { url: authority.url, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
+        authority: { url: authorityUrl, caFile: 'ca.pem', bootstrap: { joinToken: { env: 'JT' } } },
         rotation: { backoff: { base: '50ms', cap: '400ms' } },
         routes: { svc: { upstream: upstream.url, credential: 'search', inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
       },
-      { authorityCa: authority.caPem, joinToken: () => token },
+      { authorityCa: ca.caPem, joinToken: () => token.trim() },
     );
     expect((await fetch(`${sidecar.url}/svc/x`)).status).toBe(200);
     const adminPort = Number(new URL(sidecar.adminUrl).port);
 
-    writeFileSync(join(tmp, 'ca.pem'), authority.caPem);
+    writeFileSync(join(tmp, 'ca.pem'), ca.caPem);
     writeFileSync(join(tmp, 'rules.yml'), stringify({ groups: compressRules(loadRuleGroups(), COMPRESSION) }));
     writeFileSync(
       join(tmp, 'prometheus.yml'),
@@ -155,12 +188,9 @@ describe.skipIf(!PROMETHEUS)('alerts with a real Prometheus', () => {
     const healthy = (await api<{ alerts: PromAlert[] }>('/api/v1/alerts')).alerts;
     expect(healthy.map((a) => `${a.labels.alertname} ${a.state}`)).toEqual([]);
 
-    // Stop the authority's listener, keeping the object (same port, CA and keys) for the restart.
-    const server = authority.running.server.server;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    // Stop the authority: the process ends (SIGTERM, its orderly shutdown).
+    authority.child.kill('SIGTERM');
+    expect(await authority.exit).toBe(0);
     const stoppedAt = performance.now();
     const firing = await until(`${ALERT} firing`, 25_000, async () => {
       last = await firingRotation();
@@ -171,7 +201,8 @@ describe.skipIf(!PROMETHEUS)('alerts with a real Prometheus', () => {
     // Not before `for` (5 s compressed) has passed since the first failure could be seen.
     expect(firedAfter).toBeGreaterThan(5_000);
 
-    await authority.running.server.listen('127.0.0.1', authorityPort);
+    // Started again: a new process, the same config.
+    authority = await startAuthorityProcess();
     const restartedAt = performance.now();
     await until(`${ALERT} resolved`, 25_000, async () => {
       last = await firingRotation();
