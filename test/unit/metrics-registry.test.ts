@@ -1,7 +1,9 @@
+import { Counter, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { HTTP_ERROR_TYPES } from '../../src/core/errors.js';
 import { AuthorityMetrics, LEASE_AGE_BUCKETS, LEASE_SCAN_LIMIT, LEASE_SNAPSHOT_TTL_MS, summariseLeaseAges, type ActiveLeaseView } from '../../src/telemetry/authority-metrics.js';
-import { SidecarMetrics, type CredentialGaugeState } from '../../src/telemetry/metrics.js';
+import { NO_ROUTE, SidecarMetrics, type CredentialGaugeState } from '../../src/telemetry/metrics.js';
+import { AnomalyMetrics } from '../../src/telemetry/anomaly-metrics.js';
 import { packageVersion } from '../../src/bin/version.js';
 import { HAVE_PROMTOOL, promtoolCheckMetrics, sample } from '../helpers/promtool.js';
 
@@ -144,5 +146,25 @@ describe('packageVersion', () => {
     const { readFileSync } = await import('node:fs');
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
     expect(packageVersion()).toBe(pkg.version);
+  });
+});
+
+describe('no labelled counter is born at 1', () => {
+  it('every leash_ counter of the sidecar (anomalies included) and of the authority has a series before its first event', async () => {
+    // A counter added without its `inc(labels, 0)` appears at its first event, at 1: increase() and rate() never see that one.
+    const sidecar = new SidecarMetrics(() => [], () => undefined, { routes: ['llm'], version: 't' });
+    new AnomalyMetrics(sidecar.registry, ['llm'], NO_ROUTE);
+    const authority = new AuthorityMetrics(async () => [], { credentials: ['search'], version: 't' });
+    const unborn: string[] = [];
+    for (const text of [await sidecar.registry.metrics(), await authority.registry.metrics()]) {
+      for (const [, name] of text.matchAll(/^# TYPE (leash_\S+) counter$/gm)) {
+        if (!text.split('\n').some((l) => l.startsWith(`${name!}{`) || l.startsWith(`${name!} `))) unborn.push(name!);
+      }
+    }
+    expect(unborn).toEqual([]);
+    // The check itself: a counter with labels and no inc(…, 0) is caught.
+    const probe = new Registry();
+    new Counter({ name: 'leash_probe_total', help: 'probe', labelNames: ['route'], registers: [probe] });
+    expect(await probe.metrics()).not.toMatch(/^leash_probe_total/m);
   });
 });
