@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '../src/pki/ca.js';
 import { createCsr, createIdentityKey } from '../src/pki/x509.js';
-import { cpuUs, foreignMeter, freePort, memory, RawConn, SHIPPED_CLI, sleep, spawnNode, stats, stopChild, type Stats } from './lib.js';
+import { cpuUs, foreignMeter, freePort, memory, RawConn, SHIPPED_CLI, sleep, spawnNode, startRedisServer, stats, stopChild, type Stats } from './lib.js';
 import { summarise, type ProfileSummary } from './profile.js';
 
 /**
@@ -133,27 +133,12 @@ function spawnTaskset(cores: string, nodeArgs: string[], env: NodeJS.ProcessEnv,
 }
 
 async function startRedis(): Promise<{ child: ChildProcess; url: string; pid: number }> {
-  const port = await freePort();
   const dir = join(TMP, 'redis');
   mkdirSync(dir);
-  const redisArgs = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'];
   // Redis shares core 1 with the client: the authority keeps core 0 to itself.
-  const child = TASKSET
-    ? spawn('taskset', ['-c', '1', 'redis-server', ...redisArgs], { stdio: ['ignore', 'ignore', 'inherit'] })
-    : spawn('redis-server', redisArgs, { stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(child);
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    try {
-      const c = await RawConn.open(HOST, port);
-      c.destroy();
-      break;
-    } catch {
-      if (Date.now() > deadline) throw new Error('redis-server did not start');
-      await sleep(50);
-    }
-  }
-  return { child, url: `redis://${HOST}:${port}`, pid: child.pid! };
+  const redis = await startRedisServer(HOST, dir, TASKSET ? '1' : undefined);
+  children.push(redis.child);
+  return redis;
 }
 
 // ---------------------------------------------------------------- the API, raw

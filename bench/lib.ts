@@ -463,6 +463,32 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv, stdio: StdioOp
   return spawn(process.execPath, args, { env, stdio });
 }
 
+/**
+ * A private `redis-server` (nothing kept on disk) on a free port of `host`, working in `dir`;
+ * with `cpus`, under `taskset -c <cpus>`. Resolves when it accepts connections (5 s at most).
+ */
+export async function startRedisServer(host: string, dir: string, cpus?: string): Promise<{ child: ChildProcess; url: string; pid: number }> {
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', host, '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'];
+  const stdio: StdioOptions = ['ignore', 'ignore', 'inherit'];
+  const child = cpus !== undefined ? spawn('taskset', ['-c', cpus, 'redis-server', ...args], { stdio }) : spawn('redis-server', args, { stdio });
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    try {
+      const c = await RawConn.open(host, port);
+      c.destroy();
+      break;
+    } catch {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error('redis-server did not start');
+      }
+      await sleep(50);
+    }
+  }
+  return { child, url: `redis://${host}:${port}`, pid: child.pid! };
+}
+
 /** True when `taskset` runs and the machine has at least `cores` CPUs. */
 export function canPin(cores = 2): boolean {
   return spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0 && cpus().length >= cores;

@@ -4,6 +4,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
 import {
   benchSidecarYaml,
   allowedCpus,
@@ -27,6 +28,7 @@ import {
   sleep,
   spawnNode,
   spawnNodeWithHello,
+  startRedisServer,
   stats,
   stopChild,
   nowNs,
@@ -77,6 +79,10 @@ import { summarise, type ProfileSummary } from './profile.js';
  *                     --leash-node-flags= (empty): none
  *   flags: --no-baseline --no-warn --no-profile --no-wait (don't wait for a quiet machine)
  *          --no-pin (don't pin; pinning also needs taskset and ≥ 2 cores)
+ *   --audit       also run, in every round, a leash (info) with per-request audit summaries
+ *                 (`audit: { redis }` to a private redis-server on the load core, flushed every
+ *                 5 s) in the saturation cycles beside the leash without them, and report its
+ *                 req/s and CPU/request relative to that leash (same round, same cycles)
  *   --rotation    also run leash in rotation mode (`leash dev --config`: in-process authority,
  *                 jwt credential with a 5 s TTL, so it rotates about every 2.5 s) and compare
  *                 its latency @1k and saturation with the static-credential leash of this run
@@ -108,6 +114,9 @@ const WARN = !argv.has('--no-warn');
 const PROFILE = !argv.has('--no-profile');
 const WAIT = !argv.has('--no-wait');
 const ROTATION = argv.has('--rotation');
+const AUDIT = argv.has('--audit');
+/** The --audit target's name. */
+const A = 'leash+audit';
 const ROUNDS = Math.max(1, Number(valueFlag('--rounds') ?? (QUICK ? 1 : 3)));
 const PIN = !argv.has('--no-pin') && canPin(2);
 /** The proxy under test alone on PROXY_CORE; this process, the upstream and the rest on LOAD_CORE. */
@@ -206,10 +215,10 @@ interface Leash {
   stderr: string[];
 }
 
-async function startLeash(tag: string, upstreamPort: number, level: string, nodeArgs: string[] = [], cli = CLI): Promise<Leash> {
+async function startLeash(tag: string, upstreamPort: number, level: string, nodeArgs: string[] = [], cli = CLI, extra: readonly string[] = []): Promise<Leash> {
   const [port, admin] = [await freePort(), await freePort()];
   const cfg = join(TMP, `${tag}.yaml`);
-  writeFileSync(cfg, benchSidecarYaml({ host: HOST, port, admin, upstreamPort, level }));
+  writeFileSync(cfg, benchSidecarYaml({ host: HOST, port, admin, upstreamPort, level, extra }));
   // Logs go to a file, as they would to a container runtime's log pipe.
   const logPath = join(TMP, `${tag}.log`);
   const fd = openSync(logPath, 'w');
@@ -565,6 +574,8 @@ const children: ChildProcess[] = [];
 const onProxyCore: ChildProcess[] = [];
 const liveOf = (list: ChildProcess[]): number[] => list.filter((c) => c.exitCode === null && c.signalCode === null && c.pid !== undefined).map((c) => c.pid!);
 const ourPids = (): number[] => liveOf(children);
+/** --audit: the private Redis the leash+audit targets write their usage summaries to (on the load core). */
+let auditRedis: { url: string; pid: number } | undefined;
 
 /** One interleaved round: the same phases for every target, back to back. */
 interface Round {
@@ -585,6 +596,10 @@ interface Round {
   sseLastRatio: number | undefined;
   /** The goal's: first event → last event of the bursts (Sse.span). */
   sseRelayRatio: number | undefined;
+  /** --audit: median over the saturation cycles of leash+audit ÷ leash CPU/request, and the ratio of their req/s. */
+  auditCpuRatio?: number;
+  auditCpuRatioCycles?: number[];
+  auditRpsRatio?: number;
 }
 
 /** /proc readings of one process (lib.ts memory()). */
@@ -610,11 +625,13 @@ interface Pair {
   fwdChild: ChildProcess | undefined;
   leash: Target;
   l: Leash;
+  /** --audit: a leash (info) writing usage summaries to auditRedis. */
+  audit: { t: Target; l: Leash } | undefined;
   /** performance.now() when leash first answered: the age of the pair. */
   readyAt: number;
 }
 
-async function startPair(tag: string, upstreamPort: number): Promise<Pair> {
+async function startPair(tag: string, upstreamPort: number, withAudit = true): Promise<Pair> {
   let fwd: Target | undefined;
   let fwdChild: ChildProcess | undefined;
   if (BASELINE) {
@@ -627,12 +644,35 @@ async function startPair(tag: string, upstreamPort: number): Promise<Pair> {
   }
   const l = await startLeash(tag, upstreamPort, 'info');
   const leash: Target = { name: 'leash', port: l.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: l.pid };
-  return { fwd, fwdChild, leash, l, readyAt: performance.now() };
+  let audit: Pair['audit'];
+  if (auditRedis && withAudit) {
+    const la = await startLeash(`${tag}-audit`, upstreamPort, 'info', [], CLI, [`audit: { redis: "${auditRedis.url}", flushInterval: 5s }`]);
+    audit = { t: { name: A, port: la.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: la.pid }, l: la };
+  }
+  return { fwd, fwdChild, leash, l, audit, readyAt: performance.now() };
 }
 
 async function stopPair(p: Pair): Promise<void> {
   if (p.fwdChild) await stopChild(p.fwdChild);
   await stopChild(p.l.child);
+  if (p.audit) await stopChild(p.audit.l.child);
+}
+
+/** --audit: the usage entries in the audit Redis' stream, and the requests they count (usageFields(): flat field/value pairs). */
+async function readUsageEntries(url: string): Promise<{ usage: number; requests: number }> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  const entries = (await redis.xrange('leash:audit', '-', '+')) as Array<[string, string[]]>;
+  await redis.quit();
+  const out = { usage: 0, requests: 0 };
+  for (const [, fields] of entries) {
+    const f = new Map<string, string>();
+    for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
+    if (f.get('event') !== 'usage') continue;
+    out.usage++;
+    out.requests += Number(f.get('count') ?? 0);
+  }
+  return out;
 }
 
 /** "request" audit lines a leash (info) wrote to its log. */
@@ -649,6 +689,14 @@ async function main(): Promise<void> {
   upstreamPid = up.child.pid!;
   children.push(up.child);
   const direct: Target = { name: 'direct', port: up.hello.port, prefix: '/v1', auth: `Bearer ${KEY}`, pid: undefined };
+  if (AUDIT) {
+    const dir = join(TMP, 'redis');
+    mkdirSync(dir);
+    const redis = await startRedisServer(HOST, dir, loadCpus);
+    children.push(redis.child);
+    auditRedis = redis;
+    log(`--audit: redis-server pid ${redis.pid} at ${redis.url} (load core) for the leash+audit targets`);
+  }
   const F = BASELINE ? 'http-proxy' : undefined;
 
   // ------------------------------------------------------------ interleaved rounds
@@ -712,7 +760,8 @@ async function main(): Promise<void> {
     log(`round ${r + 1}/${ROUNDS}: ${order.map((t) => t.name).join(', ')} (fresh proxies: leash pid ${leash.pid}${fwd ? `, http-proxy pid ${fwd.pid}` : ''})`);
     const lat: Record<string, Latency> = {};
     for (const t of order) lat[t.name] = await latencyAt1k(t, false);
-    const { byTarget: sat, cycles: satCycles } = await slicedSaturation(order, upstreamPid);
+    // --audit: leash+audit joins the saturation cycles only, beside this round's leash.
+    const { byTarget: sat, cycles: satCycles } = await slicedSaturation(pp.audit ? [...order, pp.audit.t] : order, upstreamPid);
     const { byTarget: s, load: sseLoad } = await sse(order);
     // Settled RSS and peak (VmHWM since idle) of this round's processes.
     await sleep(2_000);
@@ -741,20 +790,29 @@ async function main(): Promise<void> {
       sseFirstPlusUs: F ? sseOf('leash').first.p50 - sseOf(F).first.p50 : undefined,
       sseLastRatio: F ? sseOf('leash').last.p50 / sseOf(F).last.p50 : undefined,
       sseRelayRatio: F ? sseOf('leash').span.p50 / sseOf(F).span.p50 : undefined,
+      ...(pp.audit
+        ? {
+            auditCpuRatio: median(satCycles.map((c) => c[A]! / c.leash!)),
+            auditCpuRatioCycles: satCycles.map((c) => c[A]! / c.leash!),
+            auditRpsRatio: sat[A]!.rps / sat.leash!.rps,
+          }
+        : {}),
     };
     rounds.push(round);
     if (F)
       log(
-        `round ${r + 1}: CPU/req ${round.cpuRatio!.toFixed(3)}× bare (per cycle ${round.cpuRatioCycles!.map((x) => x.toFixed(2)).join(', ')}), added p50 ${round.addedP50Ratio!.toFixed(3)}× bare, SSE first event ${round.sseFirstPlusUs! >= 0 ? '+' : ''}${round.sseFirstPlusUs!.toFixed(0)} µs vs bare, relay (first → last event) ${round.sseRelayRatio!.toFixed(3)}× bare (request → last event ${round.sseLastRatio!.toFixed(3)}×)`,
+        `round ${r + 1}: ${round.auditCpuRatio !== undefined ? `leash+audit ÷ leash: CPU/req ${round.auditCpuRatio.toFixed(3)}×, req/s ${round.auditRpsRatio!.toFixed(3)}×; ` : ''}CPU/req ${round.cpuRatio!.toFixed(3)}× bare (per cycle ${round.cpuRatioCycles!.map((x) => x.toFixed(2)).join(', ')}), added p50 ${round.addedP50Ratio!.toFixed(3)}× bare, SSE first event ${round.sseFirstPlusUs! >= 0 ? '+' : ''}${round.sseFirstPlusUs!.toFixed(0)} µs vs bare, relay (first → last event) ${round.sseRelayRatio!.toFixed(3)}× bare (request → last event ${round.sseLastRatio!.toFixed(3)}×)`,
       );
   }
   if (!pinning || !idle || !emptyNode) throw new Error('no round ran');
+  // What the rounds' leash+audit processes wrote (each flushed its pending summaries when stopped).
+  const auditEntries = auditRedis ? await readUsageEntries(auditRedis.url) : undefined;
 
   // ------------------------------------------------------------ single phases
   // On their own fresh processes: a forwarder and a leash (info) for the aborts (and the
   // rotation comparison's "leash (again)"), started together before any of these phases so no
   // start-up lands on the proxy core during a measurement.
-  const post = await startPair('leash-post', up.hello.port);
+  const post = await startPair('leash-post', up.hello.port, false);
   let rot: (Leash & { admin: number }) | undefined;
   let rotT: Target | undefined;
   let rotStartupBadAuth = 0; // its readiness probe carries a JWT too
@@ -1017,6 +1075,25 @@ async function main(): Promise<void> {
       ].join('\n')
     : '';
 
+  let auditText = '';
+  if (auditRedis && auditEntries) {
+    const acols = [...rcols, 'median'];
+    const arow = (name: string, f: (r: Round) => string, m: string) => row(name, [...rounds.map(f), m]);
+    auditText = [
+      `\n### Per-request audit summaries (--audit): leash+audit ÷ leash, same rounds and saturation cycles\n`,
+      row('metric', acols),
+      row('---', acols.map(() => '---')),
+      arow('leash req/s @saturation', (r) => us(satOf(r, 'leash')!.rps), us(med((r) => satOf(r, 'leash')!.rps))),
+      arow('leash+audit req/s @saturation', (r) => us(satOf(r, A)!.rps), us(med((r) => satOf(r, A)!.rps))),
+      arow('req/s ratio', (r) => x(r.auditRpsRatio), x(med((r) => r.auditRpsRatio))),
+      arow('leash CPU (µs/req)', (r) => us(satOf(r, 'leash')!.proxyCpuUsPerReq), us(med((r) => satOf(r, 'leash')!.proxyCpuUsPerReq))),
+      arow('leash+audit CPU (µs/req)', (r) => us(satOf(r, A)!.proxyCpuUsPerReq), us(med((r) => satOf(r, A)!.proxyCpuUsPerReq))),
+      arow('CPU/req ratio (median of cycles)', (r) => `${x(r.auditCpuRatio)} (${(r.auditCpuRatioCycles ?? []).map((v) => v.toFixed(2)).join(', ')})`, x(med((r) => r.auditCpuRatio))),
+      arow('leash+audit errors + non-2xx', (r) => String(satOf(r, A)!.errors + satOf(r, A)!.non2xx), '–'),
+      '',
+      `The leash+audit processes wrote ${auditEntries.usage} \`usage\` entries to the stream, counting ${auditEntries.requests} requests (one entry per key per 5 s flush).`,
+    ].join('\n');
+  }
   const L = lastRound.latency.leash!;
   const d = lastRound.latency.direct!;
   let rotText = '';
@@ -1073,6 +1150,7 @@ async function main(): Promise<void> {
       '',
       procTable,
       profText,
+      auditText,
       rotText,
       '',
       checks.map((c) => `- ${c}`).join('\n'),
@@ -1106,6 +1184,7 @@ async function main(): Promise<void> {
         profile: prof,
         upstreamStats,
         auditLines,
+        auditEntries,
       },
       null,
       2,
