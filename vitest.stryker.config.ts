@@ -7,6 +7,7 @@ import { defineConfig } from 'vitest/config';
  */
 const SMALL = [
   'test/unit/deny-set.test.ts',
+  'test/unit/soak-deny-set.test.ts',
   'test/unit/policy.test.ts',
   'test/unit/policy-compile.test.ts',
   'test/unit/passes-margin.test.ts',
@@ -16,6 +17,15 @@ const SMALL = [
   'test/integration/smoke.test.ts',
   'test/integration/websocket-refusal.test.ts',
   'test/security/hostile-paths.test.ts',
+  // The passes added since the first measurement (header-line count, framing, browser
+  // guard, Host routing, body phase, revocation gate) are decided by these.
+  'test/security/header-count.test.ts',
+  'test/security/framing-matrix.test.ts',
+  'test/security/upgrade-framing.test.ts',
+  'test/security/browser-requests.test.ts',
+  'test/integration/host-resolver.test.ts',
+  'test/integration/request-body-phase.test.ts',
+  'test/integration/revocations-fail-closed.test.ts',
 ];
 const BODIES = [
   'test/unit/body-override.test.ts',

@@ -6,7 +6,8 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { leashTokenFacts } from '../core/protocol.js';
 import { VerifyError } from './errors.js';
 import { JwksCache } from './jwks.js';
-import { DenySet, RevocationChannel } from './revocations.js';
+import { DenySet } from './deny-set.js';
+import { RevocationChannel } from './revocations.js';
 
 /** What a service needs to accept leash JWTs (docs/verify.md). */
 export interface VerifierOptions {

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.js';
-import { DenySet } from '../../src/verify/revocations.js';
+import { DenySet } from '../../src/verify/deny-set.js';
 import { createCsr, createIdentityKey } from '../../src/pki/x509.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { api, bootstrap, fleetSecrets, startReplica, type FleetSecrets, type Replica } from '../helpers/replicas.js';

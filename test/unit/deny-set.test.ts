@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Revocation } from '../../src/core/protocol.js';
-import { DenySet, MAX_FUTURE_MS } from '../../src/verify/revocations.js';
+import { DenySet, MAX_FUTURE_MS } from '../../src/verify/deny-set.js';
 
 /**
  * The verifier's deny-set as a pure structure (DESIGN §7 applied to tokens), on an
@@ -108,6 +108,8 @@ describe('DenySet edges (fail closed)', () => {
     set.apply(search);
     const bare = (issuedMs: number) => ({ jti: 'j', sub: 's', credential: undefined, issuedMs });
     expect(set.check(bare(T0))).toEqual({ scope: 'credential', target: 'search', id: search.id });
+    // Issued at the revocation's time is issued before it (as for a named credential).
+    expect(set.check(bare(T1))).toEqual({ scope: 'credential', target: 'search', id: search.id });
     expect(set.check(bare(T1 + 1))).toBeUndefined();
     // A later one of another name moves the cutoff forward; an earlier one does not move it back.
     const other = rev('credential', 'other', T1 + 5_000);
@@ -120,6 +122,23 @@ describe('DenySet edges (fail closed)', () => {
     at = T1 + 5_000 + RETAIN + 1;
     set.prune();
     expect(set.check(bare(T0))).toBeUndefined();
+  });
+
+  it('a token without a credential claim is still denied after a prune, until the credential revocation’s retention ends', () => {
+    let at = T1;
+    const set = new DenySet(RETAIN, () => at);
+    const search = rev('credential', 'search', T1);
+    set.apply(search);
+    // Another entry expires first: the prune that drops it must keep the live cutoff.
+    set.apply(rev('instance', 'spiffe://leash.local/join/a-1', T1 - RETAIN + 1_000));
+    const bare = { jti: 'j', sub: 's', credential: undefined, issuedMs: T0 };
+    at = T1 + RETAIN - 1;
+    set.prune();
+    expect(set.size).toBe(1);
+    expect(set.check(bare)).toEqual({ scope: 'credential', target: 'search', id: search.id });
+    at = T1 + RETAIN;
+    set.prune();
+    expect(set.check(bare)).toBeUndefined();
   });
 
   it('failClosed (a stream gap): everything issued up to then is denied as "gap", later tokens pass', () => {

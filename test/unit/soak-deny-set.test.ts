@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DenySet } from '../../src/verify/revocations.js';
+import { DenySet } from '../../src/verify/deny-set.js';
 
 /**
  * A verifier that receives revocations but checks no token for a while (an API idle at
