@@ -141,6 +141,14 @@ describe('DenySet edges (fail closed)', () => {
     expect(set.check(bare)).toBeUndefined();
   });
 
+  it('a revocation this version cannot read (applied as all) is reported as "unknown"', () => {
+    const set = new DenySet(RETAIN, () => now);
+    const newer = { ...rev('all', '*', T1), notUnderstood: { scope: 'tenant', target: 'acme' } };
+    set.apply(newer);
+    expect(set.check(token(T1))).toEqual({ scope: 'unknown', target: '*', id: newer.id });
+    expect(set.check(token(T1 + 1))).toBeUndefined();
+  });
+
   it('failClosed (a stream gap): everything issued up to then is denied as "gap", later tokens pass', () => {
     const set = new DenySet(RETAIN, () => now);
     set.failClosed(T1);
