@@ -5,7 +5,7 @@
  *   full  (default) every security-critical module below, with the tests that cover them;
  *   small the verifier's deny-set (src/verify/deny-set.ts), the policy
  *         (src/authority/policy) and the proxy passes (src/sidecar/proxy/passes.ts): pure
- *         or socket-level code whose tests take seconds; about ten minutes on one core.
+ *         or socket-level code whose tests take seconds; about fifteen minutes on one core.
  *   bodies the body scanners (body-override.ts), allow rules (rules.ts) and target parsing
  *         (target.ts), with their unit and security tests.
  * Tests come from vitest.stryker.config.ts (same variable): unit, security and the
