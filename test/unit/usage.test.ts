@@ -42,6 +42,44 @@ describe('usage aggregation (docs/audit.md `usage`)', () => {
     expect(a.take()).toEqual([]);
   });
 
+  it('a request that repeats the one before counts in its summary; one differing in any single key part does not', () => {
+    const a = new UsageAggregator();
+    const variants: Partial<UsageRequest>[] = [
+      {},
+      { lease: 'L2' },
+      { fingerprint: 'sha256:bbbbbbbbbbbb' },
+      { route: 'other' },
+      { method: 'POST' },
+      { path: '/v1/other' },
+      { status: 404 },
+      { denied: 'leash_denied' },
+    ];
+    // Each variant twice in a row (the second is a repeat), then the base again between variants.
+    let t = 0;
+    for (const v of variants) {
+      a.add(req(v), ++t);
+      a.add(req(v), ++t);
+      a.add(req(), ++t);
+    }
+    const out = a.take();
+    expect(out).toHaveLength(variants.length);
+    expect(out[0]).toMatchObject({ lease: 'L1', path: '/v1/models', status: '2xx', denied: undefined, count: 2 + variants.length, firstMs: 1 });
+    for (const s of out.slice(1)) expect(s.count).toBe(2);
+    // A repeat after take() starts a new summary: the taken one is not counted into.
+    a.add(req(), 100);
+    expect(out[0]!.count).toBe(2 + variants.length);
+    expect(a.take()).toEqual([expect.objectContaining({ count: 1, firstMs: 100, lastMs: 100 })]);
+    // Statuses of one class repeat; a status outside 100…599 is its own class.
+    a.add(req({ status: 200 }), 1);
+    a.add(req({ status: 201 }), 2);
+    a.add(req({ status: 0 }), 3);
+    a.add(req({ status: 700 }), 4);
+    expect(a.take().map((s) => [s.status, s.count])).toEqual([
+      ['2xx', 2],
+      ['0xx', 2],
+    ]);
+  });
+
   it('a request without route or credential is summarised under (none), without lease or fingerprint', () => {
     const a = new UsageAggregator();
     a.add(req({ route: undefined, lease: undefined, fingerprint: undefined, path: undefined, status: 404, denied: 'leash_unknown_route' }), 1);
