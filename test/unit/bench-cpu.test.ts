@@ -32,20 +32,29 @@ describe('bench cpuUsPrecise', () => {
     // so that is the worker's), says so and stays alive (a thread that has exited is no
     // longer listed; node's own threads live as long as the process).
     const w = new Worker(
-      "const { parentPort } = require('node:worker_threads'); parentPort.once('message', () => { const c0 = process.cpuUsage(); for (;;) { const c = process.cpuUsage(c0); if (c.user + c.system >= 200000) break; } parentPort.postMessage('spun'); });",
+      "const { parentPort } = require('node:worker_threads'); parentPort.on('message', () => { const c0 = process.cpuUsage(); for (;;) { const c = process.cpuUsage(c0); if (c.user + c.system >= 200000) break; } parentPort.postMessage('spun'); });",
       { eval: true },
     );
     try {
       await new Promise((r) => w.once('online', r));
-      const p0 = cpuUsPrecise(process.pid);
-      const c0 = process.cpuUsage();
-      w.postMessage('spin');
-      await new Promise((r) => w.once('message', r));
-      const p = cpuUsPrecise(process.pid) - p0;
-      const c = process.cpuUsage(c0);
+      // A thread of the test runner that exits between the two readings takes its CPU time
+      // with it (as cpuUsPrecise says; a full suite once read −12 ms): a short reading is
+      // measured again, at most three times. A function that missed the worker's 200 ms
+      // would fail every attempt.
+      let attempt: { p: number; c: number } | undefined;
+      for (let i = 0; i < 3; i++) {
+        const p0 = cpuUsPrecise(process.pid);
+        const c0 = process.cpuUsage();
+        w.postMessage('spin');
+        await new Promise((r) => w.once('message', r));
+        const p = cpuUsPrecise(process.pid) - p0;
+        const u = process.cpuUsage(c0);
+        attempt = { p, c: u.user + u.system };
+        if (p > 170_000) break;
+      }
       // The main thread only waited; the worker's 200 ms of spinning are in the reading.
-      expect(p).toBeGreaterThan(170_000);
-      expect(p).toBeGreaterThan(c.user + c.system - 50_000);
+      expect(attempt!.p).toBeGreaterThan(170_000);
+      expect(attempt!.p).toBeGreaterThan(attempt!.c - 50_000);
     } finally {
       await w.terminate();
     }
