@@ -79,10 +79,12 @@ import { summarise, type ProfileSummary } from './profile.js';
  *                     --leash-node-flags= (empty): none
  *   flags: --no-baseline --no-warn --no-profile --no-wait (don't wait for a quiet machine)
  *          --no-pin (don't pin; pinning also needs taskset and ≥ 2 cores)
- *   --audit       also run, in every round, a leash (info) with per-request audit summaries
- *                 (`audit: { redis }` to a private redis-server on the load core, flushed every
- *                 5 s) in the saturation cycles beside the leash without them, and report its
- *                 req/s and CPU/request relative to that leash (same round, same cycles)
+ *   --audit       also run, in every round's saturation cycles, two more leash (info): one with
+ *                 per-request audit summaries (`audit: { redis }` to a private redis-server on
+ *                 the load core, flushed every 5 s), and its control, a leash with an idle
+ *                 ioredis client to the same Redis preloaded (bench/redis-client.ts) and no
+ *                 summaries; report leash+audit ÷ leash+redis (what the summaries cost) and
+ *                 leash+redis ÷ leash (what carrying a Redis client costs), same cycles
  *   --rotation    also run leash in rotation mode (`leash dev --config`: in-process authority,
  *                 jwt credential with a 5 s TTL, so it rotates about every 2.5 s) and compare
  *                 its latency @1k and saturation with the static-credential leash of this run
@@ -115,8 +117,9 @@ const PROFILE = !argv.has('--no-profile');
 const WAIT = !argv.has('--no-wait');
 const ROTATION = argv.has('--rotation');
 const AUDIT = argv.has('--audit');
-/** The --audit target's name. */
+/** The --audit targets' names: with usage summaries, and its control (an idle Redis client, no summaries). */
 const A = 'leash+audit';
+const RC = 'leash+redis';
 const ROUNDS = Math.max(1, Number(valueFlag('--rounds') ?? (QUICK ? 1 : 3)));
 const PIN = !argv.has('--no-pin') && canPin(2);
 /** The proxy under test alone on PROXY_CORE; this process, the upstream and the rest on LOAD_CORE. */
@@ -190,7 +193,7 @@ const CLI = snapshotBuild();
  */
 const PROFILE_CLI = join(dirname(dirname(CLI)), 'src/cli.js');
 /** Every child's environment. UV_USE_IO_URING=0: nothing may turn libuv's io_uring on for the proxies. */
-const env = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
+const env: NodeJS.ProcessEnv = { ...process.env, BENCH_KEY: KEY, UV_USE_IO_URING: '0' };
 const t0 = Date.now();
 const log = (msg: string) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}\n`);
 
@@ -596,10 +599,13 @@ interface Round {
   sseLastRatio: number | undefined;
   /** The goal's: first event → last event of the bursts (Sse.span). */
   sseRelayRatio: number | undefined;
-  /** --audit: median over the saturation cycles of leash+audit ÷ leash CPU/request, and the ratio of their req/s. */
+  /** --audit: median over the saturation cycles of leash+audit ÷ leash+redis CPU/request (the summaries), and the ratio of their req/s. */
   auditCpuRatio?: number;
   auditCpuRatioCycles?: number[];
   auditRpsRatio?: number;
+  /** --audit: the same for leash+redis ÷ leash (an idle Redis client in the process). */
+  redisCpuRatio?: number;
+  redisRpsRatio?: number;
 }
 
 /** /proc readings of one process (lib.ts memory()). */
@@ -625,8 +631,8 @@ interface Pair {
   fwdChild: ChildProcess | undefined;
   leash: Target;
   l: Leash;
-  /** --audit: a leash (info) writing usage summaries to auditRedis. */
-  audit: { t: Target; l: Leash } | undefined;
+  /** --audit: a leash (info) writing usage summaries to auditRedis, and its control (an idle client to it, no summaries). */
+  audit: { t: Target; l: Leash; control: Target; lc: Leash } | undefined;
   /** performance.now() when leash first answered: the age of the pair. */
   readyAt: number;
 }
@@ -646,8 +652,10 @@ async function startPair(tag: string, upstreamPort: number, withAudit = true): P
   const leash: Target = { name: 'leash', port: l.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: l.pid };
   let audit: Pair['audit'];
   if (auditRedis && withAudit) {
+    const lc = await startLeash(`${tag}-redis`, upstreamPort, 'info', ['--import', join(HERE, 'redis-client.js')]);
     const la = await startLeash(`${tag}-audit`, upstreamPort, 'info', [], CLI, [`audit: { redis: "${auditRedis.url}", flushInterval: 5s }`]);
-    audit = { t: { name: A, port: la.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: la.pid }, l: la };
+    const target = (name: string, x: Leash): Target => ({ name, port: x.port, prefix: '/bench/v1', auth: 'Bearer agent-placeholder', pid: x.pid });
+    audit = { t: target(A, la), l: la, control: target(RC, lc), lc };
   }
   return { fwd, fwdChild, leash, l, audit, readyAt: performance.now() };
 }
@@ -655,7 +663,7 @@ async function startPair(tag: string, upstreamPort: number, withAudit = true): P
 async function stopPair(p: Pair): Promise<void> {
   if (p.fwdChild) await stopChild(p.fwdChild);
   await stopChild(p.l.child);
-  if (p.audit) await stopChild(p.audit.l.child);
+  if (p.audit) await Promise.all([stopChild(p.audit.l.child), stopChild(p.audit.lc.child)]);
 }
 
 /** --audit: the usage entries in the audit Redis' stream, and the requests they count (usageFields(): flat field/value pairs). */
@@ -695,6 +703,7 @@ async function main(): Promise<void> {
     const redis = await startRedisServer(HOST, dir, loadCpus);
     children.push(redis.child);
     auditRedis = redis;
+    env.LEASH_BENCH_REDIS_URL = redis.url; // read only by bench/redis-client.js, preloaded into the control
     log(`--audit: redis-server pid ${redis.pid} at ${redis.url} (load core) for the leash+audit targets`);
   }
   const F = BASELINE ? 'http-proxy' : undefined;
@@ -761,7 +770,7 @@ async function main(): Promise<void> {
     const lat: Record<string, Latency> = {};
     for (const t of order) lat[t.name] = await latencyAt1k(t, false);
     // --audit: leash+audit joins the saturation cycles only, beside this round's leash.
-    const { byTarget: sat, cycles: satCycles } = await slicedSaturation(pp.audit ? [...order, pp.audit.t] : order, upstreamPid);
+    const { byTarget: sat, cycles: satCycles } = await slicedSaturation(pp.audit ? [...order, pp.audit.control, pp.audit.t] : order, upstreamPid);
     const { byTarget: s, load: sseLoad } = await sse(order);
     // Settled RSS and peak (VmHWM since idle) of this round's processes.
     await sleep(2_000);
@@ -792,16 +801,18 @@ async function main(): Promise<void> {
       sseRelayRatio: F ? sseOf('leash').span.p50 / sseOf(F).span.p50 : undefined,
       ...(pp.audit
         ? {
-            auditCpuRatio: median(satCycles.map((c) => c[A]! / c.leash!)),
-            auditCpuRatioCycles: satCycles.map((c) => c[A]! / c.leash!),
-            auditRpsRatio: sat[A]!.rps / sat.leash!.rps,
+            auditCpuRatio: median(satCycles.map((c) => c[A]! / c[RC]!)),
+            auditCpuRatioCycles: satCycles.map((c) => c[A]! / c[RC]!),
+            auditRpsRatio: sat[A]!.rps / sat[RC]!.rps,
+            redisCpuRatio: median(satCycles.map((c) => c[RC]! / c.leash!)),
+            redisRpsRatio: sat[RC]!.rps / sat.leash!.rps,
           }
         : {}),
     };
     rounds.push(round);
     if (F)
       log(
-        `round ${r + 1}: ${round.auditCpuRatio !== undefined ? `leash+audit ÷ leash: CPU/req ${round.auditCpuRatio.toFixed(3)}×, req/s ${round.auditRpsRatio!.toFixed(3)}×; ` : ''}CPU/req ${round.cpuRatio!.toFixed(3)}× bare (per cycle ${round.cpuRatioCycles!.map((x) => x.toFixed(2)).join(', ')}), added p50 ${round.addedP50Ratio!.toFixed(3)}× bare, SSE first event ${round.sseFirstPlusUs! >= 0 ? '+' : ''}${round.sseFirstPlusUs!.toFixed(0)} µs vs bare, relay (first → last event) ${round.sseRelayRatio!.toFixed(3)}× bare (request → last event ${round.sseLastRatio!.toFixed(3)}×)`,
+        `round ${r + 1}: ${round.auditCpuRatio !== undefined ? `leash+audit ÷ leash+redis: CPU/req ${round.auditCpuRatio.toFixed(3)}×, req/s ${round.auditRpsRatio!.toFixed(3)}×; leash+redis ÷ leash: CPU/req ${round.redisCpuRatio!.toFixed(3)}×, req/s ${round.redisRpsRatio!.toFixed(3)}×; ` : ''}CPU/req ${round.cpuRatio!.toFixed(3)}× bare (per cycle ${round.cpuRatioCycles!.map((x) => x.toFixed(2)).join(', ')}), added p50 ${round.addedP50Ratio!.toFixed(3)}× bare, SSE first event ${round.sseFirstPlusUs! >= 0 ? '+' : ''}${round.sseFirstPlusUs!.toFixed(0)} µs vs bare, relay (first → last event) ${round.sseRelayRatio!.toFixed(3)}× bare (request → last event ${round.sseLastRatio!.toFixed(3)}×)`,
       );
   }
   if (!pinning || !idle || !emptyNode) throw new Error('no round ran');
@@ -1080,16 +1091,20 @@ async function main(): Promise<void> {
     const acols = [...rcols, 'median'];
     const arow = (name: string, f: (r: Round) => string, m: string) => row(name, [...rounds.map(f), m]);
     auditText = [
-      `\n### Per-request audit summaries (--audit): leash+audit ÷ leash, same rounds and saturation cycles\n`,
+      `\n### Per-request audit summaries (--audit): leash+audit ÷ leash+redis (the summaries) and leash+redis ÷ leash (an idle Redis client), same rounds and saturation cycles\n`,
       row('metric', acols),
       row('---', acols.map(() => '---')),
       arow('leash req/s @saturation', (r) => us(satOf(r, 'leash')!.rps), us(med((r) => satOf(r, 'leash')!.rps))),
+      arow('leash+redis req/s @saturation', (r) => us(satOf(r, RC)!.rps), us(med((r) => satOf(r, RC)!.rps))),
       arow('leash+audit req/s @saturation', (r) => us(satOf(r, A)!.rps), us(med((r) => satOf(r, A)!.rps))),
-      arow('req/s ratio', (r) => x(r.auditRpsRatio), x(med((r) => r.auditRpsRatio))),
+      arow('req/s, leash+audit ÷ leash+redis', (r) => x(r.auditRpsRatio), x(med((r) => r.auditRpsRatio))),
+      arow('req/s, leash+redis ÷ leash', (r) => x(r.redisRpsRatio), x(med((r) => r.redisRpsRatio))),
       arow('leash CPU (µs/req)', (r) => us(satOf(r, 'leash')!.proxyCpuUsPerReq), us(med((r) => satOf(r, 'leash')!.proxyCpuUsPerReq))),
+      arow('leash+redis CPU (µs/req)', (r) => us(satOf(r, RC)!.proxyCpuUsPerReq), us(med((r) => satOf(r, RC)!.proxyCpuUsPerReq))),
       arow('leash+audit CPU (µs/req)', (r) => us(satOf(r, A)!.proxyCpuUsPerReq), us(med((r) => satOf(r, A)!.proxyCpuUsPerReq))),
-      arow('CPU/req ratio (median of cycles)', (r) => `${x(r.auditCpuRatio)} (${(r.auditCpuRatioCycles ?? []).map((v) => v.toFixed(2)).join(', ')})`, x(med((r) => r.auditCpuRatio))),
-      arow('leash+audit errors + non-2xx', (r) => String(satOf(r, A)!.errors + satOf(r, A)!.non2xx), '–'),
+      arow('CPU/req, leash+audit ÷ leash+redis (median of cycles)', (r) => `${x(r.auditCpuRatio)} (${(r.auditCpuRatioCycles ?? []).map((v) => v.toFixed(2)).join(', ')})`, x(med((r) => r.auditCpuRatio))),
+      arow('CPU/req, leash+redis ÷ leash (median of cycles)', (r) => x(r.redisCpuRatio), x(med((r) => r.redisCpuRatio))),
+      arow('leash+audit / leash+redis errors + non-2xx', (r) => `${satOf(r, A)!.errors + satOf(r, A)!.non2xx} / ${satOf(r, RC)!.errors + satOf(r, RC)!.non2xx}`, '–'),
       '',
       `The leash+audit processes wrote ${auditEntries.usage} \`usage\` entries to the stream, counting ${auditEntries.requests} requests (one entry per key per 5 s flush).`,
     ].join('\n');
