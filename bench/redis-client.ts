@@ -12,5 +12,5 @@ if (url) {
   const client = new Redis(url, { maxRetriesPerRequest: 1 });
   client.on('error', () => undefined);
   // Connected like the audit writer's client, and idle; it must not keep the process alive.
-  client.once('ready', () => (client as unknown as { stream?: { unref?: () => void } }).stream?.unref?.());
+  client.once('ready', () => client.stream.unref());
 }

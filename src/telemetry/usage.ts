@@ -63,14 +63,23 @@ export class UsageAggregator {
    * one before (a loop over one endpoint), and comparing seven references is cheaper than
    * building and hashing the key string (bench/RESULTS.md, sixteenth session).
    */
-  private last: (UsageRequest & { cls: number; summary: UsageSummary }) | undefined;
+  private readonly last: Omit<UsageRequest, 'status'> & { cls: number; summary: UsageSummary | undefined } = {
+    route: undefined,
+    method: '',
+    path: undefined,
+    lease: undefined,
+    fingerprint: undefined,
+    denied: undefined,
+    cls: -1,
+    summary: undefined,
+  };
 
   constructor(private readonly maxKeys = 1_000) {}
 
   add(r: UsageRequest, nowMs: number): void {
     const cls = r.status < 600 ? (r.status / 100) | 0 : 0;
     const l = this.last;
-    if (l !== undefined && l.path === r.path && l.lease === r.lease && l.route === r.route && l.method === r.method && l.cls === cls && l.denied === r.denied && l.fingerprint === r.fingerprint) {
+    if (l.summary !== undefined && l.path === r.path && l.lease === r.lease && l.route === r.route && l.method === r.method && l.cls === cls && l.denied === r.denied && l.fingerprint === r.fingerprint) {
       l.summary.count++;
       l.summary.lastMs = nowMs;
       return;
@@ -105,8 +114,17 @@ export class UsageAggregator {
     this.remember(r, cls, summary);
   }
 
+  /** The shortcut's one object, overwritten in place (no allocation per request). */
   private remember(r: UsageRequest, cls: number, summary: UsageSummary): void {
-    this.last = { route: r.route, method: r.method, path: r.path, status: r.status, lease: r.lease, fingerprint: r.fingerprint, denied: r.denied, cls, summary };
+    const l = this.last;
+    l.route = r.route;
+    l.method = r.method;
+    l.path = r.path;
+    l.lease = r.lease;
+    l.fingerprint = r.fingerprint;
+    l.denied = r.denied;
+    l.cls = cls;
+    l.summary = summary;
   }
 
   private addOther(count: number, firstMs: number, lastMs: number): void {
@@ -132,7 +150,7 @@ export class UsageAggregator {
     this.map = new Map();
     this.other = undefined;
     this.refusedKeys = 0;
-    this.last = undefined;
+    this.last.summary = undefined;
     return foldToBudget(out, other, budget);
   }
 }
