@@ -16,9 +16,22 @@
  * Whole files or globs, no line ranges: a range stays put while the code under it moves
  * (the small scope's `src/verify/revocations.ts:1-104` had come to leave out the end of the
  * deny-set, the line of one of issue 12's mutations among it). test/unit/mutation-scope.test.ts.
+ *
+ * The full scope also comes in parts (`part-*`), each a run that fits a session on this
+ * machine: together they mutate every file of the full scope exactly once (same test), and
+ * `scripts/mutate-parts.sh` runs them and records each (docs/testing.md).
  */
+/** The proxy's connection and response side; the rest of src/sidecar/proxy decides requests. */
+const PROXY_IO = ['server', 'response', 'scrub', 'timeouts', 'pool', 'respond', 'upgrade', 'inject', 'audit-path'].map((f) => `src/sidecar/proxy/${f}.ts`);
+export const PARTS = {
+  'part-core': ['src/authority/policy/**/*.ts', 'src/bus/**/*.ts', 'src/verify/**/*.ts'],
+  'part-credentials': ['src/sidecar/credentials/**/*.ts'],
+  'part-proxy-request': ['src/sidecar/proxy/**/*.ts', ...PROXY_IO.map((f) => `!${f}`)],
+  'part-proxy-io': PROXY_IO,
+};
 export const SCOPES = {
   full: ['src/sidecar/proxy/**/*.ts', 'src/sidecar/credentials/**/*.ts', 'src/authority/policy/**/*.ts', 'src/bus/**/*.ts', 'src/verify/**/*.ts'],
+  ...PARTS,
   small: ['src/verify/deny-set.ts', 'src/authority/policy/**/*.ts', 'src/sidecar/proxy/passes.ts'],
   // The sixth pass's allow-rule classes: method overrides in bodies, tunnel endpoints, normalising paths.
   bodies: ['src/sidecar/proxy/body-override.ts', 'src/config/rules.ts', 'src/sidecar/proxy/target.ts'],

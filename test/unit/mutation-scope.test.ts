@@ -11,14 +11,15 @@ import { describe, expect, it } from 'vitest';
  * end of the deny-set (its pruning and `later()`, where issue 12's fifth mutation is).
  */
 const ROOT = process.cwd();
-const { SCOPES } = (await import(pathToFileURL(join(ROOT, 'stryker.config.mjs')).href)) as { SCOPES: Record<string, string[]> };
+const { SCOPES, PARTS } = (await import(pathToFileURL(join(ROOT, 'stryker.config.mjs')).href)) as { SCOPES: Record<string, string[]>; PARTS: Record<string, string[]> };
 
 function tsFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
 }
 
-/** The files an entry names: `dir/**\/*.ts` or one file. */
+/** The files an entry names: `dir/**\/*.ts` or one file (`!` entries name what is taken out). */
 function filesOf(entry: string): string[] {
+  if (entry.startsWith('!')) return filesOf(entry.slice(1));
   const glob = /^(.+)\/\*\*\/\*\.ts$/.exec(entry);
   if (glob) return existsSync(join(ROOT, glob[1]!)) ? tsFiles(join(ROOT, glob[1]!)) : [];
   return existsSync(join(ROOT, entry)) && statSync(join(ROOT, entry)).isFile() ? [join(ROOT, entry)] : [];
@@ -36,6 +37,26 @@ describe('mutation-testing scopes', () => {
         expect(filesOf(entry).length, `${scope}: ${entry} matches no file`).toBeGreaterThan(0);
       }
     }
+  });
+
+  it('the parts together mutate every file of the full scope exactly once', () => {
+    /** A scope's files as Stryker takes them: the entries in order, `!` ones taking out. */
+    const scopeFiles = (entries: string[]): string[] => {
+      const out = new Set<string>();
+      for (const e of entries) for (const f of filesOf(e)) e.startsWith('!') ? out.delete(f) : out.add(f);
+      return [...out].sort();
+    };
+    const full = scopeFiles(SCOPES.full!);
+    const seen = new Map<string, string>();
+    for (const [part, entries] of Object.entries(PARTS)) {
+      expect(SCOPES[part], part).toEqual(entries);
+      for (const f of scopeFiles(entries)) {
+        expect(seen.get(f), `${f} is in ${seen.get(f)} and ${part}`).toBeUndefined();
+        seen.set(f, part);
+      }
+    }
+    expect([...seen.keys()].sort()).toEqual(full);
+    expect(full.length).toBeGreaterThan(30);
   });
 
   it('the small scope mutates the whole verifier deny-set', () => {
