@@ -1,0 +1,221 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisConnector } from '../../src/bus/connect.js';
+import { RedisRevocationSubscriber, type RedisSubscriberOptions } from '../../src/bus/redis.js';
+import type { GapReason } from '../../src/bus/types.js';
+import { epochKeyOf, revocationsKey, storeKeys, type Revocation } from '../../src/core/protocol.js';
+import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
+import { plainClient, sleep, waitFor } from '../helpers/bus-harness.js';
+import type { Redis } from 'ioredis';
+
+/**
+ * Edges of the subscriber's catch-up that the broader bus tests do not pin: what counts as
+ * "revocations may be lost" (gap 'trimmed') when the stream is empty or gone, the order of
+ * messages held during a catch-up, dedupe with a bounded memory, the poll's pace, the
+ * exposure check and close(). Each test uses a prefix of its own (its own stream).
+ */
+let redis: BusRedis;
+let admin: Redis;
+const closers: (() => Promise<unknown> | void)[] = [];
+let n = 0;
+
+beforeAll(async () => {
+  redis = await startBusRedis();
+  admin = plainClient(redis.url);
+});
+afterAll(async () => {
+  for (const c of closers.reverse()) await c();
+  admin.disconnect();
+  await redis.stop();
+});
+
+interface Sub {
+  sub: RedisRevocationSubscriber;
+  key: string;
+  prefix: string;
+  received: Revocation[];
+  gaps: GapReason[];
+  channel: boolean[];
+  exposed: number;
+  up: boolean;
+}
+
+function subscriber(options: Partial<RedisSubscriberOptions> = {}, onGap?: (why: GapReason) => Promise<void> | void): Sub {
+  const prefix = `edge${++n}:`;
+  const s = { key: revocationsKey(prefix), prefix, received: [], gaps: [], channel: [], exposed: 0, up: false } as unknown as Sub;
+  s.sub = new RedisRevocationSubscriber(
+    { connect: redisConnector(redis.url), heartbeatMs: 100, heartbeatDeadlineMs: 1_000, pollMs: 0, prefix, ...options },
+    {
+      revocation: (r) => s.received.push(r),
+      channel: (up) => {
+        s.up = up;
+        s.channel.push(up);
+      },
+      gap: async (why) => {
+        s.gaps.push(why);
+        await onGap?.(why);
+      },
+      malformed: () => undefined,
+      exposed: () => s.exposed++,
+    },
+  );
+  closers.push(() => s.sub.close());
+  return s;
+}
+
+const message = (id: string, target: string) => JSON.stringify({ id, scope: 'lease', target, reason: 'r', at: new Date().toISOString(), by: 'test' });
+const entry = (key: string, target: string) => admin.xadd(key, '*', 'scope', 'lease', 'target', target, 'reason', 'r', 'at', new Date().toISOString(), 'by', 'test') as Promise<string>;
+
+/** Drop the subscriber connections: the reconnection runs a full subscribe + catch-up. */
+async function forceCatchUp(s: Sub): Promise<void> {
+  const ups = s.channel.filter((u) => u).length;
+  await admin.client('KILL', 'TYPE', 'PUBSUB');
+  await waitFor(() => s.up && s.channel.filter((u) => u).length > ups, 1_500, 'caught up again');
+}
+
+describe('bus catch-up: gaps on empty or missing streams', () => {
+  it('a stream deleted after we read from it is a gap (its revocations may be gone)', async () => {
+    const s = subscriber();
+    await entry(s.key, 'before'); // the tip we start at
+    await s.sub.start();
+    const a = await entry(s.key, 'a');
+    await admin.publish(s.key, message(a, 'a'));
+    await waitFor(() => s.received.length === 1, 1_000, 'a delivered');
+    await admin.del(s.key); // the epoch stays: no reset, only the stream is gone
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual(['trimmed']);
+  });
+
+  it('an empty stream that generated ids past our position is a gap', async () => {
+    const s = subscriber();
+    await entry(s.key, 'before');
+    await s.sub.start();
+    const a = await entry(s.key, 'a');
+    await admin.publish(s.key, message(a, 'a'));
+    await waitFor(() => s.received.length === 1, 1_000, 'a delivered');
+    // b was added (never published) and everything trimmed: b is lost to us.
+    await admin.multi().xadd(s.key, '*', 'scope', 'lease', 'target', 'b', 'at', new Date().toISOString()).xtrim(s.key, 'MAXLEN', 0).exec();
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual(['trimmed']);
+  });
+
+  it('an empty stream whose newest id is our position is no gap', async () => {
+    const s = subscriber();
+    await entry(s.key, 'before');
+    await s.sub.start();
+    const a = await entry(s.key, 'a');
+    await admin.publish(s.key, message(a, 'a'));
+    await waitFor(() => s.received.length === 1, 1_000, 'a delivered');
+    await admin.xtrim(s.key, 'MAXLEN', 0); // only what we have seen is gone
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual([]);
+  });
+
+  it('at position 0-0: entries added and trimmed before we read them are a gap', async () => {
+    const s = subscriber();
+    await s.sub.start(); // nothing published yet: position 0-0
+    await admin.multi().xadd(s.key, '*', 'scope', 'lease', 'target', 'x', 'at', new Date().toISOString()).xadd(s.key, '*', 'scope', 'lease', 'target', 'y', 'at', new Date().toISOString()).xtrim(s.key, 'MAXLEN', 1).exec();
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual(['trimmed']);
+    expect(s.received.map((r) => r.target)).toEqual(['y']);
+  });
+
+  it('at position 0-0: entries all still there are no gap, and are delivered', async () => {
+    const s = subscriber();
+    await s.sub.start();
+    await entry(s.key, 'x');
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual([]);
+    expect(s.received.map((r) => r.target)).toEqual(['x']);
+  });
+});
+
+describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
+  it('pub/sub messages that arrive during a catch-up are applied after it, in id order', async () => {
+    let s: Sub;
+    const base = Date.now() + 1_000;
+    let once = true;
+    s = subscriber({}, async () => {
+      if (!once) return;
+      once = false;
+      // Published in reverse order while the catch-up waits for the owner (a reset).
+      await admin.publish(s.key, message(`${base}-2`, 'second'));
+      await admin.publish(s.key, message(`${base}-1`, 'first'));
+      await sleep(100);
+      expect(s.received).toEqual([]); // held, not applied yet
+    });
+    await s.sub.start();
+    await admin.del(epochKeyOf(s.key)); // the next catch-up sees a reset and calls gap
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual(['reset']);
+    expect(s.received.map((r) => r.target)).toEqual(['first', 'second']);
+  });
+
+  it('with a bounded dedupe memory, overlapping re-reads deliver nothing twice', async () => {
+    const s = subscriber({ remember: 2, pollMs: 50 });
+    await s.sub.start();
+    for (let i = 0; i < 5; i++) await entry(s.key, `e${i}`); // stream only: the polls find them
+    await waitFor(() => s.received.length >= 5, 1_500, 'all five polled');
+    await sleep(400); // several more polls, each re-reading all five (5 s overlap)
+    expect(s.received.map((r) => r.target)).toEqual(['e0', 'e1', 'e2', 'e3', 'e4']);
+  });
+
+  it('the poll re-reads the stream at pollMs, heartbeat given in ms', async () => {
+    const s = subscriber({ heartbeatMs: 100, pollMs: 200 });
+    await s.sub.start();
+    await sleep(150);
+    const t0 = Date.now();
+    await entry(s.key, 'unpublished');
+    await waitFor(() => s.received.length === 1, 1_000, 'found by a poll');
+    expect(Date.now() - t0).toBeLessThan(800);
+  });
+
+  it('the poll does not run more often than pollMs', async () => {
+    const s = subscriber({ heartbeatMs: 50, pollMs: 60_000 });
+    await s.sub.start();
+    await sleep(200); // the first beat's poll has run
+    await entry(s.key, 'unpublished');
+    await sleep(400); // eight more beats
+    expect(s.received).toEqual([]);
+    await forceCatchUp(s); // it is there: a catch-up finds it
+    expect(s.received.map((r) => r.target)).toEqual(['unpublished']);
+  });
+
+  it('reports a readable lease index once, however many polls', async () => {
+    const s = subscriber({ heartbeatMs: 30, pollMs: 30 });
+    await admin.sadd(storeKeys(s.prefix).all, 'lease-1');
+    await s.sub.start();
+    await sleep(400);
+    expect(s.exposed).toBe(1);
+  });
+
+  it('does not report exposure when the lease index is absent', async () => {
+    const s = subscriber({ heartbeatMs: 30, pollMs: 30 });
+    await s.sub.start();
+    await sleep(300);
+    expect(s.exposed).toBe(0);
+  });
+
+  it('start() after the connection is already ready still resolves', async () => {
+    const s = subscriber();
+    await sleep(300); // its connection got ready (and synced) before start
+    await Promise.race([s.sub.start(), sleep(1_000).then(() => Promise.reject(new Error('start() hung')))]);
+    expect(s.up).toBe(true);
+  });
+
+  it('close() takes the channel down and drops both connections', async () => {
+    const name = (await admin.client('LIST')) as string;
+    const before = name.split('\n').filter(Boolean).length;
+    const s = subscriber();
+    await s.sub.start();
+    expect(s.up).toBe(true);
+    await s.sub.close();
+    expect(s.channel.at(-1)).toBe(false);
+    let count = 0;
+    for (let i = 0; i < 20; i++) {
+      count = ((await admin.client('LIST')) as string).split('\n').filter(Boolean).length;
+      if (count <= before) break;
+      await sleep(25);
+    }
+    expect(count).toBe(before);
+  });
+});
