@@ -49,7 +49,8 @@ describe('bus connections', () => {
   });
 
   it('a { url } target without a password connects as the URL says (no password invented)', async () => {
-    expect(redisTargetFrom({ url: redis.url }, () => 'never asked')).toEqual({ url: redis.url, password: undefined });
+    // No source, nothing read now or at reconnection.
+    expect(redisTargetFrom({ url: redis.url }, () => 'never asked', () => () => 'never asked')).toEqual({ url: redis.url, password: undefined });
     const c = track(redisConnector({ url: redis.url })() as Redis);
     expect(await c.ping()).toBe('PONG');
   });
@@ -67,6 +68,12 @@ describe('bus connections: a rotated password is read again at reconnection', ()
   afterAll(async () => {
     secAdmin?.disconnect();
     await secured?.stop();
+  });
+
+  it('a { url } target whose URL carries the password, and no password of its own, keeps the URL\'s', async () => {
+    const url = secured.url.replace('redis://', 'redis://:p1@');
+    const c = track(redisConnector({ url })() as Redis);
+    expect(await c.ping()).toBe('PONG');
   });
 
   it('reconnects with the password the source holds now; an empty read keeps the one in use', async () => {
