@@ -150,6 +150,32 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     expect(s.received.map((r) => r.target)).toEqual(['first', 'second']);
   });
 
+  it('pub/sub ids held by a failed catch-up never count as read: forged far-future ids cannot hide a later revocation', async () => {
+    let s: Sub;
+    let calls = 0;
+    s = subscriber({ remember: 2 }, async () => {
+      if (++calls > 1) return;
+      // While the catch-up waits for the owner: forged ids far ahead of the stream...
+      const far = Date.now() + 1e9;
+      for (let i = 0; i < 3; i++) await admin.publish(s.key, message(`${far}-${i}`, `forged${i}`));
+      await sleep(50);
+      // ...and the owner fails: the catch-up fails, the held messages are applied.
+      throw new Error('reconcile failed');
+    });
+    await entry(s.key, 'before');
+    await s.sub.start();
+    const a = await entry(s.key, 'a');
+    await admin.publish(s.key, message(a, 'a'));
+    await waitFor(() => s.received.length === 1, 1_000, 'a delivered');
+    // b is added (not published) and a trimmed: the next catch-up reports a gap.
+    await entry(s.key, 'b');
+    await admin.xtrim(s.key, 'MAXLEN', 1);
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
+    // The retry (heartbeat) catches up again: b must arrive.
+    await waitFor(() => s.received.some((r) => r.target === 'b'), 1_500, 'b delivered after the failed catch-up');
+    expect(calls).toBeGreaterThanOrEqual(2);
+  });
+
   it('with a bounded dedupe memory, overlapping re-reads deliver nothing twice', async () => {
     const s = subscriber({ remember: 2, pollMs: 50 });
     await s.sub.start();
