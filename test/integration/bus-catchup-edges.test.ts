@@ -176,6 +176,62 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     expect(calls).toBeGreaterThanOrEqual(2);
   });
 
+  it('a connection that drops during a catch-up and is back before it ends gets a catch-up of its own; the reset is reported once', async () => {
+    let s: Sub;
+    let calls = 0;
+    // No heartbeat to fall back on: only the sync loop may notice the new connection.
+    s = subscriber({ heartbeatMs: 60_000 }, async () => {
+      if (++calls > 1) return;
+      await admin.client('KILL', 'TYPE', 'PUBSUB');
+      await waitFor(() => !s.up, 1_000, 'down');
+      await sleep(300); // reconnected (retry after 100 ms) and 'ready' while we still reconcile
+    });
+    await s.sub.start();
+    await admin.del(epochKeyOf(s.key));
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
+    await waitFor(() => !s.up, 1_000, 'down');
+    await waitFor(() => s.up, 1_500, 'up again without a heartbeat');
+    expect(s.gaps).toEqual(['reset']);
+    const id = `${Date.now() + 1_000}-0`;
+    await admin.publish(s.key, message(id, 'after'));
+    await waitFor(() => s.received.some((r) => r.target === 'after'), 1_000, 'subscribed on the new connection');
+  });
+
+  it('the channel is reported up only once the connection that carries the subscription is back', async () => {
+    let s: Sub;
+    let calls = 0;
+    let probes = 0;
+    s = subscriber({ heartbeatMs: 60_000 }, async () => {
+      if (++calls > 1) return;
+      // The subscribed connection drops while we reconcile; it reconnects ~100 ms later,
+      // after this catch-up has ended.
+      await admin.client('KILL', 'TYPE', 'PUBSUB');
+      await waitFor(() => !s.up, 1_000, 'down');
+    });
+    await s.sub.start();
+    await admin.del(epochKeyOf(s.key));
+    const before = s.channel.length;
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
+    await waitFor(() => s.channel.length > before && !s.up, 1_000, 'down');
+    // Every time the channel is reported up from now on, a pub/sub-only revocation is sent:
+    // "up" means subscribed, so each must arrive.
+    const seenUps = s.channel.filter((u) => u).length;
+    const probe = setInterval(() => {
+      const ups = s.channel.filter((u) => u).length;
+      if (ups > seenUps + probes) {
+        probes++;
+        void admin.publish(s.key, message(`${Date.now() + 1_000}-${probes}`, `probe${probes}`));
+      }
+    }, 1);
+    try {
+      await waitFor(() => s.up && probes > 0, 1_500, 'up again');
+      await sleep(300);
+    } finally {
+      clearInterval(probe);
+    }
+    for (let i = 1; i <= probes; i++) expect(s.received.map((r) => r.target)).toContain(`probe${i}`);
+  });
+
   it('with a bounded dedupe memory, overlapping re-reads deliver nothing twice', async () => {
     const s = subscriber({ remember: 2, pollMs: 50 });
     await s.sub.start();
