@@ -232,6 +232,45 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     for (let i = 1; i <= probes; i++) expect(s.received.map((r) => r.target)).toContain(`probe${i}`);
   });
 
+  it('after a reset to an empty stream, the next catch-up sees no further gap', async () => {
+    const s = subscriber();
+    await entry(s.key, 'before');
+    await s.sub.start();
+    await admin.del(s.key, epochKeyOf(s.key)); // as a Redis restarted without persistence
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual(['reset']);
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual(['reset']);
+  });
+
+  it('messages taken while the channel is down do not move our position past entries trimmed unread', async () => {
+    let s: Sub;
+    let calls = 0;
+    s = subscriber({ heartbeatMs: 60_000 }, () => {
+      if (++calls === 1) throw new Error('reconcile failed'); // the catch-up fails: channel stays down
+    });
+    await entry(s.key, 'before');
+    await s.sub.start();
+    const a = await entry(s.key, 'a');
+    await admin.publish(s.key, message(a, 'a'));
+    await waitFor(() => s.received.length === 1, 1_000, 'a delivered');
+    await entry(s.key, 'x');
+    await admin.xtrim(s.key, 'MAXLEN', 1); // a trimmed past us: the next catch-up reports a gap, and fails
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
+    await waitFor(() => calls === 1 && !s.up, 1_000, 'catch-up failed');
+    await sleep(50);
+    // Still subscribed, channel down: b is added and trimmed unread, c published.
+    await entry(s.key, 'b');
+    const c = await entry(s.key, 'c');
+    await admin.xtrim(s.key, 'MAXLEN', 1);
+    await admin.publish(s.key, message(c, 'c'));
+    await waitFor(() => s.received.some((r) => r.target === 'c'), 1_000, 'c delivered (down)');
+    await forceCatchUp(s);
+    // b is gone unread: the owner must hear of a gap again (its first one failed).
+    expect(calls).toBe(2);
+    expect(s.gaps).toEqual(['trimmed', 'trimmed']);
+  });
+
   it('with a bounded dedupe memory, overlapping re-reads deliver nothing twice', async () => {
     const s = subscriber({ remember: 2, pollMs: 50 });
     await s.sub.start();
