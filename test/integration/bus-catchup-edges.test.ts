@@ -271,6 +271,32 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     expect(s.gaps).toEqual(['trimmed', 'trimmed']);
   });
 
+  it('messages held by a catch-up that fails do not move our position past entries trimmed unread', async () => {
+    let s: Sub;
+    let calls = 0;
+    s = subscriber({ heartbeatMs: 60_000 }, async () => {
+      if (++calls > 1) return;
+      // While the owner reconciles: b added and trimmed unread, c published (held); then it fails.
+      await entry(s.key, 'b');
+      const c = await entry(s.key, 'c');
+      await admin.xtrim(s.key, 'MAXLEN', 1);
+      await admin.publish(s.key, message(c, 'c'));
+      await sleep(50);
+      throw new Error('reconcile failed');
+    });
+    await entry(s.key, 'before');
+    await s.sub.start();
+    const a = await entry(s.key, 'a');
+    await admin.publish(s.key, message(a, 'a'));
+    await waitFor(() => s.received.length === 1, 1_000, 'a delivered');
+    await entry(s.key, 'x');
+    await admin.xtrim(s.key, 'MAXLEN', 1);
+    await admin.client('KILL', 'TYPE', 'PUBSUB');
+    await waitFor(() => s.received.some((r) => r.target === 'c'), 1_000, 'held c applied after the failure');
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual(['trimmed', 'trimmed']);
+  });
+
   it('with a bounded dedupe memory, overlapping re-reads deliver nothing twice', async () => {
     const s = subscriber({ remember: 2, pollMs: 50 });
     await s.sub.start();
