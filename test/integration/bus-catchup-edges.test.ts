@@ -4,6 +4,7 @@ import { RedisRevocationSubscriber, type RedisSubscriberOptions } from '../../sr
 import type { GapReason } from '../../src/bus/types.js';
 import { epochKeyOf, revocationsKey, storeKeys, type Revocation } from '../../src/core/protocol.js';
 import { startBusRedis, type BusRedis } from '../helpers/bus-redis.js';
+import { startBusProxy } from '../helpers/bus-proxy.js';
 import { plainClient, sleep, waitFor } from '../helpers/bus-harness.js';
 import type { Redis } from 'ioredis';
 
@@ -39,11 +40,11 @@ interface Sub {
   up: boolean;
 }
 
-function subscriber(options: Partial<RedisSubscriberOptions> = {}, onGap?: (why: GapReason) => Promise<void> | void): Sub {
+function subscriber(options: Partial<RedisSubscriberOptions> = {}, onGap?: (why: GapReason) => Promise<void> | void, url?: string): Sub {
   const prefix = `edge${++n}:`;
   const s = { key: revocationsKey(prefix), prefix, received: [], gaps: [], channel: [], exposed: 0, up: false } as unknown as Sub;
   s.sub = new RedisRevocationSubscriber(
-    { connect: redisConnector(redis.url), heartbeatMs: 100, heartbeatDeadlineMs: 1_000, pollMs: 0, prefix, ...options },
+    { connect: redisConnector(url ?? redis.url), heartbeatMs: 100, heartbeatDeadlineMs: 1_000, pollMs: 0, prefix, ...options },
     {
       revocation: (r) => s.received.push(r),
       channel: (up) => {
@@ -295,6 +296,38 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     await waitFor(() => s.received.some((r) => r.target === 'c'), 1_000, 'held c applied after the failure');
     await forceCatchUp(s);
     expect(s.gaps).toEqual(['trimmed', 'trimmed']);
+  });
+
+  it('a failed catch-up or poll replaces the command connection (it may be half-open)', async () => {
+    const proxy = await startBusProxy(redis.port);
+    closers.push(() => proxy.close());
+    let calls = 0;
+    const s = subscriber({ heartbeatMs: 50, pollMs: 50 }, () => {
+      calls++;
+      throw new Error('reconcile failed');
+    }, proxy.url);
+    await s.sub.start();
+    expect(proxy.accepted).toBe(2); // sub + cmd
+    // A poll's catch-up fails (reset seen, owner fails): only the command connection is replaced.
+    await admin.del(epochKeyOf(s.key));
+    await waitFor(() => calls >= 1, 1_000, 'poll failed');
+    await waitFor(() => proxy.accepted >= 3, 1_000, 'cmd reconnected after the failed poll');
+  });
+
+  it('a failed catch-up after a reconnection replaces the command connection too', async () => {
+    const proxy = await startBusProxy(redis.port);
+    closers.push(() => proxy.close());
+    let calls = 0;
+    const s = subscriber({ heartbeatMs: 60_000 }, () => {
+      calls++;
+      throw new Error('reconcile failed');
+    }, proxy.url);
+    await s.sub.start();
+    expect(proxy.accepted).toBe(2);
+    await admin.del(epochKeyOf(s.key));
+    await admin.client('KILL', 'TYPE', 'PUBSUB'); // sub reconnects (+1); its catch-up fails
+    await waitFor(() => calls >= 1, 1_000, 'catch-up failed');
+    await waitFor(() => proxy.accepted >= 4, 1_000, 'cmd reconnected after the failed catch-up');
   });
 
   it('with a bounded dedupe memory, overlapping re-reads deliver nothing twice', async () => {
