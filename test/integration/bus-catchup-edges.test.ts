@@ -330,6 +330,22 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     await waitFor(() => proxy.accepted >= 4, 1_000, 'cmd reconnected after the failed catch-up');
   });
 
+  it('half-open connections (both) are replaced by the heartbeat, well before the command timeout', async () => {
+    const proxy = await startBusProxy(redis.port);
+    closers.push(() => proxy.close());
+    const s = subscriber({ heartbeatMs: 50, heartbeatDeadlineMs: 150 }, undefined, proxy.url);
+    await s.sub.start();
+    // Every connection open now goes silent for good; new ones work.
+    proxy.partition();
+    proxy.heal({ old: false });
+    await waitFor(() => !s.up, 1_000, 'heartbeat missed');
+    await entry(s.key, 'while-down');
+    const t0 = Date.now();
+    await waitFor(() => s.up && s.received.some((r) => r.target === 'while-down'), 1_500, 'caught up on new connections');
+    // The command connection's 2 s timeout would be the only other way out.
+    expect(Date.now() - t0).toBeLessThan(1_500);
+  });
+
   it('with a bounded dedupe memory, overlapping re-reads deliver nothing twice', async () => {
     const s = subscriber({ remember: 2, pollMs: 50 });
     await s.sub.start();
