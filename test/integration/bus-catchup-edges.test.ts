@@ -355,6 +355,18 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     expect(s.received.map((r) => r.target)).toEqual(['e0', 'e1', 'e2', 'e3', 'e4']);
   });
 
+  it('after a reset, a bounded dedupe memory still reads the new stream whole, once', async () => {
+    const s = subscriber({ remember: 2 });
+    await entry(s.key, 'before');
+    await s.sub.start();
+    await admin.del(epochKeyOf(s.key)); // reset: the stream is read whole, with no floor yet
+    for (let i = 0; i < 4; i++) await entry(s.key, `r${i}`);
+    await forceCatchUp(s);
+    await forceCatchUp(s); // and again: the overlap re-read delivers nothing twice
+    expect(s.gaps).toEqual(['reset']);
+    expect(s.received.map((r) => r.target)).toEqual(['before', 'r0', 'r1', 'r2', 'r3']);
+  });
+
   it('the poll re-reads the stream at pollMs, heartbeat given in ms', async () => {
     const s = subscriber({ heartbeatMs: 100, pollMs: 200 });
     await s.sub.start();
