@@ -99,6 +99,19 @@ describe('bus catch-up: gaps on empty or missing streams', () => {
     expect(s.gaps).toEqual(['trimmed']);
   });
 
+  it('an entry newer than our position deleted (XDEL) before we read it is a gap', async () => {
+    const s = subscriber();
+    await entry(s.key, 'before');
+    await s.sub.start();
+    const a = await entry(s.key, 'a');
+    await admin.publish(s.key, message(a, 'a'));
+    await waitFor(() => s.received.length === 1, 1_000, 'a delivered');
+    const b = await entry(s.key, 'b'); // never published, then deleted
+    await admin.xdel(s.key, b);
+    await forceCatchUp(s);
+    expect(s.gaps).toEqual(['trimmed']);
+  });
+
   it('an empty stream whose newest id is our position is no gap', async () => {
     const s = subscriber();
     await entry(s.key, 'before');
