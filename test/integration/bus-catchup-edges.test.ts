@@ -380,6 +380,18 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     expect(s.received.map((r) => r.target)).toEqual(['before', 'r0', 'r1', 'r2', 'r3']);
   });
 
+  it('a catch-up reads past the first page (500 entries) of the stream', async () => {
+    const s = subscriber();
+    await entry(s.key, 'before');
+    await s.sub.start();
+    const p = admin.pipeline();
+    for (let i = 0; i < 1_100; i++) p.xadd(s.key, '*', 'scope', 'lease', 'target', `p${i}`, 'at', new Date().toISOString());
+    await p.exec(); // stream only, never published
+    await forceCatchUp(s);
+    expect(s.received.length).toBe(1_100);
+    expect(s.received.at(-1)!.target).toBe('p1099');
+  });
+
   it('the poll re-reads the stream at pollMs, heartbeat given in ms', async () => {
     const s = subscriber({ heartbeatMs: 100, pollMs: 200 });
     await s.sub.start();
