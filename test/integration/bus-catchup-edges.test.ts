@@ -392,6 +392,21 @@ describe('bus catch-up: held messages, dedupe, poll, exposure, close', () => {
     expect(s.received.at(-1)!.target).toBe('p1099');
   });
 
+  it('remember: N pub/sub ids are kept: a catch-up re-reading the last N delivers none twice', async () => {
+    const s = subscriber({ remember: 2 });
+    await entry(s.key, 'before');
+    await s.sub.start();
+    for (const t of ['a', 'b']) {
+      // As a publisher writes it: the same contents in the stream and on the channel.
+      const at = new Date().toISOString();
+      const id = (await admin.xadd(s.key, '*', 'scope', 'lease', 'target', t, 'reason', 'r', 'at', at, 'by', 'test')) as string;
+      await admin.publish(s.key, JSON.stringify({ id, scope: 'lease', target: t, reason: 'r', at, by: 'test' }));
+    }
+    await waitFor(() => s.received.length === 2, 1_000, 'both by pub/sub');
+    await forceCatchUp(s); // re-reads both from the stream (overlap)
+    expect(s.received.map((r) => r.target)).toEqual(['a', 'b']);
+  });
+
   it('the poll re-reads the stream at pollMs, heartbeat given in ms', async () => {
     const s = subscriber({ heartbeatMs: 100, pollMs: 200 });
     await s.sub.start();
