@@ -136,3 +136,27 @@ describe('LeaseCredential: forbidden lease ids', () => {
     expect(cred.stillSendable(taken('F1024'), 0)).toBe(false);
   });
 });
+
+describe('LeaseCredential: releasing displaced leases', () => {
+  it('never releases the predecessor still kept for requests in flight when the authority re-issued the same lease id', async () => {
+    const ids = ['P', 'X', 'X', 'Y'];
+    let n = 0;
+    const released: string[] = [];
+    const source: LeaseSource = {
+      lease: async (credential) => {
+        const id = ids[n++]!;
+        const value = `edge-test-value-${n}`;
+        return { lease: id, credential, value, fingerprint: fingerprint(value), version: '1', issuedAt: new Date(0).toISOString(), expiresAt: new Date(3_600_000).toISOString(), ttlSeconds: 3_600 } satisfies LeaseResponse;
+      },
+      release: async (id) => void released.push(id),
+    };
+    const cred = new LeaseCredential('api', source, manualClock(), () => undefined);
+    await cred.start(); // P
+    await cred.refresh(cred.current()!); // X (P kept as predecessor)
+    await cred.refresh(cred.current()!); // X again: P displaced and released
+    await cred.refresh(cred.current()!); // Y: the predecessor is lease X, still in use
+    expect(released).toEqual(['P']);
+    expect(cred.leaseIds()).toEqual(['Y', 'X']);
+    await cred.close();
+  });
+});
