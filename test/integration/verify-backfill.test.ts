@@ -1,0 +1,45 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisRevocationPublisher } from '../../src/bus/redis.js';
+import { createVerifier, type Verifier } from '../../src/verify/index.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { codeOf, ISS, jwksUrl, startKeyedAuthority, type KeyedAuthority } from '../helpers/verify-util.js';
+
+/** The verifier's start-up read of the revocation stream is paged (500 entries a page): every page must be read. */
+let redis: TestRedis;
+let authority: KeyedAuthority;
+let pubClient: Redis;
+const verifiers: Verifier[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  authority = await startKeyedAuthority();
+  pubClient = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  pubClient.on('error', () => undefined);
+});
+afterAll(async () => {
+  await Promise.all(verifiers.splice(0).map((v) => v.close()));
+  pubClient?.disconnect();
+  await authority?.stop();
+  await redis?.stop();
+});
+
+describe('leash/verify: backfill paging', () => {
+  it('applies a revocation that sits on the second page of the stream (1 000 entries: two full pages, then an empty read)', async () => {
+    const prefix = 'paged:';
+    const pub = new RedisRevocationPublisher(pubClient, 3_600_000, { prefix });
+    const early = await authority.lease('agent-1');
+    const late = await authority.lease('agent-2');
+    await pub.publish({ scope: 'lease', target: early.lease, reason: 'first page', by: 'test' });
+    for (let i = 0; i < 998; i++) await pub.publish({ scope: 'lease', target: `filler-${i}`, reason: 'filler', by: 'test' });
+    // Entry 1 000: the last of the second full page.
+    await pub.publish({ scope: 'lease', target: late.lease, reason: 'last page', by: 'test' });
+    const v = createVerifier({ jwksUrl: jwksUrl(authority), ca: authority.caPem, issuer: ISS, audience: 'search-api', revocations: { redis: redis.url, prefix } });
+    verifiers.push(v);
+    await v.ready();
+    expect(v.channelUp).toBe(true);
+    expect(await codeOf(v.verify(early.token))).toBe('LEASH_VERIFY_REVOKED');
+    expect(await codeOf(v.verify(late.token))).toBe('LEASH_VERIFY_REVOKED');
+    expect(await codeOf(v.verify((await authority.lease('agent-3')).token))).toBe('passed');
+  }, 20_000);
+});
