@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryRevocationBus } from '../../src/bus/memory.js';
 import { createVerifier, type Verifier, type VerifierOptions } from '../../src/verify/index.js';
-import { claimsOf, codeOf, ISS, jwksUrl, signAsAuthority, startKeyedAuthority, type KeyedAuthority } from '../helpers/verify-util.js';
+import { claimsOf, codeOf, ISS, jwksUrl, ShiftClock, signAsAuthority, startKeyedAuthority, type KeyedAuthority } from '../helpers/verify-util.js';
 
 /** Edges of leash/verify's input and claims checks that verify.test.ts does not pin (mutation survivors). */
 let authority: KeyedAuthority;
@@ -65,5 +66,21 @@ describe('leash/verify: construction and input edges', () => {
     expect((await v.verify(bare)).scopes).toEqual([]);
     // Scopes are still checked against the cleaned list.
     expect(await codeOf(v.verify(doubled, { scopes: ['search:admin'] }))).toBe('LEASH_VERIFY_SCOPE');
+  });
+
+  it('keeps a lease revocation for maxTokenTtlMs plus the clock tolerance: a tolerated token is still refused after maxTokenTtlMs', async () => {
+    const clock = new ShiftClock();
+    const bus = new MemoryRevocationBus(() => clock.wallMs());
+    // maxTokenTtlMs below the lease TTL (5 min) so the retention edge falls inside the token's life.
+    const v = verifier({ clock, clockToleranceSeconds: 30, maxTokenTtlMs: 280_000, revocations: { bus } });
+    await v.ready();
+    const a = await authority.lease('agent-1');
+    await bus.publish({ scope: 'lease', target: a.lease, reason: 'test', by: 'test' });
+    // 290 s later: past maxTokenTtlMs (280 s) but within it plus 30 s tolerance (310 s); the token is unexpired.
+    clock.offsetMs = 290_000;
+    expect(await codeOf(v.verify(a.token))).toBe('LEASH_VERIFY_REVOKED');
+    // Past 310 s the entry is gone (the token itself is still within exp + tolerance).
+    clock.offsetMs = 315_000;
+    expect(await codeOf(v.verify(a.token))).toBe('passed');
   });
 });
