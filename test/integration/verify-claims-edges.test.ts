@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryRevocationBus } from '../../src/bus/memory.js';
+import { SignJWT } from 'jose';
 import { createVerifier, type Verifier, type VerifierOptions } from '../../src/verify/index.js';
 import { claimsOf, codeOf, ISS, jwksUrl, ShiftClock, signAsAuthority, startKeyedAuthority, type KeyedAuthority } from '../helpers/verify-util.js';
 
@@ -82,5 +83,18 @@ describe('leash/verify: construction and input edges', () => {
     // Past 310 s the entry is gone (the token itself is still within exp + tolerance).
     clock.offsetMs = 315_000;
     expect(await codeOf(v.verify(a.token))).toBe('passed');
+  });
+
+  it('refuses a token without a kid as invalid, without asking the authority for its JWKS again', async () => {
+    const v = verifier();
+    await v.ready();
+    const claims = claimsOf((await authority.lease('agent-1')).token);
+    const { key } = authority.running.keys.signer();
+    const noKid = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'JWT' }).sign(key);
+    const emptyKid = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: '' }).sign(key);
+    const served = authority.jwksServed();
+    expect(await codeOf(v.verify(noKid))).toBe('LEASH_VERIFY_INVALID');
+    expect(await codeOf(v.verify(emptyKid))).toBe('LEASH_VERIFY_INVALID');
+    expect(authority.jwksServed()).toBe(served);
   });
 });
