@@ -92,7 +92,10 @@ describe('leash/verify: construction and input edges', () => {
     const { key } = authority.running.keys.signer();
     const noKid = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'JWT' }).sign(key);
     const emptyKid = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: '' }).sign(key);
+    // A numeric kid is no kid either (it must never reach the JWKS lookup as a non-string).
+    const numericKid = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: 7 as never }).sign(key);
     const served = authority.jwksServed();
+    expect(await codeOf(v.verify(numericKid))).toBe('LEASH_VERIFY_INVALID');
     expect(await codeOf(v.verify(noKid))).toBe('LEASH_VERIFY_INVALID');
     expect(await codeOf(v.verify(emptyKid))).toBe('LEASH_VERIFY_INVALID');
     expect(authority.jwksServed()).toBe(served);
