@@ -1,0 +1,126 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CertificateAuthority } from '../../src/pki/ca.js';
+import { AuthorityCallError } from '../../src/core/errors.js';
+import { AuthorityClient } from '../../src/sidecar/credentials/authority-client.js';
+import { startUpstream, type Upstream } from '../helpers/harness.js';
+
+/**
+ * What the sidecar accepts from the authority: an identity answer is taken only when every
+ * field is well-formed (a wrong answer must never become the sidecar's identity), a 2xx is
+ * the only success, and refusal details are shown only when code-shaped.
+ */
+
+const HOUR = 3_600_000;
+const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+const GOOD = { identity: 'spiffe://leash.local/join/a', certificate: CERT, ttlSeconds: 60 };
+
+let ca: CertificateAuthority;
+let server: Upstream;
+let handler: (req: IncomingMessage, res: ServerResponse, body: string) => void;
+let client: AuthorityClient;
+
+beforeAll(async () => {
+  ca = CertificateAuthority.generate('leash.local');
+  const tls = ca.serverCertificate(['localhost'], ['127.0.0.1'], HOUR);
+  server = await startUpstream((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => handler(req, res, body));
+  }, createServer({ cert: tls.certPem, key: tls.keyPem }));
+});
+afterAll(async () => {
+  await server?.close();
+});
+afterEach(() => client?.close());
+
+const newClient = () => (client = new AuthorityClient(new URL(server.url), ca.caPem, 1_000));
+const answer = (status: number, text: string) => (_req: IncomingMessage, res: ServerResponse) => {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+};
+
+async function failure(p: Promise<unknown>): Promise<AuthorityCallError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AuthorityCallError);
+  return err as AuthorityCallError;
+}
+
+describe('identity answers', () => {
+  it('accepts a well-formed identity answer', async () => {
+    handler = answer(200, JSON.stringify(GOOD));
+    await expect(newClient().renewIdentity('csr')).resolves.toMatchObject(GOOD);
+  });
+
+  // Each answer is wrong in exactly one field: each must be refused on its own.
+  const bad: Array<[string, string]> = [
+    ['a null body', 'null'],
+    ['a non-string identity', JSON.stringify({ ...GOOD, identity: 7 })],
+    ['an identity that is not a SPIFFE ID', JSON.stringify({ ...GOOD, identity: 'https://leash.local/join/a' })],
+    ['no certificate', JSON.stringify({ ...GOOD, certificate: undefined })],
+    ['a certificate with no PEM block', JSON.stringify({ ...GOOD, certificate: 'not a cert' })],
+    ['a string TTL', JSON.stringify({ ...GOOD, ttlSeconds: '60' })],
+    ['a zero TTL', JSON.stringify({ ...GOOD, ttlSeconds: 0 })],
+  ];
+  for (const [name, text] of bad) {
+    it(`rejects ${name} as malformed`, async () => {
+      handler = answer(200, text);
+      const err = await failure(newClient().renewIdentity('csr'));
+      expect(err.kind).toBe('malformed');
+      expect(err.message).toContain('missing or bad fields');
+    });
+  }
+
+  it('sends the legacy joinToken field only for a join token', async () => {
+    const seen: unknown[] = [];
+    handler = (req, res, body) => {
+      seen.push(JSON.parse(body));
+      answer(200, JSON.stringify(GOOD))(req, res);
+    };
+    const c = newClient();
+    await c.bootstrap({ kind: 'join_token', token: 'leash_jt_abc' }, 'csr');
+    await c.bootstrap({ kind: 'kubernetes', token: 'sa-token' }, 'csr');
+    expect(seen[0]).toMatchObject({ joinToken: 'leash_jt_abc', attestation: { kind: 'join_token' }, csr: 'csr' });
+    expect(seen[1]).not.toHaveProperty('joinToken');
+    expect(seen[1]).toMatchObject({ attestation: { kind: 'kubernetes', token: 'sa-token' } });
+  });
+});
+
+describe('statuses and error details', () => {
+  it('a 300 answer is not success', async () => {
+    handler = answer(300, JSON.stringify(GOOD));
+    const err = await failure(newClient().renewIdentity('csr'));
+    expect(err.kind).toBe('refused');
+    expect(err.context?.status).toBe(300);
+  });
+
+  it('a 2xx that is not JSON is malformed and carries its status', async () => {
+    handler = answer(200, '{not json');
+    const err = await failure(newClient().renewIdentity('csr'));
+    expect(err.kind).toBe('malformed');
+    expect(err.message).toBe('authority answer is not JSON');
+    expect(err.context?.status).toBe(200);
+  });
+
+  it('shows an error code only when the whole code is code-shaped', async () => {
+    const c = newClient();
+    handler = answer(403, JSON.stringify({ error: { code: 'LEASH_ERR_DENIED' } }));
+    expect((await failure(c.renewIdentity('csr'))).message).toContain('(LEASH_ERR_DENIED)');
+    handler = answer(403, JSON.stringify({ error: { code: 'x LEASH_ERR_DENIED' } }));
+    expect((await failure(c.renewIdentity('csr'))).message).not.toContain('LEASH_ERR_DENIED');
+    handler = answer(403, JSON.stringify({ error: { code: 'LEASH_ERR_DENIED x' } }));
+    expect((await failure(c.renewIdentity('csr'))).message).not.toContain('LEASH_ERR_DENIED');
+  });
+
+  it('names only the first two path segments of the call', async () => {
+    handler = answer(404, '{}');
+    const err = await failure(newClient().release('lease-secret-id'));
+    expect(err.message).toContain('DELETE /v1/leases');
+    expect(err.message).not.toContain('lease-secret-id');
+  });
+});
