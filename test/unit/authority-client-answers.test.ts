@@ -115,6 +115,9 @@ describe('statuses and error details', () => {
     expect((await failure(c.renewIdentity('csr'))).message).not.toContain('LEASH_ERR_DENIED');
     handler = answer(403, JSON.stringify({ error: { code: 'LEASH_ERR_DENIED x' } }));
     expect((await failure(c.renewIdentity('csr'))).message).not.toContain('LEASH_ERR_DENIED');
+    // A non-string code would pass the pattern once coerced to a string: it is never shown.
+    handler = answer(403, JSON.stringify({ error: { code: ['LEASH_ERR_DENIED'] } }));
+    expect((await failure(c.renewIdentity('csr'))).message).not.toContain('LEASH_ERR_DENIED');
   });
 
   it('names only the first two path segments of the call', async () => {
