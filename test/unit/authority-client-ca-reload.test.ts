@@ -57,21 +57,20 @@ describe('authority CA reload', () => {
 
   it('refuses a bundle with no certificate, once, and keeps the CA in use', async () => {
     let bundle = newCa.caPem;
+    let readFails = false;
     const seen: string[] = [];
-    client = new AuthorityClient(new URL(server.url), newCa.caPem, 1_000, { read: () => bundle, onChange: (o) => seen.push(o) });
+    const read = () => {
+      if (readFails) throw new Error('ENOENT');
+      return bundle;
+    };
+    client = new AuthorityClient(new URL(server.url), newCa.caPem, 1_000, { read, onChange: (o) => seen.push(o) });
     expect(await release(client)).toBe('ok');
     bundle = 'not a certificate bundle';
     expect(await release(client)).toBe('ok');
     expect(await release(client)).toBe('ok');
     expect(seen).toEqual(['refused']);
-    // A bundle that cannot be read (mid-swap) also leaves the CA in use.
-    client.close();
-    client = new AuthorityClient(new URL(server.url), newCa.caPem, 1_000, {
-      read: () => {
-        throw new Error('ENOENT');
-      },
-      onChange: (o) => seen.push(o),
-    });
+    // A bundle that cannot be read (mid-swap) also leaves the CA in use, unreported.
+    readFails = true;
     expect(await release(client)).toBe('ok');
     expect(seen).toEqual(['refused']);
   });
