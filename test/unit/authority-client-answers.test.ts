@@ -127,3 +127,34 @@ describe('statuses and error details', () => {
     expect(err.message).not.toContain('lease-secret-id');
   });
 });
+
+describe('transport failures', () => {
+  const big = 'x'.repeat(70 * 1024);
+  for (const [status, kind] of [
+    [200, 'malformed'],
+    [300, 'retryable'],
+    [503, 'retryable'],
+  ] as const) {
+    it(`too large an answer with status ${status} is ${kind}`, async () => {
+      handler = answer(status, JSON.stringify({ pad: big }));
+      const err = await failure(newClient().renewIdentity('csr'));
+      expect(err.kind).toBe(kind);
+      expect(err.context?.status).toBe(status);
+      expect(err.message).toContain('larger than');
+    });
+  }
+
+  it('an answer cut off mid-body is retryable, says so and keeps its status and cause', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 1000 });
+      res.write('{"identity":');
+      setTimeout(() => res.socket?.destroy(), 20);
+    };
+    const err = await failure(newClient().renewIdentity('csr'));
+    expect(err.kind).toBe('retryable');
+    expect(err.message).toMatch(/^authority answer cut off \(.+\)$/);
+    expect(err.message).not.toContain('undefined');
+    expect(err.context?.status).toBe(200);
+    expect((err as { cause?: unknown }).cause).toBeInstanceOf(Error);
+  });
+});
