@@ -67,4 +67,13 @@ describe('AuthFailureRefresher', () => {
     expect(calls.refresh).toBe(1);
     expect(calls.skipped).toEqual(['coalesced', 'stale']);
   });
+
+  it('a refresh that throws is reported through failed, and the call still settles', async () => {
+    const { r, calls } = setup(cred('a'), () => {
+      throw new Error('boom');
+    });
+    await expect(r.onAuthFailure(cred('a'))).resolves.toBeUndefined();
+    expect(calls.failed).toHaveLength(1);
+    expect((calls.failed[0] as Error).message).toBe('boom');
+  });
 });
