@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { checkLeaseResponse } from '../../src/sidecar/credentials/lease-response.js';
+import { NOW, b64, fp, validLeaseAnswer } from '../helpers/lease-answer.js';
 
 /**
  * Boundary cases of the lease-answer gate: the exact ttl/span edge, which values count as
@@ -8,23 +8,7 @@ import { checkLeaseResponse } from '../../src/sidecar/credentials/lease-response
  * Each case asserts the exact outcome (accepted, or the reason it is refused).
  */
 
-const NOW = Date.parse('2026-01-01T00:00:00.000Z');
-const fp = (v: string) => `sha256:${createHash('sha256').update(v).digest('hex').slice(0, 12)}`;
-const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
-
-function answer(value = 'sk-live-0123456789abcdef', over: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    lease: 'Lx2u_kd7Q-9aZ',
-    credential: 'openai',
-    value,
-    fingerprint: fp(value),
-    version: 'v1',
-    issuedAt: new Date(NOW).toISOString(),
-    expiresAt: new Date(NOW + 300_000).toISOString(),
-    ttlSeconds: 300,
-    ...over,
-  };
-}
+const answer = validLeaseAnswer;
 const reasonOf = (body: unknown): string | undefined => {
   const r = checkLeaseResponse(body, 'openai');
   return r.ok ? undefined : r.reason;

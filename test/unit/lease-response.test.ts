@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { checkLeaseResponse, type LeaseCheck } from '../../src/sidecar/credentials/lease-response.js';
 import { seededUnit } from '../helpers/random.js';
+import { NOW, b64, fp, validLeaseAnswer } from '../helpers/lease-answer.js';
 
 /**
  * checkLeaseResponse is the sidecar's only gate between the authority's JSON and a
@@ -9,23 +10,7 @@ import { seededUnit } from '../helpers/random.js';
  * random mutations judged by an independent oracle written from the contract.
  */
 
-const NOW = Date.parse('2026-01-01T00:00:00.000Z');
-const fp = (v: string) => `sha256:${createHash('sha256').update(v).digest('hex').slice(0, 12)}`;
-const b64 = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
-
-function valid(value = 'sk-live-0123456789abcdef', over: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    lease: 'Lx2u_kd7Q-9aZ',
-    credential: 'openai',
-    value,
-    fingerprint: fp(value),
-    version: 'v1',
-    issuedAt: new Date(NOW).toISOString(),
-    expiresAt: new Date(NOW + 300_000).toISOString(),
-    ttlSeconds: 300,
-    ...over,
-  };
-}
+const valid = validLeaseAnswer;
 
 /** A lease whose value is `value`, fingerprint recomputed. */
 const withValue = (value: string, over: Record<string, unknown> = {}) => valid(value, over);
