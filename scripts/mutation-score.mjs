@@ -20,9 +20,10 @@ import { pathToFileURL } from 'node:url';
 
 const ROOT = process.cwd();
 const RECORDS = join(ROOT, 'docs/mutation');
-/** Stryker's statuses that count: detected, undetected; the rest (Ignored, errors) do not. */
-const DETECTED = new Set(['Killed', 'Timeout']);
+/** Stryker's undetected statuses; Killed and Timeout are detected, the rest (Ignored, errors) not counted. */
 const UNDETECTED = new Set(['Survived', 'NoCoverage']);
+/** The parts stryker.config.mjs defines. */
+const { PARTS } = /** @type {{ PARTS: Record<string, string[]> }} */ (await import(pathToFileURL(join(ROOT, 'stryker.config.mjs')).href));
 
 /** @param {string} text */
 const hash = (text) => createHash('sha256').update(text).digest('hex').slice(0, 16);
@@ -32,7 +33,7 @@ const hash = (text) => createHash('sha256').update(text).digest('hex').slice(0, 
  * @typedef {{ id: string, mutatorName: string, replacement?: string, location: { start: Position, end: Position }, status: string }} Mutant
  * @typedef {{ file: string, line: number, mutator: string, original: string, replacement: string }} Undetected
  * @typedef {{ mutants: number, killed: number, timeout: number, survived: number, noCoverage: number, ignored: number, errors: number, sha: string, undetected: Undetected[] }} FileRecord
- * @typedef {{ part: string, commit: string, measuredAt: string, durationSeconds: number | null, concurrency: number | null, files: Record<string, FileRecord> }} PartRecord
+ * @typedef {{ part: string, commit: string, uncommittedSources: number | null, measuredAt: string, durationSeconds: number | null, concurrency: number | null, files: Record<string, FileRecord> }} PartRecord
  */
 
 /** The text a mutant replaced, on one line and cut short. @param {string} source @param {Mutant['location']} loc */
@@ -50,8 +51,7 @@ function short(text) {
 
 /** @param {string} part */
 function record(part) {
-  const config = /** @type {{ PARTS: Record<string, string[]> }} */ (/** @type {unknown} */ (importedConfig));
-  if (!(part in config.PARTS)) throw new Error(`unknown part "${part}": one of ${Object.keys(config.PARTS).join(', ')}`);
+  if (!(part in PARTS)) throw new Error(`unknown part "${part}": one of ${Object.keys(PARTS).join(', ')}`);
   const reportPath = join(ROOT, 'reports/mutation', `${part}.json`);
   if (!existsSync(reportPath)) throw new Error(`${relative(ROOT, reportPath)} is missing: run LEASH_MUTATE=${part} npm run mutate first`);
   const report = JSON.parse(readFileSync(reportPath, 'utf8'));
@@ -87,6 +87,8 @@ function record(part) {
   const out = {
     part,
     commit: meta.commit ?? execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim(),
+    // Source files that differed from that commit when the run began (the per-file hashes say which code was measured).
+    uncommittedSources: meta.uncommittedSources ?? null,
     measuredAt: meta.measuredAt ?? new Date().toISOString(),
     durationSeconds: meta.durationSeconds ?? null,
     concurrency: meta.concurrency ?? null,
@@ -107,14 +109,13 @@ function score(r) {
 }
 
 function summary(withSurvivors = false) {
-  const config = /** @type {{ PARTS: Record<string, string[]> }} */ (/** @type {unknown} */ (importedConfig));
   /** @type {PartRecord[]} */
   const parts = existsSync(RECORDS)
     ? readdirSync(RECORDS)
         .filter((f) => f.endsWith('.json'))
         .map((f) => JSON.parse(readFileSync(join(RECORDS, f), 'utf8')))
     : [];
-  const missing = Object.keys(config.PARTS).filter((p) => !parts.some((r) => r.part === p));
+  const missing = Object.keys(PARTS).filter((p) => !parts.some((r) => r.part === p));
   const total = { killed: 0, timeout: 0, survived: 0, noCoverage: 0, mutants: 0 };
   const rows = ['| Part | File | Mutants | Killed | Timeout | Survived | No coverage | Score (total / covered) | |', '|---|---|---|---|---|---|---|---|---|'];
   /** @type {string[]} */
@@ -144,7 +145,6 @@ function summary(withSurvivors = false) {
   }
 }
 
-const importedConfig = await import(pathToFileURL(join(ROOT, 'stryker.config.mjs')).href);
 const [cmd, arg] = process.argv.slice(2);
 if (cmd === 'record') {
   if (!arg) throw new Error('usage: mutation-score.mjs record <part>');

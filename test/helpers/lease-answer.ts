@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 
-/** A lease answer as the authority sends it, for the tests of the sidecar's lease-answer gate. */
+/**
+ * A lease answer as the authority sends it, for the tests of the sidecar's lease-answer gate.
+ * Every value here is a made-up test fixture (`sk-live-0123…` is not a real key).
+ */
 export const NOW = Date.parse('2026-01-01T00:00:00.000Z');
 export const fp = (v: string) => `sha256:${createHash('sha256').update(v).digest('hex').slice(0, 12)}`;
 export const b64 = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');

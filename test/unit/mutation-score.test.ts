@@ -43,7 +43,7 @@ function writeReport(dir: string): void {
     },
   };
   writeFileSync(join(dir, 'reports/mutation/part-core.json'), JSON.stringify(report));
-  writeFileSync(join(dir, 'reports/mutation/part-core.meta.json'), JSON.stringify({ measuredAt: '2026-11-28T01:01:48Z', durationSeconds: 3666, concurrency: 8, commit: 'abc1234' }));
+  writeFileSync(join(dir, 'reports/mutation/part-core.meta.json'), JSON.stringify({ measuredAt: '2026-11-28T01:01:48Z', durationSeconds: 3666, concurrency: 8, commit: 'abc1234', uncommittedSources: 0 }));
 }
 
 describe('mutation-score', () => {
@@ -52,7 +52,7 @@ describe('mutation-score', () => {
     writeReport(dir);
     run(dir, 'record', 'part-core');
     const rec = JSON.parse(readFileSync(join(dir, 'docs/mutation/part-core.json'), 'utf8'));
-    expect(rec).toMatchObject({ part: 'part-core', commit: 'abc1234', durationSeconds: 3666, concurrency: 8 });
+    expect(rec).toMatchObject({ part: 'part-core', commit: 'abc1234', uncommittedSources: 0, durationSeconds: 3666, concurrency: 8 });
     expect(rec.files['src/bus/x.ts']).toMatchObject({ mutants: 7, killed: 2, timeout: 1, survived: 1, noCoverage: 1, ignored: 1, errors: 1 });
     expect(rec.files['src/bus/x.ts'].undetected).toEqual([
       { file: 'src/bus/x.ts', line: 2, mutator: 'EqualityOperator', original: 'a > 1', replacement: 'a >= 1' },
