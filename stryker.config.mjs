@@ -52,6 +52,9 @@ export default {
   // Module-level constants (static mutants) would need the whole test set per mutant.
   ignoreStatic: true,
   timeoutMS: 5_000,
+  // The dry run takes about 4 min alone here; two parts started side by side doubled it
+  // past Stryker's 5 min default and the second run stopped (2026-11-28).
+  dryRunTimeoutMinutes: 20,
   timeoutFactor: 2,
   tempDirName: '.stryker-tmp',
   // TypeScript 7 (the native compiler) has no JavaScript API for Stryker's tsconfig
