@@ -159,3 +159,47 @@ describe('transport failures', () => {
     expect((err as { cause?: unknown }).cause).toBeInstanceOf(Error);
   });
 });
+
+describe('lease calls', () => {
+  const LEASE = {
+    lease: 'l-1',
+    credential: 'api',
+    secret: 'made-up-secret-value',
+    ttlSeconds: 60,
+    expiresAt: new Date(Date.now() + 60_000).toISOString(),
+  };
+
+  it('asks for a TTL only when one is given', async () => {
+    const seen: unknown[] = [];
+    handler = (req, res, body) => {
+      seen.push(JSON.parse(body));
+      answer(500, '{}')(req, res);
+    };
+    const c = newClient();
+    await failure(c.lease('api', 30));
+    await failure(c.lease('api'));
+    expect(seen[0]).toEqual({ credential: 'api', ttlSeconds: 30 });
+    expect(seen[1]).toEqual({ credential: 'api' });
+  });
+
+  it('a refused lease answer names the credential asked for, never the answer', async () => {
+    handler = answer(200, JSON.stringify({ ...LEASE, credential: 'other' }));
+    const err = await failure(newClient().lease('api'));
+    expect(err.kind).toBe('malformed');
+    expect(err.message).toMatch(/^lease answer rejected: /);
+    expect(err.context).toMatchObject({ credential: 'api' });
+    expect(err.message).not.toContain('made-up-secret-value');
+  });
+
+  it('a refusal without a reason ends at the call; a 5xx without Retry-After carries none', async () => {
+    const c = newClient();
+    handler = answer(404, '{}');
+    const refused = await failure(c.release('l-1'));
+    expect(refused.message).toBe('authority answered 404 to DELETE /v1/leases');
+    handler = answer(503, '{}');
+    const busy = await failure(c.lease('api'));
+    expect(busy.kind).toBe('retryable');
+    expect(busy.retryAfterMs).toBeUndefined();
+    expect(Object.keys(busy.context ?? {})).toEqual(['status']);
+  });
+});
