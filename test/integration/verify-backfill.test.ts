@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisRevocationPublisher } from '../../src/bus/redis.js';
+import { storeKeys } from '../../src/core/protocol.js';
 import { createVerifier, type Verifier } from '../../src/verify/index.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { codeOf, ISS, jwksUrl, startKeyedAuthority, type KeyedAuthority } from '../helpers/verify-util.js';
@@ -41,5 +42,26 @@ describe('leash/verify: backfill paging', () => {
     expect(await codeOf(v.verify(early.token))).toBe('LEASH_VERIFY_REVOKED');
     expect(await codeOf(v.verify(late.token))).toBe('LEASH_VERIFY_REVOKED');
     expect(await codeOf(v.verify((await authority.lease('agent-3')).token))).toBe('passed');
+  }, 20_000);
+});
+
+describe('leash/verify: a Redis user that can read the authority', () => {
+  it("warns once that the verifier's user can read the authority's own records", async () => {
+    const prefix = 'exposed:';
+    await pubClient.sadd(storeKeys(prefix).all, 'lease-1');
+    const warnings: string[] = [];
+    const v = createVerifier({
+      jwksUrl: jwksUrl(authority),
+      ca: authority.caPem,
+      issuer: ISS,
+      audience: 'search-api',
+      revocations: { redis: redis.url, prefix },
+      logger: { warn: (_obj, msg) => warnings.push(msg) },
+    });
+    verifiers.push(v);
+    await v.ready();
+    const deadline = Date.now() + 5_000;
+    while (!warnings.some((m) => m.includes("can read the authority's own records")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(warnings.filter((m) => m.includes("can read the authority's own records"))).toHaveLength(1);
   }, 20_000);
 });
