@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisRevocationPublisher } from '../../src/bus/redis.js';
 import { storeKeys } from '../../src/core/protocol.js';
 import { createVerifier, type Verifier } from '../../src/verify/index.js';
+import { freePort } from '../helpers/ports.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { codeOf, ISS, jwksUrl, startKeyedAuthority, type KeyedAuthority } from '../helpers/verify-util.js';
 
@@ -64,4 +65,19 @@ describe('leash/verify: a Redis user that can read the authority', () => {
     while (!warnings.some((m) => m.includes("can read the authority's own records")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(warnings.filter((m) => m.includes("can read the authority's own records"))).toHaveLength(1);
   }, 20_000);
+});
+
+describe('leash/verify: close', () => {
+  it('ends the wait for a revocation channel that never came up', async () => {
+    const v = createVerifier({ jwksUrl: jwksUrl(authority), ca: authority.caPem, issuer: ISS, audience: 'search-api', revocations: { redis: `redis://127.0.0.1:${await freePort()}`, prefix: 'never:' } });
+    let settled = false;
+    const ready = v.ready().then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(settled).toBe(false); // no Redis: not ready
+    expect(v.channelUp).toBe(false);
+    await v.close();
+    await Promise.race([ready, new Promise((r) => setTimeout(r, 2_000))]);
+    expect(settled).toBe(true);
+    expect(v.channelUp).toBe(false);
+  }, 10_000);
 });
