@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:https';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../../src/pki/ca.js';
+import type { CertificateAuthority } from '../../src/pki/ca.js';
 import { AuthorityCallError } from '../../src/core/errors.js';
 import { AuthorityClient } from '../../src/sidecar/credentials/authority-client.js';
-import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { sendJson, startAuthorityStandIn } from '../helpers/authority-stand-in.js';
+import type { Upstream } from '../helpers/harness.js';
 
 /**
  * What the sidecar accepts from the authority: an identity answer is taken only when every
@@ -12,7 +12,6 @@ import { startUpstream, type Upstream } from '../helpers/harness.js';
  * the only success, and refusal details are shown only when code-shaped.
  */
 
-const HOUR = 3_600_000;
 const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 const GOOD = { identity: 'spiffe://leash.local/join/a', certificate: CERT, ttlSeconds: 60 };
 
@@ -22,14 +21,7 @@ let handler: (req: IncomingMessage, res: ServerResponse, body: string) => void;
 let client: AuthorityClient;
 
 beforeAll(async () => {
-  ca = CertificateAuthority.generate('leash.local');
-  const tls = ca.serverCertificate(['localhost'], ['127.0.0.1'], HOUR);
-  server = await startUpstream((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => handler(req, res, body));
-  }, createServer({ cert: tls.certPem, key: tls.keyPem }));
+  ({ ca, server } = await startAuthorityStandIn((req, res, body) => handler(req, res, body)));
 });
 afterAll(async () => {
   await server?.close();
@@ -37,10 +29,7 @@ afterAll(async () => {
 afterEach(() => client?.close());
 
 const newClient = () => (client = new AuthorityClient(new URL(server.url), ca.caPem, 1_000));
-const answer = (status: number, text: string) => (_req: IncomingMessage, res: ServerResponse) => {
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-};
+const answer = (status: number, text: string) => (_req: IncomingMessage, res: ServerResponse) => sendJson(res, status, text);
 
 async function failure(p: Promise<unknown>): Promise<AuthorityCallError> {
   const err = await p.then(

@@ -1,14 +1,13 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:https';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CertificateAuthority } from '../../src/pki/ca.js';
+import type { CertificateAuthority } from '../../src/pki/ca.js';
 import { systemClock, type Clock } from '../../src/core/clock.js';
 import type { NodeAttestor } from '../../src/core/attestation.js';
 import { AuthorityClient } from '../../src/sidecar/credentials/authority-client.js';
 import { IdentityManager, type IdentityEvent } from '../../src/sidecar/credentials/identity.js';
 import { joinTokenAttestor } from '../../src/sidecar/credentials/attestors/join-token.js';
 import { MAX_TIMER_MS } from '../../src/sidecar/credentials/rotation.js';
-import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { sendJson, startAuthorityStandIn } from '../helpers/authority-stand-in.js';
+import type { Upstream } from '../helpers/harness.js';
 
 /**
  * The identity manager's life: what it names a re-attestation, when its timers call the
@@ -32,25 +31,14 @@ let client: AuthorityClient;
 let manager: IdentityManager;
 
 beforeAll(async () => {
-  ca = CertificateAuthority.generate('leash.local');
-  const tls = ca.serverCertificate(['localhost'], ['127.0.0.1'], HOUR);
-  server = await startUpstream((req: IncomingMessage, res: ServerResponse) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const n = calls.push(req.url ?? '') - 1;
-      const { csr } = JSON.parse(body) as { csr: string };
-      const identity = identityOf(n);
-      const text = JSON.stringify({ identity, certificate: ca.signCsr(csr, identity, HOUR).certificate, ttlSeconds: ttlOf(n) });
-      const send = () => {
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-        res.end(text);
-      };
-      if (delayMs > 0) setTimeout(send, delayMs);
-      else send();
-    });
-  }, createServer({ cert: tls.certPem, key: tls.keyPem }));
+  ({ ca, server } = await startAuthorityStandIn((req, res, body) => {
+    const n = calls.push(req.url ?? '') - 1;
+    const { csr } = JSON.parse(body) as { csr: string };
+    const identity = identityOf(n);
+    const text = JSON.stringify({ identity, certificate: ca.signCsr(csr, identity, HOUR).certificate, ttlSeconds: ttlOf(n) });
+    if (delayMs > 0) setTimeout(() => sendJson(res, 200, text), delayMs);
+    else sendJson(res, 200, text);
+  }));
 });
 afterAll(async () => {
   await server?.close();

@@ -1,14 +1,13 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:https';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../../src/pki/ca.js';
+import type { CertificateAuthority } from '../../src/pki/ca.js';
 import { AuthorityCallError } from '../../src/core/errors.js';
 import { systemClock } from '../../src/core/clock.js';
 import type { NodeAttestor } from '../../src/core/attestation.js';
 import { AuthorityClient } from '../../src/sidecar/credentials/authority-client.js';
 import { IdentityManager, type IdentityEvent } from '../../src/sidecar/credentials/identity.js';
 import { joinTokenAttestor } from '../../src/sidecar/credentials/attestors/join-token.js';
-import { startUpstream, type Upstream } from '../helpers/harness.js';
+import { sendJson, startAuthorityStandIn } from '../helpers/authority-stand-in.js';
+import type { Upstream } from '../helpers/harness.js';
 
 /**
  * When the sidecar's identity ends: an authority refusal (a status) of a held identity
@@ -26,26 +25,14 @@ let client: AuthorityClient;
 let manager: IdentityManager;
 
 beforeAll(async () => {
-  ca = CertificateAuthority.generate('leash.local');
-  const tls = ca.serverCertificate(['localhost'], ['127.0.0.1'], HOUR);
-  server = await startUpstream((req: IncomingMessage, res: ServerResponse) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const send = (status: number, value: unknown) => {
-        const text = JSON.stringify(value);
-        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-        res.end(text);
-      };
-      if (req.url === '/v1/bootstrap') {
-        const { csr } = JSON.parse(body) as { csr: string };
-        const issued = ca.signCsr(csr, ID, HOUR);
-        return send(200, { identity: ID, certificate: issued.certificate, ttlSeconds: 3600 });
-      }
-      send(renewStatus, { error: { code: 'LEASH_ERR_REVOKED', message: 'identity revoked' } });
-    });
-  }, createServer({ cert: tls.certPem, key: tls.keyPem }));
+  ({ ca, server } = await startAuthorityStandIn((req, res, body) => {
+    if (req.url === '/v1/bootstrap') {
+      const { csr } = JSON.parse(body) as { csr: string };
+      const issued = ca.signCsr(csr, ID, HOUR);
+      return sendJson(res, 200, JSON.stringify({ identity: ID, certificate: issued.certificate, ttlSeconds: 3600 }));
+    }
+    sendJson(res, renewStatus, JSON.stringify({ error: { code: 'LEASH_ERR_REVOKED', message: 'identity revoked' } }));
+  }));
 });
 afterAll(async () => {
   await server?.close();
