@@ -247,3 +247,25 @@ describe('method and URL override headers never reach the upstream', () => {
     },
   );
 });
+
+describe('empty Transfer-Encoding list members (RFC 9110 §5.6.1: ignored), which Node frames as chunked', () => {
+  it.each([
+    ['leading comma', ['Transfer-Encoding: , chunked']],
+    ['an empty line before', ['Transfer-Encoding: ', 'Transfer-Encoding: chunked']],
+  ])('%s: forwarded as plain chunked, the body byte-exact, the pipelined follow-up its own request', async (_name, te) => {
+    up.seen.length = 0;
+    up.parseErrors.length = 0;
+    const bytes =
+      `POST /api/v1/models/te-empty HTTP/1.1\r\nHost: l\r\n${te.join('\r\n')}\r\n\r\n${chunk(SMUGGLED)}` +
+      'GET /api/v1/models/te-empty-follow HTTP/1.1\r\nHost: l\r\n\r\n';
+    const agent = await rawRequest(leashPort, bytes, { expectResponses: 2, timeoutMs: 2_000 });
+    expect(agent.responses.map((r) => r.status)).toEqual([200, 200]);
+    expect(up.parseErrors).toEqual([]);
+    expect(up.seen.map((r) => [r.method, r.url, r.body])).toEqual([
+      ['POST', '/base/v1/models/te-empty', SMUGGLED],
+      ['GET', '/base/v1/models/te-empty-follow', ''],
+    ]);
+    for (const r of up.seen) checkUpstreamRequest(r);
+    expect(rawPairs(up.seen[0]!.rawHeaders).filter(([n]) => n === 'transfer-encoding')).toEqual([['transfer-encoding', 'chunked']]);
+  });
+});

@@ -16,6 +16,9 @@ describe('decideFraming', () => {
     ['OPTIONS', raw(['Content-Length', '3']), ['content-length', '3']],
     ['GET', raw(['Content-Length', '1']), ['content-length', '1']],
     ['GET', raw(['Transfer-Encoding', 'chunked']), ['transfer-encoding', 'chunked']],
+    // Empty list elements are ignored (RFC 9110 §5.6.1); Node's parser frames both as chunked.
+    ['POST', raw(['Transfer-Encoding', ', chunked']), ['transfer-encoding', 'chunked']],
+    ['POST', raw(['Transfer-Encoding', ''], ['Transfer-Encoding', 'chunked']), ['transfer-encoding', 'chunked']],
   ];
   it.each(ok)('%s %j → %j', (method, headers, header) => {
     const f = decideFraming(method, headers);
@@ -28,6 +31,12 @@ describe('decideFraming', () => {
     ['POST', raw(['Transfer-Encoding', 'identity, chunked'])],
     ['POST', raw(['Transfer-Encoding', 'chunked, identity'])],
     ['POST', raw(['Transfer-Encoding', 'chunked'], ['Transfer-Encoding', 'chunked'])],
+    // A single coding that is not chunked (Node refuses these too; not a guarantee that rests on its parser).
+    ['POST', raw(['Transfer-Encoding', 'gzip'])],
+    ['POST', raw(['Transfer-Encoding', 'identity'])],
+    ['POST', raw(['Transfer-Encoding', 'chunked-x'])],
+    // Lines are separate list members: two halves never join into one coding.
+    ['POST', raw(['Transfer-Encoding', 'chun'], ['Transfer-Encoding', 'ked'])],
     ['POST', raw(['Transfer-Encoding', 'chunked'], ['Content-Length', '5'])],
     ['POST', raw(['Content-Length', '5'], ['Content-Length', '6'])],
     ['POST', raw(['Content-Length', '-1'])],
