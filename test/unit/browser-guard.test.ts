@@ -16,6 +16,12 @@ describe('hostAnswered', () => {
     ['10.0.0.7:9090', true],
     ['[::1]:8080', true],
     ['[::1', false],
+    // An IPv6 literal with a dot in it (IPv4-mapped) is still an IP literal, not a rebindable name.
+    ['[::ffff:127.0.0.1]:8080', true],
+    ['[::ffff:7f00:1]', true],
+    // A trailing '[' makes no IPv6 literal of a dotted name.
+    ['evil.example[', false],
+    ['evil.example[:8080', false],
     ['localhost', true],
     ['LOCALHOST:8080', true],
     ['agent.localhost:1', true],

@@ -102,6 +102,11 @@ describe('hasDuplicateHost', () => {
     expect(hasDuplicateHost(['HOST', 'a', 'Accept', '*/*', 'hOsT', 'a'])).toBe(true);
     expect(hasDuplicateHost([])).toBe(false);
   });
+  it('counts only Host, not other four-letter names (From, Date, Link) next to it', () => {
+    expect(hasDuplicateHost(['Host', 'a', 'From', 'ops@example.com'])).toBe(false);
+    expect(hasDuplicateHost(['Date', 'Tue, 01 Dec 2026 00:00:00 GMT', 'Host', 'a', 'Link', '<x>'])).toBe(false);
+    expect(hasDuplicateHost(['From', 'a', 'Date', 'b'])).toBe(false);
+  });
 });
 
 describe('decodableAcceptEncoding', () => {
