@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
 import { runPasses } from '../../src/sidecar/proxy/passes.js';
+import { errorBody } from '../../src/sidecar/proxy/respond.js';
 import { contextOf, envFor, HandsOutAnything, requestOf, routeFor } from '../helpers/passes.js';
 
 /**
@@ -68,6 +69,27 @@ describe('request passes: what is refused, and why', () => {
     expect(err?.context).toMatchObject({ route: 'search' });
     expect(provider.unavailable).toBe(1);
     route.close();
+  });
+  it('revocation channel down too long (gate closed): a leased credential is not sent, 503 naming the route; a static one still is', () => {
+    const leased: HeldCredential = { ...held, lease: 'L-passes-1' };
+    const attempt = (cred: HeldCredential, closed: boolean) => {
+      const route = routeFor(UP, new HandsOutAnything(cred));
+      const ctx = contextOf();
+      const err = runPasses(requestOf('GET', '/search/x'), ctx, { ...envFor(route, () => 0), revocationGate: { closed, downSeconds: () => 42 } });
+      route.close();
+      return { err, ctx };
+    };
+    const refused = attempt(leased, true);
+    expect(refused.err?.code).toBe('LEASH_ERR_CREDENTIAL_UNAVAILABLE');
+    expect(refused.err?.status).toBe(503);
+    expect(refused.err?.message).toContain('42 s (revocations.failClosedAfter)');
+    expect(refused.ctx.credential).toBeUndefined();
+    // The agent-facing body names the route (docs/errors.md: null only before a route is resolved).
+    expect(JSON.parse(errorBody(refused.err!))).toMatchObject({ error: { type: 'leash_credential_unavailable', route: 'search' } });
+    expect(attempt(held, true).err).toBeUndefined();
+    const open = attempt(leased, false);
+    expect(open.err).toBeUndefined();
+    expect(open.ctx.outgoingHeaders.authorization).toBe(`Bearer ${VALUE}`);
   });
 });
 
