@@ -33,6 +33,13 @@ describe('a form or multipart body in a charset the scanners cannot read', () =>
     expect(overrideSyntax('POST', { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8; charset=utf-16be' })).toBeInstanceOf(BadRequestError);
   });
 
+  it('spaces around the "=" do not hide the charset (Tomcat skips them: MediaType.parseMediaType)', () => {
+    for (const type of ['application/x-www-form-urlencoded; charset = UTF-16LE', 'application/x-www-form-urlencoded; charset= utf-16', 'multipart/form-data; boundary=XyZ; charset\t=\tutf-16']) {
+      expect(overrideSyntax('POST', { 'content-type': type }), type).toBeInstanceOf(BadRequestError);
+    }
+    expect(overrideSyntax('POST', { 'content-type': 'application/x-www-form-urlencoded; charset = utf-8' })).toBe('form');
+  });
+
   it('the refusal says what to send instead', () => {
     const r = overrideSyntax('POST', form('utf-16'));
     expect(r).toBeInstanceOf(BadRequestError);

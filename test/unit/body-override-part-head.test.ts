@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BadRequestError } from '../../src/core/errors.js';
-import { bodyScanner, overrideInBody, overrideSyntax, type OverrideScanner } from '../../src/sidecar/proxy/body-override.js';
+import { bodyScanner, MAX_PART_HEADER, overrideInBody, overrideSyntax, type OverrideScanner } from '../../src/sidecar/proxy/body-override.js';
 
 /**
  * Where a multipart part's header block ends. Rack (`buf.index(EOL+EOL)`), Commons
@@ -98,5 +98,24 @@ describe("PHP's boundary: the first '=' after the first \"boundary\" anywhere in
   it("browsers' boundaries still pass", () => {
     expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW' })).toBe('multipart');
     expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; boundary=boundary-1234' })).toBe('multipart');
+  });
+});
+
+describe('a part header block just under the cap', () => {
+  // A block (what follows `--B` up to its CRLF CRLF) of MAX_PART_HEADER - 3 bytes: however the
+  // reads fall, what is held unfinished is at most the block and `\r\n\r`, MAX_PART_HEADER bytes.
+  const head = '\r\nContent-Disposition: form-data; name="_method"\r\nX-Pad: ';
+  const block = head + 'p'.repeat(MAX_PART_HEADER - 3 - head.length);
+  const body = `--B${block}\r\n\r\nDELETE\r\n--B--\r\n`;
+
+  it('is read, not refused as too long, wherever a read ends near its end', () => {
+    expect(block.length).toBe(MAX_PART_HEADER - 3);
+    expect(scan(body)).toBe('_method');
+    const bytes = Buffer.from(body, 'latin1');
+    for (let cut = 3 + block.length - 40; cut <= 3 + block.length + 5; cut++) {
+      const s = bodyScanner('POST', TYPE) as OverrideScanner;
+      const r = s.push(bytes.subarray(0, cut)) ?? s.push(bytes.subarray(cut)) ?? s.end();
+      expect(r, `split at ${cut}`).toBe('_method');
+    }
   });
 });

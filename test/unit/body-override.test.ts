@@ -49,6 +49,12 @@ describe('which bodies are read', () => {
     expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW' })).toBe('multipart');
     expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data;boundary=abc' })).toBe('multipart');
     expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; boundary = "abc" ; charset=utf-8' })).toBe('multipart');
+    // whitespace before the type (a caller that did not trim it) is still a multipart type
+    expect(overrideSyntax('POST', { 'content-type': ' multipart/form-data; boundary=abc' })).toBe('multipart');
+    expect(overrideSyntax('POST', { 'content-type': '\t\u00a0multipart/mixed; boundary=abc' })).toBe('multipart');
+    // Rack reads the parameter name case-insensitively; PHP (strstr "boundary") finds no boundary and reads nothing
+    expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; BOUNDARY=abc' })).toBe('multipart');
+    expect(overrideSyntax('POST', { 'content-type': 'multipart/form-data; Boundary="abc"' })).toBe('multipart');
     expect(overrideSyntax('POST', JSON_TYPE)).toBe('json');
     expect(overrideSyntax('POST', { 'content-type': 'application/vnd.api+json' })).toBe('json');
     expect(overrideSyntax('POST', { 'content-type': 'text/plain' })).toBeUndefined();
@@ -98,6 +104,9 @@ describe('form bodies', () => {
     ['_HttpMethod=DELETE', '_httpmethod'],
     ['__METHOD_OVERRIDE__=DELETE', '__method_override__'],
     ['x-http-method-override=DELETE', 'x_http_method_override'],
+    ['x-http-method-overr%69de=DELETE', 'x_http_method_override'], // `9` is a hex digit: %69 is `i`
+    ['a=&_method=DELETE', '_method'], // after an empty value
+    ['a=;b=&_method=DELETE', '_method'],
     // not overrides
     ['a=_method', undefined],
     ['a=_method&b=1', undefined], // a value is no name, whatever follows it
@@ -109,6 +118,12 @@ describe('form bodies', () => {
     [`${'a'.repeat(100)}_method=DELETE`, undefined],
     ['_methodx=DELETE', undefined],
     ['%5_method=1', undefined], // a broken escape is taken as sent: `%5_method`
+    // a broken escape after the name is no NUL that cuts it (PHP keeps `%zz` as sent; Rack refuses it)
+    ['_method%zz=1', undefined],
+    ['_method%--=1', undefined],
+    ['_method%z5=1', undefined],
+    ['_method%0u=1', undefined], // `u` only begins `%uXXXX` right after the `%`
+    ['_method%u00zz=1', undefined],
     ['', undefined],
     ['model=gpt&input=hello+world', undefined],
   ];
@@ -134,11 +149,18 @@ describe('multipart bodies', () => {
     ['PHP spelling', body(part('form-data; name="_method[]"', 'DELETE')), '_method'],
     ['LF only', `--XyZ123\nContent-Disposition: form-data; name="_method"\n\nDELETE\n--XyZ123--\n`, '_method'],
     ['the body ends in the header', `--XyZ123\r\nContent-Disposition: form-data; name="_method"`, '_method'],
+    // only `--` right after a delimiter closes the body: anything else starts a header block
+    ['a delimiter followed by one "-"', `--XyZ123-\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--XyZ123--\r\n`, '_method'],
+    ['a delimiter followed by "x-"', `--XyZ123x-\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--XyZ123--\r\n`, '_method'],
+    ['the second Content-ID of a part', body(part('form-data\r\nContent-ID: <meta@example.com>\r\nContent-ID: _method', 'DELETE')), '_method'],
     // not overrides
     ['an ordinary upload', body(part('form-data; name="purpose"', 'fine-tune'), part('form-data; name="file"; filename="t.jsonl"', '{"a":1}')), undefined],
     ['a filename', body(part('form-data; name="file"; filename="_method"', 'x')), undefined],
     ['a value that looks like a header', body(part('form-data; name="a"', 'x\nname="_method"\n\ny')), undefined],
     ['a percent-escape in a quoted name (not decoded by multipart parsers)', body(part('form-data; name="%5Fmethod"', 'x')), undefined],
+    // a quoted name is read whole: Rack's TOKEN end applies to bare names only
+    ['a quoted name with a ":" in it', body(part('form-data; name="_method:x"', 'x')), undefined],
+    ["a single-quoted name with a \",\" in it", body(part("form-data; name='_method,x'", 'x')), undefined],
     ['an HTML file with a Rails form in it', body(part('form-data; name="file"; filename="page.html"', '<form><input type="hidden" name="_method" value="delete"></form>')), undefined],
     ['the epilogue after the closing delimiter', `${body(part('form-data; name="a"', '1'))}name="_method"\r\n\r\n`, undefined],
     ['a preamble', `preamble name="_method"\r\n${body(part('form-data; name="a"', '1'))}`, undefined],
@@ -169,6 +191,9 @@ describe('JSON bodies: the top-level object\'s keys', () => {
     ['{"a":{"b":[1,2,{"c":"}"}]},"_method":"put"}', '_method'],
     ['{"a":"\\"","_method":"put"}', '_method'],
     ['{"a":"\\\\","_method":"put"}', '_method'],
+    // an escape that a read ends in covers one byte only: the empty string after it still ends at its quote
+    ['{"a":["x\\"y",""],"_method":1}', '_method'],
+    ['{"a":["x\\"y","",""],"b":{"c":""},"_method":1}', '_method'],
     // not overrides
     ['{"model":"gpt","messages":[{"role":"user","content":"call obj._method() please"}]}', undefined],
     ['{"messages":[{"_method":"DELETE"}]}', undefined],
