@@ -122,11 +122,14 @@ const hex = (b: number): number => (b >= 48 && b <= 57 ? b - 48 : b >= 65 && b <
 /**
  * `application/x-www-form-urlencoded` (and a POST without a type): field names between
  * `&`/`;` and `=`, decoded byte by byte as PHP and Rack do (`+`, `%XX`, `%uXXXX`; a broken
- * escape kept as sent), leading spaces dropped, at most NAME_CAP characters kept.
+ * escape kept as sent), leading spaces dropped, a run of leading brackets kept to three (Rack 2
+ * drops them all), at most NAME_CAP characters kept.
  */
 class FormScanner implements OverrideScanner {
   private inName = true;
   private name = '';
+  /** The name so far is only brackets (none, or up to three kept). */
+  private leadingBrackets = true;
   /** A pending escape across reads: '%', '%5', '%u00'… */
   private esc = '';
 
@@ -163,6 +166,7 @@ class FormScanner implements OverrideScanner {
     this.flushEscape();
     const hit = this.name === '' ? undefined : overrideParamName(this.name);
     this.name = '';
+    this.leadingBrackets = true;
     return hit;
   }
 
@@ -196,6 +200,13 @@ class FormScanner implements OverrideScanner {
 
   private emit(c: string): void {
     if (this.name === '' && c === ' ') return;
+    if (this.leadingBrackets) {
+      // Rack 2 drops any number of leading brackets (overrideParamName): past the third,
+      // which already keeps a name's canonical form from starting like an override (`___`),
+      // one more changes no answer, so it is not kept and cannot push the rest past NAME_CAP.
+      if (c !== '[' && c !== ']') this.leadingBrackets = false;
+      else if (this.name.length >= 3) return;
+    }
     if (this.name.length < NAME_CAP) this.name += c;
   }
 }
