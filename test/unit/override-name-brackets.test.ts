@@ -45,7 +45,7 @@ describe('more leading brackets than the form scanner keeps of a name', () => {
   it('in a form body split across reads, one byte at a time', () => {
     const body = Buffer.from(`a=1&${'['.repeat(80)}_method=DELETE`);
     const scanner = bodyScanner('POST', FORM) as OverrideScanner;
-    let hit: ReturnType<OverrideScanner["push"]>;
+    let hit: ReturnType<OverrideScanner['push']>;
     for (let i = 0; i < body.length && hit === undefined; i++) hit = scanner.push(body.subarray(i, i + 1));
     expect(hit ?? scanner.end()).toBe('_method');
   });
