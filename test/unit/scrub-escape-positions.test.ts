@@ -76,3 +76,16 @@ describe('several escaped echoes', () => {
     expect(sc.whole(`k=${u('sk-live-AAAA-shared-tail-BBBB-9999')} end`)).toBe(`k=${REDACTED} end`);
   });
 });
+
+describe('the forms of a basic-auth route', () => {
+  // Built inside the test (scrub-encodings.test.ts builds its scrubbers while collecting,
+  // which mutation testing does not attribute to any test).
+  it('Basic <base64(user:value)>, and that base64 unpadded or url-safe, each go whole', () => {
+    const value = 'tok/With+Specials=And-Dash_77aa.q';
+    const sc = new Scrubber([value], { basicUser: 'svc-agent' });
+    const std = Buffer.from(`svc-agent:${value}`).toString('base64');
+    expect(std.endsWith('=')).toBe(true);
+    const forms = [`Basic ${std}`, std, std.replace(/=+$/, ''), std.replace(/\+/g, '-').replace(/\//g, '_'), std.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')];
+    for (const f of forms) expect(sc.whole(`a ${f} b`), f).toBe(`a ${REDACTED} b`);
+  });
+});
