@@ -64,12 +64,17 @@ describe('how much of a masked token must be visible', () => {
   });
 });
 
-describe('known gap: a masked key right after another mask run', () => {
-  // The token scan never reaches back into the previous token ("tokens not overlapping"),
-  // and the forward scan of the previous run stops exactly where the next run starts: so
-  // the visible prefix between two runs counts only as the first run's suffix, never as
-  // the second run's prefix. `sk_Za` is 5 characters: too short for rule 2 (fragments).
-  it.fails('"...sk_Za****" loses its masked key (the prefix is read as the suffix of "...")', () => {
+describe('a masked key right after another mask run', () => {
+  // The visible text between two runs is both the suffix of one masked token and the
+  // prefix of the next (it was once read only as the first run's suffix, and `sk_Za`, 5
+  // characters, is too short for rule 2). Both tokens redacted share one marker.
+  it('"...sk_Za****" loses its masked key', () => {
     expect(scrubber.full('keys: ...sk_Za****')).toBe(`keys: ...${REDACTED}`);
+  });
+
+  it('two masked keys sharing their visible text give one marker, and the text around is kept', () => {
+    expect(scrubber.full('a sk_Za****sk_Za**** b')).toBe(`a ${REDACTED} b`);
+    // A visible middle that ends the value and starts no masked key stays the first token's.
+    expect(scrubber.full('a ****Gg5Hh6****x b')).toBe(`a ${REDACTED}****x b`);
   });
 });

@@ -12,8 +12,10 @@ import { formatted } from './inject.js';
  * Encodings (rule 1): base64 and base64url, padded or not, of the value, of
  * `username:value` (basic auth) and of the injected header value (`Bearer <value>`), and
  * the base64 of the value at any byte offset inside a longer base64 text; then, in text
- * holding `%` or `\`, the same forms under percent-encoding (any hex case, any subset of
- * bytes, nested `%25…` levels) and JSON / JS `\uXXXX` and `\/` escapes, in any mixture.
+ * holding `%`, `\` or `&`, the same forms under percent-encoding (any hex case, any subset
+ * of bytes, nested `%25…` levels), JSON / JS escapes (`\uXXXX`, `\/`, `\"`, `\\`) and HTML
+ * character references, in any mixture and up to LEVELS encoders deep (`&quot;` then
+ * percent-encoded is `%26quot%3B`).
  * Full scrubbing is used on headers of error answers and error bodies up to 64 KiB; the
  * fast `whole` form on every other response header and on larger error bodies (streamed).
  */
@@ -32,14 +34,22 @@ const isTokenChar = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && 
  */
 const MIN_CORE = 12;
 /**
- * One escaped character: `%XX` under any number of `%25` levels, `\uXXXX` and `\/` with
- * one or two backslashes (JSON inside JSON), and an HTML character reference — decimal
- * `&#45;` or hex `&#x2d;` (the `;` optional, as browsers read them) or one of the names in
- * HTML_NAMED, under up to three `&amp;` levels (HTML escaped again). Bounded, not `\\+` or
- * `(?:amp;)*`: an unbounded run would be rescanned from every backslash or `&` in it,
- * quadratic on an echoed run of them.
+ * One escaped character: `%XX` under any number of `%25` levels; JSON's `\uXXXX`, `\/`,
+ * `\"` and `\\` (JSON inside JSON, `\\u002d`, is read by the next level: `\\` is `\`);
+ * and an HTML character reference — decimal `&#45;` or hex `&#x2d;` (the `;` optional, as
+ * browsers read them) or one of the names in HTML_NAMED, under up to three `&amp;` levels
+ * (HTML escaped again). Bounded, not `(?:amp;)*`: an unbounded run would be rescanned from
+ * every `&` in it, quadratic on an echoed run of them.
  */
-const ESCAPE = /%(?:25)*([0-9A-Fa-f]{2})|\\{1,2}u([0-9A-Fa-f]{4})|\\{1,2}\/|&(?:amp;){0,3}#(?:([0-9]{1,7})|[xX]([0-9A-Fa-f]{1,6}));?|&(?:amp;){0,3}([A-Za-z]{2,8});/g;
+const ESCAPE = /%(?:25)*([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})|\\\/|&(?:amp;){0,3}#(?:([0-9]{1,7})|[xX]([0-9A-Fa-f]{1,6}));?|&(?:amp;){0,3}([A-Za-z]{2,8});|\\(["\\])/g;
+/**
+ * How many times escaped text is decoded: an upstream may apply one encoder to what
+ * another produced (`"` in JSON is `\"`, percent-encoded `%5C%22`; HTML's `&quot;`
+ * percent-encoded `%26quot%3B`), and a held value may itself hold what reads as an escape
+ * (`%3f`), which each level's decoding then reads one level further. Each pass shortens
+ * the text; four passes decode three encoders over a value with escapes of its own.
+ */
+const LEVELS = 4;
 /**
  * HTML's named references for the ASCII punctuation a credential or its base64 can hold
  * (HTML5 names; the 8-letter bound above covers them). Other names (`&eacute;`) are left
@@ -54,10 +64,11 @@ const HTML_NAMED: Readonly<Record<string, string>> = {
 };
 /**
  * How many characters an escaped character takes at most, for holding back text across
- * stream chunks: `\\u002d` is 7, `&lowbar;` and `&#x0002d` 8, `%252D` 5. Deeper nesting
- * (`&amp;#x2d;`) is still found in held text.
+ * stream chunks: `\\u002d` is 7, `&lowbar;` and `&#x0002d` 8, `%252D` 5, and three
+ * encoders deep (`"` as JSON, then HTML, then percent: `%5C%26quot%3B`) 13; `&amp;amp;quot;`
+ * 14. Deeper nesting is still found in held text.
  */
-const MAX_EXPANSION = 8;
+const MAX_EXPANSION = 16;
 
 /** How a route sends its credential: the wrappers whose encodings are scrubbed too. */
 export interface ScrubOptions {
@@ -130,7 +141,16 @@ function fragmentSources(value: string, options: ScrubOptions): string[] {
  * What one ESCAPE match stands for; the match itself when it stands for nothing leash
  * decodes (an unknown entity name, a code point past U+10FFFF).
  */
-function decodeEscape(m: string, pct: string | undefined, u: string | undefined, dec: string | undefined, hex: string | undefined, name: string | undefined): string {
+function decodeEscape(
+  m: string,
+  pct: string | undefined,
+  u: string | undefined,
+  dec: string | undefined,
+  hex: string | undefined,
+  name: string | undefined,
+  short: string | undefined,
+): string {
+  if (short !== undefined) return short;
   const hex4 = pct ?? u;
   if (hex4 !== undefined) return String.fromCharCode(parseInt(hex4, 16));
   if (dec !== undefined || hex !== undefined) {
@@ -142,7 +162,50 @@ function decodeEscape(m: string, pct: string | undefined, u: string | undefined,
 }
 
 /** decodeEscape on a RegExp match. */
-const decodeMatch = (m: RegExpExecArray): string => decodeEscape(m[0], m[1], m[2], m[3], m[4], m[5]);
+const decodeMatch = (m: RegExpExecArray): string => decodeEscape(m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
+
+/**
+ * Anchors: of each value's forms, those that contain no other form of the same value (the
+ * value itself, the base64 middles). Every form contains one, so finding none means
+ * finding no form.
+ */
+function anchorsOf(perValue: readonly (readonly string[])[]): string[] {
+  return [...new Set(perValue.flatMap((forms) => forms.filter((f) => !forms.some((g) => g !== f && f.includes(g)))))];
+}
+
+/** `text` with its escapes decoded, LEVELS times over (what the escaped view reads). */
+function decodedView(text: string): string {
+  let out = text;
+  for (let level = 0; level < LEVELS; level++) {
+    ESCAPE.lastIndex = 0;
+    const next = out.replace(ESCAPE, decodeEscape);
+    if (next === out) break;
+    out = next;
+    if (!mayEscape(out)) break;
+  }
+  return out;
+}
+
+/**
+ * What must follow a decoded `&`, `\` or `%` for the next level to read an escape there
+ * (the text after it may itself still be escaped: `%26quot%3B` is `&quot;`).
+ */
+const CONTINUES: Readonly<Record<string, RegExp>> = {
+  '&': /#|%(?:25)*23|[A-Za-z]{2,8}(?:;|%(?:25)*3[Bb])/y,
+  '\\': /[u"\\/]|%(?:25)*(?:5[Cc]|22|2[Ff]|75)/y,
+  '%': /[0-9A-Fa-f]{2}|%/y,
+};
+
+/** Whether a decoded `rep` at `at` in `text` starts an escape the next decoding level reads. */
+function startsEscape(rep: string, text: string, at: number): boolean {
+  const next = CONTINUES[rep];
+  if (next === undefined) return false;
+  next.lastIndex = at;
+  return next.test(text);
+}
+
+/** Whether `text` can hold an escape at all (the characters ESCAPE starts with). */
+const mayEscape = (text: string): boolean => text.includes('%') || text.includes('\\') || text.includes('&');
 
 /**
  * `text` with escapes decoded, and for each decoded character where it starts in `text`
@@ -173,13 +236,30 @@ function unescape(text: string): { decoded: string; starts: number[] } | undefin
   return { decoded, starts };
 }
 
+/** unescape, LEVELS times over, each decoded character mapped back to where it starts in `text`. */
+function unescapeAll(text: string): { decoded: string; starts: number[] } | undefined {
+  let view = unescape(text);
+  if (!view) return undefined;
+  for (let level = 1; level < LEVELS; level++) {
+    const next = unescape(view.decoded);
+    if (!next || next.decoded === view.decoded) break;
+    const outer: readonly number[] = view.starts;
+    view = { decoded: next.decoded, starts: next.starts.map((i) => outer[i]!) };
+  }
+  return view;
+}
+
 export class Scrubber {
   private readonly secrets: readonly string[];
   private readonly forms: readonly string[];
   private readonly shortest: number;
   /** The forms that contain no other form of the same value (see mayHold). */
   private readonly anchors: readonly string[];
-  /** Char codes < 128 that occur in an anchor: an escape of anything else cannot matter. */
+  /** The forms as the escaped view reads them (decodedView), longest first. */
+  private readonly viewForms: readonly string[];
+  /** The view forms that contain no other view form of the same value. */
+  private readonly viewAnchors: readonly string[];
+  /** Char codes < 128 that occur in a view anchor (or start an escape: startsEscape). */
   private readonly alphabet = new Uint8Array(128);
   private readonly fragments: ReadonlySet<string>;
   /** The longest held value. */
@@ -202,10 +282,16 @@ export class Scrubber {
     const perValue = held.map((v) => [...new Set([...fragmentSources(v, options), ...literalForms(v, options)])]);
     this.forms = [...new Set(perValue.flat())].sort(byLength);
     this.shortest = this.forms.at(-1)?.length ?? 0;
-    // Anchors: the forms that contain no other form of the same value (the value itself,
-    // the base64 middles). Every form contains one, so finding none means finding no form.
-    this.anchors = [...new Set(perValue.flatMap((forms) => forms.filter((f) => !forms.some((g) => g !== f && f.includes(g)))))];
-    for (const a of this.anchors) for (let i = 0; i < a.length; i++) if (a.charCodeAt(i) < 128) this.alphabet[a.charCodeAt(i)] = 1;
+    this.anchors = anchorsOf(perValue);
+    // In the escaped view a form that holds what reads as an escape shows decoded; one
+    // that would shrink below FRAGMENT characters is too short to be told from ordinary
+    // text and is left to the literal pass.
+    const perValueView = perValue.map((forms) => [
+      ...new Set(forms.map((f) => [f, decodedView(f)] as const).flatMap(([f, v]) => (v === f || v.length >= FRAGMENT ? [v] : []))),
+    ]);
+    this.viewForms = [...new Set(perValueView.flat())].sort(byLength);
+    this.viewAnchors = anchorsOf(perValueView);
+    for (const a of this.viewAnchors) for (let i = 0; i < a.length; i++) if (a.charCodeAt(i) < 128) this.alphabet[a.charCodeAt(i)] = 1;
     const frags = new Set<string>();
     for (const s of this.secrets) for (let i = 0; i + FRAGMENT <= s.length; i++) frags.add(s.slice(i, i + FRAGMENT));
     this.fragments = frags;
@@ -254,7 +340,7 @@ export class Scrubber {
     let out = text;
     // Escaped forms first: the escaped view holds literal text too, so a form that is half
     // literal, half escaped (`…AbC%3D`) goes whole rather than leaving its escaped tail.
-    if (out.includes('%') || out.includes('\\') || out.includes('&')) out = this.escapedOut(out);
+    if (mayEscape(out)) out = this.escapedOut(out);
     if (this.mayHold(out)) for (const s of this.forms) if (out.includes(s)) out = out.split(s).join(REDACTED);
     return out;
   }
@@ -277,23 +363,26 @@ export class Scrubber {
     return out;
   }
 
-  /** Rule 3: each token around a mask run, left to right, tokens not overlapping. */
+  /** Rule 3: each token around a mask run, left to right (the visible text between two runs counts for both). */
   private maskedOut(text: string): string {
     let out = '';
     let from = 0; // end of what is already in `out`
-    let scanned = 0; // end of the last token: the next one starts no earlier
+    let lastRunEnd = 0; // the next token starts no earlier
     MASK_RUN.lastIndex = 0;
     for (let m = MASK_RUN.exec(text); m; m = MASK_RUN.exec(text)) {
+      // Back to the previous mask run, not to the previous token's end: in `...sk_Za****`
+      // the visible `sk_Za` is both the suffix of one masked token and the prefix of the next.
       let start = m.index;
-      while (start > scanned && isTokenChar(text.charCodeAt(start - 1))) start--;
+      while (start > lastRunEnd && isTokenChar(text.charCodeAt(start - 1))) start--;
       const runEnd = m.index + m[0].length;
       let end = runEnd;
       while (end < text.length && isTokenChar(text.charCodeAt(end))) end++;
       if (this.isMaskedSecret(text.slice(start, m.index), text.slice(runEnd, end))) {
-        out += text.slice(from, start) + REDACTED;
+        // A token sharing its start with the previous redacted one: one marker for both.
+        out += start >= from ? text.slice(from, start) + REDACTED : '';
         from = end;
       }
-      scanned = end;
+      lastRunEnd = runEnd;
       MASK_RUN.lastIndex = end;
     }
     return out + text.slice(from);
@@ -301,22 +390,22 @@ export class Scrubber {
 
   /** Forms found once escapes are decoded: the escaped text they came from is replaced. */
   private escapedOut(text: string): string {
-    // Most escapes in headers are of spaces, `&`, `=` or non-ASCII: skip decoding unless
-    // one stands for a character some anchor holds.
+    // Most escapes in headers are of spaces, `=`, `&` between parameters or non-ASCII:
+    // skip decoding unless one stands for a character some view anchor holds, or starts an
+    // escape the next level reads.
     ESCAPE.lastIndex = 0;
     let relevant = false;
     for (let m = ESCAPE.exec(text); m && !relevant; m = ESCAPE.exec(text)) {
       const rep = decodeMatch(m);
       const code = rep.charCodeAt(0);
-      relevant = rep !== m[0] && code < 128 && this.alphabet[code] === 1;
+      relevant = rep !== m[0] && code < 128 && (this.alphabet[code] === 1 || startsEscape(rep, text, m.index + m[0].length));
     }
     if (!relevant) return text;
-    ESCAPE.lastIndex = 0;
-    const plain = text.replace(ESCAPE, decodeEscape);
-    if (plain === text || !this.mayHold(plain)) return text;
-    const { decoded, starts } = unescape(text)!;
+    const plain = decodedView(text);
+    if (plain === text || !this.viewAnchors.some((a) => plain.includes(a))) return text;
+    const { decoded, starts } = unescapeAll(text)!;
     const hits: [number, number][] = [];
-    for (const s of this.forms) {
+    for (const s of this.viewForms) {
       for (let at = decoded.indexOf(s); at !== -1; at = decoded.indexOf(s, at + s.length)) hits.push([starts[at]!, starts[at + s.length]!]);
     }
     if (hits.length === 0) return text;
