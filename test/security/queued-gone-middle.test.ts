@@ -1,0 +1,69 @@
+import type { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningSidecar } from '../helpers/harness.js';
+import { startHeldRoute, type HeldRoute } from '../helpers/held-route.js';
+import { rawRequest, sleep, type RecordingUpstream } from '../helpers/security-net.js';
+
+/**
+ * queued-gone.test.ts with several requests in the route's queue at once: the one whose
+ * agent goes away is in the middle of the queue, not alone in it. Only that request leaves
+ * the queue (not the first, not the last, not the whole queue), and the live requests
+ * around it are still sent, in order, once the route's sockets free up.
+ */
+// Made up for this test (no vendor issues keys of this shape).
+const SECRET = 'sk-queued-middle-5d1a7c3e9f2b8046';
+
+let held: HeldRoute;
+let up: RecordingUpstream;
+let leash: RunningSidecar;
+let port: number;
+let holds: Array<() => void>;
+let open: () => Promise<Socket>;
+
+beforeAll(async () => {
+  held = await startHeldRoute(SECRET);
+  ({ up, leash, port, holds, open } = held);
+});
+afterAll(() => held?.stop());
+
+/** Requests waiting in the route's pool for a socket (Node's `agent.requests`). */
+const waiting = (): number =>
+  Object.values(leash.sidecar.routes.get('r')!.agent.requests).reduce((n, q) => n + (q?.length ?? 0), 0);
+
+describe('a request in the middle of the route queue whose agent goes away', () => {
+  it('leaves the queue alone; the live requests before and after it are still sent', async () => {
+    const hold: Socket[] = [];
+    for (let i = 0; i < 2; i++) {
+      const s = await open();
+      s.write('GET /r/v1/hold HTTP/1.1\r\nhost: leash\r\n\r\n');
+      hold.push(s);
+    }
+    for (let i = 0; i < 100 && holds.length < 2; i++) await sleep(10);
+    expect(holds).toHaveLength(2);
+
+    const get = (name: string) => `GET /r/v1/mid/${name} HTTP/1.1\r\nhost: leash\r\n\r\n`;
+    const first = rawRequest(port, get('first'), { timeoutMs: 5_000, expectResponses: 1 });
+    await sleep(50);
+    const gone: Socket[] = [];
+    for (const name of ['gone1', 'gone2']) {
+      const s = await open();
+      s.write(get(name));
+      gone.push(s);
+      await sleep(50);
+    }
+    const last = rawRequest(port, get('last'), { timeoutMs: 5_000, expectResponses: 1 });
+    await sleep(100);
+    expect(waiting()).toBe(4);
+
+    // Queue: first, gone1, gone2, last. The agents of the two in the middle go away.
+    for (const s of gone) s.destroy();
+    await sleep(200);
+    expect(waiting()).toBe(2);
+
+    for (const h of holds.splice(0)) h();
+    for (const s of hold) s.destroy();
+    expect((await first).responses[0]?.status).toBe(200);
+    expect((await last).responses[0]?.status).toBe(200);
+    expect(up.seen.map((s) => s.url).filter((u) => u.startsWith('/v1/mid/'))).toEqual(['/v1/mid/first', '/v1/mid/last']);
+  });
+});
