@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
 import type { PassEnv } from '../../src/sidecar/proxy/passes.js';
 import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer } from '../../src/sidecar/proxy/server.js';
+import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
 import { HandsOutAnything, routeFor } from '../helpers/passes.js';
@@ -16,7 +16,8 @@ import { closedPort, parseResponses, rawRequest } from '../helpers/security-net.
  * each status leash answers, and its `connection: close` are leash's to get right; the
  * connection is then closed by leash. A refusal on an ordinary request that says nothing
  * against the connection (an unreachable upstream: 502) keeps the agent's keep-alive
- * connection usable for its next request.
+ * connection usable for its next request. A CONNECT is answered but, unlike the refused
+ * upgrades, not recorded as a request (docs/observability.md: not counted).
  */
 const VALUE = 'sk-raw-refusals-test-credential-0123456789';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-raw', acquiredAtMs: 0, expiresAtMs: Number.MAX_SAFE_INTEGER, lease: 'L-raw' });
@@ -26,6 +27,7 @@ const heldSockets: Socket[] = [];
 let proxy: ProxyServer;
 let port: number;
 const routes = new Map<string, RouteRuntime>();
+const outcomes: RequestOutcome[] = [];
 
 beforeAll(async () => {
   // An upstream that accepts WebSocket upgrades and never answers them.
@@ -36,7 +38,7 @@ beforeAll(async () => {
   routes.set('gone', routeFor(`http://127.0.0.1:${closed}`, new HandsOutAnything(cred()), {}, 'gone'));
   routes.set('empty', routeFor(held.url, new HandsOutAnything(undefined), {}, 'empty'));
   const env: PassEnv = { shuttingDown: () => false, route: (n) => routes.get(n), now: () => 1_000 };
-  proxy = new ProxyServer(env, { requestDone: () => undefined, upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
+  proxy = new ProxyServer(env, { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
   ({ port } = await proxy.listen('127.0.0.1', 0));
 });
 
@@ -72,6 +74,19 @@ describe('a refusal written raw on the socket', () => {
       expect(got.closed).toBe(true);
     });
   }
+});
+
+describe('CONNECT', () => {
+  it('is answered as unsupported, and recorded as no request (not counted, no audit event)', async () => {
+    const before = outcomes.length;
+    const got = await rawRequest(port, 'CONNECT 127.0.0.1:443 HTTP/1.1\r\nhost: 127.0.0.1:443\r\n\r\n', { timeoutMs: 3_000 });
+    expect(got.responses[0]?.status).toBe(400);
+    // docs/configuration.md lists this answer's message.
+    expect((got.responses[0]!.json() as { error: { message: string } }).error.message).toBe('CONNECT is not supported: leash is a reverse proxy');
+    // A refused WebSocket upgrade on the same listener is recorded: the hook is live.
+    await rawRequest(port, upgrade('GET', '/nowhere/socket'), { timeoutMs: 3_000 });
+    expect(outcomes.slice(before).map((o) => o.status)).toEqual([404]);
+  });
 });
 
 describe('a 502 on an ordinary request', () => {
