@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningSidecar } from '../helpers/harness.js';
 import { startHeldRoute, type HeldRoute } from '../helpers/held-route.js';
 import { rawRequest, sleep, type RecordingUpstream } from '../helpers/security-net.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * queued-gone.test.ts with several requests in the route's queue at once: the one whose
@@ -42,18 +43,19 @@ describe('a request in the middle of the route queue whose agent goes away', () 
     expect(holds).toHaveLength(2);
 
     const get = (name: string) => `GET /r/v1/mid/${name} HTTP/1.1\r\nhost: leash\r\n\r\n`;
+    // Each request is in the queue before the next is sent: the queue's order is known.
+    const queued = (n: number) => waitFor(() => waiting() === n, { timeoutMs: 2_000, intervalMs: 5, message: () => `${n} queued (${waiting()})` });
     const first = rawRequest(port, get('first'), { timeoutMs: 5_000, expectResponses: 1 });
-    await sleep(50);
+    await queued(1);
     const gone: Socket[] = [];
     for (const name of ['gone1', 'gone2']) {
       const s = await open();
       s.write(get(name));
       gone.push(s);
-      await sleep(50);
+      await queued(gone.length + 1);
     }
     const last = rawRequest(port, get('last'), { timeoutMs: 5_000, expectResponses: 1 });
-    await sleep(100);
-    expect(waiting()).toBe(4);
+    await queued(4);
 
     // Queue: first, gone1, gone2, last. The agents of the two in the middle go away.
     for (const s of gone) s.destroy();
