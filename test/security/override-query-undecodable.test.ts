@@ -4,17 +4,16 @@ import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
- * SOURCE BUG SUSPECTED (found triaging target.ts's survivors; src/ left unchanged):
- * methodOverrideParam decodes a parameter name with decodeURIComponent and, when that
- * throws (a `%` not followed by two hex digits, or escapes that are not UTF-8), compares
+ * Found triaging target.ts's survivors (twentieth session), fixed since:
+ * methodOverrideParam decoded a parameter name with decodeURIComponent and, when that
+ * threw (a `%` not followed by two hex digits, or escapes that are not UTF-8), compared
  * the name *as sent*. PHP decodes leniently (php_url_decode turns every valid `%XX` into
  * its byte and leaves a bad `%` alone) and then cuts the name at the first NUL (strlen):
  * `?_method%00%=DELETE` is `$_GET['_method'] = 'DELETE'`, which Symfony's and Laravel's
- * `Request::getMethod()` run a POST as. leash, comparing `_method%00%`, sees no override
- * and forwards it with the credential. One undecodable escape anywhere after the NUL is
- * enough (`%`, `%zz`, `%ff`, `%E0`, a bare `%u`). The cases below are marked `it.fails`
- * until target.ts decodes names leniently (escape by escape) before the NUL cut; then
- * they pass and `it.fails` must become `it`.
+ * `Request::getMethod()` run a POST as. leash, comparing `_method%00%`, saw no override
+ * and forwarded it with the credential. One undecodable escape anywhere after the NUL was
+ * enough (`%`, `%zz`, `%ff`, `%E0`, a bare `%u`). Such a name is now decoded escape by
+ * escape, as PHP does, before the NUL cut.
  * The upstream runs PHP's name rules (the same model as override-query-nul.test.ts).
  */
 const SECRET = 'sk-override-undecodable-6b2d8f0a4c1e3579';
@@ -72,8 +71,7 @@ describe('a method override whose name has an undecodable escape after a NUL (PH
   });
 
   for (const query of CASES) {
-    // Fails on the current source: forwarded, and the upstream runs DELETE with the credential.
-    it.fails(`POST /v1/messages${query} is refused (BUG: forwarded today)`, async () => {
+    it(`POST /v1/messages${query} is refused, never forwarded`, async () => {
       up.seen.length = 0;
       ran.length = 0;
       const agent = await rawRequest(port, `POST /chat/v1/messages${query} HTTP/1.1\r\nHost: l\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`, { expectResponses: 1 });

@@ -3,15 +3,13 @@ import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
 import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../helpers/security-net.js';
 
 /**
- * SOURCE BUG SUSPECTED (low severity; found triaging target.ts's survivors, src/ left
- * unchanged): with `inject: { query: key }`, "any parameter of that name the agent sent is
- * removed first" (docs/configuration.md). target.ts withoutQueryParam splits the query at
- * `&` only, while methodOverrideParam, next to it, splits at `&` and `;` because Rack 2
- * does, as did Go's net/url before 1.17 and Python's parse_qs before 3.9.2. So
- * `?x=1;key=agent-key` keeps the agent's `key`, and an upstream that splits at `;` and
- * takes the first value (Go's `Query().Get`) authenticates the request with the agent's
- * key instead of leash's. The test below is `it.fails` until withoutQueryParam also
- * removes `;`-separated parameters of that name (or refuses them); then flip it to `it`.
+ * Found triaging target.ts's survivors (twentieth session), fixed since: with
+ * `inject: { query: key }`, "any parameter of that name the agent sent is removed first"
+ * (docs/configuration.md), but withoutQueryParam split the query at `&` only, while
+ * methodOverrideParam, next to it, splits at `&` and `;` because Rack 2 does, as did Go's
+ * net/url before 1.17 and Python's parse_qs before 3.9.2. So `?x=1;key=agent-key` kept the
+ * agent's `key`, and an upstream that splits at `;` and takes the first value (Go's
+ * `Query().Get`) authenticated the request with the agent's key instead of leash's.
  */
 const SECRET = 'sk-query-inject-8d2f6b0a4e1c3957';
 
@@ -52,8 +50,7 @@ describe("the agent's own query parameter of the injected name", () => {
     expect(keys).toEqual([SECRET]);
   });
 
-  // Fails on the current source: the upstream reads key=agent-key.
-  it.fails('`;key=agent` is removed too (BUG: kept today, first-value readers take it)', async () => {
+  it('`;key=agent` is removed too: first-value readers that split at `;` take leash’s', async () => {
     keys.length = 0;
     expect((await send('?x=1;key=agent-key')).responses[0]?.status).toBe(200);
     expect(keys).toEqual([SECRET]);

@@ -203,7 +203,10 @@ export function methodOverrideParam(query: string): string | undefined {
     try {
       name = decodeURIComponent(name);
     } catch {
-      // undecodable: compared as sent
+      // Not UTF-8, or a `%` without two hex digits: decoded escape by escape, as PHP's
+      // php_url_decode does (a bad `%` left alone), so `_method%00%` is still `_method`
+      // once cut at its NUL. Compared as sent, it was forwarded and ran as the override.
+      name = name.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
     }
     const override = overrideParamName(name);
     if (override !== undefined) return override;
@@ -232,23 +235,39 @@ export function overrideParamName(decoded: string): string | undefined {
   return undefined;
 }
 
-/** The query with every parameter named `name` removed (the agent may not choose the key). */
+/**
+ * A query parameter's name as its readers decode it: `+` as a space, percent-escapes
+ * decoded (escape by escape when the whole is not UTF-8 or has a bad `%`, as PHP does),
+ * cut at a NUL (PHP).
+ */
+function queryParamName(key: string): string {
+  const spaced = key.replace(/\+/g, ' ');
+  let name: string;
+  try {
+    name = decodeURIComponent(spaced);
+  } catch {
+    name = spaced.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  }
+  const nul = name.indexOf('\0');
+  return nul === -1 ? name : name.slice(0, nul);
+}
+
+/**
+ * The query with every parameter named `name` removed (the agent may not choose the key),
+ * whether `&` or `;` separates it (Rack 2, Go's net/url before 1.17 and Python's parse_qs
+ * before 3.9.2 split at both; a first-value reader would take the agent's). The other
+ * parameters keep their separators.
+ */
 export function withoutQueryParam(query: string, name: string): string {
   if (!query) return '';
-  const kept = query
-    .slice(1)
-    .split('&')
-    .filter((pair) => {
-      if (pair === '') return false;
-      const eq = pair.indexOf('=');
-      const key = eq === -1 ? pair : pair.slice(0, eq);
-      let k = key;
-      try {
-        k = decodeURIComponent(key.replace(/\+/g, ' '));
-      } catch {
-        // an undecodable name cannot equal a valid parameter name; keep it as is
-      }
-      return k !== name;
-    });
-  return kept.length ? `?${kept.join('&')}` : '';
+  const parts = query.slice(1).split(/([&;])/);
+  let out = '';
+  for (let i = 0; i < parts.length; i += 2) {
+    const pair = parts[i]!;
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    if (queryParamName(eq === -1 ? pair : pair.slice(0, eq)) === name) continue;
+    out += out === '' ? pair : `${parts[i - 1]}${pair}`;
+  }
+  return out ? `?${out}` : '';
 }
