@@ -1,0 +1,246 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
+import type { RequestBodyFilter } from '../../src/sidecar/proxy/request-body.js';
+import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
+import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+import { LogSink } from '../helpers/harness.js';
+import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+/**
+ * The WebSocket path of the proxy server (server.ts handleUpgrade, proceedUpgrade,
+ * onProxyReqWs), in-process with a raw agent and an upstream writing exact bytes: the
+ * upgrade goes out through SEND on every route (body filters or not), refused handshakes
+ * are scrubbed, counted as auth failures only for 401/403 and reported with leash's own
+ * status, dropped 101 headers are logged, and an agent socket that resets never takes the
+ * process down.
+ */
+const VALUE = 'sk-ws-server-io-credential-0123456789';
+const nowMs = 1_000_000;
+const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-ws', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-ws' });
+const acceptAll: RequestBodyFilter = { name: 'accept-all', maxBytes: 4_096, end: () => undefined };
+
+interface Up {
+  server: Server;
+  port: number;
+  seen: IncomingMessage[];
+  sockets: Duplex[];
+  /** Per upstream socket: the leash side ended or closed it. */
+  gone: boolean[];
+}
+
+/** An upstream whose 'upgrade' listener records the request and writes `answer` (or nothing). */
+function upstreamWs(answer: (() => string) | undefined): Promise<Up> {
+  const server = createServer((_req, res) => res.end('not an upgrade'));
+  const seen: IncomingMessage[] = [];
+  const sockets: Duplex[] = [];
+  const gone: boolean[] = [];
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => undefined);
+    const i = gone.push(false) - 1;
+    socket.once('end', () => (gone[i] = true));
+    socket.once('close', () => (gone[i] = true));
+    seen.push(req);
+    sockets.push(socket);
+    if (answer) socket.write(answer());
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port, seen, sockets, gone })));
+}
+
+const SWITCH = 'HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: x\r\n';
+
+let up: Up | undefined;
+let proxy: ProxyServer | undefined;
+let route: RouteRuntime | undefined;
+const agents: Socket[] = [];
+afterEach(async () => {
+  for (const s of agents.splice(0)) s.destroy();
+  for (const s of up?.sockets ?? []) s.destroy();
+  await proxy?.close(0);
+  if (up) {
+    up.server.closeAllConnections();
+    await new Promise<void>((r) => up!.server.close(() => r()));
+  }
+  route?.close();
+  proxy = up = route = undefined;
+});
+
+async function setUp(answer: (() => string) | undefined, options: { bodyFilters?: RequestBodyFilter[] } = {}) {
+  up = await upstreamWs(answer);
+  route = routeFor(`http://127.0.0.1:${up.port}`, new HandsOutAnything(cred()), { allow: ['GET /socket'], timeouts: { connect: '2s', idle: '2s' } }, 'ws', options);
+  const outcomes: RequestOutcome[] = [];
+  const authFailures: number[] = [];
+  const logs = new LogSink();
+  proxy = new ProxyServer(
+    envFor(route, () => nowMs),
+    { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: (_r, status) => authFailures.push(status) },
+    createLogger({ level: 'debug', destination: logs }),
+  );
+  const { port } = await proxy.listen('127.0.0.1', 0);
+  const lines = () => logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { port, outcomes, authFailures, lines };
+}
+
+const UPGRADE =
+  'GET /ws/socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer agent-own-token\r\n\r\n';
+
+function agent(port: number): Promise<{ sock: Socket; received: () => string; closed: Promise<void> }> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    agents.push(sock);
+    let text = '';
+    sock.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    sock.on('error', () => undefined);
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.once('connect', () => resolve({ sock, received: () => text, closed }));
+  });
+}
+
+describe('the upgrade request', () => {
+  it('on a route with body filters still goes through SEND: the injected credential, never the agent’s own', async () => {
+    const { port } = await setUp(() => `${SWITCH}\r\n`, { bodyFilters: [acceptAll] });
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await waitFor(() => a.received().includes('\r\n\r\n'));
+    expect(a.received()).toMatch(/^HTTP\/1\.1 101 /);
+    expect(up!.seen).toHaveLength(1);
+    expect(up!.seen[0]!.url).toBe('/socket');
+    expect(up!.seen[0]!.headers.authorization).toBe(`Bearer ${VALUE}`);
+  });
+});
+
+describe('the upstream’s answer to the handshake', () => {
+  it('a 101 carrying a header named by the credential: the header is dropped and a warn line names the route and the count', async () => {
+    const { port, lines } = await setUp(() => `${SWITCH}${VALUE}: 1\r\n\r\n`);
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await waitFor(() => a.received().includes('\r\n\r\n'));
+    expect(a.received()).toMatch(/^HTTP\/1\.1 101 /);
+    expect(a.received()).not.toContain(VALUE);
+    const warn = lines().find((l) => l.level === 'warn' && String(l.msg).includes('headers dropped'));
+    expect(warn).toMatchObject({ route: 'ws', dropped: 1 });
+  });
+
+  it('a clean 101: nothing is logged as dropped', async () => {
+    const { port, lines } = await setUp(() => `${SWITCH}\r\n`);
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await waitFor(() => a.received().includes('\r\n\r\n'));
+    expect(a.received()).toMatch(/^HTTP\/1\.1 101 /);
+    await sleep(20);
+    expect(lines().filter((l) => String(l.msg).includes('headers dropped'))).toEqual([]);
+  });
+
+  for (const status of [401, 403]) {
+    it(`a ${status} refusal counts as an upstream auth failure of that status`, async () => {
+      const { port, authFailures, outcomes } = await setUp(() => `HTTP/1.1 ${status} No\r\ncontent-length: 2\r\n\r\nno`);
+      const a = await agent(port);
+      a.sock.write(UPGRADE);
+      await a.closed;
+      expect(a.received()).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(authFailures).toEqual([status]);
+      await waitFor(() => outcomes.length === 1);
+      expect(outcomes[0]!.status).toBe(status);
+    });
+  }
+
+  it('a 404 refusal is relayed and is not an auth failure', async () => {
+    const { port, authFailures, outcomes } = await setUp(() => 'HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno');
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await a.closed;
+    expect(a.received()).toMatch(/^HTTP\/1\.1 404 /);
+    await waitFor(() => outcomes.length === 1);
+    expect(outcomes[0]!.status).toBe(404);
+    expect(authFailures).toEqual([]);
+  });
+
+  it('a refusal with a status leash does not relay: the agent gets 502 and the outcome is 502, not the upstream’s status', async () => {
+    const { port, outcomes, lines } = await setUp(() => 'HTTP/1.1 999 Odd\r\ncontent-length: 0\r\n\r\n');
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await a.closed;
+    expect(a.received()).toMatch(/^HTTP\/1\.1 502 /);
+    expect(a.received()).toContain('leash_upstream_bad_response');
+    await waitFor(() => outcomes.length === 1);
+    expect(outcomes[0]!.status).toBe(502);
+    const warn = lines().find((l) => l.level === 'warn' && String(l.msg).includes('cannot be relayed'));
+    expect(warn).toMatchObject({ route: 'ws', code: 'LEASH_ERR_UPSTREAM_BAD_RESPONSE' });
+  });
+});
+
+describe('sockets', () => {
+  it('an agent socket reset while the upstream has not answered: the process lives, the upstream request ends, the proxy keeps serving', async () => {
+    const { port, outcomes } = await setUp(undefined);
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await waitFor(() => up!.seen.length === 1);
+    a.sock.resetAndDestroy();
+    await waitFor(() => outcomes.length === 1);
+    await waitFor(() => up!.gone[0] === true);
+    const b = await agent(port);
+    b.sock.write(UPGRADE);
+    await waitFor(() => up!.seen.length === 2);
+  });
+
+  it('after the upgrade: the agent going closes the upstream socket, and the upstream going closes the agent', async () => {
+    const { port } = await setUp(() => `${SWITCH}\r\n`);
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await waitFor(() => a.received().includes('\r\n\r\n'));
+    a.sock.destroy();
+    await waitFor(() => up!.gone[0] === true);
+    const b = await agent(port);
+    b.sock.write(UPGRADE);
+    await waitFor(() => b.received().includes('\r\n\r\n'));
+    up!.sockets[1]!.destroy();
+    await b.closed;
+  });
+
+  it('after the upgrade, an agent that goes: leash closes its upstream socket too (an upstream writing on gets a reset)', async () => {
+    const { port } = await setUp(() => `${SWITCH}\r\n`);
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await waitFor(() => a.received().includes('\r\n\r\n'));
+    a.sock.destroy();
+    await waitFor(() => up!.gone[0] === true);
+    const s = up!.sockets[0]!;
+    let closed = false;
+    s.once('close', () => (closed = true));
+    // The upstream keeps its half open and writes on: a socket leash still held would take it.
+    for (let i = 0; i < 40 && !closed; i++) {
+      s.write('x');
+      await sleep(25);
+    }
+    expect(closed).toBe(true);
+  });
+
+  it('after the upgrade, an upstream that goes: leash closes the agent connection and frees its listener slot', async () => {
+    const { port } = await setUp(() => `${SWITCH}\r\n`);
+    const sock = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    agents.push(sock);
+    sock.on('error', () => undefined);
+    let text = '';
+    sock.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    sock.write(UPGRADE);
+    await waitFor(() => text.includes('\r\n\r\n'));
+    up!.sockets[0]!.destroy();
+    // The agent keeps its own half open: only leash closing the connection frees the slot.
+    await waitFor(async () => (await new Promise<number>((r) => proxy!.server.getConnections((_e, n) => r(n)))) === 0, { timeoutMs: 2_000 });
+  });
+
+  it('after the upgrade, an upstream connection reset ends the agent connection with nothing written after the 101', async () => {
+    const { port } = await setUp(() => `${SWITCH}\r\n`);
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await waitFor(() => a.received().includes('\r\n\r\n'));
+    const head = a.received();
+    (up!.sockets[0] as Socket).resetAndDestroy();
+    await a.closed;
+    expect(a.received()).toBe(head);
+  });
+});
