@@ -181,4 +181,31 @@ describe('answers leash does not relay', () => {
     const warn = lines().find((l) => l.level === 'warn' && String(l.msg).includes('headers dropped'));
     expect(warn).toMatchObject({ route: 'api', dropped: 1 });
   });
+
+  it('a 204 followed by bytes in the same packet: the agent still gets the 204 whole; a debug line names route and parser code', async () => {
+    raw = await rawUpstream((s) => s.end('HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\nunexpected body bytes'));
+    const { port, lines, outcomes } = await setUp(`http://127.0.0.1:${raw.port}`);
+    const { got } = await agentRequest(port, GET, (g) => g.includes('\r\n\r\n'));
+    expect(got).toMatch(/^HTTP\/1\.1 204 /);
+    expect(got.toLowerCase()).toContain('x-a: 1');
+    expect(got).not.toContain('unexpected');
+    await waitFor(() => outcomes.length === 1);
+    expect(outcomes[0]!.status).toBe(204);
+    const debug = lines().find((l) => l.level === 'debug' && String(l.msg).includes('after its answer'));
+    expect(debug).toMatchObject({ route: 'api' });
+    expect(String(debug!.code)).toMatch(/^HPE_/);
+    expect(lines().filter((l) => l.level === 'warn')).toEqual([]);
+  });
+
+  it('an answer refused for its status, with unparseable bytes behind it: one 502 to the agent and one warn line, not a second failure', async () => {
+    raw = await rawUpstream((s) => s.end('HTTP/1.1 999 Odd\r\ntransfer-encoding: chunked\r\n\r\nZZZ\r\n'));
+    const { port, lines, outcomes } = await setUp(`http://127.0.0.1:${raw.port}`);
+    const { got } = await agentRequest(port, GET, whole);
+    expect(got).toMatch(/^HTTP\/1\.1 502 /);
+    expect(errorOf(got)).toMatchObject({ type: 'leash_upstream_bad_response', route: 'api' });
+    await waitFor(() => outcomes.length === 1);
+    expect(outcomes[0]!.status).toBe(502);
+    await sleep(20);
+    expect(lines().filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([expect.stringContaining('cannot be relayed')]);
+  });
 });
