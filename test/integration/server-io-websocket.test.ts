@@ -9,6 +9,7 @@ import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server
 import { createLogger } from '../../src/telemetry/logger.js';
 import { LogSink } from '../helpers/harness.js';
 import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { closedPort } from '../helpers/proxy-util.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -69,9 +70,17 @@ afterEach(async () => {
   proxy = up = route = undefined;
 });
 
-async function setUp(answer: (() => string) | undefined, options: { bodyFilters?: RequestBodyFilter[] } = {}) {
+/** A credential source whose credential stops being sendable on demand (as a revoked lease does). */
+class Revocable extends HandsOutAnything {
+  sendable = true;
+  stillSendable(): boolean {
+    return this.sendable;
+  }
+}
+
+async function setUp(answer: (() => string) | undefined, options: { bodyFilters?: RequestBodyFilter[]; provider?: HandsOutAnything; upstreamUrl?: string } = {}) {
   up = await upstreamWs(answer);
-  route = routeFor(`http://127.0.0.1:${up.port}`, new HandsOutAnything(cred()), { allow: ['GET /socket'], timeouts: { connect: '2s', idle: '2s' } }, 'ws', options);
+  route = routeFor(options.upstreamUrl ?? `http://127.0.0.1:${up.port}`, options.provider ?? new HandsOutAnything(cred()), { allow: ['GET /socket'], timeouts: { connect: '2s', idle: '2s' } }, 'ws', { bodyFilters: options.bodyFilters ?? [] });
   const outcomes: RequestOutcome[] = [];
   const authFailures: number[] = [];
   const logs = new LogSink();
@@ -242,5 +251,43 @@ describe('sockets', () => {
     (up!.sockets[0] as Socket).resetAndDestroy();
     await a.closed;
     expect(a.received()).toBe(head);
+  });
+});
+
+describe('the upgrade request that cannot go out', () => {
+  it('a credential no longer sendable when the upstream connection is assigned: 503, the upgrade never sent', async () => {
+    const provider = new Revocable(cred());
+    provider.sendable = false;
+    const { port, outcomes } = await setUp(() => `${SWITCH}\r\n`, { provider });
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await a.closed;
+    expect(a.received()).toMatch(/^HTTP\/1\.1 503 /);
+    expect(a.received()).toContain('leash_credential_unavailable');
+    expect(up!.seen).toHaveLength(0);
+    await waitFor(() => outcomes.length === 1);
+  });
+
+  it('an upstream that refuses the connection: 502 to the agent; a warn line names the route and the code', async () => {
+    const { port, lines } = await setUp(undefined, { upstreamUrl: `http://127.0.0.1:${await closedPort()}` });
+    const a = await agent(port);
+    a.sock.write(UPGRADE);
+    await a.closed;
+    expect(a.received()).toMatch(/^HTTP\/1\.1 502 /);
+    expect(a.received()).toContain('leash_upstream_unreachable');
+    const warn = lines().find((l) => l.level === 'warn' && String(l.msg).includes('websocket upstream failed'));
+    expect(warn).toMatchObject({ route: 'ws', code: 'ECONNREFUSED' });
+  });
+
+  it('a WebSocket upgrade that is not a GET: 400 leash_bad_request with a message, never sent', async () => {
+    const { port } = await setUp(() => `${SWITCH}\r\n`);
+    const a = await agent(port);
+    a.sock.write(UPGRADE.replace('GET ', 'POST '));
+    await a.closed;
+    expect(a.received()).toMatch(/^HTTP\/1\.1 400 /);
+    const err = (JSON.parse(a.received().slice(a.received().indexOf('\r\n\r\n') + 4)) as { error: { type: string; message: string } }).error;
+    expect(err.type).toBe('leash_bad_request');
+    expect(err.message).not.toBe('');
+    expect(up!.seen).toHaveLength(0);
   });
 });

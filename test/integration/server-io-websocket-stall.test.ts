@@ -1,0 +1,110 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { STALL_MS } from '../../src/core/loop-stall.js';
+import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
+import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
+import { ProxyServer } from '../../src/sidecar/proxy/server.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+import { LogSink } from '../helpers/harness.js';
+import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+/**
+ * A WebSocket upgrade read in the poll that ends a loop stall waits one loop turn
+ * (server.ts handleUpgrade, loop-stall.ts): a revocation read in that same poll is applied
+ * before the upgrade is decided, so the revoked credential is never sent; and an agent
+ * that is gone by then is not forwarded at all. The stall is real: the test blocks the
+ * loop for longer than STALL_MS after the bytes are in the kernel.
+ */
+const VALUE = 'sk-ws-stall-credential-0123456789';
+const nowMs = 1_000_000;
+const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-wss', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-wss' });
+
+let upstream: Server | undefined;
+let channel: NetServer | undefined;
+let proxy: ProxyServer | undefined;
+let route: RouteRuntime | undefined;
+const sockets: Array<Socket | Duplex> = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await proxy?.close(0);
+  for (const srv of [upstream, channel]) {
+    if (srv) await new Promise<void>((r) => srv.close(() => r()));
+  }
+  route?.close();
+  proxy = upstream = channel = route = undefined;
+});
+
+const UPGRADE = 'GET /ws/socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+
+async function setUp() {
+  const seen: IncomingMessage[] = [];
+  upstream = createHttpServer();
+  upstream.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    seen.push(req);
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: x\r\n\r\n');
+  });
+  await new Promise<void>((r) => upstream!.listen(0, '127.0.0.1', r));
+  const provider = new HandsOutAnything(cred());
+  route = routeFor(`http://127.0.0.1:${(upstream.address() as { port: number }).port}`, provider, { allow: ['GET /socket'], timeouts: { connect: '2s', idle: '5s' } }, 'ws');
+  proxy = new ProxyServer(envFor(route, () => nowMs), { requestDone: () => undefined, upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
+  const { port } = await proxy.listen('127.0.0.1', 0);
+  return { port, seen, provider };
+}
+
+async function open(port: number): Promise<{ sock: Socket; received: () => string }> {
+  const sock = connect(port, '127.0.0.1');
+  sockets.push(sock);
+  let text = '';
+  sock.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  sock.on('error', () => undefined);
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  await sleep(20); // accepted on the proxy's side
+  return { sock, received: () => text };
+}
+
+/** Blocks the event loop, as a stopped or starved process would be. */
+function stall(): void {
+  const until = performance.now() + STALL_MS + 200;
+  while (performance.now() < until);
+}
+
+describe('a WebSocket upgrade read right after a loop stall', () => {
+  it('a revocation read in the same poll is applied first: the upgrade is refused 503 and the credential never sent', async () => {
+    const { port, seen, provider } = await setUp();
+    // The revocation channel: a message on it drops the credential (as revocation-handler.ts would).
+    channel = createServer((s) => {
+      s.on('error', () => undefined);
+      s.on('data', () => (provider.held = undefined));
+    });
+    await new Promise<void>((r) => channel!.listen(0, '127.0.0.1', r));
+    const rev = connect((channel.address() as { port: number }).port, '127.0.0.1');
+    sockets.push(rev);
+    await new Promise<void>((r) => rev.once('connect', () => r()));
+    const a = await open(port);
+    await sleep(20);
+    // The upgrade first, the revocation after it; both reach the kernel while the loop is stopped.
+    a.sock.write(UPGRADE);
+    rev.write('revoke');
+    stall();
+    await waitFor(() => a.received().includes('\r\n\r\n'), { timeoutMs: 2_000 });
+    expect(a.received()).toMatch(/^HTTP\/1\.1 503 /);
+    expect(a.received()).toContain('leash_credential_unavailable');
+    expect(seen).toHaveLength(0);
+  });
+
+  it('an agent gone within that poll is never forwarded', async () => {
+    const { port, seen } = await setUp();
+    // Runs right after leash's own 'upgrade' listener, in the same turn: the agent is gone by the next.
+    proxy!.server.on('upgrade', (_req: IncomingMessage, socket: Duplex) => socket.destroy());
+    const a = await open(port);
+    a.sock.write(UPGRADE);
+    stall();
+    await sleep(200);
+    expect(seen).toHaveLength(0);
+  });
+});
