@@ -493,8 +493,11 @@ export class ProxyServer {
    */
   cutOpen(revoked: (route: string, lease: string | undefined) => boolean): number {
     let n = 0;
+    // A WebSocket's upgrade request stays in the timeouts until the next sweep after its
+    // 101: counted (and closed) once, as the upgraded socket below.
+    const upgraded = new Set(this.upgraded.values());
     for (const [ctx, proxyReq] of this.timeouts.entries()) {
-      if (!ctx.route || !revoked(ctx.route.name, ctx.credential?.lease)) continue;
+      if (upgraded.has(ctx) || !ctx.route || !revoked(ctx.route.name, ctx.credential?.lease)) continue;
       n++;
       if (ctx.res && !ctx.res.headersSent) this.cutStale(proxyReq, ctx);
       else {
