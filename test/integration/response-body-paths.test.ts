@@ -47,6 +47,7 @@ beforeAll(async () => {
     {
       routes: {
         h: { upstream: `http://127.0.0.1:${upstreamPort}`, credential: { env: 'KEY' }, allow: ['GET /**'], inject: { header: 'authorization', format: 'Bearer {{credential}}' } },
+        hb: { upstream: `http://127.0.0.1:${upstreamPort}/api/v3`, credential: { env: 'KEY' }, allow: ['GET /**'], inject: { header: 'authorization', format: 'Bearer {{credential}}' } },
       },
     },
     { env: { KEY: SECRET } },
@@ -296,5 +297,15 @@ describe('a refused WebSocket handshake (the raw path)', () => {
     expect(x.closed).toBe(true);
     expect(Date.now() - started).toBeLessThan(2_000);
     noSecret(x);
+  });
+});
+
+describe('Link targets leash does not bring back', () => {
+  it('a same-origin path outside the base path is made absolute on the upstream; a protocol-relative one is left as sent', async () => {
+    answer = writes('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nlink: </elsewhere>; rel="next", <//evil.example/x>; rel="help", </api/v3/p2>; rel="last"\r\ncontent-length: 2\r\n\r\n[]');
+    const x = await rawRequest(port, `GET /hb/x HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nconnection: close\r\n\r\n`);
+    expect(x.responses[0]?.header('link')).toBe(
+      `<http://127.0.0.1:${upstreamPort}/elsewhere>; rel="next", <//evil.example/x>; rel="help", <http://127.0.0.1:${port}/hb/p2>; rel="last"`,
+    );
   });
 });

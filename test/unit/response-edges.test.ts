@@ -1,9 +1,15 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { sidecarSchema } from '../../src/config/sidecar.js';
+import { systemClock } from '../../src/core/clock.js';
+import { EnvCredential } from '../../src/sidecar/credentials/static-sources.js';
+import { RouteRuntime } from '../../src/sidecar/proxy/route.js';
 import {
   isActiveContent,
   planResponse,
   relayHeaders,
   rewriteLinkTargets,
+  rewriteLocation,
   scrubUpgradeHeaders,
   transferCodingProblem,
 } from '../../src/sidecar/proxy/response.js';
@@ -103,5 +109,22 @@ describe('header names on the raw (refused handshake) and 101 paths', () => {
     const headers: Record<string, string[] | string> = { 'set-cookie': ['a=1', 'b=2\u007f'], 'x-kept': 'yes' };
     expect(scrubUpgradeHeaders(headers, scrubber)).toBe(1);
     expect(headers).toEqual({ 'x-kept': 'yes' });
+  });
+});
+
+describe('rewriteLocation: only an origin-relative path or an absolute http(s) URL as written is brought back', () => {
+  let r: RouteRuntime | undefined;
+  afterAll(() => r?.close());
+  it('forms a URL parser would still resolve to the upstream (one slash, no slash, a leading space) are left as sent', () => {
+    const config = parseConfig(
+      sidecarSchema,
+      JSON.stringify({ routes: { openai: { upstream: 'https://api.example.com/base', credential: { env: 'K' }, inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: [] } } }),
+      {},
+    );
+    r = new RouteRuntime('openai', config.routes.openai!, new EnvCredential('K', { K: 'v' }, systemClock, () => undefined), undefined);
+    expect(rewriteLocation('https://api.example.com/base/v1/x', r)).toBe('/openai/v1/x');
+    for (const loc of ['https:/api.example.com/base/v1/x', 'https:api.example.com/base/v1/x', ' https://api.example.com/base/v1/x', '\thttps://api.example.com/base/v1/x']) {
+      expect(rewriteLocation(loc, r), JSON.stringify(loc)).toBe(loc);
+    }
   });
 });
