@@ -1,0 +1,113 @@
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
+import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
+import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+/**
+ * Two things the proxy listener does that http-proxy and Node would otherwise do
+ * differently: a CONNECT is answered (leash is a reverse proxy: 400 leash_bad_request,
+ * nothing forwarded, the connection closed) rather than dropped without a word; and the
+ * upstream path goes out byte for byte as the agent sent it (under the route's prefix),
+ * not re-escaped by url.parse (toProxy).
+ */
+const VALUE = 'sk-connect-raw-path-test-credential-94ab';
+const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-crp', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-crp' });
+
+let upstream: Upstream | undefined;
+let proxy: ProxyServer | undefined;
+let route: RouteRuntime | undefined;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await proxy?.close(0);
+  await upstream?.close();
+  route?.close();
+  proxy = upstream = route = undefined;
+});
+
+let sink = new LogSink();
+
+async function setUp() {
+  const seen: string[] = [];
+  sink = new LogSink();
+  upstream = await startUpstream((req, res) => {
+    seen.push(req.url!);
+    res.end('{"ok":true}');
+  });
+  route = routeFor(upstream.url, new HandsOutAnything(cred()));
+  const outcomes: RequestOutcome[] = [];
+  proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'debug', destination: sink }));
+  const { port } = await proxy.listen('127.0.0.1', 0);
+  return { seen, outcomes, port };
+}
+
+/** Sends `raw`, resolves with everything read once the listener closes the connection (or after 2 s). */
+function exchange(port: number, raw: string): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    sockets.push(sock);
+    let text = '';
+    sock.setEncoding('latin1');
+    sock.on('data', (c: string) => (text += c));
+    sock.on('error', () => undefined);
+    const t = setTimeout(() => resolve({ text, closed: false }), 2_000);
+    sock.on('close', () => {
+      clearTimeout(t);
+      resolve({ text, closed: true });
+    });
+    sock.write(raw);
+  });
+}
+
+describe('the proxy listener', () => {
+  it('answers a CONNECT 400 leash_bad_request and closes the connection; nothing goes upstream', async () => {
+    const { seen, port } = await setUp();
+    const r = await exchange(port, `CONNECT 127.0.0.1:${upstream!.port} HTTP/1.1\r\nhost: 127.0.0.1:${upstream!.port}\r\n\r\n`);
+    expect(r.text).toMatch(/^HTTP\/1\.1 400 /);
+    expect(r.text).toContain('leash_bad_request');
+    expect(r.closed).toBe(true);
+    expect(seen).toHaveLength(0);
+  });
+
+  it('answers a request Node cannot parse 400 leash_bad_request, closes the connection, and logs its parser code at debug', async () => {
+    const { seen, port } = await setUp();
+    const r = await exchange(port, 'GET /search/x HTTP/1.1\r\nhost: leash\r\nbad header\r\n\r\n');
+    expect(r.text).toMatch(/^HTTP\/1\.1 400 /);
+    expect(r.text).toContain('x-leash-error: leash_bad_request');
+    expect(r.closed).toBe(true);
+    expect(seen).toHaveLength(0);
+    const logged = sink.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.msg === 'malformed request refused');
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.level).toBe('debug');
+    expect(String(logged[0]!.code)).toMatch(/^HPE_/);
+  });
+
+  it('keeps serving after a CONNECT whose agent reset the connection at once', async () => {
+    const { port } = await setUp();
+    for (let i = 0; i < 5; i++) {
+      const sock = connect(port, '127.0.0.1');
+      sockets.push(sock);
+      sock.on('error', () => undefined);
+      await new Promise<void>((r) => sock.once('connect', () => r()));
+      sock.write(`CONNECT 127.0.0.1:${upstream!.port} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`);
+      sock.resetAndDestroy();
+    }
+    await sleep(100);
+    const r = await exchange(port, 'GET /search/after HTTP/1.1\r\nhost: leash\r\nconnection: close\r\n\r\n');
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  it("sends the agent's path to the upstream as it was written: no re-escaping of {, }, |, ^, ', \"", async () => {
+    const { seen, outcomes, port } = await setUp();
+    const path = `/a{b}|c^d'e"f`;
+    const r = await exchange(port, `GET /search${path} HTTP/1.1\r\nhost: leash\r\nconnection: close\r\n\r\n`);
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+    await waitFor(() => outcomes.length === 1);
+    expect(seen).toEqual([path]);
+  });
+});

@@ -1,0 +1,59 @@
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
+import { ProxyServer } from '../../src/sidecar/proxy/server.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { sleep } from '../helpers/wait.js';
+
+/**
+ * connections.proxy.maxConnections: Node refuses connections past the limit itself; leash
+ * says so in its log, one warning a second at most however hard the flood (server.ts 'drop').
+ */
+let upstream: Upstream | undefined;
+let proxy: ProxyServer | undefined;
+let route: RouteRuntime | undefined;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await proxy?.close(0);
+  await upstream?.close();
+  route?.close();
+  proxy = upstream = route = undefined;
+});
+
+/** A connection, resolved once it is closed or has stayed open for `ms`: whether the listener closed it. */
+function attempt(port: number, ms = 300): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    sockets.push(sock);
+    sock.on('error', () => undefined);
+    const t = setTimeout(() => resolve(false), ms);
+    sock.once('close', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+describe('connections refused at maxConnections', () => {
+  it('are logged once a second at most, with the limit, however many are refused', async () => {
+    upstream = await startUpstream((_req, res) => res.end('ok'));
+    route = routeFor(upstream.url, new HandsOutAnything(undefined));
+    const sink = new LogSink();
+    proxy = new ProxyServer(envFor(route, () => 0), { requestDone: () => undefined, upstreamAuthFailure: () => undefined }, createLogger({ level: 'debug', destination: sink }), {
+      maxConnections: 1,
+      idleTimeout: 30_000,
+    });
+    const { port } = await proxy.listen('127.0.0.1', 0);
+    expect(await attempt(port)).toBe(false); // the one allowed, kept open
+    const refused = await Promise.all(Array.from({ length: 6 }, () => attempt(port)));
+    expect(refused).toEqual(Array(6).fill(true));
+    await sleep(50);
+    const lines = sink.lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.msg === 'agent connections refused: listener at maxConnections');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.maxConnections).toBe(1);
+    expect(lines[0]!.level).toBe('warn');
+  });
+});

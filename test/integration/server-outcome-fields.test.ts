@@ -1,0 +1,84 @@
+import type { ServerResponse } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
+import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
+import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
+import { createLogger } from '../../src/telemetry/logger.js';
+import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
+import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { rawRequest } from '../helpers/proxy-util.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * What the proxy reports about a request (the outcome behind the `request` audit line and
+ * usage) and what the agent is told when its credential is revoked while the upstream has
+ * not answered yet: the path is the agent's (under the route), never the upstream path it
+ * was rewritten to; a request refused before any route was found still has its path; and
+ * the revoked request's 503 names its route.
+ */
+const VALUE = 'sk-outcome-fields-test-credential-8d3a';
+const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-fields', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-fields' });
+
+let upstream: Upstream | undefined;
+let proxy: ProxyServer | undefined;
+let route: RouteRuntime | undefined;
+afterEach(async () => {
+  await proxy?.close(0);
+  await upstream?.close();
+  route?.close();
+  proxy = upstream = route = undefined;
+});
+
+async function setUp(hold = false) {
+  const seen: string[] = [];
+  const held: ServerResponse[] = [];
+  upstream = await startUpstream((req, res) => {
+    seen.push(req.url!);
+    if (hold) held.push(res);
+    else res.end('{"ok":true}');
+  });
+  // An upstream with a base path: the upstream path differs from the agent's.
+  route = routeFor(`${upstream.url}/base`, new HandsOutAnything(cred()));
+  const outcomes: RequestOutcome[] = [];
+  proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
+  const { port } = await proxy.listen('127.0.0.1', 0);
+  return { seen, held, outcomes, port };
+}
+
+describe('request outcomes', () => {
+  it("record the agent's path, not the upstream path it was sent to", async () => {
+    const { seen, outcomes, port } = await setUp();
+    const r = await rawRequest(`http://127.0.0.1:${port}/search/v1/items?page=2`);
+    expect(r.status).toBe(200);
+    expect(seen).toEqual(['/base/v1/items?page=2']);
+    await waitFor(() => outcomes.length === 1);
+    expect(outcomes[0]!.route).toBe('search');
+    expect(outcomes[0]!.path).toBe('/v1/items');
+  });
+
+  it('of a request refused before a route was found still record its path', async () => {
+    const { seen, outcomes, port } = await setUp();
+    const r = await rawRequest(`http://127.0.0.1:${port}/nowhere/x`);
+    expect(r.status).toBe(404);
+    await waitFor(() => outcomes.length === 1);
+    expect(outcomes[0]!.route).toBeUndefined();
+    expect(outcomes[0]!.path).toBe('/nowhere/x');
+    expect(seen).toEqual([]);
+  });
+});
+
+describe('a request whose credential is revoked before the upstream answered', () => {
+  it('gets 503 leash_credential_unavailable naming its route', async () => {
+    const { held, outcomes, port } = await setUp(true);
+    const pending = rawRequest(`http://127.0.0.1:${port}/search/v1/slow`);
+    await waitFor(() => held.length === 1);
+    expect(proxy!.cutOpen((r, lease) => r === 'search' && lease === 'L-fields')).toBe(1);
+    const r = await pending;
+    expect(r.status).toBe(503);
+    const body = JSON.parse(r.body.toString('utf8')) as { error: { type: string; route: string | null } };
+    expect(body.error.type).toBe('leash_credential_unavailable');
+    expect(body.error.route).toBe('search');
+    await waitFor(() => outcomes.length === 1);
+    expect(outcomes[0]!.status).toBe(503);
+  });
+});
