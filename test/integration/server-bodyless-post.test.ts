@@ -32,7 +32,9 @@ afterEach(async () => {
 
 async function setUp() {
   const seen: { method: string; url: string; body: string }[] = [];
+  const heads: string[] = [];
   upstream = await startUpstream((req, res) => {
+    heads.push(`${req.method} ${req.url} ${req.headers.authorization ?? '-'}`);
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString('latin1')));
     req.on('end', () => {
@@ -44,7 +46,7 @@ async function setUp() {
   const outcomes: RequestOutcome[] = [];
   proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
   const { port } = await proxy.listen('127.0.0.1', 0);
-  return { seen, outcomes, port };
+  return { seen, heads, outcomes, port };
 }
 
 function send(port: number, raw: string): Promise<string> {
@@ -76,10 +78,12 @@ describe('a POST without a body', () => {
   }
 
   it('with a body and such a content-type is refused, nothing forwarded (the contrast)', async () => {
-    const { seen, port } = await setUp();
+    const { seen, heads, port } = await setUp();
     const answer = await send(port, 'POST /search/body HTTP/1.1\r\nhost: leash\r\ncontent-type: multipart/form-data\r\ncontent-length: 2\r\n\r\nab');
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(answer).toContain('leash_bad_request');
+    await new Promise((r) => setTimeout(r, 100));
     expect(seen).toHaveLength(0);
+    expect(heads).toEqual([]);
   });
 });
