@@ -16,14 +16,14 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * `req.resume(); // the rest of the body is read and dropped: the agent's connection
  * stays usable`). test/security/early-answer.test.ts covers a rest of ~100 bytes.
  *
- * SOURCE BUG SUSPECTED (low severity, availability of one agent connection): with a rest
- * larger than a few stream buffers (≥ ~100 KB here) the agent's connection stalls and its
- * next request is never answered. The close handler calls withdrawRequest (which destroys
- * the upstream request) and then req.resume(); but the agent's request is still piped into
- * that upstream request, and when the destroyed request emits 'close' the pipe unpipes and
- * pauses the agent's request again (Readable.pipe's cleanup), so leash stops reading the
- * agent's socket. `req.unpipe()` before `req.resume()` would keep it flowing (checked with
- * plain streams). Remove `.fails` once fixed.
+ * Found in the twentieth session, fixed since: with a rest larger than a few stream
+ * buffers (≥ ~100 KB) the agent's connection stalled and its next request was never
+ * answered. The close handler called withdrawRequest (which destroys the upstream request)
+ * and then req.resume(); but the agent's request was still piped into that upstream
+ * request, and when the destroyed request emitted 'close' the pipe unpiped and paused the
+ * agent's request again (Readable.pipe's cleanup), so leash stopped reading the agent's
+ * socket. It is now unpiped before it is resumed. The class: rests of every size from a
+ * few bytes to 1 MB, sent with Content-Length or chunked.
  */
 const VALUE = 'sk-early-answer-drain-test-credential-1f6b';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-drain', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-drain' });
@@ -40,34 +40,47 @@ afterEach(async () => {
   proxy = upstream = route = undefined;
 });
 
+/** The body's framing: the head's header, and how the rest of `n` bytes goes on the wire after the first KiB. */
+const FRAMINGS = {
+  'content-length': { header: (n: number) => `content-length: ${n + 1_000}`, first: 'x'.repeat(1_000), rest: (n: number) => 'x'.repeat(n) },
+  chunked: {
+    header: () => 'transfer-encoding: chunked',
+    first: `3e8\r\n${'x'.repeat(1_000)}\r\n`,
+    rest: (n: number) => (n > 0 ? `${n.toString(16)}\r\n${'x'.repeat(n)}\r\n` : '') + '0\r\n\r\n',
+  },
+} as const;
+
 describe('an answer that comes before the request body has gone out', () => {
-  it.fails('leaves the agent connection usable after a large rest of the body (1 MB)', async () => {
-    const seen: string[] = [];
-    upstream = await startUpstream((req, res) => {
-      seen.push(`${req.method} ${req.url}`);
-      res.writeHead(req.method === 'POST' ? 401 : 200, { 'content-length': '2' });
-      res.end('no');
-    });
-    route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['GET /**', 'POST /**'] });
-    const outcomes: RequestOutcome[] = [];
-    proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
-    const { port } = await proxy.listen('127.0.0.1', 0);
-    const sock = connect(port, '127.0.0.1');
-    sockets.push(sock);
-    let text = '';
-    sock.setEncoding('latin1');
-    sock.on('data', (c: string) => (text += c));
-    sock.on('error', () => undefined);
-    await new Promise<void>((r) => sock.once('connect', () => r()));
-    const size = 1_000_000;
-    sock.write(`POST /search/upload HTTP/1.1\r\nhost: leash\r\ncontent-type: application/octet-stream\r\ncontent-length: ${size}\r\n\r\n` + 'x'.repeat(1_000));
-    await waitFor(() => parseResponses(text).length === 1, { timeoutMs: 2_000 });
-    expect(parseResponses(text)[0]!.status).toBe(401);
-    await sleep(50);
-    sock.write('x'.repeat(size - 1_000));
-    sock.write('GET /search/next HTTP/1.1\r\nhost: leash\r\n\r\n');
-    await waitFor(() => parseResponses(text).length === 2, { timeoutMs: 2_000, message: 'the next request on the connection to be answered' });
-    expect(parseResponses(text).map((r) => r.status)).toEqual([401, 200]);
-    expect(seen).toEqual(['POST /upload', 'GET /next']);
-  });
+  for (const [framing, f] of Object.entries(FRAMINGS)) {
+    for (const rest of [100, 64 * 1024, 256 * 1024, 999_000]) {
+      it(`leaves the agent connection usable after a rest of ${rest} bytes (${framing})`, async () => {
+        const seen: string[] = [];
+        upstream = await startUpstream((req, res) => {
+          seen.push(`${req.method} ${req.url}`);
+          res.writeHead(req.method === 'POST' ? 401 : 200, { 'content-length': '2' });
+          res.end('no');
+        });
+        route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['GET /**', 'POST /**'] });
+        const outcomes: RequestOutcome[] = [];
+        proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
+        const { port } = await proxy.listen('127.0.0.1', 0);
+        const sock = connect(port, '127.0.0.1');
+        sockets.push(sock);
+        let text = '';
+        sock.setEncoding('latin1');
+        sock.on('data', (c: string) => (text += c));
+        sock.on('error', () => undefined);
+        await new Promise<void>((r) => sock.once('connect', () => r()));
+        sock.write(`POST /search/upload HTTP/1.1\r\nhost: leash\r\ncontent-type: application/octet-stream\r\n${f.header(rest)}\r\n\r\n${f.first}`);
+        await waitFor(() => parseResponses(text).length === 1, { timeoutMs: 2_000 });
+        expect(parseResponses(text)[0]!.status).toBe(401);
+        await sleep(50);
+        sock.write(f.rest(rest));
+        sock.write('GET /search/next HTTP/1.1\r\nhost: leash\r\n\r\n');
+        await waitFor(() => parseResponses(text).length === 2, { timeoutMs: 2_000, message: 'the next request on the connection to be answered' });
+        expect(parseResponses(text).map((r) => r.status)).toEqual([401, 200]);
+        expect(seen).toEqual(['POST /upload', 'GET /next']);
+      });
+    }
+  }
 });

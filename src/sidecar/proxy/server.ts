@@ -328,7 +328,11 @@ export class ProxyServer {
         // desync). Node has also detached this request from the agent's connection, so it
         // would otherwise wait for the rest for ever, holding one of the route's sockets.
         withdrawRequest(ctx.route!.agent, ctx.proxyReq);
-        req.resume(); // the rest of the body is read and dropped: the agent's connection stays usable
+        // The rest of the body is read and dropped: the agent's connection stays usable.
+        // Unpiped first: the destroyed upstream request's 'close' would unpipe it later and
+        // pause it again, and a rest larger than the socket buffers then stalled the connection.
+        req.unpipe();
+        req.resume();
       }
       this.finish(req, ctx, res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED);
     });
