@@ -1,12 +1,8 @@
-import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
 import type { RequestBodyFilter } from '../../src/sidecar/proxy/request-body.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -22,21 +18,12 @@ const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-bpc', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-bpc' });
 const accepts: RequestBodyFilter = { name: 'accepts-all', maxBytes: 4_096, end: () => undefined };
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 async function setUp() {
   const seen: { body: string; authorization: string | undefined }[] = [];
-  upstream = await startUpstream((req, res) => {
+  const upstream = await stand.upstream((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString('latin1')));
     req.on('end', () => {
@@ -45,19 +32,10 @@ async function setUp() {
     });
   });
   const provider = new HandsOutAnything(undefined);
-  route = routeFor(upstream.url, provider, { allow: ['POST /mcp'], timeouts: { connect: '2s', idle: '2s' } }, 'tools', { bodyFilters: [accepts] });
-  const outcomes: RequestOutcome[] = [];
-  const sink = new LogSink();
-  proxy = new ProxyServer(envFor(route, () => nowMs), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'debug', destination: sink }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  const sock = connect(port, '127.0.0.1');
-  sockets.push(sock);
-  let text = '';
-  sock.setEncoding('latin1');
-  sock.on('data', (c: string) => (text += c));
-  sock.on('error', () => undefined);
-  await new Promise<void>((r) => sock.once('connect', () => r()));
-  return { seen, provider, outcomes, sink, sock, received: () => text };
+  const route = routeFor(upstream.url, provider, { allow: ['POST /mcp'], timeouts: { connect: '2s', idle: '2s' } }, 'tools', { bodyFilters: [accepts] });
+  const { port, outcomes, logs: sink } = await stand.start(route, { now: () => nowMs, level: 'debug' });
+  const { sock, received } = await stand.open(port);
+  return { seen, provider, outcomes, sink, sock, received };
 }
 
 describe('a route with a request-body phase', () => {

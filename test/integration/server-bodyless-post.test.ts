@@ -1,11 +1,7 @@
-import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -18,22 +14,13 @@ import { waitFor } from '../helpers/wait.js';
 const VALUE = 'sk-bodyless-post-test-credential-7a91c3';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-bodyless', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-bodyless' });
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 async function setUp() {
   const seen: { method: string; url: string; body: string }[] = [];
   const heads: string[] = [];
-  upstream = await startUpstream((req, res) => {
+  const upstream = await stand.upstream((req, res) => {
     heads.push(`${req.method} ${req.url} ${req.headers.authorization ?? '-'}`);
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString('latin1')));
@@ -42,27 +29,14 @@ async function setUp() {
       res.end('{"ok":true}');
     });
   });
-  route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['GET /**', 'POST /**'] });
-  const outcomes: RequestOutcome[] = [];
-  proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
+  const route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['GET /**', 'POST /**'] });
+  const { outcomes, port } = await stand.start(route);
   return { seen, heads, outcomes, port };
 }
 
-function send(port: number, raw: string): Promise<string> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    sockets.push(sock);
-    let text = '';
-    sock.setEncoding('latin1');
-    sock.on('data', (c: string) => {
-      text += c;
-      if (/\r\n\r\n[\s\S]*\}$/.test(text)) resolve(text);
-    });
-    sock.on('error', () => undefined);
-    sock.on('close', () => resolve(text));
-    sock.write(raw);
-  });
+/** Sends `raw` on a new connection; resolves with what was read once an answer with its JSON body is in, or the connection closed. */
+async function send(port: number, raw: string): Promise<string> {
+  return (await stand.exchange(port, raw, { until: (text) => /\r\n\r\n[\s\S]*\}$/.test(text) })).text;
 }
 
 describe('a POST without a body', () => {

@@ -1,11 +1,8 @@
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { type Exchanged, ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -18,56 +15,27 @@ import { sleep, waitFor } from '../helpers/wait.js';
 const VALUE = 'sk-connect-raw-path-test-credential-94ab';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-crp', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-crp' });
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
-
-let sink = new LogSink();
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 async function setUp() {
   const seen: string[] = [];
-  sink = new LogSink();
-  upstream = await startUpstream((req, res) => {
+  const upstream = await stand.upstream((req, res) => {
     seen.push(req.url!);
     res.end('{"ok":true}');
   });
-  route = routeFor(upstream.url, new HandsOutAnything(cred()));
-  const outcomes: RequestOutcome[] = [];
-  proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'debug', destination: sink }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  return { seen, outcomes, port };
+  const route = routeFor(upstream.url, new HandsOutAnything(cred()));
+  const { outcomes, port, logs: sink } = await stand.start(route, { level: 'debug' });
+  return { seen, outcomes, port, upstream, sink };
 }
 
 /** Sends `raw`, resolves with everything read once the listener closes the connection (or after 2 s). */
-function exchange(port: number, raw: string): Promise<{ text: string; closed: boolean }> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    sockets.push(sock);
-    let text = '';
-    sock.setEncoding('latin1');
-    sock.on('data', (c: string) => (text += c));
-    sock.on('error', () => undefined);
-    const t = setTimeout(() => resolve({ text, closed: false }), 2_000);
-    sock.on('close', () => {
-      clearTimeout(t);
-      resolve({ text, closed: true });
-    });
-    sock.write(raw);
-  });
-}
+const exchange = (port: number, raw: string): Promise<Exchanged> => stand.exchange(port, raw, { ms: 2_000 });
 
 describe('the proxy listener', () => {
   it('answers a CONNECT 400 leash_bad_request and closes the connection; nothing goes upstream', async () => {
-    const { seen, port } = await setUp();
-    const r = await exchange(port, `CONNECT 127.0.0.1:${upstream!.port} HTTP/1.1\r\nhost: 127.0.0.1:${upstream!.port}\r\n\r\n`);
+    const { seen, port, upstream } = await setUp();
+    const r = await exchange(port, `CONNECT 127.0.0.1:${upstream.port} HTTP/1.1\r\nhost: 127.0.0.1:${upstream.port}\r\n\r\n`);
     expect(r.text).toMatch(/^HTTP\/1\.1 400 /);
     expect(r.text).toContain('leash_bad_request');
     expect(r.closed).toBe(true);
@@ -75,7 +43,7 @@ describe('the proxy listener', () => {
   });
 
   it('answers a request Node cannot parse 400 leash_bad_request, closes the connection, and logs its parser code at debug', async () => {
-    const { seen, port } = await setUp();
+    const { seen, port, sink } = await setUp();
     const r = await exchange(port, 'GET /search/x HTTP/1.1\r\nhost: leash\r\nbad header\r\n\r\n');
     expect(r.text).toMatch(/^HTTP\/1\.1 400 /);
     expect(r.text).toContain('x-leash-error: leash_bad_request');
@@ -88,13 +56,13 @@ describe('the proxy listener', () => {
   });
 
   it('keeps serving after a CONNECT whose agent reset the connection at once', async () => {
-    const { port } = await setUp();
+    const { port, upstream } = await setUp();
     for (let i = 0; i < 5; i++) {
       const sock = connect(port, '127.0.0.1');
-      sockets.push(sock);
+      stand.sockets.push(sock);
       sock.on('error', () => undefined);
       await new Promise<void>((r) => sock.once('connect', () => r()));
-      sock.write(`CONNECT 127.0.0.1:${upstream!.port} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`);
+      sock.write(`CONNECT 127.0.0.1:${upstream.port} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`);
       sock.resetAndDestroy();
     }
     await sleep(100);

@@ -1,12 +1,9 @@
-import { connect, type Socket } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { MAX_PIPELINED, ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { MAX_PIPELINED } from '../../src/sidecar/proxy/server.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { parseResponses } from '../helpers/security-net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -19,56 +16,29 @@ import { sleep, waitFor } from '../helpers/wait.js';
 const VALUE = 'sk-connection-lifecycle-test-5f17c0be';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-life', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-life' });
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
-
-let sink = new LogSink();
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 async function setUp(handler: (url: string, res: ServerResponse) => void) {
   const seen: string[] = [];
-  sink = new LogSink();
-  upstream = await startUpstream((req, res) => {
+  const upstream = await stand.upstream((req, res) => {
     seen.push(req.url!);
     handler(req.url!, res);
   });
-  route = routeFor(upstream.url, new HandsOutAnything(cred()));
-  const outcomes: RequestOutcome[] = [];
-  proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'debug', destination: sink }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  return { seen, outcomes, port };
-}
-
-async function open(port: number): Promise<{ sock: Socket; received: () => string; closed: () => boolean }> {
-  const sock = connect(port, '127.0.0.1');
-  sockets.push(sock);
-  let text = '';
-  let closed = false;
-  sock.setEncoding('latin1');
-  sock.on('data', (c: string) => (text += c));
-  sock.on('error', () => undefined);
-  sock.on('close', () => (closed = true));
-  await new Promise<void>((r) => sock.once('connect', () => r()));
-  return { sock, received: () => text, closed: () => closed };
+  const route = routeFor(upstream.url, new HandsOutAnything(cred()));
+  const { outcomes, port, logs: sink } = await stand.start(route, { level: 'debug' });
+  return { seen, outcomes, port, sink };
 }
 
 describe('an agent connection', () => {
   it('that pipelines a few requests again and again is served for as long as it lasts', async () => {
     const { seen, port } = await setUp((_url, res) => res.end('ok'));
-    const agent = await open(port);
+    const agent = await stand.open(port);
     const rounds = MAX_PIPELINED; // far more pipelined requests in all than the bound on one burst
     for (let round = 0; round < rounds; round++) {
       agent.sock.write(Array.from({ length: 3 }, (_, i) => `GET /search/r${round}/${i} HTTP/1.1\r\nhost: leash\r\n\r\n`).join(''));
-      await waitFor(() => parseResponses(agent.received()).length === 3 * (round + 1) || agent.closed(), { timeoutMs: 3_000 });
-      expect(agent.closed()).toBe(false);
+      await waitFor(() => parseResponses(agent.received()).length === 3 * (round + 1) || agent.isClosed(), { timeoutMs: 3_000 });
+      expect(agent.isClosed()).toBe(false);
     }
     expect(parseResponses(agent.received()).map((r) => r.status)).toEqual(Array(3 * rounds).fill(200));
     expect(seen).toHaveLength(3 * rounds);
@@ -76,10 +46,10 @@ describe('an agent connection', () => {
 
   it('that pipelines more than MAX_PIPELINED requests behind one under way is closed, and that is logged at debug', async () => {
     const held: ServerResponse[] = [];
-    const { seen, port } = await setUp((_url, res) => void held.push(res));
-    const agent = await open(port);
+    const { seen, port, sink } = await setUp((_url, res) => void held.push(res));
+    const agent = await stand.open(port);
     agent.sock.write(Array.from({ length: MAX_PIPELINED + 2 }, (_, i) => `GET /search/p${i} HTTP/1.1\r\nhost: leash\r\n\r\n`).join(''));
-    await waitFor(() => agent.closed(), { timeoutMs: 2_000, message: 'leash to close the connection' });
+    await waitFor(() => agent.isClosed(), { timeoutMs: 2_000, message: 'leash to close the connection' });
     await sleep(100);
     // None of those queued behind the first went upstream (the first was cut with the connection).
     expect(seen.filter((u) => u !== '/p0')).toEqual([]);
@@ -95,7 +65,7 @@ describe('an agent connection', () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write('data: first\n\n');
     });
-    const agent = await open(port);
+    const agent = await stand.open(port);
     agent.sock.write('GET /search/stream HTTP/1.1\r\nhost: leash\r\n\r\n');
     await waitFor(() => agent.received().includes('data: first'));
     agent.sock.destroy();
@@ -105,7 +75,7 @@ describe('an agent connection', () => {
 
   it('that goes away before the upstream answered is recorded 499', async () => {
     const { seen, outcomes, port } = await setUp(() => undefined);
-    const agent = await open(port);
+    const agent = await stand.open(port);
     agent.sock.write('GET /search/slow HTTP/1.1\r\nhost: leash\r\n\r\n');
     await waitFor(() => seen.length === 1);
     agent.sock.destroy();

@@ -1,33 +1,21 @@
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { sleep } from '../helpers/wait.js';
 
 /**
  * connections.proxy.maxConnections: Node refuses connections past the limit itself; leash
  * says so in its log, one warning a second at most however hard the flood (server.ts 'drop').
  */
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 /** A connection, resolved once it is closed or has stayed open for `ms`: whether the listener closed it. */
 function attempt(port: number, ms = 300): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect(port, '127.0.0.1');
-    sockets.push(sock);
+    stand.sockets.push(sock);
     sock.on('error', () => undefined);
     const t = setTimeout(() => resolve(false), ms);
     sock.once('close', () => {
@@ -39,14 +27,9 @@ function attempt(port: number, ms = 300): Promise<boolean> {
 
 describe('connections refused at maxConnections', () => {
   it('are logged once a second at most, with the limit, however many are refused', async () => {
-    upstream = await startUpstream((_req, res) => res.end('ok'));
-    route = routeFor(upstream.url, new HandsOutAnything(undefined));
-    const sink = new LogSink();
-    proxy = new ProxyServer(envFor(route, () => 0), { requestDone: () => undefined, upstreamAuthFailure: () => undefined }, createLogger({ level: 'debug', destination: sink }), {
-      maxConnections: 1,
-      idleTimeout: 30_000,
-    });
-    const { port } = await proxy.listen('127.0.0.1', 0);
+    const upstream = await stand.upstream((_req, res) => res.end('ok'));
+    const route = routeFor(upstream.url, new HandsOutAnything(undefined));
+    const { port, logs: sink } = await stand.start(route, { now: () => 0, level: 'debug', limits: { maxConnections: 1, idleTimeout: 30_000 } });
     expect(await attempt(port)).toBe(false); // the one allowed, kept open
     const refused = await Promise.all(Array.from({ length: 6 }, () => attempt(port)));
     expect(refused).toEqual(Array(6).fill(true));

@@ -1,11 +1,7 @@
-import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { parseResponses } from '../helpers/security-net.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -28,17 +24,8 @@ import { sleep, waitFor } from '../helpers/wait.js';
 const VALUE = 'sk-early-answer-drain-test-credential-1f6b';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-drain', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-drain' });
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 /** The body's framing: the head's header, and how the rest of `n` bytes goes on the wire after the first KiB. */
 const FRAMINGS = {
@@ -55,30 +42,22 @@ describe('an answer that comes before the request body has gone out', () => {
     for (const rest of [100, 64 * 1024, 256 * 1024, 999_000]) {
       it(`leaves the agent connection usable after a rest of ${rest} bytes (${framing})`, async () => {
         const seen: string[] = [];
-        upstream = await startUpstream((req, res) => {
+        const upstream = await stand.upstream((req, res) => {
           seen.push(`${req.method} ${req.url}`);
           res.writeHead(req.method === 'POST' ? 401 : 200, { 'content-length': '2' });
           res.end('no');
         });
-        route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['GET /**', 'POST /**'] });
-        const outcomes: RequestOutcome[] = [];
-        proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
-        const { port } = await proxy.listen('127.0.0.1', 0);
-        const sock = connect(port, '127.0.0.1');
-        sockets.push(sock);
-        let text = '';
-        sock.setEncoding('latin1');
-        sock.on('data', (c: string) => (text += c));
-        sock.on('error', () => undefined);
-        await new Promise<void>((r) => sock.once('connect', () => r()));
+        const route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['GET /**', 'POST /**'] });
+        const { port } = await stand.start(route);
+        const { sock, received } = await stand.open(port);
         sock.write(`POST /search/upload HTTP/1.1\r\nhost: leash\r\ncontent-type: application/octet-stream\r\n${f.header(rest)}\r\n\r\n${f.first}`);
-        await waitFor(() => parseResponses(text).length === 1, { timeoutMs: 2_000 });
-        expect(parseResponses(text)[0]!.status).toBe(401);
+        await waitFor(() => parseResponses(received()).length === 1, { timeoutMs: 2_000 });
+        expect(parseResponses(received())[0]!.status).toBe(401);
         await sleep(50);
         sock.write(f.rest(rest));
         sock.write('GET /search/next HTTP/1.1\r\nhost: leash\r\n\r\n');
-        await waitFor(() => parseResponses(text).length === 2, { timeoutMs: 2_000, message: 'the next request on the connection to be answered' });
-        expect(parseResponses(text).map((r) => r.status)).toEqual([401, 200]);
+        await waitFor(() => parseResponses(received()).length === 2, { timeoutMs: 2_000, message: 'the next request on the connection to be answered' });
+        expect(parseResponses(received()).map((r) => r.status)).toEqual([401, 200]);
         expect(seen).toEqual(['POST /upload', 'GET /next']);
       });
     }

@@ -1,13 +1,9 @@
-import { connect, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
 import type { RequestBodyFilter } from '../../src/sidecar/proxy/request-body.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -27,47 +23,23 @@ interface Seen {
   body: string;
 }
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 async function setUp() {
   const seen: Seen[] = [];
-  upstream = await startUpstream((req, res) => {
+  const upstream = await stand.upstream((req, res) => {
     const s: Seen = { method: req.method!, headers: req.headers, body: '' };
     seen.push(s);
     req.setEncoding('utf8');
     req.on('data', (c: string) => (s.body += c));
     req.on('end', () => res.end('{"ok":true}'));
   });
-  route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['POST /form', 'GET /items'], timeouts: { connect: '2s', idle: '2s' } }, 'tools', {
+  const route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['POST /form', 'GET /items'], timeouts: { connect: '2s', idle: '2s' } }, 'tools', {
     bodyFilters: [acceptAll],
   });
-  const outcomes: RequestOutcome[] = [];
-  proxy = new ProxyServer(envFor(route, () => nowMs), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
+  const { outcomes, port } = await stand.start(route, { now: () => nowMs });
   return { seen, outcomes, port };
-}
-
-function agent(port: number): Promise<{ sock: Socket; received: () => string; closed: Promise<void> }> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    sockets.push(sock);
-    let text = '';
-    sock.setEncoding('latin1');
-    sock.on('data', (c: string) => (text += c));
-    sock.on('error', () => undefined);
-    const closed = new Promise<void>((r) => sock.once('close', () => r()));
-    sock.once('connect', () => resolve({ sock, received: () => text, closed }));
-  });
 }
 
 const bodyOf = (raw: string): Record<string, unknown> => JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
@@ -75,7 +47,7 @@ const bodyOf = (raw: string): Record<string, unknown> => JSON.parse(raw.slice(ra
 describe('a method override in a body read by the body phase', () => {
   it('is refused 400 leash_bad_request naming the route; the connection closes; nothing reaches the upstream', async () => {
     const { seen, port, outcomes } = await setUp();
-    const a = await agent(port);
+    const a = await stand.open(port);
     const form = 'a=1&_method=DELETE';
     a.sock.write(`POST /tools/form HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\n\r\n${form}`);
     await waitFor(() => a.received().includes('}}'));
@@ -96,7 +68,7 @@ describe('a method override in a body read by the body phase', () => {
 
   it('a request pipelined behind the refused one is never forwarded', async () => {
     const { seen, port } = await setUp();
-    const a = await agent(port);
+    const a = await stand.open(port);
     const form = '_method=PUT';
     a.sock.write(
       `POST /tools/form HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\n\r\n${form}` +
@@ -111,7 +83,7 @@ describe('a method override in a body read by the body phase', () => {
 
   it('a multipart body whose boundary cannot be read is refused 400 leash_bad_request, not forwarded', async () => {
     const { seen, port } = await setUp();
-    const a = await agent(port);
+    const a = await stand.open(port);
     const body = '--a\r\ncontent-disposition: form-data; name="x"\r\n\r\n1\r\n--a--\r\n';
     a.sock.write(`POST /tools/form HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=a; boundary=b\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
     await waitFor(() => a.received().includes('}}'));
@@ -125,7 +97,7 @@ describe('a method override in a body read by the body phase', () => {
 describe('framing of what the body phase forwards', () => {
   it('a GET without a body reaches the upstream without a content-length or transfer-encoding', async () => {
     const { seen, port } = await setUp();
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(`GET /tools/items HTTP/1.1\r\nHost: x\r\n\r\n`);
     await waitFor(() => a.received().includes('{"ok":true}'));
     expect(seen).toHaveLength(1);
@@ -136,7 +108,7 @@ describe('framing of what the body phase forwards', () => {
 
   it('a form body without an override is forwarded whole, framed by its length', async () => {
     const { seen, port } = await setUp();
-    const a = await agent(port);
+    const a = await stand.open(port);
     const form = 'a=1&method=DELETE';
     a.sock.write(`POST /tools/form HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n${form.length.toString(16)}\r\n${form}\r\n0\r\n\r\n`);
     await waitFor(() => a.received().includes('{"ok":true}'));

@@ -1,13 +1,8 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -21,54 +16,20 @@ const VALUE = 'sk-cut-open-server-io-credential-0123456789';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-cut', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-cut' });
 
-let upstream: Server | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Array<Socket | Duplex> = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  if (upstream) {
-    upstream.closeAllConnections();
-    await new Promise<void>((r) => upstream!.close(() => r()));
-  }
-  route?.close();
-  proxy = upstream = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 /** /wait never answers; /stream sends its head and a first chunk, then holds; upgrades get a 101 and stay open. */
 async function setUp(idle = '5s') {
-  upstream = createServer((req: IncomingMessage, res) => {
+  const upstream = await stand.upstream((req: IncomingMessage, res) => {
     if (req.url === '/stream') {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write('data: first\n\n');
     }
   });
-  upstream.on('upgrade', (_req, socket: Duplex) => {
-    sockets.push(socket);
-    socket.on('error', () => undefined);
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: x\r\n\r\n');
-  });
-  await new Promise<void>((r) => upstream!.listen(0, '127.0.0.1', r));
-  const upPort = (upstream.address() as { port: number }).port;
-  route = routeFor(`http://127.0.0.1:${upPort}`, new HandsOutAnything(cred()), { allow: ['GET /wait', 'GET /stream', 'GET /socket'], timeouts: { connect: '2s', idle } }, 'api');
-  const outcomes: RequestOutcome[] = [];
-  const logs = new LogSink();
-  proxy = new ProxyServer(envFor(route, () => nowMs), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'debug', destination: logs }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  const lines = () => logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { port, outcomes, lines };
-}
-
-function agent(port: number, bytes: string): { sock: Socket; received: () => string; closed: Promise<void> } {
-  const sock = connect(port, '127.0.0.1');
-  sockets.push(sock);
-  let text = '';
-  sock.on('data', (d: Buffer) => (text += d.toString('latin1')));
-  sock.on('error', () => undefined);
-  const closed = new Promise<void>((r) => sock.once('close', () => r()));
-  sock.on('connect', () => sock.write(bytes));
-  return { sock, received: () => text, closed };
+  stand.acceptUpgrades(upstream.server);
+  const route = routeFor(upstream.url, new HandsOutAnything(cred()), { allow: ['GET /wait', 'GET /stream', 'GET /socket'], timeouts: { connect: '2s', idle } }, 'api');
+  return stand.start(route, { now: () => nowMs, level: 'debug' });
 }
 
 const get = (path: string) => `GET /api${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
@@ -76,12 +37,12 @@ const UPGRADE = 'GET /api/socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websock
 
 describe('cutOpen', () => {
   it('ends a waiting request (503) and a stream under way (cut), and counts two', async () => {
-    const { port, outcomes, lines } = await setUp();
-    const waiting = agent(port, get('/wait'));
-    const stream = agent(port, get('/stream'));
-    await waitFor(() => stream.received().includes('data: first') && proxy!.inFlight === 2);
+    const { port, outcomes, lines, proxy } = await setUp();
+    const waiting = stand.connect(port, get('/wait'));
+    const stream = stand.connect(port, get('/stream'));
+    await waitFor(() => stream.received().includes('data: first') && proxy.inFlight === 2);
     const asked: Array<[string, string | undefined]> = [];
-    const n = proxy!.cutOpen((r, lease) => {
+    const n = proxy.cutOpen((r, lease) => {
       asked.push([r, lease]);
       return lease === 'L-cut';
     });
@@ -104,22 +65,22 @@ describe('cutOpen', () => {
   });
 
   it('a rule that matches nothing ends nothing and counts zero', async () => {
-    const { port } = await setUp();
-    const ws = agent(port, UPGRADE);
-    const waiting = agent(port, get('/wait'));
-    await waitFor(() => ws.received().includes('\r\n\r\n') && proxy!.inFlight === 2);
-    expect(proxy!.cutOpen(() => false)).toBe(0);
+    const { port, proxy } = await setUp();
+    const ws = stand.connect(port, UPGRADE);
+    const waiting = stand.connect(port, get('/wait'));
+    await waitFor(() => ws.received().includes('\r\n\r\n') && proxy.inFlight === 2);
+    expect(proxy.cutOpen(() => false)).toBe(0);
     expect(waiting.sock.destroyed).toBe(false);
     expect(ws.sock.destroyed).toBe(false);
-    expect(proxy!.inFlight).toBe(2);
+    expect(proxy.inFlight).toBe(2);
   });
 
   it('an open WebSocket: closed, counts one', async () => {
-    const { port } = await setUp('400ms');
-    const ws = agent(port, UPGRADE);
+    const { port, proxy } = await setUp('400ms');
+    const ws = stand.connect(port, UPGRADE);
     await waitFor(() => ws.received().includes('\r\n\r\n'));
     await sleep(300); // the upgrade request's timeout entry is swept once it is upgraded (100 ms period)
-    expect(proxy!.cutOpen(() => true)).toBe(1);
+    expect(proxy.cutOpen(() => true)).toBe(1);
     await ws.closed;
   });
 
@@ -127,27 +88,27 @@ describe('cutOpen', () => {
   // right after its upgrade a WebSocket is still in the upstream timeouts (its request is
   // dropped at the next sweep, up to 1 s later), and cutOpen counted it twice.
   it('a WebSocket just upgraded counts once', async () => {
-    const { port } = await setUp();
-    const ws = agent(port, UPGRADE);
+    const { port, proxy } = await setUp();
+    const ws = stand.connect(port, UPGRADE);
     await waitFor(() => ws.received().includes('\r\n\r\n'));
-    expect(proxy!.cutOpen(() => true)).toBe(1);
+    expect(proxy.cutOpen(() => true)).toBe(1);
   });
 
   it('a WebSocket refused after its route was resolved (no credential taken) is skipped or ended, never throws', async () => {
-    const { port } = await setUp();
+    const { port, proxy } = await setUp();
     const errors: unknown[] = [];
     let stop = false;
     // A revocation may land in any loop turn: one in each, while the refusal is written and the socket closes.
     const tick = () => {
       try {
-        proxy!.cutOpen(() => true);
+        proxy.cutOpen(() => true);
       } catch (err) {
         errors.push(err);
       }
       if (!stop) setImmediate(tick);
     };
     setImmediate(tick);
-    const ws = agent(port, UPGRADE.replace('/api/socket', '/api/denied'));
+    const ws = stand.connect(port, UPGRADE.replace('/api/socket', '/api/denied'));
     await ws.closed;
     stop = true;
     expect(ws.received()).toMatch(/^HTTP\/1\.1 403 /);

@@ -1,11 +1,8 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { closedPort } from '../helpers/proxy-util.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -35,8 +32,15 @@ interface Raw {
   received: string[];
 }
 
-/** A raw upstream: `answer` gets the request head and writes what it likes on the socket. */
-function rawUpstream(answer: (socket: Socket, head: string) => void): Promise<Raw> {
+const stand = new ProxyStand();
+let raw: Raw | undefined;
+afterEach(async () => {
+  await stand.teardown();
+  raw = undefined;
+});
+
+/** A raw upstream, closed at teardown: `answer` gets the request head and writes what it likes on the socket. */
+async function rawUpstream(answer: (socket: Socket, head: string) => void): Promise<Raw> {
   const received: string[] = [];
   const server = createServer((socket) => {
     socket.on('error', () => undefined);
@@ -50,50 +54,18 @@ function rawUpstream(answer: (socket: Socket, head: string) => void): Promise<Ra
       }
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port, received })));
+  return { server, port: await stand.listen(server), received };
 }
-
-let raw: Raw | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  if (raw) await new Promise<void>((r) => raw!.server.close(() => r()));
-  route?.close();
-  proxy = raw = route = undefined;
-});
 
 async function setUp(upstreamUrl: string, provider = new HandsOutAnything(cred()), over: Record<string, unknown> = {}) {
-  route = routeFor(upstreamUrl, provider, { timeouts: { connect: '2s', idle: '2s' }, ...over }, 'api');
-  const outcomes: RequestOutcome[] = [];
-  const logs = new LogSink();
-  proxy = new ProxyServer(envFor(route, () => nowMs), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'debug', destination: logs }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  const lines = () => logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { outcomes, port, lines };
+  const route = routeFor(upstreamUrl, provider, { timeouts: { connect: '2s', idle: '2s' }, ...over }, 'api');
+  return stand.start(route, { now: () => nowMs, level: 'debug' });
 }
 
-/** One request on a raw agent connection; resolves with everything read until the connection closes or `until` holds. */
-function agentRequest(port: number, bytes: string, until: (got: string) => boolean = () => false, ms = 3_000): Promise<{ got: string; sock: Socket }> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    sockets.push(sock);
-    let got = '';
-    const done = () => {
-      clearTimeout(timer);
-      resolve({ got, sock });
-    };
-    const timer = setTimeout(done, ms);
-    sock.on('error', () => undefined);
-    sock.on('connect', () => sock.write(bytes));
-    sock.on('data', (d: Buffer) => {
-      got += d.toString('latin1');
-      if (until(got)) done();
-    });
-    sock.on('close', done);
-  });
+/** One request on a raw agent connection; resolves with everything read until the connection closes or `until` holds (or after `ms`). */
+async function agentRequest(port: number, bytes: string, until: (got: string) => boolean = () => false, ms = 3_000): Promise<{ got: string; sock: Socket }> {
+  const { text, sock } = await stand.exchange(port, bytes, { until, ms });
+  return { got: text, sock };
 }
 
 const errorOf = (got: string) => (JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4)) as { error: { type: string; route: unknown } }).error;
@@ -139,7 +111,7 @@ describe('upstream failures: the agent is answered with the route, the operator 
     raw = await rawUpstream(() => undefined);
     const { port, lines, outcomes } = await setUp(`http://127.0.0.1:${raw.port}`);
     const sock = connect(port, '127.0.0.1');
-    sockets.push(sock);
+    stand.sockets.push(sock);
     sock.on('error', () => undefined);
     sock.write(GET);
     await waitFor(() => raw!.received.some((r) => r.includes('\r\n\r\n')));

@@ -1,14 +1,11 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
-import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { connect, createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { STALL_MS } from '../../src/core/loop-stall.js';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { type Agent, ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -22,49 +19,26 @@ const VALUE = 'sk-ws-stall-credential-0123456789';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-wss', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-wss' });
 
-let upstream: Server | undefined;
-let channel: NetServer | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Array<Socket | Duplex> = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  for (const srv of [upstream, channel]) {
-    if (srv) await new Promise<void>((r) => srv.close(() => r()));
-  }
-  route?.close();
-  proxy = upstream = channel = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 const UPGRADE = 'GET /ws/socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
 
 async function setUp() {
   const seen: IncomingMessage[] = [];
-  upstream = createHttpServer();
-  upstream.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
-    seen.push(req);
-    sockets.push(socket);
-    socket.on('error', () => undefined);
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: x\r\n\r\n');
-  });
-  await new Promise<void>((r) => upstream!.listen(0, '127.0.0.1', r));
+  // Only upgrades come: a plain request would get no answer.
+  const upstream = await stand.upstream(() => undefined);
+  stand.acceptUpgrades(upstream.server, seen);
   const provider = new HandsOutAnything(cred());
-  route = routeFor(`http://127.0.0.1:${(upstream.address() as { port: number }).port}`, provider, { allow: ['GET /socket'], timeouts: { connect: '2s', idle: '5s' } }, 'ws');
-  proxy = new ProxyServer(envFor(route, () => nowMs), { requestDone: () => undefined, upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  return { port, seen, provider };
+  const route = routeFor(upstream.url, provider, { allow: ['GET /socket'], timeouts: { connect: '2s', idle: '5s' } }, 'ws');
+  const { port, proxy } = await stand.start(route, { now: () => nowMs });
+  return { port, seen, provider, proxy };
 }
 
-async function open(port: number): Promise<{ sock: Socket; received: () => string }> {
-  const sock = connect(port, '127.0.0.1');
-  sockets.push(sock);
-  let text = '';
-  sock.on('data', (d: Buffer) => (text += d.toString('latin1')));
-  sock.on('error', () => undefined);
-  await new Promise<void>((r) => sock.once('connect', () => r()));
+async function open(port: number): Promise<Agent> {
+  const agent = await stand.open(port);
   await sleep(20); // accepted on the proxy's side
-  return { sock, received: () => text };
+  return agent;
 }
 
 /** Blocks the event loop, as a stopped or starved process would be. */
@@ -77,13 +51,12 @@ describe('a WebSocket upgrade read right after a loop stall', () => {
   it('a revocation read in the same poll is applied first: the upgrade is refused 503 and the credential never sent', async () => {
     const { port, seen, provider } = await setUp();
     // The revocation channel: a message on it drops the credential (as revocation-handler.ts would).
-    channel = createServer((s) => {
+    const channel = createServer((s) => {
       s.on('error', () => undefined);
       s.on('data', () => (provider.held = undefined));
     });
-    await new Promise<void>((r) => channel!.listen(0, '127.0.0.1', r));
-    const rev = connect((channel.address() as { port: number }).port, '127.0.0.1');
-    sockets.push(rev);
+    const rev = connect(await stand.listen(channel), '127.0.0.1');
+    stand.sockets.push(rev);
     await new Promise<void>((r) => rev.once('connect', () => r()));
     const a = await open(port);
     await sleep(20);
@@ -98,9 +71,9 @@ describe('a WebSocket upgrade read right after a loop stall', () => {
   });
 
   it('an agent gone within that poll is never forwarded', async () => {
-    const { port, seen } = await setUp();
+    const { port, seen, proxy } = await setUp();
     // Runs right after leash's own 'upgrade' listener, in the same turn: the agent is gone by the next.
-    proxy!.server.on('upgrade', (_req: IncomingMessage, socket: Duplex) => socket.destroy());
+    proxy.server.on('upgrade', (_req: IncomingMessage, socket: Duplex) => socket.destroy());
     const a = await open(port);
     a.sock.write(UPGRADE);
     stall();

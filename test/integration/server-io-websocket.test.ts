@@ -4,11 +4,8 @@ import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
 import type { RequestBodyFilter } from '../../src/sidecar/proxy/request-body.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { closedPort } from '../helpers/proxy-util.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
@@ -34,8 +31,16 @@ interface Up {
   gone: boolean[];
 }
 
-/** An upstream whose 'upgrade' listener records the request and writes `answer` (or nothing). */
-function upstreamWs(answer: (() => string) | undefined): Promise<Up> {
+const stand = new ProxyStand();
+let up: Up | undefined;
+afterEach(async () => {
+  for (const s of up?.sockets ?? []) s.destroy();
+  await stand.teardown();
+  up = undefined;
+});
+
+/** An upstream whose 'upgrade' listener records the request and writes `answer` (or nothing); closed at teardown. */
+async function upstreamWs(answer: (() => string) | undefined): Promise<Up> {
   const server = createServer((_req, res) => res.end('not an upgrade'));
   const seen: IncomingMessage[] = [];
   const sockets: Duplex[] = [];
@@ -49,26 +54,10 @@ function upstreamWs(answer: (() => string) | undefined): Promise<Up> {
     sockets.push(socket);
     if (answer) socket.write(answer());
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port, seen, sockets, gone })));
+  return { server, port: await stand.listen(server), seen, sockets, gone };
 }
 
 const SWITCH = 'HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: x\r\n';
-
-let up: Up | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const agents: Socket[] = [];
-afterEach(async () => {
-  for (const s of agents.splice(0)) s.destroy();
-  for (const s of up?.sockets ?? []) s.destroy();
-  await proxy?.close(0);
-  if (up) {
-    up.server.closeAllConnections();
-    await new Promise<void>((r) => up!.server.close(() => r()));
-  }
-  route?.close();
-  proxy = up = route = undefined;
-});
 
 /** A credential source whose credential stops being sendable on demand (as a revoked lease does). */
 class Revocable extends HandsOutAnything {
@@ -80,39 +69,17 @@ class Revocable extends HandsOutAnything {
 
 async function setUp(answer: (() => string) | undefined, options: { bodyFilters?: RequestBodyFilter[]; provider?: HandsOutAnything; upstreamUrl?: string } = {}) {
   up = await upstreamWs(answer);
-  route = routeFor(options.upstreamUrl ?? `http://127.0.0.1:${up.port}`, options.provider ?? new HandsOutAnything(cred()), { allow: ['GET /socket'], timeouts: { connect: '2s', idle: '2s' } }, 'ws', { bodyFilters: options.bodyFilters ?? [] });
-  const outcomes: RequestOutcome[] = [];
-  const authFailures: number[] = [];
-  const logs = new LogSink();
-  proxy = new ProxyServer(
-    envFor(route, () => nowMs),
-    { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: (_r, status) => authFailures.push(status) },
-    createLogger({ level: 'debug', destination: logs }),
-  );
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  const lines = () => logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { port, outcomes, authFailures, lines };
+  const route = routeFor(options.upstreamUrl ?? `http://127.0.0.1:${up.port}`, options.provider ?? new HandsOutAnything(cred()), { allow: ['GET /socket'], timeouts: { connect: '2s', idle: '2s' } }, 'ws', { bodyFilters: options.bodyFilters ?? [] });
+  return stand.start(route, { now: () => nowMs, level: 'debug' });
 }
 
 const UPGRADE =
   'GET /ws/socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer agent-own-token\r\n\r\n';
 
-function agent(port: number): Promise<{ sock: Socket; received: () => string; closed: Promise<void> }> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    agents.push(sock);
-    let text = '';
-    sock.on('data', (d: Buffer) => (text += d.toString('latin1')));
-    sock.on('error', () => undefined);
-    const closed = new Promise<void>((r) => sock.once('close', () => r()));
-    sock.once('connect', () => resolve({ sock, received: () => text, closed }));
-  });
-}
-
 describe('the upgrade request', () => {
   it('on a route with body filters still goes through SEND: the injected credential, never the agent’s own', async () => {
     const { port } = await setUp(() => `${SWITCH}\r\n`, { bodyFilters: [acceptAll] });
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await waitFor(() => a.received().includes('\r\n\r\n'));
     expect(a.received()).toMatch(/^HTTP\/1\.1 101 /);
@@ -125,7 +92,7 @@ describe('the upgrade request', () => {
 describe('the upstream’s answer to the handshake', () => {
   it('a 101 carrying a header named by the credential: the header is dropped and a warn line names the route and the count', async () => {
     const { port, lines } = await setUp(() => `${SWITCH}${VALUE}: 1\r\n\r\n`);
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await waitFor(() => a.received().includes('\r\n\r\n'));
     expect(a.received()).toMatch(/^HTTP\/1\.1 101 /);
@@ -136,7 +103,7 @@ describe('the upstream’s answer to the handshake', () => {
 
   it('a clean 101: nothing is logged as dropped', async () => {
     const { port, lines } = await setUp(() => `${SWITCH}\r\n`);
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await waitFor(() => a.received().includes('\r\n\r\n'));
     expect(a.received()).toMatch(/^HTTP\/1\.1 101 /);
@@ -147,7 +114,7 @@ describe('the upstream’s answer to the handshake', () => {
   for (const status of [401, 403]) {
     it(`a ${status} refusal counts as an upstream auth failure of that status`, async () => {
       const { port, authFailures, outcomes } = await setUp(() => `HTTP/1.1 ${status} No\r\ncontent-length: 2\r\n\r\nno`);
-      const a = await agent(port);
+      const a = await stand.open(port);
       a.sock.write(UPGRADE);
       await a.closed;
       expect(a.received()).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
@@ -159,7 +126,7 @@ describe('the upstream’s answer to the handshake', () => {
 
   it('a 404 refusal is relayed and is not an auth failure', async () => {
     const { port, authFailures, outcomes } = await setUp(() => 'HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno');
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await a.closed;
     expect(a.received()).toMatch(/^HTTP\/1\.1 404 /);
@@ -170,7 +137,7 @@ describe('the upstream’s answer to the handshake', () => {
 
   it('a refusal with a status leash does not relay: the agent gets 502 and the outcome is 502, not the upstream’s status', async () => {
     const { port, outcomes, lines } = await setUp(() => 'HTTP/1.1 999 Odd\r\ncontent-length: 0\r\n\r\n');
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await a.closed;
     expect(a.received()).toMatch(/^HTTP\/1\.1 502 /);
@@ -185,25 +152,25 @@ describe('the upstream’s answer to the handshake', () => {
 describe('sockets', () => {
   it('an agent socket reset while the upstream has not answered: the process lives, the upstream request ends, the proxy keeps serving', async () => {
     const { port, outcomes } = await setUp(undefined);
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await waitFor(() => up!.seen.length === 1);
     a.sock.resetAndDestroy();
     await waitFor(() => outcomes.length === 1);
     await waitFor(() => up!.gone[0] === true);
-    const b = await agent(port);
+    const b = await stand.open(port);
     b.sock.write(UPGRADE);
     await waitFor(() => up!.seen.length === 2);
   });
 
   it('after the upgrade: the agent going closes the upstream socket, and the upstream going closes the agent', async () => {
     const { port } = await setUp(() => `${SWITCH}\r\n`);
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await waitFor(() => a.received().includes('\r\n\r\n'));
     a.sock.destroy();
     await waitFor(() => up!.gone[0] === true);
-    const b = await agent(port);
+    const b = await stand.open(port);
     b.sock.write(UPGRADE);
     await waitFor(() => b.received().includes('\r\n\r\n'));
     up!.sockets[1]!.destroy();
@@ -212,7 +179,7 @@ describe('sockets', () => {
 
   it('after the upgrade, an agent that goes: leash closes its upstream socket too (an upstream writing on gets a reset)', async () => {
     const { port } = await setUp(() => `${SWITCH}\r\n`);
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await waitFor(() => a.received().includes('\r\n\r\n'));
     a.sock.destroy();
@@ -229,9 +196,9 @@ describe('sockets', () => {
   });
 
   it('after the upgrade, an upstream that goes: leash closes the agent connection and frees its listener slot', async () => {
-    const { port } = await setUp(() => `${SWITCH}\r\n`);
+    const { port, proxy } = await setUp(() => `${SWITCH}\r\n`);
     const sock = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    agents.push(sock);
+    stand.sockets.push(sock);
     sock.on('error', () => undefined);
     let text = '';
     sock.on('data', (d: Buffer) => (text += d.toString('latin1')));
@@ -239,12 +206,12 @@ describe('sockets', () => {
     await waitFor(() => text.includes('\r\n\r\n'));
     up!.sockets[0]!.destroy();
     // The agent keeps its own half open: only leash closing the connection frees the slot.
-    await waitFor(async () => (await new Promise<number>((r) => proxy!.server.getConnections((_e, n) => r(n)))) === 0, { timeoutMs: 2_000 });
+    await waitFor(async () => (await new Promise<number>((r) => proxy.server.getConnections((_e, n) => r(n)))) === 0, { timeoutMs: 2_000 });
   });
 
   it('after the upgrade, an upstream connection reset ends the agent connection with nothing written after the 101', async () => {
     const { port } = await setUp(() => `${SWITCH}\r\n`);
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await waitFor(() => a.received().includes('\r\n\r\n'));
     const head = a.received();
@@ -259,7 +226,7 @@ describe('the upgrade request that cannot go out', () => {
     const provider = new Revocable(cred());
     provider.sendable = false;
     const { port, outcomes } = await setUp(() => `${SWITCH}\r\n`, { provider });
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await a.closed;
     expect(a.received()).toMatch(/^HTTP\/1\.1 503 /);
@@ -270,7 +237,7 @@ describe('the upgrade request that cannot go out', () => {
 
   it('an upstream that refuses the connection: 502 to the agent; a warn line names the route and the code', async () => {
     const { port, lines } = await setUp(undefined, { upstreamUrl: `http://127.0.0.1:${await closedPort()}` });
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE);
     await a.closed;
     expect(a.received()).toMatch(/^HTTP\/1\.1 502 /);
@@ -281,7 +248,7 @@ describe('the upgrade request that cannot go out', () => {
 
   it('a WebSocket upgrade that is not a GET: 400 leash_bad_request with a message, never sent', async () => {
     const { port } = await setUp(() => `${SWITCH}\r\n`);
-    const a = await agent(port);
+    const a = await stand.open(port);
     a.sock.write(UPGRADE.replace('GET ', 'POST '));
     await a.closed;
     expect(a.received()).toMatch(/^HTTP\/1\.1 400 /);

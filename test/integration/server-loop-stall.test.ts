@@ -1,11 +1,8 @@
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -28,56 +25,30 @@ const stallLoop = (ms: number): void => {
   }
 };
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-let side: Server | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  await new Promise<void>((r) => (side ? side.close(() => r()) : r()));
-  proxy = upstream = route = side = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 async function setUp() {
   const seen: { url: string; authorization: string | undefined }[] = [];
-  upstream = await startUpstream((req, res) => {
+  const upstream = await stand.upstream((req, res) => {
     seen.push({ url: req.url!, authorization: req.headers.authorization });
     res.end('{"ok":true}');
   });
   const provider = new HandsOutAnything(cred());
-  route = routeFor(upstream.url, provider);
-  const outcomes: RequestOutcome[] = [];
-  proxy = new ProxyServer(envFor(route, () => nowMs), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
+  const route = routeFor(upstream.url, provider);
+  const { outcomes, port } = await stand.start(route, { now: () => nowMs });
   return { seen, outcomes, port, provider };
-}
-
-function open(port: number): Promise<{ sock: Socket; received: () => string }> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    sockets.push(sock);
-    let text = '';
-    sock.setEncoding('latin1');
-    sock.on('data', (c: string) => (text += c));
-    sock.on('error', () => undefined);
-    sock.once('connect', () => resolve({ sock, received: () => text }));
-  });
 }
 
 describe('a request read when the event loop comes back from a stall', () => {
   it('is decided after a revocation that arrived before it in the same stall: refused, nothing sent upstream', async () => {
     const { seen, port, provider, outcomes } = await setUp();
     // The revocation's channel: a socket whose message takes the credential away (as the bus does).
-    side = createServer((s) => s.on('data', () => (provider.held = undefined)));
-    await new Promise<void>((r) => side!.listen(0, '127.0.0.1', () => r()));
-    const revoker = connect((side.address() as { port: number }).port, '127.0.0.1');
-    sockets.push(revoker);
+    const side = createServer((s) => s.on('data', () => (provider.held = undefined)));
+    const revoker = connect(await stand.listen(side), '127.0.0.1');
+    stand.sockets.push(revoker);
     await new Promise<void>((r) => revoker.once('connect', () => r()));
-    const agent = await open(port);
+    const agent = await stand.open(port);
     await sleep(50);
     // While the loop is away: the agent's request first, then the revocation.
     agent.sock.write('GET /search/q HTTP/1.1\r\nhost: leash\r\n\r\n');
@@ -93,7 +64,7 @@ describe('a request read when the event loop comes back from a stall', () => {
 
   it('is still answered once the loop is back', async () => {
     const { seen, port, outcomes } = await setUp();
-    const agent = await open(port);
+    const agent = await stand.open(port);
     await sleep(50);
     agent.sock.write('GET /search/after-stall HTTP/1.1\r\nhost: leash\r\n\r\n');
     stallLoop(800);

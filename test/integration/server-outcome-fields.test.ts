@@ -1,11 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { rawRequest } from '../helpers/proxy-util.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -19,30 +16,21 @@ import { waitFor } from '../helpers/wait.js';
 const VALUE = 'sk-outcome-fields-test-credential-8d3a';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-fields', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-fields' });
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-afterEach(async () => {
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 async function setUp(hold = false) {
   const seen: string[] = [];
   const held: ServerResponse[] = [];
-  upstream = await startUpstream((req, res) => {
+  const upstream = await stand.upstream((req, res) => {
     seen.push(req.url!);
     if (hold) held.push(res);
     else res.end('{"ok":true}');
   });
   // An upstream with a base path: the upstream path differs from the agent's.
-  route = routeFor(`${upstream.url}/base`, new HandsOutAnything(cred()));
-  const outcomes: RequestOutcome[] = [];
-  proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  return { seen, held, outcomes, port };
+  const route = routeFor(`${upstream.url}/base`, new HandsOutAnything(cred()));
+  const { outcomes, port, proxy } = await stand.start(route);
+  return { seen, held, outcomes, port, proxy };
 }
 
 describe('request outcomes', () => {
@@ -69,10 +57,10 @@ describe('request outcomes', () => {
 
 describe('a request whose credential is revoked before the upstream answered', () => {
   it('gets 503 leash_credential_unavailable naming its route', async () => {
-    const { held, outcomes, port } = await setUp(true);
+    const { held, outcomes, port, proxy } = await setUp(true);
     const pending = rawRequest(`http://127.0.0.1:${port}/search/v1/slow`);
     await waitFor(() => held.length === 1);
-    expect(proxy!.cutOpen((r, lease) => r === 'search' && lease === 'L-fields')).toBe(1);
+    expect(proxy.cutOpen((r, lease) => r === 'search' && lease === 'L-fields')).toBe(1);
     const r = await pending;
     expect(r.status).toBe(503);
     const body = JSON.parse(r.body.toString('utf8')) as { error: { type: string; route: string | null } };

@@ -1,12 +1,8 @@
-import { connect, type Socket } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeldCredential } from '../../src/sidecar/credentials/types.js';
-import type { RouteRuntime } from '../../src/sidecar/proxy/route.js';
-import { ProxyServer, type RequestOutcome } from '../../src/sidecar/proxy/server.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { LogSink, startUpstream, type Upstream } from '../helpers/harness.js';
-import { envFor, HandsOutAnything, routeFor } from '../helpers/passes.js';
+import { ProxyStand } from '../helpers/in-process-proxy.js';
+import { HandsOutAnything, routeFor } from '../helpers/passes.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 /**
@@ -17,51 +13,28 @@ import { sleep, waitFor } from '../helpers/wait.js';
 const VALUE = 'sk-shutdown-test-credential-61f0a2d4';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-shutdown', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-shutdown' });
 
-let upstream: Upstream | undefined;
-let proxy: ProxyServer | undefined;
-let route: RouteRuntime | undefined;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await proxy?.close(0);
-  await upstream?.close();
-  route?.close();
-  proxy = upstream = route = undefined;
-});
+const stand = new ProxyStand();
+afterEach(() => stand.teardown());
 
 async function setUp() {
   const held: ServerResponse[] = [];
-  upstream = await startUpstream((_req, res) => void held.push(res));
-  route = routeFor(upstream.url, new HandsOutAnything(cred()));
-  const outcomes: RequestOutcome[] = [];
-  proxy = new ProxyServer(envFor(route, () => 1_000), { requestDone: (o) => outcomes.push(o), upstreamAuthFailure: () => undefined }, createLogger({ level: 'silent', destination: new LogSink() }));
-  const { port } = await proxy.listen('127.0.0.1', 0);
-  return { held, outcomes, port };
-}
-
-async function open(port: number): Promise<{ sock: Socket; received: () => string; closed: Promise<void> }> {
-  const sock = connect(port, '127.0.0.1');
-  sockets.push(sock);
-  let text = '';
-  sock.setEncoding('latin1');
-  sock.on('data', (c: string) => (text += c));
-  sock.on('error', () => undefined);
-  const closed = new Promise<void>((r) => sock.once('close', () => r()));
-  await new Promise<void>((r) => sock.once('connect', () => r()));
-  return { sock, received: () => text, closed };
+  const upstream = await stand.upstream((_req, res) => void held.push(res));
+  const route = routeFor(upstream.url, new HandsOutAnything(cred()));
+  const { outcomes, port, proxy } = await stand.start(route);
+  return { held, outcomes, port, proxy };
 }
 
 describe('closing the proxy', () => {
   it('lets every request in flight finish, and resolves once the last one has, well before the grace period', async () => {
-    const { held, outcomes, port } = await setUp();
-    const a = await open(port);
-    const b = await open(port);
+    const { held, outcomes, port, proxy } = await setUp();
+    const a = await stand.open(port);
+    const b = await stand.open(port);
     a.sock.write('GET /search/a HTTP/1.1\r\nhost: leash\r\n\r\n');
     b.sock.write('GET /search/b HTTP/1.1\r\nhost: leash\r\n\r\n');
     await waitFor(() => held.length === 2);
     let closed = false;
     const t0 = performance.now();
-    const closing = proxy!.close(10_000).then(() => (closed = true));
+    const closing = proxy.close(10_000).then(() => (closed = true));
     held[0]!.end('first');
     await waitFor(() => outcomes.length === 1);
     await sleep(100);
@@ -76,12 +49,12 @@ describe('closing the proxy', () => {
   });
 
   it('closes the connection of a request it refuses meanwhile', async () => {
-    const { held, outcomes, port } = await setUp();
-    const a = await open(port);
+    const { held, outcomes, port, proxy } = await setUp();
+    const a = await stand.open(port);
     // Pipelined behind a request in flight: taken up after close() began.
     a.sock.write('GET /search/a HTTP/1.1\r\nhost: leash\r\n\r\nGET /nowhere/x HTTP/1.1\r\nhost: leash\r\n\r\n');
     await waitFor(() => held.length === 1);
-    const closing = proxy!.close(10_000);
+    const closing = proxy.close(10_000);
     held[0]!.end('first');
     await waitFor(() => outcomes.length === 2);
     await a.closed;
