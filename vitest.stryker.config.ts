@@ -54,7 +54,7 @@ export default defineConfig({
     // Every mutant reruns the test files that cover it. Isolated, each file imports leash's
     // module graph again: measured on five integration files, 28.5 s of imports against 13 s
     // of tests; shared, 3.3 s. The whole set passes shared, in one thread (Stryker's runner
-    // forces the threads pool, one worker): 216 files, 2026-11-28.
+    // forces the threads pool, one worker): 216 files, 2026-11-28; 278 files and 4,722 tests in 270 s, twentieth session.
     isolate: false,
     testTimeout: 20_000,
     hookTimeout: 20_000,
