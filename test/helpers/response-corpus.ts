@@ -1,4 +1,7 @@
+import { Agent, request, STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { createServer, type Server, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { startUpstream } from './harness.js';
 
 /**
  * A corpus of hostile upstream answers, generated here: malformed status lines, reason
@@ -234,4 +237,197 @@ export function buildCorpus(secret: string): Case[] {
   add({ name: 'status line with the secret as version', bytes: resp(`${secret} 200 OK`), expect: 'leash502' });
   add({ name: 'two responses back to back', bytes: raw(`${ok}HTTP/1.1 401 ${secret}\r\ncontent-length: 0\r\n\r\n`), expect: 'relay', status: 200 });
   return cases;
+}
+
+// --- Running the corpus: the raw upstream, the agent, the judge ---------------------------
+// Shared by test/integration/response-corpus.test.ts (sidecar in this process) and
+// test/security/response-fuzz.test.ts (sidecar as the built CLI's process).
+
+/** The routes the cases rotate over (header, basic and query injection). */
+export const CORPUS_ROUTES = ['h', 'b', 'q'] as const;
+
+/** The forms of the secret that must appear nowhere: raw, and the basic credential's base64. */
+export function secretForms(secret: string): string[] {
+  return [secret, Buffer.from(`user:${secret}`).toString('base64')];
+}
+
+/** The raw upstream: reads each request head, answers the case its path names, then closes. */
+export function rawUpstream(corpus: Case[]): Promise<{ server: Server; port: number }> {
+  const server = createServer((socket) => {
+    socket.on('error', () => undefined);
+    let head = '';
+    socket.on('data', (d: Buffer) => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      const m = /^[A-Z]+ \/case\/(\d+)/.exec(head);
+      head = '';
+      const c = m ? corpus[Number(m[1])] : undefined;
+      if (!c) return void socket.destroy();
+      socket.write(c.bytes, () => (c.close === 'reset' ? socket.resetAndDestroy() : socket.end()));
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port })));
+}
+
+/** The corpus, its raw upstream, a good upstream for health requests, and the sidecar routes to both. */
+export interface CorpusUpstreams {
+  cases: Case[];
+  /** Routes h, b, q (to the raw upstream) and ok (to the good one), credential from env KEY. */
+  routes: Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+export async function startCorpusUpstreams(secret: string): Promise<CorpusUpstreams> {
+  const cases = buildCorpus(secret);
+  const raw = await rawUpstream(cases);
+  const good = await startUpstream((_req, res) => res.end('ok'));
+  const upstream = `http://127.0.0.1:${raw.port}`;
+  const common = { credential: { env: 'KEY' }, allow: ['GET /**', 'HEAD /**'], timeouts: { idle: '3s' } };
+  return {
+    cases,
+    routes: {
+      h: { ...common, upstream, inject: { header: 'authorization', format: 'Bearer {{credential}}' } },
+      b: { ...common, upstream, inject: { basic: { username: 'user' } } },
+      q: { ...common, upstream, inject: { query: 'key' } },
+      ok: { ...common, upstream: good.url, inject: { header: 'x-api-key' } },
+    },
+    async close() {
+      await new Promise((r) => raw.server.close(r));
+      await good.close();
+    },
+  };
+}
+
+export type Outcome =
+  | { kind: 'response'; status: number; reason: string; headers: IncomingHttpHeaders; body: string; complete: boolean }
+  | { kind: 'closed'; code: string }
+  | { kind: 'hang' };
+
+/** The agent: one keep-alive connection to leash, every byte it receives kept. */
+export class CorpusAgent {
+  /** leash's port; set once the sidecar listens. */
+  port = 0;
+  /** Every byte the agent received, on every connection. */
+  readonly received: Buffer[] = [];
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  private readonly tapped = new WeakSet<Socket>();
+
+  /** One request as an agent makes it, through Node's strict client parser. */
+  request(path: string, method = 'GET'): Promise<Outcome> {
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (o: Outcome) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(o);
+      };
+      const req = request({ host: '127.0.0.1', port: this.port, path, method, agent: this.agent }, (res) => {
+        const chunks: Buffer[] = [];
+        const result = (complete: boolean): Outcome => ({
+          kind: 'response',
+          status: res.statusCode ?? 0,
+          reason: res.statusMessage ?? '',
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString('latin1'),
+          complete,
+        });
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => finish(result(res.complete)));
+        res.on('aborted', () => finish(result(false)));
+        res.on('error', () => finish(result(false)));
+      });
+      req.on('socket', (s: Socket) => {
+        if (this.tapped.has(s)) return;
+        this.tapped.add(s);
+        s.on('data', (d: Buffer) => this.received.push(d));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => finish({ kind: 'closed', code: err.code ?? String(err) }));
+      const timer = setTimeout(() => {
+        finish({ kind: 'hang' });
+        req.destroy();
+      }, 4_000);
+      req.end();
+    });
+  }
+
+  destroy(): void {
+    this.agent.destroy();
+  }
+}
+
+/** What is wrong with the agent's answer to one case (empty: nothing). */
+export function judge(c: Case, o: Outcome): string[] {
+  if (o.kind === 'hang') return ['the agent got no answer within 4 s'];
+  if (o.kind === 'closed') {
+    if (o.code.startsWith('HPE_')) return [`the agent's parser refused leash's answer (${o.code})`];
+    return c.mayCut ? [] : [`the connection was closed without an answer (${o.code})`];
+  }
+  const problems: string[] = [];
+  if (!Number.isInteger(o.status) || o.status < 200 || o.status > 599) problems.push(`status ${o.status}`);
+  if (o.reason !== (STATUS_CODES[o.status] ?? 'Unknown')) problems.push(`reason phrase ${JSON.stringify(o.reason)} is not the standard one`);
+  if (!o.complete && !c.mayCut) problems.push('the answer was cut');
+  const leashError = o.headers['x-leash-error'];
+  if (leashError !== undefined && o.status !== 502) problems.push(`leash error ${String(leashError)} with status ${o.status}`);
+  switch (c.expect) {
+    case 'relay':
+      if (leashError !== undefined || o.status !== c.status) problems.push(`expected the upstream's ${c.status}, got ${o.status} ${String(leashError ?? '')}`);
+      break;
+    case 'refuse':
+      if (o.status !== 502 || leashError !== 'leash_upstream_bad_response') problems.push(`expected 502 leash_upstream_bad_response, got ${o.status} ${String(leashError ?? '')}`);
+      break;
+    case 'leash502':
+      if (o.status !== 502 || leashError === undefined) problems.push(`expected a leash 502, got ${o.status}`);
+      break;
+    case 'any':
+      break;
+  }
+  if (leashError !== undefined && o.complete) {
+    let type: unknown;
+    try {
+      type = (JSON.parse(o.body) as { error: { type: unknown } }).error.type;
+    } catch {
+      type = undefined;
+    }
+    if (type !== leashError) problems.push('an x-leash-error header without a leash error body');
+  }
+  const extra = c.check?.({ headers: o.headers, body: o.body });
+  if (extra) problems.push(extra);
+  return problems;
+}
+
+/**
+ * Every case in turn, on route h, b or q, each followed by a normal request that must
+ * succeed. `afterCase` may name what went wrong with the sidecar itself (then the run stops).
+ */
+export async function runCorpus(agent: CorpusAgent, cases: Case[], afterCase?: () => string | undefined): Promise<{ failures: string[]; seconds: number }> {
+  const failures: string[] = [];
+  const started = performance.now();
+  for (let i = 0; i < cases.length; i++) {
+    const c = cases[i]!;
+    const route = CORPUS_ROUTES[i % CORPUS_ROUTES.length]!;
+    const outcome = await agent.request(`/${route}/case/${i}`, c.method);
+    for (const p of judge(c, outcome)) failures.push(`#${i} ${c.name} [${route}]: ${p}`);
+    const broken = afterCase?.();
+    if (broken !== undefined) {
+      failures.push(`#${i} ${c.name} [${route}]: ${broken}`);
+      break;
+    }
+    const health = await agent.request('/ok/health');
+    if (health.kind !== 'response' || health.status !== 200 || health.body !== 'ok') {
+      failures.push(`#${i} ${c.name} [${route}]: the next normal request failed (${JSON.stringify(health).slice(0, 200)})`);
+      break;
+    }
+  }
+  return { failures, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Where the secret shows, in any of its forms: in what the agent received, or in the process output. */
+export function secretLeaks(secret: string, agentSaw: string, output: string): string[] {
+  const leaks: string[] = [];
+  for (const form of secretForms(secret)) {
+    if (agentSaw.includes(form)) leaks.push(`the agent received the secret (${form === secret ? 'raw' : 'base64'} form)`);
+    if (output.includes(form)) leaks.push(`the process output holds the secret (${form === secret ? 'raw' : 'base64'} form)`);
+  }
+  return leaks;
 }
