@@ -1,4 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import forge from 'node-forge';
 
 /**
@@ -72,4 +75,46 @@ export function issueServerCert(ca: TestCa, names: { ips?: string[]; dns?: strin
   ]);
   cert.sign(ca.key, forge.md.sha256.create());
   return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privatePem };
+}
+
+/** Two CAs' certificates as files in a fresh temporary folder, for routes' caFile. */
+export interface CaFiles {
+  /** The file of the CA that issued the upstream's certificate. */
+  caPath: string;
+  /** The file of a CA that did not. */
+  otherPath: string;
+  /** Both files by path, as startSidecar's `caFiles` reads them. */
+  caFiles: Map<string, string>;
+  /** Deletes the folder. */
+  remove(): void;
+}
+
+export function writeCaFiles(prefix: string, ca: TestCa, otherCa: TestCa): CaFiles {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const caPath = join(dir, 'ca.pem');
+  const otherPath = join(dir, 'other-ca.pem');
+  writeFileSync(caPath, ca.certPem);
+  writeFileSync(otherPath, otherCa.certPem);
+  return {
+    caPath,
+    otherPath,
+    caFiles: new Map([
+      [caPath, ca.certPem],
+      [otherPath, otherCa.certPem],
+    ]),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/**
+ * The three ways a route can verify `upstream` (HTTPS): `privateca` with caFile the CA that
+ * issued its certificate, `systemroots` with no caFile, `wrongca` with another CA's; each
+ * route otherwise `route`.
+ */
+export function verifyingRoutes(upstream: string, route: Record<string, unknown>, files: CaFiles): Record<string, Record<string, unknown>> {
+  return {
+    privateca: { upstream, ...route, caFile: files.caPath },
+    systemroots: { upstream, ...route },
+    wrongca: { upstream, ...route, caFile: files.otherPath },
+  };
 }

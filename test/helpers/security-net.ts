@@ -1,5 +1,6 @@
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from './harness.js';
 
@@ -252,6 +253,54 @@ export function expectContinue(url: string, body: string, headers: OutgoingHttpH
     // Headers only; the body waits for 100 Continue.
     req.flushHeaders();
   });
+}
+
+/** What startUpgradeRefusingUpstream records: each request head, by connection, and which connections closed. */
+export interface UpgradeRefusingUpstream {
+  port: number;
+  seen: { conn: number; line: string; head: string }[];
+  closed: Set<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * A raw HTTP/1.1 upstream (over TLS with `tls`'s key and certificate): answers each request
+ * head as it completes (a body is never read), keep-alive. An upgrade it does not perform:
+ * refused with 403, connection kept; anything else 200. Records which connection carried what.
+ */
+export async function startUpgradeRefusingUpstream(tls?: { key: string; cert: string }): Promise<UpgradeRefusingUpstream> {
+  const seen: UpgradeRefusingUpstream['seen'] = [];
+  const closed = new Set<number>();
+  const sockets = new Set<Socket>();
+  let next = 0;
+  const onConnection = (socket: Socket) => {
+    const conn = next++;
+    sockets.add(socket);
+    let buf = '';
+    socket.on('error', () => undefined);
+    socket.on('close', () => closed.add(conn));
+    socket.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
+        const head = buf.slice(0, end);
+        buf = buf.slice(end + 4);
+        seen.push({ conn, line: head.split('\r\n')[0]!, head });
+        socket.write(/\r\nupgrade:/i.test(head) ? 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno' : 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      }
+    });
+  };
+  const server = tls ? createTlsServer(tls, onConnection) : createNetServer(onConnection);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    seen,
+    closed,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
 }
 
 export { sleep } from './wait.js';

@@ -1,12 +1,9 @@
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
-import { issueServerCert, makeCa } from '../helpers/proxy-tls.js';
+import { issueServerCert, makeCa, verifyingRoutes, writeCaFiles, type CaFiles } from '../helpers/proxy-tls.js';
 import { closedPort, deferred, expectLeashError, rawRequest, within } from '../helpers/proxy-util.js';
 
 /**
@@ -162,15 +159,11 @@ describe('HTTPS upstreams are always verified', () => {
   const serverCert = issueServerCert(ca, { ips: ['127.0.0.1'], dns: ['localhost'] });
   let tlsUp: Upstream;
   let leash: RunningSidecar;
-  let dir: string;
+  let files: CaFiles;
   let seen: string[] = [];
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'leash-tls-'));
-    const caPath = join(dir, 'ca.pem');
-    const otherPath = join(dir, 'other-ca.pem');
-    writeFileSync(caPath, ca.certPem);
-    writeFileSync(otherPath, otherCa.certPem);
+    files = writeCaFiles('leash-tls-', ca, otherCa);
     tlsUp = await startUpstream(
       (req, res) => {
         seen.push(String(req.headers.authorization));
@@ -181,27 +174,15 @@ describe('HTTPS upstreams are always verified', () => {
     );
     expect(tlsUp.url.startsWith('https://')).toBe(true);
     leash = await startSidecar(
-      {
-        routes: {
-          privateca: { upstream: tlsUp.url, credential: { env: 'KEY' }, inject, allow, caFile: caPath },
-          systemroots: { upstream: tlsUp.url, credential: { env: 'KEY' }, inject, allow },
-          wrongca: { upstream: tlsUp.url, credential: { env: 'KEY' }, inject, allow, caFile: otherPath },
-        },
-      },
-      {
-        env: { KEY: SECRET },
-        caFiles: new Map([
-          [caPath, ca.certPem],
-          [otherPath, otherCa.certPem],
-        ]),
-      },
+      { routes: verifyingRoutes(tlsUp.url, { credential: { env: 'KEY' }, inject, allow }, files) },
+      { env: { KEY: SECRET }, caFiles: files.caFiles },
     );
   });
 
   afterAll(async () => {
     await leash?.stop();
     await tlsUp?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    files?.remove();
   });
 
   it('with caFile pointing at the CA the request works, credential injected over TLS', async () => {

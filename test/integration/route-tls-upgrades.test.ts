@@ -1,16 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
-import { issueServerCert, makeCa } from '../helpers/proxy-tls.js';
+import { issueServerCert, makeCa, verifyingRoutes, writeCaFiles, type CaFiles } from '../helpers/proxy-tls.js';
 import { within } from '../helpers/proxy-util.js';
+import { startUpgradeRefusingUpstream, type UpgradeRefusingUpstream } from '../helpers/security-net.js';
 import { sleep } from '../helpers/wait.js';
 
 /**
@@ -25,60 +21,15 @@ const ca = makeCa('leash tls-upgrade test CA');
 const otherCa = makeCa('leash tls-upgrade other CA');
 const serverCert = issueServerCert(ca, { ips: ['127.0.0.1'], dns: ['localhost'] });
 
-/** A raw TLS upstream: refuses every upgrade with 403 and keeps the connection; answers other requests 200. */
-interface RawTlsUpstream {
-  port: number;
-  seen: { conn: number; line: string; head: string }[];
-  closed: Set<number>;
-  close(): Promise<void>;
-}
-async function rawTlsUpstream(): Promise<RawTlsUpstream> {
-  const seen: RawTlsUpstream['seen'] = [];
-  const closed = new Set<number>();
-  const sockets = new Set<Socket>();
-  let next = 0;
-  const server: TlsServer = createTlsServer({ key: serverCert.keyPem, cert: serverCert.certPem }, (socket: TLSSocket) => {
-    const conn = next++;
-    sockets.add(socket);
-    let buf = '';
-    socket.on('error', () => undefined);
-    socket.on('close', () => closed.add(conn));
-    socket.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        seen.push({ conn, line: head.split('\r\n')[0]!, head });
-        socket.write(/\r\nupgrade:/i.test(head) ? 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno' : 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as { port: number }).port,
-    seen,
-    closed,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
-
-let dir: string;
+let files: CaFiles;
 let wssUp: Upstream;
 let wss: WebSocketServer;
 let handshakes: IncomingHttpHeaders[] = [];
-let raw: RawTlsUpstream;
+let raw: UpgradeRefusingUpstream;
 let leash: RunningSidecar;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'leash-tls-upgrade-'));
-  const caPath = join(dir, 'ca.pem');
-  const otherPath = join(dir, 'other-ca.pem');
-  writeFileSync(caPath, ca.certPem);
-  writeFileSync(otherPath, otherCa.certPem);
+  files = writeCaFiles('leash-tls-upgrade-', ca, otherCa);
   wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws: WebSocket) => ws.on('message', (data) => ws.send(`echo:${data.toString()}`)));
   const server = createHttpsServer({ key: serverCert.keyPem, cert: serverCert.certPem });
@@ -87,24 +38,16 @@ beforeAll(async () => {
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
   wssUp = await startUpstream((_req, res) => res.writeHead(426).end(), server);
-  raw = await rawTlsUpstream();
+  raw = await startUpgradeRefusingUpstream({ key: serverCert.keyPem, cert: serverCert.certPem });
   const allow = ['GET /socket', 'GET /v1/**'];
   leash = await startSidecar(
     {
       routes: {
-        privateca: { upstream: wssUp.url, credential: { env: 'KEY' }, inject, allow, caFile: caPath },
-        systemroots: { upstream: wssUp.url, credential: { env: 'KEY' }, inject, allow },
-        wrongca: { upstream: wssUp.url, credential: { env: 'KEY' }, inject, allow, caFile: otherPath },
-        refusing: { upstream: `https://127.0.0.1:${raw.port}`, credential: { env: 'KEY' }, inject, allow, caFile: caPath },
+        ...verifyingRoutes(wssUp.url, { credential: { env: 'KEY' }, inject, allow }, files),
+        refusing: { upstream: `https://127.0.0.1:${raw.port}`, credential: { env: 'KEY' }, inject, allow, caFile: files.caPath },
       },
     },
-    {
-      env: { KEY: SECRET },
-      caFiles: new Map([
-        [caPath, ca.certPem],
-        [otherPath, otherCa.certPem],
-      ]),
-    },
+    { env: { KEY: SECRET }, caFiles: files.caFiles },
   );
 });
 
@@ -113,7 +56,7 @@ afterAll(async () => {
   wss?.close();
   await wssUp?.close();
   await raw?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  files?.remove();
 });
 
 const wsUrl = (path: string) => `${leash.url.replace(/^http/, 'ws')}${path}`;

@@ -1,7 +1,7 @@
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
-import { rawRequest, sleep } from '../helpers/security-net.js';
+import { rawRequest, sleep, startUpgradeRefusingUpstream, type UpgradeRefusingUpstream } from '../helpers/security-net.js';
 
 /**
  * WebSocket handshakes and request smuggling (an attacker's pass): an allowed
@@ -15,54 +15,12 @@ import { rawRequest, sleep } from '../helpers/security-net.js';
 // Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-upgrade-3b9e1d7c5a2f4e6d8c0b';
 
-/** A raw HTTP/1.1 upstream: answers each request head as it completes (a body is never read), keep-alive; records which connection carried what. */
-interface RawUpstream {
-  port: number;
-  seen: { conn: number; line: string; head: string }[];
-  closed: Set<number>;
-  close(): Promise<void>;
-}
-async function rawUpstream(): Promise<RawUpstream> {
-  const seen: RawUpstream['seen'] = [];
-  const closed = new Set<number>();
-  const sockets = new Set<Socket>();
-  let next = 0;
-  const server: Server = createServer((socket) => {
-    const conn = next++;
-    sockets.add(socket);
-    let buf = '';
-    socket.on('error', () => undefined);
-    socket.on('close', () => closed.add(conn));
-    socket.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        seen.push({ conn, line: head.split('\r\n')[0]!, head });
-        // An upgrade it does not perform: refused, connection kept (body, if any, never read).
-        socket.write(/\r\nupgrade:/i.test(head) ? 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno' : 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as { port: number }).port,
-    seen,
-    closed,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
-
-let up: RawUpstream;
+let up: UpgradeRefusingUpstream;
 let leash: RunningSidecar;
 let port: number;
 
 beforeAll(async () => {
-  up = await rawUpstream();
+  up = await startUpgradeRefusingUpstream();
   leash = await startSidecar(
     {
       routes: {
