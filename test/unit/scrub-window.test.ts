@@ -1,79 +1,18 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
-import { sidecarSchema } from '../../src/config/sidecar.js';
-import type { Clock } from '../../src/core/clock.js';
-import { fingerprint } from '../../src/core/fingerprint.js';
-import type { LeaseResponse } from '../../src/core/protocol.js';
-import { LeaseCredential, type LeaseSource } from '../../src/sidecar/credentials/lease-credential.js';
 import { FILE_VALUES_KEPT, LEASE_EXPIRY_GRACE_MS, LEASE_VALUES_KEPT, ValueHistory } from '../../src/sidecar/credentials/value-history.js';
-import { RouteRuntime } from '../../src/sidecar/proxy/route.js';
 import { REDACTED } from '../../src/sidecar/proxy/scrub.js';
+import { closeLeasedRoutes, LEASE_TTL_S, leasedRouteRuntime } from '../helpers/leased-route.js';
 
 /**
  * The scrubbing window: a route's scrubber covers every value it held until that value's
  * window ends (a lease's expiry plus grace; a bounded history for files), is rebuilt only
  * when that set changes, and lets values go when their window ends. Clock injected.
  */
-const TTL_S = 60;
+const TTL_S = LEASE_TTL_S;
 
-class ManualClock implements Clock {
-  now = 1_000_000;
-  monotonicMs(): number {
-    return this.now;
-  }
-  wallMs(): number {
-    return this.now;
-  }
-}
+afterEach(closeLeasedRoutes);
 
-/** The authority's side of leasing, in memory: hands out lease-1, lease-2, … with values v-1, v-2, … */
-class Authority implements LeaseSource {
-  issued: string[] = [];
-  released: string[] = [];
-  async lease(credential: string): Promise<LeaseResponse> {
-    const n = this.issued.length + 1;
-    const value = `leased-secret-${n}-9f8e7d6c5b4a3210`;
-    this.issued.push(value);
-    const now = new Date();
-    return {
-      lease: `lease-${n}`,
-      credential,
-      value,
-      fingerprint: fingerprint(value),
-      version: String(n),
-      issuedAt: now.toISOString(),
-      expiresAt: new Date(now.getTime() + TTL_S * 1000).toISOString(),
-      ttlSeconds: TTL_S,
-    };
-  }
-  async release(leaseId: string): Promise<void> {
-    this.released.push(leaseId);
-  }
-}
-
-const closers: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of closers.splice(0)) await c();
-});
-
-function leasedRoute(): { clock: ManualClock; authority: Authority; lease: LeaseCredential; route: RouteRuntime } {
-  const clock = new ManualClock();
-  const authority = new Authority();
-  const lease = new LeaseCredential('openai', authority, clock, () => undefined);
-  const config = parseConfig(
-    sidecarSchema,
-    JSON.stringify({
-      listen: '127.0.0.1:0',
-      // The route's own config names an env source (no authority section needed); the
-      // provider it is given is the lease, which is all RouteRuntime reads.
-      routes: { r: { upstream: 'https://api.example.com', credential: { env: 'UNUSED' }, inject: { header: 'authorization', format: 'Bearer {{credential}}' }, allow: ['GET /**'] } },
-    }),
-    { UNUSED: 'x' },
-  );
-  const route = new RouteRuntime('r', config.routes.r!, lease, undefined);
-  closers.push(() => route.close(), () => lease.close());
-  return { clock, authority, lease, route };
-}
+const leasedRoute = () => leasedRouteRuntime((n) => `leased-secret-${n}-9f8e7d6c5b4a3210`);
 
 describe('a leased route scrubs every value it held until that value expires', () => {
   it('three values after two forced refreshes are all scrubbed, by a request that carried none of them', async () => {
