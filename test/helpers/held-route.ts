@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { afterAll, beforeAll } from 'vitest';
 import { bearerRoute, startSidecar, type RunningSidecar } from './harness.js';
 import { startRecordingUpstream, type RecordingUpstream } from './security-net.js';
 
@@ -15,6 +16,10 @@ export interface HeldRoute {
   /** One release per /v1/hold answer under way. */
   holds: Array<() => void>;
   open(): Promise<Socket>;
+  /** Two raw connections, each sending `GET /r/v1/hold`: both of the route's sockets busy once their answers start (see `holds`). */
+  holdSockets(): Promise<Socket[]>;
+  /** Requests waiting in the route's pool for a socket (Node's `agent.requests`). */
+  waiting(): number;
   stop(): Promise<void>;
 }
 
@@ -31,21 +36,42 @@ export async function startHeldRoute(secret: string, answerDelayMs: (url: string
   });
   const leash = await startSidecar({ routes: { r: bearerRoute(up.url, ['* /v1/**'], { maxSockets: 2 }) } }, { env: { KEY: secret } });
   const port = Number(new URL(leash.url).port);
+  const open = (): Promise<Socket> =>
+    new Promise((resolve) => {
+      const s: Socket = connect(port, '127.0.0.1', () => resolve(s));
+      s.on('error', () => undefined);
+      s.on('data', () => undefined);
+    });
   return {
     up,
     leash,
     port,
     holds,
-    open: () =>
-      new Promise((resolve) => {
-        const s: Socket = connect(port, '127.0.0.1', () => resolve(s));
-        s.on('error', () => undefined);
-        s.on('data', () => undefined);
-      }),
+    open,
+    holdSockets: async () => {
+      const hold: Socket[] = [];
+      for (let i = 0; i < 2; i++) {
+        const s = await open();
+        s.write('GET /r/v1/hold HTTP/1.1\r\nhost: leash\r\n\r\n');
+        hold.push(s);
+      }
+      return hold;
+    },
+    waiting: () => Object.values(leash.sidecar.routes.get('r')!.agent.requests).reduce((n, q) => n + (q?.length ?? 0), 0),
     stop: async () => {
       for (const h of holds) h();
       await leash.stop();
       await up.close();
     },
   };
+}
+
+/** startHeldRoute as a test file's set-up, registered as hooks: started before its tests, stopped after; the object is filled in by the beforeAll. */
+export function heldRoute(secret: string, answerDelayMs?: (url: string) => number): HeldRoute {
+  const held = {} as HeldRoute;
+  beforeAll(async () => {
+    Object.assign(held, await startHeldRoute(secret, answerDelayMs));
+  });
+  afterAll(() => held.stop?.());
+  return held;
 }

@@ -1,9 +1,8 @@
 import type { Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MAX_PIPELINED } from '../../src/sidecar/proxy/server.js';
-import type { RunningSidecar } from '../helpers/harness.js';
-import { startHeldRoute, type HeldRoute } from '../helpers/held-route.js';
-import { parseResponses, sleep, type RecordingUpstream } from '../helpers/security-net.js';
+import { heldRoute } from '../helpers/held-route.js';
+import { parseResponses, sleep } from '../helpers/security-net.js';
 
 /**
  * Requests pipelined behind one not yet answered, on a connection the agent then closes.
@@ -23,19 +22,8 @@ import { parseResponses, sleep, type RecordingUpstream } from '../helpers/securi
 const SECRET = 'sk-pipelined-gone-4b1e9a7c2d6f3085';
 const DEPTH = 6;
 
-let held: HeldRoute;
-let up: RecordingUpstream;
-let leash: RunningSidecar;
-let port: number;
-let holds: Array<() => void>;
-let open: () => Promise<Socket>;
-
-beforeAll(async () => {
-  // Slower than the agent stays: its connection is gone before the first answer is in.
-  held = await startHeldRoute(SECRET, (url) => (/^\/v1\/(c\d|stop)/.test(url) ? 150 : 0));
-  ({ up, leash, port, holds, open } = held);
-});
-afterAll(() => held?.stop());
+// Slower than the agent stays: its connection is gone before the first answer is in.
+const held = heldRoute(SECRET, (url) => (/^\/v1\/(c\d|stop)/.test(url) ? 150 : 0));
 
 const REQUESTS: Record<string, (path: string) => string> = {
   GET: (p) => `GET ${p} HTTP/1.1\r\nhost: leash\r\n\r\n`,
@@ -46,11 +34,11 @@ const REQUESTS: Record<string, (path: string) => string> = {
 
 /** Requests logged by leash (the `request` audit line) for paths under `prefix`. */
 const logged = (prefix: string): string[] =>
-  leash.logs
+  held.leash.logs
     .events('request')
     .map((e) => String(e.path))
     .filter((p) => p.startsWith(prefix));
-const received = (prefix: string): string[] => up.seen.map((s) => s.url).filter((u) => u.startsWith(prefix));
+const received = (prefix: string): string[] => held.up.seen.map((s) => s.url).filter((u) => u.startsWith(prefix));
 
 describe('pipelined requests on a connection the agent closes', () => {
   let n = 0;
@@ -61,19 +49,15 @@ describe('pipelined requests on a connection the agent closes', () => {
         const hold: Socket[] = [];
         if (pool === 'busy') {
           // Both of the route's sockets held by answers under way (an agent's own streams).
-          for (let i = 0; i < 2; i++) {
-            const s = await open();
-            s.write('GET /r/v1/hold HTTP/1.1\r\nhost: leash\r\n\r\n');
-            hold.push(s);
-          }
+          hold.push(...(await held.holdSockets()));
           await sleep(100);
         }
-        const agent = await open();
+        const agent = await held.open();
         agent.write(Array.from({ length: DEPTH }, (_, i) => request(`/r${prefix}${i}`)).join(''));
         await sleep(40);
         agent.destroy();
         if (pool === 'busy') {
-          for (const h of holds.splice(0)) h();
+          for (const h of held.holds.splice(0)) h();
           for (const s of hold) s.destroy();
         }
         await sleep(600);
@@ -87,7 +71,7 @@ describe('pipelined requests on a connection the agent closes', () => {
   }
 
   it('pipelined requests on a connection that stays are all answered, in order, and reported', async () => {
-    const agent = await open();
+    const agent = await held.open();
     let got = '';
     agent.on('data', (d: Buffer) => (got += d.toString('latin1')));
     agent.write(Array.from({ length: DEPTH }, (_, i) => REQUESTS.GET!(`/r/v1/live/${i}`)).join(''));
@@ -106,14 +90,14 @@ describe('pipelined requests on a connection the agent closes', () => {
       const over = depth > MAX_PIPELINED;
       it(`${name}: ${depth} pipelined behind an answer under way ${over ? 'close the connection' : 'are all answered'}`, async () => {
         const prefix = `/v1/d${name.length}x${depth}/`;
-        const agent = await open();
+        const agent = await held.open();
         let got = '';
         let closed = false;
         agent.on('data', (d: Buffer) => (got += d.toString('latin1')));
         agent.on('close', () => (closed = true));
         agent.write(`GET /r/v1/hold HTTP/1.1\r\nhost: leash\r\n\r\n${Array.from({ length: depth }, (_, i) => request(`/r${prefix}${i}`)).join('')}`);
         await sleep(300);
-        for (const h of holds.splice(0)) h();
+        for (const h of held.holds.splice(0)) h();
         for (let i = 0; i < 300 && !closed && parseResponses(got).length < depth + 1; i++) await sleep(10);
         if (over) {
           expect(closed).toBe(true);
@@ -128,13 +112,13 @@ describe('pipelined requests on a connection the agent closes', () => {
   }
 
   it('a sidecar with such connections behind it stops without waiting out its grace', async () => {
-    const agent = await open();
+    const agent = await held.open();
     agent.write(Array.from({ length: DEPTH }, (_, i) => REQUESTS.GET!(`/r/v1/stop/${i}`)).join(''));
     await sleep(40);
     agent.destroy();
     await sleep(600);
     const started = performance.now();
-    await leash.stop();
+    await held.leash.stop();
     // shutdown.grace is 2s in the harness; nothing is in flight any more.
     expect(performance.now() - started).toBeLessThan(1_000);
   });

@@ -1,8 +1,7 @@
 import type { Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningSidecar } from '../helpers/harness.js';
-import { startHeldRoute, type HeldRoute } from '../helpers/held-route.js';
-import { rawRequest, sleep, type RecordingUpstream } from '../helpers/security-net.js';
+import { describe, expect, it } from 'vitest';
+import { heldRoute } from '../helpers/held-route.js';
+import { rawRequest, sleep } from '../helpers/security-net.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -14,58 +13,38 @@ import { waitFor } from '../helpers/wait.js';
 // Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-queued-middle-5d1a7c3e9f2b8046';
 
-let held: HeldRoute;
-let up: RecordingUpstream;
-let leash: RunningSidecar;
-let port: number;
-let holds: Array<() => void>;
-let open: () => Promise<Socket>;
-
-beforeAll(async () => {
-  held = await startHeldRoute(SECRET);
-  ({ up, leash, port, holds, open } = held);
-});
-afterAll(() => held?.stop());
-
-/** Requests waiting in the route's pool for a socket (Node's `agent.requests`). */
-const waiting = (): number =>
-  Object.values(leash.sidecar.routes.get('r')!.agent.requests).reduce((n, q) => n + (q?.length ?? 0), 0);
+const held = heldRoute(SECRET);
 
 describe('a request in the middle of the route queue whose agent goes away', () => {
   it('leaves the queue alone; the live requests before and after it are still sent', async () => {
-    const hold: Socket[] = [];
-    for (let i = 0; i < 2; i++) {
-      const s = await open();
-      s.write('GET /r/v1/hold HTTP/1.1\r\nhost: leash\r\n\r\n');
-      hold.push(s);
-    }
-    for (let i = 0; i < 100 && holds.length < 2; i++) await sleep(10);
-    expect(holds).toHaveLength(2);
+    const hold = await held.holdSockets();
+    for (let i = 0; i < 100 && held.holds.length < 2; i++) await sleep(10);
+    expect(held.holds).toHaveLength(2);
 
     const get = (name: string) => `GET /r/v1/mid/${name} HTTP/1.1\r\nhost: leash\r\n\r\n`;
     // Each request is in the queue before the next is sent: the queue's order is known.
-    const queued = (n: number) => waitFor(() => waiting() === n, { timeoutMs: 2_000, intervalMs: 5, message: () => `${n} queued (${waiting()})` });
-    const first = rawRequest(port, get('first'), { timeoutMs: 5_000, expectResponses: 1 });
+    const queued = (n: number) => waitFor(() => held.waiting() === n, { timeoutMs: 2_000, intervalMs: 5, message: () => `${n} queued (${held.waiting()})` });
+    const first = rawRequest(held.port, get('first'), { timeoutMs: 5_000, expectResponses: 1 });
     await queued(1);
     const gone: Socket[] = [];
     for (const name of ['gone1', 'gone2']) {
-      const s = await open();
+      const s = await held.open();
       s.write(get(name));
       gone.push(s);
       await queued(gone.length + 1);
     }
-    const last = rawRequest(port, get('last'), { timeoutMs: 5_000, expectResponses: 1 });
+    const last = rawRequest(held.port, get('last'), { timeoutMs: 5_000, expectResponses: 1 });
     await queued(4);
 
     // Queue: first, gone1, gone2, last. The agents of the two in the middle go away.
     for (const s of gone) s.destroy();
     await sleep(200);
-    expect(waiting()).toBe(2);
+    expect(held.waiting()).toBe(2);
 
-    for (const h of holds.splice(0)) h();
+    for (const h of held.holds.splice(0)) h();
     for (const s of hold) s.destroy();
     expect((await first).responses[0]?.status).toBe(200);
     expect((await last).responses[0]?.status).toBe(200);
-    expect(up.seen.map((s) => s.url).filter((u) => u.startsWith('/v1/mid/'))).toEqual(['/v1/mid/first', '/v1/mid/last']);
+    expect(held.up.seen.map((s) => s.url).filter((u) => u.startsWith('/v1/mid/'))).toEqual(['/v1/mid/first', '/v1/mid/last']);
   });
 });

@@ -1,8 +1,6 @@
-import type { Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningSidecar } from '../helpers/harness.js';
-import { startHeldRoute, type HeldRoute } from '../helpers/held-route.js';
-import { rawRequest, sleep, type RecordingUpstream } from '../helpers/security-net.js';
+import { describe, expect, it } from 'vitest';
+import { heldRoute } from '../helpers/held-route.js';
+import { rawRequest, sleep } from '../helpers/security-net.js';
 
 /**
  * A request waiting for one of its route's `maxSockets` upstream sockets, whose agent goes
@@ -20,22 +18,7 @@ import { rawRequest, sleep, type RecordingUpstream } from '../helpers/security-n
 const SECRET = 'sk-queued-gone-8c3f1e5a9b2d7046';
 const AGENTS = 40;
 
-let held: HeldRoute;
-let up: RecordingUpstream;
-let leash: RunningSidecar;
-let port: number;
-let holds: Array<() => void>;
-let open: () => Promise<Socket>;
-
-beforeAll(async () => {
-  held = await startHeldRoute(SECRET);
-  ({ up, leash, port, holds, open } = held);
-});
-afterAll(() => held?.stop());
-
-/** Requests waiting in the route's pool for a socket (Node's `agent.requests`). */
-const waiting = (): number =>
-  Object.values(leash.sidecar.routes.get('r')!.agent.requests).reduce((n, q) => n + (q?.length ?? 0), 0);
+const held = heldRoute(SECRET);
 
 const PAD = `x-pad: ${'a'.repeat(2_000)}\r\n`;
 const REQUESTS: Record<string, (path: string) => string> = {
@@ -52,29 +35,24 @@ describe('a request queued for an upstream socket whose agent goes away', () => 
     it(`${name}: leaves the route's queue at once; a live request is not kept behind them`, async () => {
       const prefix = `/v1/q${n++}/`;
       // Both of the route's sockets busy with answers under way.
-      const hold: Socket[] = [];
-      for (let i = 0; i < 2; i++) {
-        const s = await open();
-        s.write('GET /r/v1/hold HTTP/1.1\r\nhost: leash\r\n\r\n');
-        hold.push(s);
-      }
-      for (let i = 0; i < 100 && holds.length < 2; i++) await sleep(10);
+      const hold = await held.holdSockets();
+      for (let i = 0; i < 100 && held.holds.length < 2; i++) await sleep(10);
       for (let i = 0; i < AGENTS; i++) {
-        const agent = await open();
+        const agent = await held.open();
         agent.write(request(`/r${prefix}${i}`));
         await sleep(2);
         agent.destroy();
       }
       await sleep(200);
-      expect(waiting()).toBe(0);
+      expect(held.waiting()).toBe(0);
       // A live request behind them, then the sockets free up.
-      const live = rawRequest(port, `GET /r${prefix}live HTTP/1.1\r\nhost: leash\r\n\r\n`, { timeoutMs: 5_000, expectResponses: 1 });
+      const live = rawRequest(held.port, `GET /r${prefix}live HTTP/1.1\r\nhost: leash\r\n\r\n`, { timeoutMs: 5_000, expectResponses: 1 });
       await sleep(50);
-      for (const h of holds.splice(0)) h();
+      for (const h of held.holds.splice(0)) h();
       for (const s of hold) s.destroy();
       expect((await live).responses[0]?.status).toBe(200);
       // None of the gone agents' requests reached the upstream.
-      expect(up.seen.map((s) => s.url).filter((u) => u.startsWith(prefix))).toEqual([`${prefix}live`]);
+      expect(held.up.seen.map((s) => s.url).filter((u) => u.startsWith(prefix))).toEqual([`${prefix}live`]);
     });
   }
 });
