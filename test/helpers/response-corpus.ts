@@ -1,6 +1,7 @@
 import { Agent, request, STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll } from 'vitest';
 import { startUpstream } from './harness.js';
 
 /**
@@ -420,6 +421,35 @@ export async function runCorpus(agent: CorpusAgent, cases: Case[], afterCase?: (
     }
   }
   return { failures, seconds: (performance.now() - started) / 1000 };
+}
+
+/** What corpusBed sets up for a test file: filled in by its beforeAll. */
+export interface CorpusBed {
+  cases: Case[];
+  /** The sidecar routes to the corpus's upstreams (see CorpusUpstreams). */
+  routes: Record<string, unknown>;
+  /** The agent; its `port` is the file's to set once its sidecar listens. */
+  agent: CorpusAgent;
+}
+
+/**
+ * A corpus test file's set-up, registered as hooks: the corpus and its upstreams for
+ * `secret` before all its tests; after them, the agent and the upstreams closed. How the
+ * sidecar runs in front of them is the file's (its hooks, registered after these).
+ */
+export function corpusBed(secret: string): CorpusBed {
+  const bed = { agent: new CorpusAgent() } as CorpusBed;
+  let upstreams: CorpusUpstreams | undefined;
+  beforeAll(async () => {
+    upstreams = await startCorpusUpstreams(secret);
+    bed.cases = upstreams.cases;
+    bed.routes = upstreams.routes;
+  });
+  afterAll(async () => {
+    bed.agent.destroy();
+    await upstreams?.close();
+  });
+  return bed;
 }
 
 /** Where the secret shows, in any of its forms: in what the agent received, or in the process output. */

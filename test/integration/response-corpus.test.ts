@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
-import { CorpusAgent, runCorpus, secretLeaks, startCorpusUpstreams, type Case, type CorpusUpstreams } from '../helpers/response-corpus.js';
+import { corpusBed, runCorpus, secretLeaks } from '../helpers/response-corpus.js';
 
 /**
  * The corpus of hostile upstream answers (test/helpers/response-corpus.ts) against a sidecar
@@ -13,35 +13,29 @@ import { CorpusAgent, runCorpus, secretLeaks, startCorpusUpstreams, type Case, t
  */
 const SECRET = 'sk-live-CORPUS0123456789abcdefXYZ';
 
-let upstreams: CorpusUpstreams;
+const bed = corpusBed(SECRET);
 let leash: RunningSidecar;
-const agent = new CorpusAgent();
-let cases: Case[];
 
 beforeAll(async () => {
-  upstreams = await startCorpusUpstreams(SECRET);
-  cases = upstreams.cases;
-  leash = await startSidecar({ routes: upstreams.routes }, { env: { KEY: SECRET } });
-  agent.port = Number(new URL(leash.url).port);
+  leash = await startSidecar({ routes: bed.routes }, { env: { KEY: SECRET } });
+  bed.agent.port = Number(new URL(leash.url).port);
 }, 20_000);
 
 afterAll(async () => {
-  agent.destroy();
   await leash?.stop();
-  await upstreams?.close();
 });
 
 describe('response corpus: hostile upstream answers, sidecar in this process', () => {
   it('the corpus is large enough', () => {
-    expect(cases.length).toBeGreaterThanOrEqual(200);
+    expect(bed.cases.length).toBeGreaterThanOrEqual(200);
   });
 
   it('every case: a well-formed answer, leash still serving, the secret nowhere', async () => {
-    const { failures, seconds } = await runCorpus(agent, cases);
+    const { failures, seconds } = await runCorpus(bed.agent, bed.cases);
     const output = leash.logs.lines.join('\n');
-    const agentSaw = Buffer.concat(agent.received).toString('latin1');
+    const agentSaw = Buffer.concat(bed.agent.received).toString('latin1');
     failures.push(...secretLeaks(SECRET, agentSaw, output));
-    expect(failures, `${failures.length} failures in ${cases.length} cases (${seconds.toFixed(1)} s)`).toEqual([]);
+    expect(failures, `${failures.length} failures in ${bed.cases.length} cases (${seconds.toFixed(1)} s)`).toEqual([]);
     expect(agentSaw).toContain('[REDACTED]');
     expect(seconds).toBeLessThan(20);
   }, 60_000);

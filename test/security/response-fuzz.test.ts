@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CorpusAgent, runCorpus, secretLeaks, startCorpusUpstreams, type Case, type CorpusUpstreams } from '../helpers/response-corpus.js';
+import { corpusBed, runCorpus, secretLeaks } from '../helpers/response-corpus.js';
 import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
 
 /**
@@ -12,43 +12,37 @@ import { spawnLeash, writeTemp, type Spawned } from '../helpers/spawn.js';
  */
 const SECRET = 'sk-live-FUZZ0123456789abcdefXYZ';
 
-let upstreams: CorpusUpstreams;
+const bed = corpusBed(SECRET);
 let leash: Spawned;
-const agent = new CorpusAgent();
-let cases: Case[];
 
 beforeAll(async () => {
-  upstreams = await startCorpusUpstreams(SECRET);
-  cases = upstreams.cases;
   const config = {
     listen: '127.0.0.1:0',
     admin: '127.0.0.1:0',
     log: { level: 'debug' },
-    routes: upstreams.routes,
+    routes: bed.routes,
   };
   leash = spawnLeash(['sidecar', '--config', writeTemp('sidecar.json', JSON.stringify(config))], { KEY: SECRET });
-  agent.port = Number(String((await leash.waitFor((l) => l.msg === 'leash sidecar started')).listen).split(':').pop());
+  bed.agent.port = Number(String((await leash.waitFor((l) => l.msg === 'leash sidecar started')).listen).split(':').pop());
 }, 20_000);
 
-afterAll(async () => {
-  agent.destroy();
+afterAll(() => {
   leash?.child.kill('SIGKILL');
-  await upstreams?.close();
 });
 
 describe('response fuzz: hostile upstream answers, sidecar as a process', () => {
   it('the corpus is large enough', () => {
-    expect(cases.length).toBeGreaterThanOrEqual(200);
+    expect(bed.cases.length).toBeGreaterThanOrEqual(200);
   });
 
   it('every case: a well-formed answer, the process alive and serving, the secret nowhere', async () => {
-    const { failures, seconds } = await runCorpus(agent, cases, () =>
+    const { failures, seconds } = await runCorpus(bed.agent, bed.cases, () =>
       leash.child.exitCode !== null || leash.child.signalCode !== null ? `the sidecar process died (exit ${leash.child.exitCode})` : undefined,
     );
     const output = [...leash.lines, ...leash.stderr].join('\n');
-    const agentSaw = Buffer.concat(agent.received).toString('latin1');
+    const agentSaw = Buffer.concat(bed.agent.received).toString('latin1');
     failures.push(...secretLeaks(SECRET, agentSaw, output));
-    expect(failures, `${failures.length} failures in ${cases.length} cases (${seconds.toFixed(1)} s); stderr: ${leash.stderr.join('').slice(-2000)}`).toEqual([]);
+    expect(failures, `${failures.length} failures in ${bed.cases.length} cases (${seconds.toFixed(1)} s); stderr: ${leash.stderr.join('').slice(-2000)}`).toEqual([]);
     expect(agentSaw).toContain('[REDACTED]');
     expect(seconds).toBeLessThan(20);
   }, 60_000);
