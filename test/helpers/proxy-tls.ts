@@ -77,6 +77,23 @@ export function issueServerCert(ca: TestCa, names: { ips?: string[]; dns?: strin
   return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privatePem };
 }
 
+/** For the tests of an HTTPS upstream's verification: its CA, its certificate, and a CA that did not issue it. */
+export interface VerifyPki {
+  ca: TestCa;
+  otherCa: TestCa;
+  /** Issued by `ca` for 127.0.0.1 and localhost. */
+  serverCert: ServerCert;
+  /** `serverCert` as a TLS server's options take it. */
+  tls: { key: string; cert: string };
+}
+
+export function verifyPki(caName: string, otherCaName: string): VerifyPki {
+  const ca = makeCa(caName);
+  const otherCa = makeCa(otherCaName);
+  const serverCert = issueServerCert(ca, { ips: ['127.0.0.1'], dns: ['localhost'] });
+  return { ca, otherCa, serverCert, tls: { key: serverCert.keyPem, cert: serverCert.certPem } };
+}
+
 /** Two CAs' certificates as files in a fresh temporary folder, for routes' caFile. */
 export interface CaFiles {
   /** The file of the CA that issued the upstream's certificate. */
@@ -89,7 +106,8 @@ export interface CaFiles {
   remove(): void;
 }
 
-export function writeCaFiles(prefix: string, ca: TestCa, otherCa: TestCa): CaFiles {
+/** `pki`'s two CAs as files in a fresh folder named from `prefix`. */
+export function writeCaFiles(prefix: string, { ca, otherCa }: { ca: TestCa; otherCa: TestCa }): CaFiles {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const caPath = join(dir, 'ca.pem');
   const otherPath = join(dir, 'other-ca.pem');

@@ -3,7 +3,7 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
-import { issueServerCert, makeCa, verifyingRoutes, writeCaFiles, type CaFiles } from '../helpers/proxy-tls.js';
+import { verifyingRoutes, verifyPki, writeCaFiles, type CaFiles } from '../helpers/proxy-tls.js';
 import { closedPort, deferred, expectLeashError, rawRequest, within } from '../helpers/proxy-util.js';
 
 /**
@@ -154,23 +154,21 @@ describe('upstream faults', () => {
 });
 
 describe('HTTPS upstreams are always verified', () => {
-  const ca = makeCa('leash faults test CA');
-  const otherCa = makeCa('some other CA');
-  const serverCert = issueServerCert(ca, { ips: ['127.0.0.1'], dns: ['localhost'] });
+  const pki = verifyPki('leash faults test CA', 'some other CA');
   let tlsUp: Upstream;
   let leash: RunningSidecar;
   let files: CaFiles;
   let seen: string[] = [];
 
   beforeAll(async () => {
-    files = writeCaFiles('leash-tls-', ca, otherCa);
+    files = writeCaFiles('leash-tls-', pki);
     tlsUp = await startUpstream(
       (req, res) => {
         seen.push(String(req.headers.authorization));
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify({ tls: true }));
       },
-      createHttpsServer({ key: serverCert.keyPem, cert: serverCert.certPem }),
+      createHttpsServer(pki.tls),
     );
     expect(tlsUp.url.startsWith('https://')).toBe(true);
     leash = await startSidecar(

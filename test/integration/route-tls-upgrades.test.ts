@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from '../helpers/harness.js';
-import { issueServerCert, makeCa, verifyingRoutes, writeCaFiles, type CaFiles } from '../helpers/proxy-tls.js';
+import { verifyingRoutes, verifyPki, writeCaFiles, type CaFiles } from '../helpers/proxy-tls.js';
 import { within } from '../helpers/proxy-util.js';
 import { startUpgradeRefusingUpstream, type UpgradeRefusingUpstream } from '../helpers/security-net.js';
 import { sleep } from '../helpers/wait.js';
@@ -17,9 +17,7 @@ import { sleep } from '../helpers/wait.js';
 // Made up for this test (no vendor issues keys of this shape).
 const SECRET = 'sk-tls-upgrade-5e1f9a3c7b2d4e6f8a0c';
 const inject = { header: 'authorization', format: 'Bearer {{credential}}' };
-const ca = makeCa('leash tls-upgrade test CA');
-const otherCa = makeCa('leash tls-upgrade other CA');
-const serverCert = issueServerCert(ca, { ips: ['127.0.0.1'], dns: ['localhost'] });
+const pki = verifyPki('leash tls-upgrade test CA', 'leash tls-upgrade other CA');
 
 let files: CaFiles;
 let wssUp: Upstream;
@@ -29,16 +27,16 @@ let raw: UpgradeRefusingUpstream;
 let leash: RunningSidecar;
 
 beforeAll(async () => {
-  files = writeCaFiles('leash-tls-upgrade-', ca, otherCa);
+  files = writeCaFiles('leash-tls-upgrade-', pki);
   wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws: WebSocket) => ws.on('message', (data) => ws.send(`echo:${data.toString()}`)));
-  const server = createHttpsServer({ key: serverCert.keyPem, cert: serverCert.certPem });
+  const server = createHttpsServer(pki.tls);
   server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
     handshakes.push(req.headers);
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
   wssUp = await startUpstream((_req, res) => res.writeHead(426).end(), server);
-  raw = await startUpgradeRefusingUpstream({ key: serverCert.keyPem, cert: serverCert.certPem });
+  raw = await startUpgradeRefusingUpstream(pki.tls);
   const allow = ['GET /socket', 'GET /v1/**'];
   leash = await startSidecar(
     {
