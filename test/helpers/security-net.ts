@@ -255,6 +255,23 @@ export function expectContinue(url: string, body: string, headers: OutgoingHttpH
   });
 }
 
+/**
+ * Calls `onHead` with each request head (without its blank line) arriving on an upstream's
+ * `socket`, as it completes; a body is never read: whatever follows a head is read as the next.
+ */
+export function onRequestHeads(socket: Socket, onHead: (head: string) => void): void {
+  let buf = '';
+  socket.on('data', (d: Buffer) => {
+    buf += d.toString('latin1');
+    let end: number;
+    while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
+      const head = buf.slice(0, end);
+      buf = buf.slice(end + 4);
+      onHead(head);
+    }
+  });
+}
+
 /** What startUpgradeRefusingUpstream records: each request head, by connection, and which connections closed. */
 export interface UpgradeRefusingUpstream {
   port: number;
@@ -276,17 +293,11 @@ export async function startUpgradeRefusingUpstream(tls?: { key: string; cert: st
   const onConnection = (socket: Socket) => {
     const conn = next++;
     sockets.add(socket);
-    let buf = '';
     socket.on('error', () => undefined);
     socket.on('close', () => closed.add(conn));
-    socket.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        seen.push({ conn, line: head.split('\r\n')[0]!, head });
-        socket.write(/\r\nupgrade:/i.test(head) ? 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno' : 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-      }
+    onRequestHeads(socket, (head) => {
+      seen.push({ conn, line: head.split('\r\n')[0]!, head });
+      socket.write(/\r\nupgrade:/i.test(head) ? 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno' : 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
     });
   };
   const server = tls ? createTlsServer(tls, onConnection) : createNetServer(onConnection);

@@ -2,7 +2,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
-import { rawRequest, sleep, type RawExchange } from '../helpers/security-net.js';
+import { onRequestHeads, rawRequest, sleep, type RawExchange } from '../helpers/security-net.js';
 
 /**
  * The response path's body phase and its refusals, case by case, with the sidecar in this
@@ -30,16 +30,7 @@ beforeAll(async () => {
   upstream = createServer((socket) => {
     connections.push(socket);
     socket.on('error', () => undefined);
-    let buf = '';
-    socket.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      let end: number;
-      while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        answer(head, socket);
-      }
-    });
+    onRequestHeads(socket, (head) => answer(head, socket));
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   upstreamPort = (upstream.address() as { port: number }).port;

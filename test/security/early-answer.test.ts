@@ -1,7 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSidecar, type RunningSidecar } from '../helpers/harness.js';
-import { parseResponses, rawRequest, sleep } from '../helpers/security-net.js';
+import { onRequestHeads, parseResponses, rawRequest, sleep } from '../helpers/security-net.js';
 
 /**
  * An upstream that answers before the request body has all gone out (an early 401 or 413).
@@ -32,17 +32,10 @@ beforeAll(async () => {
   up = createServer((socket) => {
     const c: Conn = { socket, closed: false, heads: [] };
     conns.push(c);
-    let buf = '';
-    socket.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      let end: number;
-      while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
-        const head = buf.slice(0, end);
-        buf = buf.slice(end + 4);
-        const auth = /\r\nauthorization: ([^\r]*)/i.exec(head)?.[1] ?? '-';
-        c.heads.push(`${head.split('\r\n')[0]} ${auth}`);
-        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
-      }
+    onRequestHeads(socket, (head) => {
+      const auth = /\r\nauthorization: ([^\r]*)/i.exec(head)?.[1] ?? '-';
+      c.heads.push(`${head.split('\r\n')[0]} ${auth}`);
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
     });
     socket.on('error', () => undefined);
     socket.on('close', () => (c.closed = true));
