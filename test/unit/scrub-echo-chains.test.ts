@@ -7,9 +7,10 @@ import { REDACTED, ScrubStream, Scrubber } from '../../src/sidecar/proxy/scrub.j
  * The class behind two leaks found in the twentieth session (a value holding `"` or `\`
  * echoed in JSON; a value holding `%3f` echoed percent-encoded twice): every held value
  * with characters some encoder escapes, echoed by an upstream through every chain of up to
- * three of the encoders upstreams apply to what they were sent (JSON string, percent,
- * HTML), must come back as one marker with the text around it intact — whole-value
- * scrubbing, the cheapest form, the one every header and large body gets.
+ * three of the encoders upstreams apply to what they were sent (JSON string,
+ * `encodeURIComponent`, `encodeURI`, HTML), must come back as one marker with the text
+ * around it intact — in whole-value scrubbing, the cheapest form, the one every header and
+ * large body gets, streamed in chunks, and in full scrubbing.
  */
 const VALUES = [
   'Xq7"vR2\\mK9pL4wT', // JSON's own escapes
@@ -22,6 +23,7 @@ const VALUES = [
 const ENCODERS: Record<string, (s: string) => string> = {
   json: (s) => JSON.stringify(s).slice(1, -1),
   pct: encodeURIComponent,
+  uri: encodeURI,
   html: (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;'),
 };
 const chains: string[][] = [[]];
