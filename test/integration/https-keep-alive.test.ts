@@ -17,6 +17,7 @@ import { issueServerCert, makeCa } from '../helpers/proxy-tls.js';
  * HTTP: requests one after another reuse one upstream connection (one TLS handshake), as
  * long as the upstream does not say otherwise.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-keep-alive-test-credential-0123456789';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-ka', acquiredAtMs: 0, expiresAtMs: Number.MAX_SAFE_INTEGER, lease: 'L-ka' });
 

@@ -19,6 +19,7 @@ import { closedPort, parseResponses, rawRequest } from '../helpers/security-net.
  * connection usable for its next request. A CONNECT is answered but, unlike the refused
  * upgrades, not recorded as a request (docs/observability.md: not counted).
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-raw-refusals-test-credential-0123456789';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-raw', acquiredAtMs: 0, expiresAtMs: Number.MAX_SAFE_INTEGER, lease: 'L-raw' });
 

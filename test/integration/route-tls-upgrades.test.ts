@@ -15,6 +15,7 @@ import { sleep } from '../helpers/wait.js';
  * connection of their own that is closed, never pooled, when the upstream refuses.
  */
 // Made up for this test (no vendor issues keys of this shape).
+// A fake credential made up for this test: not a real key.
 const SECRET = 'sk-tls-upgrade-5e1f9a3c7b2d4e6f8a0c';
 const inject = { header: 'authorization', format: 'Bearer {{credential}}' };
 const pki = verifyPki('leash tls-upgrade test CA', 'leash tls-upgrade other CA');

@@ -12,6 +12,7 @@ import { waitFor } from '../helpers/wait.js';
  * CGI spelling removed from what the agent sends.
  */
 // Made up for this test (no vendor issues keys of this shape).
+// A fake credential made up for this test: not a real key.
 const SECRET = 'sk-route-shapes-7c3e9a1f5b2d4c6e8a0f';
 
 interface Seen {

@@ -12,6 +12,7 @@ import { startSidecar, startUpstream, type RunningSidecar, type Upstream } from 
  * than 8 characters between the escapes (`Xq7"vR2\`). The value in JSON's escapes, once
  * and as JSON inside JSON, is now a form of its own.
  */
+// A fake credential made up for this test: not a real key.
 const PASSWORD = 'Xq7"vR2\\mK9pL4wT';
 const echoed = JSON.stringify({ error: 'invalid credentials', password: PASSWORD }); // …"Xq7\"vR2\\mK9pL4wT"…
 

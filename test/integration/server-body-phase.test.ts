@@ -13,6 +13,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * goes away mid-body is recorded as such (499): nothing is sent upstream, and nothing is
  * logged as a failure of the body phase.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-body-phase-credential-test-3e8b0d12';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-bpc', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-bpc' });

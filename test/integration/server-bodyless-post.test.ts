@@ -11,6 +11,7 @@ import { waitFor } from '../helpers/wait.js';
  * form in a charset whose names are not ASCII). Only a POST with a body goes through the
  * override guard (server.ts proceed).
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-bodyless-post-test-credential-7a91c3';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-bodyless', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-bodyless' });
 

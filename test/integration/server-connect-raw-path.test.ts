@@ -12,6 +12,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * upstream path goes out byte for byte as the agent sent it (under the route's prefix),
  * not re-escaped by url.parse (toProxy).
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-connect-raw-path-test-credential-94ab';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-crp', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-crp' });
 

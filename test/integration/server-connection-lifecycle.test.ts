@@ -13,6 +13,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * and again, is never cut); and the status recorded when the agent goes away is the
  * upstream's once its head was relayed, 499 (nginx's) only when it left before that.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-connection-lifecycle-test-5f17c0be';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-life', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-life' });
 

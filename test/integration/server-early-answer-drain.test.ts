@@ -21,6 +21,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * socket. It is now unpiped before it is resumed. The class: rests of every size from a
  * few bytes to 1 MB, sent with Content-Length or chunked.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-early-answer-drain-test-credential-1f6b';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-drain', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-drain' });
 

@@ -12,6 +12,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * leash_bad_request with the route, the connection closed, nothing forwarded — and a
  * request without a body goes out without a framing header the agent did not send.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-body-phase-override-credential-0123456789';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-bpo', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-bpo' });

@@ -10,6 +10,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * ProxyServer.close(grace) (server.ts): it stops accepting at once, lets a request in
  * flight finish within the grace before it resolves, and is idempotent.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-close-server-io-credential-0123456789';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-close', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-close' });

@@ -12,6 +12,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * — a request still waiting gets 503 leash_credential_unavailable, a stream under way is
  * cut, a WebSocket is closed — and returns how many it ended.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-cut-open-server-io-credential-0123456789';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-cut', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-cut' });

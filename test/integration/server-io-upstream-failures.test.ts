@@ -13,6 +13,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * the error code (docs/errors.md: "the warn log line names route and error code"), never
  * the upstream's bytes; an agent that left gets no answer and no failure is logged for it.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-upstream-failures-credential-0123456789';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-uf', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-uf' });

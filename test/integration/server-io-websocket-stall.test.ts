@@ -15,6 +15,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * that is gone by then is not forwarded at all. The stall is real: the test blocks the
  * loop for longer than STALL_MS after the bytes are in the kernel.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-ws-stall-credential-0123456789';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-wss', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-wss' });

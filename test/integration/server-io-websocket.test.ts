@@ -17,6 +17,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * status, dropped 101 headers are logged, and an agent socket that resets never takes the
  * process down.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-ws-server-io-credential-0123456789';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-ws', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-ws' });

@@ -13,6 +13,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * The stall here is real: the test blocks the loop longer than STALL_MS.
  */
 // Made up for this test (no vendor issues keys of this shape).
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-loop-stall-test-credential-5d2c81f0';
 const nowMs = 1_000_000;
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-stall', acquiredAtMs: nowMs - 1_000, expiresAtMs: nowMs + 3_600_000, lease: 'L-stall' });

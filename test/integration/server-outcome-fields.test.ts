@@ -13,6 +13,7 @@ import { waitFor } from '../helpers/wait.js';
  * was rewritten to; a request refused before any route was found still has its path; and
  * the revoked request's 503 names its route.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-outcome-fields-test-credential-8d3a';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-fields', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-fields' });
 

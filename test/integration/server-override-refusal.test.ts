@@ -9,6 +9,7 @@ import { waitFor } from '../helpers/wait.js';
  * forwardGuarded): the agent gets 400 leash_bad_request with `connection: close`, and its
  * connection is closed (the rest of what it sent is not read as another request).
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-override-refusal-test-credential-0c4d';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-ovr', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-ovr' });
 

@@ -10,6 +10,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * to end), close() resolves as soon as the last one has, and whatever leash answers itself
  * meanwhile closes its connection.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-shutdown-test-credential-61f0a2d4';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-shutdown', acquiredAtMs: 0, expiresAtMs: 3_600_000, lease: 'L-shutdown' });
 

@@ -16,6 +16,7 @@ import { sleep, waitFor } from '../helpers/wait.js';
  * no timeout applies any more — the session is not cut, and when it ends, the request is
  * recorded (metrics, audit) as the 101 it was, not as a 504.
  */
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-ws-outcome-test-credential-0123456789';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-ws', acquiredAtMs: 0, expiresAtMs: Number.MAX_SAFE_INTEGER, lease: 'L-ws' });
 

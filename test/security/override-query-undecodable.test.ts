@@ -15,6 +15,7 @@ import { expectOverrideRefused, phpOverrideSidecar, symfonyMethod } from '../hel
  * escape, as PHP does, before the NUL cut.
  * The upstream runs PHP's name rules (test/helpers/php-override.ts, as in override-query-nul.test.ts).
  */
+// A fake credential made up for this test: not a real key.
 const SECRET = 'sk-override-undecodable-6b2d8f0a4c1e3579';
 
 const setup = phpOverrideSidecar(SECRET);

@@ -11,6 +11,7 @@ import { rawRequest, startRecordingUpstream, type RecordingUpstream } from '../h
  * agent's `key`, and an upstream that splits at `;` and takes the first value (Go's
  * `Query().Get`) authenticated the request with the agent's key instead of leash's.
  */
+// A fake credential made up for this test: not a real key.
 const SECRET = 'sk-query-inject-8d2f6b0a4e1c3957';
 
 /** Go < 1.17 net/url: `&` and `;` separate, the first value of a name wins. */

@@ -11,6 +11,7 @@ import { waitFor } from '../helpers/wait.js';
  * around it are still sent, in order, once the route's sockets free up.
  */
 // Made up for this test (no vendor issues keys of this shape).
+// A fake credential made up for this test: not a real key.
 const SECRET = 'sk-queued-middle-5d1a7c3e9f2b8046';
 
 const held = heldRoute(SECRET);

@@ -34,6 +34,7 @@ describe('auditPath: the edges of the printable range', () => {
   });
 });
 
+// A fake credential made up for this test: not a real key.
 const VALUE = 'sk-audit-path-test-credential-0123456789';
 const cred = (): HeldCredential => ({ value: VALUE, fingerprint: 'fp-audit', acquiredAtMs: 0, expiresAtMs: Number.MAX_SAFE_INTEGER, lease: 'L-audit' });
 

@@ -8,6 +8,7 @@ import { REDACTED, Scrubber } from '../../src/sidecar/proxy/scrub.js';
  * to or inside an echo, several echoes found in another order than they stand in the
  * text, echoes at the very start, side by side, or overlapping.
  */
+// A fake credential made up for this test: not a real key.
 const SECRET = 'sk-proj-Ab3Cd4Ef5Gh6Ij7Kl8';
 const u = (s: string) => s.replace(/-/g, '\\u002d');
 const pct = (s: string) => s.replace(/-/g, '%2D');

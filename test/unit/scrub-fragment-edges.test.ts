@@ -6,6 +6,7 @@ import { REDACTED, Scrubber } from '../../src/sidecar/proxy/scrub.js';
  * occurs in a held value is replaced, extended to the longest run that still occurs in
  * one — at the edges of the text too, and with several values held (after rotations).
  */
+// A fake credential made up for this test: not a real key.
 const A = 'sk-proj-Ab3Cd4Ef5Gh6Ij7Kl8';
 const B = 'sk-proj-Zy9Xw8Vu7Ts6Rq5Po4';
 

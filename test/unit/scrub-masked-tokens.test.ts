@@ -7,6 +7,7 @@ import { REDACTED, Scrubber } from '../../src/sidecar/proxy/scrub.js';
  * value or its visible suffix (≥ 4 characters) ends one. Visible parts here are shorter
  * than a fragment (8), so rule 2 cannot be what removes them.
  */
+// A fake credential made up for this test: not a real key.
 const SECRET = 'sk_Za9-Bb0c1Dd2Ee3Ff4Gg5Hh6';
 const scrubber = new Scrubber([SECRET]);
 const TOKEN = /^[A-Za-z0-9_-]$/;

@@ -9,6 +9,7 @@ import { REDACTED, ScrubStream, Scrubber } from '../../src/sidecar/proxy/scrub.j
  * is passed on as it comes except the last `span - 1` characters, held back so an echo cut
  * by the chunk end is still found; bytes pass through unchanged (latin1 round trip).
  */
+// A fake credential made up for this test: not a real key.
 const SECRET = 'sk-proj-Ab3Cd4Ef5Gh6Ij7Kl8';
 
 describe('ScrubStream passes a chunk on at once, all but what it must hold back', () => {
