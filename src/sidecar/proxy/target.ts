@@ -197,18 +197,7 @@ export function methodOverrideParam(query: string): string | undefined {
   if (query.length < 2 || !MAYBE_OVERRIDE.test(query)) return undefined;
   for (const pair of query.slice(1).split(/[&;]/)) {
     const eq = pair.indexOf('=');
-    const key = eq === -1 ? pair : pair.slice(0, eq);
-    // %uXXXX: IIS and ASP.NET's UrlDecode read it.
-    let name = key.replace(/\+/g, ' ').replace(/%u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
-    try {
-      name = decodeURIComponent(name);
-    } catch {
-      // Not UTF-8, or a `%` without two hex digits: decoded escape by escape, as PHP's
-      // php_url_decode does (a bad `%` left alone), so `_method%00%` is still `_method`
-      // once cut at its NUL. Compared as sent, it was forwarded and ran as the override.
-      name = name.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
-    }
-    const override = overrideParamName(name);
+    const override = overrideParamName(decodedParamName(eq === -1 ? pair : pair.slice(0, eq)));
     if (override !== undefined) return override;
   }
   return undefined;
@@ -222,8 +211,7 @@ export function methodOverrideParam(query: string): string | undefined {
  */
 export function overrideParamName(decoded: string): string | undefined {
   // PHP registers the decoded name as a C string (strlen): `_method%00x` is `_method`.
-  const nul = decoded.indexOf('\0');
-  const name = (nul === -1 ? decoded : decoded.slice(0, nul)).replace(/^ +/, '').toLowerCase();
+  const name = cutAtNul(decoded).replace(/^ +/, '').toLowerCase();
   const bracket = name.indexOf('[');
   const candidates = bracket > 0 ? [name, name.slice(0, bracket)] : [name];
   // Rack 2 (Rails 6, 7.0) drops leading brackets: `[_method]` is `_method` there.
@@ -236,18 +224,23 @@ export function overrideParamName(decoded: string): string | undefined {
 }
 
 /**
- * A query parameter's name as its readers decode it: `+` as a space, percent-escapes
- * decoded (escape by escape when the whole is not UTF-8 or has a bad `%`, as PHP does),
- * cut at a NUL (PHP).
+ * A query parameter's name as its readers decode it: `+` as a space, `%uXXXX` (IIS and
+ * ASP.NET's UrlDecode), percent-escapes — escape by escape when the whole is not UTF-8 or
+ * has a bad `%`, as PHP's php_url_decode does (a bad `%` left alone), so `_method%00%` is
+ * still `_method` once cut at its NUL (compared as sent, it was once forwarded and ran as
+ * the override). The NUL cut is the caller's (overrideParamName, withoutQueryParam).
  */
-function queryParamName(key: string): string {
-  const spaced = key.replace(/\+/g, ' ');
-  let name: string;
+function decodedParamName(key: string): string {
+  const name = key.replace(/\+/g, ' ').replace(/%u([0-9a-fA-F]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
   try {
-    name = decodeURIComponent(spaced);
+    return decodeURIComponent(name);
   } catch {
-    name = spaced.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    return name.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
   }
+}
+
+/** A name as PHP registers it: up to its first NUL. */
+function cutAtNul(name: string): string {
   const nul = name.indexOf('\0');
   return nul === -1 ? name : name.slice(0, nul);
 }
@@ -266,7 +259,7 @@ export function withoutQueryParam(query: string, name: string): string {
     const pair = parts[i]!;
     if (pair === '') continue;
     const eq = pair.indexOf('=');
-    if (queryParamName(eq === -1 ? pair : pair.slice(0, eq)) === name) continue;
+    if (cutAtNul(decodedParamName(eq === -1 ? pair : pair.slice(0, eq))) === name) continue;
     out += out === '' ? pair : `${parts[i - 1]}${pair}`;
   }
   return out ? `?${out}` : '';
