@@ -287,7 +287,12 @@ export class Scrubber {
     // that would shrink below FRAGMENT characters is too short to be told from ordinary
     // text and is left to the literal pass.
     const perValueView = perValue.map((forms) => [
-      ...new Set(forms.map((f) => [f, decodedView(f)] as const).flatMap(([f, v]) => (v === f || v.length >= FRAGMENT ? [v] : []))),
+      ...new Set(
+        forms.flatMap((f) => {
+          const v = decodedView(f);
+          return v === f || v.length >= FRAGMENT ? [v] : [];
+        }),
+      ),
     ]);
     this.viewForms = [...new Set(perValueView.flat())].sort(byLength);
     this.viewAnchors = anchorsOf(perValueView);
